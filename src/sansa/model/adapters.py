@@ -1,0 +1,121 @@
+"""AdaptFormer adapters added from outside to the blocks of SAM2's Hiera trunk.
+
+In an adapted block, after the attention residual ``x``::
+
+    x = x + mlp(norm2(x)) + adapter(x)        adapter(x) = 0.1 * up(relu(down(layer_norm(x))))
+
+``sam2``'s block code is not edited: a pre-hook on ``block.norm2`` keeps the residual stream
+``x`` it reads, and a forward hook on the block adds ``adapter(x)`` to the block's output, in
+the same order of additions as the authors' code. The adapter is registered as
+``block.adapter``, so its state-dict keys are the authors'
+(``sam.image_encoder.trunk.blocks.<i>.adapter.{adapter_layer_norm_before,down_proj,up_proj}.*``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+ADAPTER_SCALE = 0.1
+_RESIDUAL = "_sansa_adapter_input"
+
+
+class Adapter(nn.Module):
+    """Pre-norm bottleneck MLP: ``[..., width] -> [..., width]``.
+
+    Args:
+        width: the block's output width.
+        bottleneck: the hidden width.
+        scale: factor on the output (0.1 in SANSA).
+
+    The up-projection starts at zero (weight and bias), so a fresh adapter adds exactly 0.
+    """
+
+    def __init__(self, width: int, bottleneck: int, scale: float = ADAPTER_SCALE) -> None:
+        super().__init__()
+        self.scale = scale
+        self.adapter_layer_norm_before = nn.LayerNorm(width)
+        self.down_proj = nn.Linear(width, bottleneck)
+        self.up_proj = nn.Linear(bottleneck, width)
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(self.down_proj.weight, a=math.sqrt(5))
+            nn.init.zeros_(self.down_proj.bias)
+            nn.init.zeros_(self.up_proj.weight)
+            nn.init.zeros_(self.up_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.up_proj(torch.relu(self.down_proj(self.adapter_layer_norm_before(x))))
+        return x * self.scale
+
+
+def block_stages(stages: Sequence[int]) -> list[int]:
+    """0-based stage index of every block, for a trunk with ``stages`` blocks per stage."""
+    return [stage for stage, count in enumerate(stages) for _ in range(count)]
+
+
+def bottleneck_width(block_input_width: int, channel_factor: float) -> int:
+    """The authors' rule: ``int(input width * factor)``; a stage's first block gets half."""
+    return int(block_input_width * channel_factor)
+
+
+def _keep_residual(norm2: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    setattr(norm2, _RESIDUAL, args[0])
+
+
+def _add_adapter(block: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    residual = getattr(block.norm2, _RESIDUAL)
+    setattr(block.norm2, _RESIDUAL, None)
+    return output + block.adapter(residual)
+
+
+def inject_adapters(trunk: nn.Module, stage_sizes: Sequence[int], stages: Iterable[int],
+                    channel_factor: float) -> list[int]:
+    """Give every block of the chosen stages an :class:`Adapter`.
+
+    Args:
+        trunk: a ``sam2`` Hiera trunk (``trunk.blocks``).
+        stage_sizes: blocks per stage of that trunk, e.g. ``(2, 6, 36, 4)`` for Hiera-L.
+        stages: 0-based stages to adapt (SANSA: ``(2, 3)``).
+        channel_factor: bottleneck width as a fraction of the block's input width.
+
+    Returns:
+        The indices of the adapted blocks.
+    """
+    chosen = set(stages)
+    stage_of = block_stages(stage_sizes)
+    if len(stage_of) != len(trunk.blocks):
+        raise ValueError(f"stage sizes {tuple(stage_sizes)} do not add up to {len(trunk.blocks)} blocks")
+    if not chosen <= set(range(len(stage_sizes))):
+        raise ValueError(f"adapter stages {sorted(chosen)} outside 0..{len(stage_sizes) - 1}")
+    adapted = []
+    for index, block in enumerate(trunk.blocks):
+        if stage_of[index] not in chosen:
+            continue
+        block.adapter = Adapter(block.dim_out, bottleneck_width(block.dim, channel_factor))
+        block.norm2.register_forward_pre_hook(_keep_residual)
+        block.register_forward_hook(_add_adapter)
+        adapted.append(index)
+    return adapted
+
+
+def is_adapter_key(key: str) -> bool:
+    """Whether a state-dict key belongs to an adapter."""
+    return ".adapter." in key
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the adapter tensors of ``model``, under their full keys."""
+    return {k: v for k, v in model.state_dict().items() if is_adapter_key(k)}
+
+
+def freeze_all_but_adapters(model: nn.Module) -> list[str]:
+    """Set ``requires_grad`` on adapter parameters only; returns the trainable names."""
+    trainable = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(is_adapter_key(name))
+        if param.requires_grad:
+            trainable.append(name)
+    return trainable

@@ -1,0 +1,194 @@
+"""``SansaPredictor``: the stateful front of the model, holding reference memories.
+
+Typical use::
+
+    predictor = SansaPredictor.from_checkpoint("sam2_hiera_large.pt", "sansa_adapter.pth")
+    predictor.add_reference("ref.jpg", mask="ref_mask.png")        # encoded once
+    for path in targets:
+        prediction = predictor.predict(path)                        # reuses the memory
+
+References are kept in the order added; each has a class ``label``. Targets are never written to
+memory, so every target is segmented independently of the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from sansa.devices import resolve_device
+from sansa.errors import SansaError
+from sansa.images import ImageLike, load_image
+from sansa.model.memory import MemoryTokens
+from sansa.model.sansa import Decoded, ImageFeatures, SansaModel
+from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference
+from sansa.transforms import ModelTransform
+
+
+class SansaPredictor:
+    """Segments targets from the references added so far.
+
+    Args:
+        model: a :class:`SansaModel` (weights loaded).
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+    """
+
+    def __init__(self, model: SansaModel, device: str | torch.device | None = "auto") -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.transform = ModelTransform(model.image_size)
+        self._references: list[Reference] = []
+        self._memory: dict[str, MemoryTokens] = {}
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(
+        cls,
+        sam2_checkpoint: str | os.PathLike,
+        adapter_checkpoint: str | os.PathLike | None = None,
+        model: str | os.PathLike = "hiera_large",
+        device: str | torch.device | None = "auto",
+    ) -> SansaPredictor:
+        """Build from Meta's SAM2 release-1.0 checkpoint and a SANSA adapter file.
+
+        Args:
+            sam2_checkpoint: e.g. ``sam2_hiera_large.pt``.
+            adapter_checkpoint: an authors' (or ``sansa train``) adapter file; its stages and
+                channel factor are read off its tensor shapes. ``None`` gives plain SAM2.
+            model: the backbone name (``hiera_tiny``, ``hiera_small``, ``hiera_base_plus``,
+                ``hiera_large``, ``test_tiny``) or a ``sam2`` YAML config path.
+            device: where to run.
+        """
+        from sansa.model.loading import load_sansa
+
+        return cls(load_sansa(sam2_checkpoint, adapter_checkpoint, model), device=device)
+
+    # -- references ---------------------------------------------------------------------
+    @property
+    def references(self) -> list[Reference]:
+        """The references, in the order added."""
+        return list(self._references)
+
+    @property
+    def labels(self) -> list[str]:
+        """The classes, in order of their first reference."""
+        return list(dict.fromkeys(r.label for r in self._references))
+
+    def add_reference(
+        self,
+        image: ImageLike,
+        mask: Any = None,
+        points: Any = None,
+        labels: Any = None,
+        box: Any = None,
+        scribble: Any = None,
+        label: str = DEFAULT_LABEL,
+        name: str | None = None,
+    ) -> Reference:
+        """Encode a reference image and its prompt into memory (once).
+
+        Args:
+            image: a path, PIL image or ``uint8 [H, W, 3]`` array.
+            mask: the object's pixels, ``[H, W]`` (array, PIL image or PNG path); or
+            points: clicks ``[[x, y], ...]`` with ``labels`` (1 object, 0 not; default all 1);
+            box: ``[x0, y0, x1, y1]``;
+            scribble: points along a stroke ``[[x, y], ...]`` (or a list of strokes).
+                Points, box and scribble can be combined; a mask cannot.
+            label: the class this reference is an example of.
+            name: a display name (defaults to the file name).
+
+        Returns:
+            The :class:`Reference`, with the mask SANSA understood (``.mask``, ``.logits``).
+        """
+        if not isinstance(label, str) or not label.strip():
+            raise SansaError("label: must be a non-empty class name")
+        pixels = load_image(image, "image")
+        prompt = Prompt.create(points=points, labels=labels, box=box, scribble=scribble, mask=mask)
+        height, width = pixels.shape[:2]
+        prompt.check_fits(height, width)
+        with torch.inference_mode():
+            feats = self._encode([pixels])
+            decoded = self._decode_reference(feats, prompt, height, width)
+            entry = self.model.encode_memory(feats, decoded)
+            logits = self.transform.logits_to_image(decoded.low_res_logits, height, width)[0]
+        reference = Reference(
+            label=label,
+            prompt=prompt,
+            logits=logits.cpu().numpy(),
+            mask=prompt.mask.copy() if prompt.mask is not None else (logits > 0).cpu().numpy(),
+            score=None if prompt.mask is not None else float(decoded.iou[0]),
+            memory=entry,
+            name=name or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"reference {len(self._references)}"),
+        )
+        self._references.append(reference)
+        self._memory.pop(label, None)
+        return reference
+
+    def remove_reference(self, index: int) -> Reference:
+        """Forget the reference at ``index`` (in the order added)."""
+        if not 0 <= index < len(self._references):
+            raise SansaError(f"reference index {index} out of range (0..{len(self._references) - 1})")
+        reference = self._references.pop(index)
+        self._memory.pop(reference.label, None)
+        return reference
+
+    def reset(self) -> None:
+        """Forget every reference."""
+        self._references.clear()
+        self._memory.clear()
+
+    # -- targets --------------------------------------------------------------------------
+    def predict(self, target: ImageLike, label: str | None = None) -> Prediction:
+        """Segment one class in one target image.
+
+        Args:
+            target: a path, PIL image or ``uint8 [H, W, 3]`` array.
+            label: the class; may be left out when all references share one class.
+
+        Returns:
+            A :class:`Prediction` at the target's own size.
+        """
+        label = self._single_label(label)
+        pixels = load_image(target, "target")
+        with torch.inference_mode():
+            feats = self._encode([pixels])
+            decoded = self.model.decode_targets(feats, self.memory(label))
+        return self._prediction(decoded, 0, label, pixels.shape[:2])
+
+    def memory(self, label: str) -> MemoryTokens:
+        """The assembled memory of one class (computed once, cached until its references change)."""
+        if label not in self._memory:
+            entries = [r.memory for r in self._references if r.label == label]
+            if not entries:
+                raise SansaError(f"label: no reference of class {label!r} (known: {', '.join(self.labels) or 'none'})")
+            with torch.inference_mode():
+                self._memory[label] = self.model.assemble_memory(entries)
+        return self._memory[label]
+
+    # -- internals ----------------------------------------------------------------------
+    def _single_label(self, label: str | None) -> str:
+        if not self._references:
+            raise SansaError("no reference added yet: call add_reference() first")
+        if label is not None:
+            return label
+        if len(self.labels) > 1:
+            raise SansaError(f"label: references cover {len(self.labels)} classes ({', '.join(self.labels)}); name one")
+        return self.labels[0]
+
+    def _encode(self, images: Sequence[np.ndarray]) -> ImageFeatures:
+        batch = torch.stack([self.transform.image(image) for image in images]).to(self.device)
+        return self.model.encode_images(batch)
+
+    def _decode_reference(self, feats: ImageFeatures, prompt: Prompt, height: int, width: int) -> Decoded:
+        if prompt.mask is not None:
+            return self.model.decode_mask(feats, self.transform.mask(prompt.mask).to(self.device))
+        inputs = self.transform.point_prompt(prompt, height, width)
+        return self.model.decode_prompt(feats, {k: v.to(self.device) for k, v in inputs.items()})
+
+    def _prediction(self, decoded: Decoded, index: int, label: str, size: tuple[int, int]) -> Prediction:
+        logits = self.transform.logits_to_image(decoded.low_res_logits[index : index + 1], *size)[0]
+        return Prediction(logits=logits.cpu().numpy(), score=float(decoded.iou[index]), label=label)

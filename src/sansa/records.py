@@ -1,0 +1,207 @@
+"""Typed records that flow between the parts: prompts, references and predictions.
+
+Coordinate convention everywhere: pixels of the image the prompt belongs to, ``x`` = column,
+``y`` = row, no half-pixel offset (SAM2's prompt encoder adds 0.5 itself). Boxes are
+``[x0, y0, x1, y1]``; masks are ``bool [H, W]``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sansa.errors import PromptError
+
+DEFAULT_LABEL = "object"
+# A scribble longer than this is thinned evenly along its length: the reference code's scribbles
+# of thousands of point tokens slow the decoder without telling it more.
+MAX_SCRIBBLE_POINTS = 64
+
+
+class PromptType(str, enum.Enum):
+    """How a reference is marked. Shared by the library, the CLI and the web schema."""
+
+    MASK = "mask"
+    POINT = "point"
+    BOX = "box"
+    SCRIBBLE = "scribble"
+    MIXED = "mixed"
+
+
+def _as_xy(value: Any, name: str) -> np.ndarray:
+    """Points as ``float32 [P, 2]``; a list of strokes (``[[x, y], ...]`` each) is concatenated."""
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], np.ndarray) and value[0].ndim == 2:
+        value = np.concatenate(value, axis=0)
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        array = None
+    if array is not None and array.ndim == 3:  # several strokes of equal length
+        array = array.reshape(-1, array.shape[-1])
+    if array is None or array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
+        raise PromptError(f"{name}: expected a non-empty list of [x, y] pairs")
+    if not np.isfinite(array).all():
+        raise PromptError(f"{name}: coordinates must be finite numbers")
+    return array
+
+
+def _thin(points: np.ndarray, limit: int) -> np.ndarray:
+    if len(points) <= limit:
+        return points
+    keep = np.round(np.linspace(0, len(points) - 1, limit)).astype(int)
+    return points[keep]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the user marked on one reference image.
+
+    Attributes:
+        points: ``float32 [P, 2]`` clicks ``(x, y)``, with ``labels`` ``int32 [P]``
+            (1 = object, 0 = not the object).
+        box: ``float32 [4]`` ``x0, y0, x1, y1``.
+        scribble: ``float32 [S, 2]`` points along one or more strokes, all positive.
+        mask: ``bool [H, W]``, the object's pixels; cannot be combined with the others.
+    """
+
+    points: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    box: np.ndarray | None = None
+    scribble: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    @classmethod
+    def create(
+        cls,
+        points: Any = None,
+        labels: Any = None,
+        box: Any = None,
+        scribble: Any = None,
+        mask: Any = None,
+    ) -> Prompt:
+        """Normalise user values (lists, tuples, arrays, tensors) into a validated prompt."""
+        if mask is not None:
+            if points is not None or box is not None or scribble is not None:
+                raise PromptError("mask: a mask prompt cannot be combined with points, box or scribble")
+            from sansa.images import load_mask
+
+            return cls(mask=load_mask(mask))
+        if points is None and box is None and scribble is None:
+            raise PromptError("prompt: give a mask, points, a box or a scribble")
+        point_array = label_array = box_array = scribble_array = None
+        if points is not None:
+            point_array = _as_xy(points, "points")
+            label_array = _labels(labels, len(point_array))
+        elif labels is not None:
+            raise PromptError("labels: given without points")
+        if box is not None:
+            box_array = np.asarray(box, dtype=np.float32).reshape(-1)
+            if box_array.shape != (4,) or not np.isfinite(box_array).all():
+                raise PromptError("box: expected four numbers [x0, y0, x1, y1]")
+            if box_array[2] <= box_array[0] or box_array[3] <= box_array[1]:
+                raise PromptError(f"box: {box_array.tolist()} is empty (need x1 > x0 and y1 > y0)")
+        if scribble is not None:
+            scribble_array = _thin(_as_xy(scribble, "scribble"), MAX_SCRIBBLE_POINTS)
+        return cls(points=point_array, labels=label_array, box=box_array, scribble=scribble_array)
+
+    @property
+    def type(self) -> PromptType:
+        """The kind of prompt; ``MIXED`` when several kinds are combined."""
+        kinds = [
+            kind
+            for kind, value in (
+                (PromptType.MASK, self.mask),
+                (PromptType.POINT, self.points),
+                (PromptType.BOX, self.box),
+                (PromptType.SCRIBBLE, self.scribble),
+            )
+            if value is not None
+        ]
+        return kinds[0] if len(kinds) == 1 else PromptType.MIXED
+
+    def check_fits(self, height: int, width: int) -> None:
+        """Raise :class:`PromptError` unless the prompt lies within an ``height x width`` image."""
+        if self.mask is not None:
+            if self.mask.shape != (height, width):
+                raise PromptError(
+                    f"mask: size {self.mask.shape[1]}x{self.mask.shape[0]} does not match the image "
+                    f"({width}x{height})"
+                )
+            if not self.mask.any():
+                raise PromptError("mask: is empty (no foreground pixel); mark at least one pixel")
+            return
+        for name, xy in (("points", self.points), ("scribble", self.scribble)):
+            if xy is not None:
+                _check_inside(xy, width, height, name)
+        if self.box is not None:
+            _check_inside(self.box.reshape(2, 2), width, height, "box")
+
+
+def _labels(labels: Any, count: int) -> np.ndarray:
+    if labels is None:
+        return np.ones(count, dtype=np.int32)
+    array = np.asarray(labels).reshape(-1)
+    if array.shape != (count,):
+        raise PromptError(f"labels: {array.size} labels for {count} points")
+    if not np.isin(array, (0, 1)).all():
+        raise PromptError("labels: each label must be 1 (object) or 0 (not the object)")
+    return array.astype(np.int32)
+
+
+def _check_inside(xy: np.ndarray, width: int, height: int, name: str) -> None:
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
+    if outside.any():
+        x, y = xy[np.argmax(outside)].tolist()
+        raise PromptError(f"{name}: ({x:g}, {y:g}) lies outside the {width}x{height} image")
+
+
+@dataclass(eq=False)
+class Reference:
+    """A reference image encoded into SANSA's memory.
+
+    Attributes:
+        label: the class this reference is an example of.
+        prompt: what the user marked.
+        logits: ``float32 [H, W]`` the reference mask SANSA decoded (for a mask prompt, the
+            user's mask as the ``+10/-10`` logits written to memory).
+        mask: ``bool [H, W]`` the reference mask: decoded for point/box/scribble prompts, the
+            user's own for mask prompts.
+        score: the decoder's IoU estimate for a decoded mask, ``None`` for a mask prompt.
+        memory: the model's memory entry (tensors), reused for every target.
+    """
+
+    label: str
+    prompt: Prompt
+    logits: np.ndarray
+    mask: np.ndarray
+    score: float | None
+    memory: Any = field(repr=False)
+    name: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the reference image."""
+        return self.mask.shape[0], self.mask.shape[1]
+
+
+@dataclass(eq=False)
+class Prediction:
+    """SANSA's segmentation of one class in one target image.
+
+    Attributes:
+        logits: ``float32 [H, W]`` mask logits at the target's own size.
+        score: the decoder's IoU estimate for the chosen mask (0..1).
+        label: the class.
+        mask: ``bool [H, W]``, foreground where ``sigmoid(logits) > 0.5``.
+    """
+
+    logits: np.ndarray
+    score: float
+    label: str = DEFAULT_LABEL
+    mask: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.mask = self.logits > 0
