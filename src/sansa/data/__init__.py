@@ -1,0 +1,1 @@
+"""Few-shot datasets, episodes and prompts generated from masks."""

@@ -1,0 +1,54 @@
+"""Shared test fixtures: paths of the golden fixtures and tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO.parent / "shared" / "fixtures" / "golden_v1"
+
+
+def golden_path(name: str) -> Path:
+    """A file of ``../shared/fixtures/golden_v1`` (never copied into the repo)."""
+    path = GOLDEN / name
+    if not path.exists():
+        pytest.skip(f"golden fixtures not found at {GOLDEN}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def golden_predictor():
+    """The authors' fixture model (tiny SAM2 + adapters, random weights) on the CPU."""
+    from sansa import SansaPredictor
+
+    return SansaPredictor.from_checkpoint(
+        golden_path("sam2_checkpoint.pt"),
+        golden_path("sansa_adapter.pth"),
+        model=golden_path("sam2_config.yaml"),
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A random-weight ``test_tiny`` SANSA model with non-zero adapters, seeded."""
+    import torch
+
+    from sansa.model.build import build_sansa
+
+    torch.manual_seed(0)
+    model = build_sansa("test_tiny")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".adapter.up_proj" in name:
+                param.normal_(0, 0.02)
+    return model
+
+
+@pytest.fixture()
+def tiny_predictor(tiny_model):
+    from sansa import SansaPredictor
+
+    return SansaPredictor(tiny_model, device="cpu")
