@@ -1,0 +1,55 @@
+"""Options shared by commands that load a model, and turning them into a predictor."""
+
+from __future__ import annotations
+
+import argparse
+
+from sansa.cli import given
+
+MODEL_HELP = """model (pick one way):
+  --model NAME                 a released model, downloaded and cached (see `sansa models`)
+  --sam2-checkpoint FILE       Meta's SAM2 release-1.0 checkpoint, with
+      [--adapter FILE]         an adapter file (authors' or `sansa train`), and
+      [--backbone NAME|YAML]   the backbone it fits (default hiera_large)
+  --backbone test_tiny --random-weights   a tiny random model, for trying things out"""
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--sam2-checkpoint``, ``--adapter``, ``--backbone``, ``--random-weights``, ``--device``."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", metavar="NAME", help="released model name (default: sansa-universal)")
+    group.add_argument("--sam2-checkpoint", metavar="FILE", help="Meta's SAM2 release-1.0 checkpoint (.pt)")
+    group.add_argument("--adapter", metavar="FILE", help="SANSA adapter checkpoint (.pth)")
+    group.add_argument("--backbone", metavar="NAME|YAML",
+                       help="hiera_tiny, hiera_small, hiera_base_plus, hiera_large, test_tiny, or a sam2 config")
+    group.add_argument("--random-weights", action="store_true", default=None,
+                       help="random weights (no checkpoint): only to try the tools out")
+    group.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="where to run (default: auto)")
+
+
+def load_predictor(args: argparse.Namespace):
+    """A :class:`~sansa.predictor.SansaPredictor` from the model options the user set."""
+    from sansa.errors import SansaError
+    from sansa.predictor import SansaPredictor
+
+    options = given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights", "device")
+    device = options.pop("device", None)
+    if options.get("random_weights"):
+        from sansa.model.build import build_sansa
+
+        build_args = {"model": options["backbone"]} if "backbone" in options else {}
+        return SansaPredictor(build_sansa(**build_args), **_device(device))
+    if "sam2_checkpoint" in options:
+        if "model" in options:
+            raise SansaError("--model and --sam2-checkpoint: give one or the other")
+        kwargs = {"model": options["backbone"]} if "backbone" in options else {}
+        return SansaPredictor.from_checkpoint(options["sam2_checkpoint"], options.get("adapter"), **kwargs,
+                                              **_device(device))
+    if "adapter" in options or "backbone" in options:
+        raise SansaError("--adapter/--backbone need --sam2-checkpoint (or use --model NAME)")
+    name = {"name": options["model"]} if "model" in options else {}
+    return SansaPredictor.from_pretrained(**name, **_device(device))
+
+
+def _device(device: str | None) -> dict:
+    return {"device": device} if device is not None else {}
