@@ -14,7 +14,7 @@ memory, so every target is segmented independently of the others.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from sansa.errors import SansaError
 from sansa.images import ImageLike, load_image
 from sansa.model.memory import MemoryTokens
 from sansa.model.sansa import Decoded, ImageFeatures, SansaModel
-from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference
+from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference, Segmentation
 from sansa.transforms import ModelTransform
 
 
@@ -66,6 +66,28 @@ class SansaPredictor:
         from sansa.model.loading import load_sansa
 
         return cls(load_sansa(sam2_checkpoint, adapter_checkpoint, model), device=device)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = "sansa-universal",
+        device: str | torch.device | None = "auto",
+        cache_dir: str | os.PathLike | None = None,
+        offline: bool | None = None,
+    ) -> SansaPredictor:
+        """A released SANSA model by name, downloaded once and cached (see ``sansa models``).
+
+        Args:
+            name: a registered model (``sansa-universal``, ``sansa-generalist``, ...).
+            device: where to run.
+            cache_dir: where adapter files are cached (default: beside the Hugging Face cache).
+            offline: never download; use only cached files (default: ``HF_HUB_OFFLINE``).
+        """
+        from sansa.hub import resolve_pretrained
+
+        files = resolve_pretrained(name, cache_dir=cache_dir, offline=offline)
+        return cls.from_checkpoint(files.sam2_checkpoint, files.adapter_checkpoint, model=files.backbone,
+                                   device=device)
 
     # -- references ---------------------------------------------------------------------
     @property
@@ -122,7 +144,7 @@ class SansaPredictor:
             mask=prompt.mask.copy() if prompt.mask is not None else (logits > 0).cpu().numpy(),
             score=None if prompt.mask is not None else float(decoded.iou[0]),
             memory=entry,
-            name=name or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"reference {len(self._references)}"),
+            name=name or _name_of(image, f"reference {len(self._references)}"),
         )
         self._references.append(reference)
         self._memory.pop(label, None)
@@ -159,6 +181,46 @@ class SansaPredictor:
             decoded = self.model.decode_targets(feats, self.memory(label))
         return self._prediction(decoded, 0, label, pixels.shape[:2])
 
+    def segment(self, target: ImageLike, name: str | None = None) -> Segmentation:
+        """Segment every class in one target: the image is encoded once, each class decoded from it."""
+        return self.segment_batch([target], [name] if name is not None else None)[0]
+
+    def segment_batch(self, targets: Sequence[ImageLike], names: Sequence[str] | None = None) -> list[Segmentation]:
+        """Segment every class in several targets, encoding them as one batch.
+
+        Args:
+            targets: paths, PIL images or ``uint8 [H, W, 3]`` arrays (sizes may differ).
+            names: display names (default: the paths, or ``target <i>``).
+
+        Returns:
+            One :class:`Segmentation` per target, at that target's own size.
+        """
+        if not self._references:
+            raise SansaError("no reference added yet: call add_reference() first")
+        images = [load_image(t, "target") for t in targets]
+        names = list(names) if names is not None else [_name_of(t, f"target {i}") for i, t in enumerate(targets)]
+        per_class: list[list[Prediction]] = [[] for _ in images]
+        with torch.inference_mode():
+            feats = self._encode(images)
+            for label in self.labels:
+                decoded = self.model.decode_targets(feats, self.memory(label))
+                for i, image in enumerate(images):
+                    per_class[i].append(self._prediction(decoded, i, label, image.shape[:2]))
+        return [Segmentation.from_predictions(p, n) for p, n in zip(per_class, names)]
+
+    def segment_many(self, targets: Iterable[ImageLike], batch_size: int = 4) -> Iterator[Segmentation]:
+        """Stream :meth:`segment_batch` over any number of targets, ``batch_size`` at a time."""
+        if batch_size < 1:
+            raise SansaError(f"batch_size: must be at least 1, got {batch_size}")
+        batch: list[ImageLike] = []
+        for target in targets:
+            batch.append(target)
+            if len(batch) == batch_size:
+                yield from self.segment_batch(batch)
+                batch = []
+        if batch:
+            yield from self.segment_batch(batch)
+
     def memory(self, label: str) -> MemoryTokens:
         """The assembled memory of one class (computed once, cached until its references change)."""
         if label not in self._memory:
@@ -192,3 +254,7 @@ class SansaPredictor:
     def _prediction(self, decoded: Decoded, index: int, label: str, size: tuple[int, int]) -> Prediction:
         logits = self.transform.logits_to_image(decoded.low_res_logits[index : index + 1], *size)[0]
         return Prediction(logits=logits.cpu().numpy(), score=float(decoded.iou[index]), label=label)
+
+
+def _name_of(source: ImageLike, fallback: str) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else fallback

@@ -205,3 +205,41 @@ class Prediction:
 
     def __post_init__(self) -> None:
         self.mask = self.logits > 0
+
+
+@dataclass(eq=False)
+class Segmentation:
+    """Every class SANSA knows, segmented in one target image.
+
+    Attributes:
+        predictions: one :class:`Prediction` per class, in ``labels`` order. Each is the class
+            on its own (masks of different classes may overlap).
+        labels: the classes, in the order of their first reference.
+        label_map: ``uint16 [H, W]``: 0 = background, ``i + 1`` = ``labels[i]``. Where several
+            classes claim a pixel, the one with the highest logit wins.
+        name: the target's name (its path, when it was read from a file).
+    """
+
+    predictions: dict[str, Prediction]
+    labels: list[str]
+    label_map: np.ndarray
+    name: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the target."""
+        return self.label_map.shape[0], self.label_map.shape[1]
+
+    def mask(self, label: str) -> np.ndarray:
+        """``bool [H, W]``: the pixels the label map gives to ``label`` (overlaps resolved)."""
+        return self.label_map == self.labels.index(label) + 1
+
+    @classmethod
+    def from_predictions(cls, predictions: list[Prediction], name: str = "") -> Segmentation:
+        """Resolve overlaps per pixel: the foreground class of highest logit wins."""
+        logits = np.stack([p.logits for p in predictions])  # [C, H, W]
+        winner = logits.argmax(axis=0)
+        foreground = np.take_along_axis(logits, winner[None], axis=0)[0] > 0
+        label_map = np.where(foreground, winner + 1, 0).astype(np.uint16)
+        labels = [p.label for p in predictions]
+        return cls({p.label: p for p in predictions}, labels, label_map, name)

@@ -1,0 +1,65 @@
+"""The predictor: references encoded once, several classes per target, batches of targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sansa.errors import SansaError
+from sansa.records import Prediction, Segmentation
+
+
+def _image(seed: int, height: int = 48, width: int = 64) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture()
+def two_class_predictor(tiny_predictor):
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 12:40] = True
+    tiny_predictor.add_reference(_image(1), mask=mask, label="cat")
+    tiny_predictor.add_reference(_image(2), box=[5, 5, 30, 40], label="dog")
+    tiny_predictor.add_reference(_image(3), points=[[20, 20], [50, 10]], labels=[1, 0], label="dog")
+    return tiny_predictor
+
+
+def test_multi_class_pass_equals_single_class_runs(two_class_predictor):
+    targets = [_image(10), _image(11, 40, 30)]
+    segmentations = two_class_predictor.segment_batch(targets)
+    for target, segmentation in zip(targets, segmentations):
+        assert segmentation.labels == ["cat", "dog"]
+        assert segmentation.size == target.shape[:2]
+        for label in ("cat", "dog"):
+            single = two_class_predictor.predict(target, label=label)
+            np.testing.assert_allclose(segmentation.predictions[label].logits, single.logits, atol=1e-5)
+            assert segmentation.predictions[label].score == pytest.approx(single.score, abs=1e-5)
+
+
+def test_segment_many_streams_in_batches_and_keeps_order(two_class_predictor):
+    targets = [_image(20 + i, 32 + 4 * i, 40) for i in range(5)]
+    streamed = list(two_class_predictor.segment_many(targets, batch_size=2))
+    assert [s.size for s in streamed] == [t.shape[:2] for t in targets]
+    one_by_one = [two_class_predictor.segment(t) for t in targets]
+    for a, b in zip(streamed, one_by_one):
+        np.testing.assert_allclose(a.predictions["dog"].logits, b.predictions["dog"].logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("cat, dog, expected", [
+    # logits per pixel (1 x 3 image): background, cat only, both with dog stronger
+    ([[-1.0, 2.0, 1.0]], [[-3.0, -1.0, 4.0]], [[0, 1, 2]]),
+    ([[0.5, -0.5, 3.0]], [[0.4, -0.2, 3.0]], [[1, 0, 1]]),  # ties go to the first class
+])
+def test_label_map_resolves_overlaps_by_highest_logit(cat, dog, expected):
+    seg = Segmentation.from_predictions([Prediction(np.array(cat), 0.9, "cat"), Prediction(np.array(dog), 0.8, "dog")])
+    assert seg.label_map.tolist() == expected
+    assert seg.mask("dog").tolist() == (np.array(expected) == 2).tolist()
+
+
+def test_predict_needs_a_label_when_there_are_several_classes(two_class_predictor):
+    with pytest.raises(SansaError, match="name one"):
+        two_class_predictor.predict(_image(5))
+
+
+def test_segment_without_references_is_a_clear_error(tiny_predictor):
+    with pytest.raises(SansaError, match="no reference"):
+        tiny_predictor.segment(_image(5))
