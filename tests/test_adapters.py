@@ -19,7 +19,7 @@ def test_fresh_adapters_leave_sam2_image_encoder_bit_identical():
     sansa = build_sansa("test_tiny")
     plain = build_sam2(get_variant("test_tiny")).eval()
     plain.load_state_dict({k.removeprefix("sam."): v for k, v in sansa.state_dict().items() if ".adapter." not in k})
-    image = torch.randn(2, 3, 1024, 1024)
+    image = torch.randn(2, 3, 256, 256)
     with torch.no_grad():
         ours = sansa.sam.forward_image(image)
         theirs = plain.forward_image(image)
@@ -28,7 +28,7 @@ def test_fresh_adapters_leave_sam2_image_encoder_bit_identical():
 
 
 def test_trained_adapters_change_the_features_and_survive_deepcopy(tiny_model):
-    image = torch.randn(1, 3, 1024, 1024)
+    image = torch.randn(1, 3, 256, 256)
     clone = copy.deepcopy(tiny_model)
     with torch.no_grad():
         for name, param in clone.named_parameters():
@@ -56,7 +56,7 @@ def test_only_adapters_receive_gradients(tiny_model):
     model = copy.deepcopy(tiny_model).train()
     trainable = freeze_all_but_adapters(model)
     assert trainable and all(".adapter." in n for n in trainable)
-    feats = model.encode_images(torch.randn(1, 3, 1024, 1024))
+    feats = model.encode_images(torch.randn(1, 3, 256, 256))
     feats.top.square().mean().backward()
     for name, param in model.named_parameters():
         if ".adapter." in name:

@@ -3,7 +3,8 @@
 The four SAM2 release-1.0 models (configs ``sam2_hiera_{t,s,b+,l}.yaml``, checkpoints
 ``sam2_hiera_{tiny,small,base_plus,large}.pt`` of July 2024) differ only in their Hiera trunk.
 ``test_tiny`` is a random-weight miniature for tests (the structure of ``hiera_tiny``, a
-32-wide trunk of 5 blocks, two memory-attention layers).
+32-wide trunk of 5 blocks, two memory-attention layers, 256x256 input so that a CPU runs it in
+tens of milliseconds; its tensors have the shapes of the golden fixtures' model).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ VARIANTS: dict[str, Sam2Variant] = {
         ),
         Sam2Variant(
             "test_tiny", 32, 1, (1, 1, 2, 1), (3,), window_pos_embed_bkg_spatial_size=(7, 7),
-            memory_attention_layers=2, memory_attention_ffn=512,
+            memory_attention_layers=2, memory_attention_ffn=512, image_size=256,
         ),
     )
 }
