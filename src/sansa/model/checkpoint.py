@@ -16,7 +16,6 @@ import math
 import os
 import pathlib
 import pickle
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,19 +70,27 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> dict:
                 "could run code; re-save the file with tensors only"
             ) from None
         raise CheckpointError(f"{what} {path}: not a PyTorch checkpoint (it could not be unpickled)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        reason = "truncated or corrupt" if "zip" in str(err).lower() or isinstance(err, EOFError) else str(err)
-        raise CheckpointError(f"{what} {path}: not a readable PyTorch checkpoint ({reason})") from None
+    except Exception as err:  # torch raises many kinds for damaged files; the user needs one line
+        if _looks_like_zip(path) or isinstance(err, EOFError):
+            raise CheckpointError(f"{what} {path}: not a readable PyTorch checkpoint (truncated or corrupt)") from None
+        raise CheckpointError(f"{what} {path}: not a PyTorch checkpoint (unrecognised content)") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{what} {path}: expected a dict of tensors, found {type(obj).__name__}")
     return dict(obj)
 
 
+def _looks_like_zip(path: Path) -> bool:
+    """Whether the file starts like a zip archive (the format of every modern ``torch.save``)."""
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
 def state_dict_of(obj: Mapping, path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint: its ``'model'`` entry (or itself), ``module.`` prefixes removed."""
     tensors = obj.get("model", obj)
-    if not isinstance(tensors, Mapping) or not tensors:
-        raise CheckpointError(f"{what} {path}: has no 'model' state dict")
+    bare_dict_of_others = "model" not in obj and not all(isinstance(v, torch.Tensor) for v in obj.values())
+    if not isinstance(tensors, Mapping) or not tensors or bare_dict_of_others:
+        raise CheckpointError(f"{what} {path}: has no 'model' state dict (found {_few(sorted(map(str, obj)))})")
     out = {}
     for key, value in tensors.items():
         if not isinstance(value, torch.Tensor):
