@@ -1,0 +1,44 @@
+"""Packaging: importing sansa has no side effects; sam2's Hydra set-up does not leak."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PROBES = [
+    # (code run in a fresh interpreter, what it must print)
+    ("import sys, sansa; print('torch' in sys.modules, 'sam2' in sys.modules)", "False False"),
+    ("import sansa; print(sansa.__version__ != '')", "True"),
+    ("from sansa.model.build import build_sansa\n"
+     "from hydra.core.global_hydra import GlobalHydra\n"
+     "print(GlobalHydra.instance().is_initialized())", "False"),
+    ("from hydra import initialize_config_module\n"
+     "from hydra.core.global_hydra import GlobalHydra\n"
+     "initialize_config_module('hydra.conf', version_base='1.2')\n"
+     "import sansa.model.build\n"
+     "print(GlobalHydra.instance().is_initialized())", "True"),  # a host's own Hydra is left alone
+]
+
+
+@pytest.mark.parametrize("code, expected", PROBES)
+def test_import_side_effects(code, expected):
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == expected
+
+
+def test_public_names_resolve_lazily():
+    import sansa
+
+    assert sansa.SansaPredictor.__name__ == "SansaPredictor"
+    assert callable(sansa.build_sansa)
+    with pytest.raises(AttributeError):
+        sansa.not_a_name  # noqa: B018
+
+
+def test_console_script_help_and_version():
+    out = subprocess.run([sys.executable, "-m", "sansa", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("sansa ")
+    out = subprocess.run([sys.executable, "-m", "sansa", "--help"], capture_output=True, text=True, check=True)
+    assert "usage: sansa" in out.stdout
