@@ -1,0 +1,117 @@
+"""Pieces the benchmark readers share: splits, file checks, mask decoding, resizing."""
+
+from __future__ import annotations
+
+import enum
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from sansa.errors import SansaError
+from sansa.images import load_image, open_image_file
+
+
+class DatasetError(SansaError):
+    """A benchmark folder is missing a file or has an unexpected layout."""
+
+
+class Split(str, enum.Enum):
+    """Which part of a benchmark: training classes/images, or the held-out fold."""
+
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+def as_split(split: Split | str) -> Split:
+    try:
+        return Split(split)
+    except ValueError:
+        raise DatasetError(f"split: expected train, val or test, got {split!r}") from None
+
+
+def require(path: Path, hint: str) -> Path:
+    """``path`` if it exists, else a :class:`DatasetError` naming it and where to get it."""
+    if not path.exists():
+        raise DatasetError(f"{path}: not found ({hint})")
+    return path
+
+
+def read_pickle(path: Path, hint: str) -> Any:
+    """A split/annotation pickle of the field's standard files (only open files you trust)."""
+    try:
+        with open(require(path, hint), "rb") as f:
+            return pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+        raise DatasetError(f"{path}: not a readable pickle ({err.__class__.__name__}: {err})") from None
+
+
+def read_json(path: Path, hint: str) -> Any:
+    try:
+        return json.loads(require(path, hint).read_text())
+    except ValueError as err:
+        raise DatasetError(f"{path}: not valid JSON ({err})") from None
+
+
+def read_lines(path: Path, hint: str) -> list[str]:
+    """Non-empty stripped lines of a split file."""
+    return [line.strip() for line in require(path, hint).read_text().splitlines() if line.strip()]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """``uint8 [H, W, 3]``."""
+    return load_image(path)
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """A label PNG as its raw values ``[H, W]`` (palette indices or grey levels, not colours)."""
+    img = open_image_file(path)
+    if img.mode not in ("P", "L", "I", "I;16"):
+        img = img.convert("L")
+    return np.asarray(img)
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """``bool [H, W]`` from a COCO segmentation: polygons ``[[x0, y0, x1, y1, ...], ...]`` or RLE."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, np.ndarray):
+        return segmentation.astype(bool)
+    if isinstance(segmentation, list):  # polygons
+        rles = mask_utils.frPyObjects([np.asarray(p, dtype=np.float64).ravel().tolist() for p in segmentation],
+                                      height, width)
+        return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    if isinstance(segmentation, dict):
+        rle = dict(segmentation)
+        if isinstance(rle.get("counts"), list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(rle, height, width)
+        elif isinstance(rle.get("counts"), str):
+            rle["counts"] = rle["counts"].encode("ascii")
+        return mask_utils.decode(rle).astype(bool)
+    raise DatasetError(f"unsupported segmentation type {type(segmentation).__name__}")
+
+
+def union(masks: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    out = np.zeros((height, width), dtype=bool)
+    for m in masks:
+        out |= m
+    return out
+
+
+def crop(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Both cut to ``box = (x0, y0, x1, y1)`` (exclusive ends, clipped to the image)."""
+    height, width = mask.shape
+    x0, y0 = max(0, box[0]), max(0, box[1])
+    x1, y1 = min(width, max(box[2], x0 + 1)), min(height, max(box[3], y0 + 1))
+    return image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+
+
+def squash(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both resized to ``size x size`` without keeping the aspect: image bilinear (PIL, antialiased), mask nearest."""
+    img = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
+    return img, m

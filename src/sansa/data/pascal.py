@@ -1,0 +1,83 @@
+"""PASCAL-5i (HSNet split files): 20 classes, 4 folds of 5, 1000 test episodes per fold.
+
+Layout under the data root (HSNet's / Matcher's)::
+
+    VOC2012/
+      JPEGImages/<name>.jpg                   PASCAL VOC 2012 images
+      SegmentationClassAug/<name>.png         SBD-augmented masks, pixel = class 1..20, 0 background,
+                                              255 object boundary
+      splits/trn/fold{0..3}.txt               lines "<name>__<class 1..20>" (HSNet ``data/splits/pascal``)
+      splits/val/fold{0..3}.txt
+
+Fold ``F`` tests classes ``5F+1 .. 5F+5`` (1-based). Test episodes cycle through the fold's
+``val`` list in file order (query = the listed image, supports random of its class), as HSNet.
+Boundary pixels (255) count as background here: HSNet instead excludes them from the metric,
+so PASCAL-5i numbers from this reader read a little lower than HSNet-protocol numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sansa.data.common import DatasetError, Split, as_split, read_label_png, read_lines, read_rgb, require
+from sansa.data.episode import Sampling
+
+FOLDS = 4
+HINT = "PASCAL-5i: VOC2012 + SegmentationClassAug + HSNet split files, see README, Benchmarks"
+CLASS_NAMES = (
+    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person "
+    "pottedplant sheep sofa train tvmonitor"
+).split()
+
+
+def fold_classes(fold: int) -> list[int]:
+    """The 5 test classes of a fold (0-based ids ``5F .. 5F+4``)."""
+    return list(range(5 * fold, 5 * fold + 5))
+
+
+class Pascal5i:
+    """PASCAL-5i, one fold and split. Keys are image names (``2007_000033``)."""
+
+    sampling = Sampling.CYCLE_IMAGES
+    episodes = 1000
+    image_size = 518
+
+    def __init__(self, root: str | Path, fold: int, split: Split | str = Split.TEST, shots: int = 1) -> None:
+        self.base = require(Path(root) / "VOC2012", HINT)
+        self.split = as_split(split)
+        part = "trn" if self.split is Split.TRAIN else "val"
+        folds = [f for f in range(FOLDS) if f != fold] if part == "trn" else [fold]
+        self._pairs: list[tuple[str, int]] = []
+        for f in folds:
+            path = self.base / "splits" / part / f"fold{f}.txt"
+            for line in read_lines(path, HINT):
+                name, sep, cls = line.rpartition("__")
+                if not sep or not cls.isdigit():
+                    raise DatasetError(f"{path}: line {line!r} is not '<name>__<class>'")
+                self._pairs.append((name, int(cls) - 1))
+        self._images: dict[int, list[str]] = {}
+        for name, c in self._pairs:
+            self._images.setdefault(c, []).append(name)
+        self._classes = sorted(c for c, names in self._images.items() if len(set(names)) > shots)
+        self._pairs = [(n, c) for n, c in self._pairs if c in self._classes]
+        self.name = f"pascal5i-fold{fold}-{self.split.value}"
+
+    def class_ids(self) -> list[int]:
+        return list(self._classes)
+
+    def class_name(self, class_id: int) -> str:
+        return CLASS_NAMES[class_id]
+
+    def images_of(self, class_id: int) -> list[str]:
+        return list(dict.fromkeys(self._images[class_id]))
+
+    def queries(self) -> list[tuple[str, int]]:
+        """``(image, class)`` in split-file order: the order test episodes cycle through."""
+        return list(self._pairs)
+
+    def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
+        image = read_rgb(self.base / "JPEGImages" / f"{key}.jpg")
+        labels = read_label_png(self.base / "SegmentationClassAug" / f"{key}.png")
+        return image, labels == class_id + 1
