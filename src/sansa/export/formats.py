@@ -1,0 +1,42 @@
+"""The output formats of a labelled folder, shared by the library, the CLI and the web app."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+from sansa.errors import SansaError
+
+
+class OutputFormat(str, enum.Enum):
+    """What :class:`~sansa.export.FolderWriter` writes for each target (paths relative to the out folder).
+
+    Every format is made from the same label map (``Segmentation.label_map``): where classes
+    overlap, the class of highest logit owns the pixel, so all formats agree.
+    """
+
+    PNG = "png"  #: ``masks/<stem>_<label>.png``: one binary PNG per class per image (255 = class)
+    INDEXED = "indexed"  #: ``labels/<stem>.png``: one palette PNG per image, pixel = class id (0 background)
+    COCO = "coco"  #: ``annotations.json``: COCO, RLE segmentation (or polygons), bbox XYWH, area, score
+    YOLO = "yolo"  #: ``yolo/labels/<stem>.txt``: ``class x1 y1 x2 y2 ...`` normalised polygons + ``yolo/data.yaml``
+    OVERLAY = "overlay"  #: ``overlays/<stem>.jpg``: the image with coloured class masks, contours and a legend
+
+
+#: What is written when nobody says otherwise: masks to use, a dataset file, pictures to check.
+DEFAULT_FORMATS: tuple[OutputFormat, ...] = (OutputFormat.PNG, OutputFormat.COCO, OutputFormat.OVERLAY)
+
+
+def parse_formats(formats: Iterable[OutputFormat | str]) -> tuple[OutputFormat, ...]:
+    """Validate and de-duplicate format names (``"coco"``, ``OutputFormat.PNG``, ...), keeping their order."""
+    parsed: list[OutputFormat] = []
+    for value in formats:
+        try:
+            fmt = OutputFormat(value.lower() if isinstance(value, str) else value)
+        except ValueError:
+            known = ", ".join(f.value for f in OutputFormat)
+            raise SansaError(f"format: unknown format {value!r} (known: {known})") from None
+        if fmt not in parsed:
+            parsed.append(fmt)
+    if not parsed:
+        raise SansaError("format: give at least one output format")
+    return tuple(parsed)

@@ -1,0 +1,100 @@
+"""Pictures of a segmentation: binary and indexed PNGs, and overlays for people to check.
+
+Images are RGB ``uint8 [H, W, 3]``; label maps ``uint16 [H, W]`` (0 background, ``i + 1`` =
+``labels[i]``); colours come from :mod:`sansa.export.palette`.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from sansa.export.atomic import encode_image
+from sansa.export.palette import palette_array, png_palette
+
+OVERLAY_ALPHA = 0.45  # weight of the class colour over the image
+JPEG_QUALITY = 90
+POSITIVE, NEGATIVE = (0, 230, 0), (255, 40, 40)  # point colours on reference pictures
+
+
+def binary_png(mask: np.ndarray) -> bytes:
+    """A grayscale PNG of a ``bool [H, W]`` mask: 255 = the class, 0 = not."""
+    return encode_image(Image.fromarray(mask.astype(np.uint8) * 255, mode="L"), "PNG")
+
+
+def indexed_png(label_map: np.ndarray, num_classes: int) -> bytes:
+    """A palette PNG whose pixel values are class ids and whose palette is the class colours."""
+    image = Image.fromarray(label_map.astype(np.uint8), mode="P")
+    image.putpalette(png_palette(num_classes))
+    return encode_image(image, "PNG")
+
+
+def overlay(image: np.ndarray, label_map: np.ndarray, labels: list[str], legend: bool = True) -> np.ndarray:
+    """The image with each class tinted in its colour, outlined, and a legend with pixel coverage.
+
+    Returns:
+        RGB ``uint8 [H, W, 3]``, the size of ``image``.
+    """
+    colors = palette_array(len(labels))
+    out = image.astype(np.float32)
+    foreground = label_map > 0
+    tint = colors[label_map[foreground]].astype(np.float32)
+    out[foreground] = (1 - OVERLAY_ALPHA) * out[foreground] + OVERLAY_ALPHA * tint
+    out = out.round().astype(np.uint8)
+    thickness = _thickness(image.shape[:2])
+    for class_id in range(1, len(labels) + 1):
+        contours, _ = cv2.findContours((label_map == class_id).astype(np.uint8), cv2.RETR_LIST,
+                                       cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, tuple(int(c) for c in colors[class_id]), thickness)
+    if legend:
+        total = max(label_map.size, 1)
+        rows = [(f"{name} {np.count_nonzero(label_map == i) / total:.1%}", colors[i])
+                for i, name in enumerate(labels, start=1)]
+        _draw_legend(out, rows)
+    return out
+
+
+def overlay_jpeg(image: np.ndarray, label_map: np.ndarray, labels: list[str]) -> bytes:
+    """:func:`overlay` encoded as JPEG."""
+    return encode_image(overlay(image, label_map, labels), "JPEG", quality=JPEG_QUALITY)
+
+
+def draw_prompt(image: np.ndarray, points=None, point_labels=None, box=None, scribble=None) -> np.ndarray:
+    """Draw a reference prompt in place and return the image: box (white), clicks (green
+    positive, red negative), scribble (green line). Coordinates are image pixels ``(x, y)``."""
+    thickness = _thickness(image.shape[:2])
+    if box is not None:
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        cv2.rectangle(image, (x0, y0), (x1, y1), (255, 255, 255), thickness)
+    if scribble is not None:
+        line = np.round(np.asarray(scribble)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(image, [line], False, POSITIVE, thickness)
+    if points is not None:
+        labels = np.ones(len(points), dtype=int) if point_labels is None else point_labels
+        for (x, y), label in zip(np.round(np.asarray(points)).astype(int), labels, strict=True):
+            cv2.circle(image, (int(x), int(y)), 3 * thickness, POSITIVE if label else NEGATIVE, -1)
+            cv2.circle(image, (int(x), int(y)), 3 * thickness, (255, 255, 255), 1)
+    return image
+
+
+def _thickness(size: tuple[int, int]) -> int:
+    return max(1, round(min(size) / 250))
+
+
+def _draw_legend(image: np.ndarray, rows: list[tuple[str, np.ndarray]]) -> None:
+    """Swatches and names in the top-left corner, on a dark box (ASCII text: Hershey fonts)."""
+    scale = max(0.35, min(image.shape[:2]) / 700)
+    thickness = max(1, round(scale * 1.5))
+    (_, text_h), _ = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    line_h, pad = int(text_h * 1.8), max(2, text_h // 2)
+    texts = [text.encode("ascii", "replace").decode("ascii") for text, _ in rows]
+    width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for t in texts)
+    box_w, box_h = min(image.shape[1], width + line_h + 3 * pad), min(image.shape[0], line_h * len(rows) + pad)
+    image[:box_h, :box_w] = (image[:box_h, :box_w] * 0.35).astype(np.uint8)
+    for row, (text, (_, color)) in enumerate(zip(texts, rows, strict=True)):
+        top = pad + row * line_h
+        swatch = (pad, top, pad + text_h, top + text_h)
+        cv2.rectangle(image, swatch[:2], swatch[2:], tuple(int(c) for c in color), -1)
+        cv2.putText(image, text, (2 * pad + text_h, top + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thickness, cv2.LINE_AA)

@@ -1,0 +1,238 @@
+"""``FolderWriter``: writes every output format of many targets into one folder, resumably.
+
+Layout of ``out_dir`` (``<stem>``: the target's path relative to the image root, sub-folders
+kept, suffix dropped; ``<label>``: the class name made file-name safe)::
+
+    masks/<stem>_<label>.png     binary PNG per class (png)
+    labels/<stem>.png            palette PNG, pixel = class id (indexed)
+    overlays/<stem>.jpg          image + coloured classes + legend (overlay)
+    yolo/labels/<stem>.txt       polygons (yolo), with yolo/data.yaml
+    annotations.json             COCO dataset (coco)
+    classes.json                 class id -> name and palette colour
+    .sansa/parts/<hash>.json     what was written for each target (for resuming and COCO)
+
+Each file is written atomically; a target's part file is written last, so a target counts as
+done only when all its outputs are complete. Dataset files (``annotations.json``,
+``yolo/data.yaml``, ``classes.json``) are assembled from the part files at :meth:`close`, in name
+order: a run killed and restarted gives the same bytes as a run never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sansa.errors import SansaError
+from sansa.export import atomic, coco, names, render, yolo
+from sansa.export.formats import OutputFormat, parse_formats
+from sansa.export.palette import classes_table
+from sansa.export.shapes import components
+from sansa.records import Segmentation
+
+STATE_DIR = ".sansa"
+MAX_INDEXED_CLASSES = 255  # class ids of an 8-bit palette PNG
+
+
+@dataclass
+class TargetRecord:
+    """What was written for one target.
+
+    Attributes:
+        name: the target's name relative to the image root.
+        stem: its output stem.
+        size: ``(H, W)``.
+        files: output files, relative to the out folder.
+        pixels: pixels per class.
+        instances: connected parts per class.
+    """
+
+    name: str
+    stem: str
+    size: tuple[int, int]
+    files: list[str] = field(default_factory=list)
+    pixels: dict[str, int] = field(default_factory=dict)
+    instances: dict[str, int] = field(default_factory=dict)
+
+
+class FolderWriter:
+    """Writes segmentations of many targets into ``out_dir`` in the chosen formats.
+
+    Args:
+        out_dir: the output folder (created). Re-opening a folder resumes it; its classes must
+            be the same.
+        labels: class names; class id ``i + 1`` is ``labels[i]`` (0 is background).
+        formats: :class:`OutputFormat` values or their names.
+        image_root: names under this folder are made relative to it (COCO ``file_name``, stems).
+        coco_instances: one COCO annotation per connected part instead of one per class.
+        coco_polygons: COCO polygons instead of RLE.
+
+    Use as a context manager: dataset files are written when the block ends without an error.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        labels: list[str],
+        formats: Sequence[OutputFormat | str],
+        image_root: Path | None = None,
+        *,
+        coco_instances: bool = False,
+        coco_polygons: bool = False,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.labels = list(labels)
+        self.formats = parse_formats(formats)
+        self.image_root = Path(image_root) if image_root is not None else None
+        self.coco_instances = coco_instances
+        self.coco_polygons = coco_polygons
+        _check_labels(self.labels, self.formats)
+        self._tokens = names.label_tokens(self.labels)
+        self._parts_dir = self.out_dir / STATE_DIR / "parts"
+        self._open_folder()
+        self._parts = self._load_parts()
+        self._stems = {part["stem"]: name for name, part in self._parts.items()}
+
+    # -- per target -----------------------------------------------------------------------
+    def name_of(self, name: str) -> str:
+        """The target's name as stored: relative to the image root, POSIX form."""
+        return names.relative_name(name, self.image_root)
+
+    def is_done(self, name: str) -> bool:
+        """Whether every output this writer would make for ``name`` is already complete."""
+        part = self._parts.get(self.name_of(name))
+        if part is None or not set(self._products()) <= set(part["products"]):
+            return False
+        return all((self.out_dir / f).is_file() for f in part["files"])
+
+    def record(self, name: str) -> TargetRecord | None:
+        """What was written for ``name`` (this run or an earlier one), or ``None``."""
+        part = self._parts.get(self.name_of(name))
+        return _record(part) if part is not None else None
+
+    def write(self, segmentation: Segmentation, image: np.ndarray, name: str) -> TargetRecord:
+        """Write one target in every format, each file atomically, then mark it done.
+
+        Args:
+            segmentation: the target's classes; its ``labels`` must be this writer's labels.
+            image: the target, RGB ``uint8 [H, W, 3]`` at the segmentation's size (for overlays).
+            name: the target's name or path (see ``image_root``).
+        """
+        if list(segmentation.labels) != self.labels:
+            raise ValueError(f"segmentation labels {segmentation.labels} differ from the writer's {self.labels}")
+        if tuple(image.shape[:2]) != tuple(segmentation.size):
+            raise ValueError(f"image {image.shape[:2]} and segmentation {segmentation.size} differ in size")
+        rel = self.name_of(name)
+        stem = self._stem_for(rel)
+        label_map = segmentation.label_map
+        files: dict[str, bytes] = {}
+        part = {"name": rel, "stem": stem, "height": int(label_map.shape[0]), "width": int(label_map.shape[1]),
+                "labels": self.labels, "products": self._products()}
+        if OutputFormat.PNG in self.formats:
+            for class_id, token in enumerate(self._tokens, start=1):
+                files[f"masks/{stem}_{token}.png"] = render.binary_png(label_map == class_id)
+        if OutputFormat.INDEXED in self.formats:
+            files[f"labels/{stem}.png"] = render.indexed_png(label_map, len(self.labels))
+        if OutputFormat.OVERLAY in self.formats:
+            files[f"overlays/{stem}.jpg"] = render.overlay_jpeg(image, label_map, self.labels)
+        if OutputFormat.YOLO in self.formats:
+            lines = yolo.label_lines(label_map, self.labels)
+            files[f"yolo/labels/{stem}.txt"] = "".join(line + "\n" for line in lines).encode()
+        if OutputFormat.COCO in self.formats:
+            scores = {label: p.score for label, p in segmentation.predictions.items()}
+            part["coco"] = coco.target_annotations(label_map, self.labels, scores, self.coco_instances,
+                                                   self.coco_polygons)
+        for path, data in files.items():
+            atomic.write_bytes(self.out_dir / path, data)
+        part["files"] = list(files)
+        part["pixels"] = {label: int(np.count_nonzero(label_map == i)) for i, label in enumerate(self.labels, 1)}
+        part["instances"] = {label: len(components(label_map == i)) if part["pixels"][label] else 0
+                             for i, label in enumerate(self.labels, 1)}
+        atomic.write_json(self._part_path(rel), part, indent=None)  # last: marks the target done
+        self._parts[rel] = part
+        self._stems[stem] = rel
+        return _record(part)
+
+    # -- dataset --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Write the dataset files (``classes.json``, and ``annotations.json``/``yolo/data.yaml``)."""
+        atomic.write_json(self.out_dir / "classes.json", classes_table(self.labels))
+        if OutputFormat.COCO in self.formats:
+            coco_product = self._coco_product()
+            targets = [{"file_name": p["name"], "width": p["width"], "height": p["height"],
+                        "annotations": p["coco"]}
+                       for _, p in sorted(self._parts.items()) if coco_product in p["products"]]
+            atomic.write_json(self.out_dir / "annotations.json", coco.assemble(self.labels, targets), indent=None)
+        if OutputFormat.YOLO in self.formats:
+            atomic.write_text(self.out_dir / "yolo" / "data.yaml", yolo.data_yaml(self.labels))
+
+    def outputs(self) -> list[Path]:
+        """The output folders and dataset files of the chosen formats."""
+        paths = {OutputFormat.PNG: "masks", OutputFormat.INDEXED: "labels", OutputFormat.OVERLAY: "overlays",
+                 OutputFormat.YOLO: "yolo", OutputFormat.COCO: "annotations.json"}
+        return [self.out_dir / paths[f] for f in self.formats] + [self.out_dir / "classes.json"]
+
+    def __enter__(self) -> FolderWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:  # an interrupted run leaves the previous dataset files as they were
+            self.close()
+
+    # -- internals ------------------------------------------------------------------------
+    def _products(self) -> list[str]:
+        """What a part must have been written with to count for this writer."""
+        return [self._coco_product() if f is OutputFormat.COCO else f.value for f in self.formats]
+
+    def _coco_product(self) -> str:
+        kind = "polygons" if self.coco_polygons else "rle"
+        unit = "instances" if self.coco_instances else "classes"
+        return f"coco:{kind}:{unit}"
+
+    def _stem_for(self, rel: str) -> str:
+        known = self._parts.get(rel)
+        if known is not None:
+            return known["stem"]
+        stem = names.safe_stem(rel)
+        return stem if self._stems.get(stem, rel) == rel else names.disambiguate(stem, rel)
+
+    def _part_path(self, rel: str) -> Path:
+        return self._parts_dir / f"{names.digest(rel)[:20]}.json"
+
+    def _open_folder(self) -> None:
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise SansaError(f"{self.out_dir}: exists and is not a folder")
+        self._parts_dir.mkdir(parents=True, exist_ok=True)
+        atomic.remove_temporaries(self.out_dir)
+        config_path = self.out_dir / STATE_DIR / "writer.json"
+        if config_path.is_file():
+            known = json.loads(config_path.read_text(encoding="utf-8"))["labels"]
+            if known != self.labels:
+                raise SansaError(f"{self.out_dir}: holds results for classes {known}, not {self.labels}; "
+                                 "use another output folder")
+        else:
+            atomic.write_json(config_path, {"labels": self.labels})
+
+    def _load_parts(self) -> dict[str, dict]:
+        parts = {}
+        for path in sorted(self._parts_dir.glob("*.json")):
+            part = json.loads(path.read_text(encoding="utf-8"))
+            parts[part["name"]] = part
+        return parts
+
+
+def _check_labels(labels: list[str], formats: tuple[OutputFormat, ...]) -> None:
+    if not labels:
+        raise SansaError("labels: no class to write")
+    if len(set(labels)) != len(labels):
+        raise SansaError(f"labels: class names repeat: {labels}")
+    if OutputFormat.INDEXED in formats and len(labels) > MAX_INDEXED_CLASSES:
+        raise SansaError(f"format indexed: holds at most {MAX_INDEXED_CLASSES} classes, got {len(labels)}")
+
+
+def _record(part: dict) -> TargetRecord:
+    return TargetRecord(name=part["name"], stem=part["stem"], size=(part["height"], part["width"]),
+                        files=list(part["files"]), pixels=dict(part["pixels"]), instances=dict(part["instances"]))
