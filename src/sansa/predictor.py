@@ -28,6 +28,8 @@ from sansa.model.sansa import Decoded, ImageFeatures, SansaModel
 from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference, Segmentation
 from sansa.transforms import ModelTransform
 
+DEFAULT_BATCH_SIZE = 4  # targets encoded together by segment_many (and `sansa segment`)
+
 
 class SansaPredictor:
     """Segments targets from the references added so far.
@@ -208,7 +210,9 @@ class SansaPredictor:
                     per_class[i].append(self._prediction(decoded, i, label, image.shape[:2]))
         return [Segmentation.from_predictions(p, n) for p, n in zip(per_class, names)]
 
-    def segment_many(self, targets: Iterable[ImageLike], batch_size: int = 4) -> Iterator[Segmentation]:
+    def segment_many(
+        self, targets: Iterable[ImageLike], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[Segmentation]:
         """Stream :meth:`segment_batch` over any number of targets, ``batch_size`` at a time."""
         if batch_size < 1:
             raise SansaError(f"batch_size: must be at least 1, got {batch_size}")
