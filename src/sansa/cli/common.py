@@ -35,10 +35,15 @@ def load_predictor(args: argparse.Namespace):
     options = given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights", "device")
     device = options.pop("device", None)
     if options.get("random_weights"):
+        import torch
+
         from sansa.model.build import build_sansa
 
         build_args = {"model": options["backbone"]} if "backbone" in options else {}
-        return SansaPredictor(build_sansa(**build_args), **_device(device))
+        with torch.random.fork_rng():  # seeded: every run (and a resumed run) gets the same random model
+            torch.manual_seed(0)
+            model = build_sansa(**build_args)
+        return SansaPredictor(model, **_device(device))
     if "sam2_checkpoint" in options:
         if "model" in options:
             raise SansaError("--model and --sam2-checkpoint: give one or the other")
