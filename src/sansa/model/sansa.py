@@ -189,10 +189,14 @@ class SansaModel(nn.Module):
         Returns:
             The decoded output of every frame, in order.
         """
-        feats = self.encode_images(images)
+        return self.forward_features(self.encode_images(images), prompts, num_references)
+
+    def forward_features(self, feats: ImageFeatures, prompts: Sequence[dict], num_references: int) -> list[Decoded]:
+        """:meth:`forward` on frames already encoded (so that a training step can run the image
+        encoder once on the frames of many episodes)."""
         entries: list[MemoryEntry] = []
         outputs: list[Decoded] = []
-        for t in range(len(images)):
+        for t in range(len(feats)):
             frame = feats[t]
             if t < num_references:
                 p = prompts[t]
@@ -200,6 +204,6 @@ class SansaModel(nn.Module):
             else:
                 out = self.decode_targets(frame, self.assemble_memory(entries))
             outputs.append(out)
-            if t + 1 < len(images):
+            if t + 1 < len(feats):
                 entries.append(self.encode_memory(frame, out))
         return outputs

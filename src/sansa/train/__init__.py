@@ -1,0 +1,9 @@
+"""Training SANSA's adapters: episodic, data parallel under ``torchrun``, exactly resumable.
+
+``from sansa.train import load_config, train``; see :mod:`sansa.train.loop`.
+"""
+
+from sansa.train.config import DataSpec, PromptMode, TrainConfig, ValSpec, load_config
+from sansa.train.loop import TrainResult, train
+
+__all__ = ["DataSpec", "PromptMode", "TrainConfig", "TrainResult", "ValSpec", "load_config", "train"]
