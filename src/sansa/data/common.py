@@ -112,6 +112,6 @@ def crop(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) ->
 
 def squash(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Both resized to ``size x size`` without keeping the aspect: image bilinear (PIL, antialiased), mask nearest."""
-    img = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    img = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
     m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
     return img, m

@@ -1,0 +1,263 @@
+"""The few-shot evaluation loop: episodes in, mIoU / FB-IoU / per-class IoU out.
+
+Every image is squashed to ``S x S`` (PIL bilinear; masks nearest) *before* the model, and
+the query's prediction is scored at ``S x S`` against the squashed ground truth. Support
+prompts are generated from the squashed support masks with one generator per episode,
+seeded by ``(seed, episode index)``, so any episode can be re-run on its own.
+
+Usage (also from a training loop, on the model being trained)::
+
+    predictor = SansaPredictor(model, device="cuda")        # puts the model in eval mode
+    result = evaluate(dataset, episodes, predictor, prompt="mask")
+    result.miou, result.fb_iou, result.class_iou
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from sansa.data.common import squash
+from sansa.data.episode import Episode, FewShotDataset
+from sansa.data.prompts import sample_prompt
+from sansa.metrics import IoUAccumulator, intersection_union
+from sansa.records import Prompt, PromptType
+
+Reference = tuple[np.ndarray, Prompt]  # (RGB uint8 [S, S, 3], prompt in its pixels)
+
+
+class Segmenter(Protocol):
+    """Anything that segments a query from ``K`` prompted references."""
+
+    def segment(self, references: Sequence[Reference], query: np.ndarray, reuse_key: Hashable | None = None
+                ) -> np.ndarray:
+        """``bool [S, S]`` mask of the references' class in ``query`` (``uint8 [S, S, 3]``).
+
+        ``reuse_key``: equal keys on consecutive calls mean identical references (same images,
+        same prompts), so a memory built for the previous call may be reused; ``None`` = never.
+        """
+
+
+class PredictorSegmenter:
+    """A :class:`Segmenter` over a :class:`~sansa.predictor.SansaPredictor`.
+
+    The predictor's references are rebuilt for every episode, except when consecutive
+    episodes have the same ``reuse_key`` (the same supports with deterministic prompts):
+    SANSA never writes targets into memory, so the reference memory is then the same.
+    """
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+        self._key: Hashable | None = None
+        self.memories_built = 0
+
+    def segment(self, references: Sequence[Reference], query: np.ndarray, reuse_key: Hashable | None = None
+                ) -> np.ndarray:
+        if reuse_key is None or reuse_key != self._key:
+            self.predictor.reset()
+            self._key = None
+            for image, prompt in references:
+                self.predictor.add_reference(image, **prompt_arguments(prompt))
+            self._key = reuse_key
+            self.memories_built += 1
+        return self.predictor.predict(query).mask
+
+
+def prompt_arguments(prompt: Prompt) -> dict[str, Any]:
+    """A :class:`Prompt` as ``SansaPredictor.add_reference`` keyword arguments."""
+    if prompt.mask is not None:
+        return {"mask": prompt.mask}
+    out: dict[str, Any] = {}
+    if prompt.points is not None:
+        out.update(points=prompt.points, labels=prompt.labels)
+    if prompt.box is not None:
+        out["box"] = prompt.box
+    if prompt.scribble is not None:
+        out["scribble"] = prompt.scribble
+    return out
+
+
+@dataclass(frozen=True)
+class EpisodeScore:
+    """One evaluated episode: ``[background, foreground]`` intersection and union at ``S x S``."""
+
+    index: int
+    class_id: int
+    intersection: tuple[int, int]
+    union: tuple[int, int]
+    skipped_supports: int = 0
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "class_id": self.class_id, "intersection": list(self.intersection),
+                "union": list(self.union), "skipped_supports": self.skipped_supports}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> EpisodeScore:
+        return cls(int(doc["index"]), int(doc["class_id"]), tuple(doc["intersection"]), tuple(doc["union"]),
+                   int(doc.get("skipped_supports", 0)))
+
+
+@dataclass
+class EvalResult:
+    """Scores of one evaluation (fractions in ``[0, 1]``)."""
+
+    dataset: str
+    class_names: dict[int, str]
+    metric: IoUAccumulator
+    scores: list[EpisodeScore]
+    seconds: float = 0.0
+    evaluated: int = 0  # episodes computed in this run (the others were resumed)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def miou(self) -> float:
+        return self.metric.miou()
+
+    @property
+    def fb_iou(self) -> float:
+        return self.metric.fb_iou()
+
+    @property
+    def class_iou(self) -> dict[int, float]:
+        return self.metric.class_iou()
+
+    def to_json(self) -> dict:
+        """Summary numbers in percent, per class with name and episode count."""
+        episodes = dict(zip(self.metric.class_ids, self.metric.episodes.tolist(), strict=True))
+        return {
+            "dataset": self.dataset,
+            "episodes": len(self.scores),
+            "miou": round(100 * self.miou, 3),
+            "fb_iou": round(100 * self.fb_iou, 3),
+            "classes": [{"id": c, "name": self.class_names[c], "iou": round(100 * v, 3), "episodes": episodes[c]}
+                        for c, v in self.class_iou.items()],
+            "skipped_supports": sum(s.skipped_supports for s in self.scores),
+            "timing": {"seconds": round(self.seconds, 3), "episodes_evaluated": self.evaluated,
+                       "seconds_per_episode": round(self.seconds / self.evaluated, 4) if self.evaluated else None},
+            **self.extra,
+        }
+
+
+@dataclass
+class _Prepared:
+    index: int
+    episode: Episode
+    references: list[Reference]
+    query: np.ndarray
+    target: np.ndarray
+    skipped: int
+
+
+def evaluate(
+    dataset: FewShotDataset,
+    episodes: Sequence[Episode],
+    segmenter: Segmenter | Any,
+    prompt: PromptType | str = PromptType.MASK,
+    image_size: int | None = None,
+    seed: int = 0,
+    workers: int = 0,
+    previous: Iterable[EpisodeScore] = (),
+    on_score: Callable[[EpisodeScore], None] | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate a segmenter on episodes of one dataset fold.
+
+    Args:
+        dataset: the fold the episodes were drawn from.
+        episodes: e.g. :func:`~sansa.data.episodes.sample_episodes`'s list.
+        segmenter: a :class:`Segmenter`, or a ``SansaPredictor`` (wrapped in :class:`PredictorSegmenter`).
+        prompt: how supports are prompted: ``mask``, ``point``, ``box`` or ``scribble``.
+        image_size: ``S`` (default: ``dataset.image_size``).
+        seed: seeds the prompts (episode ``i`` uses ``numpy.random.default_rng([seed, i])``).
+        workers: threads that load and resize episodes ahead of the model (results do not
+            depend on it).
+        previous: scores of episodes already evaluated (resuming): counted, not recomputed.
+        on_score: called with each new :class:`EpisodeScore` (e.g. to append it to a file).
+        progress: show a progress bar.
+
+    Returns:
+        :class:`EvalResult` with mIoU, FB-IoU, per-class IoU and timing.
+    """
+    from tqdm.auto import tqdm
+
+    if hasattr(segmenter, "add_reference"):
+        segmenter = PredictorSegmenter(segmenter)
+    prompt = PromptType(prompt)
+    size = int(image_size or dataset.image_size)
+    metric = IoUAccumulator(dataset.class_ids())
+    scores = {s.index: s for s in previous if s.index < len(episodes)}
+    for s in scores.values():
+        metric.add(s.class_id, s.intersection, s.union)
+    todo = [i for i in range(len(episodes)) if i not in scores]
+    names = {c: dataset.class_name(c) for c in metric.class_ids}
+    bar = tqdm(total=len(episodes), initial=len(scores), desc=dataset.name, unit="ep", disable=not progress)
+    start = time.perf_counter()
+    prepare = _Preparer(dataset, episodes, prompt, size, seed)
+    for item in _prefetch(prepare, todo, workers):
+        prediction = _predict(segmenter, item, prompt)
+        inter, union = intersection_union(prediction, item.target)
+        score = EpisodeScore(item.index, item.episode.class_id, tuple(map(int, inter)), tuple(map(int, union)),
+                             item.skipped)
+        metric.add(score.class_id, inter, union)
+        scores[score.index] = score
+        if on_score is not None:
+            on_score(score)
+        bar.update(1)
+        bar.set_postfix(mIoU=f"{100 * metric.miou():.1f}", refresh=False)
+    bar.close()
+    ordered = [scores[i] for i in sorted(scores)]
+    return EvalResult(dataset.name, names, metric, ordered, time.perf_counter() - start, len(todo))
+
+
+def _predict(segmenter: Segmenter, item: _Prepared, prompt: PromptType) -> np.ndarray:
+    size = item.target.shape
+    if not item.references:  # every support mask vanished at S x S: nothing to prompt with
+        return np.zeros(size, dtype=bool)
+    deterministic = prompt in (PromptType.MASK, PromptType.BOX) and not item.skipped
+    key = (item.episode.class_id, item.episode.supports, prompt.value) if deterministic else None
+    mask = np.asarray(segmenter.segment(item.references, item.query, key), dtype=bool)
+    if mask.shape != size:
+        raise ValueError(f"segmenter returned a {mask.shape} mask for a {size} query")
+    return mask
+
+
+class _Preparer:
+    """Loads, squashes and prompts one episode (thread-safe: no shared mutable state)."""
+
+    def __init__(self, dataset: FewShotDataset, episodes: Sequence[Episode], prompt: PromptType, size: int,
+                 seed: int) -> None:
+        self.dataset, self.episodes, self.prompt, self.size, self.seed = dataset, episodes, prompt, size, seed
+
+    def __call__(self, index: int) -> _Prepared:
+        episode = self.episodes[index]
+        rng = np.random.default_rng([self.seed, index])
+        references, skipped = [], 0
+        for key in episode.supports:
+            image, mask = squash(*self.dataset.load(key, episode.class_id), self.size)
+            if not mask.any():
+                skipped += 1
+                continue
+            references.append((image, sample_prompt(mask, self.prompt, rng)))
+        query, target = squash(*self.dataset.load(episode.query, episode.class_id), self.size)
+        return _Prepared(index, episode, references, query, target, skipped)
+
+
+def _prefetch(prepare: Callable[[int], _Prepared], indices: list[int], workers: int) -> Iterator[_Prepared]:
+    """``prepare(i)`` for each index, in order, with up to ``2 * workers`` loaded ahead."""
+    if workers <= 0:
+        yield from map(prepare, indices)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future] = deque()
+        for i in indices:
+            pending.append(pool.submit(prepare, i))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
