@@ -59,7 +59,7 @@ def _pil_to_rgb_array(img: Image.Image) -> np.ndarray:
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent pixels keep their colour: alpha is not part of what SANSA sees.
         img = img.convert("RGBA")
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
 
 
 def _array_to_rgb(array: np.ndarray, label: str) -> np.ndarray:
