@@ -64,6 +64,12 @@ class HubSettings:
     progress: bool = True
     retries: int = 2
 
+    def __post_init__(self) -> None:
+        # accept str paths too (frozen: set through object)
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
+        if self.hf_cache_dir is not None:
+            object.__setattr__(self, "hf_cache_dir", Path(self.hf_cache_dir).expanduser())
+
     @classmethod
     def from_env(
         cls,
@@ -72,13 +78,20 @@ class HubSettings:
         environ: Mapping[str, str] = os.environ,
         **overrides,
     ) -> HubSettings:
-        """Settings from the arguments given, else the environment, else the defaults."""
-        return cls(
-            cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(environ),
-            offline=offline_from_env(environ) if offline is None else bool(offline),
-            gdrive_url=environ.get("SANSA_GDRIVE_URL") or DEFAULT_GDRIVE_URL,
-            **{k: v for k, v in overrides.items() if v is not None},
-        )
+        """Settings from the arguments given, else the environment, else the defaults.
+
+        Environment: ``SANSA_CACHE``, ``HF_HOME``, ``SANSA_OFFLINE``, ``HF_HUB_OFFLINE``,
+        ``SANSA_GDRIVE_URL``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``.
+        """
+        hf_cache = environ.get("HF_HUB_CACHE")  # read now, not when huggingface_hub was imported
+        found = {
+            "cache_dir": Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(environ),
+            "offline": offline_from_env(environ) if offline is None else bool(offline),
+            "gdrive_url": environ.get("SANSA_GDRIVE_URL") or DEFAULT_GDRIVE_URL,
+            "hf_cache_dir": Path(hf_cache).expanduser() if hf_cache else None,
+            "hf_endpoint": environ.get("HF_ENDPOINT") or None,
+        }
+        return cls(**{**found, **{k: v for k, v in overrides.items() if v is not None}})
 
     def adapter_path(self, file: DriveFile) -> Path:
         """Where an adapter is cached (and where to place it by hand)."""

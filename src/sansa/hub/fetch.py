@@ -65,10 +65,11 @@ def fetch_sam2(file: HubFile, settings: HubSettings, model: str) -> Path:
             ) from None
     try:
         return Path(hf_hub_download(**where))
-    except Exception as err:  # whatever the hub client raises becomes the one-line answer
+    except Exception as err:  # whatever the hub client raises becomes the one-line answer;
+        # its generic "cannot locate the file" error carries the precise HTTP error as its cause
         raise DownloadError(
             f"{model}: could not download SAM2 checkpoint {file.filename} from the Hugging Face hub repo "
-            f"{file.repo_id} ({one_line(err)}); {_sam2_manual(file, settings)}"
+            f"{file.repo_id} ({one_line(err.__cause__ or err)}); {_sam2_manual(file, settings)}"
         ) from None
 
 
