@@ -103,7 +103,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.fake = FakeServer(f"http://127.0.0.1:{httpd.server_address[1]}")
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield httpd.fake
     httpd.shutdown()
@@ -143,6 +143,7 @@ def resolve(server, tmp_path, models=None, **changes):
 
 
 # -- the whole path ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_download_then_load_predictor(served, tmp_path, golden_bytes):
     import torch
 
