@@ -1,0 +1,275 @@
+"""The FastAPI app of ``sansa serve``: a thin layer of typed routes over :class:`SansaService`.
+
+Routes (JSON unless said; the OpenAPI schema is at ``/docs``)::
+
+    GET    /                                      the page (static, shipped in the package)
+    GET    /api/info                              folder, model, limits, export formats
+    GET    /api/images                            the folder's images and their sizes
+    GET    /api/images/{name}                     the file;  /thumb?max_side=  a JPEG thumbnail
+    POST   /api/images                            upload an image into the folder (multipart "file")
+    POST   /api/sessions                          a new session
+    GET    /api/sessions/{sid}                    its classes and references
+    POST   /api/sessions/{sid}/classes            add a class;  DELETE .../classes/{name}
+    PUT    /api/sessions/{sid}/references         mark an image for a class (replaces its prompt)
+    POST   /api/sessions/{sid}/references/promote make a target a reference, from its prediction
+    DELETE /api/sessions/{sid}/references/{id}
+    GET    /api/sessions/{sid}/targets/{name}     per-class scores + overlay;  /overlay.png  the overlay
+    POST   /api/sessions/{sid}/propagate          segment every target in the background; GET polls it
+    DELETE /api/sessions/{sid}/propagate          cancel
+    GET    /api/sessions/{sid}/export?formats=    a zip written by sansa.export.FolderWriter
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.background import BackgroundTask
+
+from sansa.errors import SansaError
+from sansa.predictor import SansaPredictor
+from sansa.web import propagate, render
+from sansa.web.errors import TooLarge, status_of
+from sansa.web.folder import MAX_UPLOAD_BYTES, ImageFolder
+from sansa.web.schema import (
+    ClassCreate,
+    ClassInfo,
+    ErrorOut,
+    ImageInfo,
+    ImageList,
+    PromoteRequest,
+    PropagateStatus,
+    ReferenceOut,
+    ReferenceRequest,
+    ServerInfo,
+    SessionState,
+    TargetClass,
+    TargetOut,
+)
+from sansa.web.service import SansaService
+
+STATIC = Path(__file__).parent / "static"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+ERRORS = {code: {"model": ErrorOut} for code in (400, 404, 409, 413, 415, 422)}
+MaxSide = Annotated[int | None, Query(ge=16, le=4096, description="longer side of the returned image")]
+
+
+def create_app(
+    predictor: SansaPredictor,
+    folder: str | os.PathLike,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    cache_size: int = 32,
+    model_name: str | None = None,
+) -> FastAPI:
+    """The app serving ``folder`` with ``predictor``'s model.
+
+    Args:
+        predictor: the loaded predictor (from :func:`sansa.cli.common.load_predictor` or by hand).
+        folder: the only folder images are read from (and uploads written to).
+        max_upload_bytes: the largest image upload or mask prompt accepted.
+        cache_size: target image encodings kept in memory.
+        model_name: shown on the page (default: the model's input size).
+    """
+    service = SansaService(predictor, ImageFolder(folder, max_upload_bytes), cache_size=cache_size)
+    app = FastAPI(title="SANSA", summary="Few-shot segmentation of a folder from a few marked references",
+                  responses=ERRORS)
+    app.state.service = service
+    info = ServerInfo(folder=str(service.folder.root), model=model_name or f"SANSA ({predictor.model.image_size} px)",
+                      device=str(predictor.device), max_upload_bytes=max_upload_bytes,
+                      formats=_export_formats())
+    _install_errors(app, max_upload_bytes)
+    _add_image_routes(app, service, info)
+    _add_session_routes(app, service)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def _install_errors(app: FastAPI, max_upload_bytes: int) -> None:
+    # A mask prompt travels as base64 in JSON (4/3 of its bytes), plus the rest of the request.
+    body_limit = max_upload_bytes * 4 // 3 + 1024 * 1024
+
+    @app.exception_handler(SansaError)
+    def sansa_error(_: Request, err: SansaError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=status_of(err))
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(x) for x in e['loc'] if x != 'body') or 'body'}: {e['msg']}" for e in err.errors()]
+        return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > body_limit:
+            return JSONResponse({"detail": f"request of {length} bytes is over the limit of {body_limit}"},
+                                status_code=413)
+        return await call_next(request)
+
+
+def _add_image_routes(app: FastAPI, service: SansaService, info: ServerInfo) -> None:
+    folder = service.folder
+
+    @app.get("/api/info")
+    def get_info() -> ServerInfo:
+        return info
+
+    @app.get("/api/images")
+    def list_images() -> ImageList:
+        return folder.list()
+
+    @app.get("/api/images/{name}/thumb", response_class=Response)
+    def thumbnail(name: str, max_side: MaxSide = 384) -> Response:
+        return Response(folder.thumbnail(name, max_side), media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=60"})
+
+    @app.get("/api/images/{name:path}", response_class=FileResponse)
+    def image(name: str) -> FileResponse:
+        return FileResponse(folder.path(name), headers={"Cache-Control": "private, max-age=60"})
+
+    @app.post("/api/images", status_code=201)
+    def upload(file: Annotated[UploadFile, File(description="an image file")]) -> ImageInfo:
+        data = file.file.read(folder.max_upload_bytes + 1)
+        if len(data) > folder.max_upload_bytes:
+            raise TooLarge(f"upload {file.filename!r}: over the limit of {folder.max_upload_bytes} bytes")
+        return folder.save_upload(file.filename, data)
+
+
+def _add_session_routes(app: FastAPI, service: SansaService) -> None:
+    @app.post("/api/sessions", status_code=201)
+    def new_session() -> SessionState:
+        return service.state(service.create_session())
+
+    @app.get("/api/sessions/{sid}")
+    def get_session(sid: str) -> SessionState:
+        return service.state(service.session(sid))
+
+    @app.post("/api/sessions/{sid}/classes", status_code=201)
+    def add_class(sid: str, body: ClassCreate) -> ClassInfo:
+        return service.add_class(service.session(sid), body.name, body.color)
+
+    @app.delete("/api/sessions/{sid}/classes/{name}")
+    def remove_class(sid: str, name: str) -> SessionState:
+        session = service.session(sid)
+        service.remove_class(session, name)
+        return service.state(session)
+
+    @app.put("/api/sessions/{sid}/references")
+    def put_reference(sid: str, body: ReferenceRequest) -> ReferenceOut:
+        return service.put_reference(service.session(sid), body)
+
+    @app.post("/api/sessions/{sid}/references/promote")
+    def promote(sid: str, body: PromoteRequest) -> ReferenceOut:
+        return service.promote(service.session(sid), body.image, body.label)
+
+    @app.delete("/api/sessions/{sid}/references/{ref_id}")
+    def remove_reference(sid: str, ref_id: str) -> SessionState:
+        session = service.session(sid)
+        service.remove_reference(session, ref_id)
+        return service.state(session)
+
+    @app.get("/api/sessions/{sid}/targets/{name}")
+    def target(sid: str, name: str, max_side: MaxSide = None) -> TargetOut:
+        session = service.session(sid)
+        with service.lock:
+            label_map, labels, scores = service.label_map(session, name, max_side)
+            version = session.version
+            colors = session.colors(labels)
+        classes = [TargetClass(label=label, score=scores[label], area=int((label_map == i).sum()))
+                   for i, label in enumerate(labels, start=1)]
+        png = render.overlay_png(label_map, colors, max_side)
+        return TargetOut(name=name, version=version, classes=classes, overlay_png=render.data_url(png))
+
+    @app.get("/api/sessions/{sid}/targets/{name}/overlay.png", response_class=Response)
+    def overlay(sid: str, name: str, max_side: MaxSide = None) -> Response:
+        session = service.session(sid)
+        with service.lock:
+            label_map, labels, _ = service.label_map(session, name, max_side)
+            colors = session.colors(labels)
+        return Response(render.overlay_png(label_map, colors, max_side), media_type="image/png",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/sessions/{sid}/propagate", status_code=202)
+    def start_propagation(sid: str) -> PropagateStatus:
+        return propagate.start(service, service.session(sid))
+
+    @app.get("/api/sessions/{sid}/propagate")
+    def propagation(sid: str) -> PropagateStatus:
+        return propagate.status(service.session(sid))
+
+    @app.delete("/api/sessions/{sid}/propagate")
+    def cancel_propagation(sid: str) -> PropagateStatus:
+        session = service.session(sid)
+        if isinstance(session.job, propagate.PropagationJob):
+            session.job.cancel()
+            session.job.join(timeout=30)
+        return propagate.status(session)
+
+    @app.get("/api/sessions/{sid}/export", response_class=FileResponse,
+             responses={200: {"content": {"application/zip": {}}}})
+    def export(sid: str, formats: Annotated[list[str], Query()] = ["coco"]) -> FileResponse:  # noqa: B006
+        path = propagate.export_zip(service, service.session(sid), formats)
+        return FileResponse(path, media_type="application/zip", filename="sansa-export.zip",
+                            background=BackgroundTask(os.unlink, path))
+
+
+def _export_formats() -> list[str]:
+    try:
+        from sansa.export import OutputFormat
+    except ImportError:
+        return []
+    return [f.value for f in OutputFormat]
+
+
+def run(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False) -> None:
+    """Serve ``app`` until interrupted, optionally opening the page in the default browser."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    if open_browser:
+        threading.Thread(target=_open_when_up, args=(server, url), daemon=True).start()
+    print(f"sansa serve: {url}  (Ctrl+C to stop)", flush=True)
+    server.run()
+
+
+def _open_when_up(server, url: str) -> None:
+    while not server.started:
+        time.sleep(0.1)
+    webbrowser.open(url)
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, host: str = DEFAULT_HOST, port: int = 0) -> Iterator[str]:
+    """Run ``app`` on a real socket in a background thread (port 0: any free one); yields its URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

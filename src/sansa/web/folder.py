@@ -1,0 +1,136 @@
+"""The one folder the server may read images from (and add uploads to).
+
+Every image is addressed by its plain file name; a name is only ever turned into a path after it
+is checked to be an image file directly inside the folder, so ``../`` or absolute paths cannot
+reach anything else.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sansa.errors import ImageError
+from sansa.images import IMAGE_SUFFIXES, list_images, load_image
+from sansa.web.errors import Conflict, NotAnImage, NotFound, TooLarge, WebError
+from sansa.web.schema import ImageInfo, ImageList, SkippedImage
+
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+_SAFE_NAME = re.compile(r"^[\w][\w .()+-]*$")  # no separators, no leading dot
+
+
+class ImageFolder:
+    """The served folder.
+
+    Args:
+        root: the folder the user named.
+        max_upload_bytes: the largest upload (image or mask) accepted.
+        cache_size: decoded images kept in memory (RGB ``uint8 [H, W, 3]``).
+    """
+
+    def __init__(self, root: str | os.PathLike, max_upload_bytes: int = MAX_UPLOAD_BYTES, cache_size: int = 8) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise ImageError(f"{root}: no such folder")
+        self.max_upload_bytes = max_upload_bytes
+        self._pixels: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    def path(self, name: str) -> Path:
+        """The path of image ``name``; :class:`WebError` unless it is an image file in the folder."""
+        if not name or name != Path(name).name or name in (".", "..") or "\\" in name or "\x00" in name:
+            raise WebError(f"image {name!r}: must be a plain file name inside the served folder")
+        path = self.root / name
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise NotAnImage(f"image {name!r}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
+        if not path.is_file() or path.resolve().parent != self.root:
+            raise NotFound(f"image {name!r}: no such image in {self.root}")
+        return path
+
+    def list(self) -> ImageList:
+        """The folder's images with their sizes; unreadable files are listed as skipped."""
+        images, skipped = [], []
+        for path in list_images(self.root):
+            try:
+                with Image.open(path) as img:
+                    width, height = img.size
+                    if _exif_rotated(img):
+                        width, height = height, width
+                images.append(ImageInfo(name=path.name, width=width, height=height))
+            except (OSError, SyntaxError, ValueError) as err:
+                skipped.append(SkippedImage(name=path.name, reason=f"not a readable image ({err})"))
+        return ImageList(folder=str(self.root), images=images, skipped=skipped)
+
+    def names(self) -> list[str]:
+        return [info.name for info in self.list().images]
+
+    def load(self, name: str) -> np.ndarray:
+        """Image ``name`` as RGB ``uint8 [H, W, 3]`` (EXIF orientation applied), cached while unchanged."""
+        path = self.path(name)
+        key = (name, path.stat().st_mtime_ns)
+        if key not in self._pixels:
+            self._pixels[key] = load_image(path, name)
+            while len(self._pixels) > self._cache_size:
+                self._pixels.popitem(last=False)
+        self._pixels.move_to_end(key)
+        return self._pixels[key]
+
+    def version(self, name: str) -> int:
+        """Changes when the file changes (its modification time)."""
+        return self.path(name).stat().st_mtime_ns
+
+    def thumbnail(self, name: str, max_side: int) -> bytes:
+        """A JPEG of image ``name`` whose longer side is at most ``max_side``."""
+        img = Image.fromarray(self.load(name))
+        img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        out = io.BytesIO()
+        img.save(out, format="JPEG", quality=85)
+        return out.getvalue()
+
+    def save_upload(self, filename: str | None, data: bytes) -> ImageInfo:
+        """Add an uploaded image to the folder (atomically), refusing to overwrite a file.
+
+        Raises:
+            TooLarge: over ``max_upload_bytes``. NotAnImage: wrong suffix or not decodable.
+            WebError: an unsafe file name. Conflict: the name is taken.
+        """
+        if len(data) > self.max_upload_bytes:
+            raise TooLarge(f"upload {filename!r}: {len(data)} bytes is over the limit of {self.max_upload_bytes}")
+        name = Path(filename or "").name
+        if not name or name != filename or not _SAFE_NAME.match(name):
+            raise WebError(f"upload {filename!r}: use a plain file name (letters, digits, . _ - + ( ) and spaces)")
+        if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            raise NotAnImage(f"upload {name!r}: not an image file name ({', '.join(IMAGE_SUFFIXES)})")
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                width, height = img.size
+        except (OSError, SyntaxError, ValueError):
+            raise NotAnImage(f"upload {name!r}: the file is not a readable image") from None
+        target = self.root / name
+        if target.exists():
+            raise Conflict(f"upload {name!r}: a file of that name is already in the folder")
+        fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=target.suffix, dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return ImageInfo(name=name, width=width, height=height)
+
+
+def _exif_rotated(img: Image.Image) -> bool:
+    """True when the EXIF orientation swaps width and height (orientations 5 to 8)."""
+    try:
+        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except (AttributeError, OSError, ValueError):
+        return False

@@ -1,0 +1,103 @@
+"""Masks to small PNGs for the page, and mask PNGs from the page back to arrays.
+
+Overlays are palette PNGs: index 0 transparent, ``i`` the fill of class ``i`` (translucent),
+``C + i`` its outline (opaque). Encoding an index map is much cheaper than an RGBA image, and
+the browser draws it straight over the photo.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from sansa.web.errors import NotAnImage, TooLarge, WebError
+
+FILL_ALPHA = 120
+OUTLINE_ALPHA = 255
+
+
+def hex_to_rgb(color: str) -> tuple[int, int, int]:
+    """``#rrggbb`` -> ``(r, g, b)``."""
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def outline(label_map: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: labelled pixels with a 4-neighbour of another label (the edge of each region)."""
+    padded = np.pad(label_map, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    edge = np.zeros(label_map.shape, dtype=bool)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        edge |= padded[dy : dy + label_map.shape[0], dx : dx + label_map.shape[1]] != centre
+    return edge & (label_map > 0)
+
+
+def overlay_png(label_map: np.ndarray, colors: Sequence[str], max_side: int | None = None) -> bytes:
+    """A palette PNG of ``label_map`` (``uint16 [H, W]``, 0 background, ``i`` = ``colors[i - 1]``).
+
+    Args:
+        max_side: shrink (nearest neighbour) so the longer side is at most this.
+    """
+    index = label_map
+    if max_side is not None and max(index.shape) > max_side:
+        scale = max_side / max(index.shape)
+        height, width = max(1, round(index.shape[0] * scale)), max(1, round(index.shape[1] * scale))
+        rows = (np.arange(height) * index.shape[0] // height)[:, None]
+        cols = (np.arange(width) * index.shape[1] // width)[None, :]
+        index = index[rows, cols]
+    count = len(colors)
+    pixels = index.astype(np.uint8)
+    pixels[outline(index)] += count
+    img = Image.fromarray(pixels, mode="P")
+    rgb = [(0, 0, 0)] + [hex_to_rgb(c) for c in colors] * 2
+    img.putpalette([v for c in rgb for v in c])
+    img.info["transparency"] = bytes([0] + [FILL_ALPHA] * count + [OUTLINE_ALPHA] * count)
+    return to_png(img)
+
+
+def mask_png(mask: np.ndarray, color: str) -> bytes:
+    """A palette PNG of ``bool [H, W]`` ``mask`` in ``color`` (filled and outlined)."""
+    return overlay_png(mask.astype(np.uint16), [color])
+
+
+def to_png(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format="PNG", compress_level=1, transparency=img.info.get("transparency"))
+    return out.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def decode_mask_png(value: str, size: tuple[int, int], max_bytes: int) -> np.ndarray:
+    """A mask sent by the page: base64 PNG (or ``data:`` URL) -> ``bool [H, W]``.
+
+    Object pixels are those of non-zero alpha where the image has transparency, else non-zero value.
+
+    Args:
+        size: ``(H, W)`` the mask must have (the reference image's size).
+    """
+    payload = value.split(",", 1)[1] if value.startswith("data:") else value
+    if len(payload) * 3 // 4 > max_bytes:
+        raise TooLarge(f"prompt.mask_png: over the limit of {max_bytes} bytes")
+    try:
+        raw = base64.b64decode(payload, validate=True)
+        with Image.open(io.BytesIO(raw)) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                mask = np.asarray(img.convert("RGBA"))[:, :, 3] > 0
+            else:
+                mask = np.asarray(img.convert("L")) > 0
+    except (binascii.Error, ValueError):
+        raise WebError("prompt.mask_png: not valid base64") from None
+    except OSError:
+        raise NotAnImage("prompt.mask_png: not a readable PNG image") from None
+    if mask.shape != size:
+        raise WebError(f"prompt.mask_png: size {mask.shape[1]}x{mask.shape[0]} does not match the image "
+                       f"({size[1]}x{size[0]})")
+    return mask

@@ -1,0 +1,133 @@
+"""Typed JSON requests and responses of the web app (they make its OpenAPI schema at ``/docs``).
+
+Coordinates are pixels of the full-size image a prompt belongs to: ``x`` = column, ``y`` = row.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, Field, field_validator
+
+from sansa.records import PromptType
+
+Point = tuple[float, float]
+
+
+class JobState(str, enum.Enum):
+    """Where a session's propagation job stands."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: one line saying what is wrong and with which argument or file."""
+
+    detail: str
+
+
+class ImageInfo(BaseModel):
+    name: str = Field(description="file name inside the served folder")
+    width: int
+    height: int
+
+
+class SkippedImage(BaseModel):
+    name: str
+    reason: str
+
+
+class ImageList(BaseModel):
+    folder: str
+    images: list[ImageInfo]
+    skipped: list[SkippedImage] = Field(default_factory=list, description="image files that could not be read")
+
+
+class ServerInfo(BaseModel):
+    folder: str
+    model: str = Field(description="the model's backbone, as built")
+    device: str
+    max_upload_bytes: int
+    formats: list[str] = Field(description="export formats the server can write")
+
+
+class ClassCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb; default from a palette")
+
+    @field_validator("name")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("class name is empty")
+        return value
+
+
+class ClassInfo(BaseModel):
+    name: str
+    color: str = Field(description="#rrggbb")
+
+
+class PromptIn(BaseModel):
+    """What the user marked on a reference; a mask cannot be combined with the other kinds."""
+
+    points: list[Point] | None = Field(default=None, description="clicks [[x, y], ...]")
+    point_labels: list[int] | None = Field(default=None, description="1 object, 0 not the object, per point")
+    box: tuple[float, float, float, float] | None = Field(default=None, description="[x0, y0, x1, y1]")
+    scribble: list[list[Point]] | None = Field(default=None, description="strokes, each [[x, y], ...]")
+    mask_png: str | None = Field(default=None, description="the object's pixels: a PNG, base64 or data: URL, "
+                                                            "at the image's size; non-zero alpha or value = object")
+
+
+class ReferenceRequest(BaseModel):
+    image: str = Field(description="file name in the served folder")
+    label: str = Field(min_length=1, max_length=64, description="the class marked")
+    prompt: PromptIn
+
+
+class PromoteRequest(BaseModel):
+    image: str = Field(description="a target to make a reference, its prediction as the starting mask")
+    label: str = Field(min_length=1, max_length=64)
+
+
+class ReferenceOut(BaseModel):
+    id: str
+    image: str
+    label: str
+    prompt_type: PromptType
+    score: float | None = Field(description="decoder's IoU estimate; None for a mask prompt")
+    area: int = Field(description="pixels in the decoded mask")
+    mask_png: str = Field(description="the decoded reference mask as a data: URL (PNG in the class colour)")
+
+
+class SessionState(BaseModel):
+    session_id: str
+    version: int = Field(description="bumped whenever references or classes change")
+    classes: list[ClassInfo]
+    references: list[ReferenceOut]
+
+
+class TargetClass(BaseModel):
+    label: str
+    score: float
+    area: int
+
+
+class TargetOut(BaseModel):
+    name: str
+    version: int = Field(description="the session version these masks belong to")
+    classes: list[TargetClass]
+    overlay_png: str = Field(description="the label map as a data: URL (palette PNG, classes in their colours)")
+
+
+class PropagateStatus(BaseModel):
+    state: JobState
+    done: int
+    total: int
+    version: int = Field(description="the session version the results belong to")
+    error: str | None = None

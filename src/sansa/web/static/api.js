@@ -1,0 +1,62 @@
+// Thin client of the JSON API (see /docs). Every error answer is {detail: "one line"}.
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+async function call(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  if (!res.ok) {
+    let detail = `${res.status} ${res.statusText}`;
+    try {
+      detail = (await res.json()).detail || detail;
+    } catch (_) { /* not JSON */ }
+    throw new ApiError(res.status, detail);
+  }
+  return res.status === 204 ? null : res.json();
+}
+
+const q = encodeURIComponent;
+
+export const api = {
+  info: () => call("GET", "/api/info"),
+  images: () => call("GET", "/api/images"),
+  imageUrl: (name) => `/api/images/${q(name)}`,
+  thumbUrl: (name, side) => `/api/images/${q(name)}/thumb?max_side=${side}`,
+  async upload(file) {
+    const form = new FormData();
+    form.append("file", file);
+    const res = await fetch("/api/images", { method: "POST", body: form });
+    const out = await res.json().catch(() => ({}));
+    if (!res.ok) throw new ApiError(res.status, out.detail || res.statusText);
+    return out;
+  },
+  newSession: () => call("POST", "/api/sessions"),
+  session: (sid) => call("GET", `/api/sessions/${sid}`),
+  addClass: (sid, name) => call("POST", `/api/sessions/${sid}/classes`, { name }),
+  removeClass: (sid, name) => call("DELETE", `/api/sessions/${sid}/classes/${q(name)}`),
+  putReference: (sid, image, label, prompt) =>
+    call("PUT", `/api/sessions/${sid}/references`, { image, label, prompt }),
+  promote: (sid, image, label) => call("POST", `/api/sessions/${sid}/references/promote`, { image, label }),
+  removeReference: (sid, id) => call("DELETE", `/api/sessions/${sid}/references/${id}`),
+  target: (sid, name, side, rev) => call("GET", `/api/sessions/${sid}/targets/${q(name)}?max_side=${side}&v=${rev}`),
+  propagate: (sid) => call("POST", `/api/sessions/${sid}/propagate`),
+  progress: (sid) => call("GET", `/api/sessions/${sid}/propagate`),
+  async exportZip(sid, formats) {
+    const params = formats.map((f) => `formats=${q(f)}`).join("&");
+    const res = await fetch(`/api/sessions/${sid}/export?${params}`);
+    if (!res.ok) {
+      const out = await res.json().catch(() => ({}));
+      throw new ApiError(res.status, out.detail || res.statusText);
+    }
+    return res.blob();
+  },
+};

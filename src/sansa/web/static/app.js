@@ -1,0 +1,459 @@
+// The page: classes, gallery, reference editor, live target overlays, propagation and export.
+import { api } from "./api.js";
+import { Editor } from "./editor.js";
+
+const $ = (id) => document.getElementById(id);
+const TARGET_SIDE = 320; // longer side of the overlays in the targets grid
+const SYNC_DELAY_MS = 80; // debounce of prompt edits before they go to the server
+
+const S = {
+  sid: null,
+  images: [], // [{name, width, height}]
+  classes: [], // [{name, color}]
+  active: null, // class name
+  refs: new Map(), // "image\nlabel" -> {id, image, label, score, area, prompt_type, img}
+  current: null, // image open in the editor
+  rev: 0, // bumped on every reference change (targets refresh when it moves)
+  propagatedRev: -1,
+  propagating: false,
+};
+
+const editor = new Editor($("canvas"), {
+  onChange: (state, image, label) => scheduleSync(image, label),
+  masksFor: (image) => [...S.refs.values()].filter((r) => r.image === image && r.img)
+    .sort((a, b) => (a.label === S.active) - (b.label === S.active)),
+  sizeOf: (name) => S.images.find((i) => i.name === name),
+  notify: (text) => toast(text),
+});
+
+// -- helpers ------------------------------------------------------------------------------------
+function toast(text, error = false) {
+  const el = document.createElement("div");
+  el.className = "toast" + (error ? " error" : "");
+  el.textContent = text;
+  $("toasts").append(el);
+  setTimeout(() => el.remove(), error ? 6000 : 3000);
+}
+
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+function loadImage(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error(`could not load ${src.slice(0, 80)}`));
+    img.src = src;
+  });
+}
+
+const colorOf = (label) => S.classes.find((c) => c.name === label)?.color || "#fff";
+const refKey = (image, label) => `${image}\n${label}`;
+const referenceImages = () => new Set([...S.refs.values()].map((r) => r.image));
+const targetNames = () => { const refs = referenceImages(); return S.images.map((i) => i.name).filter((n) => !refs.has(n)); };
+
+// -- classes ------------------------------------------------------------------------------------
+async function addClass(name) {
+  const info = await api.addClass(S.sid, name);
+  S.classes.push(info);
+  selectClass(info.name);
+}
+
+async function removeClass(name) {
+  const state = await api.removeClass(S.sid, name);
+  S.classes = state.classes;
+  for (const [key, ref] of S.refs) if (ref.label === name) { S.refs.delete(key); editor.forget(ref.image, name); }
+  if (S.active === name) S.active = S.classes[0]?.name || null;
+  referencesChanged();
+  selectClass(S.active);
+}
+
+function selectClass(name) {
+  S.active = name;
+  editor.setClass(name, colorOf(name));
+  renderClasses();
+  renderStatus();
+}
+
+function renderClasses() {
+  const counts = {};
+  for (const r of S.refs.values()) counts[r.label] = (counts[r.label] || 0) + 1;
+  $("classes").replaceChildren(...S.classes.map((c, i) => {
+    const del = el("button", { className: "del", title: `Delete class ${c.name}`, textContent: "✕" });
+    del.onclick = (e) => { e.stopPropagation(); removeClass(c.name).catch((err) => toast(err.message, true)); };
+    const item = el("li", { className: "class-item" + (c.name === S.active ? " active" : "") },
+      el("span", { className: "swatch" }), el("span", { className: "name", textContent: c.name }),
+      el("span", { className: "refs", textContent: `${counts[c.name] || 0} ref${counts[c.name] === 1 ? "" : "s"}` }),
+      ...(i < 9 ? [el("kbd", { textContent: String(i + 1) })] : []), del);
+    item.style.setProperty("--c", c.color);
+    item.onclick = () => selectClass(c.name);
+    item.dataset.name = c.name;
+    return item;
+  }));
+}
+
+// -- gallery and editor -------------------------------------------------------------------------
+function renderGallery() {
+  $("image-count").textContent = S.images.length;
+  $("gallery").replaceChildren(...S.images.map((info) => {
+    const labels = [...S.refs.values()].filter((r) => r.image === info.name).map((r) => r.label);
+    const badges = el("div", { className: "badges" }, ...labels.map((l) => {
+      const dot = el("span", { title: l });
+      dot.style.setProperty("--c", colorOf(l));
+      return dot;
+    }));
+    const thumb = el("div", { className: "thumb" + (info.name === S.current ? " open" : ""), title: info.name },
+      el("img", { src: api.thumbUrl(info.name, 160), alt: info.name, loading: "lazy" }), badges);
+    if (labels.length) thumb.append(el("span", { className: "tag", textContent: "REF" }));
+    thumb.dataset.name = info.name;
+    thumb.onclick = () => openImage(info.name);
+    return thumb;
+  }));
+}
+
+async function openImage(name) {
+  S.current = name;
+  renderGallery();
+  const img = await loadImage(api.imageUrl(name));
+  if (S.current !== name) return;
+  $("empty").classList.add("hidden");
+  editor.open(name, img);
+  renderStatus();
+}
+
+function step(delta) {
+  if (!S.images.length) return;
+  const i = S.images.findIndex((x) => x.name === S.current);
+  const next = S.images[(i + delta + S.images.length) % S.images.length];
+  openImage(next.name);
+}
+
+function renderStatus() {
+  const info = S.images.find((i) => i.name === S.current);
+  $("status-image").innerHTML = info ? `<b>${escapeHtml(info.name)}</b> · ${info.width}×${info.height}` : "No image open";
+  const ref = S.refs.get(refKey(S.current, S.active));
+  $("status-ref").textContent = !info ? "" : ref
+    ? `${S.active}: ${ref.prompt_type} prompt · ${ref.area.toLocaleString()} px` +
+      (ref.score == null ? "" : ` · score ${ref.score.toFixed(2)}`)
+    : S.active ? `not a reference for “${S.active}” yet` : "add a class first";
+  $("status-hint").textContent = info ? editor.hint : "";
+  const banner = $("banner");
+  const show = info && S.active && !ref;
+  banner.classList.toggle("hidden", !show);
+  if (show) {
+    $("banner-text").textContent = `Draw to make this a reference for “${S.active}”`;
+    $("promote-open").classList.toggle("hidden", !S.refs.size);
+  }
+  for (const b of document.querySelectorAll(".tool[data-tool]")) b.classList.toggle("active", b.dataset.tool === editor.tool);
+  $("brush-size").textContent = ["brush", "eraser"].includes(editor.tool) ? `${editor.brush * 2}px` : "";
+}
+
+function escapeHtml(text) { return text.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`); }
+
+function setTool(tool) {
+  editor.setTool(tool);
+  renderStatus();
+}
+
+// -- sync prompts to the server -----------------------------------------------------------------
+const syncs = new Map(); // key -> {timer, busy, again}
+
+function scheduleSync(image, label) {
+  const key = refKey(image, label);
+  const entry = syncs.get(key) || { timer: 0, busy: false, again: false };
+  syncs.set(key, entry);
+  clearTimeout(entry.timer);
+  entry.timer = setTimeout(() => flush(image, label), SYNC_DELAY_MS);
+}
+
+async function flush(image, label) {
+  const key = refKey(image, label);
+  const entry = syncs.get(key);
+  if (entry.busy) { entry.again = true; return; }
+  entry.busy = true;
+  try {
+    const prompt = editor.state(image, label).toPrompt();
+    const old = S.refs.get(key);
+    if (!prompt) {
+      if (old) await api.removeReference(S.sid, old.id);
+      S.refs.delete(key);
+    } else {
+      const out = await api.putReference(S.sid, image, label, prompt);
+      S.refs.set(key, { ...out, img: await loadImage(out.mask_png) });
+    }
+    referencesChanged();
+  } catch (err) {
+    toast(err.message, true);
+  } finally {
+    entry.busy = false;
+    if (entry.again) { entry.again = false; flush(image, label); }
+  }
+}
+
+async function promote(name) {
+  if (!S.active) return toast("Add a class first", true);
+  try {
+    const out = await api.promote(S.sid, name, S.active);
+    const img = await loadImage(out.mask_png);
+    S.refs.set(refKey(name, S.active), { ...out, img });
+    const state = editor.state(name, S.active);
+    state.push();
+    state.loadMask(img);
+    referencesChanged();
+    await openImage(name);
+    setTool("brush");
+    toast(`“${name}” is now a reference: correct its mask with the brush and eraser`);
+  } catch (err) {
+    toast(err.message, true);
+  }
+}
+
+function referencesChanged() {
+  S.rev += 1;
+  renderClasses();
+  renderGallery();
+  renderTargets();
+  renderStatus();
+  renderProgress();
+  editor.redraw();
+}
+
+// -- targets ------------------------------------------------------------------------------------
+const cards = new Map(); // name -> card element
+const visible = new Set();
+const observer = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const name = e.target.dataset.name;
+    if (e.isIntersecting) visible.add(name); else visible.delete(name);
+  }
+  pumpOverlays();
+}, { root: $("targets"), rootMargin: "200px" });
+
+function renderTargets() {
+  const names = targetNames();
+  $("target-count").textContent = names.length;
+  const grid = $("targets");
+  if (names.join("\n") !== [...cards.keys()].join("\n")) {
+    observer.disconnect();
+    visible.clear();
+    for (const name of names) if (!cards.has(name)) cards.set(name, makeCard(name));
+    for (const name of [...cards.keys()]) if (!names.includes(name)) cards.delete(name);
+    grid.replaceChildren(...names.map((n) => cards.get(n)));
+    for (const card of cards.values()) observer.observe(card);
+  }
+  if (!S.refs.size) {
+    for (const card of cards.values()) clearCard(card);
+    grid.querySelector(".placeholder")?.remove();
+    grid.prepend(el("div", { className: "placeholder",
+      innerHTML: "Open an image and mark an object<br>(box, clicks, scribble or mask):<br>every other image is segmented here." }));
+  } else {
+    grid.querySelector(".placeholder")?.remove();
+    for (const card of cards.values()) card.classList.add("stale");
+  }
+  pumpOverlays();
+}
+
+function makeCard(name) {
+  const overlay = el("img", { className: "overlay", alt: "" });
+  const promoteButton = el("button", { className: "btn promote", textContent: "Promote",
+    title: "Make this a reference, starting from its predicted mask" });
+  promoteButton.onclick = (e) => { e.stopPropagation(); promote(name); };
+  const card = el("div", { className: "card" },
+    el("div", { className: "pic" }, el("img", { src: api.thumbUrl(name, TARGET_SIDE), alt: name, loading: "lazy" }),
+      overlay, promoteButton),
+    el("div", { className: "meta" }, el("div", { className: "name", textContent: name }),
+      el("div", { className: "scores" })));
+  card.dataset.name = name;
+  card.dataset.rev = "-1";
+  card.onclick = () => openImage(name);
+  return card;
+}
+
+function clearCard(card) {
+  card.querySelector(".overlay").removeAttribute("src");
+  card.querySelector(".scores").replaceChildren();
+  card.dataset.rev = "-1";
+  card.classList.remove("stale");
+}
+
+let pumping = false;
+
+// Fetch overlays of visible cards that are behind the current references, one at a time
+// (the server runs the model under one lock anyway).
+async function pumpOverlays() {
+  if (pumping || !S.refs.size) return;
+  pumping = true;
+  try {
+    for (;;) {
+      const name = [...cards.keys()].find((n) => visible.has(n) && cards.get(n).dataset.rev !== String(S.rev));
+      if (!name || !S.refs.size) break;
+      const card = cards.get(name), rev = S.rev;
+      try {
+        const out = await api.target(S.sid, name, TARGET_SIDE, rev);
+        showTarget(card, out, rev);
+      } catch (err) {
+        card.dataset.rev = String(rev);
+        if (err.status !== 409) toast(`${name}: ${err.message}`, true);
+      }
+    }
+  } finally {
+    pumping = false;
+  }
+}
+
+function showTarget(card, out, rev) {
+  card.querySelector(".overlay").src = out.overlay_png;
+  card.querySelector(".scores").replaceChildren(...out.classes.filter((c) => c.area > 0).map((c) => {
+    const chip = el("span", { className: "score", textContent: `${c.label} ${Math.round(c.score * 100)}%`,
+      title: `${c.area.toLocaleString()} px, decoder IoU estimate ${c.score.toFixed(2)}` });
+    chip.style.setProperty("--c", colorOf(c.label));
+    return chip;
+  }));
+  card.dataset.rev = String(rev);
+  card.classList.toggle("stale", rev !== S.rev);
+}
+
+// -- propagate and export -----------------------------------------------------------------------
+function renderProgress(status) {
+  const bar = $("progress-bar"), text = $("progress-text");
+  if (status) {
+    const fraction = status.total ? status.done / status.total : 1;
+    bar.style.width = `${Math.round(fraction * 100)}%`;
+    text.textContent = status.state === "running" ? `${status.done} / ${status.total} images`
+      : status.state === "done" ? `${status.total} images ✓` : status.state === "failed" ? "failed" : "stopped";
+  } else if (S.propagatedRev !== S.rev && !S.propagating) {
+    bar.style.width = "0%";
+    text.textContent = S.propagatedRev < 0 ? "not propagated" : "out of date";
+  }
+  $("propagate").disabled = S.propagating || !S.refs.size;
+  $("export-note").textContent = S.propagatedRev === S.rev ? "Ready to export." : "Propagates first if needed.";
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function propagate() {
+  if (!S.refs.size) return toast("Mark a reference first", true);
+  if (S.propagating) return;
+  S.propagating = true;
+  const rev = S.rev;
+  $("model-chip").classList.add("busy");
+  try {
+    let status = await api.propagate(S.sid);
+    renderProgress(status);
+    while (status.state === "running") {
+      await sleep(250);
+      status = await api.progress(S.sid);
+      renderProgress(status);
+    }
+    if (status.state === "failed") throw new Error(status.error || "propagation failed");
+    if (status.state === "done" && rev === S.rev) {
+      S.propagatedRev = rev;
+      toast(`Propagated to ${status.total} images`);
+    }
+    return status.state === "done" && rev === S.rev;
+  } catch (err) {
+    toast(err.message, true);
+    return false;
+  } finally {
+    S.propagating = false;
+    $("model-chip").classList.remove("busy");
+    renderProgress();
+  }
+}
+
+async function exportZip() {
+  const formats = [...document.querySelectorAll("#formats input:checked")].map((i) => i.value);
+  if (!formats.length) return toast("Choose at least one export format", true);
+  if (S.propagatedRev !== S.rev && !(await propagate())) return;
+  try {
+    const blob = await api.exportZip(S.sid, formats);
+    const link = el("a", { href: URL.createObjectURL(blob), download: "sansa-export.zip" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    toast(`Exported ${targetNames().length} images (${formats.join(", ")})`);
+  } catch (err) {
+    toast(err.message, true);
+  }
+}
+
+async function upload(files) {
+  for (const file of files) {
+    try {
+      await api.upload(file);
+      toast(`Added ${file.name}`);
+    } catch (err) {
+      toast(err.message, true);
+    }
+  }
+  S.images = (await api.images()).images;
+  renderGallery();
+  renderTargets();
+}
+
+// -- keyboard -----------------------------------------------------------------------------------
+const TOOL_KEYS = { p: "point", b: "box", s: "scribble", m: "brush", l: "lasso", e: "eraser" };
+
+function onKey(e) {
+  const help = $("help");
+  if (e.key === "Escape") { help.classList.add("hidden"); document.activeElement?.blur(); return; }
+  if (e.target.closest("input")) return;
+  const k = e.key.toLowerCase();
+  if (e.key === "?" || k === "h") help.classList.toggle("hidden");
+  else if (k === "z" && !e.shiftKey) editor.edit("undo");
+  else if (e.key === "Delete" || e.key === "Backspace") editor.edit("clear");
+  else if (e.key === "Enter" && e.shiftKey) propagate();
+  else if (k === "e" && e.shiftKey) exportZip();
+  else if (e.ctrlKey || e.metaKey || e.altKey) return;
+  else if (TOOL_KEYS[k]) setTool(TOOL_KEYS[k]);
+  else if (/^[1-9]$/.test(e.key) && S.classes[+e.key - 1]) selectClass(S.classes[+e.key - 1].name);
+  else if (k === "n") { $("class-name").focus(); }
+  else if (e.key === "ArrowRight") step(1);
+  else if (e.key === "ArrowLeft") step(-1);
+  else if (e.key === "[") { editor.brush = Math.max(2, editor.brush - 2); renderStatus(); editor.redraw(); }
+  else if (e.key === "]") { editor.brush = Math.min(80, editor.brush + 2); renderStatus(); editor.redraw(); }
+  else return;
+  e.preventDefault();
+}
+
+// -- start --------------------------------------------------------------------------------------
+function wire() {
+  for (const b of document.querySelectorAll(".tool[data-tool]")) b.onclick = () => setTool(b.dataset.tool);
+  $("undo").onclick = () => editor.edit("undo");
+  $("clear").onclick = () => editor.edit("clear");
+  $("propagate").onclick = () => propagate();
+  $("export").onclick = () => exportZip();
+  $("promote-open").onclick = () => promote(S.current);
+  $("help-button").onclick = () => $("help").classList.toggle("hidden");
+  $("help").onclick = (e) => { if (e.target === $("help")) $("help").classList.add("hidden"); };
+  $("upload").onchange = (e) => upload([...e.target.files]);
+  $("class-form").onsubmit = (e) => {
+    e.preventDefault();
+    const input = $("class-name"), name = input.value.trim();
+    if (!name) return;
+    addClass(name).then(() => { input.value = ""; input.blur(); }).catch((err) => toast(err.message, true));
+  };
+  window.addEventListener("keydown", onKey);
+}
+
+async function start() {
+  wire();
+  const [info, images, session] = await Promise.all([api.info(), api.images(), api.newSession()]);
+  S.sid = session.session_id;
+  S.images = images.images;
+  $("folder").textContent = info.folder;
+  $("model-name").textContent = `${info.model} · ${info.device}`;
+  for (const skipped of images.skipped) toast(`${skipped.name}: ${skipped.reason}`, true);
+  setTool("box");
+  await addClass("object");
+  renderGallery();
+  renderTargets();
+  renderProgress();
+  document.body.dataset.ready = "1";
+}
+
+start().catch((err) => toast(`Could not start: ${err.message}`, true));

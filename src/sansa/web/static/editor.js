@@ -1,0 +1,430 @@
+// The reference editor: one image on a canvas, the prompt of the active class drawn over it.
+// Coordinates of prompts are the image's own pixels (x = column, y = row), as the API expects.
+
+const HISTORY_LIMIT = 25;
+
+// What the user marked on one image for one class: clicks/box/scribble, or a painted mask.
+export class PromptState {
+  constructor(width, height) {
+    this.width = width;
+    this.height = height;
+    this.kind = null; // "clicks" | "mask" | null
+    this.points = []; // [x, y, 1 object | 0 background]
+    this.box = null; // [x0, y0, x1, y1]
+    this.strokes = []; // [[x, y], ...] each
+    this.mask = null; // canvas at image size; alpha > 0 = object
+    this.history = [];
+  }
+
+  maskCanvas() {
+    if (!this.mask) {
+      this.mask = document.createElement("canvas");
+      this.mask.width = this.width;
+      this.mask.height = this.height;
+    }
+    return this.mask;
+  }
+
+  snapshot() {
+    const mask = this.mask ? this.mask.getContext("2d").getImageData(0, 0, this.width, this.height) : null;
+    return { kind: this.kind, points: structuredClone(this.points), box: this.box && [...this.box],
+      strokes: structuredClone(this.strokes), mask };
+  }
+
+  push() {
+    this.history.push(this.snapshot());
+    if (this.history.length > HISTORY_LIMIT) this.history.shift();
+  }
+
+  undo() {
+    const last = this.history.pop();
+    if (!last) return false;
+    Object.assign(this, { kind: last.kind, points: last.points, box: last.box, strokes: last.strokes });
+    if (last.mask) this.maskCanvas().getContext("2d").putImageData(last.mask, 0, 0);
+    else if (this.mask) this.mask.getContext("2d").clearRect(0, 0, this.width, this.height);
+    return true;
+  }
+
+  clear() {
+    this.kind = null;
+    this.points = [];
+    this.box = null;
+    this.strokes = [];
+    if (this.mask) this.mask.getContext("2d").clearRect(0, 0, this.width, this.height);
+  }
+
+  // Switch to `kind`; returns true when a prompt of the other kind was dropped.
+  useKind(kind) {
+    const dropped = this.kind !== null && this.kind !== kind && !this.isEmpty();
+    if (this.kind !== kind) this.clear();
+    this.kind = kind;
+    return dropped;
+  }
+
+  maskHasPixels() {
+    if (!this.mask) return false;
+    const data = this.mask.getContext("2d").getImageData(0, 0, this.width, this.height).data;
+    for (let i = 3; i < data.length; i += 4) if (data[i]) return true;
+    return false;
+  }
+
+  isEmpty() {
+    if (this.kind === "mask") return !this.maskHasPixels();
+    return !this.points.length && !this.box && !this.strokes.length;
+  }
+
+  // The prompt as the API's PromptIn, or null when nothing is marked.
+  toPrompt() {
+    if (this.isEmpty()) return null;
+    if (this.kind === "mask") return { mask_png: this.mask.toDataURL("image/png") };
+    const prompt = {};
+    if (this.points.length) {
+      prompt.points = this.points.map(([x, y]) => [x, y]);
+      prompt.point_labels = this.points.map((p) => p[2]);
+    }
+    if (this.box) prompt.box = this.box;
+    if (this.strokes.length) prompt.scribble = this.strokes;
+    return prompt;
+  }
+
+  // Take a mask image (any colours; alpha > 0 = object) as the painted mask.
+  loadMask(img) {
+    const ctx = this.maskCanvas().getContext("2d");
+    ctx.clearRect(0, 0, this.width, this.height);
+    ctx.drawImage(img, 0, 0, this.width, this.height);
+    const pixels = ctx.getImageData(0, 0, this.width, this.height);
+    for (let i = 0; i < pixels.data.length; i += 4) {
+      const on = pixels.data[i + 3] > 0 ? 255 : 0;
+      pixels.data[i] = pixels.data[i + 1] = pixels.data[i + 2] = pixels.data[i + 3] = on;
+    }
+    ctx.putImageData(pixels, 0, 0);
+    this.kind = "mask";
+  }
+}
+
+const HINTS = {
+  point: "Click the object · right-click (or Shift+click) the background",
+  box: "Drag a box around the object",
+  scribble: "Draw a stroke over the object",
+  brush: "Paint the object · right-drag erases · [ ] size",
+  lasso: "Draw around the object to fill it · Shift cuts out",
+  eraser: "Erase from the mask · [ ] size",
+};
+
+export class Editor {
+  // hooks: onChange(state) after each edit; masksFor(image) -> [{label, color, img}] decoded masks;
+  // notify(text) for messages.
+  constructor(canvas, hooks) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.hooks = hooks;
+    this.states = new Map();
+    this.image = null; // {name, img, width, height}
+    this.label = null;
+    this.color = "#ffffff";
+    this.tool = "box";
+    this.brush = 14; // radius in screen pixels
+    this.drag = null;
+    this.hover = null;
+    this.frame = 0;
+    canvas.addEventListener("pointerdown", (e) => this.down(e));
+    canvas.addEventListener("pointermove", (e) => this.move(e));
+    canvas.addEventListener("pointerup", (e) => this.up(e));
+    canvas.addEventListener("pointerleave", () => { this.hover = null; this.redraw(); });
+    canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+    new ResizeObserver(() => this.redraw()).observe(canvas);
+  }
+
+  get hint() { return HINTS[this.tool]; }
+
+  key(name = this.image?.name, label = this.label) { return `${name}\n${label}`; }
+
+  state(name = this.image?.name, label = this.label) {
+    if (!name || !label) return null;
+    const key = this.key(name, label);
+    if (!this.states.has(key)) {
+      const size = name === this.image?.name ? this.image : this.hooks.sizeOf(name);
+      this.states.set(key, new PromptState(size.width, size.height));
+    }
+    return this.states.get(key);
+  }
+
+  open(name, img) {
+    this.image = { name, img, width: img.naturalWidth, height: img.naturalHeight };
+    this.drag = null;
+    this.redraw();
+  }
+
+  setClass(label, color) {
+    this.label = label;
+    this.color = color;
+    this.redraw();
+  }
+
+  setTool(tool) {
+    this.tool = tool;
+    this.drag = null;
+    this.redraw();
+  }
+
+  forget(name, label) { this.states.delete(this.key(name, label)); }
+
+  edit(action) {
+    const state = this.state();
+    if (!state) return;
+    if (action === "undo" ? state.undo() : (state.push(), state.clear(), true)) this.changed(state);
+  }
+
+  changed(state) {
+    this.redraw();
+    this.hooks.onChange(state, this.image.name, this.label);
+  }
+
+  // -- geometry ------------------------------------------------------------------------------
+  view() {
+    const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
+    const { width, height } = this.image;
+    const scale = Math.min((w - 32) / width, (h - 32) / height);
+    return { scale, ox: (w - width * scale) / 2, oy: (h - height * scale) / 2 };
+  }
+
+  toImage(e) {
+    const rect = this.canvas.getBoundingClientRect();
+    const { scale, ox, oy } = this.view();
+    const clamp = (v, hi) => Math.min(Math.max(v, 0), hi);
+    return [clamp((e.clientX - rect.left - ox) / scale, this.image.width),
+      clamp((e.clientY - rect.top - oy) / scale, this.image.height)];
+  }
+
+  // -- pointer -------------------------------------------------------------------------------
+  down(e) {
+    if (!this.image || !this.label || e.button === 1) return;
+    const p = this.toImage(e);
+    const state = this.state();
+    const negative = e.button === 2 || e.shiftKey;
+    this.canvas.setPointerCapture(e.pointerId);
+    if (this.tool === "point") {
+      this.begin(state, "clicks");
+      state.points.push([round(p[0]), round(p[1]), negative ? 0 : 1]);
+      this.changed(state);
+    } else if (this.tool === "box") {
+      this.drag = { type: "box", start: p, end: p };
+    } else if (this.tool === "scribble") {
+      this.drag = { type: "stroke", points: [p] };
+    } else if (this.tool === "lasso") {
+      this.drag = { type: "lasso", points: [p], cut: negative };
+    } else {
+      this.begin(state, "mask");
+      this.drag = { type: "paint", erase: this.tool === "eraser" || e.button === 2, last: p };
+      this.paint(state, p, p);
+    }
+  }
+
+  move(e) {
+    if (!this.image) return;
+    const p = this.toImage(e);
+    this.hover = p;
+    const drag = this.drag;
+    if (drag?.type === "box") drag.end = p;
+    else if (drag?.type === "stroke" || drag?.type === "lasso") drag.points.push(p);
+    else if (drag?.type === "paint") {
+      this.paint(this.state(), drag.last, p);
+      drag.last = p;
+    }
+    this.redraw();
+  }
+
+  up() {
+    const drag = this.drag;
+    this.drag = null;
+    if (!drag) return;
+    const state = this.state();
+    const minSide = 4 / this.view().scale;
+    if (drag.type === "box") {
+      const [x0, x1] = [drag.start[0], drag.end[0]].sort((a, b) => a - b);
+      const [y0, y1] = [drag.start[1], drag.end[1]].sort((a, b) => a - b);
+      if (x1 - x0 < minSide || y1 - y0 < minSide) return this.redraw();
+      this.begin(state, "clicks");
+      state.box = [x0, y0, x1, y1].map(round);
+    } else if (drag.type === "stroke") {
+      this.begin(state, "clicks");
+      state.strokes.push(drag.points.map(([x, y]) => [round(x), round(y)]));
+    } else if (drag.type === "lasso") {
+      if (drag.points.length < 3) return this.redraw();
+      this.begin(state, "mask");
+      const ctx = state.maskCanvas().getContext("2d");
+      ctx.globalCompositeOperation = drag.cut ? "destination-out" : "source-over";
+      ctx.fillStyle = "#fff";
+      ctx.beginPath();
+      drag.points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      ctx.closePath();
+      ctx.fill();
+      ctx.globalCompositeOperation = "source-over";
+    }
+    this.changed(state);
+  }
+
+  // One undo step per action; a prompt of the other kind is dropped (undo restores it).
+  begin(state, kind) {
+    state.push();
+    if (state.useKind(kind)) {
+      this.hooks.notify(kind === "mask" ? "Painting a mask: the clicks/box/scribble were cleared (Z to undo)"
+        : "Clicks/box/scribble: the painted mask was cleared (Z to undo)");
+    }
+  }
+
+  paint(state, from, to) {
+    const ctx = state.maskCanvas().getContext("2d");
+    ctx.globalCompositeOperation = this.drag?.erase ? "destination-out" : "source-over";
+    ctx.strokeStyle = ctx.fillStyle = "#fff";
+    ctx.lineCap = "round";
+    ctx.lineWidth = (2 * this.brush) / this.view().scale;
+    ctx.beginPath();
+    ctx.moveTo(...from);
+    ctx.lineTo(...to);
+    ctx.stroke();
+    ctx.globalCompositeOperation = "source-over";
+  }
+
+  // -- drawing -------------------------------------------------------------------------------
+  redraw() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.draw();
+    });
+  }
+
+  draw() {
+    const dpr = window.devicePixelRatio || 1;
+    const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
+    if (this.canvas.width !== Math.round(w * dpr)) this.canvas.width = Math.round(w * dpr);
+    if (this.canvas.height !== Math.round(h * dpr)) this.canvas.height = Math.round(h * dpr);
+    const ctx = this.ctx;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    if (!this.image) return;
+    const { scale, ox, oy } = this.view();
+    const { img, width, height, name } = this.image;
+    ctx.save();
+    ctx.shadowColor = "#0009";
+    ctx.shadowBlur = 18;
+    ctx.drawImage(img, ox, oy, width * scale, height * scale);
+    ctx.restore();
+    const state = this.states.get(this.key());
+    const painting = state?.kind === "mask";
+    for (const m of this.hooks.masksFor(name)) {
+      if (painting && m.label === this.label) continue;
+      ctx.globalAlpha = m.label === this.label ? 1 : 0.6;
+      ctx.drawImage(m.img, ox, oy, width * scale, height * scale);
+    }
+    ctx.globalAlpha = 1;
+    ctx.save();
+    ctx.translate(ox, oy);
+    ctx.scale(scale, scale);
+    if (painting) this.drawMask(ctx, state);
+    if (state) this.drawPrompt(ctx, state, scale);
+    this.drawDrag(ctx, scale);
+    ctx.restore();
+    this.drawCursor(ctx, scale, ox, oy);
+  }
+
+  drawMask(ctx, state) {
+    const tint = this.tint || (this.tint = document.createElement("canvas"));
+    tint.width = state.width;
+    tint.height = state.height;
+    const t = tint.getContext("2d");
+    t.drawImage(state.mask, 0, 0);
+    t.globalCompositeOperation = "source-in";
+    t.fillStyle = this.color;
+    t.fillRect(0, 0, state.width, state.height);
+    ctx.globalAlpha = 0.55;
+    ctx.drawImage(tint, 0, 0);
+    ctx.globalAlpha = 1;
+  }
+
+  drawPrompt(ctx, state, scale) {
+    const px = 1 / scale;
+    ctx.lineJoin = ctx.lineCap = "round";
+    for (const stroke of state.strokes) {
+      polyline(ctx, stroke);
+      ctx.strokeStyle = "#000a";
+      ctx.lineWidth = 6 * px;
+      ctx.stroke();
+      ctx.strokeStyle = this.color;
+      ctx.lineWidth = 3 * px;
+      ctx.stroke();
+    }
+    if (state.box) {
+      const [x0, y0, x1, y1] = state.box;
+      ctx.setLineDash([7 * px, 4 * px]);
+      ctx.strokeStyle = "#fff";
+      ctx.lineWidth = 2 * px;
+      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      ctx.setLineDash([]);
+      ctx.strokeStyle = this.color;
+      ctx.lineWidth = 1 * px;
+      ctx.strokeRect(x0 - px, y0 - px, x1 - x0 + 2 * px, y1 - y0 + 2 * px);
+    }
+    for (const [x, y, positive] of state.points) {
+      ctx.beginPath();
+      ctx.arc(x, y, 7 * px, 0, 2 * Math.PI);
+      ctx.fillStyle = positive ? "#2ecc8f" : "#ff5c6c";
+      ctx.fill();
+      ctx.lineWidth = 2 * px;
+      ctx.strokeStyle = "#fff";
+      ctx.stroke();
+      ctx.beginPath();
+      ctx.moveTo(x - 3.5 * px, y);
+      ctx.lineTo(x + 3.5 * px, y);
+      if (positive) { ctx.moveTo(x, y - 3.5 * px); ctx.lineTo(x, y + 3.5 * px); }
+      ctx.stroke();
+    }
+  }
+
+  drawDrag(ctx, scale) {
+    const drag = this.drag, px = 1 / scale;
+    if (!drag) return;
+    ctx.lineWidth = 2 * px;
+    if (drag.type === "box") {
+      const [x0, y0] = drag.start, [x1, y1] = drag.end;
+      ctx.setLineDash([7 * px, 4 * px]);
+      ctx.strokeStyle = "#fff";
+      ctx.fillStyle = this.color + "22";
+      ctx.fillRect(x0, y0, x1 - x0, y1 - y0);
+      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      ctx.setLineDash([]);
+    } else if (drag.type === "stroke") {
+      polyline(ctx, drag.points);
+      ctx.strokeStyle = this.color;
+      ctx.lineWidth = 3 * px;
+      ctx.stroke();
+    } else if (drag.type === "lasso") {
+      polyline(ctx, drag.points);
+      ctx.closePath();
+      ctx.fillStyle = this.color + (drag.cut ? "10" : "40");
+      ctx.fill();
+      ctx.setLineDash([5 * px, 4 * px]);
+      ctx.strokeStyle = drag.cut ? "#ff5c6c" : "#fff";
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
+  }
+
+  drawCursor(ctx, scale, ox, oy) {
+    if (!this.hover || !["brush", "eraser"].includes(this.tool)) return;
+    ctx.beginPath();
+    ctx.arc(ox + this.hover[0] * scale, oy + this.hover[1] * scale, this.brush, 0, 2 * Math.PI);
+    ctx.strokeStyle = this.tool === "eraser" ? "#ff5c6c" : "#fff";
+    ctx.lineWidth = 1.5;
+    ctx.stroke();
+  }
+}
+
+function polyline(ctx, points) {
+  ctx.beginPath();
+  points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+  if (points.length === 1) ctx.lineTo(points[0][0] + 0.01, points[0][1]);
+}
+
+function round(v) { return Math.round(v * 10) / 10; }
