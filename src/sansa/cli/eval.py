@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
                      model=given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights"),
                      **options)
     out = Path(args.out or f"runs/eval/{benchmark.value}-{base.shots}shot-{base.prompt}")
+    for fold in folds:  # refuse a folder of another run before the (slow) model load
+        (out / f"fold{fold}").mkdir(parents=True, exist_ok=True)
+        _check_config(out / f"fold{fold}" / "config.json", base.with_fold(fold))
     predictor = load_predictor(args)
     results = []
     for fold in folds:
