@@ -58,6 +58,8 @@ class ImageFolder:
         """The folder's images with their sizes; unreadable files are listed as skipped."""
         images, skipped = [], []
         for path in list_images(self.root):
+            if path.resolve().parent != self.root:  # a link to a file elsewhere: never served
+                continue
             try:
                 with Image.open(path) as img:
                     width, height = img.size
