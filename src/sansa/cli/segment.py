@@ -232,11 +232,11 @@ def _save_references(folder: Path, specs: list, references: list) -> list[dict]:
     from sansa.export.names import safe_stem, safe_token
     from sansa.images import load_image
 
-    saved = []
+    saved, labels = [], list(dict.fromkeys(r.label for r in references))
     for index, (spec, reference) in enumerate(zip(specs, references, strict=True), start=1):
         stem = f"{index:02d}_{safe_token(reference.label)}_{safe_stem(spec.image.name)}"
-        label_map = reference.mask.astype(np.uint16)
-        picture = render.overlay(load_image(spec.image), label_map, [reference.label], legend=False)
+        label_map = reference.mask.astype(np.uint16) * (labels.index(reference.label) + 1)  # the class's colour
+        picture = render.overlay(load_image(spec.image), label_map, labels, legend=False)
         prompt = reference.prompt
         render.draw_prompt(picture, prompt.points, prompt.labels, prompt.box)
         for stroke in spec.strokes():
