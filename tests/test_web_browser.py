@@ -166,10 +166,11 @@ def test_lasso_points_classes_brush_undo_promote_and_help(page):
         page.mouse.move(*to_screen(page, centre[0] + radius * np.cos(a), centre[1] + radius * np.sin(a)))
     page.mouse.up()
     page.wait_for_function("document.getElementById('status-ref').textContent.includes('object: mask prompt')")
-    wait_for_overlays(page, 4)
+    wait_for_overlays(page, SCENES - 1)
     shot = screenshot(page, "lasso_reference.png")
-    if os.environ.get("SANSA_UPDATE_SCREENSHOTS"):  # the README's picture
-        Image.open(shot).convert("RGB").quantize(colors=96).save(DOCS_SCREENSHOT, optimize=True)
+    if os.environ.get("SANSA_UPDATE_SCREENSHOTS"):  # the README's picture, kept small
+        small = Image.open(shot).convert("RGB").resize((1200, 717), Image.Resampling.LANCZOS)
+        small.quantize(colors=128, method=Image.Quantize.FASTOCTREE).save(DOCS_SCREENSHOT, optimize=True)
 
     page.locator("#class-name").fill("leaf")
     page.locator("#class-name").press("Enter")

@@ -445,7 +445,8 @@ async function start() {
   const [info, images, session] = await Promise.all([api.info(), api.images(), api.newSession()]);
   S.sid = session.session_id;
   S.images = images.images;
-  $("folder").textContent = info.folder;
+  $("folder").textContent = `${info.folder.split(/[\\/]/).filter(Boolean).pop() || info.folder}/`;
+  $("folder").title = `Serving ${info.folder}`;
   $("model-name").textContent = `${info.model} · ${info.device}`;
   for (const skipped of images.skipped) toast(`${skipped.name}: ${skipped.reason}`, true);
   setTool("box");
