@@ -204,3 +204,22 @@ def test_lasso_points_classes_brush_undo_promote_and_help(page):
     assert not page.locator("#help").is_visible()
     page.keyboard.press("Delete")  # clear the promoted reference: scene_2 is a target again
     page.wait_for_selector(".card[data-name='scene_2.png']")
+
+
+def test_upload_an_image_and_delete_a_class(page, scene_folder, tmp_path):
+    upload = tmp_path / "new_scene.png"
+    make_scene(7).save(upload)
+    page.locator("#upload").set_input_files(str(upload))
+    page.wait_for_selector(".thumb[data-name='new_scene.png']")
+    assert (scene_folder / "new_scene.png").read_bytes() == upload.read_bytes()
+    assert page.locator("#image-count").inner_text() == str(SCENES + 1)
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    page.locator("#upload").set_input_files(str(tmp_path / "notes.txt"))
+    page.wait_for_selector(".toast.error")
+    assert "not an image file name" in page.locator(".toast.error").inner_text()
+
+    page.locator(".class-item[data-name='object']").hover()
+    page.locator(".class-item[data-name='object'] .del").click()
+    page.wait_for_selector(".class-item", state="detached")
+    assert page.locator("#status-image").inner_text() == "No image open"

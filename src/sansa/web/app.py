@@ -214,7 +214,7 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
     @app.delete("/api/sessions/{sid}/propagate")
     def cancel_propagation(sid: str) -> PropagateStatus:
         session = service.session(sid)
-        if isinstance(session.job, propagate.PropagationJob):
+        if session.job is not None:
             session.job.cancel()
             session.job.join(timeout=30)
         return propagate.status(session)

@@ -80,7 +80,7 @@ def start(service: SansaService, session: Session) -> PropagateStatus:
     """Start (or keep running) the propagation of the session's current references."""
     with service.lock:
         job = session.job
-        if isinstance(job, PropagationJob) and job.state == JobState.RUNNING:
+        if job is not None and job.state == JobState.RUNNING:
             if job.version == session.version:
                 return job.status()
             job.cancel()
@@ -91,9 +91,8 @@ def start(service: SansaService, session: Session) -> PropagateStatus:
 
 
 def status(session: Session) -> PropagateStatus:
-    job = session.job
-    if isinstance(job, PropagationJob):
-        return job.status()
+    if session.job is not None:
+        return session.job.status()
     return PropagateStatus(state=JobState.IDLE, done=0, total=0, version=session.version)
 
 

@@ -14,6 +14,7 @@ import uuid
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from sansa.web import render
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.folder import ImageFolder
 from sansa.web.schema import ClassInfo, PromptIn, ReferenceOut, ReferenceRequest, SessionState
+
+if TYPE_CHECKING:
+    from sansa.web.propagate import PropagationJob
 
 PALETTE = ("#ff4d6d", "#3a86ff", "#ffbe0b", "#06d6a0", "#8338ec", "#fb5607", "#00bbf9", "#f15bb5",
            "#9ef01a", "#ff9f1c")
@@ -72,7 +76,7 @@ class Session:
     slots: dict[str, Slot] = field(default_factory=dict)
     version: int = 0
     results: dict[str, TargetResult] = field(default_factory=dict)
-    job: object | None = None  # sansa.web.propagate.PropagationJob
+    job: PropagationJob | None = None
 
     def colors(self, labels: list[str]) -> list[str]:
         return [self.classes.get(label, "#ffffff") for label in labels]
