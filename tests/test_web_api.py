@@ -199,6 +199,18 @@ def test_propagate_then_export_zip(client, sid):
     assert sorted(i["file_name"] for i in coco["images"]) == ["im1.png", "im2.png", "im3.png"]
 
 
+def test_export_defaults_to_the_export_modules_formats(client, sid):
+    from sansa.export import DEFAULT_FORMATS, OutputFormat
+
+    add_box(client, sid)
+    propagate(client, sid)
+    with zipfile.ZipFile(io.BytesIO(client.get(f"/api/sessions/{sid}/export").content)) as archive:
+        folders = {name.split("/")[0] for name in archive.namelist()}
+    expected = {OutputFormat.PNG: "masks", OutputFormat.COCO: "annotations.json", OutputFormat.OVERLAY: "overlays",
+                OutputFormat.YOLO: "yolo", OutputFormat.INDEXED: "labels"}
+    assert folders == {expected[f] for f in DEFAULT_FORMATS} | {"classes.json"}
+
+
 # -- rejections ---------------------------------------------------------------------------------
 MASK_WRONG_SIZE = png_b64(np.ones((10, 10), dtype=bool))
 MASK_FULL = png_b64(np.ones(SIZE, dtype=bool))

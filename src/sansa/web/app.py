@@ -221,7 +221,8 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
 
     @app.get("/api/sessions/{sid}/export", response_class=FileResponse,
              responses={200: {"content": {"application/zip": {}}}})
-    def export(sid: str, formats: Annotated[list[str], Query()] = ["coco"]) -> FileResponse:  # noqa: B006
+    def export(sid: str, formats: Annotated[list[str] | None, Query(description="default: sansa.export's")] = None
+               ) -> FileResponse:
         path = propagate.export_zip(service, service.session(sid), formats)
         return FileResponse(path, media_type="application/zip", filename="sansa-export.zip",
                             background=BackgroundTask(os.unlink, path))

@@ -109,16 +109,19 @@ def current_results(service: SansaService, session: Session) -> dict[str, Target
     return results  # type: ignore[return-value]
 
 
-def export_zip(service: SansaService, session: Session, formats: Sequence[str]) -> Path:
+def export_zip(service: SansaService, session: Session, formats: Sequence[str] | None = None) -> Path:
     """Write the propagated results with :class:`sansa.export.FolderWriter` and zip them.
+
+    Args:
+        formats: :class:`sansa.export.OutputFormat` names (default: ``sansa.export.DEFAULT_FORMATS``).
 
     Returns:
         The path of a temporary ``.zip`` file; the caller deletes it.
     """
-    from sansa.export import FolderWriter, parse_formats
+    from sansa.export import DEFAULT_FORMATS, FolderWriter, parse_formats
     from sansa.export.writer import STATE_DIR
 
-    chosen = parse_formats(formats)
+    chosen = parse_formats(formats if formats is not None else DEFAULT_FORMATS)
     results = current_results(service, session)
     labels = session.predictor.labels
     fd, zip_path = tempfile.mkstemp(prefix="sansa-export-", suffix=".zip")
