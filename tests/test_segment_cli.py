@@ -157,26 +157,29 @@ def test_corrupt_target_is_listed_and_the_rest_done(data, capsys):
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_outputs(data, monkeypatch):
-    from sansa.predictor import SansaPredictor
+    from sansa.export import FolderWriter
+    from sansa.export.atomic import TEMP_SUFFIX
 
     Image.fromarray(scene(9)).save(data / "targets" / "t3.png")
     argv = [*BASE, "--format", "png", "indexed", "coco", "yolo", "overlay", "--batch-size", "2"]
     assert segment(*argv, "--out", "whole") == 0
 
-    original, calls = SansaPredictor.segment_batch, []
+    original, calls = FolderWriter.write, []
 
-    def dies_on_second_batch(self, targets, names=None):
-        calls.append(len(targets))
-        if len(calls) == 2:
+    def dies_in_the_second_batch(self, *args):
+        calls.append(args[-1])
+        if len(calls) == 4:  # t0, t1 (batch 1), t2 written; killed before t3
             raise KeyboardInterrupt
-        return original(self, targets, names)
+        return original(self, *args)
 
-    monkeypatch.setattr(SansaPredictor, "segment_batch", dies_on_second_batch)
+    monkeypatch.setattr(FolderWriter, "write", dies_in_the_second_batch)
     assert segment(*argv, "--out", "killed") == 130
-    monkeypatch.setattr(SansaPredictor, "segment_batch", original)
+    monkeypatch.setattr(FolderWriter, "write", original)
     partial = tree(data / "killed")
-    assert sorted(n for n in partial if n.startswith("masks/")) == ["masks/t0_thing.png", "masks/t1_thing.png"]
-    assert "annotations.json" not in partial and not any(n.endswith(".sansa-tmp") for n in partial)
+    assert sorted(n for n in partial if n.startswith("masks/")) == [f"masks/t{i}_thing.png" for i in range(3)]
+    assert "annotations.json" not in partial and "yolo/data.yaml" not in partial
+    leftover = data / "killed" / "masks" / f".t3_thing.png.x{TEMP_SUFFIX}"  # as a hard kill mid-write leaves
+    leftover.write_bytes(b"half a png")
 
     assert segment(*argv, "--out", "killed") == 0
     assert tree(data / "killed") == tree(data / "whole")
