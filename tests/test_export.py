@@ -268,6 +268,14 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
 
 
+def test_a_folder_without_results_takes_new_classes(tmp_path):
+    FolderWriter(tmp_path, ["cat"], ["png"])  # opened, nothing written (e.g. the model failed to load)
+    writer = FolderWriter(tmp_path, LABELS, ["png"])
+    writer.write(segmentation(LABEL_MAPS["one_square"]), image_for(LABEL_MAPS["one_square"]), "img.jpg")
+    with pytest.raises(SansaError, match="holds results for classes"):
+        FolderWriter(tmp_path, ["cat"], ["png"])
+
+
 def test_leftover_temporaries_are_removed_on_open(tmp_path):
     leftover = tmp_path / "masks" / f".img_cat.png.abc{atomic.TEMP_SUFFIX}"
     leftover.parent.mkdir(parents=True)

@@ -208,13 +208,13 @@ class FolderWriter:
         self._parts_dir.mkdir(parents=True, exist_ok=True)
         atomic.remove_temporaries(self.out_dir)
         config_path = self.out_dir / STATE_DIR / "writer.json"
-        if config_path.is_file():
-            known = json.loads(config_path.read_text(encoding="utf-8"))["labels"]
-            if known != self.labels:
-                raise SansaError(f"{self.out_dir}: holds results for classes {known}, not {self.labels}; "
-                                 "use another output folder")
-        else:
-            atomic.write_json(config_path, {"labels": self.labels})
+        known = json.loads(config_path.read_text(encoding="utf-8"))["labels"] if config_path.is_file() else None
+        if known == self.labels:
+            return
+        if known is not None and any(self._parts_dir.glob("*.json")):
+            raise SansaError(f"{self.out_dir}: holds results for classes {known}, not {self.labels}; "
+                             "use another output folder")
+        atomic.write_json(config_path, {"labels": self.labels})  # a new folder, or one with no results yet
 
     def _load_parts(self) -> dict[str, dict]:
         parts = {}
