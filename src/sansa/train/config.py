@@ -65,7 +65,7 @@ class ValSpec:
 
     benchmark: str
     root: str
-    fold: int | None = None
+    fold: int = 0
     episodes: int | None = 200
     shots: int = 1
     prompt: str = "mask"

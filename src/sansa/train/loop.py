@@ -25,6 +25,7 @@ from sansa.model.sansa import SansaModel
 from sansa.train import distributed as dist_utils
 from sansa.train.checkpoint import LAST, FrozenGuard, load_resume, metadata, save_checkpoint
 from sansa.train.config import TrainConfig, save_config
+from sansa.train.datasets import build_training_datasets
 from sansa.train.episodes import EpisodeSource, StepSchedule, episode_loader
 from sansa.train.losses import MaskLoss
 from sansa.train.objective import EpisodeObjective, set_training_mode
@@ -64,15 +65,6 @@ def build_model(config: TrainConfig, device: torch.device) -> SansaModel:
     return model
 
 
-def build_datasets(config: TrainConfig) -> list[FewShotDataset]:
-    """The training datasets of ``config.data`` (``build_dataset(..., split="train")``)."""
-    if not config.data:
-        raise SansaError("data: give at least one training dataset (benchmark and root)")
-    from sansa.data import build_dataset
-
-    return [build_dataset(d.benchmark, d.root, d.fold, "train", config.shots) for d in config.data]
-
-
 def _resolution(config: TrainConfig, datasets: Sequence[FewShotDataset]) -> int:
     if config.resolution is not None:
         return config.resolution
@@ -93,9 +85,9 @@ class Trainer:
         if ctx.device.type == "cuda" and config.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        datasets = list(datasets) if datasets is not None else build_training_datasets(config.data, config.shots)
         self.model = build_model(config, ctx.device)
         self.guard = FrozenGuard(self.model)
-        datasets = list(datasets) if datasets is not None else build_datasets(config)
         weights = [d.weight for d in config.data] if len(config.data) == len(datasets) else [1.0] * len(datasets)
         self.source = EpisodeSource(datasets, weights, config.shots, config.targets, config.prompt,
                                     _resolution(config, datasets), self.model.image_size, config.seed)
