@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from sansa.errors import ImageError
+from sansa.export.atomic import write_bytes
 from sansa.images import IMAGE_SUFFIXES, list_images, load_image
 from sansa.web.errors import Conflict, NotAnImage, NotFound, TooLarge, WebError
 from sansa.web.schema import ImageInfo, ImageList, SkippedImage
@@ -119,14 +119,7 @@ class ImageFolder:
         target = self.root / name
         if target.exists():
             raise Conflict(f"upload {name!r}: a file of that name is already in the folder")
-        fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=target.suffix, dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes(target, data)
         return ImageInfo(name=name, width=width, height=height)
 
 
