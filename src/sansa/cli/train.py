@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sansa.cli import given
@@ -54,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     values = {FLAGS[name]: value for name, value in given(args, *FLAGS).items()}
     config = load_config(args.config, args.set or (), **values)
     result = train(config)
-    if result.checkpoint is not None:
+    if result.checkpoint is not None and os.environ.get("RANK", "0") == "0":
         print(f"step {result.step}: {result.checkpoint}", file=sys.stderr)
     return 0

@@ -8,6 +8,7 @@ Typical use (or ``sansa train CONFIG.yaml``; ``torchrun --nproc_per_node N -m sa
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import time
@@ -99,8 +100,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _cosine(s, self.total_steps))
         loss = MaskLoss(config.focal_alpha, config.focal_gamma, config.focal_weight, config.dice_weight)
         objective = EpisodeObjective(self.model, loss, config.shots)
-        self.objective = (DistributedDataParallel(objective, broadcast_buffers=False) if ctx.distributed
-                          else objective)
+        self.objective = _data_parallel(objective) if ctx.distributed else objective
         self.step = 0
         self.writer = None
 
@@ -217,6 +217,13 @@ class Trainer:
     def _say(self, text: str) -> None:
         if self.ctx.is_main:
             print(text, file=sys.stderr, flush=True)
+
+
+def _data_parallel(objective: EpisodeObjective) -> DistributedDataParallel:
+    """DDP over the adapters; SAM2's buffers are frozen and equal on every rank, so never re-sent."""
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    flag = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    return DistributedDataParallel(objective, **{flag: False})
 
 
 def _cosine(step: int, total: int) -> float:
