@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from sansa.export.palette import class_color
 from sansa.model.sansa import ImageFeatures
 from sansa.predictor import SansaPredictor
 from sansa.records import Prediction, Reference, Segmentation
@@ -30,8 +31,6 @@ from sansa.web.schema import ClassInfo, PromptIn, ReferenceOut, ReferenceRequest
 if TYPE_CHECKING:
     from sansa.web.propagate import PropagationJob
 
-PALETTE = ("#ff4d6d", "#3a86ff", "#ffbe0b", "#06d6a0", "#8338ec", "#fb5607", "#00bbf9", "#f15bb5",
-           "#9ef01a", "#ff9f1c")
 
 
 @dataclass
@@ -136,7 +135,8 @@ class SansaService:
         with self.lock:
             if name in session.classes:
                 raise Conflict(f"class {name!r}: already exists")
-            session.classes[name] = color or PALETTE[len(session.classes) % len(PALETTE)]
+            # by default the colour of the class id it gets in exports (overlays, indexed PNGs)
+            session.classes[name] = color or "#{:02x}{:02x}{:02x}".format(*class_color(len(session.classes) + 1))
             session.changed()
             return ClassInfo(name=name, color=session.classes[name])
 
