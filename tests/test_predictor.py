@@ -63,3 +63,33 @@ def test_predict_needs_a_label_when_there_are_several_classes(two_class_predicto
 def test_segment_without_references_is_a_clear_error(tiny_predictor):
     with pytest.raises(SansaError, match="no reference"):
         tiny_predictor.segment(_image(5))
+
+
+@pytest.mark.parametrize("budget", [1 << 17, 1])  # all equal-length classes in one call / one class a call
+def test_classes_batched_through_memory_attention_equal_single_class_runs(tiny_predictor, monkeypatch, budget):
+    import sansa.predictor
+
+    monkeypatch.setattr(sansa.predictor, "ATTENTION_BUDGET", budget)
+    for i, label in enumerate(["a", "b", "c"]):  # equal memory lengths: stacked into one batch
+        tiny_predictor.add_reference(_image(30 + i), box=[4 + i, 6, 40, 30 + i], label=label)
+    tiny_predictor.add_reference(_image(40), points=[[12, 20]], label="c")  # c now longer: its own group
+    tiny_predictor.add_reference(_image(41), points=[[30, 20]], label="d")
+    targets = [_image(50), _image(51, 30, 50)]
+    segmentations = tiny_predictor.segment_batch(targets)
+    assert segmentations[0].labels == ["a", "b", "c", "d"]
+    for target, segmentation in zip(targets, segmentations):
+        for label in segmentation.labels:
+            single = tiny_predictor.predict(target, label=label)
+            np.testing.assert_allclose(segmentation.predictions[label].logits, single.logits, atol=1e-5)
+
+
+def test_stacked_memories_repeat_per_target():
+    import torch
+
+    from sansa.model.memory import MemoryTokens
+
+    memories = [MemoryTokens(torch.full((3, 1, 2), float(c)), torch.zeros(3, 1, 2), 1) for c in range(2)]
+    memory, _ = MemoryTokens.stack(memories).batch(4)  # 2 classes x 2 targets, class-major
+    assert memory[0, :, 0].tolist() == [0.0, 0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="different lengths"):
+        MemoryTokens.stack([memories[0], MemoryTokens(torch.zeros(4, 1, 2), torch.zeros(4, 1, 2), 1)])

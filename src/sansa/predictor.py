@@ -29,6 +29,9 @@ from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference, Segmenta
 from sansa.transforms import ModelTransform
 
 DEFAULT_BATCH_SIZE = 4  # targets encoded together by segment_many (and `sansa segment`)
+# Memory tokens x batch in one memory-attention call: 32 targets of a 1-shot class (4100 tokens),
+# 6 of a 5-shot class. Bounds the [batch, 4096, tokens] attention matrices.
+ATTENTION_BUDGET = 1 << 17
 
 
 class SansaPredictor:
@@ -135,7 +138,7 @@ class SansaPredictor:
         height, width = pixels.shape[:2]
         prompt.check_fits(height, width)
         with torch.inference_mode():
-            feats = self._encode([pixels])
+            feats = self.encode([pixels])
             decoded = self._decode_reference(feats, prompt, height, width)
             entry = self.model.encode_memory(feats, decoded)
             logits = self.transform.logits_to_image(decoded.low_res_logits, height, width)[0]
@@ -179,7 +182,7 @@ class SansaPredictor:
         label = self._single_label(label)
         pixels = load_image(target, "target")
         with torch.inference_mode():
-            feats = self._encode([pixels])
+            feats = self.encode([pixels])
             decoded = self.model.decode_targets(feats, self.memory(label))
         return self._prediction(decoded, 0, label, pixels.shape[:2])
 
@@ -197,18 +200,41 @@ class SansaPredictor:
         Returns:
             One :class:`Segmentation` per target, at that target's own size.
         """
-        if not self._references:
-            raise SansaError("no reference added yet: call add_reference() first")
         images = [load_image(t, "target") for t in targets]
         names = list(names) if names is not None else [_name_of(t, f"target {i}") for i, t in enumerate(targets)]
-        per_class: list[list[Prediction]] = [[] for _ in images]
+        self._require_references()
+        return self.segment_encoded(self.encode(images), [im.shape[:2] for im in images], names)
+
+    def encode(self, images: Sequence[np.ndarray]) -> ImageFeatures:
+        """Run the image encoder on RGB ``uint8 [H, W, 3]`` images (for callers that cache encodings)."""
+        batch = torch.stack([self.transform.image(image) for image in images]).to(self.device)
         with torch.inference_mode():
-            feats = self._encode(images)
-            for label in self.labels:
-                decoded = self.model.decode_targets(feats, self.memory(label))
-                for i, image in enumerate(images):
-                    per_class[i].append(self._prediction(decoded, i, label, image.shape[:2]))
-        return [Segmentation.from_predictions(p, n) for p, n in zip(per_class, names)]
+            return self.model.encode_images(batch)
+
+    def segment_encoded(self, feats: ImageFeatures, sizes: Sequence[tuple[int, int]],
+                        names: Sequence[str]) -> list[Segmentation]:
+        """Every class in ``B`` already encoded targets.
+
+        Classes whose memories have the same length go through memory attention and the decoder
+        as one batch (``classes x targets``), in chunks of at most ``ATTENTION_BUDGET`` memory
+        tokens times batch, so that many classes cost little more than one.
+
+        Args:
+            feats: :meth:`encode` output for ``B`` targets.
+            sizes: ``(H, W)`` of each target: the size the logits are returned at.
+            names: each target's display name.
+        """
+        self._require_references()
+        per_target: list[dict[str, Prediction]] = [{} for _ in sizes]
+        with torch.inference_mode():
+            for labels in self._class_chunks(len(sizes)):
+                memory = MemoryTokens.stack([self.memory(label) for label in labels])
+                decoded = self.model.decode_targets(ImageFeatures.cat([feats] * len(labels)), memory)
+                for c, label in enumerate(labels):
+                    for b, size in enumerate(sizes):
+                        per_target[b][label] = self._prediction(decoded, c * len(sizes) + b, label, size)
+        return [Segmentation.from_predictions([p[label] for label in self.labels], name)
+                for p, name in zip(per_target, names, strict=True)]
 
     def segment_many(
         self, targets: Iterable[ImageLike], batch_size: int = DEFAULT_BATCH_SIZE
@@ -236,18 +262,28 @@ class SansaPredictor:
         return self._memory[label]
 
     # -- internals ----------------------------------------------------------------------
-    def _single_label(self, label: str | None) -> str:
+    def _require_references(self) -> None:
         if not self._references:
             raise SansaError("no reference added yet: call add_reference() first")
+
+    def _class_chunks(self, num_targets: int) -> list[list[str]]:
+        """The classes, grouped by memory length and chunked to fit ``ATTENTION_BUDGET``."""
+        groups: dict[int, list[str]] = {}
+        for label in self.labels:
+            groups.setdefault(len(self.memory(label)), []).append(label)
+        chunks = []
+        for length, labels in groups.items():
+            size = max(1, ATTENTION_BUDGET // (length * num_targets))
+            chunks += [labels[i : i + size] for i in range(0, len(labels), size)]
+        return chunks
+
+    def _single_label(self, label: str | None) -> str:
+        self._require_references()
         if label is not None:
             return label
         if len(self.labels) > 1:
             raise SansaError(f"label: references cover {len(self.labels)} classes ({', '.join(self.labels)}); name one")
         return self.labels[0]
-
-    def _encode(self, images: Sequence[np.ndarray]) -> ImageFeatures:
-        batch = torch.stack([self.transform.image(image) for image in images]).to(self.device)
-        return self.model.encode_images(batch)
 
     def _decode_reference(self, feats: ImageFeatures, prompt: Prompt, height: int, width: int) -> Decoded:
         if prompt.mask is not None:

@@ -48,9 +48,34 @@ class MemoryTokens:
     pos: torch.Tensor
     num_obj_ptr_tokens: int
 
+    def __len__(self) -> int:
+        """``M``, the number of memory tokens."""
+        return self.memory.shape[0]
+
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``memory`` and ``pos`` expanded to ``[M, size, mem_dim]`` (no copy)."""
-        return self.memory.expand(-1, size, -1), self.pos.expand(-1, size, -1)
+        """``memory`` and ``pos`` for a batch of ``size`` targets, ``[M, size, mem_dim]``.
+
+        A single memory is expanded (no copy); ``C`` stacked memories (see :meth:`stack`) are
+        each repeated for ``size / C`` consecutive targets.
+        """
+        count = self.memory.shape[1]
+        if count == 1:
+            return self.memory.expand(-1, size, -1), self.pos.expand(-1, size, -1)
+        if size % count:
+            raise ValueError(f"a batch of {size} targets does not divide among {count} stacked memories")
+        repeats = size // count
+        return self.memory.repeat_interleave(repeats, dim=1), self.pos.repeat_interleave(repeats, dim=1)
+
+    @staticmethod
+    def stack(memories: Sequence[MemoryTokens]) -> MemoryTokens:
+        """Memories of equal length (e.g. several classes) side by side: ``[M, C, mem_dim]``."""
+        if len(memories) == 1:
+            return memories[0]
+        lengths = {(len(m), m.num_obj_ptr_tokens) for m in memories}
+        if len(lengths) != 1:
+            raise ValueError(f"cannot stack memories of different lengths {sorted(lengths)}")
+        return MemoryTokens(torch.cat([m.memory for m in memories], dim=1), torch.cat([m.pos for m in memories], dim=1),
+                            memories[0].num_obj_ptr_tokens)
 
 
 def spatial_memory_order(num_frames: int, num_maskmem: int) -> list[tuple[int, int]]:

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from sansa.export.palette import class_color
 from sansa.model.sansa import ImageFeatures
 from sansa.predictor import SansaPredictor
-from sansa.records import Prediction, Reference, Segmentation
+from sansa.records import Reference, Segmentation
 from sansa.web import render
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.folder import ImageFolder
@@ -182,20 +181,12 @@ class SansaService:
         Reuses the cached encoding of the image; only memory attention and the decoder run.
         """
         with self.lock:
-            predictor = session.predictor
-            labels = predictor.labels
-            if not labels:
+            if not session.predictor.labels:
                 raise Conflict("no reference yet: mark an object on a reference image first")
             feats = self.features(name)
             if size is None:
                 size = self.folder.load(name).shape[:2]
-            predictions = []
-            with torch.inference_mode():
-                for label in labels:
-                    decoded = predictor.model.decode_targets(feats, predictor.memory(label))
-                    logits = predictor.transform.logits_to_image(decoded.low_res_logits, *size)[0]
-                    predictions.append(Prediction(logits.cpu().numpy(), float(decoded.iou[0]), label))
-            return Segmentation.from_predictions(predictions, name)
+            return session.predictor.segment_encoded(feats, [size], [name])[0]
 
     def label_map(self, session: Session, name: str, max_side: int | None = None) -> tuple[np.ndarray, list[str],
                                                                                              dict[str, float]]:
@@ -216,10 +207,7 @@ class SansaService:
         with self.lock:
             key = (name, self.folder.version(name))
             if key not in self._features:
-                transform = self.predictor.transform
-                batch = transform.image(self.folder.load(name))[None].to(self.predictor.device)
-                with torch.inference_mode():
-                    self._features[key] = self.predictor.model.encode_images(batch)
+                self._features[key] = self.predictor.encode([self.folder.load(name)])
                 while len(self._features) > self._cache_size:
                     self._features.popitem(last=False)
             self._features.move_to_end(key)
