@@ -23,7 +23,8 @@ def test_fresh_adapters_leave_sam2_image_encoder_bit_identical():
     with torch.no_grad():
         ours = sansa.sam.forward_image(image)
         theirs = plain.forward_image(image)
-    for a, b in zip(ours["backbone_fpn"] + ours["vision_pos_enc"], theirs["backbone_fpn"] + theirs["vision_pos_enc"]):
+    for a, b in zip(ours["backbone_fpn"] + ours["vision_pos_enc"], theirs["backbone_fpn"] + theirs["vision_pos_enc"],
+                    strict=True):
         assert torch.equal(a, b)
 
 

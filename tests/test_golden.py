@@ -34,12 +34,12 @@ def _add(predictor, image: torch.Tensor, prompt: dict):
 def run_case(predictor, case: dict) -> list[tuple[str, float, float]]:
     """Run one case; returns ``(frame, mean diff, max diff)`` for every compared frame."""
     predictor.reset()
-    references = [_add(predictor, img, p) for img, p in zip(case["images"][:-1], case["prompts"])]
+    references = [_add(predictor, img, p) for img, p in zip(case["images"][:-1], case["prompts"], strict=True)]
     prediction = predictor.predict(case["images"][-1].numpy())
     expected = case["expected_logits"].numpy()
-    frames = [(f"target", prediction.logits, expected[-1])]
+    frames = [("target", prediction.logits, expected[-1])]
     frames += [(f"ref{i}:{p['type']}", r.logits, expected[i])
-               for i, (r, p) in enumerate(zip(references, case["prompts"])) if p["type"] != "mask"]
+               for i, (r, p) in enumerate(zip(references, case["prompts"], strict=True)) if p["type"] != "mask"]
     return [(name, float(np.abs(got - want).mean()), float(np.abs(got - want).max())) for name, got, want in frames]
 
 

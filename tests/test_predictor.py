@@ -26,7 +26,7 @@ def two_class_predictor(tiny_predictor):
 def test_multi_class_pass_equals_single_class_runs(two_class_predictor):
     targets = [_image(10), _image(11, 40, 30)]
     segmentations = two_class_predictor.segment_batch(targets)
-    for target, segmentation in zip(targets, segmentations):
+    for target, segmentation in zip(targets, segmentations, strict=True):
         assert segmentation.labels == ["cat", "dog"]
         assert segmentation.size == target.shape[:2]
         for label in ("cat", "dog"):
@@ -40,7 +40,7 @@ def test_segment_many_streams_in_batches_and_keeps_order(two_class_predictor):
     streamed = list(two_class_predictor.segment_many(targets, batch_size=2))
     assert [s.size for s in streamed] == [t.shape[:2] for t in targets]
     one_by_one = [two_class_predictor.segment(t) for t in targets]
-    for a, b in zip(streamed, one_by_one):
+    for a, b in zip(streamed, one_by_one, strict=True):
         np.testing.assert_allclose(a.predictions["dog"].logits, b.predictions["dog"].logits, atol=1e-5)
 
 
@@ -77,7 +77,7 @@ def test_classes_batched_through_memory_attention_equal_single_class_runs(tiny_p
     targets = [_image(50), _image(51, 30, 50)]
     segmentations = tiny_predictor.segment_batch(targets)
     assert segmentations[0].labels == ["a", "b", "c", "d"]
-    for target, segmentation in zip(targets, segmentations):
+    for target, segmentation in zip(targets, segmentations, strict=True):
         for label in segmentation.labels:
             single = tiny_predictor.predict(target, label=label)
             np.testing.assert_allclose(segmentation.predictions[label].logits, single.logits, atol=1e-5)

@@ -6,8 +6,8 @@ from importlib.resources import files
 
 import pytest
 
-from sansa.model.build import build_sam2_from_config, build_sansa, resolve_backbone
-from sansa.model.variants import VARIANTS
+from sansa.model.build import build_sam2_from_config, build_sansa
+from sansa.model.variants import VARIANTS, get_variant
 from tests.conftest import golden_path
 
 
@@ -36,7 +36,5 @@ def test_config_turns_the_object_score_head_off():
 
 @pytest.mark.parametrize("alias, name", [("large", "hiera_large"), ("t", "hiera_tiny"), ("b+", "hiera_base_plus")])
 def test_aliases(alias, name):
-    assert resolve_backbone.__wrapped__ if False else True  # resolve_backbone builds; check the name only
-    from sansa.model.variants import get_variant
-
     assert get_variant(alias).name == name
+    assert build_sansa(alias, device="meta").stage_sizes == VARIANTS[name].stages

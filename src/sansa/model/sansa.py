@@ -198,9 +198,10 @@ class SansaModel(nn.Module):
         outputs: list[Decoded] = []
         for t in range(len(feats)):
             frame = feats[t]
-            if t < num_references:
-                p = prompts[t]
-                out = self.decode_mask(frame, p["mask"]) if "mask" in p else self.decode_prompt(frame, p["point_inputs"])
+            if t < num_references and "mask" in prompts[t]:
+                out = self.decode_mask(frame, prompts[t]["mask"])
+            elif t < num_references:
+                out = self.decode_prompt(frame, prompts[t]["point_inputs"])
             else:
                 out = self.decode_targets(frame, self.assemble_memory(entries))
             outputs.append(out)
