@@ -42,3 +42,19 @@ def test_console_script_help_and_version():
     assert out.stdout.startswith("sansa ")
     out = subprocess.run([sys.executable, "-m", "sansa", "--help"], capture_output=True, text=True, check=True)
     assert "usage: sansa" in out.stdout
+
+
+def test_torch_hub_entry_points_load_from_a_checkout(tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+
+    from sansa.errors import DownloadError
+    from tests.conftest import REPO
+
+    predictor = torch.hub.load(str(REPO), "sansa_test_tiny", source="local")
+    predictor.add_reference(np.zeros((20, 30, 3), np.uint8), box=[2, 2, 20, 15])
+    assert predictor.predict(np.zeros((10, 12, 3), np.uint8)).mask.shape == (10, 12)
+    monkeypatch.setenv("SANSA_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(DownloadError, match="sansa-universal: .* not cached and offline mode is on"):
+        torch.hub.load(str(REPO), "sansa_universal", source="local", offline=True)
