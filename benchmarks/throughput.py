@@ -59,7 +59,7 @@ def _prompt():
 
 
 def ours(predictor: SansaPredictor, refs: list[np.ndarray], targets: list[np.ndarray], labels: list[str],
-         batch_size: int) -> None:
+         batch_size: int | None) -> None:
     """References encoded once (per class), targets in batches, all classes from one encoding."""
     predictor.reset()
     for i, ref in enumerate(refs):
@@ -89,7 +89,7 @@ def component_times(model: SansaModel, predictor: SansaPredictor, image: np.ndar
     return encoder, attention
 
 
-def bench(backbone: str, num_targets: int, baseline_targets: int, batch_size: int) -> list[str]:
+def bench(backbone: str, num_targets: int, baseline_targets: int, batch_size: int | None) -> list[str]:
     """Per-target seconds of each workload, as Markdown rows.
 
     The authors' pipeline costs the same for every target (nothing is amortised), so it may be
@@ -126,14 +126,15 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=16)
     parser.add_argument("--baseline-targets", type=int, default=None,
                         help="time the authors' pipeline on this many of the targets (default: all)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="targets encoded together (default: the predictor's, 1 on the CPU, 4 on a GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     baseline = args.baseline_targets or args.targets
     print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, {args.targets} targets of "
-          f"{IMAGE_HW[1]}x{IMAGE_HW[0]} (authors' pipeline timed on {baseline}), batch {args.batch_size}, "
+          f"{IMAGE_HW[1]}x{IMAGE_HW[0]} (authors' pipeline timed on {baseline}), batch {args.batch_size or 'default'}, "
           "per-target seconds (references included)\n")
     print("| backbone | workload | baseline | sansa | ratio |")
     print("|---|---|---|---|---|")

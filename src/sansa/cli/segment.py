@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="COCO: one annotation per connected part (default: one per class)")
     run.add_argument("--coco-polygons", action="store_true", default=None,
                      help="COCO: polygons instead of RLE, for tools that cannot read RLE")
-    run.add_argument("--batch-size", type=int, metavar="N", help="targets encoded together (default: 4)")
+    run.add_argument("--batch-size", type=int, metavar="N",
+                     help="targets encoded together (default: 4 on a GPU, 1 on the CPU)")
     add_model_options(parser)
     parser.set_defaults(handler=handle)
 
@@ -85,7 +86,6 @@ def handle(args: argparse.Namespace) -> int:
     from sansa.cli.common import load_predictor
     from sansa.errors import SansaError
     from sansa.export import DEFAULT_FORMATS, FolderWriter, parse_formats
-    from sansa.predictor import DEFAULT_BATCH_SIZE
     from sansa.references import add_references, check_specs
 
     started = time.time()
@@ -94,16 +94,15 @@ def handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     targets, root = find_targets(args.targets, bool(args.recursive), exclude=out)
     formats = parse_formats(args.format) if args.format else DEFAULT_FORMATS
-    batch_size = args.batch_size if args.batch_size is not None else DEFAULT_BATCH_SIZE
-    if batch_size < 1:
-        raise SansaError(f"--batch-size: must be at least 1, got {batch_size}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise SansaError(f"--batch-size: must be at least 1, got {args.batch_size}")
     labels = list(dict.fromkeys(spec.label for spec in specs))
     options = given(args, "coco_instances", "coco_polygons")
     with FolderWriter(out, labels, formats, image_root=root, **options) as writer:
         predictor = load_predictor(args)
         references = add_references(predictor, specs)
         reference_files = _save_references(out / "references", specs, references)
-        outcome = _segment_all(predictor, writer, targets, batch_size)
+        outcome = _segment_all(predictor, writer, targets, args.batch_size or predictor.default_batch_size)
     _save_failures(out, outcome.failures)
     seconds = time.time() - started
     _save_run(out, args, predictor, specs, references, reference_files, targets, root, formats, outcome, seconds)
