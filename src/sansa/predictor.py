@@ -202,9 +202,9 @@ class SansaPredictor:
         Returns:
             One :class:`Segmentation` per target, at that target's own size.
         """
+        self._require_references()
         images = [load_image(t, "target") for t in targets]
         names = list(names) if names is not None else [_name_of(t, f"target {i}") for i, t in enumerate(targets)]
-        self._require_references()
         return self.segment_encoded(self.encode(images), [im.shape[:2] for im in images], names)
 
     def encode(self, images: Sequence[np.ndarray]) -> ImageFeatures:
