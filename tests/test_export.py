@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from sansa import atomic
 from sansa.errors import SansaError
-from sansa.export import FolderWriter, OutputFormat, atomic, class_color, names, parse_formats, shapes, yolo
+from sansa.export import FolderWriter, OutputFormat, class_color, names, parse_formats, shapes, yolo
 from sansa.records import Prediction, Segmentation
 
 

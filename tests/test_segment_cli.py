@@ -157,8 +157,8 @@ def test_corrupt_target_is_listed_and_the_rest_done(data, capsys):
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_outputs(data, monkeypatch):
+    from sansa.atomic import TEMP_SUFFIX
     from sansa.export import FolderWriter
-    from sansa.export.atomic import TEMP_SUFFIX
 
     Image.fromarray(scene(9)).save(data / "targets" / "t3.png")
     argv = [*BASE, "--format", "png", "indexed", "coco", "yolo", "overlay", "--batch-size", "2"]

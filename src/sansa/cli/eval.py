@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from sansa.atomic import write_text
 from sansa.cli import given
 from sansa.cli.common import MODEL_HELP, add_model_options
 
@@ -152,8 +152,8 @@ def run_fold(config: RunConfig, predictor, out: Path, episode_file: str | None =
         result = evaluate(dataset, episodes.episodes, predictor, prompt=config.prompt, image_size=size,
                           seed=config.seed, workers=config.workers, previous=previous, on_score=append)
     doc = {"config": {**asdict(config), "image_size": size, "episode_file": str(episodes_path)}, **result.to_json()}
-    _write_atomic(out / "results.json", json.dumps(doc, indent=1) + "\n")
-    _write_atomic(out / "results.md", fold_markdown(doc))
+    write_text(out / "results.json", json.dumps(doc, indent=1) + "\n")
+    write_text(out / "results.md", fold_markdown(doc))
     return doc
 
 
@@ -166,7 +166,7 @@ def _check_config(path: Path, config: RunConfig) -> None:
         if saved != config.identity():
             raise SansaError(f"{path}: this folder holds a different run; give another --out or delete it")
     else:
-        _write_atomic(path, json.dumps(asdict(config), indent=1) + "\n")
+        write_text(path, json.dumps(asdict(config), indent=1) + "\n")
 
 
 def _read_scores(path: Path) -> list:
@@ -194,14 +194,14 @@ def summarize_folds(results: list[dict], out: Path) -> dict:
         "fb_iou": round(sum(r["fb_iou"] for r in results) / len(results), 3),
         "seconds": round(sum(r["timing"]["seconds"] for r in results), 3),
     }
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     rows = "".join(f"| {f['fold']} | {f['miou']:.1f} | {f['fb_iou']:.1f} | {f['episodes']} |\n"
                    for f in summary["folds"])
     cfg = summary["config"]
     text = (f"# {cfg['benchmark']} {cfg['shots']}-shot, {cfg['prompt']} prompts\n\n"
             f"| fold | mIoU | FB-IoU | episodes |\n|---|---|---|---|\n{rows}"
             f"| **mean** | **{summary['miou']:.1f}** | **{summary['fb_iou']:.1f}** | |\n")
-    _write_atomic(out / "summary.md", text)
+    write_text(out / "summary.md", text)
     return summary
 
 
@@ -215,10 +215,3 @@ def fold_markdown(doc: dict) -> str:
             f"Images squashed to {cfg['image_size']}x{cfg['image_size']}; seed {cfg['seed']}; "
             f"episodes: `{cfg['episode_file']}`.\n\n"
             f"| class | name | IoU | episodes |\n|---|---|---|---|\n{classes}")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temp file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

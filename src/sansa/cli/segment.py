@@ -227,7 +227,8 @@ def _save_references(folder: Path, specs: list, references: list) -> list[dict]:
     """What SANSA understood of each reference: its mask (PNG) and a picture with the prompt."""
     import numpy as np
 
-    from sansa.export import atomic, render
+    from sansa import atomic
+    from sansa.export import render
     from sansa.export.names import safe_stem, safe_token
     from sansa.images import load_image
 
@@ -247,7 +248,7 @@ def _save_references(folder: Path, specs: list, references: list) -> list[dict]:
 
 
 def _save_failures(out: Path, failures: list[dict]) -> None:
-    from sansa.export import atomic
+    from sansa import atomic
 
     if failures:
         atomic.write_json(out / "failures.json", failures)
@@ -260,8 +261,7 @@ def _save_failures(out: Path, failures: list[dict]) -> None:
 def _save_run(out, args, predictor, specs, references, reference_files, targets, root, formats, outcome,
               seconds) -> None:
     """``run.json``: what ran (options, model, references, targets, outcome)."""
-    from sansa import __version__
-    from sansa.export import atomic
+    from sansa import __version__, atomic
 
     options = {k: v for k, v in vars(args).items() if v is not None and k not in ("handler", "command")}
     refs = [{"image": str(spec.image), "label": ref.label, "prompt": ref.prompt.type.value,

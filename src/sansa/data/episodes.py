@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sansa.atomic import write_text
 from sansa.data.episode import Episode, FewShotDataset, Sampling, image_of
 from sansa.errors import SansaError
 
@@ -132,10 +133,7 @@ def _supports(
 def save_episodes(episodes: EpisodeList, path: str | os.PathLike) -> Path:
     """Write an episode list as JSON, atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(episodes.to_json(), indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(episodes.to_json(), indent=1) + "\n")
     return path
 
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sansa.export.atomic import encode_image
+from sansa.atomic import encode_image
 from sansa.export.palette import palette_array, png_palette
 
 OVERLAY_ALPHA = 0.45  # weight of the class colour over the image

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sansa import atomic
 from sansa.errors import SansaError
-from sansa.export import atomic, coco, names, render, yolo
+from sansa.export import coco, names, render, yolo
 from sansa.export.formats import OutputFormat, parse_formats
 from sansa.export.palette import classes_table
 from sansa.export.shapes import components

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sansa.atomic import write_text
 from sansa.errors import CheckpointError
 from sansa.hub.registry import DriveFile
 
@@ -134,10 +135,7 @@ class Manifest:
         """Add or replace one entry (written atomically)."""
         files = self.read()
         files[filename] = {"sha256": sha256, "size": size, "source": source}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_text(self.path, json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True))
 
 
 def content_problem(path: Path, expected: DriveFile, sha256: str, size: int) -> str | None:

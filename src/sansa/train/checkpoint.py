@@ -16,12 +16,14 @@ reads it::
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from sansa.atomic import write_bytes
 from sansa.errors import CheckpointError
 from sansa.model.adapters import adapter_state_dict, is_adapter_key
 from sansa.model.checkpoint import read_checkpoint
@@ -99,16 +101,15 @@ def save_checkpoint(path: str | os.PathLike, model: SansaModel, meta: dict,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Path:
     """Write adapters + metadata (+ optimiser and schedule for a resumable file), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict = {"model": {k: v.detach().cpu().clone() for k, v in adapter_state_dict(model).items()},
                      "sansa": meta}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         payload["lr_scheduler"] = scheduler.state_dict()
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getvalue())
     return path
 
 

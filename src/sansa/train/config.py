@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from sansa.atomic import write_text
 from sansa.errors import SansaError
 
 
@@ -294,10 +295,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
 def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
     """Write the resolved configuration as YAML, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
     return path
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sansa.atomic import write_bytes
 from sansa.errors import ImageError
-from sansa.export.atomic import write_bytes
 from sansa.images import IMAGE_SUFFIXES, list_images, load_image
 from sansa.web.errors import Conflict, NotAnImage, NotFound, TooLarge, WebError
 from sansa.web.schema import ImageInfo, ImageList, SkippedImage

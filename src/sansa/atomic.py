@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the destination's folder, then ``os.replace``.
+"""Atomic file writes, for the files sansa writes itself: a temporary file in the destination's
+folder, then ``os.replace``.
 
 A run killed at any moment leaves either the old file or the new one at the final path, never
 half a file. Leftover temporaries end in :data:`TEMP_SUFFIX` and are removed by the next run.
@@ -11,10 +12,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from PIL import Image
+if TYPE_CHECKING:  # kept light: the CLI imports this module before any command runs
+    import numpy as np
+    from PIL import Image
 
 TEMP_SUFFIX = ".sansa-tmp"
 
@@ -44,7 +46,9 @@ def write_json(path: Path, value: Any, indent: int | None = 2) -> None:
 
 def encode_image(image: Image.Image | np.ndarray, fmt: str, **options: Any) -> bytes:
     """Encode an image (PIL or ``uint8`` array) to ``PNG``/``JPEG`` bytes."""
-    if isinstance(image, np.ndarray):
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
         image = Image.fromarray(image)
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
