@@ -8,6 +8,7 @@ from PIL import Image
 
 from sansa.errors import ImageError, PromptError, SansaError
 from sansa.images import load_image, load_mask
+from sansa.records import Prompt
 
 RGB = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10  # a 2 x 3 image
 
@@ -115,6 +116,8 @@ BAD_PROMPTS = [
     (dict(mask=_mask(), box=[1, 1, 5, 5]), PromptError, r"mask: a mask prompt cannot be combined"),
     (dict(), PromptError, r"prompt: give a mask, points, a box or a scribble"),
     (dict(box=[1, 1, 5, 5], label=""), SansaError, r"label: must be a non-empty class name"),
+    (dict(prompt=Prompt.create(box=[1, 1, 5, 5]), box=[1, 1, 5, 5]), SansaError, r"prompt: give a Prompt record or"),
+    (dict(prompt=Prompt.create(points=[[70, 10]])), PromptError, r"points: \(70, 10\) lies outside"),
 ]
 
 
@@ -142,3 +145,10 @@ def test_mask_reference_keeps_the_users_mask(tiny_predictor):
     ref = tiny_predictor.add_reference(IMAGE, mask=mask)
     np.testing.assert_array_equal(ref.mask, mask)
     assert ref.score is None
+
+
+def test_a_prompt_record_gives_the_same_reference_as_its_values(tiny_predictor):
+    by_values = tiny_predictor.add_reference(IMAGE, points=[[10, 12]], labels=[1], box=[2, 3, 30, 25])
+    record = Prompt.create(points=[[10, 12]], labels=[1], box=[2, 3, 30, 25])
+    by_record = tiny_predictor.add_reference(IMAGE, prompt=record)
+    np.testing.assert_array_equal(by_record.logits, by_values.logits)

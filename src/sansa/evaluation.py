@@ -63,24 +63,10 @@ class PredictorSegmenter:
             self.predictor.reset()
             self._key = None
             for image, prompt in references:
-                self.predictor.add_reference(image, **prompt_arguments(prompt))
+                self.predictor.add_reference(image, prompt=prompt)
             self._key = reuse_key
             self.memories_built += 1
         return self.predictor.predict(query).mask
-
-
-def prompt_arguments(prompt: Prompt) -> dict[str, Any]:
-    """A :class:`Prompt` as ``SansaPredictor.add_reference`` keyword arguments."""
-    if prompt.mask is not None:
-        return {"mask": prompt.mask}
-    out: dict[str, Any] = {}
-    if prompt.points is not None:
-        out.update(points=prompt.points, labels=prompt.labels)
-    if prompt.box is not None:
-        out["box"] = prompt.box
-    if prompt.scribble is not None:
-        out["scribble"] = prompt.scribble
-    return out
 
 
 @dataclass(frozen=True)

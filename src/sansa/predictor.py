@@ -117,6 +117,7 @@ class SansaPredictor:
         scribble: Any = None,
         label: str = DEFAULT_LABEL,
         name: str | None = None,
+        prompt: Prompt | None = None,
     ) -> Reference:
         """Encode a reference image and its prompt into memory (once).
 
@@ -129,6 +130,7 @@ class SansaPredictor:
                 Points, box and scribble can be combined; a mask cannot.
             label: the class this reference is an example of.
             name: a display name (defaults to the file name).
+            prompt: instead of the five above, a ready :class:`~sansa.records.Prompt` record.
 
         Returns:
             The :class:`Reference`, with the mask SANSA understood (``.mask``, ``.logits``).
@@ -136,7 +138,11 @@ class SansaPredictor:
         if not isinstance(label, str) or not label.strip():
             raise SansaError("label: must be a non-empty class name")
         pixels = load_image(image, "image")
-        prompt = Prompt.create(points=points, labels=labels, box=box, scribble=scribble, mask=mask)
+        given = {"mask": mask, "points": points, "labels": labels, "box": box, "scribble": scribble}
+        if prompt is None:
+            prompt = Prompt.create(**given)
+        elif any(value is not None for value in given.values()):
+            raise SansaError("prompt: give a Prompt record or mask/points/labels/box/scribble, not both")
         height, width = pixels.shape[:2]
         prompt.check_fits(height, width)
         with torch.inference_mode():
