@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from sansa.errors import SansaError
-from sansa.images import load_image, open_image_file
+from sansa.images import open_image_file
 
 
 class DatasetError(SansaError):
@@ -60,11 +60,6 @@ def read_json(path: Path, hint: str) -> Any:
 def read_lines(path: Path, hint: str) -> list[str]:
     """Non-empty stripped lines of a split file."""
     return [line.strip() for line in require(path, hint).read_text().splitlines() if line.strip()]
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """``uint8 [H, W, 3]``."""
-    return load_image(path)
 
 
 def read_label_png(path: Path) -> np.ndarray:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sansa.data.common import DatasetError, Split, as_split, read_label_png, read_lines, read_rgb, require
+from sansa.data.common import DatasetError, Split, as_split, read_label_png, read_lines, require
 from sansa.data.episode import Sampling
+from sansa.images import load_image
 
 HINT = "FSS-1000: see README, Benchmarks, for the archive and the split files"
 _SPLIT_FILES = {Split.TRAIN: "trn.txt", Split.VAL: "val.txt", Split.TEST: "test.txt"}
@@ -59,4 +60,4 @@ class Fss1000:
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         path = self.base / "data" / key
         grey = read_label_png(path.with_suffix(".png"))
-        return read_rgb(path), (grey if grey.ndim == 2 else grey[..., 0]) >= 128
+        return load_image(path), (grey if grey.ndim == 2 else grey[..., 0]) >= 128

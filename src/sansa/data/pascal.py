@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sansa.data.common import DatasetError, Split, as_split, read_label_png, read_lines, read_rgb, require
+from sansa.data.common import DatasetError, Split, as_split, read_label_png, read_lines, require
 from sansa.data.episode import Sampling
+from sansa.images import load_image
 
 FOLDS = 4
 HINT = "PASCAL-5i: VOC2012 + SegmentationClassAug + HSNet split files, see README, Benchmarks"
@@ -78,6 +79,6 @@ class Pascal5i:
         return list(self._pairs)
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
-        image = read_rgb(self.base / "JPEGImages" / f"{key}.jpg")
+        image = load_image(self.base / "JPEGImages" / f"{key}.jpg")
         labels = read_label_png(self.base / "SegmentationClassAug" / f"{key}.png")
         return image, labels == class_id + 1
