@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from sansa.atomic import encode_image
 from sansa.web.errors import NotAnImage, TooLarge, WebError
 
 FILL_ALPHA = 120
@@ -65,9 +66,8 @@ def mask_png(mask: np.ndarray, color: str) -> bytes:
 
 
 def to_png(img: Image.Image) -> bytes:
-    out = io.BytesIO()
-    img.save(out, format="PNG", compress_level=1, transparency=img.info.get("transparency"))
-    return out.getvalue()
+    """PNG bytes, fast to compress (sent to the browser, not stored), keeping palette transparency."""
+    return encode_image(img, "PNG", compress_level=1, transparency=img.info.get("transparency"))
 
 
 def data_url(png: bytes) -> str:
