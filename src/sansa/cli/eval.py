@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sansa.cli.common import load_predictor
-    from sansa.data.benchmarks import SPECS, as_benchmark
+    from sansa.data.benchmarks import SPECS, as_benchmark, build_dataset
     from sansa.errors import SansaError
 
     benchmark = as_benchmark(args.benchmark)
@@ -62,14 +62,17 @@ def run(args: argparse.Namespace) -> int:
                      model=given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights"),
                      **options)
     out = Path(args.out or f"runs/eval/{benchmark.value}-{base.shots}shot-{base.prompt}")
-    for fold in folds:  # refuse a folder of another run before the (slow) model load
+    datasets = {}
+    for fold in folds:  # refuse bad data or a folder of another run before the (slow) model load
+        datasets[fold] = build_dataset(benchmark, Path(args.data), fold, "test", base.shots)
         (out / f"fold{fold}").mkdir(parents=True, exist_ok=True)
         _check_config(out / f"fold{fold}" / "config.json", base.with_fold(fold))
     predictor = load_predictor(args)
     results = []
     for fold in folds:
         config = base.with_fold(fold)
-        result = run_fold(config, predictor, out / f"fold{fold}", episode_file=args.episode_file)
+        result = run_fold(config, predictor, out / f"fold{fold}", episode_file=args.episode_file,
+                          dataset=datasets.pop(fold))
         results.append(result)
         print(f"{result['dataset']}: mIoU {result['miou']:.1f}  FB-IoU {result['fb_iou']:.1f}  "
               f"({result['episodes']} episodes) -> {out / f'fold{fold}'}")
@@ -122,14 +125,18 @@ class RunConfig:
         return doc
 
 
-def run_fold(config: RunConfig, predictor, out: Path, episode_file: str | None = None) -> dict:
-    """Evaluate one fold into ``out``: config, episodes, scores (resumable), results JSON + Markdown."""
+def run_fold(config: RunConfig, predictor, out: Path, episode_file: str | None = None, dataset=None) -> dict:
+    """Evaluate one fold into ``out``: config, episodes, scores (resumable), results JSON + Markdown.
+
+    ``dataset``: the fold's reader if already built (else built from ``config``).
+    """
     from sansa.data import build_dataset, load_episodes, save_episodes
     from sansa.data.episodes import check_episodes, episode_list
     from sansa.errors import SansaError
     from sansa.evaluation import evaluate
 
-    dataset = build_dataset(config.benchmark, Path(config.data), config.fold, "test", config.shots)
+    if dataset is None:
+        dataset = build_dataset(config.benchmark, Path(config.data), config.fold, "test", config.shots)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out / "config.json", config)
     episodes_path = Path(episode_file) if episode_file else out / "episodes.json"

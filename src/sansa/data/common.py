@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +41,19 @@ def require(path: Path, hint: str) -> Path:
 
 
 def read_pickle(path: Path, hint: str) -> Any:
-    """A split/annotation pickle of the field's standard files (only open files you trust)."""
+    """A split/annotation pickle of the field's standard files, read by the restricted unpickler.
+
+    Only plain data loads (:mod:`sansa.data.pickles`); anything that could run code is a
+    :class:`DatasetError` naming the file, raised before any of it is called.
+    """
+    from sansa.data.pickles import UnsafePickleError, load_pickle
+
     try:
-        with open(require(path, hint), "rb") as f:
-            return pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
-        raise DatasetError(f"{path}: not a readable pickle ({err.__class__.__name__}: {err})") from None
+        return load_pickle(require(path, hint))
+    except UnsafePickleError as err:
+        raise DatasetError(str(err)) from None
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot be read ({err.strerror or err})") from None
 
 
 def read_json(path: Path, hint: str) -> Any:
