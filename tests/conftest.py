@@ -52,3 +52,7 @@ def tiny_predictor(tiny_model):
     from sansa import SansaPredictor
 
     return SansaPredictor(tiny_model, device="cpu")
+
+
+# -- scale: one local Ray instance and one S3 API server per session (tests/scale_fixtures.py) ----
+from scale_fixtures import ray_local, s3_server  # noqa: E402, F401

@@ -22,7 +22,12 @@ TEMP_SUFFIX = ".sansa-tmp"
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, creating its folder."""
+    """Write ``data`` to ``path`` atomically, creating its folder (``path`` may be a ``UPath``: see
+    :mod:`sansa.fs`)."""
+    if not isinstance(path, (str, os.PathLike)):  # a UPath
+        from sansa import fs
+
+        return fs.write_bytes(path, data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
@@ -58,6 +63,11 @@ def encode_image(image: Image.Image | np.ndarray, fmt: str, **options: Any) -> b
 def remove_temporaries(folder: Path) -> int:
     """Delete temporaries a killed run left under ``folder``; returns how many."""
     count = 0
+    if not isinstance(folder, (str, os.PathLike)):  # a UPath
+        from sansa import fs
+
+        if fs.is_object_store(folder):  # whole-object writes leave no temporaries
+            return 0
     if folder.is_dir():
         for path in folder.rglob(f"*{TEMP_SUFFIX}"):
             path.unlink(missing_ok=True)

@@ -1,0 +1,200 @@
+"""Paths that may be fsspec URLs: targets and output folders on object stores.
+
+A *URL* here is anything with a ``scheme://`` (``s3://bucket/photos``, ``gs://...``,
+``memory://...``, ``file:///data``); everything else is a local path and goes through
+:mod:`pathlib` unchanged. URLs need ``fsspec`` and the scheme's package (``s3fs`` for ``s3://``,
+``gcsfs`` for ``gs://``); ``pip install 'sansa-segment[scale]'`` brings fsspec and s3fs.
+
+Credentials and endpoints come from the usual places of each filesystem (for S3:
+``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL_S3``, ``~/.aws``), on the driver and on every worker.
+
+Writes are atomic: on object stores one ``PUT`` makes the whole object appear at once; on other
+filesystems (``file://``, ``sftp://``) a temporary beside the destination is moved into place.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sansa.errors import ImageError, SansaError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from upath import UPath
+
+# Stores where an object is written whole by one request (no temporary needed, none left behind).
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"})
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(path: Any) -> bool:
+    """Whether ``path`` is an fsspec URL (``scheme://...``) rather than a local path."""
+    if isinstance(path, Path):
+        return False
+    return bool(_URL.match(os.fspath(path) if isinstance(path, os.PathLike) else str(path)))
+
+
+def as_path(path: str | os.PathLike) -> Path | UPath:
+    """A local :class:`~pathlib.Path`, or a ``UPath`` (pathlib API over fsspec) for a URL."""
+    if not is_url(path):
+        return Path(path).expanduser()
+    _need("upath", "universal_pathlib", str(path))
+    from upath import UPath
+
+    try:
+        return UPath(str(path))
+    except (ImportError, ValueError) as err:
+        raise SansaError(f"{path}: {_reason(err)}") from None
+
+
+def filesystem(url: str):
+    """``(fs, path)``: the fsspec filesystem of ``url`` and the path within it."""
+    fsspec = _need("fsspec", "fsspec", url)
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as err:
+        raise SansaError(f"{url}: {_reason(err)}") from None
+
+
+def is_object_store(path: UPath) -> bool:
+    """Whether ``path`` lives on an object store (whole-object writes, no real folders)."""
+    protocols = path.fs.protocol
+    return bool(OBJECT_STORES & set([protocols] if isinstance(protocols, str) else protocols))
+
+
+def write_bytes(path: UPath, data: bytes) -> None:
+    """Write ``data`` to a URL path atomically (see the module docstring)."""
+    fs, target = path.fs, path.path
+    if is_object_store(path):
+        fs.pipe_file(target, data)
+        return
+    from sansa.atomic import TEMP_SUFFIX
+
+    parent, name = posixpath.split(target)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".{name}.{os.getpid()}{TEMP_SUFFIX}")
+    try:
+        fs.pipe_file(tmp, data)
+        fs.mv(tmp, target)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm_file(tmp)
+        raise
+
+
+def refresh(path: UPath) -> None:
+    """Forget cached listings of ``path``'s filesystem (other processes wrote there)."""
+    path.fs.invalidate_cache()
+
+
+def read_image(url: str, name: str = "target") -> np.ndarray:
+    """An image at a URL as RGB ``uint8 [H, W, 3]`` (see :func:`sansa.images.load_image`).
+
+    Raises:
+        ImageError: naming the URL, when it is missing or not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from sansa.images import load_image
+
+    fs, path = filesystem(url)
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        raise ImageError(f"{url}: no such file") from None
+    except (OSError, ValueError) as err:
+        raise ImageError(f"{url}: cannot be read ({err.__class__.__name__}: {err})") from None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return load_image(img, name)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{url}: not a readable image ({err.__class__.__name__}: {err})") from None
+
+
+def find_targets(inputs: list[str], recursive: bool) -> tuple[list[str], str]:
+    """Target images named by URLs (folders, globs, image files, list files), like the local
+    ``find_targets`` of ``sansa segment``.
+
+    Returns:
+        Unique target URLs in input order, and the deepest URL folder holding them all (their
+        names are relative to it).
+    """
+    from sansa.images import IMAGE_SUFFIXES
+
+    found: dict[str, None] = {}
+    for item in inputs:
+        if not is_url(item):
+            raise SansaError(f"--targets {item}: local paths and URLs cannot be mixed")
+        fs, path = filesystem(item)
+        if any(ch in path for ch in "*?["):
+            paths = sorted(fs.glob(path))
+            paths = [p for p in paths if _is_image(p, IMAGE_SUFFIXES) and fs.isfile(p)]
+        elif fs.isdir(path):
+            listed = fs.find(path) if recursive else fs.ls(path, detail=False)
+            paths = sorted(p for p in listed if _is_image(p, IMAGE_SUFFIXES) and not _hidden(p, path)
+                           and (recursive or fs.isfile(p)))
+        elif fs.isfile(path):
+            paths = [path] if _is_image(path, IMAGE_SUFFIXES) else _read_list(fs, path, item)
+        else:
+            raise SansaError(f"--targets {item}: no such file or folder")
+        if not paths:
+            raise SansaError(f"--targets {item}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        found.update((fs.unstrip_protocol(p), None) for p in paths)
+    targets = list(found)
+    return targets, common_folder(targets)
+
+
+def common_folder(urls: list[str]) -> str:
+    """The deepest URL folder holding every URL of one scheme (``s3://b/x/1.png``, ``s3://b/x/y/2.png``
+    -> ``s3://b/x``)."""
+    schemes = {url.split("://", 1)[0] for url in urls}
+    if len(schemes) != 1:
+        raise SansaError(f"--targets: URLs of several schemes ({', '.join(sorted(schemes))})")
+    scheme = schemes.pop()
+    paths = [url.split("://", 1)[1] for url in urls]
+    return f"{scheme}://{posixpath.commonpath([posixpath.dirname(p) for p in paths])}"
+
+
+def relative_name(url: str, root: str) -> str:
+    """``url`` relative to the URL folder ``root`` when under it, else the URL itself."""
+    prefix = root.rstrip("/") + "/"
+    return url[len(prefix):] if url.startswith(prefix) else url
+
+
+def _read_list(fs, path: str, item: str) -> list[str]:
+    try:
+        lines = fs.cat_file(path).decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SansaError(f"--targets {item}: not a readable list of paths ({err.__class__.__name__})") from None
+    entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    folder = posixpath.dirname(path)
+    return [fs._strip_protocol(e) if is_url(e) else posixpath.normpath(posixpath.join(folder, e)) for e in entries]
+
+
+def _is_image(path: str, suffixes: tuple[str, ...]) -> bool:
+    return posixpath.splitext(path)[1].lower() in suffixes
+
+
+def _hidden(path: str, folder: str) -> bool:
+    rel = posixpath.relpath(path, folder)
+    return any(part.startswith(".") for part in rel.split("/"))
+
+
+def _need(module: str, package: str, url: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SansaError(f"{url}: URLs need {package}: pip install 'sansa-segment[scale]'") from None
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).splitlines()[0] if str(err) else err.__class__.__name__
+    return f"unsupported or unavailable filesystem ({text})"

@@ -1,0 +1,98 @@
+"""sansa.fs: targets and outputs at fsspec URLs, on a real S3 API server (moto, loopback)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sansa import atomic, fs
+from sansa.errors import ImageError, SansaError
+
+pytest.importorskip("s3fs")
+
+
+def png(seed: int, size: tuple[int, int] = (8, 6)) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("path", "url"), [
+    ("s3://b/x.png", True), ("gs://b/x", True), ("memory://x", True), ("file:///tmp/x", True),
+    ("photos/x.png", False), ("/abs/x.png", False), ("C:\\x.png", False), ("weird:name.png", False),
+])
+def test_is_url(path, url):
+    assert fs.is_url(path) is url
+
+
+@pytest.fixture()
+def bucket(s3_server, request) -> str:
+    """A fresh bucket holding ``photos/{a,b}.png``, ``photos/sub/c.jpg``, ``photos/.hidden/d.png``,
+    ``photos/notes.txt``, ``photos/broken.png`` and ``list.txt`` (relative and absolute entries)."""
+    url = s3_server.bucket(request.node.name.replace("_", "-").replace("[", "-").strip("]").lower()[:60])
+    store, root = fs.filesystem(url)
+    files = {"photos/a.png": png(1), "photos/b.png": png(2), "photos/sub/c.jpg": png(3),
+             "photos/.hidden/d.png": png(4), "photos/notes.txt": b"not an image", "photos/broken.png": b"\x89PNG junk",
+             "list.txt": f"# targets\nphotos/b.png\n\n{url}/photos/sub/c.jpg\n".encode()}
+    for name, data in files.items():
+        store.pipe_file(f"{root}/{name}", data)
+    return url
+
+
+@pytest.mark.parametrize(("inputs", "recursive", "names", "root"), [
+    (["photos"], False, ["a.png", "b.png", "broken.png"], "photos"),
+    (["photos"], True, ["a.png", "b.png", "broken.png", "sub/c.jpg"], "photos"),
+    (["photos/*.png"], False, ["a.png", "b.png", "broken.png"], "photos"),
+    (["photos/**/*.jpg"], False, ["c.jpg"], "photos/sub"),
+    (["list.txt"], False, ["b.png", "sub/c.jpg"], "photos"),
+    (["photos/sub/c.jpg", "photos/a.png", "photos/a.png"], False, ["sub/c.jpg", "a.png"], "photos"),
+])
+def test_find_targets(bucket, inputs, recursive, names, root):
+    targets, found_root = fs.find_targets([f"{bucket}/{i}" for i in inputs], recursive)
+    assert found_root == f"{bucket}/{root}"
+    assert [fs.relative_name(t, found_root) for t in targets] == names
+    assert all(t.startswith(bucket + "/") for t in targets)
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    (["photos/missing"], "photos/missing: no such file or folder"),
+    (["photos/*.gif"], "photos/*.gif: no images"),
+    (["local/folder"], "local/folder: local paths and URLs cannot be mixed"),
+])
+def test_find_targets_refuses(bucket, inputs, message):
+    with pytest.raises(SansaError, match=message.replace("*", r"\*")):
+        fs.find_targets([i if i.startswith("local") else f"{bucket}/{i}" for i in inputs], False)
+
+
+def test_read_image(bucket):
+    """A PNG reads as RGB uint8; missing and corrupt objects are one-line errors naming the URL."""
+    image = fs.read_image(f"{bucket}/photos/a.png")
+    assert image.dtype == np.uint8 and image.shape == (6, 8, 3)
+    with pytest.raises(ImageError, match=f"^{bucket}/photos/nope.png: no such file$"):
+        fs.read_image(f"{bucket}/photos/nope.png")
+    with pytest.raises(ImageError, match=f"^{bucket}/photos/broken.png: not a readable image"):
+        fs.read_image(f"{bucket}/photos/broken.png")
+
+
+def test_unknown_scheme_is_one_line():
+    with pytest.raises(SansaError, match="^nosuchfs://x: unsupported or unavailable filesystem"):
+        fs.filesystem("nosuchfs://x")
+
+
+@pytest.mark.parametrize("scheme", ["s3", "memory", "file"])
+def test_atomic_write_to_url(s3_server, tmp_path, scheme):
+    """sansa.atomic writes URL paths whole, and leaves no temporary beside them."""
+    base = {"s3": s3_server.bucket("atomic-writes") + "/out", "memory": "memory://atomic/out",
+            "file": f"file://{tmp_path}/out"}[scheme]
+    out = fs.as_path(base)
+    atomic.write_json(out / "sub" / "x.json", {"a": 1})
+    atomic.write_bytes(out / "sub" / "x.json", b"second")
+    assert (out / "sub" / "x.json").read_bytes() == b"second"
+    store, root = fs.filesystem(base)
+    fs.refresh(out)
+    assert [p.rsplit("/", 1)[1] for p in store.find(root)] == ["x.json"]
+    assert atomic.remove_temporaries(out) == 0
