@@ -3,11 +3,22 @@
 Everything the model sees goes through :func:`load_image` (RGB ``uint8 [H, W, 3]``, EXIF
 orientation applied) and :func:`load_mask` (``bool [H, W]``). Errors are one-line
 :class:`~sansa.errors.ImageError` messages naming the file or argument.
+
+Untrusted files: every file is opened here, and its width x height is read from the header and
+checked against one pixel limit (:func:`max_pixels`: :func:`set_max_pixels`, else the
+``SANSA_MAX_PIXELS`` environment variable, else 64 megapixels) *before* any pixel is decoded, so a
+small file declaring a huge image (a decompression bomb) is an :class:`ImageTooLarge` error, never
+gigabytes of memory. Importing this module silences PIL's ``DecompressionBombWarning`` (sansa's own
+limit, stricter than PIL's, is checked instead); PIL's hard error above twice its limit is turned
+into the same one-line error.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +28,78 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sansa.errors import ImageError
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
+
+DEFAULT_MAX_PIXELS = 64_000_000
+MAX_PIXELS_ENV = "SANSA_MAX_PIXELS"
+_max_pixels: int | None = None  # set_max_pixels(); None: the environment variable or the default
+_UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+class ImageTooLarge(ImageError):
+    """An image declares more pixels than :func:`max_pixels` allows (checked before decoding)."""
+
+
+def parse_pixels(text: str, name: str = "--max-pixels") -> int:
+    """A pixel count from ``"64000000"``, ``"64_000_000"``, ``"64M"`` or ``"1.5G"`` (k, M, G: powers of 1000)."""
+    match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
+    value = round(float(match.group(1).replace("_", "")) * _UNITS[match.group(2).lower()]) if match else 0
+    if value < 1:
+        raise ImageError(f"{name}: expected a positive number of pixels (e.g. 64000000 or 64M), got {text!r}")
+    return value
+
+
+def max_pixels() -> int:
+    """The largest width x height sansa decodes: :func:`set_max_pixels`, else ``SANSA_MAX_PIXELS``, else 64 Mpx."""
+    if _max_pixels is not None:
+        return _max_pixels
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    return parse_pixels(text, MAX_PIXELS_ENV) if text else DEFAULT_MAX_PIXELS
+
+
+def set_max_pixels(limit: int | str | None) -> None:
+    """Set the pixel limit for this process (``None``: back to ``SANSA_MAX_PIXELS`` or the default)."""
+    global _max_pixels
+    _max_pixels = None if limit is None else parse_pixels(limit) if isinstance(limit, str) else int(limit)
+    if _max_pixels is not None and _max_pixels < 1:
+        raise ImageError(f"--max-pixels: expected a positive number of pixels, got {limit!r}")
+
+
+def _megapixels(count: int) -> str:
+    if count < 1_000_000:
+        return f"{count} pixels"
+    return f"{count / 1e6:.1f}".removesuffix(".0") + " megapixels"
+
+
+def check_pixels(width: int, height: int, label: str) -> None:
+    """Raise :class:`ImageTooLarge` if a ``width x height`` image is over :func:`max_pixels`."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise ImageTooLarge(f"{label}: {width}x{height} is {_megapixels(width * height)}, over the limit of "
+                            f"{_megapixels(limit)} (raise it with --max-pixels or {MAX_PIXELS_ENV})")
+
+
+def _open_lazily(source: Path | bytes, label: str) -> Image.Image:
+    """``Image.open`` (header only) with the pixel limit checked; errors are one-line :class:`ImageError`."""
+    limit = max_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit  # the user asked for more than PIL allows: PIL must not refuse first
+    try:
+        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except Image.DecompressionBombError as err:
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        pixels = _megapixels(int(found.group(1))) if found else "too many pixels"
+        raise ImageTooLarge(f"{label}: {pixels}, over the limit of {_megapixels(limit)} (raise it with "
+                            f"--max-pixels or {MAX_PIXELS_ENV})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{label}: not a readable image ({err.__class__.__name__}: {err})") from None
+    try:
+        check_pixels(*img.size, label)
+    except ImageError:
+        img.close()
+        raise
+    return img
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -31,19 +114,46 @@ def describe(source: Any, name: str = "image") -> str:
     return f"{name} ({type(source).__name__})"
 
 
-def open_image_file(path: str | os.PathLike) -> Image.Image:
-    """Open an image file fully (so corrupt files fail here) with EXIF orientation applied."""
+def _file(path: str | os.PathLike) -> Path:
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image")
     try:
-        with Image.open(path) as img:
+        if path.is_dir():
+            raise ImageError(f"{path}: is a folder, not an image")
+        if not path.exists():
+            raise ImageError(f"{path}: no such file")
+    except OSError as err:  # a name too long for the file system, a loop of links, ...
+        raise ImageError(f"{str(path)[:120]}: cannot be read ({err.strerror or err.__class__.__name__})") from None
+    return path
+
+
+def open_image_file(source: str | os.PathLike | bytes, name: str = "image") -> Image.Image:
+    """Open an image file (or its bytes) fully, so corrupt files fail here, with EXIF orientation applied.
+
+    The pixel limit is checked from the header before decoding (:class:`ImageTooLarge`).
+    """
+    label = name if isinstance(source, bytes) else str(source)
+    img = _open_lazily(source if isinstance(source, bytes) else _file(source), label)
+    try:
+        with img:
             img.load()
             return ImageOps.exif_transpose(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{path}: not a readable image ({err.__class__.__name__}: {err})") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{label}: not a readable image ({err.__class__.__name__}: {err})") from None
+
+
+def read_size(source: str | os.PathLike | bytes, name: str = "image") -> tuple[int, int]:
+    """``(width, height)`` of an image file (or its bytes) as shown (EXIF rotation applied), from its header.
+
+    Nothing is decoded; raises :class:`ImageTooLarge` over the pixel limit, :class:`ImageError` if unreadable.
+    """
+    label = name if isinstance(source, bytes) else str(source)
+    with _open_lazily(source if isinstance(source, bytes) else _file(source), label) as img:
+        width, height = img.size
+        try:
+            rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+        except (AttributeError, OSError, SyntaxError, ValueError):
+            rotated = False
+    return (height, width) if rotated else (width, height)
 
 
 def _sixteen_bit_to_uint8(array: np.ndarray) -> np.ndarray:
@@ -92,6 +202,7 @@ def load_image(source: ImageLike, name: str = "image") -> np.ndarray:
     if isinstance(source, (str, os.PathLike)):
         return _pil_to_rgb_array(open_image_file(source))
     if isinstance(source, Image.Image):
+        check_pixels(*source.size, describe(source, name))
         return _pil_to_rgb_array(ImageOps.exif_transpose(source))
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, describe(source, name))
@@ -119,6 +230,7 @@ def load_mask(source: Any, name: str = "mask") -> np.ndarray:
     if isinstance(source, (str, os.PathLike)):
         return _pil_to_mask(open_image_file(source))
     if isinstance(source, Image.Image):
+        check_pixels(*source.size, describe(source, name))
         return _pil_to_mask(source)
     if hasattr(source, "detach"):
         source = source.detach().cpu().numpy()

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from sansa import __version__
@@ -23,6 +24,8 @@ COMMAND_MODULES = (
     "sansa.cli.train",
     "sansa.cli.serve",
 )
+# commands that read images: each gets --max-pixels (sansa.images' limit, checked before decoding)
+IMAGE_COMMANDS = ("segment", "eval", "train", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    for name in IMAGE_COMMANDS:
+        if name in subparsers.choices:
+            subparsers.choices[name].add_argument(
+                "--max-pixels", metavar="N",
+                help="refuse images of more than N pixels (width x height, read before decoding; e.g. 100M; "
+                     "default: $SANSA_MAX_PIXELS or 64M)")
     return parser
 
 
@@ -58,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _apply_max_pixels(args)
         return int(args.handler(args) or 0)
     except SansaError as err:
         print(f"sansa {args.command}: error: {err}", file=sys.stderr)
@@ -68,6 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sansa {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def _apply_max_pixels(args: argparse.Namespace) -> None:
+    """``--max-pixels``: set sansa.images' limit, also for worker processes (through the environment)."""
+    from sansa import images
+
+    warnings.filterwarnings("ignore", module="PIL")  # a PIL warning is never printed raw by the CLI
+    if getattr(args, "max_pixels", None) is not None:
+        images.set_max_pixels(images.parse_pixels(args.max_pixels))
+        os.environ[images.MAX_PIXELS_ENV] = str(images.max_pixels())
+    else:
+        images.max_pixels()  # a malformed SANSA_MAX_PIXELS is a one-line error now, not in the middle of a run
 
 
 if __name__ == "__main__":

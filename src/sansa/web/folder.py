@@ -18,11 +18,12 @@ from PIL import Image
 
 from sansa.atomic import write_bytes
 from sansa.errors import ImageError
-from sansa.images import IMAGE_SUFFIXES, list_images, load_image
+from sansa.images import IMAGE_SUFFIXES, ImageTooLarge, list_images, load_image, open_image_file, read_size
 from sansa.web.errors import Conflict, NotAnImage, NotFound, TooLarge, WebError
 from sansa.web.schema import ImageInfo, ImageList, SkippedImage
 
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+MAX_NAME_BYTES = 255  # the longest file name of common file systems (longer: ENAMETOOLONG)
 _SAFE_NAME = re.compile(r"^[\w][\w .()+-]*$")  # no separators, no leading dot
 
 
@@ -47,6 +48,8 @@ class ImageFolder:
         """The path of image ``name``; :class:`WebError` unless it is an image file in the folder."""
         if not name or name != Path(name).name or name in (".", "..") or "\\" in name or "\x00" in name:
             raise WebError(f"image {name!r}: must be a plain file name inside the served folder")
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise WebError(f"image {name[:40]!r}...: name longer than {MAX_NAME_BYTES} bytes")
         path = self.root / name
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise NotAnImage(f"image {name!r}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
@@ -61,13 +64,10 @@ class ImageFolder:
             if path.resolve().parent != self.root:  # a link to a file elsewhere: never served
                 continue
             try:
-                with Image.open(path) as img:
-                    width, height = img.size
-                    if _exif_rotated(img):
-                        width, height = height, width
+                width, height = read_size(path, path.name)  # header only, pixel limit checked
                 images.append(ImageInfo(name=path.name, width=width, height=height))
-            except (OSError, SyntaxError, ValueError) as err:
-                skipped.append(SkippedImage(name=path.name, reason=f"not a readable image ({err})"))
+            except ImageError as err:
+                skipped.append(SkippedImage(name=path.name, reason=str(err).removeprefix(f"{path}: ")))
         return ImageList(folder=str(self.root), images=images, skipped=skipped)
 
     def names(self) -> list[str]:
@@ -106,26 +106,21 @@ class ImageFolder:
         if len(data) > self.max_upload_bytes:
             raise TooLarge(f"upload {filename!r}: {len(data)} bytes is over the limit of {self.max_upload_bytes}")
         name = Path(filename or "").name
+        if len(name.encode()) > MAX_NAME_BYTES:
+            raise WebError(f"upload {name[:40]!r}...: name longer than {MAX_NAME_BYTES} bytes")
         if not name or name != filename or not _SAFE_NAME.match(name):
             raise WebError(f"upload {filename!r}: use a plain file name (letters, digits, . _ - + ( ) and spaces)")
         if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
             raise NotAnImage(f"upload {name!r}: not an image file name ({', '.join(IMAGE_SUFFIXES)})")
         try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
+            with open_image_file(data, f"upload {name!r}") as img:  # pixel limit checked before decoding
                 width, height = img.size
-        except (OSError, SyntaxError, ValueError):
+        except ImageTooLarge as err:
+            raise TooLarge(str(err)) from None
+        except ImageError:
             raise NotAnImage(f"upload {name!r}: the file is not a readable image") from None
         target = self.root / name
         if target.exists():
             raise Conflict(f"upload {name!r}: a file of that name is already in the folder")
         write_bytes(target, data)
         return ImageInfo(name=name, width=width, height=height)
-
-
-def _exif_rotated(img: Image.Image) -> bool:
-    """True when the EXIF orientation swaps width and height (orientations 5 to 8)."""
-    try:
-        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    except (AttributeError, OSError, ValueError):
-        return False
