@@ -196,7 +196,7 @@ def test_propagate_then_export_zip(client, sid):
     assert {"annotations.json", "classes.json", "masks/im1_shape.png", "yolo/labels/im3.txt"} <= names
     assert not any(n.startswith(".sansa") for n in names)
     assert [c["name"] for c in coco["categories"]] == ["shape"]
-    assert sorted(i["file_name"] for i in coco["images"]) == ["im1.png", "im2.png", "im3.png"]
+    assert sorted(i["file_name"] for i in coco["images"]) == ["im0.png", "im1.png", "im2.png", "im3.png"]
 
 
 def test_export_defaults_to_the_export_modules_formats(client, sid):
@@ -208,7 +208,7 @@ def test_export_defaults_to_the_export_modules_formats(client, sid):
         folders = {name.split("/")[0] for name in archive.namelist()}
     expected = {OutputFormat.PNG: "masks", OutputFormat.COCO: "annotations.json", OutputFormat.OVERLAY: "overlays",
                 OutputFormat.YOLO: "yolo", OutputFormat.INDEXED: "labels"}
-    assert folders == {expected[f] for f in DEFAULT_FORMATS} | {"classes.json"}
+    assert folders == {expected[f] for f in DEFAULT_FORMATS} | {"classes.json", "images.json"}
 
 
 # -- rejections ---------------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def test_bad_references_are_one_line_errors(client, sid, body, status, words):
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "words"), [
-    ("GET", "/api/sessions/unknown", {}, 404, "unknown or expired"),
+    ("GET", "/api/sessions/unknown", {}, 404, "session 'unknown': unknown"),
     ("GET", "/api/sessions/{sid}/targets/im1.png", {}, 409, "no reference yet"),
     ("POST", "/api/sessions/{sid}/propagate", {}, 409, "no reference yet"),
     ("GET", "/api/sessions/{sid}/export", {}, 409, "no reference yet"),
@@ -278,6 +278,183 @@ def test_changing_references_makes_results_stale(client, sid):
     response = client.get(f"/api/sessions/{sid}/export")
     assert response.status_code == 409
     assert "2 of 2 targets are not propagated" in response.json()["detail"]
+
+
+# -- sessions on disk ---------------------------------------------------------------------------
+@pytest.fixture()
+def fresh(tiny_model, tmp_path):
+    """A folder of 4 images and a way to (re)start a server on it: ``with fresh() as http: ...``."""
+    from contextlib import contextmanager
+
+    from sansa import SansaPredictor
+
+    for i in range(4):
+        write_image(tmp_path / f"im{i}.png", i)
+
+    @contextmanager
+    def server():
+        app = create_app(SansaPredictor(tiny_model, device="cpu"), tmp_path)
+        with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+            yield http
+
+    server.folder = tmp_path
+    return server
+
+
+def build_session(http) -> tuple[str, dict]:
+    """Two classes, a box and a mask reference, propagated, one target accepted and one rejected."""
+    sid = http.get("/api/sessions/current").json()["session_id"]
+    for name in ("shape", "other"):
+        assert http.post(f"/api/sessions/{sid}/classes", json={"name": name}).status_code == 201
+    add_box(http, sid)
+    mask = np.zeros(SIZE, dtype=bool)
+    mask[20:40, 5:25] = True
+    assert http.put(f"/api/sessions/{sid}/references", json={
+        "image": "im1.png", "label": "other", "prompt": {"mask_png": png_b64(mask)}}).status_code == 200
+    assert propagate(http, sid)["state"] == "done"
+    for name, state in (("im2.png", "accepted"), ("im3.png", "rejected")):
+        assert http.put(f"/api/sessions/{sid}/review/{name}", json={"state": state}).status_code == 200
+    return sid, http.get(f"/api/sessions/{sid}").json()
+
+
+def test_a_server_restart_resumes_the_last_session(fresh):
+    with fresh() as http:
+        sid, before = build_session(http)
+    assert (fresh.folder / ".sansa" / "web" / "sessions" / sid / "session.json").is_file()
+    with fresh() as http:
+        after = http.get("/api/sessions/current").json()
+        export = http.get(f"/api/sessions/{sid}/export", params={"formats": ["png"]})
+    assert after == before  # classes, colours, references and prompts, reviews, version, all propagated
+    assert after["propagated"] == after["targets"] == 2 and after["reviews"] == {
+        "im2.png": "accepted", "im3.png": "rejected"}
+    assert [r["prompt"] and r["prompt"]["box"] for r in after["references"]] == [BOX, None]
+    assert export.status_code == 200  # the results came back: no need to propagate again
+
+
+def test_new_session_starts_fresh_and_is_resumed_next(fresh):
+    with fresh() as http:
+        old, _ = build_session(http)
+        new = http.post("/api/sessions").json()
+        assert new["classes"] == new["references"] == [] and new["session_id"] != old
+    with fresh() as http:
+        assert http.get("/api/sessions/current").json()["session_id"] == new["session_id"]
+        assert len(http.get(f"/api/sessions/{old}").json()["references"]) == 2  # the old one is kept
+
+
+def test_other_clients_cannot_evict_a_session(client, sid):
+    ref = add_box(client, sid)
+    for _ in range(20):  # more than the sessions kept in memory
+        client.post("/api/sessions")
+    state = client.get(f"/api/sessions/{sid}").json()
+    assert [r["id"] for r in state["references"]] == [ref["id"]]
+    assert client.get(f"/api/sessions/{sid}/targets/im1.png").status_code == 200
+
+
+@pytest.mark.parametrize("steps", [
+    ["+a", "-shape", "+b", "+c"],  # deleting the first class must not give b and c one colour
+    ["-shape", "+a", "+b", "-a", "+c", "+d"],
+    ["+a", "+b", "-a", "-b", "+c", "+d", "+e"],
+])
+def test_class_colours_stay_distinct(client, sid, steps):
+    for step in steps:
+        if step[0] == "+":
+            assert client.post(f"/api/sessions/{sid}/classes", json={"name": step[1:]}).status_code == 201
+        else:
+            assert client.delete(f"/api/sessions/{sid}/classes/{step[1:]}").status_code == 200
+    colors = [c["color"] for c in client.get(f"/api/sessions/{sid}").json()["classes"]]
+    assert len(set(colors)) == len(colors)
+
+
+def test_rename_and_recolour_a_class(client, sid):
+    add_box(client, sid)
+    client.post(f"/api/sessions/{sid}/classes", json={"name": "other", "color": "#00ff00"})
+    propagate(client, sid)
+    renamed = client.patch(f"/api/sessions/{sid}/classes/shape", json={"name": "fruit", "color": "#123456"})
+    assert renamed.json() == {"name": "fruit", "color": "#123456"}
+    state = client.get(f"/api/sessions/{sid}").json()
+    assert [c["name"] for c in state["classes"]] == ["fruit", "other"]
+    assert [r["label"] for r in state["references"]] == ["fruit"] and state["propagated"] == 3
+    clash = client.patch(f"/api/sessions/{sid}/classes/fruit", json={"color": "#00FF00"})
+    assert clash.status_code == 409 and "colour of class 'other'" in clash.json()["detail"]
+    taken = client.patch(f"/api/sessions/{sid}/classes/fruit", json={"name": "other"})
+    assert taken.status_code == 409 and "already exists" in taken.json()["detail"]
+    with zipfile.ZipFile(io.BytesIO(client.get(f"/api/sessions/{sid}/export").content)) as archive:
+        table = json.loads(archive.read("classes.json"))
+    assert [(c["name"], c["color"]) for c in table[1:]] == [("fruit", [0x12, 0x34, 0x56]), ("other", [0, 255, 0])]
+
+
+def export_files(http, sid: str, formats: list[str]) -> dict[str, bytes]:
+    """Export in the background, polling progress, then download the zip; its files by name."""
+    status = http.post(f"/api/sessions/{sid}/exports", json={"formats": formats})
+    assert status.status_code == 202, status.text
+    seen = [status.json()]
+    while seen[-1]["state"] == "running":
+        time.sleep(0.05)
+        seen.append(http.get(f"/api/sessions/{sid}/exports/{seen[0]['id']}").json())
+    assert seen[-1]["state"] == "done" and seen[-1]["done"] == seen[-1]["total"], seen[-1]
+    assert all(0 <= s["done"] <= s["total"] for s in seen)
+    response = http.get(seen[-1]["download"])
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_export_has_every_image_with_a_mask_and_says_where_it_comes_from(fresh):
+    with fresh() as http:
+        sid, _ = build_session(http)
+        promoted = http.post(f"/api/sessions/{sid}/references/promote", json={"image": "im2.png", "label": "shape"})
+        files = export_files(http, sid, ["coco", "png"])
+    records = {r["file_name"]: r for r in json.loads(files["images.json"])}
+    assert {n: r["source"] for n, r in records.items()} == {
+        "im0.png": "reference", "im1.png": "reference", "im2.png": "corrected"}  # im3 was rejected
+    coco = json.loads(files["annotations.json"])
+    ids = {i["id"]: i["file_name"] for i in coco["images"]}
+    assert sorted(ids.values()) == ["im0.png", "im1.png", "im2.png"]
+    for ann in coco["annotations"]:
+        assert ann.get("score", 1.0) == 1.0  # all hand-made
+    mask = np.asarray(Image.open(io.BytesIO(files["masks/im1_other.png"]))) > 0
+    assert mask.sum() == 20 * 20 and mask[20:40, 5:25].all()  # the user's own mask, as drawn
+    corrected = np.asarray(Image.open(io.BytesIO(files["masks/im2_shape.png"]))) > 0
+    assert corrected.sum() == promoted.json()["area"] > 0
+
+
+def test_export_keeps_accepted_predictions_as_accepted(fresh):
+    with fresh() as http:
+        sid, _ = build_session(http)
+        accepted = http.get(f"/api/sessions/{sid}/review").json()
+        files = export_files(http, sid, ["coco"])
+    assert accepted["counts"] == {"unreviewed": 0, "accepted": 1, "rejected": 1, "fixed": 0}
+    records = {r["file_name"]: r for r in json.loads(files["images.json"])}
+    assert records["im2.png"]["source"] == "accepted" and records["im2.png"]["review"] == "accepted"
+    assert "im3.png" not in records
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "words"), [
+    ("GET", "/api/sessions/{sid}/exports/nope", None, 404, "no such export"),
+    ("GET", "/api/sessions/{sid}/exports/nope/download", None, 404, "no such export"),
+    ("POST", "/api/sessions/{sid}/exports", {"formats": ["bogus"]}, 400, "unknown format 'bogus'"),
+    ("POST", "/api/sessions/{sid}/exports", {}, 409, "no reference yet"),
+    ("PUT", "/api/sessions/{sid}/review/im1.png", {"state": "maybe"}, 422, "state"),
+    ("PUT", "/api/sessions/{sid}/review/gone.png", {"state": "accepted"}, 404, "no such image"),
+    ("PATCH", "/api/sessions/{sid}/classes/nope", {"name": "x"}, 404, "no such class"),
+    ("PATCH", "/api/sessions/{sid}/classes/shape", {"name": " "}, 422, "class name is empty"),
+])
+def test_review_and_export_errors(client, sid, method, path, body, status, words):
+    response = client.request(method, path.format(sid=sid), json=body)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+
+
+def test_reviewing_a_reference_is_refused(client, sid):
+    add_box(client, sid)
+    response = client.put(f"/api/sessions/{sid}/review/im0.png", json={"state": "accepted"})
+    assert response.status_code == 409 and "is a reference" in response.json()["detail"]
+
+
+def test_favicon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/x-icon"
+    assert Image.open(io.BytesIO(response.content)).format == "ICO"
 
 
 # -- uploads ------------------------------------------------------------------------------------

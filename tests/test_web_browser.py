@@ -145,7 +145,7 @@ def test_box_reference_segments_targets_propagates_and_exports_coco(page, tmp_pa
         mask_png = zf.read("masks/scene_1_object.png")
     assert {"annotations.json", "classes.json", "yolo/data.yaml", "yolo/labels/scene_1.txt"} <= names
     assert [c["name"] for c in coco["categories"]] == ["object"]
-    assert sorted(i["file_name"] for i in coco["images"]) == [f"scene_{i}.png" for i in range(1, SCENES)]
+    assert sorted(i["file_name"] for i in coco["images"]) == [f"scene_{i}.png" for i in range(SCENES)]
     assert all((i["width"], i["height"]) == SCENE_SIZE for i in coco["images"])
     from pycocotools import mask as mask_utils
 

@@ -30,13 +30,18 @@ def indexed_png(label_map: np.ndarray, num_classes: int) -> bytes:
     return encode_image(image, "PNG")
 
 
-def overlay(image: np.ndarray, label_map: np.ndarray, labels: list[str], legend: bool = True) -> np.ndarray:
+def overlay(image: np.ndarray, label_map: np.ndarray, labels: list[str], legend: bool = True,
+            colors: np.ndarray | None = None) -> np.ndarray:
     """The image with each class tinted in its colour, outlined, and a legend with pixel coverage.
+
+    Args:
+        colors: ``uint8 [len(labels) + 1, 3]``, row ``i`` the colour of class id ``i`` (default:
+            :func:`sansa.export.palette.palette_array`).
 
     Returns:
         RGB ``uint8 [H, W, 3]``, the size of ``image``.
     """
-    colors = palette_array(len(labels))
+    colors = palette_array(len(labels)) if colors is None else np.asarray(colors, dtype=np.uint8)
     out = image.astype(np.float32)
     foreground = label_map > 0
     tint = colors[label_map[foreground]].astype(np.float32)
@@ -55,9 +60,10 @@ def overlay(image: np.ndarray, label_map: np.ndarray, labels: list[str], legend:
     return out
 
 
-def overlay_jpeg(image: np.ndarray, label_map: np.ndarray, labels: list[str]) -> bytes:
-    """:func:`overlay` encoded as JPEG."""
-    return encode_image(overlay(image, label_map, labels), "JPEG", quality=JPEG_QUALITY)
+def overlay_jpeg(image: np.ndarray, label_map: np.ndarray, labels: list[str],
+                 colors: np.ndarray | None = None) -> bytes:
+    """:func:`overlay` encoded as JPEG (``colors`` as there)."""
+    return encode_image(overlay(image, label_map, labels, colors=colors), "JPEG", quality=JPEG_QUALITY)
 
 
 def draw_prompt(image: np.ndarray, points=None, point_labels=None, box=None, scribble=None) -> np.ndarray:

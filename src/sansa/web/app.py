@@ -7,16 +7,22 @@ Routes (JSON unless said; the OpenAPI schema is at ``/docs``)::
     GET    /api/images                            the folder's images and their sizes
     GET    /api/images/{name}                     the file;  /thumb?max_side=  a JPEG thumbnail
     POST   /api/images                            upload an image into the folder (multipart "file")
-    POST   /api/sessions                          a new session
-    GET    /api/sessions/{sid}                    its classes and references
+    POST   /api/sessions                          a new session (the one ``sansa serve`` resumes from now on)
+    GET    /api/sessions/current                  the last session of this folder (saved in .sansa/web/)
+    GET    /api/sessions/{sid}                    its classes, references, review decisions
     POST   /api/sessions/{sid}/classes            add a class;  DELETE .../classes/{name}
+    PATCH  /api/sessions/{sid}/classes/{name}     rename and/or recolour it
     PUT    /api/sessions/{sid}/references         mark an image for a class (replaces its prompt)
     POST   /api/sessions/{sid}/references/promote make a target a reference, from its prediction
     DELETE /api/sessions/{sid}/references/{id}
     GET    /api/sessions/{sid}/targets/{name}     per-class scores + overlay;  /overlay.png  the overlay
     POST   /api/sessions/{sid}/propagate          segment every target in the background; GET polls it
     DELETE /api/sessions/{sid}/propagate          cancel
-    GET    /api/sessions/{sid}/export?formats=    a zip written by sansa.export.FolderWriter
+    GET    /api/sessions/{sid}/review             targets and corrected targets with state, score, counts
+    PUT    /api/sessions/{sid}/review/{name}      accept / reject a target (null: undo)
+    POST   /api/sessions/{sid}/exports            export in the background; GET .../exports/{id} polls it,
+                                                  GET .../exports/{id}/download streams the zip
+    GET    /api/sessions/{sid}/export?formats=    the same export, answered when it is written
 """
 
 from __future__ import annotations
@@ -38,19 +44,26 @@ from starlette.background import BackgroundTask
 
 from sansa.errors import SansaError
 from sansa.predictor import SansaPredictor
-from sansa.web import propagate, render
-from sansa.web.errors import TooLarge, status_of
+from sansa.web import exporting, propagate, render
+from sansa.web.errors import Conflict, TooLarge, status_of
 from sansa.web.folder import MAX_UPLOAD_BYTES, ImageFolder
+from sansa.web.review import review_list
 from sansa.web.schema import (
     ClassCreate,
     ClassInfo,
+    ClassUpdate,
     ErrorOut,
+    ExportRequest,
+    ExportStatus,
     ImageInfo,
     ImageList,
+    JobState,
     PromoteRequest,
     PropagateStatus,
     ReferenceOut,
     ReferenceRequest,
+    ReviewList,
+    ReviewRequest,
     ServerInfo,
     SessionState,
     TargetClass,
@@ -61,6 +74,7 @@ from sansa.web.service import SansaService
 STATIC = Path(__file__).parent / "static"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 ERRORS = {code: {"model": ErrorOut} for code in (400, 404, 409, 413, 415, 422)}
+THUMB_SIDES = (160, 320)  # the gallery's and the targets grid's (static/app.js)
 MaxSide = Annotated[int | None, Query(ge=16, le=4096, description="longer side of the returned image")]
 
 
@@ -79,6 +93,9 @@ def create_app(
         max_upload_bytes: the largest image upload or mask prompt accepted.
         cache_size: target image encodings kept in memory.
         model_name: shown on the page (default: the model's input size).
+
+    Sessions are saved in ``folder/.sansa/web/``; the page resumes the last one. Thumbnails of
+    the folder are made in the background from the start.
     """
     service = SansaService(predictor, ImageFolder(folder, max_upload_bytes), cache_size=cache_size)
     app = FastAPI(title="SANSA", summary="Few-shot segmentation of a folder from a few marked references",
@@ -90,12 +107,19 @@ def create_app(
     _install_errors(app, max_upload_bytes)
     _add_image_routes(app, service, info)
     _add_session_routes(app, service)
+    _add_review_and_export_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    service.folder.warm_thumbnails(THUMB_SIDES)
     return app
 
 
@@ -154,6 +178,10 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
     def new_session() -> SessionState:
         return service.state(service.create_session())
 
+    @app.get("/api/sessions/current")
+    def current_session() -> SessionState:
+        return service.state(service.current_session())
+
     @app.get("/api/sessions/{sid}")
     def get_session(sid: str) -> SessionState:
         return service.state(service.session(sid))
@@ -161,6 +189,10 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
     @app.post("/api/sessions/{sid}/classes", status_code=201)
     def add_class(sid: str, body: ClassCreate) -> ClassInfo:
         return service.add_class(service.session(sid), body.name, body.color)
+
+    @app.patch("/api/sessions/{sid}/classes/{name}")
+    def update_class(sid: str, name: str, body: ClassUpdate) -> ClassInfo:
+        return service.update_class(service.session(sid), name, body.name, body.color)
 
     @app.delete("/api/sessions/{sid}/classes/{name}")
     def remove_class(sid: str, name: str) -> SessionState:
@@ -219,13 +251,46 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
             session.job.join(timeout=30)
         return propagate.status(session)
 
-    @app.get("/api/sessions/{sid}/export", response_class=FileResponse,
-             responses={200: {"content": {"application/zip": {}}}})
+
+
+def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
+    zip_response = {200: {"content": {"application/zip": {}}}}
+
+    @app.get("/api/sessions/{sid}/review")
+    def review(sid: str) -> ReviewList:
+        return review_list(service, service.session(sid))
+
+    @app.put("/api/sessions/{sid}/review/{name}")
+    def decide(sid: str, name: str, body: ReviewRequest) -> ReviewList:
+        session = service.session(sid)
+        service.review(session, name, body.state)
+        return review_list(service, session)
+
+    @app.post("/api/sessions/{sid}/exports", status_code=202)
+    def start_export(sid: str, body: ExportRequest) -> ExportStatus:
+        return exporting.start(service, service.session(sid), body.formats)
+
+    @app.get("/api/sessions/{sid}/exports/{export_id}")
+    def export_status(sid: str, export_id: str) -> ExportStatus:
+        return exporting.job_of(service.session(sid), export_id).status()
+
+    @app.get("/api/sessions/{sid}/exports/{export_id}/download", response_class=FileResponse, responses=zip_response)
+    def download(sid: str, export_id: str) -> FileResponse:
+        job = exporting.job_of(service.session(sid), export_id)
+        if job.state != JobState.DONE:
+            raise Conflict(f"export {export_id!r}: not finished ({job.state.value}, {job.done} of {job.total})")
+        return FileResponse(job.path, media_type="application/zip", filename=exporting.ZIP_NAME)
+
+    @app.get("/api/sessions/{sid}/export", response_class=FileResponse, responses=zip_response)
     def export(sid: str, formats: Annotated[list[str] | None, Query(description="default: sansa.export's")] = None
                ) -> FileResponse:
-        path = propagate.export_zip(service, service.session(sid), formats)
-        return FileResponse(path, media_type="application/zip", filename="sansa-export.zip",
-                            background=BackgroundTask(os.unlink, path))
+        job = exporting.ExportJob(service, service.session(sid), formats)
+        job.start().join()
+        if job.state != JobState.DONE:
+            job.discard()
+            raise SansaError(f"export: {job.error}")
+        return FileResponse(job.path, media_type="application/zip", filename=exporting.ZIP_NAME,
+                            background=BackgroundTask(job.discard))
 
 
 def _export_formats() -> list[str]:

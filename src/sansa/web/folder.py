@@ -10,11 +10,13 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from sansa.atomic import write_bytes
 from sansa.errors import ImageError
@@ -25,6 +27,7 @@ from sansa.web.schema import ImageInfo, ImageList, SkippedImage
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 MAX_NAME_BYTES = 255  # the longest file name of common file systems (longer: ENAMETOOLONG)
 _SAFE_NAME = re.compile(r"^[\w][\w .()+-]*$")  # no separators, no leading dot
+THUMB_CACHE_BYTES = 96 * 1024 * 1024
 
 
 class ImageFolder:
@@ -43,6 +46,9 @@ class ImageFolder:
         self.max_upload_bytes = max_upload_bytes
         self._pixels: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._thumbs: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        self._thumb_bytes = 0
+        self._lock = threading.Lock()
 
     def path(self, name: str) -> Path:
         """The path of image ``name``; :class:`WebError` unless it is an image file in the folder."""
@@ -77,24 +83,49 @@ class ImageFolder:
         """Image ``name`` as RGB ``uint8 [H, W, 3]`` (EXIF orientation applied), cached while unchanged."""
         path = self.path(name)
         key = (name, path.stat().st_mtime_ns)
-        if key not in self._pixels:
-            self._pixels[key] = load_image(path, name)
+        with self._lock:
+            if key in self._pixels:
+                self._pixels.move_to_end(key)
+                return self._pixels[key]
+        pixels = load_image(path, name)
+        with self._lock:
+            self._pixels[key] = pixels
             while len(self._pixels) > self._cache_size:
                 self._pixels.popitem(last=False)
-        self._pixels.move_to_end(key)
-        return self._pixels[key]
+        return pixels
 
     def version(self, name: str) -> int:
         """Changes when the file changes (its modification time)."""
         return self.path(name).stat().st_mtime_ns
 
     def thumbnail(self, name: str, max_side: int) -> bytes:
-        """A JPEG of image ``name`` whose longer side is at most ``max_side``."""
-        img = Image.fromarray(self.load(name))
-        img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-        out = io.BytesIO()
-        img.save(out, format="JPEG", quality=85)
-        return out.getvalue()
+        """A JPEG of image ``name`` whose longer side is at most ``max_side`` (kept in memory)."""
+        key = (name, self.version(name), max_side)
+        with self._lock:
+            if key in self._thumbs:
+                self._thumbs.move_to_end(key)
+                return self._thumbs[key]
+        data = _thumbnail(self.path(name), max_side)
+        with self._lock:
+            self._thumbs[key] = data
+            self._thumb_bytes += len(data)
+            while self._thumb_bytes > THUMB_CACHE_BYTES and len(self._thumbs) > 1:
+                self._thumb_bytes -= len(self._thumbs.popitem(last=False)[1])
+        return data
+
+    def warm_thumbnails(self, sides: Sequence[int]) -> threading.Thread:
+        """Make the thumbnails of every image in a background thread (the page asks for them at once)."""
+        def run() -> None:
+            for info in self.list().images:
+                for side in sides:
+                    try:
+                        self.thumbnail(info.name, side)
+                    except (WebError, ImageError, OSError, ValueError):
+                        break
+
+        thread = threading.Thread(target=run, name="sansa-thumbnails", daemon=True)
+        thread.start()
+        return thread
 
     def save_upload(self, filename: str | None, data: bytes) -> ImageInfo:
         """Add an uploaded image to the folder (atomically), refusing to overwrite a file.
@@ -124,3 +155,18 @@ class ImageFolder:
             raise Conflict(f"upload {name!r}: a file of that name is already in the folder")
         write_bytes(target, data)
         return ImageInfo(name=name, width=width, height=height)
+
+
+def _thumbnail(path: Path, max_side: int) -> bytes:
+    """Decode at a reduced size where the format allows (JPEG draft), upright, as a JPEG."""
+    read_size(path, path.name)  # the pixel limit, from the header
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (max_side, max_side))
+            img = ImageOps.exif_transpose(img).convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"image {path.name!r}: not a readable image ({err})") from None
+    img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=85)
+    return out.getvalue()

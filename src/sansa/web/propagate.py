@@ -1,25 +1,19 @@
-"""Propagating a session's references to every target of the folder, and exporting the results.
+"""Propagating a session's references to every target of the folder (exports: :mod:`sansa.web.exporting`).
 
 Propagation runs in a background thread, one target at a time, taking the service lock per
-target so the page stays responsive. Results are kept as label maps tagged with the session
-version they were made at; when references change, they go stale and are redone on the next run
-(targets whose result is current are skipped, so a re-run after an interruption resumes).
+target so the page stays responsive. Results are kept (and saved to the session's folder) as label
+maps tagged with the session version they were made at; when references change, they go stale and
+are redone on the next run (targets whose result is current are skipped, so a re-run resumes).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
-import zipfile
 from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from sansa.errors import SansaError
-from sansa.records import Prediction, Segmentation
 from sansa.web.errors import Conflict
 from sansa.web.schema import JobState, PropagateStatus
 from sansa.web.service import SansaService, Session, TargetResult
@@ -74,6 +68,7 @@ class PropagationJob:
                 return
             seg = self.service.segment(self.session, name)
             self.session.results[name] = TargetResult.of(self.version, seg)
+            self.service.save_result(self.session, name)
 
 
 def start(service: SansaService, session: Session) -> PropagateStatus:
@@ -94,54 +89,3 @@ def status(session: Session) -> PropagateStatus:
     if session.job is not None:
         return session.job.status()
     return PropagateStatus(state=JobState.IDLE, done=0, total=0, version=session.version)
-
-
-def current_results(service: SansaService, session: Session) -> dict[str, TargetResult]:
-    """The propagated results, all current; :class:`Conflict` if any target lacks one."""
-    targets = service.targets(session)
-    results = {name: session.results.get(name) for name in targets}
-    missing = [name for name, r in results.items() if r is None or r.version != session.version]
-    if not session.predictor.labels:
-        raise Conflict("no reference yet: mark an object on a reference image first")
-    if missing:
-        raise Conflict(f"export: {len(missing)} of {len(targets)} targets are not propagated with the current "
-                       "references; propagate to all first")
-    return results  # type: ignore[return-value]
-
-
-def export_zip(service: SansaService, session: Session, formats: Sequence[str] | None = None) -> Path:
-    """Write the propagated results with :class:`sansa.export.FolderWriter` and zip them.
-
-    Args:
-        formats: :class:`sansa.export.OutputFormat` names (default: ``sansa.export.DEFAULT_FORMATS``).
-
-    Returns:
-        The path of a temporary ``.zip`` file; the caller deletes it.
-    """
-    from sansa.export import DEFAULT_FORMATS, FolderWriter, parse_formats
-    from sansa.export.writer import STATE_DIR
-
-    chosen = parse_formats(formats if formats is not None else DEFAULT_FORMATS)
-    results = current_results(service, session)
-    labels = session.predictor.labels
-    fd, zip_path = tempfile.mkstemp(prefix="sansa-export-", suffix=".zip")
-    os.close(fd)
-    with tempfile.TemporaryDirectory(prefix="sansa-export-") as out:
-        with FolderWriter(Path(out), labels, chosen) as writer:
-            for name, result in results.items():
-                writer.write(_segmentation(result, labels, name), service.folder.load(name), name)
-        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(Path(out).rglob("*")):
-                if path.is_file() and STATE_DIR not in path.relative_to(out).parts:
-                    archive.write(path, path.relative_to(out).as_posix())
-    return Path(zip_path)
-
-
-def _segmentation(result: TargetResult, labels: list[str], name: str) -> Segmentation:
-    """A :class:`Segmentation` from a stored label map (logits are +1 on each class's pixels, -1 elsewhere)."""
-    label_map = result.label_map
-    predictions = []
-    for index, label in enumerate(labels, start=1):
-        logits = np.where(label_map == index, 1.0, -1.0).astype(np.float32)
-        predictions.append(Prediction(logits, result.scores.get(label, 0.0), label))
-    return Segmentation({p.label: p for p in predictions}, list(labels), label_map, name)

@@ -73,6 +73,23 @@ class ClassInfo(BaseModel):
     color: str = Field(description="#rrggbb")
 
 
+class ClassUpdate(BaseModel):
+    """Rename and/or recolour a class (leave a field out to keep it)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")
+
+    @field_validator("name")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value:
+            raise ValueError("class name is empty")
+        return value
+
+
 class PromptIn(BaseModel):
     """What the user marked on a reference; a mask cannot be combined with the other kinds."""
 
@@ -95,10 +112,26 @@ class PromoteRequest(BaseModel):
     label: str = Field(min_length=1, max_length=64)
 
 
+class Source(str, enum.Enum):
+    """Where an image's mask comes from (hand-made ones win over predictions in exports)."""
+
+    REFERENCE = "reference"  # marked by the user as an example
+    CORRECTED = "corrected"  # a target whose prediction the user corrected (it became a reference)
+    ACCEPTED = "accepted"  # a prediction the user accepted in review (kept as it was then)
+    PREDICTED = "predicted"  # the current prediction, not reviewed
+
+
+class ReviewState(str, enum.Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
 class ReferenceOut(BaseModel):
     id: str
     image: str
     label: str
+    source: Source = Field(default=Source.REFERENCE, description="reference, or corrected (a promoted target)")
+    prompt: PromptIn | None = Field(default=None, description="the clicks/box/scribble marked (None for a mask)")
     prompt_type: PromptType
     score: float | None = Field(description="decoder's IoU estimate; None for a mask prompt")
     area: int = Field(description="pixels in the decoded mask")
@@ -110,6 +143,10 @@ class SessionState(BaseModel):
     version: int = Field(description="bumped whenever references or classes change")
     classes: list[ClassInfo]
     references: list[ReferenceOut]
+    reviews: dict[str, ReviewState] = Field(default_factory=dict, description="target -> review decision")
+    targets: int = Field(default=0, description="images that are not references")
+    propagated: int = Field(default=0, description="targets with a result for the current version")
+    notes: list[str] = Field(default_factory=list, description="what could not be restored, one line each")
 
 
 class TargetClass(BaseModel):
@@ -131,3 +168,34 @@ class PropagateStatus(BaseModel):
     total: int
     version: int = Field(description="the session version the results belong to")
     error: str | None = None
+
+
+class ReviewRequest(BaseModel):
+    state: ReviewState | None = Field(description="accepted, rejected, or null to undo the decision")
+
+
+class ReviewItem(BaseModel):
+    name: str
+    state: str = Field(description="unreviewed, accepted, rejected or fixed (corrected into a reference)")
+    score: float | None = Field(description="lowest decoder score of the classes found; None before propagation")
+    classes: list[TargetClass] = Field(default_factory=list)
+
+
+class ReviewList(BaseModel):
+    items: list[ReviewItem]
+    counts: dict[str, int] = Field(description="items per state")
+
+
+class ExportRequest(BaseModel):
+    formats: list[str] | None = Field(default=None, description="default: sansa.export's")
+
+
+class ExportStatus(BaseModel):
+    id: str
+    state: JobState
+    done: int
+    total: int
+    images: int = Field(description="images written (references, corrected, accepted, predicted)")
+    left_out: list[str] = Field(default_factory=list, description="targets left out (rejected in review)")
+    error: str | None = None
+    download: str | None = Field(default=None, description="where to download the zip once done")

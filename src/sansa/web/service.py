@@ -5,85 +5,41 @@ its own :class:`~sansa.predictor.SansaPredictor` holding that session's referenc
 call runs under one lock, so requests and the background propagation take turns on the model.
 A target's image encoding is cached (least recently used first out), so a prompt change only
 re-runs memory attention and the decoder on the targets shown.
+
+Every change of a session is saved at once to the folder's ``.sansa/web/`` (:mod:`sansa.web.store`);
+a session not in memory (after a restart, or dropped to bound memory) is read back from there.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
+from sansa.errors import SansaError
 from sansa.export.palette import class_color
 from sansa.model.sansa import ImageFeatures
 from sansa.predictor import SansaPredictor
-from sansa.records import Reference, Segmentation
+from sansa.records import Segmentation
 from sansa.web import render
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.folder import ImageFolder
-from sansa.web.schema import ClassInfo, PromptIn, ReferenceOut, ReferenceRequest, SessionState
+from sansa.web.schema import (
+    ClassInfo,
+    PromptIn,
+    ReferenceOut,
+    ReferenceRequest,
+    ReviewState,
+    SessionState,
+    Source,
+)
+from sansa.web.session import Session, Slot, TargetResult
+from sansa.web.store import SessionStore
 
-if TYPE_CHECKING:
-    from sansa.web.propagate import PropagationJob
-
-
-
-@dataclass
-class Slot:
-    """One reference of a session: an image of the folder marked for one class."""
-
-    id: str
-    image: str
-    reference: Reference
-
-
-@dataclass(frozen=True)
-class TargetResult:
-    """A propagated target, made at session ``version``; the label map is kept compressed (a whole
-    folder of ``uint16`` maps would not fit in memory, their zlib streams do)."""
-
-    version: int
-    labels: list[str]
-    scores: dict[str, float]
-    shape: tuple[int, int]
-    packed: bytes
-
-    @classmethod
-    def of(cls, version: int, seg: Segmentation) -> TargetResult:
-        scores = {label: p.score for label, p in seg.predictions.items()}
-        packed = zlib.compress(np.ascontiguousarray(seg.label_map, dtype=np.uint16).tobytes(), 1)
-        return cls(version, list(seg.labels), scores, seg.size, packed)
-
-    @property
-    def label_map(self) -> np.ndarray:
-        """``uint16 [H, W]``: 0 background, ``i + 1`` = ``labels[i]``."""
-        return np.frombuffer(zlib.decompress(self.packed), dtype=np.uint16).reshape(self.shape)
-
-
-@dataclass
-class Session:
-    """What one page has built: classes, references, and propagated results."""
-
-    id: str
-    predictor: SansaPredictor
-    classes: dict[str, str] = field(default_factory=dict)  # name -> #rrggbb
-    slots: dict[str, Slot] = field(default_factory=dict)
-    version: int = 0
-    results: dict[str, TargetResult] = field(default_factory=dict)
-    job: PropagationJob | None = None
-
-    def colors(self, labels: list[str]) -> list[str]:
-        return [self.classes.get(label, "#ffffff") for label in labels]
-
-    def reference_images(self) -> set[str]:
-        return {slot.image for slot in self.slots.values()}
-
-    def changed(self) -> None:
-        self.version += 1
+__all__ = ["SansaService", "Session", "Slot", "TargetResult"]
 
 
 class SansaService:
@@ -91,15 +47,17 @@ class SansaService:
 
     Args:
         predictor: the loaded predictor (its model and device are shared by all sessions).
-        folder: the served folder.
+        folder: the served folder (sessions are saved in its ``.sansa/web/``).
         cache_size: target image encodings kept (each is ~20 MB for Hiera-L at 1024).
-        max_sessions: sessions kept; the least recently used is dropped beyond this.
+        max_sessions: sessions kept in memory; beyond this the least recently used idle one is
+            dropped from memory (it stays on disk and comes back when asked for).
     """
 
     def __init__(self, predictor: SansaPredictor, folder: ImageFolder, cache_size: int = 32,
                  max_sessions: int = 16) -> None:
         self.predictor = predictor
         self.folder = folder
+        self.store = SessionStore(folder.root)
         self.lock = threading.RLock()
         self._features: OrderedDict[tuple[str, int], ImageFeatures] = OrderedDict()
         self._cache_size = cache_size
@@ -108,35 +66,82 @@ class SansaService:
 
     # -- sessions -----------------------------------------------------------------------
     def create_session(self) -> Session:
+        """A new, empty session; it becomes the one ``sansa serve`` resumes."""
         with self.lock:
-            session = Session(uuid.uuid4().hex, SansaPredictor(self.predictor.model, device=self.predictor.device))
-            self._sessions[session.id] = session
-            while len(self._sessions) > self._max_sessions:
-                _, dropped = self._sessions.popitem(last=False)
-                if dropped.job is not None:
-                    dropped.job.cancel()
+            session = Session(uuid.uuid4().hex, self._new_predictor())
+            self._keep(session)
+            self.save(session)
+            self.store.set_current(session.id)
             return session
 
+    def current_session(self) -> Session:
+        """The session last started or used on this folder (read back from disk), else a new one."""
+        with self.lock:
+            sid = self.store.current()
+            if sid is None:
+                return self.create_session()
+            try:
+                return self.session(sid)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                session = self.create_session()
+                session.notes.append(f"the saved session {sid} could not be read ({err}); started a new one")
+                return session
+
     def session(self, session_id: str) -> Session:
+        """Session ``session_id``, read back from disk when it is not in memory."""
         with self.lock:
             if session_id not in self._sessions:
-                raise NotFound(f"session {session_id!r}: unknown or expired; reload the page")
+                if not self.store.exists(session_id):
+                    raise NotFound(f"session {session_id!r}: unknown; reload the page")
+                self._keep(self._restore(session_id))
             self._sessions.move_to_end(session_id)
             return self._sessions[session_id]
 
     def state(self, session: Session) -> SessionState:
-        classes = [ClassInfo(name=n, color=c) for n, c in session.classes.items()]
-        refs = [self._reference_out(session, slot) for slot in session.slots.values()]
-        return SessionState(session_id=session.id, version=session.version, classes=classes, references=refs)
+        with self.lock:
+            classes = [ClassInfo(name=n, color=c) for n, c in session.classes.items()]
+            refs = [self._reference_out(session, slot) for slot in session.slots.values()]
+            targets = self.targets(session)
+            propagated = sum(1 for n in targets if self.current_result(session, n) is not None)
+            return SessionState(session_id=session.id, version=session.version, classes=classes, references=refs,
+                                reviews=dict(session.reviews), targets=len(targets), propagated=propagated,
+                                notes=list(session.notes))
+
+    def save(self, session: Session) -> None:
+        """Write ``session.json`` (classes, references and prompts, reviews, version)."""
+        refs = [{"id": s.id, "image": s.image, "label": s.reference.label, "source": s.source.value,
+                 "prompt": s.prompt} for s in session.slots.values()]
+        record = {"format": 1, "id": session.id, "version": session.version,
+                  "classes": [{"name": n, "color": c} for n, c in session.classes.items()],
+                  "references": refs, "reviews": {k: v.value for k, v in session.reviews.items()}}
+        self.store.save(session.id, record)
+
+    def save_result(self, session: Session, name: str) -> None:
+        self.store.save_map(session.id, "results", session.results[name].stored(name))
 
     # -- classes ------------------------------------------------------------------------
     def add_class(self, session: Session, name: str, color: str | None = None) -> ClassInfo:
         with self.lock:
             if name in session.classes:
                 raise Conflict(f"class {name!r}: already exists")
-            # by default the colour of the class id it gets in exports (overlays, indexed PNGs)
-            session.classes[name] = color or "#{:02x}{:02x}{:02x}".format(*class_color(len(session.classes) + 1))
+            color = self._check_color(session, color.lower(), name) if color else self._free_color(session)
+            session.classes[name] = color
             session.changed()
+            self.save(session)
+            return ClassInfo(name=name, color=color)
+
+    def update_class(self, session: Session, name: str, new_name: str | None, color: str | None) -> ClassInfo:
+        """Rename and/or recolour class ``name``; its references, results and reviews follow."""
+        with self.lock:
+            self._require_class(session, name)
+            if new_name is not None and new_name != name and new_name in session.classes:
+                raise Conflict(f"class {new_name!r}: already exists")
+            if color is not None:
+                session.classes[name] = self._check_color(session, color.lower(), name)
+            if new_name is not None and new_name != name:
+                self._rename(session, name, new_name)
+                name = new_name
+            self.save(session)
             return ClassInfo(name=name, color=session.classes[name])
 
     def remove_class(self, session: Session, name: str) -> None:
@@ -146,6 +151,7 @@ class SansaService:
                 self._drop_slot(session, slot)
             del session.classes[name]
             session.changed()
+            self.save(session)
 
     # -- references ---------------------------------------------------------------------
     def put_reference(self, session: Session, request: ReferenceRequest) -> ReferenceOut:
@@ -154,18 +160,23 @@ class SansaService:
             self._require_class(session, request.label)
             size = self.folder.load(request.image).shape[:2]
             prompt = _prompt_kwargs(request.prompt, size, self.folder.max_upload_bytes)
-            return self._set_reference(session, request.image, request.label, prompt)
+            stored = None if request.prompt.mask_png is not None else request.prompt.model_dump(exclude_none=True)
+            old = session.slot_of(request.image, request.label)
+            source = old.source if old is not None else Source.REFERENCE
+            return self._set_reference(session, request.image, request.label, prompt, source, stored)
 
     def promote(self, session: Session, image: str, label: str) -> ReferenceOut:
         """Make a target a reference of ``label``, its current prediction as the mask prompt (to be corrected)."""
         with self.lock:
             self._require_class(session, label)
-            seg = self.segment(session, image)
-            mask = seg.mask(label) if label in seg.labels else None
+            if image in session.reference_images():
+                raise Conflict(f"image {image!r}: is already a reference; edit its mask instead")
+            label_map, labels, _ = self.label_map(session, image)
+            mask = label_map == labels.index(label) + 1 if label in labels else None
             if mask is None or not mask.any():
                 raise Conflict(f"image {image!r}: nothing of class {label!r} is predicted there; "
                                "mark it with a prompt instead")
-            return self._set_reference(session, image, label, {"mask": mask})
+            return self._set_reference(session, image, label, {"mask": mask}, Source.CORRECTED, None)
 
     def remove_reference(self, session: Session, reference_id: str) -> None:
         with self.lock:
@@ -173,6 +184,27 @@ class SansaService:
                 raise NotFound(f"reference {reference_id!r}: no such reference in this session")
             self._drop_slot(session, session.slots[reference_id])
             session.changed()
+            self.save(session)
+
+    # -- review -------------------------------------------------------------------------
+    def review(self, session: Session, name: str, state: ReviewState | None) -> None:
+        """Accept (the prediction is kept as it is now), reject, or undo the decision on target ``name``."""
+        with self.lock:
+            self.folder.path(name)
+            if name in session.reference_images():
+                raise Conflict(f"image {name!r}: is a reference; its own mask is exported, there is nothing to review")
+            if state == ReviewState.ACCEPTED:
+                label_map, labels, scores = self.label_map(session, name)
+                session.accepted[name] = TargetResult.pack(session.version, label_map, labels, scores)
+                self.store.save_map(session.id, "accepted", session.accepted[name].stored(name))
+            else:
+                session.accepted.pop(name, None)
+                self.store.remove_map(session.id, "accepted", name)
+            if state is None:
+                session.reviews.pop(name, None)
+            else:
+                session.reviews[name] = state
+            self.save(session)
 
     # -- targets ------------------------------------------------------------------------
     def segment(self, session: Session, name: str, size: tuple[int, int] | None = None) -> Segmentation:
@@ -188,12 +220,17 @@ class SansaService:
                 size = self.folder.load(name).shape[:2]
             return session.predictor.segment_encoded(feats, [size], [name])[0]
 
+    def current_result(self, session: Session, name: str) -> TargetResult | None:
+        """The propagated result of ``name`` if it was made with the current references."""
+        result = session.results.get(name)
+        return result if result is not None and result.version == session.version else None
+
     def label_map(self, session: Session, name: str, max_side: int | None = None) -> tuple[np.ndarray, list[str],
                                                                                              dict[str, float]]:
         """The label map of target ``name`` for the session's current references: the propagated
         result when it is current, else a fresh one (at most ``max_side`` on its longer side)."""
-        result = session.results.get(name)
-        if result is not None and result.version == session.version:
+        result = self.current_result(session, name)
+        if result is not None:
             return result.label_map, result.labels, result.scores
         height, width = self.folder.load(name).shape[:2]
         if max_side is not None and max(height, width) > max_side:
@@ -219,33 +256,116 @@ class SansaService:
         return [name for name in self.folder.names() if name not in references]
 
     # -- internals ----------------------------------------------------------------------
+    def _new_predictor(self) -> SansaPredictor:
+        return SansaPredictor(self.predictor.model, device=self.predictor.device)
+
+    def _keep(self, session: Session) -> None:
+        self._sessions[session.id] = session
+        idle = [sid for sid, s in self._sessions.items() if not s.busy() and sid != session.id]
+        while len(self._sessions) > self._max_sessions and idle:
+            del self._sessions[idle.pop(0)]  # saved on disk: read back when asked for
+
+    def _restore(self, sid: str) -> Session:
+        """Session ``sid`` from disk: its references are encoded again, its results read back."""
+        record = self.store.load(sid)
+        session = Session(sid, self._new_predictor(), version=int(record["version"]),
+                          classes={c["name"]: c["color"] for c in record["classes"]},
+                          reviews={k: ReviewState(v) for k, v in record.get("reviews", {}).items()})
+        lost = False
+        for ref in record["references"]:
+            try:
+                self._restore_reference(session, ref)
+            except (SansaError, OSError, ValueError) as err:
+                session.notes.append(f"reference {ref['image']} ({ref['label']}): not restored: {err}")
+                lost = True
+        if lost:
+            session.changed()  # the results were made with references that are gone
+        session.results = {m.name: TargetResult.from_stored(m) for m in self.store.load_maps(sid, "results")}
+        session.accepted = {m.name: TargetResult.from_stored(m) for m in self.store.load_maps(sid, "accepted")
+                            if session.reviews.get(m.name) == ReviewState.ACCEPTED}
+        return session
+
+    def _restore_reference(self, session: Session, ref: dict[str, Any]) -> None:
+        image, label, prompt = ref["image"], ref["label"], ref.get("prompt")
+        if label not in session.classes:
+            raise ValueError(f"class {label!r} is not in the session")
+        pixels = self.folder.load(image)
+        if prompt is None:
+            kwargs = {"mask": self.store.load_mask(session.id, ref["id"])}
+        else:
+            kwargs = _prompt_kwargs(PromptIn(**prompt), pixels.shape[:2], self.folder.max_upload_bytes)
+        reference = session.predictor.add_reference(pixels, **kwargs, label=label, name=image)
+        session.slots[ref["id"]] = Slot(ref["id"], image, reference, Source(ref.get("source", "reference")), prompt)
+
     def _require_class(self, session: Session, name: str) -> None:
         if name not in session.classes:
             known = ", ".join(session.classes) or "none"
             raise NotFound(f"class {name!r}: no such class (known: {known}); add it first")
 
-    def _set_reference(self, session: Session, image: str, label: str, prompt: dict) -> ReferenceOut:
-        old = next((s for s in session.slots.values() if s.image == image and s.reference.label == label), None)
+    def _free_color(self, session: Session) -> str:
+        """The first palette colour no live class has (so deleting a class never makes two alike)."""
+        used = {c.lower() for c in session.classes.values()}
+        class_id = 1
+        while (color := _hex(class_color(class_id))) in used:
+            class_id += 1
+        return color
+
+    def _check_color(self, session: Session, color: str, name: str) -> str:
+        owner = next((n for n, c in session.classes.items() if c.lower() == color and n != name), None)
+        if owner is not None:
+            raise Conflict(f"color {color}: already the colour of class {owner!r}; choose another")
+        return color
+
+    def _rename(self, session: Session, old: str, new: str) -> None:
+        """Rename a class: its references are encoded again under the new name (same prompts, same
+        masks), so the propagated and accepted results stay current with their labels renamed."""
+        for slot in [s for s in session.slots.values() if s.reference.label == old]:
+            pixels = self.folder.load(slot.image)
+            reference = session.predictor.add_reference(pixels, prompt=slot.reference.prompt, label=new,
+                                                        name=slot.image)
+            session.predictor.remove_reference(session.index_of(slot))
+            slot.reference = reference
+        session.classes = {new if n == old else n: c for n, c in session.classes.items()}
+        for kind, maps in (("results", session.results), ("accepted", session.accepted)):
+            for name, result in list(maps.items()):
+                if old in result.labels:
+                    maps[name] = result.renamed(old, new)
+                    self.store.save_map(session.id, kind, maps[name].stored(name))
+
+    def _set_reference(self, session: Session, image: str, label: str, prompt: dict, source: Source,
+                       stored: dict[str, Any] | None) -> ReferenceOut:
+        old = session.slot_of(image, label)
         pixels = self.folder.load(image)
         reference = session.predictor.add_reference(pixels, **prompt, label=label, name=image)
         if old is not None:  # dropped only once the new prompt is accepted
             self._drop_slot(session, old)
-        slot = Slot(old.id if old else uuid.uuid4().hex[:12], image, reference)
+        slot = Slot(old.id if old else uuid.uuid4().hex[:12], image, reference, source, stored)
         session.slots[slot.id] = slot
+        if stored is None:
+            self.store.save_mask(session.id, slot.id, reference.mask)
+        if session.reviews.pop(image, None) is not None:
+            session.accepted.pop(image, None)
+            self.store.remove_map(session.id, "accepted", image)
         session.changed()
+        self.save(session)
         return self._reference_out(session, slot)
 
     def _drop_slot(self, session: Session, slot: Slot) -> None:
-        index = next(i for i, r in enumerate(session.predictor.references) if r is slot.reference)
-        session.predictor.remove_reference(index)
+        session.predictor.remove_reference(session.index_of(slot))
         del session.slots[slot.id]
+        self.store.remove_mask(session.id, slot.id)
 
     def _reference_out(self, session: Session, slot: Slot) -> ReferenceOut:
         ref = slot.reference
         color = session.classes.get(ref.label, "#ffffff")
-        return ReferenceOut(id=slot.id, image=slot.image, label=ref.label, prompt_type=ref.prompt.type,
+        return ReferenceOut(id=slot.id, image=slot.image, label=ref.label, source=slot.source,
+                            prompt=PromptIn(**slot.prompt) if slot.prompt else None, prompt_type=ref.prompt.type,
                             score=ref.score, area=int(ref.mask.sum()),
                             mask_png=render.data_url(render.mask_png(ref.mask, color)))
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def _prompt_kwargs(prompt: PromptIn, size: tuple[int, int], max_bytes: int) -> dict:

@@ -1,0 +1,234 @@
+"""Exporting a session as a zip, in a background job with progress (like propagation).
+
+Every image of the folder that has a mask is exported, each from the best source it has:
+
+========== =========================================================== =============
+source     what                                                        COCO score
+========== =========================================================== =============
+reference  the masks the user marked (one per class marked on it)      1.0
+corrected  a target whose prediction the user corrected ("fix")        1.0
+accepted   a prediction accepted in review, as it was when accepted    the decoder's
+predicted  the current prediction (targets not reviewed)               the decoder's
+========== =========================================================== =============
+
+Targets rejected in review are left out (and listed in the job status). Classes are the page's,
+in its order and colours: class id ``i + 1`` is the page's ``i``-th class, and ``classes.json``,
+the indexed PNGs' palette and the overlays use the page's colours. ``images.json`` in the zip
+says where each image's masks come from (its ``source``), with per-class scores and pixel counts.
+
+The files are written by :class:`sansa.export.FolderWriter` into a temporary folder, then zipped
+into a file that is streamed to the browser (never built in memory).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import uuid
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sansa import atomic
+from sansa.errors import SansaError
+from sansa.records import Prediction, Segmentation
+from sansa.web.errors import Conflict, NotFound
+from sansa.web.render import hex_to_rgb
+from sansa.web.schema import ExportStatus, JobState, ReviewState, Source
+from sansa.web.service import SansaService
+from sansa.web.session import Session, TargetResult
+
+ZIP_NAME = "sansa-export.zip"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to export: ``mapping()`` gives its label map in the export's class ids and its scores."""
+
+    name: str
+    source: Source
+    mapping: Callable[[], tuple[np.ndarray, dict[str, float]]]
+
+
+class ExportJob:
+    """Writes a session's export zip in a daemon thread; ``status()`` reports progress."""
+
+    def __init__(self, service: SansaService, session: Session, formats: Sequence[str] | None = None) -> None:
+        from sansa.export import DEFAULT_FORMATS, OutputFormat, parse_formats
+
+        self.formats = parse_formats(formats if formats is not None else DEFAULT_FORMATS)
+        self.overlays = OutputFormat.OVERLAY in self.formats
+        self.service, self.session = service, session
+        self.id = uuid.uuid4().hex[:12]
+        with service.lock:
+            self.labels = list(session.classes)
+            self.colors = [hex_to_rgb(session.classes[label]) for label in self.labels]
+            self.items, self.left_out = plan(service, session, self.labels)
+        self.state, self.done, self.error = JobState.RUNNING, 0, None
+        self.total = len(self.items) + 1  # + the zip
+        self.folder = Path(tempfile.mkdtemp(prefix="sansa-export-"))
+        self.path = self.folder / ZIP_NAME
+        self._thread = threading.Thread(target=self._run, name=f"sansa-export-{self.id}", daemon=True)
+
+    def start(self) -> ExportJob:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def discard(self) -> None:
+        """Delete the zip and its folder (a newer export replaces it)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def status(self) -> ExportStatus:
+        done = self.state == JobState.DONE
+        download = f"/api/sessions/{self.session.id}/exports/{self.id}/download" if done else None
+        return ExportStatus(id=self.id, state=self.state, done=self.done, total=self.total, images=len(self.items),
+                            left_out=self.left_out, error=self.error, download=download)
+
+    def _run(self) -> None:
+        try:
+            out = self.folder / "files"
+            self._write(out)
+            self._zip(out)
+            shutil.rmtree(out, ignore_errors=True)
+            self.done, self.state = self.total, JobState.DONE
+        except SansaError as err:
+            self.error, self.state = str(err), JobState.FAILED
+        except Exception as err:  # a background thread must report, never die silently
+            self.error, self.state = f"{type(err).__name__}: {err}", JobState.FAILED
+
+    def _write(self, out: Path) -> None:
+        from sansa.export import FolderWriter, OutputFormat
+        from sansa.export import render as export_render
+
+        records = []
+        formats = [f for f in self.formats if f is not OutputFormat.OVERLAY]
+        palette = np.array([(0, 0, 0), *self.colors], dtype=np.uint8)
+        with FolderWriter(out, self.labels, formats or [OutputFormat.PNG]) as writer:
+            for item in self.items:
+                label_map, scores = item.mapping()
+                image = self.service.folder.load(item.name)
+                record = writer.write(_segmentation(label_map, self.labels, scores, item.name), image, item.name)
+                if self.overlays:
+                    jpeg = export_render.overlay_jpeg(image, label_map, self.labels, colors=palette)
+                    atomic.write_bytes(out / "overlays" / f"{record.stem}.jpg", jpeg)
+                records.append(_image_record(item, label_map, self.labels, scores,
+                                             self.session.reviews.get(item.name)))
+                self.done += 1
+        if not formats:  # overlays only: the PNG masks were a vehicle
+            shutil.rmtree(out / "masks", ignore_errors=True)
+        _recolor(out, self.colors)
+        atomic.write_json(out / "images.json", records)
+
+    def _zip(self, out: Path) -> None:
+        from sansa.export.writer import STATE_DIR
+
+        with zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(out.rglob("*")):
+                if path.is_file() and STATE_DIR not in path.relative_to(out).parts:
+                    archive.write(path, path.relative_to(out).as_posix())
+
+
+def plan(service: SansaService, session: Session, labels: list[str]) -> tuple[list[Item], list[str]]:
+    """What to export, image by image in folder order, and which targets are left out (rejected).
+
+    Raises:
+        Conflict: nothing marked yet, or a target has no result for the current references.
+    """
+    if not session.slots:
+        raise Conflict("no reference yet: mark an object on a reference image first")
+    items, left_out, missing = [], [], []
+    references = session.reference_images()
+    for name in service.folder.names():
+        if name in references:
+            items.append(_reference_item(session, name, labels))
+        elif session.reviews.get(name) == ReviewState.REJECTED:
+            left_out.append(name)
+        elif name in session.accepted:
+            items.append(_result_item(name, Source.ACCEPTED, session.accepted[name], labels))
+        elif (result := service.current_result(session, name)) is not None:
+            items.append(_result_item(name, Source.PREDICTED, result, labels))
+        else:
+            missing.append(name)
+    if missing:
+        targets = len(service.targets(session))
+        raise Conflict(f"export: {len(missing)} of {targets} targets are not propagated with the current "
+                       "references; propagate to all first")
+    return items, left_out
+
+
+def start(service: SansaService, session: Session, formats: Sequence[str] | None) -> ExportStatus:
+    """Start an export of the session (replacing its previous export's zip)."""
+    job = ExportJob(service, session, formats)
+    with service.lock:
+        previous, session.export = session.export, job
+    if previous is not None:
+        previous.discard()
+    return job.start().status()
+
+
+def job_of(session: Session, export_id: str) -> ExportJob:
+    job = session.export
+    if job is None or job.id != export_id:
+        raise NotFound(f"export {export_id!r}: no such export in this session (it is replaced by each new one)")
+    return job
+
+
+def _reference_item(session: Session, name: str, labels: list[str]) -> Item:
+    slots = [s for s in session.slots.values() if s.image == name]
+    source = Source.CORRECTED if any(s.source == Source.CORRECTED for s in slots) else Source.REFERENCE
+
+    def mapping() -> tuple[np.ndarray, dict[str, float]]:
+        label_map = np.zeros(slots[0].reference.size, dtype=np.uint16)
+        for slot in sorted(slots, key=lambda s: -labels.index(s.reference.label)):  # first class on top
+            label_map[slot.reference.mask] = labels.index(slot.reference.label) + 1
+        return label_map, {s.reference.label: 1.0 for s in slots}
+
+    return Item(name, source, mapping)
+
+
+def _result_item(name: str, source: Source, result: TargetResult, labels: list[str]) -> Item:
+    def mapping() -> tuple[np.ndarray, dict[str, float]]:
+        lookup = np.array([0] + [labels.index(x) + 1 if x in labels else 0 for x in result.labels], dtype=np.uint16)
+        return lookup[result.label_map], {k: v for k, v in result.scores.items() if k in labels}
+
+    return Item(name, source, mapping)
+
+
+def _segmentation(label_map: np.ndarray, labels: list[str], scores: dict[str, float], name: str) -> Segmentation:
+    """A :class:`Segmentation` from a label map (logits +1 on each class's pixels, -1 elsewhere)."""
+    predictions = [Prediction(np.where(label_map == i, 1.0, -1.0).astype(np.float32), scores.get(label, 0.0), label)
+                   for i, label in enumerate(labels, start=1)]
+    return Segmentation({p.label: p for p in predictions}, list(labels), label_map, name)
+
+
+def _image_record(item: Item, label_map: np.ndarray, labels: list[str], scores: dict[str, float],
+                  review: ReviewState | None) -> dict:
+    classes = {label: {"pixels": int(np.count_nonzero(label_map == i)), "score": scores.get(label)}
+               for i, label in enumerate(labels, start=1)}
+    return {"file_name": item.name, "source": item.source.value, "review": review.value if review else None,
+            "classes": {k: v for k, v in classes.items() if v["pixels"]}}
+
+
+def _recolor(out: Path, colors: list[tuple[int, int, int]]) -> None:
+    """Give ``classes.json`` and the indexed PNGs the page's class colours."""
+    table_path = out / "classes.json"
+    table = json.loads(table_path.read_text())
+    for row in table:
+        if 1 <= row["id"] <= len(colors):
+            row["color"] = list(colors[row["id"] - 1])
+    atomic.write_json(table_path, table)
+    flat = [v for rgb in [(0, 0, 0), *colors] for v in rgb]
+    for path in sorted((out / "labels").glob("*.png")) if (out / "labels").is_dir() else []:
+        with Image.open(path) as img:
+            img.load()
+        img.putpalette(flat + [0] * (768 - len(flat)))
+        atomic.write_bytes(path, atomic.encode_image(img, "PNG"))

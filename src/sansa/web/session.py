@@ -1,0 +1,115 @@
+"""What one page builds: a session's classes, references, results and review decisions (records only;
+:class:`sansa.web.service.SansaService` changes them and saves them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sansa.predictor import SansaPredictor
+from sansa.records import Reference, Segmentation
+from sansa.web.schema import JobState, ReviewState, Source
+from sansa.web.store import StoredMap
+
+if TYPE_CHECKING:
+    from sansa.web.exporting import ExportJob
+    from sansa.web.propagate import PropagationJob
+
+
+@dataclass
+class Slot:
+    """One reference of a session: an image of the folder marked for one class.
+
+    ``prompt`` is the page's clicks/box/scribble as sent (``None`` for a mask prompt, whose mask
+    is saved as a PNG); ``source`` says whether it was marked as a reference or corrected from a
+    target's prediction.
+    """
+
+    id: str
+    image: str
+    reference: Reference
+    source: Source = Source.REFERENCE
+    prompt: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """A target's label map, made at session ``version``; kept compressed (a whole folder of
+    ``uint16`` maps would not fit in memory, their zlib streams do)."""
+
+    version: int
+    labels: list[str]
+    scores: dict[str, float]
+    shape: tuple[int, int]
+    packed: bytes
+
+    @classmethod
+    def of(cls, version: int, seg: Segmentation) -> TargetResult:
+        scores = {label: p.score for label, p in seg.predictions.items()}
+        return cls.pack(version, seg.label_map, list(seg.labels), scores)
+
+    @classmethod
+    def pack(cls, version: int, label_map: np.ndarray, labels: list[str], scores: dict[str, float]) -> TargetResult:
+        """From a ``uint16 [H, W]`` label map (0 background, ``i + 1`` = ``labels[i]``)."""
+        packed = zlib.compress(np.ascontiguousarray(label_map, dtype=np.uint16).tobytes(), 1)
+        return cls(version, list(labels), dict(scores), (int(label_map.shape[0]), int(label_map.shape[1])), packed)
+
+    @classmethod
+    def from_stored(cls, stored: StoredMap) -> TargetResult:
+        return cls.pack(stored.version, stored.label_map, stored.labels, stored.scores)
+
+    @property
+    def label_map(self) -> np.ndarray:
+        """``uint16 [H, W]``: 0 background, ``i + 1`` = ``labels[i]``."""
+        return np.frombuffer(zlib.decompress(self.packed), dtype=np.uint16).reshape(self.shape)
+
+    def stored(self, name: str) -> StoredMap:
+        return StoredMap(name, self.version, self.labels, self.scores, self.label_map)
+
+    def renamed(self, old: str, new: str) -> TargetResult:
+        return dataclasses.replace(self, labels=[new if x == old else x for x in self.labels],
+                                   scores={new if k == old else k: v for k, v in self.scores.items()})
+
+
+@dataclass
+class Session:
+    """What one page has built: classes, references, propagated results and review decisions.
+
+    ``version`` moves whenever references or classes change (results of an older version are
+    stale); accepted predictions are kept as they were when accepted.
+    """
+
+    id: str
+    predictor: SansaPredictor
+    classes: dict[str, str] = field(default_factory=dict)  # name -> #rrggbb, in page order
+    slots: dict[str, Slot] = field(default_factory=dict)
+    version: int = 0
+    results: dict[str, TargetResult] = field(default_factory=dict)
+    reviews: dict[str, ReviewState] = field(default_factory=dict)
+    accepted: dict[str, TargetResult] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    job: PropagationJob | None = None
+    export: ExportJob | None = None
+
+    def colors(self, labels: list[str]) -> list[str]:
+        return [self.classes.get(label, "#ffffff") for label in labels]
+
+    def reference_images(self) -> set[str]:
+        return {slot.image for slot in self.slots.values()}
+
+    def slot_of(self, image: str, label: str) -> Slot | None:
+        return next((s for s in self.slots.values() if s.image == image and s.reference.label == label), None)
+
+    def index_of(self, slot: Slot) -> int:
+        """The position of ``slot``'s reference in the predictor."""
+        return next(i for i, r in enumerate(self.predictor.references) if r is slot.reference)
+
+    def changed(self) -> None:
+        self.version += 1
+
+    def busy(self) -> bool:
+        return any(job is not None and job.state == JobState.RUNNING for job in (self.job, self.export))
