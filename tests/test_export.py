@@ -78,10 +78,17 @@ def within_one_pixel(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(not (a & ~grow(b)).any() and not (b & ~grow(a)).any())
 
 
+def write(writer: FolderWriter, label_map: np.ndarray, name: str, **kwargs):
+    """Write ``label_map`` as target ``name`` (scores as :func:`segmentation` gives them)."""
+    seg = segmentation(label_map)
+    scores = {label: p.score for label, p in seg.predictions.items()}
+    return writer.write(name, image_for(label_map), seg.label_map, seg.labels, scores, **kwargs)
+
+
 def write_one(tmp_path: Path, label_map: np.ndarray, formats, **options) -> Path:
     out = tmp_path / "out"
     with FolderWriter(out, LABELS, formats, **options) as writer:
-        writer.write(segmentation(label_map), image_for(label_map), "img.jpg")
+        write(writer, label_map, "img.jpg")
     return out
 
 
@@ -206,14 +213,15 @@ def test_safe_stems(name, stem):
 def test_clashing_stems_stay_unique_and_resume_the_same(tmp_path):
     label_map = LABEL_MAPS["one_square"]
     out = tmp_path / "out"
-    with FolderWriter(out, LABELS, ["png"], image_root=tmp_path) as writer:
-        first = writer.write(segmentation(label_map), image_for(label_map), str(tmp_path / "a.jpg"))
-        second = writer.write(segmentation(label_map), image_for(label_map), "a.png")
+    with FolderWriter(out, LABELS, ["png"]) as writer:
+        first = write(writer, label_map, "a.jpg")
+        second = write(writer, label_map, "a.png")
     assert (first.name, first.stem) == ("a.jpg", "a")
     assert second.stem.startswith("a-") and second.stem != first.stem
-    reopened = FolderWriter(out, LABELS, ["png"], image_root=tmp_path)
+    reopened = FolderWriter(out, LABELS, ["png"])
     assert reopened.record("a.png").stem == second.stem
-    assert reopened.is_done(str(tmp_path / "a.png"))
+    assert reopened.stem_for("a.jpg") == "a" and reopened.stem_for("a.bmp").startswith("a-")
+    assert reopened.is_done("a.png")
 
 
 def test_is_done_needs_every_format_and_file(tmp_path):
@@ -236,7 +244,7 @@ def test_resumed_writing_gives_identical_dataset_files(tmp_path):
         for batch in batches:
             with FolderWriter(out, LABELS, formats) as writer:
                 for name in batch:
-                    writer.write(segmentation(maps[name]), image_for(maps[name]), name)
+                    write(writer, maps[name], name)
         return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
     once = run(tmp_path / "once", [["a.jpg", "b.jpg", "c.jpg"]])
@@ -249,7 +257,7 @@ def test_resumed_writing_gives_identical_dataset_files(tmp_path):
 def test_interrupted_block_leaves_no_dataset_files(tmp_path):
     label_map = LABEL_MAPS["one_square"]
     with pytest.raises(KeyboardInterrupt), FolderWriter(tmp_path, LABELS, ["coco", "yolo"]) as writer:
-        writer.write(segmentation(label_map), image_for(label_map), "img.jpg")
+        write(writer, label_map, "img.jpg")
         raise KeyboardInterrupt
     assert not (tmp_path / "annotations.json").exists() and not (tmp_path / "yolo/data.yaml").exists()
     assert FolderWriter(tmp_path, LABELS, ["coco", "yolo"]).is_done("img.jpg")
@@ -272,7 +280,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monke
 def test_a_folder_without_results_takes_new_classes(tmp_path):
     FolderWriter(tmp_path, ["cat"], ["png"])  # opened, nothing written (e.g. the model failed to load)
     writer = FolderWriter(tmp_path, LABELS, ["png"])
-    writer.write(segmentation(LABEL_MAPS["one_square"]), image_for(LABEL_MAPS["one_square"]), "img.jpg")
+    write(writer, LABEL_MAPS["one_square"], "img.jpg")
     with pytest.raises(SansaError, match="holds results for classes"):
         FolderWriter(tmp_path, ["cat"], ["png"])
 

@@ -61,8 +61,7 @@ def test_parse_scribble_strokes(value, strokes):
     assert parse_scribble(value, "scribble") == strokes
 
 
-@pytest.mark.parametrize(("values", "kwargs", "kind"), [
-    ({"mask": "m.png"}, {"mask": Path("base/m.png")}, PromptType.MASK),
+@pytest.mark.parametrize(("values", "fields", "kind"), [
     ({"box": [1, 2, 3, 4]}, {"box": [1.0, 2.0, 3.0, 4.0]}, PromptType.BOX),
     ({"points": "1,2", "neg_points": "3,4;5,6"},
      {"points": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], "labels": [1, 0, 0]}, PromptType.POINT),
@@ -70,12 +69,24 @@ def test_parse_scribble_strokes(value, strokes):
      {"points": [[3.0, 4.0]], "labels": [0], "box": [0.0, 0.0, 9.0, 9.0]}, PromptType.MIXED),
     ({"scribble": ["1,1;2,2", "3,3"]}, {"scribble": [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]}, PromptType.SCRIBBLE),
 ])
-def test_spec_to_prompt_arguments(values, kwargs, kind):
+def test_spec_to_prompt_record(values, fields, kind):
     spec = spec_from_values({"image": "img.png", "label": " dog ", **values}, Path("base"), "ref")
     assert spec.image == Path("base/img.png") and spec.label == "dog"
-    assert spec.prompt_kwargs() == kwargs
-    if kind is not PromptType.MASK:
-        assert spec.prompt().type is kind
+    prompt = spec.prompt()
+    assert prompt.type is kind and prompt.mask is None
+    for key in ("points", "labels", "box", "scribble"):
+        value = getattr(prompt, key)
+        assert (value.tolist() if value is not None else None) == fields.get(key), key
+
+
+def test_spec_mask_prompt_reads_the_file(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.pad(np.full((2, 3), 255, np.uint8), 1)).save(tmp_path / "m.png")
+    spec = spec_from_values({"image": "img.png", "mask": "m.png"}, tmp_path, "ref")
+    assert spec.mask == tmp_path / "m.png"
+    prompt = spec.prompt()
+    assert prompt.type is PromptType.MASK and prompt.mask.shape == (4, 5) and prompt.mask.sum() == 6
 
 
 @pytest.mark.parametrize(("values", "message"), [

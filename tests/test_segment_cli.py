@@ -166,11 +166,11 @@ def test_killed_run_resumes_to_identical_outputs(data, monkeypatch):
 
     original, calls = FolderWriter.write, []
 
-    def dies_in_the_second_batch(self, *args):
-        calls.append(args[-1])
+    def dies_in_the_second_batch(self, *args, **kwargs):
+        calls.append(args[0])
         if len(calls) == 4:  # t0, t1 (batch 1), t2 written; killed before t3
             raise KeyboardInterrupt
-        return original(self, *args)
+        return original(self, *args, **kwargs)
 
     monkeypatch.setattr(FolderWriter, "write", dies_in_the_second_batch)
     assert segment(*argv, "--out", "killed") == 130

@@ -3,6 +3,9 @@ folder, then ``os.replace``.
 
 A run killed at any moment leaves either the old file or the new one at the final path, never
 half a file. Leftover temporaries end in :data:`TEMP_SUFFIX` and are removed by the next run.
+Files get the permissions the user's umask gives new files (``0644`` under umask ``022``), as
+``open()`` would. A write that fails (read-only folder, full disk) raises :class:`OutputError`, one
+line naming the path, and leaves the old file and no temporary.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import io
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sansa.errors import SansaError
 
 if TYPE_CHECKING:  # kept light: the CLI imports this module before any command runs
     import numpy as np
@@ -21,22 +27,62 @@ if TYPE_CHECKING:  # kept light: the CLI imports this module before any command 
 TEMP_SUFFIX = ".sansa-tmp"
 
 
+class OutputError(SansaError, OSError):
+    """A file could not be written (read-only folder, full disk, ...): one line naming the path."""
+
+    @classmethod
+    def of(cls, path: Path | str, err: OSError) -> OutputError:
+        reason = err.strerror or str(err) or type(err).__name__
+        error = cls(f"{path}: cannot write ({reason})")
+        error.errno = err.errno
+        return error
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, creating its folder (``path`` may be a ``UPath``: see
-    :mod:`sansa.fs`)."""
+    :mod:`sansa.fs`).
+
+    Raises:
+        OutputError: the folder or file cannot be written; the old file (if any) is kept.
+    """
     if not isinstance(path, (str, os.PathLike)):  # a UPath
         from sansa import fs
 
         return fs.write_bytes(path, data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        raise OutputError.of(path, err) from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600
             handle.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, SansaError):
+            raise OutputError.of(path, err) from None
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def write_text(path: Path, text: str) -> None:

@@ -13,6 +13,7 @@ memory, so every target is segmented independently of the others.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -161,6 +162,17 @@ class SansaPredictor:
         )
         self._references.append(reference)
         self._memory.pop(label, None)
+        return reference
+
+    def add_encoded(self, reference: Reference) -> Reference:
+        """Add a reference another predictor encoded (same model; e.g. shipped to a worker process),
+        without encoding it again. Its ``memory`` is moved to this predictor's device."""
+        if not isinstance(reference, Reference):
+            raise SansaError(f"reference: expected a Reference record, got {type(reference).__name__}")
+        memory = reference.memory.to(self.device) if hasattr(reference.memory, "to") else reference.memory
+        reference = dataclasses.replace(reference, memory=memory)
+        self._references.append(reference)
+        self._memory.pop(reference.label, None)
         return reference
 
     def remove_reference(self, index: int) -> Reference:

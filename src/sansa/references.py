@@ -57,24 +57,14 @@ class ReferenceSpec:
     scribble: list[list[list[float]]] | None = None
     source: str = ""
 
-    def prompt_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :meth:`SansaPredictor.add_reference` for the prompt."""
-        if self.mask is not None:
-            return {"mask": self.mask}
-        kwargs: dict[str, Any] = {}
-        clicks = (self.points or []) + (self.neg_points or [])
-        if clicks:
-            kwargs["points"] = clicks
-            kwargs["labels"] = [1] * len(self.points or []) + [0] * len(self.neg_points or [])
-        if self.box is not None:
-            kwargs["box"] = self.box
-        if self.scribble:
-            kwargs["scribble"] = [point for stroke in self.scribble for point in stroke]
-        return kwargs
-
     def prompt(self) -> Prompt:
-        """The validated prompt (reads the mask file, if any)."""
-        return Prompt.create(**self.prompt_kwargs())
+        """The validated :class:`Prompt` record (reads the mask file, if any: call it once)."""
+        if self.mask is not None:
+            return Prompt.create(mask=self.mask)
+        clicks = (self.points or []) + (self.neg_points or [])
+        labels = [1] * len(self.points or []) + [0] * len(self.neg_points or [])
+        strokes = [point for stroke in self.scribble or [] for point in stroke]
+        return Prompt.create(points=clicks or None, labels=labels or None, box=self.box, scribble=strokes or None)
 
     def strokes(self) -> list[list[list[float]]]:
         """The scribble's strokes (for drawing them)."""
@@ -195,16 +185,3 @@ def check_specs(specs: list[ReferenceSpec]) -> None:
             raise SansaError(f"{spec.source} ({spec.image}): {err}") from None
         except SansaError as err:
             raise SansaError(f"{spec.source}: {err}") from None
-
-
-def add_references(predictor: Any, specs: list[ReferenceSpec]) -> list[Any]:
-    """Add every reference to a :class:`~sansa.predictor.SansaPredictor`; returns the
-    :class:`~sansa.records.Reference` objects in order."""
-    references = []
-    for spec in specs:
-        try:
-            references.append(predictor.add_reference(spec.image, label=spec.label, name=str(spec.image),
-                                                      **spec.prompt_kwargs()))
-        except SansaError as err:
-            raise SansaError(f"{spec.source}: {err}") from None
-    return references

@@ -29,32 +29,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def load_predictor(args: argparse.Namespace):
     """A :class:`~sansa.predictor.SansaPredictor` from the model options the user set."""
-    from sansa.errors import SansaError
-    from sansa.predictor import SansaPredictor
+    from sansa.labeling.job import ModelSpec
 
-    options = given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights", "device")
-    device = options.pop("device", None)
-    if options.get("random_weights"):
-        import torch
-
-        from sansa.model.build import build_sansa
-
-        build_args = {"model": options["backbone"]} if "backbone" in options else {}
-        with torch.random.fork_rng():  # seeded: every run (and a resumed run) gets the same random model
-            torch.manual_seed(0)
-            model = build_sansa(**build_args)
-        return SansaPredictor(model, **_device(device))
-    if "sam2_checkpoint" in options:
-        if "model" in options:
-            raise SansaError("--model and --sam2-checkpoint: give one or the other")
-        kwargs = {"model": options["backbone"]} if "backbone" in options else {}
-        return SansaPredictor.from_checkpoint(options["sam2_checkpoint"], options.get("adapter"), **kwargs,
-                                              **_device(device))
-    if "adapter" in options or "backbone" in options:
-        raise SansaError("--adapter/--backbone need --sam2-checkpoint (or use --model NAME)")
-    name = {"name": options["model"]} if "model" in options else {}
-    return SansaPredictor.from_pretrained(**name, **_device(device))
-
-
-def _device(device: str | None) -> dict:
-    return {"device": device} if device is not None else {}
+    return ModelSpec(**given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights",
+                             "device")).load()

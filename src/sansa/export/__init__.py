@@ -3,10 +3,15 @@
 ::
 
     from sansa.export import FolderWriter, OutputFormat
-    with FolderWriter(Path("out"), predictor.labels, [OutputFormat.COCO, "png"], image_root=folder) as writer:
+    with FolderWriter(Path("out"), predictor.labels, [OutputFormat.COCO, "png"]) as writer:
         for path in paths:
-            if not writer.is_done(path):
-                writer.write(predictor.segment(path), load_image(path), path)
+            name = path.relative_to(folder).as_posix()
+            if not writer.is_done(name):
+                seg, image = predictor.segment(path), load_image(path)
+                scores = {label: p.score for label, p in seg.predictions.items()}
+                writer.write(name, image, seg.label_map, seg.labels, scores)
+
+Whole labelling runs (discovery, batches, resuming, failures, ``run.json``) are :mod:`sansa.labeling`.
 
 Class ids: 0 background, ``i + 1`` = ``labels[i]`` (YOLO class indices are ``i``); colours in
 :mod:`sansa.export.palette`; both are written to ``classes.json``.

@@ -20,7 +20,7 @@ order: a run killed and restarted gives the same bytes as a run never interrupte
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +32,6 @@ from sansa.export import coco, names, render, yolo
 from sansa.export.formats import OutputFormat, parse_formats
 from sansa.export.palette import classes_table
 from sansa.export.shapes import components
-from sansa.records import Segmentation
 
 STATE_DIR = ".sansa"
 MAX_INDEXED_CLASSES = 255  # class ids of an 8-bit palette PNG
@@ -43,12 +42,13 @@ class TargetRecord:
     """What was written for one target.
 
     Attributes:
-        name: the target's name relative to the image root.
+        name: the target's name (relative to its image root, POSIX form).
         stem: its output stem.
         size: ``(H, W)``.
         files: output files, relative to the out folder.
         pixels: pixels per class.
         instances: connected parts per class.
+        made_from: what the result was made from (the caller's provenance record), or ``None``.
     """
 
     name: str
@@ -57,6 +57,7 @@ class TargetRecord:
     files: list[str] = field(default_factory=list)
     pixels: dict[str, int] = field(default_factory=dict)
     instances: dict[str, int] = field(default_factory=dict)
+    made_from: dict | None = None
 
 
 class FolderWriter:
@@ -67,11 +68,14 @@ class FolderWriter:
             be the same.
         labels: class names; class id ``i + 1`` is ``labels[i]`` (0 is background).
         formats: :class:`OutputFormat` values or their names.
-        image_root: names under this folder are made relative to it (COCO ``file_name``, stems).
         coco_instances: one COCO annotation per connected part instead of one per class.
         coco_polygons: COCO polygons instead of RLE.
+        prepare: check the folder's classes, remove a killed run's temporaries, drop damaged
+            records and load the records of earlier runs. ``False`` in a worker process writing
+            into a folder that one driver prepared (and that assembles the dataset files).
 
     Use as a context manager: dataset files are written when the block ends without an error.
+    Targets are named by the caller (a name resolved once, e.g. relative to an image root).
     """
 
     def __init__(
@@ -79,59 +83,112 @@ class FolderWriter:
         out_dir: Path,
         labels: list[str],
         formats: Sequence[OutputFormat | str],
-        image_root: Path | None = None,
         *,
         coco_instances: bool = False,
         coco_polygons: bool = False,
+        prepare: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.labels = list(labels)
         self.formats = parse_formats(formats)
-        self.image_root = Path(image_root) if image_root is not None else None
         self.coco_instances = coco_instances
         self.coco_polygons = coco_polygons
         _check_labels(self.labels, self.formats)
         self._tokens = names.label_tokens(self.labels)
         self._parts_dir = self.out_dir / STATE_DIR / "parts"
-        self._open_folder()
-        self._parts = self._load_parts()
+        self.damaged: list[Path] = []  # unreadable records dropped on opening (their targets are redone)
+        self._parts: dict[str, dict] = {}
+        if prepare:
+            self._open_folder()
+            self._parts = self._load_parts()
         self._stems = {part["stem"]: name for name, part in self._parts.items()}
 
     # -- per target -----------------------------------------------------------------------
-    def name_of(self, name: str) -> str:
-        """The target's name as stored: relative to the image root, POSIX form."""
-        return names.relative_name(name, self.image_root)
-
     def is_done(self, name: str) -> bool:
-        """Whether every output this writer would make for ``name`` is already complete."""
-        part = self._parts.get(self.name_of(name))
+        """Whether every output this writer would make for target ``name`` is already complete."""
+        part = self._parts.get(name)
         if part is None or not set(self._products()) <= set(part["products"]):
             return False
         return all((self.out_dir / f).is_file() for f in part["files"])
 
     def record(self, name: str) -> TargetRecord | None:
-        """What was written for ``name`` (this run or an earlier one), or ``None``."""
-        part = self._parts.get(self.name_of(name))
+        """What was written for target ``name`` (this run or an earlier one), or ``None``."""
+        part = self._parts.get(name)
         return _record(part) if part is not None else None
 
-    def write(self, segmentation: Segmentation, image: np.ndarray, name: str) -> TargetRecord:
-        """Write one target in every format, each file atomically, then mark it done.
+    def names(self) -> list[str]:
+        """Every target with a record (this run or an earlier one), sorted."""
+        return sorted(self._parts)
+
+    def reload(self) -> None:
+        """Re-read the records from disk (after other processes wrote targets)."""
+        self._parts = self._load_parts()
+        self._stems = {part["stem"]: name for name, part in self._parts.items()}
+
+    def stem_for(self, name: str) -> str:
+        """The output stem of target ``name``: its earlier one, else its name made file-name safe
+        (with a short hash of the name when another target already has that stem)."""
+        known = self._parts.get(name)
+        if known is not None:
+            return known["stem"]
+        stem = names.safe_stem(name)
+        return stem if self._stems.get(stem, name) == name else names.disambiguate(stem, name)
+
+    def claim_stem(self, name: str) -> str:
+        """:meth:`stem_for`, reserved for ``name`` (so the next clashing name gets another one)."""
+        stem = self.stem_for(name)
+        self._stems.setdefault(stem, name)
+        return stem
+
+    def write(
+        self,
+        name: str,
+        image: np.ndarray,
+        label_map: np.ndarray,
+        labels: Sequence[str],
+        scores: Mapping[str, float],
+        *,
+        stem: str | None = None,
+        made_from: dict | None = None,
+    ) -> TargetRecord:
+        """Write one target in every format, each file atomically, then its record (marks it done).
 
         Args:
-            segmentation: the target's classes; its ``labels`` must be this writer's labels.
-            image: the target, RGB ``uint8 [H, W, 3]`` at the segmentation's size (for overlays).
-            name: the target's name or path (see ``image_root``).
+            name: the target's name (relative to its image root, POSIX form).
+            image: the target, RGB ``uint8 [H, W, 3]`` (for overlays).
+            label_map: ``uint16 [H, W]``: 0 background, ``i + 1`` = ``labels[i]``.
+            labels: the label map's classes; must be this writer's labels.
+            scores: per class, the decoder's IoU estimate (COCO ``score``).
+            stem: the output stem (default: :meth:`claim_stem`).
+            made_from: what the result was made from, kept in its record.
         """
-        if list(segmentation.labels) != self.labels:
-            raise ValueError(f"segmentation labels {segmentation.labels} differ from the writer's {self.labels}")
-        if tuple(image.shape[:2]) != tuple(segmentation.size):
-            raise ValueError(f"image {image.shape[:2]} and segmentation {segmentation.size} differ in size")
-        rel = self.name_of(name)
-        stem = self._stem_for(rel)
-        label_map = segmentation.label_map
+        if list(labels) != self.labels:
+            raise ValueError(f"segmentation labels {list(labels)} differ from the writer's {self.labels}")
+        if tuple(image.shape[:2]) != tuple(label_map.shape[:2]):
+            raise ValueError(f"image {image.shape[:2]} and label map {label_map.shape[:2]} differ in size")
+        stem = stem if stem is not None else self.claim_stem(name)
+        files = self._encode(stem, image, label_map)
+        part: dict = {"name": name, "stem": stem, "height": int(label_map.shape[0]),
+                      "width": int(label_map.shape[1]), "labels": self.labels, "products": self._products()}
+        if OutputFormat.COCO in self.formats:
+            part["coco"] = coco.target_annotations(label_map, self.labels, {k: float(v) for k, v in scores.items()},
+                                                   self.coco_instances, self.coco_polygons)
+        for path, data in files.items():
+            atomic.write_bytes(self.out_dir / path, data)
+        part["files"] = list(files)
+        part["pixels"] = {label: int(np.count_nonzero(label_map == i)) for i, label in enumerate(self.labels, 1)}
+        part["instances"] = {label: len(components(label_map == i)) if part["pixels"][label] else 0
+                             for i, label in enumerate(self.labels, 1)}
+        if made_from is not None:
+            part["made_from"] = made_from
+        atomic.write_json(self._part_path(name), part, indent=None)  # last: marks the target done
+        self._parts[name] = part
+        self._stems[stem] = name
+        return _record(part)
+
+    def _encode(self, stem: str, image: np.ndarray, label_map: np.ndarray) -> dict[str, bytes]:
+        """Every per-target file's bytes, by path relative to the out folder."""
         files: dict[str, bytes] = {}
-        part = {"name": rel, "stem": stem, "height": int(label_map.shape[0]), "width": int(label_map.shape[1]),
-                "labels": self.labels, "products": self._products()}
         if OutputFormat.PNG in self.formats:
             for class_id, token in enumerate(self._tokens, start=1):
                 files[f"masks/{stem}_{token}.png"] = render.binary_png(label_map == class_id)
@@ -142,20 +199,7 @@ class FolderWriter:
         if OutputFormat.YOLO in self.formats:
             lines = yolo.label_lines(label_map, self.labels)
             files[f"yolo/labels/{stem}.txt"] = "".join(line + "\n" for line in lines).encode()
-        if OutputFormat.COCO in self.formats:
-            scores = {label: p.score for label, p in segmentation.predictions.items()}
-            part["coco"] = coco.target_annotations(label_map, self.labels, scores, self.coco_instances,
-                                                   self.coco_polygons)
-        for path, data in files.items():
-            atomic.write_bytes(self.out_dir / path, data)
-        part["files"] = list(files)
-        part["pixels"] = {label: int(np.count_nonzero(label_map == i)) for i, label in enumerate(self.labels, 1)}
-        part["instances"] = {label: len(components(label_map == i)) if part["pixels"][label] else 0
-                             for i, label in enumerate(self.labels, 1)}
-        atomic.write_json(self._part_path(rel), part, indent=None)  # last: marks the target done
-        self._parts[rel] = part
-        self._stems[stem] = rel
-        return _record(part)
+        return files
 
     # -- dataset --------------------------------------------------------------------------
     def close(self) -> None:
@@ -193,13 +237,6 @@ class FolderWriter:
         unit = "instances" if self.coco_instances else "classes"
         return f"coco:{kind}:{unit}"
 
-    def _stem_for(self, rel: str) -> str:
-        known = self._parts.get(rel)
-        if known is not None:
-            return known["stem"]
-        stem = names.safe_stem(rel)
-        return stem if self._stems.get(stem, rel) == rel else names.disambiguate(stem, rel)
-
     def _part_path(self, rel: str) -> Path:
         return self._parts_dir / f"{names.digest(rel)[:20]}.json"
 
@@ -214,13 +251,23 @@ class FolderWriter:
             return
         if known is not None and any(self._parts_dir.glob("*.json")):
             raise SansaError(f"{self.out_dir}: holds results for classes {known}, not {self.labels}; "
-                             "use another output folder")
+                             "start over with --overwrite, or use another output folder")
         atomic.write_json(config_path, {"labels": self.labels})  # a new folder, or one with no results yet
 
     def _load_parts(self) -> dict[str, dict]:
+        """The records of earlier runs; a damaged one (a disk fault, a hand edit) is removed and
+        listed in :attr:`damaged`: its target counts as not done."""
         parts = {}
         for path in sorted(self._parts_dir.glob("*.json")):
-            part = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                part = json.loads(path.read_text(encoding="utf-8"))
+                _record(part)  # every field a record needs is there
+                if path != self._part_path(part["name"]) or not isinstance(part.get("products"), list):
+                    raise ValueError("record of another name")
+            except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+                self.damaged.append(path)
+                path.unlink(missing_ok=True)
+                continue
             parts[part["name"]] = part
         return parts
 
@@ -235,5 +282,6 @@ def _check_labels(labels: list[str], formats: tuple[OutputFormat, ...]) -> None:
 
 
 def _record(part: dict) -> TargetRecord:
-    return TargetRecord(name=part["name"], stem=part["stem"], size=(part["height"], part["width"]),
-                        files=list(part["files"]), pixels=dict(part["pixels"]), instances=dict(part["instances"]))
+    return TargetRecord(name=str(part["name"]), stem=str(part["stem"]), size=(int(part["height"]), int(part["width"])),
+                        files=list(part["files"]), pixels=dict(part["pixels"]), instances=dict(part["instances"]),
+                        made_from=part.get("made_from"))

@@ -37,7 +37,6 @@ from PIL import Image
 
 from sansa import atomic
 from sansa.errors import SansaError
-from sansa.records import Prediction, Segmentation
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.render import hex_to_rgb
 from sansa.web.schema import ExportStatus, JobState, ReviewState, Source
@@ -116,7 +115,7 @@ class ExportJob:
             for item in self.items:
                 label_map, scores = item.mapping()
                 image = self.service.folder.load(item.name)
-                record = writer.write(_segmentation(label_map, self.labels, scores, item.name), image, item.name)
+                record = writer.write(item.name, image, label_map, self.labels, scores)
                 if self.overlays:
                     jpeg = export_render.overlay_jpeg(image, label_map, self.labels, colors=palette)
                     atomic.write_bytes(out / "overlays" / f"{record.stem}.jpg", jpeg)
@@ -202,12 +201,6 @@ def _result_item(name: str, source: Source, result: TargetResult, labels: list[s
 
     return Item(name, source, mapping)
 
-
-def _segmentation(label_map: np.ndarray, labels: list[str], scores: dict[str, float], name: str) -> Segmentation:
-    """A :class:`Segmentation` from a label map (logits +1 on each class's pixels, -1 elsewhere)."""
-    predictions = [Prediction(np.where(label_map == i, 1.0, -1.0).astype(np.float32), scores.get(label, 0.0), label)
-                   for i, label in enumerate(labels, start=1)]
-    return Segmentation({p.label: p for p in predictions}, list(labels), label_map, name)
 
 
 def _image_record(item: Item, label_map: np.ndarray, labels: list[str], scores: dict[str, float],

@@ -1,0 +1,406 @@
+"""Running a labelling job: prepare (driver), process batches (anywhere), finalise (driver).
+
+The steps, as :func:`run` does them on one process, and as a distributed runner (Ray) splits
+them between a driver and workers::
+
+    plan = prepare(job)                                  # driver: checks, discovery, lock, resume
+    predictor = job.model.load()
+    references = encode_references(predictor, plan)      # driver: the references' memory, once
+    save_reference_pictures(plan, references)
+    for batch in plan.batches:                           # anywhere, in any order, on any process
+        outcome += process_batch(predictor, writer_for(job, worker=True), batch, plan.inputs_digest)
+    result = finalise(plan, outcome, references, device)  # driver: dataset files, failures, run.json
+    plan.close()                                         # releases the folder lock
+
+A worker needs only the :class:`~sansa.labeling.job.Job` (JSON), the batches (JSON), the
+inputs digest (a string) and a predictor holding the references (``predictor.add_encoded``).
+Every target's files and record are written atomically, the record last; a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sansa.errors import ImageError, SansaError
+from sansa.export.writer import FolderWriter, TargetRecord
+from sansa.labeling import folder as out_folder
+from sansa.labeling.job import Job, ReferenceEntry, prompt_to_dict
+from sansa.labeling.targets import Batch, Target, file_sha256, find_targets, fingerprint, fixed_batches, unchanged
+
+Notes = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    """What happened to the targets of a run (JSON values; outcomes of batches add up).
+
+    Attributes:
+        written: names of targets written by this run.
+        skipped: names of targets already done by an earlier run.
+        failures: ``{"target", "path", "error"}`` per unreadable target.
+        seconds: spent segmenting and writing targets.
+    """
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, other: Outcome) -> Outcome:
+        self.written += other.written
+        self.skipped += other.skipped
+        self.failures += other.failures
+        self.seconds += other.seconds
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"written": self.written, "skipped": self.skipped, "failures": self.failures, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Outcome:
+        return cls(list(values["written"]), list(values["skipped"]), list(values["failures"]), values["seconds"])
+
+
+@dataclass
+class LoadedReference:
+    """A reference entry with its image read (once): ``pixels`` RGB ``uint8 [H, W, 3]``."""
+
+    entry: ReferenceEntry
+    pixels: np.ndarray
+    sha256: str
+
+
+@dataclass
+class Plan:
+    """A prepared run: the folder is locked and checked, and what is left to do is known.
+
+    Attributes:
+        targets: every target, sorted by name, stems assigned.
+        root: the folder target names are relative to.
+        batches: the fixed batches with something to write (``batch.write``).
+        skipped: names of targets an earlier run finished (with the same inputs).
+        inputs: what results are made from (references, model); ``inputs_digest`` is in each record.
+        writer: the driver's :class:`FolderWriter` (records of earlier runs loaded).
+    """
+
+    job: Job
+    labels: list[str]
+    targets: list[Target]
+    root: Path
+    batches: list[Batch]
+    skipped: list[str]
+    references: list[LoadedReference]
+    inputs: dict[str, Any]
+    inputs_digest: str
+    writer: FolderWriter
+    lock: out_folder.FolderLock
+    started: float = field(default_factory=time.time)
+
+    @property
+    def out(self) -> Path:
+        return self.job.out_dir
+
+    def close(self) -> None:
+        """Release the output folder."""
+        self.lock.release()
+
+
+@dataclass
+class RunResult:
+    """What a finished run did: counts, records of every finished target, the files it wrote."""
+
+    out: Path
+    labels: list[str]
+    targets: list[Target]
+    root: Path
+    outcome: Outcome
+    records: list[TargetRecord]
+    outputs: list[Path]
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        """0: every target done; 1: some failed."""
+        return 1 if self.outcome.failures else 0
+
+
+# -- driver: prepare ----------------------------------------------------------------------------
+def load_references(job: Job) -> list[LoadedReference]:
+    """Read each reference image once, check its prompt lies inside it (one-line errors naming it)."""
+    from sansa.errors import PromptError
+    from sansa.images import load_image
+
+    loaded = []
+    for entry in job.references:
+        try:
+            pixels = load_image(entry.image, "reference")
+            entry.prompt.check_fits(*pixels.shape[:2])
+        except PromptError as err:
+            raise SansaError(f"{entry.source} ({entry.image}): {err}") from None
+        except SansaError as err:
+            raise SansaError(f"{entry.source}: {err}") from None
+        loaded.append(LoadedReference(entry, pixels, file_sha256(entry.image) or ""))
+    return loaded
+
+
+def inputs_record(job: Job, references: Sequence[LoadedReference]) -> dict[str, Any]:
+    """What every result of the job is made from: each reference (class, prompt, image) and the model."""
+    import hashlib
+    import json
+
+    refs = [{"label": r.entry.label, "image": r.entry.image, "image_sha256": r.sha256,
+             "prompt_sha256": hashlib.sha256(json.dumps(prompt_to_dict(r.entry.prompt), sort_keys=True)
+                                             .encode()).hexdigest()}
+            for r in references]
+    return {"references": refs, "model": job.model.identity()}
+
+
+def writer_for(job: Job, worker: bool = False) -> FolderWriter:
+    """The job's :class:`FolderWriter`; ``worker=True`` in a process writing into a prepared folder."""
+    export = job.export
+    return FolderWriter(job.out_dir, job.labels, export.parsed_formats(), coco_instances=export.coco_instances,
+                        coco_polygons=export.coco_polygons, prepare=not worker)
+
+
+def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
+    """Check the job, read the references, find the targets, lock and check the output folder, and
+    work out what is left to do. Nothing is written before every check has passed.
+
+    Raises:
+        SansaError: one line: bad input, a folder in use, or one holding results of other inputs.
+    """
+    notes = notes or _print_note
+    job.check()
+    references = load_references(job)
+    targets, root = find_targets(job.targets, job.recursive, exclude=job.out_dir)
+    inputs = inputs_record(job, references)
+    lock = out_folder.FolderLock(job.out_dir, command).acquire()
+    try:
+        if job.overwrite:
+            out_folder.clear_results(job.out_dir)
+        writer = writer_for(job)
+        if writer.damaged:
+            notes(f"{len(writer.damaged)} damaged record(s) in {job.out_dir / '.sansa' / 'parts'} removed; "
+                  "their targets are done again")
+        out_folder.check_inputs(job.out_dir, inputs, has_results=bool(writer.names()))
+        digest = out_folder.inputs_digest(inputs)
+        targets = [Target(t.path, t.name, writer.claim_stem(t.name)) for t in targets]
+        done = [_is_done(writer, t, digest) for t in targets]
+        batch_size = job.batch_size or _default_batch_size(job)
+        batches = [Batch(index, batch, [not d for d in done[index * batch_size:index * batch_size + len(batch)]])
+                   for index, batch in fixed_batches(targets, batch_size)]
+    except BaseException:
+        lock.release()
+        raise
+    return Plan(job, job.labels, targets, root, [b for b in batches if any(b.write)],
+                [t.name for t, d in zip(targets, done, strict=True) if d], references, inputs, digest, writer, lock)
+
+
+def _is_done(writer: FolderWriter, target: Target, digest: str) -> bool:
+    """Finished by an earlier run from the same inputs, and the target file unchanged since."""
+    record = writer.record(target.name)
+    if record is None or not writer.is_done(target.name):
+        return False
+    made_from = record.made_from or {}
+    return made_from.get("inputs") == digest and unchanged(target.path, made_from.get("target"))
+
+
+def _default_batch_size(job: Job) -> int:
+    from sansa.devices import resolve_device
+    from sansa.predictor import ACCELERATOR_BATCH_SIZE
+
+    return 1 if resolve_device(job.model.device or "auto").type == "cpu" else ACCELERATOR_BATCH_SIZE
+
+
+# -- driver: references ----------------------------------------------------------------------------
+def encode_references(predictor: Any, plan: Plan) -> list[Any]:
+    """Encode every reference into ``predictor``'s memory; returns the :class:`~sansa.records.Reference`
+    records (their ``memory`` can be handed to other predictors with ``add_encoded``)."""
+    references = []
+    for loaded in plan.references:
+        entry = loaded.entry
+        try:
+            references.append(predictor.add_reference(loaded.pixels, label=entry.label, name=entry.image,
+                                                      prompt=entry.prompt))
+        except SansaError as err:
+            raise SansaError(f"{entry.source}: {err}") from None
+    return references
+
+
+def save_reference_pictures(plan: Plan, references: Sequence[Any]) -> list[dict[str, str]]:
+    """``references/NN_<label>_<image>_mask.png`` and ``.jpg`` (the image with the mask and prompt):
+    what SANSA understood of each reference. Returns their paths relative to the out folder."""
+    from sansa import atomic
+    from sansa.export import render
+    from sansa.export.names import safe_stem, safe_token
+
+    saved = []
+    for index, (loaded, reference) in enumerate(zip(plan.references, references, strict=True), start=1):
+        stem = f"{index:02d}_{safe_token(reference.label)}_{safe_stem(Path(loaded.entry.image).name)}"
+        label_map = reference.mask.astype(np.uint16) * (plan.labels.index(reference.label) + 1)  # its colour
+        picture = render.overlay(loaded.pixels, label_map, plan.labels, legend=False)
+        prompt = reference.prompt
+        render.draw_prompt(picture, prompt.points, prompt.labels, prompt.box)
+        for stroke in loaded.entry.strokes:
+            render.draw_prompt(picture, scribble=stroke)
+        folder = plan.out / "references"
+        atomic.write_bytes(folder / f"{stem}_mask.png", render.binary_png(reference.mask))
+        atomic.write_bytes(folder / f"{stem}.jpg", atomic.encode_image(picture, "JPEG", quality=render.JPEG_QUALITY))
+        saved.append({"mask": f"references/{stem}_mask.png", "picture": f"references/{stem}.jpg"})
+    return saved
+
+
+# -- anywhere: one batch -------------------------------------------------------------------------
+def process_batch(predictor: Any, writer: FolderWriter, batch: Batch, inputs_digest: str) -> Outcome:
+    """Segment one fixed batch and write its unfinished targets (files, then each target's record).
+
+    Every readable member is encoded, finished or not, so a result never depends on where an
+    earlier run stopped. An unreadable target is a failure entry, never an exception.
+
+    Args:
+        predictor: holds the job's references (in the job's order).
+        writer: the job's writer (:func:`writer_for`).
+        batch: from :attr:`Plan.batches`.
+        inputs_digest: :attr:`Plan.inputs_digest`, kept in each record.
+    """
+    from sansa.images import load_image
+
+    started, outcome = time.time(), Outcome()
+    loaded = []
+    for target, write in zip(batch.targets, batch.write, strict=True):
+        source = fingerprint(target.path)  # before reading: a later change shows on resume
+        try:
+            loaded.append((target, write, source, load_image(target.path, "target")))
+        except ImageError as err:
+            if write:
+                outcome.failures.append({"target": target.name, "path": target.path, "error": str(err)})
+    if loaded:
+        segmentations = predictor.segment_batch([image for *_, image in loaded], [t.name for t, *_ in loaded])
+        for (target, write, source, image), seg in zip(loaded, segmentations, strict=True):
+            if write:
+                scores = {label: p.score for label, p in seg.predictions.items()}
+                writer.write(target.name, image, seg.label_map, seg.labels, scores, stem=target.stem,
+                             made_from={"target": source, "inputs": inputs_digest})
+                outcome.written.append(target.name)
+    outcome.seconds = time.time() - started
+    return outcome
+
+
+# -- driver: finalise ------------------------------------------------------------------------------
+def finalise(plan: Plan, outcome: Outcome, references: Sequence[Any], reference_files: Sequence[dict],
+             device: str, reload: bool = False) -> RunResult:
+    """Assemble the dataset files from every target's record, then ``failures.txt/json`` and ``run.json``.
+
+    Args:
+        reload: re-read the records from disk first (when other processes wrote the targets).
+    """
+    writer = plan.writer
+    if reload:
+        writer.reload()
+    finish_dataset(writer, outcome.failures)
+    seconds = time.time() - plan.started
+    _save_run(plan, outcome, references, reference_files, device, seconds)
+    records = [r for r in (writer.record(t.name) for t in plan.targets) if r is not None]
+    outputs = [*writer.outputs(), plan.out / "references", plan.out / "run.json"]
+    if outcome.failures:
+        outputs.append(plan.out / "failures.txt")
+    return RunResult(plan.out, plan.labels, plan.targets, plan.root, outcome, records, outputs, seconds)
+
+
+def finish_dataset(writer: FolderWriter, failures: Sequence[dict[str, str]]) -> None:
+    """``classes.json``, ``annotations.json``, ``yolo/data.yaml`` from the records, and the failures
+    (``failures.txt``: ``path: error`` lines; ``failures.json``), or no failure files when none."""
+    from sansa import atomic
+
+    writer.close()
+    out = writer.out_dir
+    if failures:
+        atomic.write_json(out / "failures.json", list(failures))
+        atomic.write_text(out / "failures.txt", "".join(f"{f['path']}: {f['error']}\n" for f in failures))
+    else:  # a previous run's failures no longer hold
+        for name in ("failures.json", "failures.txt"):
+            (out / name).unlink(missing_ok=True)
+
+
+def _save_run(plan: Plan, outcome: Outcome, references: Sequence[Any], reference_files: Sequence[dict],
+              device: str, seconds: float) -> None:
+    """``run.json``: what ran (options, model, references, targets, outcome)."""
+    from sansa import __version__, atomic
+
+    refs = [{"image": loaded.entry.image, "label": ref.label, "prompt": ref.prompt.type.value, "score": ref.score,
+             **files} for loaded, ref, files in zip(plan.references, references, reference_files, strict=True)]
+    atomic.write_json(plan.out / "run.json", {
+        "sansa": __version__, "command": "segment", "options": plan.job.options, "device": device,
+        "labels": plan.labels, "references": refs, "formats": [f.value for f in plan.writer.formats],
+        "targets": {"root": str(plan.root), "count": len(plan.targets), "written": len(outcome.written),
+                    "already_done": len(outcome.skipped), "failed": len(outcome.failures)},
+        "seconds": round(seconds, 2), "segmenting_seconds": round(outcome.seconds, 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+# -- the whole run -------------------------------------------------------------------------------
+def run(job: Job, executor: str = "local", notes: Notes | None = None, command: str = "",
+        **executor_options: Any) -> RunResult:
+    """Run a labelling job to the end (a re-run resumes; see the module docstring).
+
+    Args:
+        executor: ``"local"`` (this process) or ``"ray"`` (a Ray cluster; ``executor_options`` go to it).
+        notes: receives one-line remarks for the user (default: printed to stderr).
+        command: how the run was started, shown to a second run refused by the folder lock.
+    """
+    if executor == "ray":
+        from sansa.labeling.ray import run_ray  # the optional Ray runner
+
+        return run_ray(job, notes=notes, command=command, **executor_options)
+    if executor != "local":
+        raise SansaError(f"executor: unknown executor {executor!r} (known: local, ray)")
+    plan = prepare(job, notes, command)
+    try:
+        predictor = job.model.load()
+        references = encode_references(predictor, plan)
+        reference_files = save_reference_pictures(plan, references)
+        outcome = Outcome(skipped=list(plan.skipped))
+        for batch_outcome in _local_batches(predictor, plan):
+            outcome.add(batch_outcome)
+        return finalise(plan, outcome, references, reference_files, str(predictor.device))
+    finally:
+        plan.close()
+
+
+def _local_batches(predictor: Any, plan: Plan) -> Iterable[Outcome]:
+    from tqdm import tqdm
+
+    total = sum(sum(b.write) for b in plan.batches)
+    with tqdm(total=total, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
+        for batch in plan.batches:
+            outcome = process_batch(predictor, plan.writer, batch, plan.inputs_digest)
+            progress.update(sum(batch.write))
+            yield outcome
+
+
+def export_results(out: Path, labels: Sequence[str], export: Any, results: Iterable[tuple], *,
+                   failures: Sequence[dict[str, str]] = ()) -> list[TargetRecord]:
+    """Write already segmented targets into ``out`` the way a run does (the web app's export).
+
+    Args:
+        export: :class:`~sansa.labeling.job.ExportOptions`.
+        results: ``(name, image, label_map, scores)`` per target (see :meth:`FolderWriter.write`).
+        failures: targets that could not be segmented, for ``failures.txt/json``.
+    """
+    writer = FolderWriter(out, list(labels), export.parsed_formats(), coco_instances=export.coco_instances,
+                          coco_polygons=export.coco_polygons)
+    records = [writer.write(name, image, label_map, labels, scores) for name, image, label_map, scores in results]
+    finish_dataset(writer, failures)
+    return records
+
+
+def _print_note(note: str) -> None:
+    print(f"sansa: {note}", file=sys.stderr)

@@ -1,0 +1,240 @@
+"""The job record of a labelling run: everything a run needs, JSON-serialisable.
+
+A :class:`Job` names the references (image paths with :class:`~sansa.records.Prompt` records,
+mask prompts inline as PNG), the targets as the user gave them, the output folder, formats and
+export options, the batch size and the model. ``Job.from_dict(job.to_dict())`` gives an equal
+job, so a job can be saved, shipped to other processes (Ray actors) and rebuilt there::
+
+    job = Job(references=[ReferenceEntry.create("ref.jpg", "dog", Prompt.create(box=[4, 4, 40, 30]))],
+              targets=["photos/"], out="labels/", model=ModelSpec(model="sansa-universal"))
+    text = json.dumps(job.to_dict())
+
+Coordinates in prompts: pixels of the reference image, ``x`` = column, ``y`` = row.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sansa.errors import SansaError
+from sansa.records import Prompt
+
+
+# -- prompts ------------------------------------------------------------------------------------
+def prompt_to_dict(prompt: Prompt) -> dict[str, Any]:
+    """A :class:`Prompt` as JSON values: lists of ``[x, y]`` and a mask as a base64 PNG."""
+    out: dict[str, Any] = {}
+    if prompt.mask is not None:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(prompt.mask.astype(np.uint8) * 255).save(buffer, format="PNG", optimize=True)
+        out["mask_png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+    for key in ("points", "labels", "box", "scribble"):
+        value = getattr(prompt, key)
+        if value is not None:
+            out[key] = value.tolist()
+    return out
+
+
+def prompt_from_dict(values: dict[str, Any]) -> Prompt:
+    """The inverse of :func:`prompt_to_dict` (no re-thinning: the record is already normalised)."""
+    if "mask_png" in values:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(base64.b64decode(values["mask_png"]))) as image:
+            return Prompt(mask=np.asarray(image.convert("L")) > 0)
+    arrays = {key: np.asarray(values[key], dtype=np.int32 if key == "labels" else np.float32)
+              for key in ("points", "labels", "box", "scribble") if values.get(key) is not None}
+    return Prompt(**arrays)
+
+
+# -- records --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReferenceEntry:
+    """One reference of a job.
+
+    Attributes:
+        image: the reference image file.
+        label: its class.
+        prompt: what was marked on it (already read and validated: a mask file is read once, here).
+        strokes: the scribble's strokes as drawn (``[[[x, y], ...], ...]``), for the reference picture;
+            the prompt holds them joined and thinned.
+        source: where the user wrote it (for error messages), e.g. ``refs.yaml: reference 2``.
+    """
+
+    image: str
+    label: str
+    prompt: Prompt
+    strokes: list[list[list[float]]] = field(default_factory=list)
+    source: str = ""
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> ReferenceEntry:
+        """From a :class:`sansa.references.ReferenceSpec` (reads its mask file, if any)."""
+        from sansa.errors import PromptError
+
+        try:
+            prompt = spec.prompt()
+        except PromptError as err:
+            raise SansaError(f"{spec.source} ({spec.image}): {err}") from None
+        except SansaError as err:
+            raise SansaError(f"{spec.source}: {err}") from None
+        return cls(str(spec.image), spec.label, prompt, spec.strokes(), spec.source or str(spec.image))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": self.image, "label": self.label, "prompt": prompt_to_dict(self.prompt),
+                "strokes": self.strokes, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ReferenceEntry:
+        return cls(values["image"], values["label"], prompt_from_dict(values["prompt"]),
+                   values.get("strokes") or [], values.get("source", ""))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load; only what the user set (the library owns the defaults).
+
+    Attributes:
+        model: a released model name (default ``sansa-universal``).
+        sam2_checkpoint: Meta's SAM2 checkpoint, with ``adapter`` and ``backbone``.
+        random_weights: a seeded random model of ``backbone`` (for trying things out).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+    """
+
+    model: str | None = None
+    sam2_checkpoint: str | None = None
+    adapter: str | None = None
+    backbone: str | None = None
+    random_weights: bool = False
+    device: str | None = None
+
+    def load(self, device: str | None = None) -> Any:
+        """The :class:`~sansa.predictor.SansaPredictor` (``device`` overrides the spec's)."""
+        from sansa.predictor import SansaPredictor
+
+        where = {"device": device or self.device} if (device or self.device) else {}
+        if self.random_weights:
+            import torch
+
+            from sansa.model.build import build_sansa
+
+            with torch.random.fork_rng():  # seeded: every run (and a resumed run) gets the same random model
+                torch.manual_seed(0)
+                model = build_sansa(**({"model": self.backbone} if self.backbone else {}))
+            return SansaPredictor(model, **where)
+        if self.sam2_checkpoint is not None:
+            if self.model is not None:
+                raise SansaError("--model and --sam2-checkpoint: give one or the other")
+            backbone = {"model": self.backbone} if self.backbone else {}
+            return SansaPredictor.from_checkpoint(self.sam2_checkpoint, self.adapter, **backbone, **where)
+        if self.adapter is not None or self.backbone is not None:
+            raise SansaError("--adapter/--backbone need --sam2-checkpoint (or use --model NAME)")
+        return SansaPredictor.from_pretrained(**({"name": self.model} if self.model else {}), **where)
+
+    def identity(self) -> dict[str, Any]:
+        """What the results depend on: names, and each checkpoint file's size and modification time."""
+        ident: dict[str, Any] = {k: v for k, v in asdict(self).items() if v not in (None, False) and k != "device"}
+        for key in ("sam2_checkpoint", "adapter"):
+            if key in ident:
+                path = Path(ident[key])
+                stat = path.stat() if path.is_file() else None
+                ident[key] = {"file": str(path.resolve()), "bytes": stat.st_size if stat else None,
+                              "mtime_ns": stat.st_mtime_ns if stat else None}
+        return ident or {"model": "default"}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What is written per target.
+
+    Attributes:
+        formats: :class:`~sansa.export.OutputFormat` names; ``None``: ``sansa.export.DEFAULT_FORMATS``.
+        coco_instances: one COCO annotation per connected part (default: one per class).
+        coco_polygons: COCO polygons instead of RLE.
+    """
+
+    formats: tuple[str, ...] | None = None
+    coco_instances: bool = False
+    coco_polygons: bool = False
+
+    def parsed_formats(self) -> tuple:
+        from sansa.export import DEFAULT_FORMATS, parse_formats
+
+        return parse_formats(self.formats) if self.formats is not None else DEFAULT_FORMATS
+
+
+@dataclass(frozen=True)
+class Job:
+    """A labelling run: label every target from the references, into ``out``.
+
+    Attributes:
+        references: at least one; classes are the labels in order of first appearance.
+        targets: folders, globs (``**`` recurses), image files or list files, as given.
+        out: the output folder (resumed when it holds results of the same inputs).
+        export: formats and their options.
+        model: the model to load.
+        recursive: also look in sub-folders of target folders.
+        batch_size: targets encoded together (``None``: the predictor's default for its device).
+        overwrite: delete earlier results in ``out`` (made from other inputs) and start over.
+        options: what the user set, recorded in ``run.json`` as given.
+    """
+
+    references: list[ReferenceEntry]
+    targets: list[str]
+    out: str
+    export: ExportOptions = field(default_factory=ExportOptions)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    recursive: bool = False
+    batch_size: int | None = None
+    overwrite: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        """The classes, in order of their first reference."""
+        return list(dict.fromkeys(r.label for r in self.references))
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(os.path.expanduser(self.out))
+
+    def check(self) -> None:
+        """Raise a one-line :class:`SansaError` for a job that cannot run (before any file is touched)."""
+        if not self.references:
+            raise SansaError("no reference: give REFERENCE with --mask/--box/--points/--scribble, or --references FILE")
+        if not self.targets:
+            raise SansaError("--targets: give at least one folder, glob, image or list file")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise SansaError(f"--batch-size: must be at least 1, got {self.batch_size}")
+        self.export.parsed_formats()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON values (see :meth:`from_dict`)."""
+        return {"references": [r.to_dict() for r in self.references], "targets": list(self.targets),
+                "out": self.out, "export": {**asdict(self.export), "formats": _list(self.export.formats)},
+                "model": asdict(self.model), "recursive": self.recursive, "batch_size": self.batch_size,
+                "overwrite": self.overwrite, "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Job:
+        export = dict(values.get("export") or {})
+        if export.get("formats") is not None:
+            export["formats"] = tuple(export["formats"])
+        return cls(references=[ReferenceEntry.from_dict(r) for r in values["references"]],
+                   targets=list(values["targets"]), out=values["out"], export=ExportOptions(**export),
+                   model=ModelSpec(**(values.get("model") or {})), recursive=bool(values.get("recursive")),
+                   batch_size=values.get("batch_size"), overwrite=bool(values.get("overwrite")),
+                   options=dict(values.get("options") or {}))
+
+
+def _list(value: tuple[str, ...] | None) -> list[str] | None:
+    return [str(getattr(v, "value", v)) for v in value] if value is not None else None

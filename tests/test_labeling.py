@@ -1,0 +1,131 @@
+"""``sansa.labeling``: the job record, and a run driven step by step as a distributed runner does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sansa import labeling
+from sansa.errors import SansaError
+from sansa.labeling import ExportOptions, Job, ModelSpec, ReferenceEntry
+from sansa.records import Prompt
+
+MODEL = ModelSpec(backbone="test_tiny", random_weights=True, device="cpu")
+FORMATS = ("png", "indexed", "coco", "yolo", "overlay")
+
+
+def scene(seed: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    """A noisy background with a bright square, RGB ``uint8 [H, W, 3]``."""
+    rng = np.random.default_rng(seed)
+    image = np.clip(rng.normal(120, 10, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    x, y = rng.integers(4, size[0] - 24), rng.integers(4, size[1] - 20)
+    image[y:y + 14, x:x + 18] = (230, 200, 40)
+    return image
+
+
+@pytest.fixture()
+def folder(tmp_path) -> Path:
+    """``ref.png`` with ``mask.png``; ``targets/t0..t4.png``."""
+    Image.fromarray(scene(0)).save(tmp_path / "ref.png")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 12:40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    (tmp_path / "targets").mkdir()
+    for i in range(5):
+        Image.fromarray(scene(i + 1)).save(tmp_path / "targets" / f"t{i}.png")
+    return tmp_path
+
+
+def job_for(folder: Path, out: str, **changes) -> Job:
+    refs = [ReferenceEntry(str(folder / "ref.png"), "thing", Prompt.create(mask=folder / "mask.png")),
+            ReferenceEntry(str(folder / "ref.png"), "disc", Prompt.create(box=[40, 20, 56, 40], points=[[5, 5]],
+                                                                        labels=[0]))]
+    values = {"references": refs, "targets": [str(folder / "targets")], "out": str(folder / out),
+              "export": ExportOptions(formats=FORMATS), "model": MODEL, "batch_size": 2, **changes}
+    return Job(**values)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` but ``run.json`` (its times differ)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "run.json"}
+
+
+@pytest.mark.parametrize("prompt", [
+    Prompt.create(points=[[1, 2], [3.5, 4]], labels=[1, 0]),
+    Prompt.create(box=[1, 2, 30, 40]),
+    Prompt.create(scribble=[[[1, 1], [5, 5]], [[9, 9], [12, 3]]]),
+    Prompt.create(points=[[3, 3]], box=[0, 0, 9, 9], scribble=[[1, 1], [2, 2]]),
+    Prompt.create(mask=np.eye(5, 7, dtype=bool)),
+], ids=["points", "box", "scribble", "mixed", "mask"])
+def test_job_record_survives_json(prompt):
+    job = Job([ReferenceEntry("r.png", "cat", prompt, [[[1.0, 1.0]]], "refs.yaml: reference 1")], ["a/", "b/*.jpg"],
+              "out", ExportOptions(("coco",), coco_polygons=True), ModelSpec(model="sansa-universal"), batch_size=3)
+    again = Job.from_dict(json.loads(json.dumps(job.to_dict())))
+    assert again.to_dict() == job.to_dict()
+    for key in ("points", "labels", "box", "scribble", "mask"):
+        a, b = getattr(prompt, key), getattr(again.references[0].prompt, key)
+        assert (a is None and b is None) or (np.array_equal(a, b) and a.dtype == b.dtype), key
+    assert again.references[0].prompt.type is prompt.type
+    assert again.export.parsed_formats()[0].value == "coco" and again.labels == ["cat"]
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"references": []}, "no reference"),
+    ({"targets": []}, "--targets: give at least one"),
+    ({"batch_size": 0}, "--batch-size: must be at least 1"),
+    ({"export": ExportOptions(("tiff",))}, "unknown format 'tiff'"),
+    ({"targets": ["nowhere"]}, "--targets nowhere: no such file or folder"),
+])
+def test_bad_jobs_are_refused_before_the_folder_is_made(folder, changes, message):
+    with pytest.raises(SansaError, match=message):
+        labeling.run(job_for(folder, "out", **changes))
+    assert not (folder / "out").exists()
+
+
+@pytest.mark.slow
+def test_steps_on_two_workers_give_the_bytes_of_one_run(folder):
+    """As a Ray runner does it: the driver prepares and encodes the references once; two workers,
+    each with its own predictor given the encoded references, write batches in any order (the job
+    and batches cross as JSON); the driver assembles. Same bytes as ``run``, then nothing left."""
+    whole = labeling.run(job_for(folder, "whole"))
+    assert whole.outcome.written == [f"t{i}.png" for i in range(5)] and whole.exit_code == 0
+
+    job = job_for(folder, "steps")
+    plan = labeling.prepare(job)
+    try:
+        assert [b.index for b in plan.batches] == [0, 1, 2] and plan.skipped == []
+        driver = job.model.load()
+        references = labeling.encode_references(driver, plan)
+        files = labeling.save_reference_pictures(plan, references)
+        outcome = labeling.Outcome()
+        workers = [job.model.load(), job.model.load()]
+        for worker in workers:
+            for reference in references:
+                worker.add_encoded(reference)
+        shipped = Job.from_dict(json.loads(json.dumps(job.to_dict())))
+        for i, batch in enumerate(reversed(plan.batches)):
+            batch = labeling.Batch.from_dict(json.loads(json.dumps(batch.to_dict())))
+            writer = labeling.writer_for(shipped, worker=True)
+            outcome.add(labeling.process_batch(workers[i % 2], writer, batch, plan.inputs_digest))
+        result = labeling.finalise(plan, outcome, references, files, "cpu", reload=True)
+    finally:
+        plan.close()
+    assert sorted(result.outcome.written) == whole.outcome.written
+    assert tree(folder / "steps") == tree(folder / "whole")
+    again = labeling.prepare(job)
+    again.close()
+    assert again.batches == [] and again.skipped == [f"t{i}.png" for i in range(5)]
+
+
+def test_model_spec_refuses_mixed_sources():
+    with pytest.raises(SansaError, match="give one or the other"):
+        ModelSpec(model="x", sam2_checkpoint="y.pt").load()
+    with pytest.raises(SansaError, match="need --sam2-checkpoint"):
+        ModelSpec(adapter="a.pth").load()
+    assert ModelSpec(backbone="test_tiny", random_weights=True).identity() == {"backbone": "test_tiny",
+                                                                                "random_weights": True}
