@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "sansa.cli.eval",
     "sansa.cli.train",
     "sansa.cli.serve",
+    "sansa.cli.labelstudio",
 )
 # commands that read images: each gets --max-pixels (sansa.images' limit, checked before decoding)
 IMAGE_COMMANDS = ("segment", "eval", "train", "serve")

@@ -1,0 +1,125 @@
+"""A real Label Studio for the tests: started once per session from ``.venv-labelstudio``.
+
+Label Studio pins many packages, so it lives in its own virtual environment at the repository
+root (``.ci/run`` makes it). It runs on a free loopback port with SQLite in a temporary data
+folder, a known user and legacy API token, and every outside connection (update check, error
+reporting) sent to a dead loopback proxy: the tests make loopback traffic only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = REPO / ".venv-labelstudio"
+EXECUTABLE = VENV / "bin" / "label-studio"
+PYTHON = VENV / "bin" / "python"
+INSTALL_HINT = ("python3 -m venv .venv-labelstudio && "
+                ".venv-labelstudio/bin/pip install label-studio==1.21.0 label-studio-converter==0.0.59")
+START_TIMEOUT_S = 420
+USER, PASSWORD = "sansa@example.com", "sansa-test-password"
+TOKEN = "5a17a5a0c0ffee5a17a5a0c0ffee5a17a5a0c0ff"
+
+
+@dataclass(frozen=True)
+class LabelStudioServer:
+    """A running Label Studio: ``url``, the user's ``token``, ``username``/``password`` and its data folder."""
+
+    url: str
+    token: str
+    username: str
+    password: str
+    data_dir: Path
+    start_seconds: float
+
+    def client(self):
+        import httpx
+
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Token {self.token}"}, timeout=120)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def label_studio_environment(data_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update({
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "LABEL_STUDIO_USERNAME": USER,
+        "LABEL_STUDIO_PASSWORD": PASSWORD,
+        "LABEL_STUDIO_USER_TOKEN": TOKEN,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}",
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(data_dir / "files"),
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "COLLECT_ANALYTICS": "false",
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        # nothing leaves the machine: Label Studio's update check and error reports hit a dead loopback proxy
+        "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+    })
+    return env
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory) -> LabelStudioServer:
+    """Label Studio on ``127.0.0.1:<free port>`` for the whole session (skips without its venv)."""
+    if not EXECUTABLE.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{VENV} is missing on CI (.ci/run must make it): {INSTALL_HINT}")
+        pytest.skip(f"Label Studio is not installed at {VENV}: {INSTALL_HINT}")
+    import httpx
+
+    data_dir = tmp_path_factory.mktemp("label-studio")
+    (data_dir / "files").mkdir()
+    port = free_port()
+    log_path = data_dir / "label-studio.log"
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(EXECUTABLE), "start", "--no-browser", "--port", str(port), "--internal-host", "127.0.0.1"],
+            env=label_studio_environment(data_dir, port), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=data_dir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"Label Studio exited with {process.returncode}:\n{_tail(log_path)}")
+            if time.monotonic() - started > START_TIMEOUT_S:
+                pytest.fail(f"Label Studio did not answer within {START_TIMEOUT_S} s:\n{_tail(log_path)}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        server = LabelStudioServer(url, TOKEN, USER, PASSWORD, data_dir, time.monotonic() - started)
+        print(f"\nLabel Studio started in {server.start_seconds:.0f} s at {url}")
+        yield server
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

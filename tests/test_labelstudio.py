@@ -1,0 +1,286 @@
+"""The Label Studio ML backend without Label Studio: brush RLE, configs, results, backend state, HTTP, CLI.
+
+(The run against a real Label Studio is tests/test_labelstudio_e2e.py.)
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from sansa.errors import SansaError
+from sansa.labelstudio import LabelStudio, SansaBackend, parse_config, rle
+from sansa.labelstudio.results import annotation_prompts, mask_results
+
+BRUSH = """<View><Image name="img" value="$photo"/>
+<BrushLabels name="brush" toName="img"><Label value="cat"/><Label value="dog"/></BrushLabels></View>"""
+MIXED = """<View><Image name="img" value="$photo"/><Text name="t" value="$text"/>
+<RectangleLabels name="box" toName="img"><Label value="cat"/></RectangleLabels>
+<PolygonLabels name="poly" toName="img"><Label value="dog"/></PolygonLabels>
+<KeyPointLabels name="kp" toName="img"><Label value="bird"/></KeyPointLabels>
+<Choices name="c" toName="img"><Choice value="x"/></Choices></View>"""
+
+
+def _mask(height: int, width: int, *boxes: tuple[int, int, int, int]) -> np.ndarray:
+    mask = np.zeros((height, width), dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        mask[y0:y1, x0:x1] = True
+    return mask
+
+
+# -- brush RLE ----------------------------------------------------------------------------
+@pytest.mark.parametrize("mask", [
+    _mask(1, 1),
+    _mask(1, 1, (0, 0, 1, 1)),
+    _mask(3, 5, (1, 1, 4, 2)),
+    _mask(40, 30, (0, 0, 30, 40)),
+    _mask(300, 500, (10, 20, 400, 290), (0, 0, 1, 1)),  # runs longer than a 16-bit field holds
+    np.random.default_rng(0).random((17, 23)) > 0.5,
+], ids=["empty-1px", "full-1px", "small", "full", "long-runs", "noise"])
+def test_brush_rle_round_trip(mask):
+    """decode(encode(mask)) is the mask; the header says H*W*4 values of 8 bits."""
+    encoded = rle.encode(mask)
+    assert all(0 <= v <= 255 for v in encoded)
+    assert np.array_equal(rle.decode(encoded, *mask.shape), mask)
+    values = rle.decode_values(np.array(encoded, dtype=np.uint8))
+    assert values.size == mask.size * 4 and set(np.unique(values)) <= {0, 255}
+
+
+def test_brush_rle_known_bytes():
+    """A 1x2 image, first pixel set: the bytes Label Studio's converter (mask2rle) writes for it."""
+    # converter: header 32b count=8, 5b word 7, sizes 2,3,7,15; runs (4 x 255), (4 x 0)
+    assert rle.encode(np.array([[True, False]])) == [0, 0, 0, 8, 57, 27, 252, 127, 241, 128, 0]
+
+
+@pytest.mark.parametrize("data, size, message", [
+    ([0, 0, 0, 8, 57, 27, 252, 127, 241, 128, 0], (2, 2), "not 2x2x4"),
+    ([0, 0, 0, 8, 57], (1, 2), "ends before"),
+    (["x"], (1, 1), "byte values"),
+])
+def test_brush_rle_bad_input_is_one_line(data, size, message):
+    with pytest.raises(SansaError, match=message):
+        rle.decode(data, *size)
+
+
+# -- config -------------------------------------------------------------------------------
+def test_config_brush():
+    config = parse_config(BRUSH)
+    assert (config.image_name, config.image_key, config.labels) == ("img", "photo", ["cat", "dog"])
+    assert config.control_for("dog").type == "brushlabels"
+
+
+def test_config_mixed_controls_keep_order_and_skip_others():
+    config = parse_config(MIXED)
+    assert [(c.name, c.type) for c in config.controls] == [
+        ("box", "rectanglelabels"), ("poly", "polygonlabels"), ("kp", "keypointlabels")]
+    assert config.labels == ["cat", "dog", "bird"]
+
+
+@pytest.mark.parametrize("xml, message", [
+    ("", "empty"),
+    ("<View><Image", "not valid XML"),
+    ('<View><Image name="i" value="$i"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>',
+     "no BrushLabels"),
+    ('<View><Image name="i" value="i"/><BrushLabels name="b" toName="i"><Label value="a"/></BrushLabels></View>',
+     "needs value"),
+])
+def test_config_errors_are_one_line(xml, message):
+    with pytest.raises(SansaError, match=message):
+        parse_config(xml)
+
+
+# -- results ------------------------------------------------------------------------------
+def test_annotation_prompts_from_every_control_type():
+    """Rectangle -> box, polygon -> mask, keypoints -> points (percent -> pixels); foreign results ignored."""
+    config = parse_config(MIXED)
+    results = [
+        {"from_name": "box", "type": "rectanglelabels",
+         "value": {"x": 10, "y": 20, "width": 50, "height": 25, "rectanglelabels": ["cat"]}},
+        {"from_name": "poly", "type": "polygonlabels",
+         "value": {"points": [[0, 0], [50, 0], [50, 50], [0, 50]], "polygonlabels": ["dog"]}},
+        {"from_name": "kp", "type": "keypointlabels", "value": {"x": 50, "y": 50, "keypointlabels": ["bird"]}},
+        {"from_name": "kp", "type": "keypointlabels", "value": {"x": 25, "y": 75, "keypointlabels": ["bird"]}},
+        {"from_name": "c", "type": "choices", "value": {"choices": ["x"]}},
+        {"from_name": "box", "type": "rectanglelabels",
+         "value": {"x": 0, "y": 0, "width": 5, "height": 5, "rectanglelabels": ["not-a-class"]}},
+    ]
+    prompts = annotation_prompts(results, config, height=40, width=20)
+    assert [(p.label, p.prompt.type.value) for p in prompts] == [("dog", "mask"), ("cat", "box"), ("bird", "point")]
+    assert prompts[1].prompt.box.tolist() == [2.0, 8.0, 12.0, 18.0]
+    assert prompts[2].prompt.points.tolist() == [[10.0, 20.0], [5.0, 30.0]]
+    assert prompts[0].prompt.mask[:20, :10].all() and not prompts[0].prompt.mask[25:, 15:].any()
+
+
+def test_brush_results_of_one_class_merge():
+    config = parse_config(BRUSH)
+    a, b = _mask(8, 8, (0, 0, 2, 2)), _mask(8, 8, (5, 5, 8, 8))
+    results = [{"from_name": "brush", "type": "brushlabels", "original_width": 8, "original_height": 8,
+                "value": {"format": "rle", "rle": rle.encode(m), "brushlabels": ["cat"]}} for m in (a, b)]
+    (prompt,) = annotation_prompts(results, config, 8, 8)
+    assert np.array_equal(prompt.prompt.mask, a | b)
+
+
+def test_brush_of_another_size_is_refused():
+    config = parse_config(BRUSH)
+    result = {"from_name": "brush", "type": "brushlabels", "original_width": 4, "original_height": 4, "id": "r1",
+              "value": {"format": "rle", "rle": rle.encode(_mask(4, 4, (0, 0, 2, 2))), "brushlabels": ["cat"]}}
+    with pytest.raises(SansaError, match="r1: brush is 4x4, image 8x8"):
+        annotation_prompts([result], config, 8, 8)
+
+
+@pytest.mark.parametrize("xml, kind", [(BRUSH, "brushlabels"), (MIXED, "rectanglelabels")])
+def test_mask_results_in_the_controls_type(xml, kind):
+    config = parse_config(xml)
+    mask = _mask(20, 40, (4, 2, 14, 10), (30, 12, 36, 18))
+    results = mask_results(mask, "cat", config.control_for("cat"), score=0.8)
+    assert all(r["type"] == kind and r["value"][kind] == ["cat"] and r["score"] == 0.8 for r in results)
+    if kind == "brushlabels":
+        (result,) = results
+        assert np.array_equal(rle.decode(result["value"]["rle"], 20, 40), mask)
+    else:
+        boxes = [[r["value"][k] for k in ("x", "y", "width", "height")] for r in results]
+        assert boxes == [[10.0, 10.0, 25.0, 40.0], [75.0, 60.0, 15.0, 30.0]]
+    assert mask_results(np.zeros((3, 3), bool), "cat", config.control_for("cat")) == []
+
+
+def test_polygon_and_keypoint_results():
+    config = parse_config(MIXED)
+    mask = _mask(10, 10, (0, 0, 5, 5))
+    (polygon,) = mask_results(mask, "dog", config.control_for("dog"))
+    points = np.array(polygon["value"]["points"])
+    assert polygon["type"] == "polygonlabels" and points.min() == 0.0 and points.max() == 40.0
+    (point,) = mask_results(mask, "bird", config.control_for("bird"))
+    assert (point["value"]["x"], point["value"]["y"]) == (25.0, 25.0)
+
+
+# -- backend state (a fake Label Studio) --------------------------------------------------
+class FakeLabelStudio(LabelStudio):
+    """Images and tasks from dicts; counts what was fetched."""
+
+    def __init__(self, images: dict[str, np.ndarray], tasks: dict[int, dict]) -> None:
+        super().__init__("http://127.0.0.1:1", "token")
+        self.images, self.tasks, self.fetched = images, tasks, []
+
+    def image(self, source: str) -> np.ndarray:
+        self.fetched.append(source)
+        if source not in self.images:
+            raise SansaError(f"{source}: no such image")
+        return self.images[source]
+
+    def annotated_tasks(self, project: int) -> list[dict]:
+        return [t for t in self.tasks.values() if t.get("annotations")]
+
+    def task(self, task_id: int) -> dict:
+        return self.tasks[task_id]
+
+
+def _brush_annotation(annotation_id: int, mask: np.ndarray, label: str = "cat") -> dict:
+    return {"id": annotation_id, "result": [{
+        "from_name": "brush", "to_name": "img", "type": "brushlabels", "original_width": mask.shape[1],
+        "original_height": mask.shape[0], "value": {"format": "rle", "rle": rle.encode(mask), "brushlabels": [label]}}]}
+
+
+@pytest.fixture()
+def fake():
+    rng = np.random.default_rng(0)
+    images = {f"/data/upload/1/{i}.png": rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for i in range(3)}
+    tasks = {i + 1: {"id": i + 1, "data": {"photo": f"/data/upload/1/{i}.png"}, "annotations": []} for i in range(3)}
+    tasks[1]["annotations"] = [_brush_annotation(11, _mask(32, 48, (5, 5, 20, 20)))]
+    return FakeLabelStudio(images, tasks)
+
+
+def test_backend_encodes_once_and_updates_on_webhook(tiny_model, fake):
+    """References come from annotations, are encoded once, and change (with model_version) on webhooks."""
+    backend = SansaBackend(tiny_model, fake, device="cpu", model_name="tiny")
+    version = backend.setup("1.1700000000", BRUSH)
+    predictions = backend.predict([fake.tasks[2], fake.tasks[3]], "1.1700000000")
+    assert len(predictions) == 2 and all(p["model_version"] == version for p in predictions)
+    assert fake.fetched.count("/data/upload/1/0.png") == 1  # the reference image, encoded once
+    backend.predict([fake.tasks[3]], "1.1700000000")
+    assert fake.fetched.count("/data/upload/1/0.png") == 1
+    assert backend.setup("1.1700000000", BRUSH) == version  # nothing changed
+
+    fake.tasks[2]["annotations"] = [_brush_annotation(12, _mask(32, 48, (0, 0, 8, 8)), "dog")]
+    answer = backend.webhook({"action": "ANNOTATION_CREATED", "project": {"id": 1}, "task": {"id": 2}})
+    assert answer["status"] == "ok" and answer["model_version"] != version
+    backend.predict([fake.tasks[3]], "1.1700000000")
+    assert [r.label for r in backend.projects[1].predictor.references] == ["cat", "dog"]
+    assert fake.fetched.count("/data/upload/1/0.png") == 1  # the unchanged reference is not re-encoded
+
+    backend.webhook({"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": [{"id": 11}]})
+    fake.tasks[1]["annotations"] = []
+    backend.webhook({"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": [{"id": 11}]})
+    backend.predict([fake.tasks[3]], "1.1700000000")
+    assert [r.label for r in backend.projects[1].predictor.references] == ["dog"]
+
+
+def test_backend_without_references_or_with_broken_images(tiny_model, fake):
+    """No annotation: no prediction at all; an unreadable task image: an empty prediction, the others go on."""
+    fake.tasks[1]["annotations"] = []
+    backend = SansaBackend(tiny_model, fake, device="cpu")
+    backend.setup("1.1", BRUSH)
+    assert backend.predict([fake.tasks[2]], "1.1") == []
+    fake.tasks[1]["annotations"] = [_brush_annotation(11, _mask(32, 48, (5, 5, 20, 20)))]
+    broken = {"id": 9, "data": {"photo": "/data/upload/1/missing.png"}}
+    predictions = backend.predict([broken, fake.tasks[1], fake.tasks[3]], "1.1")
+    assert predictions[0]["result"] == [] and len(predictions) == 3
+
+
+def test_webhook_for_unknown_project_or_action_is_ignored(tiny_model, fake):
+    backend = SansaBackend(tiny_model, fake, device="cpu")
+    assert backend.webhook({"action": "ANNOTATION_CREATED", "project": {"id": 7}})["status"] == "ignored"
+    backend.setup("7.1", BRUSH)
+    assert backend.webhook({"action": "TASKS_CREATED", "project": {"id": 7}})["status"] == "ignored"
+
+
+def test_untrusted_webhook_without_label_studio_changes_nothing(tiny_model):
+    """Without an API connection a webhook is used only when it carried the secret."""
+    backend = SansaBackend(tiny_model, LabelStudio(), device="cpu")
+    backend.setup("3.1", BRUSH)
+    version = backend.model_version(3)
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": 3}, "task": {"id": 1, "data": {"photo": "a.png"}},
+             "annotation": _brush_annotation(5, _mask(4, 4, (0, 0, 2, 2)))}
+    backend.webhook(event, trusted=False)
+    assert backend.model_version(3) == version
+    backend.webhook(event, trusted=True)
+    assert backend.model_version(3) != version
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+def test_server_routes_and_secret(tiny_model, fake):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from sansa.labelstudio.server import create_app
+
+    client = TestClient(create_app(SansaBackend(tiny_model, fake, device="cpu"), secret="s3cret"))
+    auth = {"Authorization": "Basic " + base64.b64encode(b"any:s3cret").decode()}
+    assert client.get("/health").json()["status"] == "UP"
+    assert client.post("/setup", json={"project": "1.1", "schema": BRUSH}).status_code == 401
+    assert client.post("/setup", json={"project": "1.1", "schema": BRUSH},
+                       headers={"Authorization": "Basic !!!"}).status_code == 401
+    version = client.post("/setup", json={"project": "1.1", "schema": BRUSH}, headers=auth).json()["model_version"]
+    answer = client.post("/predict", json={"project": "1.1", "tasks": [fake.tasks[2]]}, headers=auth).json()
+    assert answer["model_version"] == version and len(answer["results"]) == 1
+    bad = client.post("/setup", json={"project": "1.1", "schema": "<View"}, headers=auth)
+    assert bad.status_code == 400 and bad.json() == {"error": bad.json()["error"]} and "XML" in bad.json()["error"]
+    assert client.post("/predict", json={"project": "1.1", "tasks": "x"}, headers=auth).status_code == 400
+    assert client.post("/webhook", json={"action": "X", "project": {"id": 1}}).status_code == 201
+
+
+# -- CLI ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--host", "0.0.0.0"], "needs a shared secret"),
+    (["--port", "70000"], "not a port number"),
+    (["--local-files-root", "/no/such/folder"], "not a folder"),
+])
+def test_cli_refuses_unsafe_or_wrong_options_in_one_line(args, message, monkeypatch, capsys):
+    """Checked before the model loads: exit 2 and one line naming the option, no traceback."""
+    from sansa.cli import main
+
+    monkeypatch.delenv("SANSA_LABEL_STUDIO_SECRET", raising=False)
+    assert main(["label-studio", *args, "--backbone", "test_tiny", "--random-weights"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
