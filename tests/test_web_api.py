@@ -57,7 +57,8 @@ def client(tiny_model, folder):
     from sansa import SansaPredictor
 
     app = create_app(SansaPredictor(tiny_model, device="cpu"), folder, max_upload_bytes=4096, cache_size=2)
-    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+    token = {"X-Sansa-Token": app.state.token}  # the per-launch token every API call carries
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=token, timeout=30) as http:
         yield http
 
 
@@ -526,16 +527,13 @@ def test_sansa_serve_listens_on_loopback(folder):
                "--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=1).json()
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
-                time.sleep(0.2)
+        ready = server.stdout.readline()  # printed only once the socket is bound: the address with the token
+        assert ready.startswith(f"sansa serve: http://127.0.0.1:{port}/?token="), ready + server.stdout.read()
+        url = ready.split()[2]
+        info = httpx.get(url.replace("/?", "/api/info?"), timeout=10).json()
         assert info["model"] == "test_tiny (random weights)" and info["device"] == "cpu"
+        assert httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=10).status_code == 401  # no token
     finally:
         server.terminate()
         output = server.communicate(timeout=20)[0]
-    assert f"http://127.0.0.1:{port}/" in output
+    assert "Traceback" not in output, output

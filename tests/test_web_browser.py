@@ -66,8 +66,9 @@ def scene_folder(tmp_path: Path) -> Path:
 def page_url(tiny_predictor, scene_folder):
     from sansa.web.app import create_app, serve_in_thread
 
-    with serve_in_thread(create_app(tiny_predictor, scene_folder, model_name="test_tiny (random weights)")) as url:
-        yield url
+    app = create_app(tiny_predictor, scene_folder, model_name="test_tiny (random weights)")
+    with serve_in_thread(app) as url:
+        yield f"{url}/?token={app.state.token}"  # the address `sansa serve` prints
 
 
 @pytest.fixture()

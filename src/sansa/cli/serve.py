@@ -7,15 +7,18 @@ import ipaddress
 
 from sansa.cli import given
 from sansa.cli.common import MODEL_HELP, add_model_options
+from sansa.errors import SansaError
 
 EXAMPLES = """examples:
-  sansa serve photos/                                  then open http://127.0.0.1:8000/
+  sansa serve photos/                  then open the address it prints: http://127.0.0.1:8000/?token=...
   sansa serve photos/ --open-browser --port 8080
   sansa serve photos/ --backbone test_tiny --random-weights    try the page with a tiny random model
 
 On the page: pick reference images from the gallery, mark an object (click, box, scribble, brush or
 lasso), watch the other images segment, "Propagate to all", then export COCO / PNG / YOLO as a zip.
 Press ? on the page for the keyboard shortcuts. Images are read only from FOLDER (uploads go there).
+Only that page can use the server: every call needs the token in the printed address (new at each
+start), requests from other sites (Origin) and to other host names (Host, see --allow-host) are refused.
 
 """ + MODEL_HELP
 
@@ -32,32 +35,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", help="address to listen on (default: 127.0.0.1, this computer only)")
     parser.add_argument("--port", type=int, help="port (default: 8000)")
     parser.add_argument("--open-browser", action="store_true", default=None, help="open the page when ready")
+    parser.add_argument("--allow-host", action="append", metavar="NAME[:PORT]",
+                        help="also answer requests addressed to this host name (repeatable; default: only the "
+                             "bound address and localhost, against DNS rebinding)")
     add_model_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from sansa.web.app import create_app
-        from sansa.web.app import run as run_server
-    except ImportError as err:
-        from sansa.errors import SansaError
+    folder, security = _web("folder"), _web("security")
+    folder.ImageFolder(args.folder)  # a missing folder (or a file), a bad --allow-host or port: before the model
+    security.parse_allow_hosts(args.allow_host or ())
+    address = given(args, "host", "port")
+    sock = security.listen(**address)
+    app_module = _web("app")
+    from sansa.cli.common import load_predictor
 
+    host = address.get("host")
+    if host is not None and not _is_loopback(host):
+        print(f"sansa serve: warning: listening on {host}: anyone who can reach it and has the address printed "
+              f"below can read and add images in {args.folder}", flush=True)
+    predictor = load_predictor(args)
+    app = app_module.create_app(predictor, args.folder, model_name=_model_name(args),
+                                allow_hosts=args.allow_host or ())
+    app_module.run(app, sock=sock, **given(args, "open_browser"))
+    return 0
+
+
+def _web(name: str):
+    """``sansa.web.<name>``, or a one-line error when the web extra is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"sansa.web.{name}")
+    except ImportError as err:
         raise SansaError(f"the web app needs the web extra ({err.name} is missing): "
                          "pip install 'sansa-segment[web]'") from None
-    from sansa.cli.common import load_predictor
-    from sansa.web.folder import ImageFolder
-
-    ImageFolder(args.folder)  # a missing folder fails before the model loads
-    options = given(args, "host", "port", "open_browser")
-    host = options.get("host")
-    if host is not None and not _is_loopback(host):
-        print(f"sansa serve: warning: listening on {host}: anyone who can reach it can read and add images in "
-              f"{args.folder}")
-    predictor = load_predictor(args)
-    app = create_app(predictor, args.folder, model_name=_model_name(args))
-    run_server(app, **options)
-    return 0
 
 
 def _model_name(args: argparse.Namespace) -> str | None:

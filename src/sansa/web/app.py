@@ -28,23 +28,24 @@ Routes (JSON unless said; the OpenAPI schema is at ``/docs``)::
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import webbrowser
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from sansa.errors import SansaError
 from sansa.predictor import SansaPredictor
-from sansa.web import exporting, propagate, render
+from sansa.web import exporting, propagate, render, security
 from sansa.web.errors import Conflict, TooLarge, status_of
 from sansa.web.folder import MAX_UPLOAD_BYTES, ImageFolder
 from sansa.web.review import review_list
@@ -72,7 +73,7 @@ from sansa.web.schema import (
 from sansa.web.service import SansaService
 
 STATIC = Path(__file__).parent / "static"
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+DEFAULT_HOST, DEFAULT_PORT = security.DEFAULT_HOST, security.DEFAULT_PORT
 ERRORS = {code: {"model": ErrorOut} for code in (400, 404, 409, 413, 415, 422)}
 THUMB_SIDES = (160, 320)  # the gallery's and the targets grid's (static/app.js)
 MaxSide = Annotated[int | None, Query(ge=16, le=4096, description="longer side of the returned image")]
@@ -84,6 +85,8 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     cache_size: int = 32,
     model_name: str | None = None,
+    token: str | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> FastAPI:
     """The app serving ``folder`` with ``predictor``'s model.
 
@@ -93,6 +96,8 @@ def create_app(
         max_upload_bytes: the largest image upload or mask prompt accepted.
         cache_size: target image encodings kept in memory.
         model_name: shown on the page (default: the model's input size).
+        token: the token every API call must carry (default: a new random one, ``app.state.token``).
+        allow_hosts: names besides the bound address and ``localhost`` the server may be reached as.
 
     Sessions are saved in ``folder/.sansa/web/``; the page resumes the last one. Thumbnails of
     the folder are made in the background from the start.
@@ -105,14 +110,16 @@ def create_app(
                       device=str(predictor.device), max_upload_bytes=max_upload_bytes,
                       formats=_export_formats())
     _install_errors(app, max_upload_bytes)
+    security.install(app, token, allow_hosts)  # Host, Origin and token checks before anything else
     _add_image_routes(app, service, info)
     _add_session_routes(app, service)
     _add_review_and_export_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    def index() -> HTMLResponse:
+        page = security.page_html((STATIC / "index.html").read_text(encoding="utf-8"), app.state.token)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:
@@ -301,23 +308,33 @@ def _export_formats() -> list[str]:
     return [f.value for f in OutputFormat]
 
 
-def run(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False) -> None:
-    """Serve ``app`` until interrupted, optionally opening the page in the default browser."""
+def run(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False,
+        sock: socket.socket | None = None) -> None:
+    """Serve ``app`` until interrupted, optionally opening the page in the default browser.
+
+    The socket is bound first (``sock``, from :func:`sansa.web.security.listen`, or made here: a bad port, a port in use
+    or an unknown host is a one-line :class:`SansaError`); the address with the token is printed
+    only once the server is up.
+    """
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
-    if open_browser:
-        threading.Thread(target=_open_when_up, args=(server, url), daemon=True).start()
-    print(f"sansa serve: {url}  (Ctrl+C to stop)", flush=True)
-    server.run()
+    sock = sock or security.listen(host, port)
+    host, port = sock.getsockname()[:2]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    shown = "127.0.0.1" if host in security.WILDCARDS else f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/?token={app.state.token}"
+    threading.Thread(target=_announce_when_up, args=(server, url, open_browser), daemon=True).start()
+    server.run(sockets=[sock])
 
 
-def _open_when_up(server, url: str) -> None:
+def _announce_when_up(server, url: str, open_browser: bool) -> None:
     while not server.started:
-        time.sleep(0.1)
-    webbrowser.open(url)
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    print(f"sansa serve: {url}  (Ctrl+C to stop)", flush=True)
+    if open_browser:
+        webbrowser.open(url)
 
 
 @contextmanager

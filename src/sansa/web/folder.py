@@ -41,6 +41,8 @@ class ImageFolder:
 
     def __init__(self, root: str | os.PathLike, max_upload_bytes: int = MAX_UPLOAD_BYTES, cache_size: int = 8) -> None:
         self.root = Path(root).resolve()
+        if self.root.is_file():
+            raise ImageError(f"{root}: is a file; give the folder of images to serve")
         if not self.root.is_dir():
             raise ImageError(f"{root}: no such folder")
         self.max_upload_bytes = max_upload_bytes

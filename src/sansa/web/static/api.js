@@ -1,4 +1,9 @@
 // Thin client of the JSON API (see /docs). Every error answer is {detail: "one line"}.
+// Every call carries the server's per-launch token (sansa/web/security.py): the page gets it in
+// <meta name="sansa-token">, sends it as X-Sansa-Token, and in ?token= where only a URL can carry it.
+const TOKEN = document.querySelector('meta[name="sansa-token"]')?.content || "";
+const AUTH = { "X-Sansa-Token": TOKEN };
+const withToken = (url) => `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}`;
 
 export class ApiError extends Error {
   constructor(status, detail) {
@@ -8,7 +13,7 @@ export class ApiError extends Error {
 }
 
 async function call(method, path, body) {
-  const init = { method, headers: {} };
+  const init = { method, headers: { ...AUTH } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -29,12 +34,12 @@ const q = encodeURIComponent;
 export const api = {
   info: () => call("GET", "/api/info"),
   images: () => call("GET", "/api/images"),
-  imageUrl: (name) => `/api/images/${q(name)}`,
-  thumbUrl: (name, side) => `/api/images/${q(name)}/thumb?max_side=${side}`,
+  imageUrl: (name) => withToken(`/api/images/${q(name)}`),
+  thumbUrl: (name, side) => withToken(`/api/images/${q(name)}/thumb?max_side=${side}`),
   async upload(file) {
     const form = new FormData();
     form.append("file", file);
-    const res = await fetch("/api/images", { method: "POST", body: form });
+    const res = await fetch("/api/images", { method: "POST", body: form, headers: AUTH });
     const out = await res.json().catch(() => ({}));
     if (!res.ok) throw new ApiError(res.status, out.detail || res.statusText);
     return out;
@@ -52,7 +57,7 @@ export const api = {
   progress: (sid) => call("GET", `/api/sessions/${sid}/propagate`),
   async exportZip(sid, formats) {
     const params = formats.map((f) => `formats=${q(f)}`).join("&");
-    const res = await fetch(`/api/sessions/${sid}/export?${params}`);
+    const res = await fetch(`/api/sessions/${sid}/export?${params}`, { headers: AUTH });
     if (!res.ok) {
       const out = await res.json().catch(() => ({}));
       throw new ApiError(res.status, out.detail || res.statusText);
