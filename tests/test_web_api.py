@@ -295,7 +295,8 @@ def fresh(tiny_model, tmp_path):
     @contextmanager
     def server():
         app = create_app(SansaPredictor(tiny_model, device="cpu"), tmp_path)
-        with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        token = {"X-Sansa-Token": app.state.token}  # a new token at each start, as `sansa serve` makes
+        with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=token, timeout=30) as http:
             yield http
 
     server.folder = tmp_path
