@@ -64,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="COCO: one annotation per connected part (default: one per class)")
     run.add_argument("--coco-polygons", action="store_true", default=None,
                      help="COCO: polygons instead of RLE, for tools that cannot read RLE")
+    run.add_argument("--coco-layout", choices=("file", "dataset"),
+                     help="COCO: annotations.json (file), or coco/annotations/instances_default.json + "
+                          "coco/images/ as datumaro and CVAT import (dataset) (default: file)")
+    run.add_argument("--dataset-images", choices=("copy", "link"),
+                     help="images of the yolo/ and coco/ dataset folders: copies, or hard links to the "
+                          "targets (default: copy)")
     run.add_argument("--batch-size", type=int, metavar="N",
                      help="targets encoded together (default: 4 on a GPU, 1 on the CPU)")
     add_model_options(parser)
@@ -89,7 +95,7 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _export_options(args: argparse.Namespace) -> dict:
-    options = given(args, "coco_instances", "coco_polygons")
+    options = given(args, "coco_instances", "coco_polygons", "coco_layout", "dataset_images")
     if args.format:
         options["formats"] = tuple(args.format)
     return options

@@ -3,9 +3,11 @@
 One annotation per class per image by default: SANSA predicts a semantic mask per class, and
 that mask is the faithful unit. ``instances=True`` splits each class mask into its 8-connected
 parts, one annotation each. Segmentations are compressed RLE (``counts`` as a string, as
-pycocotools writes them), or with ``polygons=True`` lists of outer-boundary polygons for tools
-that cannot read RLE (holes are then filled). Every annotation carries ``score``, the decoder's
-IoU estimate for its class, so the file is also a valid COCO results file.
+pycocotools writes them), or with ``polygons=True`` lists of polygons for tools that cannot read
+RLE: hole-free pieces that rasterise back to exactly the mask (see :mod:`sansa.export.shapes`;
+holes are cut around, never filled), with ``area`` the polygons' area as pycocotools measures
+it. Every annotation carries ``score``, the decoder's IoU estimate for its class, so the file is
+also a valid COCO results file.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from sansa import __version__
-from sansa.export.shapes import bbox_xywh, components, polygons, to_rle
+from sansa.export.shapes import bbox_xywh, components, polygon_area, polygons, to_rle
 
 
 def target_annotations(
@@ -39,11 +41,15 @@ def target_annotations(
             continue
         for piece in components(mask) if instances else [mask]:
             rle = to_rle(piece)
-            segmentation = [_flat_polygon(p) for p in polygons(piece)] if use_polygons else rle
+            if use_polygons:
+                segmentation: dict | list = [_flat_polygon(p) for p in polygons(piece)]
+                area = polygon_area(segmentation, *piece.shape)
+            else:
+                segmentation, area = rle, int(piece.sum())
             annotations.append({
                 "category_id": class_id,
                 "segmentation": segmentation,
-                "area": int(piece.sum()),
+                "area": area,
                 "bbox": bbox_xywh(rle),
                 "iscrowd": 0,
                 "score": round(float(scores.get(label, 0.0)), 4),
@@ -52,7 +58,7 @@ def target_annotations(
 
 
 def _flat_polygon(points: np.ndarray) -> list[float]:
-    return [float(v) for v in points.reshape(-1)]
+    return [round(float(v), 2) for v in points.reshape(-1)]
 
 
 def categories(labels: list[str]) -> list[dict]:

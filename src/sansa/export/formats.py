@@ -17,9 +17,24 @@ class OutputFormat(str, enum.Enum):
 
     PNG = "png"  #: ``masks/<stem>_<label>.png``: one binary PNG per class per image (255 = class)
     INDEXED = "indexed"  #: ``labels/<stem>.png``: one palette PNG per image, pixel = class id (0 background)
-    COCO = "coco"  #: ``annotations.json``: COCO, RLE segmentation (or polygons), bbox XYWH, area, score
-    YOLO = "yolo"  #: ``yolo/labels/<stem>.txt``: ``class x1 y1 x2 y2 ...`` normalised polygons + ``yolo/data.yaml``
+    COCO = "coco"  #: ``annotations.json`` (or a ``coco/`` dataset, see :class:`CocoLayout`): RLE or polygons, score
+    YOLO = "yolo"  #: ``yolo/``: an Ultralytics dataset, ``images/``, ``labels/<stem>.txt`` polygons, ``data.yaml``
+    #: (flat: a stem's sub-folders joined with ``+``)
     OVERLAY = "overlay"  #: ``overlays/<stem>.jpg``: the image with coloured class masks, contours and a legend
+
+
+class CocoLayout(str, enum.Enum):
+    """Where the COCO format goes."""
+
+    FILE = "file"  #: ``annotations.json``; ``file_name`` relative to the image folder (pycocotools, supervision)
+    DATASET = "dataset"  #: ``coco/annotations/instances_default.json`` + ``coco/images/`` (datumaro, CVAT import)
+
+
+class ImageMode(str, enum.Enum):
+    """How dataset folders (``yolo/images/``, ``coco/images/``) get their images."""
+
+    COPY = "copy"  #: a copy of each image file: the folder stands alone (zip it, move it)
+    LINK = "link"  #: a hard link to each image file (no extra disk space), or a copy where links cannot be
 
 
 #: What is written when nobody says otherwise: masks to use, a dataset file, pictures to check.
@@ -40,3 +55,12 @@ def parse_formats(formats: Iterable[OutputFormat | str]) -> tuple[OutputFormat, 
     if not parsed:
         raise SansaError("format: give at least one output format")
     return tuple(parsed)
+
+
+def parse_choice(kind: type[enum.Enum], value: enum.Enum | str, argument: str) -> enum.Enum:
+    """``kind(value)``, or a one-line :class:`SansaError` naming ``argument`` and the choices."""
+    try:
+        return kind(value.lower() if isinstance(value, str) else value)
+    except ValueError:
+        known = ", ".join(str(c.value) for c in kind)
+        raise SansaError(f"{argument}: unknown value {value!r} (known: {known})") from None

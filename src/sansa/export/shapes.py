@@ -1,8 +1,15 @@
 """Masks to the shapes annotation formats need: COCO RLE, boxes, connected parts, polygons.
 
-Masks are ``bool [H, W]``. Polygon vertices are ``(x, y)`` pixel indices of the outer boundary
-pixels (``x`` = column), the convention of ``cv2.findContours`` and of COCO/YOLO converters;
-holes are not represented by polygons (use RLE or PNG for exact masks).
+Masks are ``bool [H, W]``. Polygons are ``(x, y)`` vertices in continuous image coordinates,
+where pixel ``(row i, column j)`` is the square ``[j, j + 1) x [i, i + 1)`` (COCO's convention).
+
+Polygons give back exactly the mask's pixels, whichever common rasteriser reads them: they run
+a quarter pixel inside the mask's outer pixel edges, so pycocotools (a pixel is in when its
+centre is) and Ultralytics or supervision (vertices truncated to pixel indices, then
+``cv2.fillPoly``) both recover every pixel, and no polygon, however thin, rasterises to 0 px.
+Polygons cannot have holes, so a part with holes is cut into hole-free pieces (vertical cuts
+through each hole), one polygon each: holes are never filled, and a class inside another
+class's hole is never covered by the outer class's polygons.
 """
 
 from __future__ import annotations
@@ -38,30 +45,73 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def polygons(mask: np.ndarray) -> list[np.ndarray]:
-    """Outer boundary of each connected part as ``float32 [P, 2]`` ``(x, y)`` vertices, ``P >= 3``.
+    """One outline per hole-free piece of ``mask``, ``float32 [P, 2]`` ``(x, y)`` vertices, ``P >= 4``.
 
-    A part too thin for a polygon (one pixel, one row or one column) gets the rectangle of its
-    pixels' outer edges instead.
+    The vertices are pixel centres of the mask upsampled twice, so they lie a quarter pixel
+    inside the outer pixel edges (see the module's docstring); one-pixel parts get a square.
     """
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     result = []
-    for contour in contours:
-        points = contour.reshape(-1, 2).astype(np.float32)
-        if len(points) < 3 or _flat(points):
-            x0, y0 = points.min(axis=0)
-            x1, y1 = points.max(axis=0) + 1
-            points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
-        result.append(points)
+    for piece, (x0, y0) in hole_free_pieces(mask):
+        big = np.kron(piece.astype(np.uint8), np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        offset = np.array([x0, y0], dtype=np.float32)
+        result += [(c.reshape(-1, 2).astype(np.float32) + 0.5) / 2 + offset for c in contours]
     return result
 
 
-def _flat(points: np.ndarray) -> bool:
-    """All vertices on one row or one column: a polygon of zero area."""
-    return bool(np.ptp(points[:, 0]) == 0 or np.ptp(points[:, 1]) == 0)
+def hole_free_pieces(mask: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """The 8-connected parts of ``mask``, those with holes cut into hole-free pieces.
+
+    Returns:
+        ``(piece, (x0, y0))`` pairs: ``piece`` is ``bool [h, w]``, the crop of the mask whose
+        top-left pixel is column ``x0``, row ``y0``. The pieces cover the mask exactly.
+    """
+    pieces, todo = [], _parts(mask, 0, 0)
+    while todo:
+        crop, (x0, y0) = todo.pop()
+        hole = _first_hole_columns(crop)
+        if hole is None:
+            pieces.append((crop, (x0, y0)))
+            continue
+        cut = hole[0] + (hole[1] - hole[0] + 1) // 2  # both halves of the hole open onto the cut
+        todo += _parts(crop[:, :cut], x0, y0) + _parts(crop[:, cut:], x0 + cut, y0)
+    return sorted(pieces, key=lambda p: (p[1][1], p[1][0]))
+
+
+def _parts(mask: np.ndarray, x0: int, y0: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """The 8-connected parts of a crop, each cropped to its box, with their offsets."""
+    if mask.size == 0:
+        return []
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    parts = []
+    for i in range(1, count):
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        parts.append((labels[y : y + h, x : x + w] == i, (x0 + x, y0 + y)))
+    return parts
+
+
+def _first_hole_columns(piece: np.ndarray) -> tuple[int, int] | None:
+    """First and last column of a hole of ``piece`` (background not 4-connected to the outside)."""
+    background = np.pad(~piece, 1, constant_values=True).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=4)
+    outside = labels[0, 0]
+    for i in range(1, count):
+        if i != outside:
+            x, w = int(stats[i, 0]) - 1, int(stats[i, 2])
+            return x, x + w - 1
+    return None
+
+
+def polygon_area(segmentation: list[list[float]], height: int, width: int) -> int:
+    """Pixels pycocotools gives to a COCO polygon segmentation (COCO's ``area`` of a polygon)."""
+    rles = mask_utils.frPyObjects(segmentation, height, width)
+    return int(mask_utils.area(mask_utils.merge(rles)))
 
 
 def rasterize_polygons(shapes: list[np.ndarray], height: int, width: int) -> np.ndarray:
-    """``bool [H, W]``: the pixels ``cv2.fillPoly`` gives to the polygons (for checks and tests)."""
+    """``bool [H, W]``: the pixels the polygons get as Ultralytics draws them (vertices truncated to
+    pixel indices, then ``cv2.fillPoly`` one polygon at a time); for checks and tests."""
     canvas = np.zeros((height, width), dtype=np.uint8)
-    cv2.fillPoly(canvas, [np.round(p).astype(np.int32) for p in shapes], 1)
+    for points in shapes:
+        cv2.fillPoly(canvas, [points.astype(np.int32)], 1)
     return canvas.astype(bool)

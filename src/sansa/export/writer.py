@@ -6,8 +6,10 @@ kept, suffix dropped; ``<label>``: the class name made file-name safe)::
     masks/<stem>_<label>.png     binary PNG per class (png)
     labels/<stem>.png            palette PNG, pixel = class id (indexed)
     overlays/<stem>.jpg          image + coloured classes + legend (overlay)
-    yolo/labels/<stem>.txt       polygons (yolo), with yolo/data.yaml
-    annotations.json             COCO dataset (coco)
+    yolo/labels/<flat>.txt       polygons (yolo), with yolo/data.yaml and yolo/images/<flat>.<ext>
+                                 (<flat>: the stem, sub-folders joined with "+")
+    annotations.json             COCO dataset (coco), or with coco_layout="dataset":
+    coco/annotations/instances_default.json + coco/images/<stem>.<ext>
     classes.json                 class id -> name and palette colour
     .sansa/parts/<hash>.json     what was written for each target (for resuming and COCO)
 
@@ -28,8 +30,8 @@ import numpy as np
 
 from sansa import atomic
 from sansa.errors import SansaError
-from sansa.export import coco, names, render, yolo
-from sansa.export.formats import OutputFormat, parse_formats
+from sansa.export import coco, dataset, names, render, yolo
+from sansa.export.formats import CocoLayout, ImageMode, OutputFormat, parse_choice, parse_formats
 from sansa.export.palette import classes_table
 from sansa.export.shapes import components
 
@@ -70,6 +72,10 @@ class FolderWriter:
         formats: :class:`OutputFormat` values or their names.
         coco_instances: one COCO annotation per connected part instead of one per class.
         coco_polygons: COCO polygons instead of RLE.
+        coco_layout: ``"file"`` (``annotations.json``) or ``"dataset"`` (``coco/annotations/
+            instances_default.json`` + ``coco/images/``, as datumaro and CVAT import).
+        dataset_images: how ``yolo/images/`` and ``coco/images/`` get the targets' images from
+            their files (``source`` of :meth:`write`): ``"copy"`` or ``"link"`` (hard links).
         prepare: check the folder's classes, remove a killed run's temporaries, drop damaged
             records and load the records of earlier runs. ``False`` in a worker process writing
             into a folder that one driver prepared (and that assembles the dataset files).
@@ -86,6 +92,8 @@ class FolderWriter:
         *,
         coco_instances: bool = False,
         coco_polygons: bool = False,
+        coco_layout: CocoLayout | str = CocoLayout.FILE,
+        dataset_images: ImageMode | str = ImageMode.COPY,
         prepare: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir)
@@ -93,6 +101,8 @@ class FolderWriter:
         self.formats = parse_formats(formats)
         self.coco_instances = coco_instances
         self.coco_polygons = coco_polygons
+        self.coco_layout = parse_choice(CocoLayout, coco_layout, "coco_layout")
+        self.dataset_images = parse_choice(ImageMode, dataset_images, "dataset_images")
         _check_labels(self.labels, self.formats)
         self._tokens = names.label_tokens(self.labels)
         self._parts_dir = self.out_dir / STATE_DIR / "parts"
@@ -150,6 +160,7 @@ class FolderWriter:
         *,
         stem: str | None = None,
         made_from: dict | None = None,
+        source: str | Path | None = None,
     ) -> TargetRecord:
         """Write one target in every format, each file atomically, then its record (marks it done).
 
@@ -161,6 +172,8 @@ class FolderWriter:
             scores: per class, the decoder's IoU estimate (COCO ``score``).
             stem: the output stem (default: :meth:`claim_stem`).
             made_from: what the result was made from, kept in its record.
+            source: the target's image file, copied or linked into the ``yolo/`` and ``coco/``
+                dataset folders; ``None`` (or not a file): a PNG of ``image`` goes there.
         """
         if list(labels) != self.labels:
             raise ValueError(f"segmentation labels {list(labels)} differ from the writer's {self.labels}")
@@ -168,14 +181,20 @@ class FolderWriter:
             raise ValueError(f"image {image.shape[:2]} and label map {label_map.shape[:2]} differ in size")
         stem = stem if stem is not None else self.claim_stem(name)
         files = self._encode(stem, image, label_map)
+        source = Path(source) if source is not None and Path(source).is_file() else None
+        image_files = self._dataset_image_files(stem, source)
         part: dict = {"name": name, "stem": stem, "height": int(label_map.shape[0]),
                       "width": int(label_map.shape[1]), "labels": self.labels, "products": self._products()}
+        if image_files:
+            part["image_name"] = dataset.image_name(stem, source)
         if OutputFormat.COCO in self.formats:
             part["coco"] = coco.target_annotations(label_map, self.labels, {k: float(v) for k, v in scores.items()},
                                                    self.coco_instances, self.coco_polygons)
         for path, data in files.items():
             atomic.write_bytes(self.out_dir / path, data)
-        part["files"] = list(files)
+        for path in image_files:
+            dataset.place_image(self.out_dir / path, source, image, self.dataset_images)
+        part["files"] = list(files) + image_files
         part["pixels"] = {label: int(np.count_nonzero(label_map == i)) for i, label in enumerate(self.labels, 1)}
         part["instances"] = {label: len(components(label_map == i)) if part["pixels"][label] else 0
                              for i, label in enumerate(self.labels, 1)}
@@ -198,7 +217,7 @@ class FolderWriter:
             files[f"overlays/{stem}.jpg"] = render.overlay_jpeg(image, label_map, self.labels)
         if OutputFormat.YOLO in self.formats:
             lines = yolo.label_lines(label_map, self.labels)
-            files[f"yolo/labels/{stem}.txt"] = "".join(line + "\n" for line in lines).encode()
+            files[f"yolo/labels/{dataset.flat_stem(stem)}.txt"] = "".join(line + "\n" for line in lines).encode()
         return files
 
     # -- dataset --------------------------------------------------------------------------
@@ -207,17 +226,19 @@ class FolderWriter:
         atomic.write_json(self.out_dir / "classes.json", classes_table(self.labels))
         if OutputFormat.COCO in self.formats:
             coco_product = self._coco_product()
-            targets = [{"file_name": p["name"], "width": p["width"], "height": p["height"],
-                        "annotations": p["coco"]}
+            in_dataset = self.coco_layout is CocoLayout.DATASET
+            targets = [{"file_name": p["image_name"] if in_dataset else p["name"], "width": p["width"],
+                        "height": p["height"], "annotations": p["coco"]}
                        for _, p in sorted(self._parts.items()) if coco_product in p["products"]]
-            atomic.write_json(self.out_dir / "annotations.json", coco.assemble(self.labels, targets), indent=None)
+            atomic.write_json(self.out_dir / self._coco_file(), coco.assemble(self.labels, targets), indent=None)
         if OutputFormat.YOLO in self.formats:
             atomic.write_text(self.out_dir / "yolo" / "data.yaml", yolo.data_yaml(self.labels))
 
     def outputs(self) -> list[Path]:
         """The output folders and dataset files of the chosen formats."""
+        coco_path = "annotations.json" if self.coco_layout is CocoLayout.FILE else "coco"
         paths = {OutputFormat.PNG: "masks", OutputFormat.INDEXED: "labels", OutputFormat.OVERLAY: "overlays",
-                 OutputFormat.YOLO: "yolo", OutputFormat.COCO: "annotations.json"}
+                 OutputFormat.YOLO: "yolo", OutputFormat.COCO: coco_path}
         return [self.out_dir / paths[f] for f in self.formats] + [self.out_dir / "classes.json"]
 
     def __enter__(self) -> FolderWriter:
@@ -230,12 +251,27 @@ class FolderWriter:
     # -- internals ------------------------------------------------------------------------
     def _products(self) -> list[str]:
         """What a part must have been written with to count for this writer."""
-        return [self._coco_product() if f is OutputFormat.COCO else f.value for f in self.formats]
+        products = {OutputFormat.COCO: self._coco_product(),
+                    OutputFormat.YOLO: f"yolo:images-{self.dataset_images.value}"}
+        return [products.get(f, f.value) for f in self.formats]
 
     def _coco_product(self) -> str:
         kind = "polygons" if self.coco_polygons else "rle"
         unit = "instances" if self.coco_instances else "classes"
-        return f"coco:{kind}:{unit}"
+        layout = "" if self.coco_layout is CocoLayout.FILE else f":dataset-{self.dataset_images.value}"
+        return f"coco:{kind}:{unit}{layout}"
+
+    def _coco_file(self) -> str:
+        return "annotations.json" if self.coco_layout is CocoLayout.FILE else "coco/annotations/instances_default.json"
+
+    def _dataset_image_files(self, stem: str, source: Path | None) -> list[str]:
+        """The dataset folders' image files of one target (relative to the out folder)."""
+        files = []
+        if OutputFormat.YOLO in self.formats:
+            files.append(f"yolo/images/{dataset.image_name(dataset.flat_stem(stem), source)}")
+        if OutputFormat.COCO in self.formats and self.coco_layout is CocoLayout.DATASET:
+            files.append(f"coco/images/{dataset.image_name(stem, source)}")
+        return files
 
     def _part_path(self, rel: str) -> Path:
         return self._parts_dir / f"{names.digest(rel)[:20]}.json"

@@ -2,6 +2,12 @@
 
 Class indices are 0-based (``labels[i]`` is ``i``, one less than the class id of the other
 formats); coordinates are polygon vertices divided by the image width and height (0..1).
+
+YOLO readers draw polygons with ``cv2.fillPoly`` on pixel indices, Ultralytics truncating the
+vertices, supervision rounding them. So each vertex is put a quarter pixel into the pixel it
+stands for (``index + 0.25``), which both turn back into that index: the outline of the
+boundary pixels, drawn back to exactly the mask's pixels (holes cut around, see
+:mod:`sansa.export.shapes`). A one-pixel part is a polygon of four equal vertices (one pixel).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ def label_lines(label_map: np.ndarray, labels: list[str]) -> list[str]:
     lines = []
     for index in range(len(labels)):
         for points in polygons(label_map == index + 1):
-            coords = (points / scale).clip(0.0, 1.0).reshape(-1)
+            coords = ((np.floor(points) + 0.25) / scale).clip(0.0, 1.0).reshape(-1)
             lines.append(" ".join([str(index), *(f"{v:.6f}" for v in coords)]))
     return lines
 
@@ -35,12 +41,17 @@ def parse_lines(text: str, height: int, width: int) -> list[tuple[int, np.ndarra
 
 
 def data_yaml(labels: list[str]) -> str:
-    """``data.yaml`` text: class names for Ultralytics (put or link the images in ``images/``)."""
+    """``data.yaml`` text for Ultralytics: ``images/`` for training and validation, the class names.
+
+    It has no ``path:`` key on purpose: Ultralytics then takes the folder of ``data.yaml`` as the
+    dataset root, so the folder loads from any working directory and after being moved or zipped
+    (``path: .`` would be taken from the working directory).
+    """
     import yaml
 
     body = yaml.safe_dump(
-        {"path": ".", "train": "images", "val": "images", "nc": len(labels),
-         "names": dict(enumerate(labels))},
+        {"train": "images", "val": "images", "nc": len(labels), "names": dict(enumerate(labels))},
         sort_keys=False, allow_unicode=True,
     )
-    return "# SANSA labels for Ultralytics YOLO segmentation; labels/<stem>.txt match images/<stem>.<ext>\n" + body
+    return ("# SANSA labels for Ultralytics YOLO segmentation: labels/<stem>.txt match images/<stem>.<ext>;\n"
+            "# paths are relative to this file: `yolo train data=path/to/data.yaml` works from anywhere\n" + body)

@@ -165,8 +165,8 @@ def inputs_record(job: Job, references: Sequence[LoadedReference]) -> dict[str, 
 def writer_for(job: Job, worker: bool = False) -> FolderWriter:
     """The job's :class:`FolderWriter`; ``worker=True`` in a process writing into a prepared folder."""
     export = job.export
-    return FolderWriter(job.out_dir, job.labels, export.parsed_formats(), coco_instances=export.coco_instances,
-                        coco_polygons=export.coco_polygons, prepare=not worker)
+    return FolderWriter(job.out_dir, job.labels, export.parsed_formats(), **export.writer_options(),
+                        prepare=not worker)
 
 
 def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
@@ -287,7 +287,7 @@ def process_batch(predictor: Any, writer: FolderWriter, batch: Batch, inputs_dig
             if write:
                 scores = {label: p.score for label, p in seg.predictions.items()}
                 writer.write(target.name, image, seg.label_map, seg.labels, scores, stem=target.stem,
-                             made_from={"target": source, "inputs": inputs_digest})
+                             made_from={"target": source, "inputs": inputs_digest}, source=target.path)
                 outcome.written.append(target.name)
     outcome.seconds = time.time() - started
     return outcome
@@ -395,8 +395,7 @@ def export_results(out: Path, labels: Sequence[str], export: Any, results: Itera
         results: ``(name, image, label_map, scores)`` per target (see :meth:`FolderWriter.write`).
         failures: targets that could not be segmented, for ``failures.txt/json``.
     """
-    writer = FolderWriter(out, list(labels), export.parsed_formats(), coco_instances=export.coco_instances,
-                          coco_polygons=export.coco_polygons)
+    writer = FolderWriter(out, list(labels), export.parsed_formats(), **export.writer_options())
     records = [writer.write(name, image, label_map, labels, scores) for name, image, label_map, scores in results]
     finish_dataset(writer, failures)
     return records

@@ -160,11 +160,22 @@ class ExportOptions:
         formats: :class:`~sansa.export.OutputFormat` names; ``None``: ``sansa.export.DEFAULT_FORMATS``.
         coco_instances: one COCO annotation per connected part (default: one per class).
         coco_polygons: COCO polygons instead of RLE.
+        coco_layout: ``"file"`` (``annotations.json``) or ``"dataset"`` (``coco/`` as datumaro and
+            CVAT import).
+        dataset_images: ``"copy"`` or ``"link"``: how ``yolo/images/`` and ``coco/images/`` get
+            the targets.
     """
 
     formats: tuple[str, ...] | None = None
     coco_instances: bool = False
     coco_polygons: bool = False
+    coco_layout: str = "file"
+    dataset_images: str = "copy"
+
+    def writer_options(self) -> dict:
+        """The :class:`~sansa.export.FolderWriter` keyword arguments of these options."""
+        return {"coco_instances": self.coco_instances, "coco_polygons": self.coco_polygons,
+                "coco_layout": self.coco_layout, "dataset_images": self.dataset_images}
 
     def parsed_formats(self) -> tuple:
         from sansa.export import DEFAULT_FORMATS, parse_formats

@@ -115,7 +115,8 @@ class ExportJob:
             for item in self.items:
                 label_map, scores = item.mapping()
                 image = self.service.folder.load(item.name)
-                record = writer.write(item.name, image, label_map, self.labels, scores)
+                record = writer.write(item.name, image, label_map, self.labels, scores,
+                                      source=self.service.folder.root / item.name)
                 if self.overlays:
                     jpeg = export_render.overlay_jpeg(image, label_map, self.labels, colors=palette)
                     atomic.write_bytes(out / "overlays" / f"{record.stem}.jpg", jpeg)
