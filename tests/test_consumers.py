@@ -106,7 +106,8 @@ def web_out(photos, tmp_path_factory) -> Path:
 
     folder = photos / "photos"
     app = create_app(_web_predictor(), folder)
-    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=120) as http:
+    token = {"X-Sansa-Token": app.state.token}
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=token, timeout=120) as http:
         sid = http.post("/api/sessions").json()["session_id"]
         for label in LABELS:
             assert http.post(f"/api/sessions/{sid}/classes", json={"name": label}).status_code == 201
