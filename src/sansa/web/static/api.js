@@ -45,16 +45,29 @@ export const api = {
     return out;
   },
   newSession: () => call("POST", "/api/sessions"),
+  currentSession: () => call("GET", "/api/sessions/current"),
   session: (sid) => call("GET", `/api/sessions/${sid}`),
   addClass: (sid, name) => call("POST", `/api/sessions/${sid}/classes`, { name }),
+  updateClass: (sid, name, changes) => call("PATCH", `/api/sessions/${sid}/classes/${q(name)}`, changes),
   removeClass: (sid, name) => call("DELETE", `/api/sessions/${sid}/classes/${q(name)}`),
   putReference: (sid, image, label, prompt) =>
     call("PUT", `/api/sessions/${sid}/references`, { image, label, prompt }),
   promote: (sid, image, label) => call("POST", `/api/sessions/${sid}/references/promote`, { image, label }),
   removeReference: (sid, id) => call("DELETE", `/api/sessions/${sid}/references/${id}`),
   target: (sid, name, side, rev) => call("GET", `/api/sessions/${sid}/targets/${q(name)}?max_side=${side}&v=${rev}`),
+  review: (sid) => call("GET", `/api/sessions/${sid}/review`),
+  decide: (sid, name, state) => call("PUT", `/api/sessions/${sid}/review/${q(name)}`, { state }),
+  startExport: (sid, formats) => call("POST", `/api/sessions/${sid}/exports`, { formats }),
+  exportStatus: (sid, id) => call("GET", `/api/sessions/${sid}/exports/${id}`),
   propagate: (sid) => call("POST", `/api/sessions/${sid}/propagate`),
   progress: (sid) => call("GET", `/api/sessions/${sid}/propagate`),
+  // Save a finished export: the browser streams the zip to disk (the server streams it from a file).
+  download(path, filename) {
+    const link = Object.assign(document.createElement("a"), { href: path, download: filename });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  },
   async exportZip(sid, formats) {
     const params = formats.map((f) => `formats=${q(f)}`).join("&");
     const res = await fetch(`/api/sessions/${sid}/export?${params}`, { headers: AUTH });

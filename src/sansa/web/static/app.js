@@ -1,6 +1,8 @@
-// The page: classes, gallery, reference editor, live target overlays, propagation and export.
+// The page: classes, gallery, reference editor, live target overlays, review, propagation and export.
+// The session lives on the server (saved in the folder's .sansa/web/): the page resumes it on load.
 import { api } from "./api.js";
 import { Editor } from "./editor.js";
+import { Review } from "./review.js";
 
 const $ = (id) => document.getElementById(id);
 const TARGET_SIDE = 320; // longer side of the overlays in the targets grid
@@ -11,11 +13,14 @@ const S = {
   images: [], // [{name, width, height}]
   classes: [], // [{name, color}]
   active: null, // class name
-  refs: new Map(), // "image\nlabel" -> {id, image, label, score, area, prompt_type, img}
+  refs: new Map(), // "image\nlabel" -> {id, image, label, source, score, area, prompt_type, img}
+  reviews: {}, // target -> "accepted" | "rejected"
   current: null, // image open in the editor
   rev: 0, // bumped on every reference change (targets refresh when it moves)
+  paint: 0, // bumped when colours change (overlays are redrawn, results stay current)
   propagatedRev: -1,
   propagating: false,
+  exporting: false,
 };
 
 const editor = new Editor($("canvas"), {
@@ -24,6 +29,22 @@ const editor = new Editor($("canvas"), {
     .sort((a, b) => (a.label === S.active) - (b.label === S.active)),
   sizeOf: (name) => S.images.find((i) => i.name === name),
   notify: (text) => toast(text),
+});
+
+const review = new Review({
+  sid: () => S.sid,
+  rev: () => `${S.rev}.${S.paint}`,
+  editor,
+  open: (name) => openImage(name),
+  promote: (name) => promote(name),
+  prepare: async () => !!S.refs.size && (S.propagatedRev === S.rev || (await propagate())),
+  changed: (items) => {
+    S.reviews = Object.fromEntries(items.filter((i) => ["accepted", "rejected"].includes(i.state))
+      .map((i) => [i.name, i.state]));
+    renderTargets();
+    renderStatus();
+  },
+  toast: (text, error) => toast(text, error),
 });
 
 // -- helpers ------------------------------------------------------------------------------------
@@ -54,6 +75,47 @@ const colorOf = (label) => S.classes.find((c) => c.name === label)?.color || "#f
 const refKey = (image, label) => `${image}\n${label}`;
 const referenceImages = () => new Set([...S.refs.values()].map((r) => r.image));
 const targetNames = () => { const refs = referenceImages(); return S.images.map((i) => i.name).filter((n) => !refs.has(n)); };
+const overlayRev = () => `${S.rev}.${S.paint}`;
+
+// -- session ------------------------------------------------------------------------------------
+// Take the server's session (on load, after a restart, or a new session) as the page's state.
+async function applyState(state) {
+  S.sid = state.session_id;
+  S.classes = state.classes;
+  S.reviews = state.reviews;
+  S.refs.clear();
+  editor.reset();
+  for (const r of state.references) {
+    const img = await loadImage(r.mask_png);
+    S.refs.set(refKey(r.image, r.label), { ...r, img });
+    const prompt = editor.state(r.image, r.label);
+    if (r.prompt) prompt.loadPrompt(r.prompt); else prompt.loadMask(img);
+  }
+  S.rev += 1;
+  S.propagatedRev = state.targets && state.propagated === state.targets ? S.rev : -1;
+  if (!S.classes.some((c) => c.name === S.active)) S.active = S.classes[0]?.name || null;
+  for (const note of state.notes) toast(note, true);
+  selectClass(S.active);
+  referencesChanged(false);
+}
+
+async function newSession() {
+  if (S.refs.size && !confirm("Start a new session? The current one stays saved in the folder's .sansa/web/.")) return;
+  if (review.active) review.exit();
+  await applyState(await api.newSession());
+  await addClass("object");
+  S.current = null;
+  editor.close();
+  $("empty").classList.remove("hidden");
+  renderStatus();
+  toast("New session");
+}
+
+// After a rename or recolour: masks come back in the new colours; results stay current.
+async function refreshState() {
+  S.paint += 1;
+  await applyState(await api.session(S.sid));
+}
 
 // -- classes ------------------------------------------------------------------------------------
 async function addClass(name) {
@@ -71,11 +133,47 @@ async function removeClass(name) {
   selectClass(S.active);
 }
 
+async function updateClass(name, changes) {
+  try {
+    const info = await api.updateClass(S.sid, name, changes);
+    if (info.name !== name) {
+      editor.renameLabel(name, info.name);
+      if (S.active === name) S.active = info.name;
+    }
+    await refreshState();
+  } catch (err) {
+    toast(err.message, true);
+    renderClasses();
+  }
+}
+
 function selectClass(name) {
   S.active = name;
   editor.setClass(name, colorOf(name));
   renderClasses();
   renderStatus();
+}
+
+function renameInPlace(item, c) {
+  const input = el("input", { className: "rename", value: c.name, maxLength: 64 });
+  let finished = false; // Enter or Escape, then the blur that removing the input causes
+  const done = (save) => {
+    if (finished) return;
+    finished = true;
+    const name = input.value.trim();
+    input.replaceWith(el("span", { className: "name", textContent: c.name }));
+    if (save && name && name !== c.name) updateClass(c.name, { name });
+  };
+  input.onkeydown = (e) => {
+    e.stopPropagation();
+    if (e.key === "Enter") done(true);
+    else if (e.key === "Escape") done(false);
+  };
+  input.onblur = () => done(true);
+  input.onclick = (e) => e.stopPropagation();
+  item.querySelector(".name").replaceWith(input);
+  input.focus();
+  input.select();
 }
 
 function renderClasses() {
@@ -84,13 +182,19 @@ function renderClasses() {
   $("classes").replaceChildren(...S.classes.map((c, i) => {
     const del = el("button", { className: "del", title: `Delete class ${c.name}`, textContent: "✕" });
     del.onclick = (e) => { e.stopPropagation(); removeClass(c.name).catch((err) => toast(err.message, true)); };
+    const swatch = el("label", { className: "swatch", title: `Colour of ${c.name} (click to change)` },
+      el("input", { type: "color", value: c.color }));
+    swatch.onclick = (e) => e.stopPropagation();
+    swatch.querySelector("input").onchange = (e) => updateClass(c.name, { color: e.target.value });
+    const name = el("span", { className: "name", textContent: c.name, title: "Double-click to rename" });
     const item = el("li", { className: "class-item" + (c.name === S.active ? " active" : "") },
-      el("span", { className: "swatch" }), el("span", { className: "name", textContent: c.name }),
+      swatch, name,
       el("span", { className: "refs", textContent: `${counts[c.name] || 0} ref${counts[c.name] === 1 ? "" : "s"}` }),
       ...(i < 9 ? [el("kbd", { textContent: String(i + 1) })] : []), del);
     item.style.setProperty("--c", c.color);
-    item.onclick = () => selectClass(c.name);
+    item.onclick = () => { if (S.active !== c.name) selectClass(c.name); };
     item.dataset.name = c.name;
+    item.dataset.color = c.color;
     return item;
   }));
 }
@@ -107,7 +211,8 @@ function renderGallery() {
     }));
     const thumb = el("div", { className: "thumb" + (info.name === S.current ? " open" : ""), title: info.name },
       el("img", { src: api.thumbUrl(info.name, 160), alt: info.name, loading: "lazy" }), badges);
-    if (labels.length) thumb.append(el("span", { className: "tag", textContent: "REF" }));
+    const corrected = [...S.refs.values()].some((r) => r.image === info.name && r.source === "corrected");
+    if (labels.length) thumb.append(el("span", { className: "tag", textContent: corrected ? "FIXED" : "REF" }));
     thumb.dataset.name = info.name;
     thumb.onclick = () => openImage(info.name);
     return thumb;
@@ -135,13 +240,19 @@ function renderStatus() {
   const info = S.images.find((i) => i.name === S.current);
   $("status-image").innerHTML = info ? `<b>${escapeHtml(info.name)}</b> · ${info.width}×${info.height}` : "No image open";
   const ref = S.refs.get(refKey(S.current, S.active));
+  if (info && review.active && editor.readOnly) {
+    $("status-ref").textContent = "reviewing the predicted masks";
+    $("status-hint").textContent = "A accept · R reject · F fix · ← → step · wheel zooms, drag pans";
+    $("banner").classList.add("hidden");
+    return;
+  }
   $("status-ref").textContent = !info ? "" : ref
     ? `${S.active}: ${ref.prompt_type} prompt · ${ref.area.toLocaleString()} px` +
       (ref.score == null ? "" : ` · score ${ref.score.toFixed(2)}`)
     : S.active ? `not a reference for “${S.active}” yet` : "add a class first";
   $("status-hint").textContent = info ? editor.hint : "";
   const banner = $("banner");
-  const show = info && S.active && !ref;
+  const show = info && S.active && !ref && !review.active;
   banner.classList.toggle("hidden", !show);
   if (show) {
     $("banner-text").textContent = `Draw to make this a reference for “${S.active}”`;
@@ -159,12 +270,23 @@ function setTool(tool) {
 }
 
 // -- sync prompts to the server -----------------------------------------------------------------
-const syncs = new Map(); // key -> {timer, busy, again}
+const syncs = new Map(); // key -> {timer, busy, again, dirty}
+
+function unsaved() { return [...syncs.values()].some((e) => e.dirty || e.busy); }
+
+function renderSaved() {
+  const chip = $("save-state");
+  const failed = [...syncs.values()].some((e) => e.failed);
+  chip.textContent = failed ? "Not saved" : unsaved() ? "Saving…" : "Saved";
+  chip.classList.toggle("pending", unsaved());
+}
 
 function scheduleSync(image, label) {
   const key = refKey(image, label);
-  const entry = syncs.get(key) || { timer: 0, busy: false, again: false };
+  const entry = syncs.get(key) || { timer: 0, busy: false, again: false, dirty: false, failed: false };
   syncs.set(key, entry);
+  entry.dirty = true;
+  renderSaved();
   clearTimeout(entry.timer);
   entry.timer = setTimeout(() => flush(image, label), SYNC_DELAY_MS);
 }
@@ -174,6 +296,7 @@ async function flush(image, label) {
   const entry = syncs.get(key);
   if (entry.busy) { entry.again = true; return; }
   entry.busy = true;
+  entry.dirty = false;
   try {
     const prompt = editor.state(image, label).toPrompt();
     const old = S.refs.get(key);
@@ -184,17 +307,21 @@ async function flush(image, label) {
       const out = await api.putReference(S.sid, image, label, prompt);
       S.refs.set(key, { ...out, img: await loadImage(out.mask_png) });
     }
+    entry.failed = false;
     referencesChanged();
   } catch (err) {
+    entry.dirty = entry.failed = true; // not saved: the next edit tries again, leaving the page warns
     toast(err.message, true);
   } finally {
     entry.busy = false;
     if (entry.again) { entry.again = false; flush(image, label); }
+    renderSaved();
   }
 }
 
+// Make target `name` a reference of the active class from its prediction, to correct it.
 async function promote(name) {
-  if (!S.active) return toast("Add a class first", true);
+  if (!S.active) { toast("Add a class first", true); return false; }
   try {
     const out = await api.promote(S.sid, name, S.active);
     const img = await loadImage(out.mask_png);
@@ -205,14 +332,16 @@ async function promote(name) {
     referencesChanged();
     await openImage(name);
     setTool("brush");
-    toast(`“${name}” is now a reference: correct its mask with the brush and eraser`);
+    toast(`“${name}” is now a corrected reference: fix its mask with the brush and eraser (it stays in the export)`);
+    return true;
   } catch (err) {
     toast(err.message, true);
+    return false;
   }
 }
 
-function referencesChanged() {
-  S.rev += 1;
+function referencesChanged(bump = true) {
+  if (bump) S.rev += 1;
   renderClasses();
   renderGallery();
   renderTargets();
@@ -244,6 +373,7 @@ function renderTargets() {
     grid.replaceChildren(...names.map((n) => cards.get(n)));
     for (const card of cards.values()) observer.observe(card);
   }
+  for (const [name, card] of cards) card.dataset.review = S.reviews[name] || "";
   if (!S.refs.size) {
     for (const card of cards.values()) clearCard(card);
     grid.querySelector(".placeholder")?.remove();
@@ -251,19 +381,20 @@ function renderTargets() {
       innerHTML: "Open an image and mark an object<br>(box, clicks, scribble or mask):<br>every other image is segmented here." }));
   } else {
     grid.querySelector(".placeholder")?.remove();
-    for (const card of cards.values()) card.classList.add("stale");
+    for (const card of cards.values()) card.classList.toggle("stale", card.dataset.rev !== overlayRev());
   }
+  $("review-open").disabled = !S.refs.size;
   pumpOverlays();
 }
 
 function makeCard(name) {
   const overlay = el("img", { className: "overlay", alt: "" });
-  const promoteButton = el("button", { className: "btn promote", textContent: "Promote",
-    title: "Make this a reference, starting from its predicted mask" });
+  const promoteButton = el("button", { className: "btn promote", textContent: "Fix",
+    title: "Correct this prediction: it becomes a reference mask to edit (and stays in the export)" });
   promoteButton.onclick = (e) => { e.stopPropagation(); promote(name); };
   const card = el("div", { className: "card" },
     el("div", { className: "pic" }, el("img", { src: api.thumbUrl(name, TARGET_SIDE), alt: name, loading: "lazy" }),
-      overlay, promoteButton),
+      overlay, promoteButton, el("span", { className: "verdict" })),
     el("div", { className: "meta" }, el("div", { className: "name", textContent: name }),
       el("div", { className: "scores" })));
   card.dataset.name = name;
@@ -288,14 +419,14 @@ async function pumpOverlays() {
   pumping = true;
   try {
     for (;;) {
-      const name = [...cards.keys()].find((n) => visible.has(n) && cards.get(n).dataset.rev !== String(S.rev));
+      const name = [...cards.keys()].find((n) => visible.has(n) && cards.get(n).dataset.rev !== overlayRev());
       if (!name || !S.refs.size) break;
-      const card = cards.get(name), rev = S.rev;
+      const card = cards.get(name), rev = overlayRev();
       try {
         const out = await api.target(S.sid, name, TARGET_SIDE, rev);
         showTarget(card, out, rev);
       } catch (err) {
-        card.dataset.rev = String(rev);
+        card.dataset.rev = rev;
         if (err.status !== 409) toast(`${name}: ${err.message}`, true);
       }
     }
@@ -312,8 +443,8 @@ function showTarget(card, out, rev) {
     chip.style.setProperty("--c", colorOf(c.label));
     return chip;
   }));
-  card.dataset.rev = String(rev);
-  card.classList.toggle("stale", rev !== S.rev);
+  card.dataset.rev = rev;
+  card.classList.toggle("stale", rev !== overlayRev());
 }
 
 // -- propagate and export -----------------------------------------------------------------------
@@ -324,19 +455,25 @@ function renderProgress(status) {
     bar.style.width = `${Math.round(fraction * 100)}%`;
     text.textContent = status.state === "running" ? `${status.done} / ${status.total} images`
       : status.state === "done" ? `${status.total} images ✓` : status.state === "failed" ? "failed" : "stopped";
-  } else if (S.propagatedRev !== S.rev && !S.propagating) {
+  } else if (S.propagatedRev === S.rev && !S.propagating) {
+    bar.style.width = "100%";
+    text.textContent = `${targetNames().length} images ✓`;
+  } else if (!S.propagating) {
     bar.style.width = "0%";
     text.textContent = S.propagatedRev < 0 ? "not propagated" : "out of date";
   }
   $("propagate").disabled = S.propagating || !S.refs.size;
-  $("export-note").textContent = S.propagatedRev === S.rev ? "Ready to export." : "Propagates first if needed.";
+  $("export").disabled = S.exporting;
+  if (!S.exporting) {
+    $("export-note").textContent = S.propagatedRev === S.rev ? "Ready to export." : "Propagates first if needed.";
+  }
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function propagate() {
-  if (!S.refs.size) return toast("Mark a reference first", true);
-  if (S.propagating) return;
+  if (!S.refs.size) { toast("Mark a reference first", true); return false; }
+  if (S.propagating) return false;
   S.propagating = true;
   const rev = S.rev;
   $("model-chip").classList.add("busy");
@@ -364,20 +501,40 @@ async function propagate() {
   }
 }
 
+function renderExport(status) {
+  const fraction = status.total ? status.done / status.total : 0;
+  $("export-bar").style.width = `${Math.round(fraction * 100)}%`;
+  $("export-progress").classList.toggle("hidden", status.state !== "running");
+  $("export-note").textContent = status.state === "running" ? `Exporting… ${status.done} / ${status.total}`
+    : status.state === "done" ? `Exported ${status.images} images ✓` : `Export ${status.state}`;
+}
+
 async function exportZip() {
   const formats = [...document.querySelectorAll("#formats input:checked")].map((i) => i.value);
   if (!formats.length) return toast("Choose at least one export format", true);
+  if (S.exporting) return;
   if (S.propagatedRev !== S.rev && !(await propagate())) return;
+  S.exporting = true;
+  renderProgress();
   try {
-    const blob = await api.exportZip(S.sid, formats);
-    const link = el("a", { href: URL.createObjectURL(blob), download: "sansa-export.zip" });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-    toast(`Exported ${targetNames().length} images (${formats.join(", ")})`);
+    let status = await api.startExport(S.sid, formats);
+    renderExport(status);
+    while (status.state === "running") {
+      await sleep(200);
+      status = await api.exportStatus(S.sid, status.id);
+      renderExport(status);
+    }
+    if (status.state !== "done") throw new Error(status.error || "export failed");
+    api.download(status.download, "sansa-export.zip");
+    const left = status.left_out.length ? ` (${status.left_out.length} rejected left out)` : "";
+    toast(`Exported ${status.images} images${left}: ${formats.join(", ")}`);
   } catch (err) {
     toast(err.message, true);
+    $("export-note").textContent = "Export failed.";
+  } finally {
+    S.exporting = false;
+    $("export-progress").classList.add("hidden");
+    $("export").disabled = false;
   }
 }
 
@@ -398,20 +555,37 @@ async function upload(files) {
 // -- keyboard -----------------------------------------------------------------------------------
 const TOOL_KEYS = { p: "point", b: "box", s: "scribble", m: "brush", l: "lasso", e: "eraser" };
 
+function onReviewKey(e, k) {
+  if (e.key === "Escape") review.exit();
+  else if (k === "a") review.decide("accepted");
+  else if (k === "r") review.decide("rejected");
+  else if (k === "f") review.fix();
+  else if (e.key === "ArrowRight") review.step(1);
+  else if (e.key === "ArrowLeft") review.step(-1);
+  else return false;
+  return true;
+}
+
 function onKey(e) {
   const help = $("help");
-  if (e.key === "Escape") { help.classList.add("hidden"); document.activeElement?.blur(); return; }
-  if (e.target.closest("input")) return;
+  if (e.key === "Escape" && !help.classList.contains("hidden")) { help.classList.add("hidden"); return; }
+  if (e.target.closest("input, select")) return;
   const k = e.key.toLowerCase();
+  const ctrl = e.ctrlKey || e.metaKey;
+  if (review.active && !ctrl && !e.altKey && onReviewKey(e, k)) { e.preventDefault(); return; }
+  if (e.key === "Escape") { document.activeElement?.blur(); return; }
   if (e.key === "?" || k === "h") help.classList.toggle("hidden");
+  else if ((k === "z" && e.shiftKey && ctrl) || (k === "y" && ctrl)) editor.edit("redo");
   else if (k === "z" && !e.shiftKey) editor.edit("undo");
   else if (e.key === "Delete" || e.key === "Backspace") editor.edit("clear");
   else if (e.key === "Enter" && e.shiftKey) propagate();
   else if (k === "e" && e.shiftKey) exportZip();
-  else if (e.ctrlKey || e.metaKey || e.altKey) return;
+  else if (ctrl || e.altKey) return;
   else if (TOOL_KEYS[k]) setTool(TOOL_KEYS[k]);
   else if (/^[1-9]$/.test(e.key) && S.classes[+e.key - 1]) selectClass(S.classes[+e.key - 1].name);
+  else if (e.key === "0") editor.fit();
   else if (k === "n") { $("class-name").focus(); }
+  else if (k === "v" && S.refs.size) review.enter();
   else if (e.key === "ArrowRight") step(1);
   else if (e.key === "ArrowLeft") step(-1);
   else if (e.key === "[") { editor.brush = Math.max(2, editor.brush - 2); renderStatus(); editor.redraw(); }
@@ -424,13 +598,22 @@ function onKey(e) {
 function wire() {
   for (const b of document.querySelectorAll(".tool[data-tool]")) b.onclick = () => setTool(b.dataset.tool);
   $("undo").onclick = () => editor.edit("undo");
+  $("redo").onclick = () => editor.edit("redo");
+  $("fit").onclick = () => editor.fit();
   $("clear").onclick = () => editor.edit("clear");
   $("propagate").onclick = () => propagate();
+  $("review-open").onclick = () => review.enter();
   $("export").onclick = () => exportZip();
+  $("new-session").onclick = () => newSession().catch((err) => toast(err.message, true));
   $("promote-open").onclick = () => promote(S.current);
   $("help-button").onclick = () => $("help").classList.toggle("hidden");
   $("help").onclick = (e) => { if (e.target === $("help")) $("help").classList.add("hidden"); };
   $("upload").onchange = (e) => upload([...e.target.files]);
+  $("classes").ondblclick = (e) => { // double-click a class to rename it
+    const item = e.target.closest(".class-item");
+    const c = item && !e.target.closest("input, button") && S.classes.find((x) => x.name === item.dataset.name);
+    if (c) renameInPlace(item, c);
+  };
   $("class-form").onsubmit = (e) => {
     e.preventDefault();
     const input = $("class-name"), name = input.value.trim();
@@ -438,22 +621,29 @@ function wire() {
     addClass(name).then(() => { input.value = ""; input.blur(); }).catch((err) => toast(err.message, true));
   };
   window.addEventListener("keydown", onKey);
+  window.addEventListener("beforeunload", (e) => {
+    if (!unsaved()) return;
+    e.preventDefault();
+    e.returnValue = ""; // the browser asks before leaving with an edit not yet saved
+  });
 }
 
 async function start() {
   wire();
-  const [info, images, session] = await Promise.all([api.info(), api.images(), api.newSession()]);
-  S.sid = session.session_id;
+  const [info, images, session] = await Promise.all([api.info(), api.images(), api.currentSession()]);
   S.images = images.images;
   $("folder").textContent = `${info.folder.split(/[\\/]/).filter(Boolean).pop() || info.folder}/`;
   $("folder").title = `Serving ${info.folder}`;
   $("model-name").textContent = `${info.model} · ${info.device}`;
   for (const skipped of images.skipped) toast(`${skipped.name}: ${skipped.reason}`, true);
   setTool("box");
-  await addClass("object");
+  await applyState(session);
+  if (session.version === 0) await addClass("object"); // a new session starts with one class
+  else if (session.references.length) toast(`Resumed the session: ${session.references.length} references`);
   renderGallery();
   renderTargets();
   renderProgress();
+  renderSaved();
   document.body.dataset.ready = "1";
 }
 

@@ -1,7 +1,10 @@
 // The reference editor: one image on a canvas, the prompt of the active class drawn over it.
 // Coordinates of prompts are the image's own pixels (x = column, y = row), as the API expects.
+// Zoom (wheel, about the cursor) and pan (drag with Space held or the middle button) change only
+// the view: the canvas's data-view attribute holds {scale, ox, oy, zoom} (screen = o + image * scale).
 
 const HISTORY_LIMIT = 25;
+const ZOOM_LIMITS = [0.25, 40];
 
 // What the user marked on one image for one class: clicks/box/scribble, or a painted mask.
 export class PromptState {
@@ -14,6 +17,7 @@ export class PromptState {
     this.strokes = []; // [[x, y], ...] each
     this.mask = null; // canvas at image size; alpha > 0 = object
     this.history = [];
+    this.future = []; // undone steps, for redo
   }
 
   maskCanvas() {
@@ -34,15 +38,38 @@ export class PromptState {
   push() {
     this.history.push(this.snapshot());
     if (this.history.length > HISTORY_LIMIT) this.history.shift();
+    this.future = [];
   }
 
   undo() {
     const last = this.history.pop();
     if (!last) return false;
-    Object.assign(this, { kind: last.kind, points: last.points, box: last.box, strokes: last.strokes });
-    if (last.mask) this.maskCanvas().getContext("2d").putImageData(last.mask, 0, 0);
-    else if (this.mask) this.mask.getContext("2d").clearRect(0, 0, this.width, this.height);
+    this.future.push(this.snapshot());
+    this.restore(last);
     return true;
+  }
+
+  redo() {
+    const next = this.future.pop();
+    if (!next) return false;
+    this.history.push(this.snapshot());
+    this.restore(next);
+    return true;
+  }
+
+  restore(snap) {
+    Object.assign(this, { kind: snap.kind, points: snap.points, box: snap.box, strokes: snap.strokes });
+    if (snap.mask) this.maskCanvas().getContext("2d").putImageData(snap.mask, 0, 0);
+    else if (this.mask) this.mask.getContext("2d").clearRect(0, 0, this.width, this.height);
+  }
+
+  // The prompt a reference was saved with (from the server), as the state to edit further.
+  loadPrompt(prompt) {
+    this.kind = "clicks";
+    const labels = prompt.point_labels || [];
+    this.points = (prompt.points || []).map(([x, y], i) => [x, y, labels[i] ?? 1]);
+    this.box = prompt.box ? [...prompt.box] : null;
+    this.strokes = prompt.scribble ? structuredClone(prompt.scribble) : [];
   }
 
   clear() {
@@ -127,6 +154,14 @@ export class Editor {
     this.drag = null;
     this.hover = null;
     this.frame = 0;
+    this.zoom = 1; // 1 = the image fits the canvas
+    this.pan = [0, 0]; // screen pixels, from the fitted position
+    this.spaceHeld = false;
+    this.overlay = null; // an image drawn over the photo (review: the predicted masks)
+    this.readOnly = false; // review: the view can be zoomed and panned, nothing drawn
+    canvas.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
+    window.addEventListener("keydown", (e) => { if (e.key === " " && !e.target.closest("input, select, button")) this.space(true, e); });
+    window.addEventListener("keyup", (e) => { if (e.key === " ") this.space(false, e); });
     canvas.addEventListener("pointerdown", (e) => this.down(e));
     canvas.addEventListener("pointermove", (e) => this.move(e));
     canvas.addEventListener("pointerup", (e) => this.up(e));
@@ -150,10 +185,65 @@ export class Editor {
   }
 
   open(name, img) {
+    if (this.image?.name !== name) this.fit(false);
     this.image = { name, img, width: img.naturalWidth, height: img.naturalHeight };
     this.drag = null;
     this.redraw();
   }
+
+  close() {
+    this.image = null;
+    this.overlay = null;
+    this.redraw();
+  }
+
+  setOverlay(img) {
+    this.overlay = img;
+    this.redraw();
+  }
+
+  // Back to the whole image in view.
+  fit(redraw = true) {
+    this.zoom = 1;
+    this.pan = [0, 0];
+    if (redraw) this.redraw();
+  }
+
+  // Zoom by `factor` keeping the image point under screen point (sx, sy) (canvas pixels) in place.
+  zoomAt(factor, sx, sy) {
+    if (!this.image) return;
+    const before = this.view();
+    const px = (sx - before.ox) / before.scale, py = (sy - before.oy) / before.scale;
+    this.zoom = Math.min(Math.max(this.zoom * factor, ZOOM_LIMITS[0]), ZOOM_LIMITS[1]);
+    const scale = before.fit * this.zoom;
+    const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
+    this.pan = [sx - px * scale - (w - this.image.width * scale) / 2, sy - py * scale - (h - this.image.height * scale) / 2];
+    this.redraw();
+  }
+
+  wheel(e) {
+    if (!this.image) return;
+    e.preventDefault();
+    const rect = this.canvas.getBoundingClientRect();
+    this.zoomAt(Math.exp(-e.deltaY * 0.0015), e.clientX - rect.left, e.clientY - rect.top);
+  }
+
+  space(held, e) {
+    if (this.spaceHeld === held) { if (held) e.preventDefault(); return; }
+    this.spaceHeld = held;
+    if (held) e.preventDefault();
+    this.canvas.classList.toggle("grab", held);
+  }
+
+  renameLabel(old, name) {
+    for (const [key, state] of [...this.states]) {
+      const [image, label] = key.split("\n");
+      if (label === old) { this.states.delete(key); this.states.set(this.key(image, name), state); }
+    }
+    if (this.label === old) this.label = name;
+  }
+
+  reset() { this.states.clear(); }
 
   setClass(label, color) {
     this.label = label;
@@ -171,8 +261,9 @@ export class Editor {
 
   edit(action) {
     const state = this.state();
-    if (!state) return;
-    if (action === "undo" ? state.undo() : (state.push(), state.clear(), true)) this.changed(state);
+    if (!state || this.readOnly) return;
+    const done = action === "undo" ? state.undo() : action === "redo" ? state.redo() : (state.push(), state.clear(), true);
+    if (done) this.changed(state);
   }
 
   changed(state) {
@@ -184,8 +275,9 @@ export class Editor {
   view() {
     const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
     const { width, height } = this.image;
-    const scale = Math.min((w - 32) / width, (h - 32) / height);
-    return { scale, ox: (w - width * scale) / 2, oy: (h - height * scale) / 2 };
+    const fit = Math.min((w - 32) / width, (h - 32) / height);
+    const scale = fit * this.zoom;
+    return { fit, scale, ox: (w - width * scale) / 2 + this.pan[0], oy: (h - height * scale) / 2 + this.pan[1] };
   }
 
   toImage(e) {
@@ -198,7 +290,15 @@ export class Editor {
 
   // -- pointer -------------------------------------------------------------------------------
   down(e) {
-    if (!this.image || !this.label || e.button === 1) return;
+    if (!this.image) return;
+    if (e.button === 1 || this.spaceHeld || (this.readOnly && e.button === 0)) {
+      e.preventDefault();
+      this.canvas.setPointerCapture(e.pointerId);
+      this.drag = { type: "pan", from: [e.clientX, e.clientY], pan: [...this.pan] };
+      this.canvas.classList.add("panning");
+      return;
+    }
+    if (!this.label || this.readOnly) return;
     const p = this.toImage(e);
     const state = this.state();
     const negative = e.button === 2 || e.shiftKey;
@@ -225,7 +325,8 @@ export class Editor {
     const p = this.toImage(e);
     this.hover = p;
     const drag = this.drag;
-    if (drag?.type === "box") drag.end = p;
+    if (drag?.type === "pan") this.pan = [drag.pan[0] + e.clientX - drag.from[0], drag.pan[1] + e.clientY - drag.from[1]];
+    else if (drag?.type === "box") drag.end = p;
     else if (drag?.type === "stroke" || drag?.type === "lasso") drag.points.push(p);
     else if (drag?.type === "paint") {
       this.paint(this.state(), drag.last, p);
@@ -238,6 +339,7 @@ export class Editor {
     const drag = this.drag;
     this.drag = null;
     if (!drag) return;
+    if (drag.type === "pan") { this.canvas.classList.remove("panning"); return this.redraw(); }
     const state = this.state();
     const minSide = 4 / this.view().scale;
     if (drag.type === "box") {
@@ -303,14 +405,17 @@ export class Editor {
     const ctx = this.ctx;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, h);
-    if (!this.image) return;
+    if (!this.image) { delete this.canvas.dataset.view; return; }
     const { scale, ox, oy } = this.view();
+    this.canvas.dataset.view = JSON.stringify({ scale, ox, oy, zoom: this.zoom });
     const { img, width, height, name } = this.image;
     ctx.save();
     ctx.shadowColor = "#0009";
     ctx.shadowBlur = 18;
+    ctx.imageSmoothingEnabled = scale < 2; // zoomed in: see the pixels
     ctx.drawImage(img, ox, oy, width * scale, height * scale);
     ctx.restore();
+    if (this.overlay) ctx.drawImage(this.overlay, ox, oy, width * scale, height * scale);
     const state = this.states.get(this.key());
     const painting = state?.kind === "mask";
     for (const m of this.hooks.masksFor(name)) {
@@ -412,7 +517,7 @@ export class Editor {
   }
 
   drawCursor(ctx, scale, ox, oy) {
-    if (!this.hover || !["brush", "eraser"].includes(this.tool)) return;
+    if (!this.hover || this.readOnly || this.spaceHeld || !["brush", "eraser"].includes(this.tool)) return;
     ctx.beginPath();
     ctx.arc(ox + this.hover[0] * scale, oy + this.hover[1] * scale, this.brush, 0, 2 * Math.PI);
     ctx.strokeStyle = this.tool === "eraser" ? "#ff5c6c" : "#fff";

@@ -1,0 +1,157 @@
+// Review mode: step through the targets at full size with their predicted masks over them, and
+// accept, reject or fix each (fix: the prediction becomes a reference mask to correct with the
+// brush, the eraser or prompts; it stays in the export as "corrected"). Filters and counts per state.
+import { api } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const REVIEW_SIDE = 2048; // longest side of the overlay shown over the full-size target
+export const LOW_SCORE = 0.5;
+
+const FILTERS = {
+  all: () => true,
+  unreviewed: (item) => item.state === "unreviewed",
+  rejected: (item) => item.state === "rejected",
+  low: (item) => item.state !== "fixed" && item.score !== null && item.score < LOW_SCORE,
+  accepted: (item) => item.state === "accepted",
+  fixed: (item) => item.state === "fixed",
+};
+
+export class Review {
+  // hooks: sid(), rev(), editor, open(name) -> Promise, promote(name) -> Promise<bool>,
+  //        prepare() -> Promise<bool> (propagate first), changed(items), toast(text, error)
+  constructor(hooks) {
+    this.hooks = hooks;
+    this.active = false;
+    this.items = [];
+    this.counts = {};
+    this.current = null;
+    $("review-filter").onchange = () => this.applyFilter();
+    $("review-prev").onclick = () => this.step(-1);
+    $("review-next").onclick = () => this.step(1);
+    $("review-accept").onclick = () => this.decide("accepted");
+    $("review-reject").onclick = () => this.decide("rejected");
+    $("review-fix").onclick = () => this.fix();
+    $("review-exit").onclick = () => this.exit();
+  }
+
+  get filter() { return $("review-filter").value; }
+
+  filtered() { return this.items.filter(FILTERS[this.filter]); }
+
+  async enter() {
+    if (!(await this.hooks.prepare())) return;
+    await this.refresh();
+    this.active = true;
+    document.body.classList.add("reviewing");
+    $("review-bar").classList.remove("hidden");
+    const list = this.filtered();
+    if (!list.length && this.filter !== "all") $("review-filter").value = "all";
+    await this.show(this.filtered()[0]?.name || null);
+  }
+
+  exit() {
+    this.active = false;
+    document.body.classList.remove("reviewing");
+    $("review-bar").classList.add("hidden");
+    this.hooks.editor.readOnly = false;
+    this.hooks.editor.setOverlay(null);
+    this.hooks.changed(this.items);
+  }
+
+  async refresh() {
+    this.take(await api.review(this.hooks.sid()));
+  }
+
+  take(list) {
+    this.items = list.items;
+    this.counts = list.counts;
+    this.hooks.changed(this.items);
+    this.render();
+  }
+
+  item(name = this.current) { return this.items.find((i) => i.name === name) || null; }
+
+  render() {
+    const c = this.counts;
+    $("review-counts").textContent = `${c.unreviewed || 0} to review · ${c.accepted || 0} accepted · `
+      + `${c.rejected || 0} rejected · ${c.fixed || 0} fixed`;
+    const list = this.filtered(), item = this.item();
+    const at = list.findIndex((i) => i.name === this.current);
+    $("review-pos").textContent = `${at < 0 ? "–" : at + 1} / ${list.length}`;
+    $("review-name").textContent = item ? item.name : "nothing to review here";
+    const state = item ? item.state : "";
+    $("review-state").textContent = state;
+    $("review-state").dataset.state = state;
+    $("review-score").textContent = item && item.score !== null ? `score ${item.score.toFixed(2)}` : "";
+    $("review-score").classList.toggle("low", !!item && item.score !== null && item.score < LOW_SCORE);
+    for (const id of ["review-accept", "review-reject", "review-fix"]) $(id).disabled = !item || state === "fixed";
+  }
+
+  async show(name) {
+    this.current = name;
+    this.render();
+    const editor = this.hooks.editor;
+    if (!name) { editor.setOverlay(null); return; }
+    const item = this.item(name);
+    editor.readOnly = item.state !== "fixed";
+    editor.setOverlay(null);
+    await this.hooks.open(name);
+    if (item.state === "fixed" || this.current !== name) return;
+    try {
+      const out = await api.target(this.hooks.sid(), name, REVIEW_SIDE, this.hooks.rev());
+      const img = await loadImage(out.overlay_png);
+      if (this.current === name) editor.setOverlay(img);
+    } catch (err) {
+      this.hooks.toast(`${name}: ${err.message}`, true);
+    }
+  }
+
+  // The next (or previous) item of the filtered list, counted from the current one's place.
+  async step(delta) {
+    const order = this.items.map((i) => i.name);
+    const here = order.indexOf(this.current);
+    const list = this.filtered().map((i) => i.name);
+    if (!list.length) return this.show(null);
+    let next;
+    if (delta > 0) next = list.find((n) => order.indexOf(n) > here) ?? list[0];
+    else next = [...list].reverse().find((n) => order.indexOf(n) < here) ?? list[list.length - 1];
+    await this.show(next);
+  }
+
+  async applyFilter() {
+    const list = this.filtered();
+    await this.show(list.some((i) => i.name === this.current) ? this.current : list[0]?.name || null);
+  }
+
+  async decide(state) {
+    const item = this.item();
+    if (!item || item.state === "fixed") return;
+    try {
+      this.take(await api.decide(this.hooks.sid(), item.name, state));
+      this.hooks.toast(`${item.name}: ${state}`);
+      await this.step(1);
+    } catch (err) {
+      this.hooks.toast(err.message, true);
+    }
+  }
+
+  async fix() {
+    const item = this.item();
+    if (!item || item.state === "fixed") return;
+    const name = item.name;
+    this.hooks.editor.readOnly = false;
+    this.hooks.editor.setOverlay(null);
+    if (await this.hooks.promote(name)) await this.refresh();
+    else this.hooks.editor.readOnly = true;
+    if (this.current === name) this.render();
+  }
+}
+
+function loadImage(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("could not load the overlay"));
+    img.src = src;
+  });
+}
