@@ -286,7 +286,9 @@ def mask_pixels(archive: zipfile.ZipFile, name: str) -> int:
 
 
 def server_state(page) -> dict:
-    return page.evaluate("fetch('/api/sessions/current').then(r => r.json())")
+    """The session as the server has it (asked with the page's token)."""
+    return page.evaluate("""() => fetch('/api/sessions/current', {headers: {'X-Sansa-Token':
+        document.querySelector('meta[name="sansa-token"]').content}}).then(r => r.json())""")
 
 
 def page_classes(page) -> list[tuple[str, str]]:
@@ -335,8 +337,11 @@ def test_reload_restores_the_session_and_unsaved_edits_warn(page):
 def test_server_restart_restores_the_session(tiny_predictor, scene_folder):
     from sansa.web.app import create_app, serve_in_thread
 
+    @contextmanager
     def server():
-        return serve_in_thread(create_app(tiny_predictor, scene_folder, model_name="test_tiny (random weights)"))
+        app = create_app(tiny_predictor, scene_folder, model_name="test_tiny (random weights)")
+        with serve_in_thread(app) as url:
+            yield f"{url}/?token={app.state.token}"
 
     with server() as url, browser_page(url) as page:
         mark_box(page)

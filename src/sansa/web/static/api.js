@@ -63,7 +63,7 @@ export const api = {
   progress: (sid) => call("GET", `/api/sessions/${sid}/propagate`),
   // Save a finished export: the browser streams the zip to disk (the server streams it from a file).
   download(path, filename) {
-    const link = Object.assign(document.createElement("a"), { href: path, download: filename });
+    const link = Object.assign(document.createElement("a"), { href: withToken(path), download: filename });
     document.body.append(link);
     link.click();
     link.remove();
