@@ -26,6 +26,9 @@ PYTHON = VENV / "bin" / "python"
 INSTALL_HINT = ("python3 -m venv .venv-labelstudio && "
                 ".venv-labelstudio/bin/pip install label-studio==1.21.0 label-studio-converter==0.0.59")
 START_TIMEOUT_S = 420
+DATABASE = "label_studio.sqlite3"
+# A migrated database with the test user, made by the first session (Label Studio's version is the venv's).
+TEMPLATE = VENV / "sansa-test-database.sqlite3"
 USER, PASSWORD = "sansa@example.com", "sansa-test-password"
 TOKEN = "5a17a5a0c0ffee5a17a5a0c0ffee5a17a5a0c0ff"
 
@@ -87,6 +90,8 @@ def label_studio(tmp_path_factory) -> LabelStudioServer:
 
     data_dir = tmp_path_factory.mktemp("label-studio")
     (data_dir / "files").mkdir()
+    if TEMPLATE.is_file():  # migrated before: skips minutes of database migrations
+        shutil.copyfile(TEMPLATE, data_dir / DATABASE)
     port = free_port()
     log_path = data_dir / "label-studio.log"
     started = time.monotonic()
@@ -109,6 +114,8 @@ def label_studio(tmp_path_factory) -> LabelStudioServer:
                 pass
             time.sleep(0.5)
         server = LabelStudioServer(url, TOKEN, USER, PASSWORD, data_dir, time.monotonic() - started)
+        if not TEMPLATE.is_file():
+            _save_template(data_dir / DATABASE)
         print(f"\nLabel Studio started in {server.start_seconds:.0f} s at {url}")
         yield server
     finally:
@@ -119,6 +126,16 @@ def label_studio(tmp_path_factory) -> LabelStudioServer:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _save_template(database: Path) -> None:
+    """Keep the freshly migrated database (with the test user) in the venv for the next sessions."""
+    import sqlite3
+
+    partial = TEMPLATE.with_suffix(".partial")
+    with sqlite3.connect(database) as source, sqlite3.connect(partial) as copy:
+        source.backup(copy)
+    os.replace(partial, TEMPLATE)
 
 
 def _tail(path: Path, lines: int = 30) -> str:

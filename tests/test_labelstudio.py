@@ -284,3 +284,48 @@ def test_cli_refuses_unsafe_or_wrong_options_in_one_line(args, message, monkeypa
     assert main(["label-studio", *args, "--backbone", "test_tiny", "--random-weights"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# -- the labelstudio export format --------------------------------------------------------
+def test_export_format_writes_tasks_and_config(tmp_path):
+    """tasks.json: one task per image (URL-quoted local-files path), one brush region per class present,
+    decoding to the label map; config.xml fits the results, odd class names included; reruns give equal bytes."""
+    import json
+
+    from sansa.export import FolderWriter
+
+    labels = ['cat "big" & <co>', "dog"]
+    label_map = np.zeros((6, 8), np.uint16)
+    label_map[1:3, 1:4], label_map[4:, 5:] = 1, 2
+    outputs = []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        with FolderWriter(out, labels, ["labelstudio"]) as writer:
+            writer.write("sub/a b.png", np.zeros((6, 8, 3), np.uint8), label_map, labels, {labels[0]: 0.9, "dog": 0.5})
+            writer.write("empty.png", np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint16), labels, {})
+        outputs.append((out / "labelstudio" / "tasks.json").read_bytes())
+    assert outputs[0] == outputs[1]
+    tasks = json.loads(outputs[0])
+    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=empty.png",
+                                                   "/data/local-files/?d=sub/a%20b.png"]
+    assert tasks[0]["annotations"][0]["result"] == []
+    config = parse_config((tmp_path / "first" / "labelstudio" / "config.xml").read_text())
+    assert config.labels == labels and config.image_key == "image"
+    regions = tasks[1]["annotations"][0]["result"]
+    assert [(r["from_name"], r["to_name"], r["value"]["brushlabels"], r["score"]) for r in regions] == [
+        ("label", "image", [labels[0]], 0.9), ("label", "image", ["dog"], 0.5)]
+    for class_id, region in enumerate(regions, start=1):
+        assert np.array_equal(rle.decode(region["value"]["rle"], 6, 8), label_map == class_id)
+    prompts = annotation_prompts(regions, config, 6, 8)  # the backend reads what the export writes
+    assert [p.label for p in prompts] == labels
+
+
+def test_setup_survives_an_unreachable_label_studio(tiny_model):
+    """A refused token or a down API at /setup is a logged warning, not a failed connection: the
+    annotations sent with the tasks to predict still become references."""
+    backend = SansaBackend(tiny_model, LabelStudio("http://127.0.0.1:9", "token"), device="cpu")
+    version = backend.setup("4.1", BRUSH)
+    assert version.startswith("sansa-") and not backend.projects[4].synced
+    task = {"id": 1, "data": {"photo": "/x.png"}, "annotations": [_brush_annotation(3, _mask(4, 4, (0, 0, 2, 2)))]}
+    assert backend.predict([task], "4.1") == []  # its image cannot be read: no reference, no prediction
+    assert backend.model_version(4) != version  # but the annotation is known

@@ -196,56 +196,69 @@ def test_backend_refuses_calls_without_the_secret(backend_url):
     assert wrong.status_code == 401
 
 
-def test_labelstudio_export_imports_and_converts(label_studio, tiny_model, tmp_path):  # noqa: F811
-    """`sansa segment --format labelstudio` output imports into Label Studio with the masks intact,
-    and label-studio-converter turns an export of it into PNG masks without error."""
-    pytest.importorskip("sansa.export.labelstudio")
-    from sansa import SansaPredictor
-    from sansa.export import FolderWriter
+def test_labelstudio_export_imports_and_converts(label_studio, tmp_path):  # noqa: F811
+    """`sansa segment --format labelstudio` output imports into Label Studio with masks equal to the PNG
+    masks of the same run, and label-studio-converter turns Label Studio's export of it into PNGs without error."""
+    from sansa.cli import main
+    from sansa.export.names import safe_stem
 
-    scenes = [scene(i) for i in range(3)]
     folder = tmp_path / "images"
     folder.mkdir()
-    for i, (image, _) in enumerate(scenes):
-        Image.fromarray(image).save(folder / f"scene_{i}.png")
-    predictor = SansaPredictor(tiny_model, device="cpu")
+    for i in range(3):
+        Image.fromarray(scene(i)[0]).save(folder / f"scene {i}.png")  # a space: URL-quoted in the task
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    Image.fromarray(scene(3)[0]).save(reference / "ref.png")
     for label in CLASSES:
-        predictor.add_reference(scenes[0][0], mask=scenes[0][1][label], label=label)
+        Image.fromarray(scene(3)[1][label].astype(np.uint8) * 255).save(reference / f"{label}.png")
+    (reference / "refs.json").write_text(json.dumps({"references": [
+        {"image": "ref.png", "mask": f"{label}.png", "label": label} for label in CLASSES]}))
     out = tmp_path / "out"
-    segmentations = {}
-    with FolderWriter(out, list(CLASSES), ["labelstudio"], image_root=folder) as writer:
-        for i, (image, _) in enumerate(scenes):
-            segmentations[f"scene_{i}.png"] = predictor.segment(image)
-            writer.write(segmentations[f"scene_{i}.png"], image, str(folder / f"scene_{i}.png"))
+    assert main(["segment", "--references", str(reference / "refs.json"), "--targets", str(folder), "--out", str(out),
+                 "--format", "png", "labelstudio", "--backbone", "test_tiny", "--random-weights",
+                 "--device", "cpu"]) == 0
     tasks = json.loads((out / "labelstudio" / "tasks.json").read_text())
     config = (out / "labelstudio" / "config.xml").read_text()
     client = label_studio.client()
     project_id = client.post("/api/projects", json={"title": "sansa export", "label_config": config}).json()["id"]
     answer = client.post(f"/api/projects/{project_id}/import", json=tasks)
     assert answer.status_code == 201, answer.text
-    imported = client.get(f"/api/projects/{project_id}/export", params={"exportType": "JSON",
-                                                                        "download_all_tasks": "true"}).json()
-    assert len(imported) == 3
-    regions = 0
+    imported = client.get(f"/api/projects/{project_id}/export",
+                          params={"exportType": "JSON", "download_all_tasks": "true"}).json()
+    assert sorted(t["data"]["image"] for t in imported) == [
+        f"/data/local-files/?d=scene%20{i}.png" for i in range(3)]
+    regions, pixels = 0, []
     for task in imported:
-        name = task["data"]["image"].rsplit("=", 1)[-1].rsplit("/", 1)[-1]
+        stem = safe_stem(task["data"]["image"].rsplit("=", 1)[1].replace("%20", " "))
         (annotation,) = task["annotations"]
-        for region in annotation["result"]:
-            (label,) = region["value"]["brushlabels"]
+        labels = [r["value"]["brushlabels"][0] for r in annotation["result"]]
+        assert len(labels) == len(set(labels)) and set(labels) <= set(CLASSES)
+        for label in CLASSES:
+            png = np.asarray(Image.open(out / "masks" / f"{stem}_{label}.png")) > 0
+            region = next((r for r in annotation["result"] if r["value"]["brushlabels"] == [label]), None)
+            if region is None:
+                assert not png.any(), f"{stem} {label}: in the PNG, not in Label Studio"
+                continue
             mask = rle.decode(region["value"]["rle"], region["original_height"], region["original_width"])
-            assert np.array_equal(mask, segmentations[name].mask(label)), f"{name} {label}"
+            assert np.array_equal(mask, png), f"{stem} {label}: Label Studio's mask differs from the PNG"
             regions += 1
-    assert regions > 0
+            pixels.append(int(png.sum()))
+    assert regions > 0, "the tiny model found nothing: the comparison proved nothing"
     export_file = tmp_path / "export.json"
     export_file.write_text(json.dumps(imported))
     (tmp_path / "config.xml").write_text(config)
+    (tmp_path / "png").mkdir()
+    script = ("import sys; from label_studio_converter.converter import Converter; "
+              "Converter(sys.argv[1], '.').convert(sys.argv[2], sys.argv[3], 'BRUSH_TO_PNG', is_dir=False)")
     converted = subprocess.run(
-        [str(PYTHON), "-m", "label_studio_converter.main", "export", "-i", str(export_file),
-         "-c", str(tmp_path / "config.xml"), "-o", str(tmp_path / "png"), "-f", "BRUSH_TO_PNG"],
-        capture_output=True, text=True, timeout=300, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        [str(PYTHON), "-c", script, str(tmp_path / "config.xml"), str(export_file), str(tmp_path / "png")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert converted.returncode == 0, converted.stderr[-2000:]
-    pngs = sorted((tmp_path / "png").rglob("*.png"))
+    pngs = sorted((tmp_path / "png").glob("*.png"))
     assert len(pngs) == regions, [p.name for p in pngs]
+    converted_pixels = sorted(int((np.asarray(Image.open(p)) > 0).sum()) for p in pngs)
+    assert converted_pixels == sorted(pixels), "label-studio-converter's PNGs differ from sansa's masks"
 
 
 @pytest.mark.browser
@@ -267,7 +280,7 @@ def test_screenshot_of_a_prediction_in_label_studio(project, label_studio):  # n
         page.fill("input[name=email]", label_studio.username)
         page.fill("input[name=password]", label_studio.password)
         page.click("button[type=submit]")
-        page.wait_for_url("**/projects/**", timeout=60_000)
+        page.wait_for_url(lambda url: "/user/login" not in url, timeout=60_000)
         page.goto(f"{label_studio.url}/projects/{project['id']}/data?task={task['id']}")
         page.wait_for_selector("canvas", timeout=60_000)
         page.wait_for_timeout(3000)

@@ -58,8 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", metavar="DIR", required=True, help="output folder (resumed if it exists)")
     run.add_argument("--overwrite", action="store_true", default=None,
                      help="delete results an earlier run left in --out (from other references or model) and start over")
-    run.add_argument("--format", nargs="+", metavar="FMT", choices=("png", "indexed", "coco", "yolo", "overlay"),
-                     help="png, indexed, coco, yolo, overlay (default: png coco overlay)")
+    run.add_argument("--format", nargs="+", metavar="FMT",
+                     choices=("png", "indexed", "coco", "yolo", "overlay", "labelstudio"),
+                     help="png, indexed, coco, yolo, overlay, labelstudio (default: png coco overlay)")
     run.add_argument("--coco-instances", action="store_true", default=None,
                      help="COCO: one annotation per connected part (default: one per class)")
     run.add_argument("--coco-polygons", action="store_true", default=None,

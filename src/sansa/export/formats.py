@@ -21,6 +21,7 @@ class OutputFormat(str, enum.Enum):
     YOLO = "yolo"  #: ``yolo/``: an Ultralytics dataset, ``images/``, ``labels/<stem>.txt`` polygons, ``data.yaml``
     #: (flat: a stem's sub-folders joined with ``+``)
     OVERLAY = "overlay"  #: ``overlays/<stem>.jpg``: the image with coloured class masks, contours and a legend
+    LABELSTUDIO = "labelstudio"  #: ``labelstudio/tasks.json`` + ``config.xml``: Label Studio tasks, brush RLE regions
 
 
 class CocoLayout(str, enum.Enum):

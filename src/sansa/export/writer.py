@@ -10,6 +10,7 @@ kept, suffix dropped; ``<label>``: the class name made file-name safe)::
                                  (<flat>: the stem, sub-folders joined with "+")
     annotations.json             COCO dataset (coco), or with coco_layout="dataset":
     coco/annotations/instances_default.json + coco/images/<stem>.<ext>
+    labelstudio/tasks.json       Label Studio tasks with brush RLE regions, and config.xml (labelstudio)
     classes.json                 class id -> name and palette colour
     .sansa/parts/<hash>.json     what was written for each target (for resuming and COCO)
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from sansa import atomic
 from sansa.errors import SansaError
-from sansa.export import coco, dataset, names, render, yolo
+from sansa.export import coco, dataset, labelstudio, names, render, yolo
 from sansa.export.formats import CocoLayout, ImageMode, OutputFormat, parse_choice, parse_formats
 from sansa.export.palette import classes_table
 from sansa.export.shapes import components
@@ -190,6 +191,8 @@ class FolderWriter:
         if OutputFormat.COCO in self.formats:
             part["coco"] = coco.target_annotations(label_map, self.labels, {k: float(v) for k, v in scores.items()},
                                                    self.coco_instances, self.coco_polygons)
+        if OutputFormat.LABELSTUDIO in self.formats:
+            part["labelstudio"] = labelstudio.target_results(name, label_map, self.labels, scores)
         for path, data in files.items():
             atomic.write_bytes(self.out_dir / path, data)
         for path in image_files:
@@ -233,12 +236,16 @@ class FolderWriter:
             atomic.write_json(self.out_dir / self._coco_file(), coco.assemble(self.labels, targets), indent=None)
         if OutputFormat.YOLO in self.formats:
             atomic.write_text(self.out_dir / "yolo" / "data.yaml", yolo.data_yaml(self.labels))
+        if OutputFormat.LABELSTUDIO in self.formats:
+            targets = [(p["name"], p["labelstudio"]) for _, p in sorted(self._parts.items()) if "labelstudio" in p]
+            labelstudio.write_dataset(self.out_dir / labelstudio.FOLDER, self.labels, targets)
 
     def outputs(self) -> list[Path]:
         """The output folders and dataset files of the chosen formats."""
         coco_path = "annotations.json" if self.coco_layout is CocoLayout.FILE else "coco"
         paths = {OutputFormat.PNG: "masks", OutputFormat.INDEXED: "labels", OutputFormat.OVERLAY: "overlays",
-                 OutputFormat.YOLO: "yolo", OutputFormat.COCO: coco_path}
+                 OutputFormat.YOLO: "yolo", OutputFormat.COCO: coco_path,
+                 OutputFormat.LABELSTUDIO: labelstudio.FOLDER}
         return [self.out_dir / paths[f] for f in self.formats] + [self.out_dir / "classes.json"]
 
     def __enter__(self) -> FolderWriter:

@@ -13,8 +13,17 @@ project's Settings > Model. Parts:
 * :mod:`~sansa.labelstudio.server`: the FastAPI app (needs the ``web`` extra).
 """
 
-from sansa.labelstudio.backend import SansaBackend
-from sansa.labelstudio.config import LabelConfig, parse_config
-from sansa.labelstudio.remote import LabelStudio
+from __future__ import annotations
 
-__all__ = ["LabelConfig", "LabelStudio", "SansaBackend", "parse_config"]
+import importlib
+
+# Loaded on first use: the brush RLE codec (used by the export formats) must not pull in torch.
+_EXPORTS = {"SansaBackend": "sansa.labelstudio.backend", "LabelConfig": "sansa.labelstudio.config",
+            "parse_config": "sansa.labelstudio.config", "LabelStudio": "sansa.labelstudio.remote"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sansa.labelstudio' has no attribute {name!r}")

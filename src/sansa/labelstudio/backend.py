@@ -90,8 +90,7 @@ class SansaBackend:
             state = self._project(project)
             if schema:
                 state.config = parse_config(schema)
-            if not state.synced and self.label_studio.connected:
-                self._resync(state)
+            self._sync_once(state)
             return self.model_version(state)
 
     def predict(self, tasks: list[dict], project: str | int, label_config: str | None = None) -> list[dict]:
@@ -105,8 +104,7 @@ class SansaBackend:
                 state.config = parse_config(label_config)
             if state.config is None:
                 raise SansaError(f"project {state.id}: no labelling config (call /setup first)")
-            if not state.synced and self.label_studio.connected:
-                self._resync(state)
+            self._sync_once(state)
             for task in tasks:
                 self._take_task(state, task)
             self._encode(state)
@@ -153,6 +151,15 @@ class SansaBackend:
         if project_id not in self.projects:
             self.projects[project_id] = Project(project_id, SansaPredictor(self.model, device=self.device))
         return self.projects[project_id]
+
+    def _sync_once(self, state: Project) -> None:
+        """Read the project's annotations the first time (later, webhooks and tasks keep them current)."""
+        if state.synced or not self.label_studio.connected:
+            return
+        try:
+            self._resync(state)
+        except SansaError as err:  # still usable: predictions read the annotations sent with the tasks
+            log.warning("project %s: cannot read its annotations from Label Studio: %s", state.id, err)
 
     def _resync(self, state: Project) -> None:
         """Replace the project's annotations by those Label Studio has now."""
