@@ -331,3 +331,40 @@ def test_setup_survives_an_unreachable_label_studio(tiny_model):
     task = {"id": 1, "data": {"photo": "/x.png"}, "annotations": [_brush_annotation(3, _mask(4, 4, (0, 0, 2, 2)))]}
     assert backend.predict([task], "4.1") == []  # its image cannot be read: no reference, no prediction
     assert backend.model_version(4) != version  # but the annotation is known
+
+
+def test_cli_serves_the_backend(tmp_path):
+    """`sansa label-studio` starts on the given loopback port, answers /health, and wants the secret."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "SANSA_LABEL_STUDIO_SECRET": "from-env"}
+    process = subprocess.Popen([sys.executable, "-m", "sansa", "label-studio", "--port", str(port), "--backbone",
+                                "test_tiny", "--random-weights", "--device", "cpu"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the backend did not start in 120 s"
+            try:
+                health = httpx.get(f"{url}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert health.json()["status"] == "UP"
+        body = {"project": "1.1", "schema": BRUSH}
+        assert httpx.post(f"{url}/setup", json=body).status_code == 401
+        answer = httpx.post(f"{url}/setup", json=body, auth=("x", "from-env"))
+        assert answer.status_code == 200 and answer.json()["model_version"].startswith("sansa-")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -164,8 +164,10 @@ def test_backend_predictions_equal_sansa_masks(project, tiny_model):
     assert len(versions) == 1
 
 
-def test_changing_a_reference_changes_model_version(project, label_studio):  # noqa: F811
+def test_changing_a_reference_changes_model_version(project, backend_url):
     """Editing an annotation (a webhook from Label Studio) gives a new model_version and fresh predictions."""
+    import httpx
+
     client = project["client"]
     target = project["tasks"][4]["id"]
     before = predictions_of(client, target)
@@ -178,6 +180,10 @@ def test_changing_a_reference_changes_model_version(project, label_studio):  # n
     result = [brush_result(mask, "fruit"), brush_result(project["scenes"][0][1]["leaf"], "leaf")]
     answer = client.patch(f"/api/annotations/{project['annotations'][0]}", json={"result": result})
     assert answer.status_code == 200, answer.text
+    # Label Studio's webhook has already told the backend (before any new prediction is asked for)
+    versions_now = httpx.get(f"{backend_url}/versions", params={"project": project["id"]},
+                             auth=("labelstudio", SECRET)).json()["versions"]
+    assert versions_now and versions_now[0] != old_version
     retrieve_predictions(client, project["id"])
     versions = {p["model_version"] for p in predictions_of(client, target)}
     assert old_version in versions and len(versions) == 2, versions
