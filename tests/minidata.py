@@ -218,3 +218,24 @@ BUILDERS = {
     "coco20i": build_coco, "pascal5i": build_pascal, "fss1000": build_fss, "lvis92i": build_lvis,
     "pascalpart": build_pascal_part, "pacopart": build_paco, "folder": build_folder,
 }
+
+
+# -- masks for the scribble statistics (tests/test_data_prompts.py), at the benchmarks' sizes
+def _ellipse(size: int, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+
+
+def _box(size: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    m = np.zeros((size, size), dtype=bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+SCRIBBLE_MASKS = {
+    "large ellipse 640": lambda: _ellipse(640, 320, 300, 250, 200),
+    "box 200x120 at 518": lambda: _box(518, 150, 200, 350, 320),
+    "thin bar 6 px at 640": lambda: _box(640, 40, 300, 600, 306),
+    "two blobs at 518": lambda: _ellipse(518, 100, 100, 40, 60) | _ellipse(518, 400, 380, 70, 30),
+    "12-pixel speck at 518": lambda: _box(518, 250, 250, 254, 253),
+}

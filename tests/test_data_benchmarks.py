@@ -30,22 +30,22 @@ MEMBERSHIP = [
     ("coco20i", 0, "test", 1, [0, 4]),  # fold 0 = index % 4 == 0; class 8 has a single image
     ("coco20i", 0, "train", 1, [1, 2, 3, 5, 6, 7]),
     ("coco20i", 1, "test", 1, [1, 5]),
-    ("coco20i", 0, "test", 3, [4]),  # 4 images > 3 shots; class 0 has only 3
+    ("coco20i", 0, "test", 3, [0, 4]),  # supports may repeat: two images are enough for any K
     ("pascal5i", 0, "test", 1, [0, 1]),
     ("pascal5i", 2, "test", 1, [10, 11]),
     ("pascal5i", 0, "train", 1, [5, 6, 10, 11, 15, 16]),
-    ("pascal5i", 0, "test", 2, [0]),
+    ("pascal5i", 0, "test", 2, [0, 1]),
     ("fss1000", 0, "test", 1, [0, 1]),  # sorted names: cat, dog
     ("fss1000", 0, "train", 1, [0]),
     ("lvis92i", 0, "test", 1, [1, 11]),  # every 10th of the classes with >= 2 images, from F
     ("lvis92i", 4, "test", 1, [5, 15]),
-    ("lvis92i", 0, "test", 2, [1]),  # same membership; class 11 (2 images) unusable at 2 shots
+    ("lvis92i", 0, "test", 2, []),  # the authors' rule: only class 1 has > 2 images, 1 // 10 = 0 per fold
     ("pascalpart", 0, "test", 1, [0]),  # cat+HEAD (cat+TAIL has no val images)
     ("pascalpart", 3, "test", 1, [0]),  # aeroplane+BODY (aeroplane+TAIL excluded)
     ("pacopart", 0, "test", 1, [10]),  # members 10, 14; 14 has a single val image
     ("pacopart", 1, "test", 1, [11, 15]),
     ("pacopart", 1, "test", 2, []),  # same membership, none usable with 2 images
-    ("pacopart", 0, "train", 1, [11, 12, 13, 15, 16, 17]),
+    ("pacopart", 0, "train", 1, [11, 12, 13, 14, 15, 16, 17]),  # 14 is not tested at 1 shot: trained on
     ("folder", 0, "test", 1, [0, 1]),
 ]
 
@@ -67,7 +67,7 @@ def test_class_names(data, benchmark, fold, names):
 
 # (benchmark, fold, expected default episode count)
 COUNTS = [("coco20i", 0, 1000), ("pascal5i", 0, 1000), ("fss1000", 0, 6), ("lvis92i", 0, 2300),
-          ("pascalpart", 0, 2500), ("pacopart", 1, 2500), ("folder", 0, 6)]
+          ("pascalpart", 0, 3), ("pacopart", 1, 2500), ("folder", 0, 6)]  # Pascal-Part: min(val lists, 2500)
 
 
 @pytest.mark.parametrize(("benchmark", "fold", "count"), COUNTS)
@@ -165,7 +165,7 @@ def test_build_errors(tmp_path, benchmark, fold, message):
         build_dataset(benchmark, tmp_path, fold)
 
 
-def test_too_few_images_for_the_shots(data):
-    ds = dataset(data, "folder", shots=1)
-    with pytest.raises(Exception, match="support images besides the query, 3 needed"):
+def test_too_few_images_for_distinct_supports(data):
+    ds = dataset(data, "pascalpart", shots=1)  # Pascal-Part's supports are distinct images
+    with pytest.raises(Exception, match="has 2 support images besides the query, 3 needed"):
         sample_episodes(ds, shots=3, seed=0)

@@ -1,9 +1,13 @@
 """The few-shot evaluation loop: episodes in, mIoU / FB-IoU / per-class IoU out.
 
-Every image is squashed to ``S x S`` (PIL bilinear; masks nearest) *before* the model, and
-the query's prediction is scored at ``S x S`` against the squashed ground truth. Support
-prompts are generated from the squashed support masks with one generator per episode,
-seeded by ``(seed, episode index)``, so any episode can be re-run on its own.
+The authors' protocol (ClaudiaCuttano/SANSA ``datasets/*.py``, ``util/promptable_utils.py``,
+``util/metrics.py``): every image is squashed to ``S x S`` (PIL bilinear; masks by torch
+nearest interpolation) *before* the model, and the query's prediction is scored at ``S x S``
+against the squashed ground truth (PASCAL-5i: boundary pixels left out, as HSNet). Support
+prompts are generated from the squashed support masks with one generator per episode, seeded
+by ``(seed, episode index)``, so any episode can be re-run on its own; scribbles are the
+authors' evaluation scribbles unless ``scribble="light"``. A support whose mask is empty (at
+``S x S``) is prompted as the authors do: the empty mask, a click at ``(0, 0)``, or the zero box.
 
 Usage (also from a training loop, on the model being trained)::
 
@@ -23,9 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sansa.data.common import squash
+from sansa.data.common import resize_nearest, squash
 from sansa.data.episode import Episode, FewShotDataset
-from sansa.data.prompts import sample_prompt
+from sansa.data.prompts import ScribbleStyle, empty_prompt, sample_prompt
 from sansa.metrics import IoUAccumulator, intersection_union
 from sansa.records import Prompt, PromptType
 
@@ -77,16 +81,16 @@ class EpisodeScore:
     class_id: int
     intersection: tuple[int, int]
     union: tuple[int, int]
-    skipped_supports: int = 0
+    empty_supports: int = 0  # supports whose mask was empty at S x S (prompted as the authors do)
 
     def to_json(self) -> dict:
         return {"index": self.index, "class_id": self.class_id, "intersection": list(self.intersection),
-                "union": list(self.union), "skipped_supports": self.skipped_supports}
+                "union": list(self.union), "empty_supports": self.empty_supports}
 
     @classmethod
     def from_json(cls, doc: dict) -> EpisodeScore:
         return cls(int(doc["index"]), int(doc["class_id"]), tuple(doc["intersection"]), tuple(doc["union"]),
-                   int(doc.get("skipped_supports", 0)))
+                   int(doc.get("empty_supports", 0)))
 
 
 @dataclass
@@ -123,7 +127,7 @@ class EvalResult:
             "fb_iou": round(100 * self.fb_iou, 3),
             "classes": [{"id": c, "name": self.class_names[c], "iou": round(100 * v, 3), "episodes": episodes[c]}
                         for c, v in self.class_iou.items()],
-            "skipped_supports": sum(s.skipped_supports for s in self.scores),
+            "empty_supports": sum(s.empty_supports for s in self.scores),
             "timing": {"seconds": round(self.seconds, 3), "episodes_evaluated": self.evaluated,
                        "seconds_per_episode": round(self.seconds / self.evaluated, 4) if self.evaluated else None},
             **self.extra,
@@ -137,7 +141,8 @@ class _Prepared:
     references: list[Reference]
     query: np.ndarray
     target: np.ndarray
-    skipped: int
+    ignore: np.ndarray | None  # bool [S, S]: pixels left out of the metric (PASCAL-5i boundaries)
+    empty: int
 
 
 def evaluate(
@@ -147,6 +152,7 @@ def evaluate(
     prompt: PromptType | str = PromptType.MASK,
     image_size: int | None = None,
     seed: int = 0,
+    scribble: ScribbleStyle | str = ScribbleStyle.AUTHORS,
     workers: int = 0,
     previous: Iterable[EpisodeScore] = (),
     on_score: Callable[[EpisodeScore], None] | None = None,
@@ -161,6 +167,8 @@ def evaluate(
         prompt: how supports are prompted: ``mask``, ``point``, ``box`` or ``scribble``.
         image_size: ``S`` (default: ``dataset.image_size``).
         seed: seeds the prompts (episode ``i`` uses ``numpy.random.default_rng([seed, i])``).
+        scribble: ``authors`` (the published protocol: thousands of point tokens per support)
+            or ``light`` (at most 64 points; faster, not the published protocol).
         workers: threads that load and resize episodes ahead of the model (results do not
             depend on it).
         previous: scores of episodes already evaluated (resuming): counted, not recomputed.
@@ -184,12 +192,12 @@ def evaluate(
     names = {c: dataset.class_name(c) for c in metric.class_ids}
     bar = tqdm(total=len(episodes), initial=len(scores), desc=dataset.name, unit="ep", disable=not progress)
     start = time.perf_counter()
-    prepare = _Preparer(dataset, episodes, prompt, size, seed)
+    prepare = _Preparer(dataset, episodes, prompt, size, seed, ScribbleStyle(scribble))
     for item in _prefetch(prepare, todo, workers):
         prediction = _predict(segmenter, item, prompt)
-        inter, union = intersection_union(prediction, item.target)
+        inter, union = intersection_union(prediction, item.target, item.ignore)
         score = EpisodeScore(item.index, item.episode.class_id, tuple(map(int, inter)), tuple(map(int, union)),
-                             item.skipped)
+                             item.empty)
         metric.add(score.class_id, inter, union)
         scores[score.index] = score
         if on_score is not None:
@@ -203,9 +211,7 @@ def evaluate(
 
 def _predict(segmenter: Segmenter, item: _Prepared, prompt: PromptType) -> np.ndarray:
     size = item.target.shape
-    if not item.references:  # every support mask vanished at S x S: nothing to prompt with
-        return np.zeros(size, dtype=bool)
-    deterministic = prompt in (PromptType.MASK, PromptType.BOX) and not item.skipped
+    deterministic = prompt in (PromptType.MASK, PromptType.BOX)
     key = (item.episode.class_id, item.episode.supports, prompt.value) if deterministic else None
     mask = np.asarray(segmenter.segment(item.references, item.query, key), dtype=bool)
     if mask.shape != size:
@@ -217,21 +223,32 @@ class _Preparer:
     """Loads, squashes and prompts one episode (thread-safe: no shared mutable state)."""
 
     def __init__(self, dataset: FewShotDataset, episodes: Sequence[Episode], prompt: PromptType, size: int,
-                 seed: int) -> None:
+                 seed: int, scribble: ScribbleStyle) -> None:
         self.dataset, self.episodes, self.prompt, self.size, self.seed = dataset, episodes, prompt, size, seed
+        self.scribble = scribble
 
     def __call__(self, index: int) -> _Prepared:
         episode = self.episodes[index]
         rng = np.random.default_rng([self.seed, index])
-        references, skipped = [], 0
+        references, empty = [], 0
         for key in episode.supports:
             image, mask = squash(*self.dataset.load(key, episode.class_id), self.size)
-            if not mask.any():
-                skipped += 1
-                continue
-            references.append((image, sample_prompt(mask, self.prompt, rng)))
-        query, target = squash(*self.dataset.load(episode.query, episode.class_id), self.size)
-        return _Prepared(index, episode, references, query, target, skipped)
+            if mask.any():
+                prompt = sample_prompt(mask, self.prompt, rng, scribble=self.scribble)
+            else:
+                prompt = empty_prompt(self.prompt, *mask.shape)
+                empty += 1
+            references.append((image, prompt))
+        query, target, ignore = self._query(episode)
+        return _Prepared(index, episode, references, query, target, ignore, empty)
+
+    def _query(self, episode: Episode) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The query image and ground truth at ``S x S``, and the pixels the metric ignores."""
+        load_with_ignore = getattr(self.dataset, "load_with_ignore", None)
+        if load_with_ignore is None:
+            return (*squash(*self.dataset.load(episode.query, episode.class_id), self.size), None)
+        image, mask, ignore = load_with_ignore(episode.query, episode.class_id)
+        return (*squash(image, mask, self.size), resize_nearest(ignore, self.size))
 
 
 def _prefetch(prepare: Callable[[int], _Prepared], indices: list[int], workers: int) -> Iterator[_Prepared]:

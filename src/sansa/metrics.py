@@ -9,6 +9,12 @@ foreground and for the background, to the sums of its class.
 - **FB-IoU** = mean over {background, foreground} of ``sum over classes of I / sum of U``.
 
 Values are fractions in ``[0, 1]``; reports multiply by 100.
+
+Pixels the benchmark ignores (PASCAL-5i's 255 boundaries, HSNet's ``common/evaluation.py``) count
+in neither the intersection nor the union, for either class.
+
+Counts are exact integers (``int64``) and the ratios float64: the authors' ``util/metrics.py``
+sums in float32 and agrees with these to about 5e-8 (a difference far below the printed 0.1).
 """
 
 from __future__ import annotations
@@ -18,17 +24,24 @@ from collections.abc import Iterable
 import numpy as np
 
 
-def intersection_union(prediction: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def intersection_union(prediction: np.ndarray, target: np.ndarray, ignore: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """``(I, U)`` as ``int64 [2]`` each: index 0 background, 1 foreground.
 
     Args:
         prediction: ``bool [H, W]``.
         target: ``bool [H, W]`` ground truth at the same size.
+        ignore: ``bool [H, W]`` pixels left out of both counts (``None``: none).
     """
     prediction = np.asarray(prediction, dtype=bool)
     target = np.asarray(target, dtype=bool)
     if prediction.shape != target.shape:
         raise ValueError(f"prediction {prediction.shape} and target {target.shape} differ in size")
+    if ignore is not None:
+        keep = ~np.asarray(ignore, dtype=bool)
+        if keep.shape != target.shape:
+            raise ValueError(f"ignore {keep.shape} and target {target.shape} differ in size")
+        prediction, target = prediction[keep], target[keep]
     fg_i = np.count_nonzero(prediction & target)
     fg_u = np.count_nonzero(prediction | target)
     bg_i = np.count_nonzero(~prediction & ~target)

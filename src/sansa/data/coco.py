@@ -13,6 +13,11 @@ Layout under the data root (as HSNet, Matcher and SANSA use it)::
 The split pickles ship with HSNet (``data/splits/coco``) and Matcher (``datasets/COCO2014/splits``);
 the mask archives are linked from SANSA's ``docs/data.md``. Fold ``F`` tests the classes whose
 0-based index is ``F mod 4``; training uses the other 60 classes' ``trn`` lists.
+
+Sampling (the authors' ``datasets/coco.py``): a class uniformly, then an entry of its list
+uniformly (an image listed twice is twice as likely), supports with replacement among the
+entries that are not the query. A class needs two images (the authors' loop hangs on one);
+the shot count does not matter (supports may repeat).
 """
 
 from __future__ import annotations
@@ -56,8 +61,9 @@ class Coco20i:
         part = "trn" if self.split is Split.TRAIN else "val"
         lists = read_pickle(self.base / "splits" / part / f"fold{fold}.pkl", HINT)
         wanted = [c for c in range(len(CLASS_NAMES)) if c not in held_out] if part == "trn" else held_out
-        self._images = {c: list(dict.fromkeys(lists.get(c, []))) for c in wanted}
-        self._classes = [c for c in wanted if len(self._images[c]) > shots]
+        self._entries = {c: [str(name) for name in lists.get(c, [])] for c in wanted}
+        self._images = {c: list(dict.fromkeys(entries)) for c, entries in self._entries.items()}
+        self._classes = [c for c in wanted if len(self._images[c]) > 1]
         self.name = f"coco20i-fold{fold}-{self.split.value}"
 
     def class_ids(self) -> list[int]:
@@ -68,6 +74,13 @@ class Coco20i:
 
     def images_of(self, class_id: int) -> list[str]:
         return self._images[class_id]
+
+    def key_weights(self, class_id: int) -> list[int]:
+        """How often each image is listed (the authors draw list entries)."""
+        counts: dict[str, int] = {}
+        for name in self._entries[class_id]:
+            counts[name] = counts.get(name, 0) + 1
+        return [counts[k] for k in self._images[class_id]]
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         image = load_image(self.base / key)

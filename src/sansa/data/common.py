@@ -112,7 +112,23 @@ def crop(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) ->
 
 
 def squash(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Both resized to ``size x size`` without keeping the aspect: image bilinear (PIL, antialiased), mask nearest."""
+    """Both resized to ``size x size`` without keeping the aspect, as the authors' datasets do.
+
+    The image: PIL bilinear (``torchvision.transforms.Resize`` on a PIL image). The mask: torch
+    ``F.interpolate(mode='nearest')``, i.e. output pixel ``i`` takes input pixel
+    ``floor(i * in / out)`` (no half-pixel centring, unlike PIL NEAREST).
+    """
     img = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
-    return img, m
+    return img, resize_nearest(mask, size)
+
+
+def resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
+    """``mask [H, W]`` (bool or integer) at ``size x size`` by torch nearest interpolation, same dtype."""
+    import torch
+    import torch.nn.functional as F
+
+    mask = np.asarray(mask)
+    if mask.shape == (size, size):
+        return mask.copy()
+    values = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return F.interpolate(values, size=(size, size), mode="nearest")[0, 0].numpy().astype(mask.dtype)

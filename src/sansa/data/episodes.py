@@ -52,15 +52,26 @@ class EpisodeList:
 def sample_episodes(dataset: FewShotDataset, shots: int, count: int | None = None, seed: int = 0) -> list[Episode]:
     """Draw ``count`` episodes of ``shots`` supports each, following the dataset's :class:`Sampling`.
 
+    The authors' rules (``datasets/*.py`` of ClaudiaCuttano/SANSA; HSNet for PASCAL-5i):
+
+    - a key is drawn with the dataset's :func:`key_weights` (default: an image uniformly, then
+      one of its objects uniformly);
+    - supports are drawn **with replacement** among the class's keys whose image is not the
+      query's: the same support can appear twice in an episode. Datasets with
+      ``distinct_supports = True`` (Pascal-Part) also exclude images already drawn;
+    - an episode with a key the dataset rejects (``dataset.usable(key)`` false, e.g. a PACO
+      object box that crops to nothing) is drawn again whole, as the authors' retry loop does.
+
     Args:
         dataset: the split/fold to draw from.
-        shots: supports per episode; they are distinct images, none the query's image.
+        shots: supports per episode.
         count: number of episodes (default: the benchmark's, ``dataset.episodes``; for
             ``every_image`` sampling, one per query).
         seed: the only source of randomness.
 
     Raises:
-        SansaError: ``shots`` < 1, or a class has too few images for ``shots`` supports.
+        SansaError: ``shots`` < 1, or a class has no image besides the query (the authors' loop
+            would never end), or too few distinct images for distinct supports.
     """
     if shots < 1:
         raise SansaError(f"shots: must be at least 1, got {shots}")
@@ -70,28 +81,34 @@ def sample_episodes(dataset: FewShotDataset, shots: int, count: int | None = Non
     classes = dataset.class_ids()
     if not classes:
         raise SansaError(f"{dataset.name}: no class has more than {shots} images")
-    queries = _queries(dataset, sampling, classes, count, rng)
-    return [Episode(c, q, _supports(dataset, c, q, shots, rng)) for q, c in queries]
-
-
-def _queries(
-    dataset: FewShotDataset, sampling: Sampling, classes: list[int], count: int | None, rng: np.random.Generator
-) -> list[tuple[str, int]]:
-    """``(query key, class id)`` per episode."""
+    pools = _Pools(dataset)
     if sampling in (Sampling.EVERY_IMAGE, Sampling.CYCLE_IMAGES):
-        if hasattr(dataset, "queries"):
-            pairs = dataset.queries()
-        else:
-            pairs = [(k, c) for c in classes for k in dataset.images_of(c)]
-        if sampling is Sampling.EVERY_IMAGE and count is None:
-            return pairs
-        return [pairs[i % len(pairs)] for i in range(_count(count, dataset))]
-    out = []
+        pairs = dataset.queries() if hasattr(dataset, "queries") else [
+            (k, c) for c in classes for k in dataset.images_of(c)]
+        if not (sampling is Sampling.EVERY_IMAGE and count is None):
+            pairs = [pairs[i % len(pairs)] for i in range(_count(count, dataset))]
+        return [Episode(c, q, _supports(pools, c, q, shots, rng)) for q, c in pairs]
+    episodes = []
     for i in range(_count(count, dataset)):
-        cycle = sampling is Sampling.CYCLE_CLASSES
-        class_id = classes[i % len(classes)] if cycle else classes[rng.integers(len(classes))]
-        out.append((_pick(dataset.images_of(class_id), rng, exclude=set()), class_id))
-    return out
+        for _ in range(_MAX_REDRAWS):
+            class_id = classes[i % len(classes)] if sampling is Sampling.CYCLE_CLASSES else \
+                classes[rng.integers(len(classes))]
+            query = _pick(pools, class_id, rng, exclude=set())
+            episode = Episode(class_id, query, _supports(pools, class_id, query, shots, rng))
+            if _usable(dataset, episode):
+                break
+        else:
+            raise SansaError(f"{dataset.name}: {_MAX_REDRAWS} draws of episode {i} in a row had an unusable image")
+        episodes.append(episode)
+    return episodes
+
+
+_MAX_REDRAWS = 1000
+
+
+def _usable(dataset: FewShotDataset, episode: Episode) -> bool:
+    usable = getattr(dataset, "usable", None)
+    return usable is None or all(usable(k) for k in (episode.query, *episode.supports))
 
 
 def _count(count: int | None, dataset: FewShotDataset) -> int:
@@ -102,32 +119,66 @@ def _count(count: int | None, dataset: FewShotDataset) -> int:
     return count
 
 
-def _pick(keys: list[str], rng: np.random.Generator, exclude: set[str]) -> str:
-    """A random key: an image uniformly (not in ``exclude``), then one of its objects uniformly."""
-    groups: dict[str, list[str]] = {}
-    for key in keys:
-        groups.setdefault(image_of(key), []).append(key)
-    images = [i for i in groups if i not in exclude]
-    objects = groups[images[rng.integers(len(images))]]
-    return objects[rng.integers(len(objects))]
+def key_weights(dataset: FewShotDataset, class_id: int) -> np.ndarray:
+    """``float64 [N]``: relative chance of each of ``dataset.images_of(class_id)`` being drawn.
+
+    The dataset's own ``key_weights(class_id)`` if it has one, else an image uniformly and then
+    one of its objects uniformly (keys ``image#object``; plain image keys are uniform).
+    """
+    own = getattr(dataset, "key_weights", None)
+    if own is not None:
+        return np.asarray(own(class_id), dtype=np.float64)
+    images = [image_of(k) for k in dataset.images_of(class_id)]
+    objects: dict[str, int] = {}
+    for image in images:
+        objects[image] = objects.get(image, 0) + 1
+    return np.array([1.0 / objects[image] for image in images])
 
 
-def _supports(
-    dataset: FewShotDataset, class_id: int, query: str, shots: int, rng: np.random.Generator
-) -> tuple[str, ...]:
-    keys = dataset.images_of(class_id)
-    used = {image_of(query)}
-    available = len({image_of(k) for k in keys} - used)
-    if available < shots:
-        name = dataset.class_name(class_id)
-        raise SansaError(f"{dataset.name}: class {name!r} has {available} support images besides the query, "
-                         f"{shots} needed")
-    supports = []
-    for _ in range(shots):
-        key = _pick(keys, rng, exclude=used)
-        used.add(image_of(key))
-        supports.append(key)
-    return tuple(supports)
+class _Pools:
+    """Per class: its keys, their images and their :func:`key_weights` (computed once)."""
+
+    def __init__(self, dataset: FewShotDataset) -> None:
+        self.dataset = dataset
+        self._pools: dict[int, tuple[list[str], np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, class_id: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        if class_id not in self._pools:
+            keys = list(self.dataset.images_of(class_id))
+            images = np.array([image_of(k) for k in keys], dtype=object)
+            self._pools[class_id] = (keys, images, key_weights(self.dataset, class_id))
+        return self._pools[class_id]
+
+
+def _pick(pools: _Pools, class_id: int, rng: np.random.Generator, exclude: set[str]) -> str:
+    """A key drawn with :func:`key_weights`, among those whose image is not in ``exclude``."""
+    keys, images, weights = pools(class_id)
+    if exclude:
+        weights = weights * ~np.isin(images, list(exclude))
+    total = weights.sum()
+    if total <= 0:
+        dataset = pools.dataset
+        raise SansaError(f"{dataset.name}: class {dataset.class_name(class_id)!r} has no support image "
+                         f"besides the query")
+    return keys[int(rng.choice(len(keys), p=weights / total))]
+
+
+def _supports(pools: _Pools, class_id: int, query: str, shots: int, rng: np.random.Generator) -> tuple[str, ...]:
+    """``shots`` keys of other images than the query's: with replacement, or distinct images
+    when ``dataset.distinct_supports`` (then :class:`SansaError` if there are too few)."""
+    dataset, used = pools.dataset, {image_of(query)}
+    if getattr(dataset, "distinct_supports", False):
+        available = len({image_of(k) for k in dataset.images_of(class_id)} - used)
+        if available < shots:
+            name = dataset.class_name(class_id)
+            raise SansaError(f"{dataset.name}: class {name!r} has {available} support images besides the query, "
+                             f"{shots} needed")
+        supports = []
+        for _ in range(shots):
+            supports.append(_pick(pools, class_id, rng, exclude=used))
+            used.add(image_of(supports[-1]))
+        return tuple(supports)
+    return tuple(_pick(pools, class_id, rng, exclude=used) for _ in range(shots))
 
 
 def save_episodes(episodes: EpisodeList, path: str | os.PathLike) -> Path:

@@ -9,7 +9,7 @@ the same stem as its image, every non-zero pixel being the object::
       cat/images/a.png       cat/masks/a.png
 
 Class ids index the sorted class folder names. Every image is the query once, its supports
-random other images of its class (``sansa eval --benchmark folder --data my_data``).
+drawn with replacement among the other images of its class (as FSS-1000) (``sansa eval --benchmark folder --data my_data``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class FolderDataset:
         if not self._names:
             raise DatasetError(f"{self.root}: no '<class>/images/' folders (expected <class>/images + <class>/masks)")
         self._images = [self._list(name) for name in self._names]
-        self._classes = [i for i, keys in enumerate(self._images) if len(keys) > shots]
+        self._classes = [i for i, keys in enumerate(self._images) if len(keys) > 1]
         self.name = f"folder-{self.root.name}"
 
     def _list(self, name: str) -> list[str]:

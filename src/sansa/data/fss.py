@@ -3,11 +3,15 @@
 Layout under the data root (HSNet's / Matcher's / SANSA's)::
 
     FSS-1000/
-      data/<class>/<n>.jpg, <n>.png           10 images per class and their masks (grey, >= 128 = object)
+      data/<class>/<n>.jpg, <n>.png           10 images per class and their masks: read as the authors do
+                                              (``convert('L')``: palette masks by their colours' luminance),
+                                              >= 128 = object
       splits/trn.txt, val.txt, test.txt       one class name per line (HSNet ``data/splits/fss``)
 
-Test: every image of the 240 test classes is the query once (2400 episodes), its supports
-random other images of the same class folder.
+Test (the authors' ``datasets/fss.py``): every image of the 240 test classes is the query once
+(2400 episodes), in sorted path order; its supports are drawn with replacement among the other
+images of its class folder (the authors draw ``1..10.jpg``; here the folder's own ``.jpg`` files,
+so a class with fewer or other names works too).
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sansa.data.common import DatasetError, Split, as_split, read_label_png, read_lines, require
+from sansa.data.common import DatasetError, Split, as_split, read_lines, require
 from sansa.data.episode import Sampling
-from sansa.images import load_image
+from sansa.images import load_image, open_image_file
 
 HINT = "FSS-1000: see README, Benchmarks, for the archive and the split files"
 _SPLIT_FILES = {Split.TRAIN: "trn.txt", Split.VAL: "val.txt", Split.TEST: "test.txt"}
@@ -38,7 +42,7 @@ class Fss1000:
         self.split = as_split(split)
         self._names = sorted(set(read_lines(self.base / "splits" / _SPLIT_FILES[self.split], HINT)))
         self._images = [self._list(name) for name in self._names]
-        self._classes = [i for i, keys in enumerate(self._images) if len(keys) > shots]
+        self._classes = [i for i, keys in enumerate(self._images) if len(keys) > 1]
         self.name = f"fss1000-{self.split.value}"
 
     def _list(self, name: str) -> list[str]:
@@ -59,5 +63,5 @@ class Fss1000:
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         path = self.base / "data" / key
-        grey = read_label_png(path.with_suffix(".png"))
-        return load_image(path), (grey if grey.ndim == 2 else grey[..., 0]) >= 128
+        grey = np.asarray(open_image_file(path.with_suffix(".png")).convert("L"))
+        return load_image(path), grey >= 128

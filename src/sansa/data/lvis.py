@@ -10,11 +10,13 @@ Layout under the data root (Matcher's / SANSA's)::
 The pickles are Matcher's ``lvis.zip`` (linked from SANSA's ``docs/data.md``). The mask of a
 class in an image is the union of its instances.
 
-Fold rule (no dependence on the shot count, unlike the reference code): the fold's members are
-every 10th class, starting at ``F``, of the ``val`` classes with at least 2 images in class-id
-order (``len // 10`` classes per fold: 92). A member is *usable* for ``K`` shots when it has more
-than ``K`` images; test episodes cycle over the usable members in order. Training uses the
-``train`` classes with at least 2 images that are not members of the fold.
+Fold rule, exactly the authors' (``datasets/lvis.py``): take the ``val`` pickle's classes **in
+the pickle's key order** (not sorted) that have more than ``K`` images; the fold is every 10th of
+them starting at ``F`` (``len // 10`` classes). So the folds depend on the shot count: 1-shot and
+5-shot folds are different partitions. Test episodes cycle over the fold's classes in that order;
+the query is an image of the class uniformly, the supports drawn with replacement among its other
+images. Training uses the ``train`` pickle's classes (key order) with more than ``K`` images that
+are not in the fold.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ FOLDS = 10
 HINT = "LVIS-92i: COCO 2017 images + Matcher's lvis_*.pkl, see README, Benchmarks"
 
 
-def fold_members(class_images: dict[int, Any], fold: int, folds: int = FOLDS) -> list[int]:
-    """Every ``folds``-th class with at least 2 images, from ``fold``, in class-id order."""
-    ids = sorted(c for c, images in class_images.items() if len(images) > 1)
+def fold_members(class_images: dict[int, Any], fold: int, shots: int, folds: int = FOLDS) -> list[int]:
+    """Every ``folds``-th class with more than ``shots`` images, from ``fold``, in the dict's key order."""
+    ids = [c for c, images in class_images.items() if len(images) > shots]
     return [ids[fold + folds * v] for v in range(len(ids) // folds)]
 
 
@@ -49,13 +51,12 @@ class Lvis92i:
         self.base = require(Path(root) / "LVIS", HINT)
         self.split = as_split(split)
         val = read_pickle(self.base / "lvis_val.pkl", HINT)
-        members = fold_members(val, fold)
+        members = fold_members(val, fold, shots)
         if self.split is Split.TRAIN:
             self._anno = read_pickle(self.base / "lvis_train.pkl", HINT)
-            candidates = [c for c in sorted(self._anno) if len(self._anno[c]) > 1 and c not in set(members)]
+            self._classes = [c for c in self._anno if len(self._anno[c]) > shots and c not in set(members)]
         else:
-            self._anno, candidates = val, members
-        self._classes = [c for c in candidates if len(self._anno[c]) > shots]
+            self._anno, self._classes = val, members
         self.name = f"lvis92i-fold{fold}-{self.split.value}"
 
     def class_ids(self) -> list[int]:

@@ -2,7 +2,6 @@
 
 A class is an ``object+part`` pair. Query and supports are cropped to the box of one object
 that has the part, so keys name an object as well as an image: ``<image>#<object>``.
-2500 test episodes.
 
 Pascal-Part layout under the data root::
 
@@ -17,7 +16,13 @@ Pascal-Part layout under the data root::
 
 (Matcher's ``pascal.zip`` + the VOC2010 and Pascal-Part archives.) Fold ``F`` is the super-category
 ``animals, indoor, person, vehicles``; its classes are the ``obj+part`` pairs with both train and
-val images (``aeroplane+TAIL`` excluded, as the reference); episodes cycle over them.
+val images (``aeroplane+TAIL`` excluded), in the JSON's order; episodes cycle over them. As the
+authors' ``datasets/pascal_part.py``: the query is an entry of the class's image list, then a
+random object of the class's object name in it, drawn again when that object lacks the part, so
+an object ``o`` of image ``i`` is drawn with weight ``(times i is listed) / (objects named obj in
+i)``; supports the same, from distinct images other than the query's. Episodes: the total length
+of the super-category's val lists (every object/part pair), at most 2500 (the authors' ``'trn'``
+length check never fires for this dataset).
 
 PACO-Part layout under the data root::
 
@@ -28,10 +33,12 @@ PACO-Part layout under the data root::
                                                                               "obj_bbox": [x, y, w, h],
                                                                               "segmentation"}]}}
 
-(Matcher's ``paco.zip``.) Fold ``F`` (4 folds) holds every 4th class of the training pickle's
-class order starting at ``F`` (``len // 4`` classes), restricted to classes with at least 2
-validation images: membership does not depend on the shot count. Usable classes have more
-than ``K`` images; test classes are drawn uniformly at random. Training uses the other classes.
+(Matcher's ``paco.zip``.) As the authors' ``datasets/paco_part.py``: fold ``F`` (4 folds) holds
+every 4th class of the training pickle's class order starting at ``F`` (``len // 4`` classes),
+restricted to classes with more than ``K`` validation images (deduplicated by image id); training
+uses every other class of the training pickle. Test episodes: a class uniformly, an image of it
+uniformly, then one of its objects of the class uniformly; supports with replacement from the
+other images; an episode whose object box crops to nothing is drawn again whole. 2500 episodes.
 """
 
 from __future__ import annotations
@@ -65,8 +72,9 @@ class PascalPart:
     """Pascal-Part, one super-category (fold). Keys are ``<image id>#<object index>``."""
 
     sampling = Sampling.CYCLE_CLASSES
-    episodes = 2500
+    episodes = 2500  # at most; see the module docstring
     image_size = 518
+    distinct_supports = True
 
     def __init__(self, root: str | Path, fold: int, split: Split | str = Split.TEST, shots: int = 1) -> None:
         if not 0 <= fold < len(PASCAL_PART_FOLDS):
@@ -77,12 +85,14 @@ class PascalPart:
         index = read_json(self.base / "all_obj_part_to_image.json", PASCAL_HINT)
         objects = index[PASCAL_PART_FOLDS[fold]]["object"]
         self._names: list[str] = []
-        self._ids: list[list[str]] = []
+        self._ids: list[list[str]] = []  # each class's image list as given (an image may be listed twice)
         for obj, info in objects.items():
             for part, lists in info["part"].items():
                 if lists["train"] and lists["val"] and f"{obj}+{part}" != "aeroplane+TAIL":
                     self._names.append(f"{obj}+{part}")
-                    self._ids.append(list(dict.fromkeys(lists[part_split])))
+                    self._ids.append([str(i) for i in lists[part_split]])
+        total = sum(len(lists[part_split]) for info in objects.values() for lists in info["part"].values())
+        self.episodes = min(total, self.episodes)
         self._shots = shots
         self.name = f"pascalpart-fold{fold}-{self.split.value}"
         self._objects: dict[int, list[str]] = {}
@@ -103,11 +113,22 @@ class PascalPart:
             obj, part = self._names[class_id].split("+")
             self._objects[class_id] = [
                 f"{image_id}{OBJECT_SEPARATOR}{i}"
-                for image_id in self._ids[class_id]
+                for image_id in dict.fromkeys(self._ids[class_id])
                 for i, o in enumerate(self._annotation(image_id)["object"])
                 if o["name"] == obj and any(p["name"] == part for p in o["parts"])
             ]
         return self._objects[class_id]
+
+    def key_weights(self, class_id: int) -> list[float]:
+        """``(times the image is listed) / (objects of the class's object name in it)`` per key."""
+        obj = self._names[class_id].split("+")[0]
+        listed = self._ids[class_id]
+        weights = []
+        for key in self.images_of(class_id):
+            image_id = key.split(OBJECT_SEPARATOR)[0]
+            named = sum(o["name"] == obj for o in self._annotation(image_id)["object"])
+            weights.append(listed.count(image_id) / named)
+        return weights
 
     def _read_annotation(self, image_id: str) -> dict:
         return read_json(self.base / "Annotations_Part_json_merged_part_classes" / f"{image_id}.json", PASCAL_HINT)
@@ -140,15 +161,16 @@ class PacoPart:
         val = read_pickle(self.base / "paco" / "paco_part_val.pkl", PACO_HINT)
         order = list(train["cid2img"])
         members = [order[fold + PACO_FOLDS * v] for v in range(len(order) // PACO_FOLDS)]
+        val_images = {c: len({next(iter(e)) for e in entries}) for c, entries in val["cid2img"].items()}
+        tested = [c for c in members if val_images.get(c, 0) > shots]
         anno = train if self.split is Split.TRAIN else val
         self._img2anno = anno["img2anno"]
         self._path_ids: dict[str, object] = {}  # "train2017/x.jpg" -> the pickle's image id
         self._keys = {c: self._object_keys(c, imgs) for c, imgs in anno["cid2img"].items()}
         if self.split is Split.TRAIN:
-            candidates = [c for c in order if c not in set(members)]
+            self._classes = [c for c in order if c not in set(tested) and len(self._images(c)) > 1]
         else:
-            candidates = [c for c in members if len(self._images(c)) > 1]
-        self._classes = [c for c in candidates if len(self._images(c)) > shots]
+            self._classes = [c for c in tested if len(self._images(c)) > 1]
         self.name = f"pacopart-fold{fold}-{self.split.value}"
 
     def _object_keys(self, class_id: int, images: list[dict]) -> list[str]:
@@ -173,6 +195,13 @@ class PacoPart:
 
     def images_of(self, class_id: int) -> list[str]:
         return self._keys[class_id]
+
+    def usable(self, key: str) -> bool:
+        """Whether the object's box crops to at least one pixel (the authors redraw the episode)."""
+        path, _, obj = key.partition(OBJECT_SEPARATOR)
+        box = next(a["obj_bbox"] for a in self._img2anno[self._path_ids[path]] if str(a["obj_ann_id"]) == obj)
+        x, y, w, h = box
+        return int(x + w) > int(x) and int(y + h) > int(y)
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         path, _, obj = key.partition(OBJECT_SEPARATOR)

@@ -9,10 +9,12 @@ Layout under the data root (HSNet's / Matcher's)::
       splits/trn/fold{0..3}.txt               lines "<name>__<class 1..20>" (HSNet ``data/splits/pascal``)
       splits/val/fold{0..3}.txt
 
-Fold ``F`` tests classes ``5F+1 .. 5F+5`` (1-based). Test episodes cycle through the fold's
-``val`` list in file order (query = the listed image, supports random of its class), as HSNet.
-Boundary pixels (255) count as background here: HSNet instead excludes them from the metric,
-so PASCAL-5i numbers from this reader read a little lower than HSNet-protocol numbers.
+PASCAL-5i is not in the SANSA authors' code; this reader follows HSNet (``data/pascal.py``,
+``common/evaluation.py``): fold ``F`` tests classes ``5F+1 .. 5F+5`` (1-based); test episodes
+cycle through the fold's ``val`` list in file order (query = the listed image), supports drawn
+with replacement among the class's listed images other than the query. Boundary pixels (255)
+are left out of the metric (:meth:`Pascal5i.load_with_ignore`; after the nearest resize, as
+HSNet): they count neither as object nor as background.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sansa.data.episode import Sampling
 from sansa.images import load_image
 
 FOLDS = 4
+IGNORE = 255  # object boundaries in SegmentationClassAug
 HINT = "PASCAL-5i: VOC2012 + SegmentationClassAug + HSNet split files, see README, Benchmarks"
 CLASS_NAMES = (
     "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person "
@@ -61,7 +64,7 @@ class Pascal5i:
         self._images: dict[int, list[str]] = {}
         for name, c in self._pairs:
             self._images.setdefault(c, []).append(name)
-        self._classes = sorted(c for c, names in self._images.items() if len(set(names)) > shots)
+        self._classes = sorted(c for c, names in self._images.items() if len(set(names)) > 1)
         self._pairs = [(n, c) for n, c in self._pairs if c in self._classes]
         self.name = f"pascal5i-fold{fold}-{self.split.value}"
 
@@ -74,11 +77,21 @@ class Pascal5i:
     def images_of(self, class_id: int) -> list[str]:
         return list(dict.fromkeys(self._images[class_id]))
 
+    def key_weights(self, class_id: int) -> list[int]:
+        """How often each image is listed for the class (HSNet draws list entries)."""
+        names = self._images[class_id]
+        return [names.count(k) for k in self.images_of(class_id)]
+
     def queries(self) -> list[tuple[str, int]]:
         """``(image, class)`` in split-file order: the order test episodes cycle through."""
         return list(self._pairs)
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask, _ = self.load_with_ignore(key, class_id)
+        return image, mask
+
+    def load_with_ignore(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(RGB [H, W, 3], bool [H, W] class mask, bool [H, W] boundary pixels (255) to ignore)``."""
         image = load_image(self.base / "JPEGImages" / f"{key}.jpg")
         labels = read_label_png(self.base / "SegmentationClassAug" / f"{key}.png")
-        return image, labels == class_id + 1
+        return image, labels == class_id + 1, labels == IGNORE

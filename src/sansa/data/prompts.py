@@ -7,24 +7,41 @@ Protocol (SANSA paper, section 5 of the project notes):
 
 - **points**: ``min(20, area)`` distinct random foreground pixels (training draws 1-20: pass
   ``num_points=int(rng.integers(1, 21))``).
-- **box**: the boxes of the connected components, merged while any two overlap; the largest
-  merged box wins. A box is ``[x0, y0, x1, y1]`` with exclusive ends (``x1 = last column + 1``).
-- **scribble**: 1-20 random free-form strokes (random walks with bounded speed and turning,
-  as in "Free-Form Image Inpainting"), each started on a foreground pixel, sampled every pixel
-  along its path and kept only where it lies on the mask. The strokes' points form one
-  positive point set (thinned by :class:`~sansa.records.Prompt` to a few dozen points).
+- **box**: the boxes of the connected components, merged in one pass as the authors'
+  ``get_bounding_boxes``; the largest wins. A box is ``[x0, y0, x1, y1]`` with exclusive ends
+  (``x1 = last column + 1``).
+- **scribble**, two styles (:class:`ScribbleStyle`):
+
+  - ``authors`` (the evaluation default, :mod:`sansa.data.scribble`): the authors' evaluation
+    generator, brushes 3-9 px, every scribble pixel a point token (thousands on a large object);
+  - ``light`` (for interactive use and training): 1-20 one-pixel random free-form strokes
+    (random walks with bounded speed and turning, as in "Free-Form Image Inpainting"), each
+    started on a foreground pixel and kept where it lies on the mask, thinned by
+    :class:`~sansa.records.Prompt` to at most 64 points.
 
 An empty mask has no prompt: :func:`sample_prompt` raises :class:`~sansa.errors.PromptError`
-rather than inventing a click at ``(0, 0)``.
+rather than inventing a click at ``(0, 0)``. Evaluation follows the authors instead and
+prompts an empty support with :func:`empty_prompt`.
 """
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
+from sansa.data.scribble import authors_scribble
 from sansa.errors import PromptError
 from sansa.records import Prompt, PromptType
+
+
+class ScribbleStyle(str, enum.Enum):
+    """Which scribble generator (see the module docstring)."""
+
+    AUTHORS = "authors"
+    LIGHT = "light"
 
 MAX_POINTS = 20
 MAX_STROKES = 20
@@ -41,6 +58,7 @@ def sample_prompt(
     rng: np.random.Generator,
     num_points: int | None = None,
     num_strokes: int | None = None,
+    scribble: ScribbleStyle | str = ScribbleStyle.LIGHT,
 ) -> Prompt:
     """A prompt of ``kind`` generated from a ground-truth mask.
 
@@ -49,7 +67,9 @@ def sample_prompt(
         kind: ``mask``, ``point``, ``box`` or ``scribble``.
         rng: the random generator (seed it per episode for reproducible prompts).
         num_points: clicks for ``point`` (default ``min(20, area)``; clipped to the area).
-        num_strokes: strokes for ``scribble`` (default: random in ``1..min(20, area)``).
+        num_strokes: strokes for a ``light`` scribble (default: random in ``1..min(20, area)``).
+        scribble: the scribble generator: ``light`` or ``authors`` (evaluation passes ``authors``;
+            its points are kept whole, not thinned).
 
     Returns:
         A validated :class:`~sansa.records.Prompt` in the mask's pixel coordinates.
@@ -69,7 +89,35 @@ def sample_prompt(
         return Prompt.create(points=sample_points(mask, rng, num_points))
     if kind is PromptType.BOX:
         return Prompt.create(box=largest_box(mask))
+    if ScribbleStyle(scribble) is ScribbleStyle.AUTHORS:
+        return Prompt(scribble=authors_scribble(mask, int(rng.integers(2**31))))
     return Prompt.create(scribble=sample_scribble(mask, rng, num_strokes))
+
+
+@dataclass(frozen=True)
+class EmptyMaskPrompt(Prompt):
+    """A mask prompt that may be empty (the authors prompt an empty support with its empty mask)."""
+
+    def check_fits(self, height: int, width: int) -> None:
+        if self.mask is None or self.mask.shape != (height, width):
+            super().check_fits(height, width)
+
+
+def empty_prompt(kind: PromptType | str, height: int, width: int) -> Prompt:
+    """The authors' prompt for an empty support mask (``util/promptable_utils.py``).
+
+    ``mask``: the empty mask itself; ``point`` and ``scribble``: one positive click at
+    ``(0, 0)``; ``box``: the zero box ``[0, 0, 0, 0]``.
+    """
+    kind = _prompt_type(kind)
+    if kind is PromptType.MASK:
+        return EmptyMaskPrompt(mask=np.zeros((height, width), dtype=bool))
+    if kind is PromptType.BOX:
+        return Prompt(box=np.zeros(4, dtype=np.float32))
+    origin = np.zeros((1, 2), dtype=np.float32)
+    if kind is PromptType.POINT:
+        return Prompt(points=origin, labels=np.ones(1, dtype=np.int32))
+    return Prompt(scribble=origin)
 
 
 def _prompt_type(kind: PromptType | str) -> PromptType:
@@ -100,25 +148,24 @@ def component_boxes(mask: np.ndarray) -> list[list[int]]:
 
 
 def largest_box(mask: np.ndarray) -> np.ndarray:
-    """``float32 [4]``: the largest box after merging overlapping component boxes until none overlap.
+    """``float32 [4]``: the largest box after one merging pass over the component boxes.
 
-    (The reference merges in a single order-dependent pass; merging to a fixed point gives
-    the same result whenever that pass had nothing left to merge.)
+    As the authors' ``get_bounding_boxes`` (``util/promptable_utils.py``): components in label
+    order (raster order of their first pixel); each box is merged into the first already-kept
+    box it overlaps, else kept; kept boxes are not re-checked against each other. The largest
+    kept box (first on ties) wins. An empty mask gives ``[0, 0, 0, 0]``.
     """
-    boxes = component_boxes(mask)
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                if _overlap(boxes[i], boxes[j]):
-                    a, b = boxes[i], boxes.pop(j)
-                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    merged = True
-                    break
-            if merged:
+    kept: list[list[int]] = []
+    for box in component_boxes(mask):
+        for i, other in enumerate(kept):
+            if _overlap(box, other):
+                kept[i] = [min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]), max(box[3], other[3])]
                 break
-    best = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        else:
+            kept.append(box)
+    if not kept:
+        return np.zeros(4, dtype=np.float32)
+    best = max(kept, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
     return np.asarray(best, dtype=np.float32)
 
 
