@@ -170,3 +170,17 @@ def test_golden_fixture_model_one_episode(tmp_path, folder):
                  "--backbone", str(golden_path("sam2_config.yaml")), "--device", "cpu"]) == 0
     doc = json.loads((out / "fold0" / "results.json").read_text())
     assert doc["episodes"] == 1 and doc["config"]["model"]["adapter"].endswith("sansa_adapter.pth")
+
+
+def test_scribble_style_and_protocol_are_part_of_the_run(tmp_path, capsys, folder):
+    out = tmp_path / "out"
+    args = ["eval", "--benchmark", "folder", "--data", str(folder), "--episodes", "1", "--size", "32",
+            "--prompt", "scribble", "--out", str(out), "--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
+    assert main([*args, "--scribble", "light"]) == 0
+    config = json.loads((out / "fold0" / "config.json").read_text())
+    assert config["scribble"] == "light" and config["protocol"] == "authors/1"
+    assert main(args) == 2  # the default (authors) scribble is another run
+    assert "holds a different run" in capsys.readouterr().err
+    config.pop("protocol")  # a folder written before the authors' protocol: not resumed
+    (out / "fold0" / "config.json").write_text(json.dumps(config))
+    assert main([*args, "--scribble", "light"]) == 2

@@ -12,6 +12,8 @@ from sansa.atomic import write_text
 from sansa.cli import given
 from sansa.cli.common import MODEL_HELP, add_model_options
 
+PROTOCOL = "authors/1"  # the authors' evaluation protocol as released (see README, Benchmarks)
+
 EXAMPLES = """examples:
   sansa eval --benchmark coco20i --fold 0 --data data --sam2-checkpoint sam2_hiera_large.pt --adapter coco0.pth
   sansa eval --benchmark fss1000 --shots 5 --prompt box --data data --model sansa-universal
@@ -38,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shots", type=int, metavar="K", help="supports per episode (default: 1)")
     parser.add_argument("--prompt", choices=("mask", "point", "box", "scribble"),
                         help="how supports are prompted, generated from their masks (default: mask)")
+    parser.add_argument("--scribble", choices=("authors", "light"),
+                        help="scribble generator: authors (the published protocol, thousands of point tokens "
+                             "per support) or light (at most 64 points, faster; not comparable to the paper) "
+                             "(default: authors)")
     parser.add_argument("--episodes", type=int, metavar="N", help="episodes per fold (default: the benchmark's)")
     parser.add_argument("--episode-file", metavar="FILE", help="evaluate this saved episode list (JSON)")
     parser.add_argument("--seed", type=int, help="seed of the episode list and prompts (default: 0)")
@@ -54,14 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from sansa.errors import SansaError
 
     benchmark = as_benchmark(args.benchmark)
-    options = given(args, "shots", "prompt", "episodes", "seed", "size", "workers")
+    options = given(args, "shots", "prompt", "scribble", "episodes", "seed", "size", "workers")
     folds = _folds(args.fold, SPECS[benchmark].folds)
     if args.episode_file and len(folds) > 1:
         raise SansaError("--episode-file: holds one fold's episodes; give --fold F")
     base = RunConfig(benchmark=benchmark.value, data=str(args.data), fold=folds[0],
                      model=given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights"),
                      **options)
-    out = Path(args.out or f"runs/eval/{benchmark.value}-{base.shots}shot-{base.prompt}")
+    light = "-light" if base.prompt == "scribble" and base.scribble == "light" else ""
+    out = Path(args.out or f"runs/eval/{benchmark.value}-{base.shots}shot-{base.prompt}{light}")
     datasets = {}
     for fold in folds:  # refuse bad data or a folder of another run before the (slow) model load
         datasets[fold] = build_dataset(benchmark, Path(args.data), fold, "test", base.shots)
@@ -109,11 +116,13 @@ class RunConfig:
     fold: int = 0
     shots: int = 1
     prompt: str = "mask"
+    scribble: str = "authors"
     episodes: int | None = None
     seed: int = 0
     size: int | None = None
     workers: int = 2
     model: dict = field(default_factory=dict)
+    protocol: str = PROTOCOL  # folders of runs made under an older protocol are not resumed
 
     def with_fold(self, fold: int) -> RunConfig:
         return replace(self, fold=fold)
@@ -157,7 +166,8 @@ def run_fold(config: RunConfig, predictor, out: Path, episode_file: str | None =
             log.flush()
 
         result = evaluate(dataset, episodes.episodes, predictor, prompt=config.prompt, image_size=size,
-                          seed=config.seed, workers=config.workers, previous=previous, on_score=append)
+                          seed=config.seed, scribble=config.scribble, workers=config.workers, previous=previous,
+                          on_score=append)
     doc = {"config": {**asdict(config), "image_size": size, "episode_file": str(episodes_path)}, **result.to_json()}
     write_text(out / "results.json", json.dumps(doc, indent=1) + "\n")
     write_text(out / "results.md", fold_markdown(doc))

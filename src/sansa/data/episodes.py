@@ -26,6 +26,7 @@ from sansa.data.episode import Episode, FewShotDataset, Sampling, image_of
 from sansa.errors import SansaError
 
 FORMAT = "sansa-episodes/1"
+_MAX_REDRAWS = 1000  # an episode drawn again this often in a row (unusable keys) is an error
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def sample_episodes(dataset: FewShotDataset, shots: int, count: int | None = Non
     count = getattr(dataset, "episodes", None) if count is None else count
     classes = dataset.class_ids()
     if not classes:
-        raise SansaError(f"{dataset.name}: no class has more than {shots} images")
+        raise SansaError(f"{dataset.name}: no class has enough images for {shots}-shot episodes")
     pools = _Pools(dataset)
     if sampling in (Sampling.EVERY_IMAGE, Sampling.CYCLE_IMAGES):
         pairs = dataset.queries() if hasattr(dataset, "queries") else [
@@ -101,9 +102,6 @@ def sample_episodes(dataset: FewShotDataset, shots: int, count: int | None = Non
             raise SansaError(f"{dataset.name}: {_MAX_REDRAWS} draws of episode {i} in a row had an unusable image")
         episodes.append(episode)
     return episodes
-
-
-_MAX_REDRAWS = 1000
 
 
 def _usable(dataset: FewShotDataset, episode: Episode) -> bool:
