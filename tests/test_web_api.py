@@ -59,6 +59,7 @@ def client(tiny_model, folder):
     app = create_app(SansaPredictor(tiny_model, device="cpu"), folder, max_upload_bytes=4096, cache_size=2)
     token = {"X-Sansa-Token": app.state.token}  # the per-launch token every API call carries
     with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=token, timeout=30) as http:
+        http.app_service = app.state.service
         yield http
 
 
@@ -451,6 +452,33 @@ def test_reviewing_a_reference_is_refused(client, sid):
     add_box(client, sid)
     response = client.put(f"/api/sessions/{sid}/review/im0.png", json={"state": "accepted"})
     assert response.status_code == 409 and "is a reference" in response.json()["detail"]
+
+
+def test_a_folder_that_cannot_hold_sessions_saves_them_in_the_cache(tiny_model, tmp_path, monkeypatch):
+    from sansa import SansaPredictor
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_image(folder / "im0.png", 0)
+    (folder / ".sansa").write_text("a file where the folder would be")  # fails for root too
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    app = create_app(SansaPredictor(tiny_model, device="cpu"), folder)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30,
+                                                  headers={"X-Sansa-Token": app.state.token}) as http:
+        state = http.get("/api/sessions/current").json()
+        assert http.post(f"/api/sessions/{state['session_id']}/classes", json={"name": "shape"}).status_code == 201
+    assert "cannot be written; sessions are saved in" in state["notes"][0]
+    saved = list((tmp_path / "cache" / "sansa" / "web").glob("*/sessions/*/session.json"))
+    assert [json.loads(p.read_text())["classes"][0]["name"] for p in saved] == ["shape"]
+
+
+def test_thumbnails_are_made_in_the_background_from_the_start(client):
+    folder = client.app_service.folder
+    deadline = time.monotonic() + 10
+    while len(folder._thumbs) < 4 * 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    made = {(name, side) for name, _, side in folder._thumbs}
+    assert made >= {(f"im{i}.png", side) for i in range(4) for side in (160, 320)}
 
 
 def test_favicon(client):

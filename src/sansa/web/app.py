@@ -138,6 +138,11 @@ def _install_errors(app: FastAPI, max_upload_bytes: int) -> None:
     def sansa_error(_: Request, err: SansaError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=status_of(err))
 
+    @app.exception_handler(OSError)
+    def os_error(_: Request, err: OSError) -> JSONResponse:  # a full disk, a folder made read-only meanwhile
+        where = f"{err.filename}: " if err.filename else ""  # one line, naming the file
+        return JSONResponse({"detail": f"could not read or write {where}{err.strerror or err}"}, status_code=507)
+
     @app.exception_handler(RequestValidationError)
     def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
         parts = [f"{'.'.join(str(x) for x in e['loc'] if x != 'body') or 'body'}: {e['msg']}" for e in err.errors()]

@@ -69,6 +69,8 @@ class SansaService:
         """A new, empty session; it becomes the one ``sansa serve`` resumes."""
         with self.lock:
             session = Session(uuid.uuid4().hex, self._new_predictor())
+            if self.store.note:
+                session.notes.append(self.store.note)
             self._keep(session)
             self.save(session)
             self.store.set_current(session.id)

@@ -10,8 +10,10 @@ Layout::
     .sansa/web/sessions/<id>/accepted/<k>.npz a prediction accepted in review, as it was then
 
 ``session.json`` is rewritten after every change of the session; a result file after each
-target is propagated. A session is only ever written by the server that holds it in memory, so
-nothing another page does can remove it (other pages get sessions of their own ids).
+target is propagated. Where the served folder cannot be written (read-only media), sessions go to
+``~/.cache/sansa/web/<hash of the folder>/`` instead (``SessionStore.note`` says so). A session
+is only ever written by the server that holds it in memory, so nothing another page does can
+remove it (other pages get sessions of their own ids).
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ class SessionStore:
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.root = Path(folder) / STORE_DIR
+        self.note: str | None = None
+        if not _writable(self.root):
+            key = hashlib.sha1(str(Path(folder).resolve()).encode("utf-8")).hexdigest()[:16]
+            fallback = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sansa" / "web" / key
+            self.note = f"{self.root}: cannot be written; sessions are saved in {fallback}"
+            self.root = fallback
         atomic.remove_temporaries(self.root)
 
     # -- which session -------------------------------------------------------------------
@@ -122,6 +130,16 @@ class SessionStore:
     def _map_path(self, sid: str, kind: str, name: str) -> Path:
         key = hashlib.sha1(name.encode("utf-8")).hexdigest()[:20]
         return self._dir(sid) / kind / f"{key}.npz"
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(folder / ".probe", "")
+        (folder / ".probe").unlink()
+        return True
+    except OSError:
+        return False
 
 
 def _safe(ref_id: str) -> str:
