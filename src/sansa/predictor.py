@@ -14,8 +14,10 @@ memory, so every target is segmented independently of the others.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,15 +58,19 @@ class SansaPredictor:
     @classmethod
     def from_checkpoint(
         cls,
-        sam2_checkpoint: str | os.PathLike,
+        sam2_checkpoint: str | os.PathLike | None,
         adapter_checkpoint: str | os.PathLike | None = None,
         model: str | os.PathLike = "hiera_large",
         device: str | torch.device | None = "auto",
     ) -> SansaPredictor:
         """Build from Meta's SAM2 release-1.0 checkpoint and a SANSA adapter file.
 
+        ``from_checkpoint(None, model="test_tiny")`` is the tiny random-weight model (seeded, the
+        same every time; the CLI's ``--backbone test_tiny --random-weights``): for trying the API
+        and for tests, it needs no download.
+
         Args:
-            sam2_checkpoint: e.g. ``sam2_hiera_large.pt``.
+            sam2_checkpoint: e.g. ``sam2_hiera_large.pt``; ``None``: random weights.
             adapter_checkpoint: an authors' (or ``sansa train``) adapter file; its stages and
                 channel factor are read off its tensor shapes. ``None`` gives plain SAM2.
             model: the backbone name (``hiera_tiny``, ``hiera_small``, ``hiera_base_plus``,
@@ -73,6 +79,8 @@ class SansaPredictor:
         """
         from sansa.model.loading import load_sansa
 
+        if sam2_checkpoint is None:
+            return cls(_random_model(model, adapter_checkpoint), device=device)
         return cls(load_sansa(sam2_checkpoint, adapter_checkpoint, model), device=device)
 
     @classmethod
@@ -200,6 +208,8 @@ class SansaPredictor:
             A :class:`Prediction` at the target's own size.
         """
         label = self._single_label(label)
+        if label not in self.labels:  # before the costly encoding
+            raise SansaError(f"label: no reference of class {label!r} (known: {', '.join(self.labels)})")
         pixels = load_image(target, "target")
         with torch.inference_mode():
             feats = self.encode([pixels])
@@ -261,12 +271,20 @@ class SansaPredictor:
         """Targets to encode together: 4 on a GPU (or MPS), 1 on the CPU (where batches are slower)."""
         return 1 if self.device.type == "cpu" else ACCELERATOR_BATCH_SIZE
 
-    def segment_many(self, targets: Iterable[ImageLike], batch_size: int | None = None) -> Iterator[Segmentation]:
+    def segment_many(self, targets: Iterable[ImageLike] | str | os.PathLike,
+                     batch_size: int | None = None) -> Iterator[Segmentation]:
         """Stream :meth:`segment_batch` over any number of targets, ``batch_size`` at a time
-        (default: :attr:`default_batch_size`)."""
+        (default: :attr:`default_batch_size`).
+
+        Args:
+            targets: images (paths, PIL images, arrays), or one folder (its images, sorted) or
+                glob (``"photos/**/*.jpg"``) given as a string or path.
+        """
         batch_size = self.default_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise SansaError(f"batch_size: must be at least 1, got {batch_size}")
+        if isinstance(targets, (str, os.PathLike)):
+            targets = _expand_targets(targets)
         batch: list[ImageLike] = []
         for target in targets:
             batch.append(target)
@@ -319,6 +337,32 @@ class SansaPredictor:
     def _prediction(self, decoded: Decoded, index: int, label: str, size: tuple[int, int]) -> Prediction:
         logits = self.transform.logits_to_image(decoded.low_res_logits[index : index + 1], *size)[0]
         return Prediction(logits=logits.cpu().numpy(), score=float(decoded.iou[index]), label=label)
+
+
+def _random_model(model: str | os.PathLike, adapter_checkpoint: str | os.PathLike | None) -> SansaModel:
+    """A seeded random-weight model (the same every call)."""
+    from sansa.model.build import build_sansa
+
+    if adapter_checkpoint is not None:
+        raise SansaError("adapter_checkpoint: give sam2_checkpoint too (None builds random weights)")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build_sansa(model)
+
+
+def _expand_targets(spec: str | os.PathLike) -> list[str]:
+    """The images of a folder or glob (sorted); a string is never iterated as characters."""
+    from sansa.labeling.targets import find_targets
+
+    if not glob.has_magic(os.fspath(spec)) and not Path(spec).exists():
+        raise SansaError(f"targets: {os.fspath(spec)}: no such folder or file (give a folder, a glob or a list)")
+    try:
+        found, _ = find_targets([os.fspath(spec)], recursive=False)
+    except SansaError as err:  # its messages name the CLI's --targets
+        raise SansaError(str(err).replace("--targets ", "targets: ", 1)) from None
+    if not found:
+        raise SansaError(f"targets: {os.fspath(spec)}: no images found")
+    return [target.path for target in found]
 
 
 def _name_of(source: ImageLike, fallback: str) -> str:

@@ -186,6 +186,11 @@ class Reference:
         """``(H, W)`` of the reference image."""
         return self.mask.shape[0], self.mask.shape[1]
 
+    def __repr__(self) -> str:
+        score = "None" if self.score is None else f"{self.score:.3f}"
+        return (f"Reference(label={self.label!r}, name={self.name!r}, prompt={self.prompt.type.value}, "
+                f"size={_size(self.mask)}, coverage={_coverage(self.mask)}, score={score})")
+
 
 @dataclass(eq=False)
 class Prediction:
@@ -205,6 +210,10 @@ class Prediction:
 
     def __post_init__(self) -> None:
         self.mask = self.logits > 0
+
+    def __repr__(self) -> str:
+        return (f"Prediction(label={self.label!r}, size={_size(self.mask)}, coverage={_coverage(self.mask)}, "
+                f"score={self.score:.3f})")
 
 
 @dataclass(eq=False)
@@ -234,6 +243,12 @@ class Segmentation:
         """``bool [H, W]``: the pixels the label map gives to ``label`` (overlaps resolved)."""
         return self.label_map == self.labels.index(label) + 1
 
+    def __repr__(self) -> str:
+        classes = ", ".join(f"{label!r}: {_coverage(self.label_map == i)} score {self.predictions[label].score:.3f}"
+                            if label in self.predictions else f"{label!r}: {_coverage(self.label_map == i)}"
+                            for i, label in enumerate(self.labels, start=1))
+        return f"Segmentation(name={self.name!r}, size={_size(self.label_map)}, classes={{{classes}}})"
+
     @classmethod
     def from_predictions(cls, predictions: list[Prediction], name: str = "") -> Segmentation:
         """Resolve overlaps per pixel: the foreground class of highest logit wins."""
@@ -243,3 +258,13 @@ class Segmentation:
         label_map = np.where(foreground, winner + 1, 0).astype(np.uint16)
         labels = [p.label for p in predictions]
         return cls({p.label: p for p in predictions}, labels, label_map, name)
+
+
+def _size(array: np.ndarray) -> str:
+    """``"480x640"``: ``H x W`` of an image-shaped array."""
+    return f"{array.shape[0]}x{array.shape[1]}"
+
+
+def _coverage(mask: np.ndarray) -> str:
+    """The share of ``True`` pixels, ``"12.3%"``."""
+    return f"{100.0 * np.count_nonzero(mask) / max(mask.size, 1):.1f}%"

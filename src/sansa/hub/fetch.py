@@ -13,6 +13,9 @@ import hashlib
 import logging
 import os
 import re
+import socket
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from sansa.errors import DownloadError
@@ -20,7 +23,32 @@ from sansa.hub.cache import HubSettings, Manifest, download_problem
 from sansa.hub.registry import DriveFile, HubFile
 
 log = logging.getLogger(__name__)
-ALTERNATIVE = "or load files you have with --sam2-checkpoint FILE --adapter FILE"
+ALTERNATIVE = ("or load files you have: SansaPredictor.from_checkpoint(SAM2_FILE, ADAPTER_FILE, model=BACKBONE) "
+               "in Python, --sam2-checkpoint FILE --adapter FILE on the command line")
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection before giving up on the host (no retries)
+
+
+def unreachable(url: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why ``url``'s host (or the proxy for it) cannot be connected to, or ``None`` when it can.
+
+    One TCP connection, no retries: a machine offline, a closed port or a host that does not
+    resolve answers within ``timeout`` instead of after the download clients' retry rounds.
+    """
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
+    except OSError as err:
+        return f"cannot connect to {parts.hostname}:{port}: {one_line(err)}"
+    return None
+
+
+def _offline_hint(what: str, problem: str) -> str:
+    return (f"{what} ({problem}); offline, only cached files can be used (from_pretrained(..., offline=True) "
+            "or SANSA_OFFLINE=1)")
 
 
 def one_line(err: BaseException, limit: int = 200) -> str:
@@ -63,6 +91,12 @@ def fetch_sam2(file: HubFile, settings: HubSettings, model: str) -> Path:
                 f"{model}: SAM2 checkpoint {file.filename} is not cached and offline mode is on; run "
                 f"`sansa models download {model}` online, or {_sam2_manual(file, settings)}"
             ) from None
+    endpoint = settings.hf_endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    problem = unreachable(endpoint)
+    if problem is not None:
+        raise DownloadError(_offline_hint(f"{model}: SAM2 checkpoint {file.filename} is not cached and the "
+                                          f"Hugging Face hub cannot be reached", problem)
+                            + f"; {_sam2_manual(file, settings)}")
     try:
         return Path(hf_hub_download(**where))
     except Exception as err:  # whatever the hub client raises becomes the one-line answer;
@@ -87,6 +121,10 @@ def download_adapter(file: DriveFile, settings: HubSettings, model: str) -> Path
     final = settings.adapter_path(file)
     staging = final.with_name(final.name + ".download")
     url = settings.adapter_url(file)
+    problem = unreachable(url)
+    if problem is not None:
+        raise DownloadError(_offline_hint(f"{model}: adapter {file.filename} is not cached and {url} cannot be "
+                                          "reached", problem) + f"; {_adapter_manual(file, settings)}")
     final.parent.mkdir(parents=True, exist_ok=True)
     staging.unlink(missing_ok=True)  # gdown would take a leftover complete file as done
     try:

@@ -193,5 +193,13 @@ def get_model(name: str, models: Mapping[str, PretrainedModel] | None = None) ->
     """
     models = MODELS if models is None else models
     if name not in models:
-        raise SansaError(f"model {name!r}: unknown; choose one of {', '.join(models)} (see `sansa models list`)")
+        from sansa.model.variants import VARIANTS  # only on this error path
+
+        hint = ""
+        if name in VARIANTS:
+            hint = (f"; {name!r} is a backbone: load its weights with SansaPredictor.from_checkpoint(SAM2_FILE, "
+                    f"ADAPTER_FILE, model={name!r}), or random weights with "
+                    f"SansaPredictor.from_checkpoint(None, model={name!r})")
+        raise SansaError(f"model {name!r}: unknown; choose one of {', '.join(models)} (see `sansa models list`)"
+                         + hint)
     return models[name]
