@@ -55,4 +55,4 @@ def tiny_predictor(tiny_model):
 
 
 # -- scale: one local Ray instance and one S3 API server per session (tests/scale_fixtures.py) ----
-from scale_fixtures import ray_local, s3_server  # noqa: E402, F401
+from scale_fixtures import actor_handles, ray_local, s3_server  # noqa: E402, F401

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def ray_local(s3_server: S3Server) -> Iterator[str]:
     (``127.0.0.1:PORT``) for drivers in other processes (``sansa segment --ray ADDRESS``).
     """
     ray = pytest.importorskip("ray")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC), str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     context = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
                        log_to_driver=False, configure_logging=False)
@@ -86,3 +87,35 @@ def ray_local(s3_server: S3Server) -> Iterator[str]:
         yield context.address_info["gcs_address"]
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def actor_handles(ray_local: str):
+    """A named actor collecting the handles of label actors as they start (pass ``announce`` as
+    ``on_actor_start``); the fault tests ``ray.kill`` one of them mid-run."""
+    import ray
+
+    box = ray.remote(num_cpus=0)(HandleBox).options(name="sansa-test-handles", lifetime=None).remote()
+    yield box
+    ray.kill(box)
+
+
+class HandleBox:
+    """Holds actor handles (a Ray actor: see ``actor_handles``)."""
+
+    def __init__(self) -> None:
+        self.handles: list = []
+
+    def add(self, handle) -> None:
+        self.handles.append(handle)
+
+    def take(self) -> list:
+        handles, self.handles = self.handles, []
+        return handles
+
+
+def announce(handle) -> None:
+    """``on_actor_start`` hook: hand this actor's handle to the ``actor_handles`` box."""
+    import ray
+
+    ray.get(ray.get_actor("sansa-test-handles").add.remote(handle))

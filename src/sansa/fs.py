@@ -14,7 +14,6 @@ filesystems (``file://``, ``sftp://``) a temporary beside the destination is mov
 
 from __future__ import annotations
 
-import io
 import os
 import posixpath
 import re
@@ -47,7 +46,7 @@ def as_path(path: str | os.PathLike) -> Path | UPath:
     from upath import UPath
 
     try:
-        return UPath(str(path))
+        return UPath(str(path), use_listings_cache=False)  # other processes write there too
     except (ImportError, ValueError) as err:
         raise SansaError(f"{path}: {_reason(err)}") from None
 
@@ -56,7 +55,7 @@ def filesystem(url: str):
     """``(fs, path)``: the fsspec filesystem of ``url`` and the path within it."""
     fsspec = _need("fsspec", "fsspec", url)
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, use_listings_cache=False)
     except (ImportError, ValueError) as err:
         raise SansaError(f"{url}: {_reason(err)}") from None
 
@@ -68,7 +67,20 @@ def is_object_store(path: UPath) -> bool:
 
 
 def write_bytes(path: UPath, data: bytes) -> None:
-    """Write ``data`` to a URL path atomically (see the module docstring)."""
+    """Write ``data`` to a URL path atomically (see the module docstring).
+
+    Raises:
+        OutputError: one line naming the URL (no permission, no such bucket, ...).
+    """
+    from sansa.atomic import OutputError
+
+    try:
+        _write(path, data)
+    except OSError as err:
+        raise OutputError.of(str(path), err) from None
+
+
+def _write(path: UPath, data: bytes) -> None:
     fs, target = path.fs, path.path
     if is_object_store(path):
         fs.pipe_file(target, data)
@@ -93,14 +105,13 @@ def refresh(path: UPath) -> None:
 
 
 def read_image(url: str, name: str = "target") -> np.ndarray:
-    """An image at a URL as RGB ``uint8 [H, W, 3]`` (see :func:`sansa.images.load_image`).
+    """An image at a URL as RGB ``uint8 [H, W, 3]``, read like a local file
+    (:func:`sansa.images.load_image`: EXIF orientation, pixel limit before decoding).
 
     Raises:
-        ImageError: naming the URL, when it is missing or not a readable image.
+        ImageError: one line naming the URL, when it is missing or not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    from sansa.images import load_image
+    from sansa.images import load_image, open_image_file
 
     fs, path = filesystem(url)
     try:
@@ -108,18 +119,53 @@ def read_image(url: str, name: str = "target") -> np.ndarray:
     except FileNotFoundError:
         raise ImageError(f"{url}: no such file") from None
     except (OSError, ValueError) as err:
-        raise ImageError(f"{url}: cannot be read ({err.__class__.__name__}: {err})") from None
+        raise ImageError(f"{url}: cannot be read ({err.__class__.__name__}: {_first_line(err)})") from None
+    return load_image(open_image_file(data, url), name)
+
+
+def stat(url: str) -> dict[str, int] | None:
+    """``{"bytes", "mtime_ns"}`` of the file at ``url`` (like ``os.stat``), or ``None`` when it
+    cannot be read. Stores without a modification time give ``mtime_ns`` 0."""
+    fs, path = filesystem(url)
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return load_image(img, name)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{url}: not a readable image ({err.__class__.__name__}: {err})") from None
+        info = fs.info(path)
+    except (OSError, ValueError):
+        return None
+    if info.get("type") == "directory":
+        return None
+    return {"bytes": int(info.get("size") or 0), "mtime_ns": _mtime_ns(info)}
 
 
-def find_targets(inputs: list[str], recursive: bool) -> tuple[list[str], str]:
+def open_binary(url: str):
+    """The file at ``url`` opened for reading bytes (a context manager)."""
+    fs, path = filesystem(url)
+    return fs.open(path, "rb")
+
+
+def _mtime_ns(info: dict) -> int:
+    import datetime
+
+    value = next((info[k] for k in ("LastModified", "mtime", "last_modified", "updated", "created") if k in info), 0)
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp() * 1e9)
+    if isinstance(value, str):
+        try:
+            return int(datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
+        except ValueError:
+            return 0
+    return int(float(value) * 1e9) if value else 0
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+
+
+def find_targets(inputs: list[str], recursive: bool, exclude: Any = None) -> tuple[list[str], str]:
     """Target images named by URLs (folders, globs, image files, list files), like the local
-    ``find_targets`` of ``sansa segment``.
+    :func:`sansa.labeling.find_targets`.
+
+    Args:
+        exclude: a URL folder (or ``UPath``) whose files are never targets (the output folder).
 
     Returns:
         Unique target URLs in input order, and the deepest URL folder holding them all (their
@@ -143,6 +189,8 @@ def find_targets(inputs: list[str], recursive: bool) -> tuple[list[str], str]:
             paths = [path] if _is_image(path, IMAGE_SUFFIXES) else _read_list(fs, path, item)
         else:
             raise SansaError(f"--targets {item}: no such file or folder")
+        skip = str(exclude).rstrip("/") + "/" if is_url(exclude) else None
+        paths = [p for p in paths if skip is None or not fs.unstrip_protocol(p).startswith(skip)]
         if not paths:
             raise SansaError(f"--targets {item}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
         found.update((fs.unstrip_protocol(p), None) for p in paths)

@@ -74,6 +74,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--batch-size", type=int, metavar="N",
                      help="targets encoded together (default: 4 on a GPU, 1 on the CPU)")
     add_model_options(parser)
+    scale = parser.add_argument_group("Ray: label on many processes or machines (pip install 'sansa-segment[scale]')")
+    scale.add_argument("--ray", nargs="?", const="", metavar="auto|ADDRESS",
+                       help="run on Ray: alone, the cluster in RAY_ADDRESS or a new local one; auto: the cluster "
+                            "running on this machine; or a cluster's address (host:6379, ray://host:10001)")
+    scale.add_argument("--actors", type=int, metavar="N",
+                       help="model replicas (default: one per CPU, or one per GPU with --gpus-per-actor)")
+    scale.add_argument("--gpus-per-actor", type=float, metavar="G",
+                       help="GPUs each actor reserves (0.5: two share one; default: CPU actors)")
     parser.set_defaults(handler=handle)
 
 
@@ -81,7 +89,27 @@ def handle(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status (1 when some targets failed)."""
     from sansa import labeling
 
-    job = labeling.Job(
+    result = labeling.run(job_from_args(args), command=" ".join(["sansa", *sys.argv[1:]]), **_executor(args))
+    _print_summary(result)
+    return result.exit_code
+
+
+def _executor(args: argparse.Namespace) -> dict:
+    """``executor="ray"`` and the Ray options the user set (``--ray``), or nothing (this process)."""
+    from sansa.errors import SansaError
+
+    if args.ray is None:
+        if args.actors is not None or args.gpus_per_actor is not None:
+            raise SansaError("--actors/--gpus-per-actor: only with --ray")
+        return {}
+    return {"executor": "ray", "address": args.ray or None, **given(args, "actors", "gpus_per_actor")}
+
+
+def job_from_args(args: argparse.Namespace):
+    """The :class:`~sansa.labeling.Job` the command line describes (only what the user set)."""
+    from sansa import labeling
+
+    return labeling.Job(
         references=[labeling.ReferenceEntry.from_spec(spec) for spec in _reference_specs(args)],
         targets=list(args.targets), out=args.out,
         export=labeling.ExportOptions(**_export_options(args)),
@@ -90,9 +118,6 @@ def handle(args: argparse.Namespace) -> int:
         recursive=bool(args.recursive), batch_size=args.batch_size, overwrite=bool(args.overwrite),
         options={k: v for k, v in vars(args).items() if v is not None and k not in ("handler", "command")},
     )
-    result = labeling.run(job, command=" ".join(["sansa", *sys.argv[1:]]))
-    _print_summary(result)
-    return result.exit_code
 
 
 def _export_options(args: argparse.Namespace) -> dict:
@@ -147,6 +172,10 @@ def _print_summary(result) -> None:
 
 def _short(path: Path) -> str:
     """``path`` relative to the working folder when it is under it."""
+    from sansa.fs import is_url
+
+    if is_url(path):
+        return str(path)
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:

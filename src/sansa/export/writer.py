@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sansa import atomic
+from sansa import atomic, fs
 from sansa.errors import SansaError
 from sansa.export import coco, dataset, labelstudio, names, render, yolo
 from sansa.export.formats import CocoLayout, ImageMode, OutputFormat, parse_choice, parse_formats
@@ -97,7 +97,7 @@ class FolderWriter:
         dataset_images: ImageMode | str = ImageMode.COPY,
         prepare: bool = True,
     ) -> None:
-        self.out_dir = Path(out_dir)
+        self.out_dir = fs.as_path(out_dir)  # a Path, or a UPath for a URL (see sansa.fs)
         self.labels = list(labels)
         self.formats = parse_formats(formats)
         self.coco_instances = coco_instances

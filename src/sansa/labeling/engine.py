@@ -270,14 +270,16 @@ def process_batch(predictor: Any, writer: FolderWriter, batch: Batch, inputs_dig
         batch: from :attr:`Plan.batches`.
         inputs_digest: :attr:`Plan.inputs_digest`, kept in each record.
     """
+    from sansa import fs
     from sansa.images import load_image
 
+    read = fs.read_image if batch.targets and fs.is_url(batch.targets[0].path) else load_image
     started, outcome = time.time(), Outcome()
     loaded = []
     for target, write in zip(batch.targets, batch.write, strict=True):
         source = fingerprint(target.path)  # before reading: a later change shows on resume
         try:
-            loaded.append((target, write, source, load_image(target.path, "target")))
+            loaded.append((target, write, source, read(target.path, "target")))
         except ImageError as err:
             if write:
                 outcome.failures.append({"target": target.name, "path": target.path, "error": str(err)})

@@ -39,13 +39,16 @@ class FolderLock:
     """
 
     def __init__(self, folder: Path, command: str = "") -> None:
-        self.folder = Path(folder)
+        self.folder = folder if not isinstance(folder, (str, os.PathLike)) else Path(folder)  # or a UPath
         self.path = self.folder / STATE_DIR / LOCK_NAME
         self.command = command or " ".join(["sansa", *sys.argv[1:]])
         self._fd: int | None = None
 
     def acquire(self) -> FolderLock:
-        """Take the lock, or raise a one-line :class:`SansaError` naming the run that holds it."""
+        """Take the lock, or raise a one-line :class:`SansaError` naming the run that holds it.
+        Object-store folders (``s3://``, a ``UPath``) have no lock: one run per folder is up to the user."""
+        if not isinstance(self.folder, Path):
+            return self
         try:
             import fcntl
         except ImportError:  # no fcntl (Windows): one owner is not enforced
@@ -152,6 +155,8 @@ def _read_json(path: Path) -> Any:
 
 def clear_results(folder: Path) -> None:
     """Remove what earlier runs wrote into ``folder`` (``--overwrite``); other files stay."""
+    if not isinstance(folder, Path):  # a UPath (object store)
+        return _clear_url_results(folder)
     state = folder / STATE_DIR
     for name in RUN_FILES:
         (folder / name).unlink(missing_ok=True)
@@ -164,3 +169,13 @@ def clear_results(folder: Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+def _clear_url_results(folder: Any) -> None:
+    """:func:`clear_results` for a folder at a URL."""
+    store, root = folder.fs, folder.path
+    for name in [*RUN_FILES, *RUN_FOLDERS, STATE_DIR]:
+        path = f"{root}/{name}"
+        if store.exists(path):
+            store.rm(path, recursive=True)
+    store.invalidate_cache()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,8 +214,11 @@ class Job:
         return list(dict.fromkeys(r.label for r in self.references))
 
     @property
-    def out_dir(self) -> Path:
-        return Path(os.path.expanduser(self.out))
+    def out_dir(self) -> Any:
+        """The output folder: a ``Path``, or a ``UPath`` for a URL (``s3://bucket/labels``; see :mod:`sansa.fs`)."""
+        from sansa import fs
+
+        return fs.as_path(self.out)
 
     def check(self) -> None:
         """Raise a one-line :class:`SansaError` for a job that cannot run (before any file is touched)."""

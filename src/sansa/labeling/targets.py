@@ -50,22 +50,28 @@ class Batch:
         return cls(values["index"], [Target(**t) for t in values["targets"]], list(values["write"]))
 
 
-def find_targets(inputs: Sequence[str], recursive: bool, exclude: Path | None = None) -> tuple[list[Target], Path]:
+def find_targets(inputs: Sequence[str], recursive: bool, exclude: Any = None) -> tuple[list[Target], Any]:
     """The target images named by ``inputs``, sorted by name, and the folder names are relative to.
 
     Args:
         inputs: folders (their images; hidden files and folders skipped), globs (``**`` recurses),
             image files, or list files (one path a line, relative to the list file; ``#`` comments).
         recursive: look in sub-folders of folders too.
-        exclude: a folder whose files are never targets (the output folder).
+        exclude: a folder whose files are never targets (the output folder; a ``Path`` or ``UPath``).
 
     Returns:
-        Unique targets (stems not yet assigned), and the deepest folder holding them all.
+        Unique targets (stems not yet assigned), and the deepest folder holding them all: a
+        ``Path``, or a URL string for URL targets (``s3://bucket/photos``; see :mod:`sansa.fs`).
     """
+    from sansa import fs
     from sansa.images import IMAGE_SUFFIXES
 
+    if any(fs.is_url(item) for item in inputs):  # s3://, gs://, ...: names relative to a URL folder
+        urls, url_root = fs.find_targets(list(inputs), recursive, exclude=exclude)
+        targets = [Target(url, fs.relative_name(url, url_root)) for url in urls]
+        return sorted(targets, key=lambda t: t.name), url_root
     found: dict[Path, None] = {}
-    skip = exclude.resolve() if exclude is not None else None
+    skip = exclude.resolve() if isinstance(exclude, Path) else None
     for item in inputs:
         path = Path(item).expanduser()
         if glob.has_magic(item):
@@ -105,7 +111,11 @@ def fixed_batches(targets: Sequence[Target], size: int) -> Iterator[tuple[int, l
 
 # -- what a file was ------------------------------------------------------------------------------
 def file_stat(path: str | os.PathLike) -> dict[str, int] | None:
-    """``{"bytes", "mtime_ns"}`` of a file, or ``None`` when it cannot be read."""
+    """``{"bytes", "mtime_ns"}`` of a file (or URL), or ``None`` when it cannot be read."""
+    from sansa import fs
+
+    if fs.is_url(path):
+        return fs.stat(str(path))
     try:
         stat = os.stat(path)
     except OSError:
@@ -115,9 +125,11 @@ def file_stat(path: str | os.PathLike) -> dict[str, int] | None:
 
 def file_sha256(path: str | os.PathLike) -> str | None:
     """The file's SHA-256 (hex), or ``None`` when it cannot be read."""
+    from sansa import fs
+
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        with fs.open_binary(str(path)) if fs.is_url(path) else open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     except OSError:

@@ -1,0 +1,232 @@
+"""Running a labelling job on Ray Data: the same run as :func:`sansa.labeling.run`, on many processes.
+
+The driver does what only one process may do; workers do the rest::
+
+    driver                                  actors (--actors N, --gpus-per-actor G)
+    ------                                  ---------------------------------------
+    prepare: checks, discovery, lock,       load the model once;
+      resume, fixed batches                 get the references' memory once (object store)
+    encode the references once; ray.put  ->
+    Dataset of batches of target paths   -> map_batches: segment one fixed batch, write each
+                                              target's files and record (atomic, record last)
+    finalise: annotations.json,          <- per batch: written / failed names (no pixels)
+      yolo/data.yaml, classes.json,
+      failures, run.json
+
+The bytes are those of a one-process run: the same fixed batches of the sorted target list, the
+same references' memory (computed once, on the driver), the same writer. A task ships only its
+batch (target paths, names, stems). A batch whose actor dies is retried by Ray on a restarted
+actor (rewriting a target gives the same bytes); an unreadable image is a failure entry; a
+driver killed and started again resumes like a one-process run (finished targets are skipped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sansa.errors import SansaError
+
+# Fixed batches per Ray Data block: a block is the unit a dead actor's work is retried in.
+BATCHES_PER_BLOCK = 4
+_CONNECT_HELP = "start one with `ray start --head`, or leave the address out for a local instance"
+
+
+@dataclasses.dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide a job runs on Ray.
+
+    Attributes:
+        address: ``None``: ``RAY_ADDRESS`` when set (as under ``ray job submit``), else a new
+            local instance; ``"auto"``: the cluster already running on this machine; else a
+            cluster address (``host:6379``, ``ray://host:10001``).
+        actors: model replicas (default: as many as the cluster's GPUs allow with
+            ``gpus_per_actor``, else one per CPU).
+        gpus_per_actor: GPUs each actor reserves (fractions share a GPU); ``0``: CPU actors.
+        on_actor_start: called in each actor once it is ready, with its handle (monitoring, and
+            the fault tests that ``ray.kill`` an actor mid-run).
+    """
+
+    address: str | None = None
+    actors: int | None = None
+    gpus_per_actor: float = 0.0
+    on_actor_start: Callable[[Any], None] | None = None
+
+    def check(self) -> None:
+        if self.actors is not None and self.actors < 1:
+            raise SansaError(f"--actors: must be at least 1, got {self.actors}")
+        if self.gpus_per_actor < 0:
+            raise SansaError(f"--gpus-per-actor: must be 0 or more, got {self.gpus_per_actor}")
+
+    @property
+    def device(self) -> str:
+        """Where actors run the model: ``cuda`` when they reserve GPUs, else ``cpu``."""
+        return "cuda" if self.gpus_per_actor > 0 else "cpu"
+
+
+def run_ray(job: Any, notes: Any = None, command: str = "", **options: Any) -> Any:
+    """Run ``job`` on Ray (see the module docstring); :func:`sansa.labeling.run` with ``executor="ray"``.
+
+    Args:
+        job: a :class:`~sansa.labeling.job.Job`.
+        options: :class:`RayOptions` fields (``address``, ``actors``, ``gpus_per_actor``, ...).
+
+    Returns:
+        The :class:`~sansa.labeling.engine.RunResult`, as a one-process run gives it.
+    """
+    from sansa.labeling import engine
+
+    ray_options = RayOptions(**options)
+    ray_options.check()
+    _import_ray()
+    if job.batch_size is None and ray_options.gpus_per_actor > 0:
+        from sansa.predictor import ACCELERATOR_BATCH_SIZE
+
+        job = dataclasses.replace(job, batch_size=ACCELERATOR_BATCH_SIZE)  # the actors' device, not the driver's
+    plan = engine.prepare(job, notes, command)
+    try:
+        connect(ray_options.address)
+        predictor = job.model.load("cpu" if ray_options.device == "cpu" else None)
+        references = engine.encode_references(predictor, plan)
+        reference_files = engine.save_reference_pictures(plan, references)
+        outcome = engine.Outcome(skipped=list(plan.skipped))
+        for batch_outcome in label_batches(job, plan.batches, plan.inputs_digest, references, ray_options):
+            outcome.add(batch_outcome)
+        return engine.finalise(plan, outcome, references, reference_files, ray_options.device, reload=True)
+    finally:
+        plan.close()
+
+
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (see :class:`RayOptions`), unless this process already has."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, configure_logging=False, log_to_driver=True)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        where = f"--ray {address}" if address else "--ray"
+        raise SansaError(f"{where}: cannot join a Ray cluster ({_first_line(err)}); {_CONNECT_HELP}") from None
+
+
+def label_batches(job: Any, batches: Sequence[Any], inputs_digest: str, references: Sequence[Any],
+                  options: RayOptions) -> Iterator[Any]:
+    """Process ``batches`` on an actor pool; yields each batch's
+    :class:`~sansa.labeling.engine.Outcome` as it completes (in any order).
+
+    Args:
+        job: the job (shipped to each actor once, as JSON).
+        batches: :class:`~sansa.labeling.targets.Batch` records with something to write.
+        inputs_digest: kept in each target's record.
+        references: the driver's encoded :class:`~sansa.records.Reference` records: their memory
+            is put in the object store once and handed to each actor at construction.
+    """
+    ray = _import_ray()
+    from sansa.labeling.engine import Outcome
+
+    if not batches:
+        return
+    shipped = ray.put([shippable(reference) for reference in references])
+    rows = [{"batch": json.dumps(batch.to_dict())} for batch in batches]
+    dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / BATCHES_PER_BLOCK))
+    results = dataset.map_batches(
+        LabelActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=_pool_size(ray, options)),
+        fn_constructor_kwargs={"job": for_workers(job).to_dict(), "references": [shipped],
+                               "inputs_digest": inputs_digest, "device": options.device,
+                               "on_start": options.on_actor_start},
+        num_cpus=1, num_gpus=options.gpus_per_actor or None,
+    )
+    for row in results.iter_rows():
+        yield Outcome.from_dict(json.loads(row["outcome"]))
+
+
+class LabelActor:
+    """One model replica of the pool: loads the model once, takes the references' memory from the
+    object store once, then segments and writes one fixed batch per call.
+
+    Args:
+        job: :meth:`Job.to_dict` of the run.
+        references: ``[ObjectRef]`` of the shippable references (wrapped, so Ray hands the
+            reference to this constructor and it is fetched here, once).
+        inputs_digest: kept in each target's record.
+        device: where to run the model.
+        on_start: see :attr:`RayOptions.on_actor_start`.
+    """
+
+    def __init__(self, job: dict, references: list, inputs_digest: str, device: str,
+                 on_start: Callable[[Any], None] | None = None) -> None:
+        import ray
+
+        from sansa.labeling.engine import writer_for
+        from sansa.labeling.job import Job
+
+        self.job = Job.from_dict(job)
+        self.predictor = self.job.model.load(device)
+        for reference in ray.get(references[0]):
+            self.predictor.add_encoded(reference)
+        self.writer = writer_for(self.job, worker=True)
+        self.inputs_digest = inputs_digest
+        if on_start is not None:
+            on_start(ray.get_runtime_context().current_actor)
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        """``rows["batch"]``: JSON batches -> ``{"outcome": [JSON outcome per batch]}``."""
+        from sansa.labeling.engine import process_batch
+        from sansa.labeling.targets import Batch
+
+        outcomes = []
+        for text in rows["batch"]:
+            batch = Batch.from_dict(json.loads(str(text)))
+            outcomes.append(json.dumps(process_batch(self.predictor, self.writer, batch, self.inputs_digest).to_dict()))
+        return {"outcome": outcomes}
+
+
+def for_workers(job: Any) -> Any:
+    """``job`` with its output folder and model files as absolute paths (workers run elsewhere)."""
+    from sansa import fs
+
+    def absolute(path: str | None) -> str | None:
+        if path is None or fs.is_url(path) or not Path(path).expanduser().exists():
+            return path
+        return str(Path(path).expanduser().resolve())
+
+    model = dataclasses.replace(job.model, sam2_checkpoint=absolute(job.model.sam2_checkpoint),
+                                adapter=absolute(job.model.adapter), backbone=absolute(job.model.backbone))
+    out = job.out if fs.is_url(job.out) else str(Path(job.out).expanduser().resolve())
+    return dataclasses.replace(job, out=out, model=model)
+
+
+def shippable(reference: Any) -> Any:
+    """A reference record with what segmenting needs (class, prompt, memory entry on the CPU), not
+    its full-size mask and logits."""
+    memory = reference.memory.to("cpu") if hasattr(reference.memory, "to") else reference.memory
+    empty = np.zeros((0, 0), np.float32)
+    return dataclasses.replace(reference, memory=memory, logits=empty, mask=empty.astype(bool))
+
+
+def _pool_size(ray: Any, options: RayOptions) -> int:
+    if options.actors is not None:
+        return options.actors
+    resources = ray.cluster_resources()
+    if options.gpus_per_actor > 0:
+        return max(1, int(resources.get("GPU", 0) // options.gpus_per_actor))
+    return max(1, int(resources.get("CPU", 1)))
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise SansaError("--ray: Ray is not installed: pip install 'sansa-segment[scale]'") from None
+    return ray
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -1,0 +1,224 @@
+"""Labelling on Ray: the same bytes as one process, on local folders and on S3, through faults.
+
+All tests share one local Ray instance (``ray_local``) and one S3 API server (``s3_server``), and
+compare against one single-process run of the same 40 targets (39 images and an unreadable one),
+tiny random model, every format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sansa.cli import build_parser, main
+
+pytest.importorskip("ray")
+pytest.importorskip("s3fs")
+
+MODEL = ["--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
+FORMATS = ["--format", "png", "indexed", "coco", "yolo", "overlay"]
+COUNT = 40  # targets, the last one unreadable
+TIMES = ("seconds", "segmenting_seconds", "finished")
+NOT_OUTPUTS = (".sansa/lock",)  # who holds the folder (pid, time): not a result
+
+
+def scene(seed: int) -> np.ndarray:
+    """A noisy 64x48 background with a bright square, RGB ``uint8 [48, 64, 3]``."""
+    rng = np.random.default_rng(seed)
+    image = np.clip(rng.normal(120, 10, (48, 64, 3)), 0, 255)
+    x, y = rng.integers(4, 40), rng.integers(4, 28)
+    image[y:y + 14, x:x + 18] = (230, 200, 40)
+    return image.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """``ref.png``, ``ref_mask.png`` and ``targets/`` (``t00.png`` .. ``t38.png``, ``zz_broken.png``)."""
+    folder = tmp_path_factory.mktemp("scale")
+    Image.fromarray(scene(0)).save(folder / "ref.png")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 12:40] = 255
+    Image.fromarray(mask).save(folder / "ref_mask.png")
+    (folder / "targets").mkdir()
+    for i in range(COUNT - 1):
+        Image.fromarray(scene(i + 1)).save(folder / "targets" / f"t{i:02d}.png")
+    (folder / "targets" / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def command(data: Path, out: str, *extra: str) -> list[str]:
+    return ["segment", str(data / "ref.png"), "--mask", str(data / "ref_mask.png"), "--label", "thing",
+            "--targets", str(data / "targets"), "--out", out, *FORMATS, *MODEL, *extra]
+
+
+def tree(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Outputs to compare: every file but ``run.json`` (compared without its times) and the lock."""
+    return {name: data for name, data in files.items() if name != "run.json" and name not in NOT_OUTPUTS}
+
+
+def local_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_json(files: dict[str, bytes]) -> dict:
+    """``run.json`` without its times and the options naming the output folder and Ray."""
+    values = json.loads(files["run.json"])
+    options = {k: v for k, v in values.pop("options").items() if k not in ("out", "ray", "actors")}
+    return {**{k: v for k, v in values.items() if k not in TIMES}, "options": options}
+
+
+@pytest.fixture(scope="module")
+def single(data) -> dict[str, bytes]:
+    """The single-process run's files (exit 1: the unreadable target is a failure entry). One torch
+    thread, as each Ray actor has (``num_cpus=1``): faster on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(command(data, str(data / "single"))) == 1
+    finally:
+        torch.set_num_threads(threads)
+    files = local_files(data / "single")
+    assert sum(name.startswith(".sansa/parts/") for name in files) == COUNT - 1
+    return files
+
+
+def test_two_actors_same_bytes_and_resume(data, single, ray_local, capsys):
+    """--ray with 2 actors writes the same bytes as one process in every format (and run.json
+    differs only in its times); a re-run writes nothing and changes nothing."""
+    out = data / "ray"
+    assert main(command(data, str(out), "--ray", ray_local, "--actors", "2")) == 1
+    first = local_files(out)
+    assert tree(first) == tree(single)
+    assert run_json(first) == run_json(single)
+    assert "39 written, 0 already done, 1 failed" in capsys.readouterr().out
+    assert main(command(data, str(out), "--ray", ray_local, "--actors", "2")) == 1
+    assert tree(local_files(out)) == tree(single)
+    assert "0 written, 39 already done, 1 failed" in capsys.readouterr().out
+
+
+def test_s3_output(data, single, ray_local, s3_server):
+    """--out s3://... on a real S3 API server: read back through fsspec, the same bytes, and no
+    temporaries (whole-object writes)."""
+    from sansa import fs
+
+    url = s3_server.bucket("labels") + "/run1"
+    assert main(command(data, url, "--ray", ray_local, "--actors", "2")) == 1
+    store, root = fs.filesystem(url)
+    store.invalidate_cache()
+    files = {path[len(root) + 1:]: store.cat_file(path) for path in sorted(store.find(root))}
+    assert tree(files) == tree(single)
+    assert run_json(files) == run_json(single)
+
+
+def test_s3_targets(data, single, s3_server, capsys):
+    """--targets s3://... (a folder, one process): each target's outputs are the bytes the local run
+    wrote for the same image; a re-run finds them finished (object fingerprints)."""
+    from sansa import fs
+
+    url = s3_server.bucket("photos") + "/in"
+    store, root = fs.filesystem(url)
+    names = ["t00.png", "t01.png", "zz_broken.png"]
+    for name in names:
+        store.pipe_file(f"{root}/{name}", (data / "targets" / name).read_bytes())
+    out = data / "from-s3"
+    args = command(data, str(out))
+    args[args.index("--targets") + 1] = url
+    assert main(args) == 1
+    assert "3 targets in " + url + ": 2 written, 0 already done, 1 failed" in capsys.readouterr().out
+    files = local_files(out)
+    for name in ("masks/t00_thing.png", "labels/t01.png", "overlays/t00.jpg", "yolo/labels/t01.txt"):
+        assert files[name] == single[name], name
+    assert json.loads(files["failures.json"])[0]["path"] == f"{url}/zz_broken.png"
+    assert main(args) == 1
+    assert "0 written, 2 already done, 1 failed" in capsys.readouterr().out
+
+
+def test_actor_killed_mid_run(data, single, ray_local, actor_handles):
+    """An actor ray.kill-ed mid-run is restarted and its batch retried: the final files equal an
+    uninterrupted run's, nothing is lost and no partial file is left."""
+    import ray
+    from scale_fixtures import announce
+
+    from sansa.cli.segment import job_from_args
+    from sansa.labeling import run
+
+    out = data / "killed-actor"
+    job = job_from_args(build_parser().parse_args(command(data, str(out))))
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(run=run(job, executor="ray", address=ray_local,
+                                                                     actors=2, on_actor_start=announce)))
+    runner.start()
+    parts = out / ".sansa" / "parts"
+    handles = _wait(lambda: ray.get(actor_handles.take.remote()) or None)
+    written = _wait(lambda: len(list(parts.glob("*.json"))) >= 6 or None)
+    assert written and len(list(parts.glob("*.json"))) < COUNT - 1, "the kill must land mid-run"
+    ray.kill(handles[0], no_restart=False)
+    runner.join(timeout=300)
+    assert not runner.is_alive() and result["run"].exit_code == 1
+    assert tree(local_files(out)) == tree(single)
+    assert not list(out.rglob("*.sansa-tmp"))
+
+
+def test_driver_killed_then_restarted(data, single, ray_local):
+    """The driver (a `sansa segment --ray` process) SIGKILL-ed mid-run leaves only whole files;
+    the same command run again finishes with the bytes of an uninterrupted run."""
+    out = data / "killed-driver"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                       os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.Popen([sys.executable, "-m", "sansa", *command(data, str(out), "--ray", ray_local,
+                                                                       "--actors", "2")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        parts = out / ".sansa" / "parts"
+        assert _wait(lambda: len(list(parts.glob("*.json"))) >= 6 or None, proc=driver), "no progress"
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.wait(timeout=60)
+    killed = local_files(out)
+    assert len([n for n in killed if n.startswith(".sansa/parts/")]) < COUNT - 1, "the kill must land mid-run"
+    for name, content in killed.items():  # whatever is at a final path is whole
+        if name.endswith(".png") or name.endswith(".jpg"):
+            Image.open(out / name).load()
+        elif name.endswith(".json") and "/parts/" in name:
+            json.loads(content)
+    assert main(command(data, str(out), "--ray", ray_local, "--actors", "2")) == 1
+    assert tree(local_files(out)) == tree(single)
+    assert not list(out.rglob("*.sansa-tmp"))
+
+
+def _wait(check, timeout: float = 240.0, proc: subprocess.Popen | None = None):
+    """Poll ``check`` until it returns something truthy (returned), or ``None`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            return None
+        time.sleep(0.2)
+    return None
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--actors", "2"], "--actors/--gpus-per-actor: only with --ray"),
+    (["--ray", "--actors", "0"], "--actors: must be at least 1, got 0"),
+    (["--ray", "--gpus-per-actor", "-1"], "--gpus-per-actor: must be 0 or more, got -1.0"),
+])
+def test_bad_ray_options(data, extra, message, capsys):
+    """A bad Ray option is one line naming it (exit 2), before anything is written or Ray is joined."""
+    assert main(command(data, str(data / "bad"), *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(message) and len(err.splitlines()) == 1
+    assert not (data / "bad").exists()
