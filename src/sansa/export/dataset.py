@@ -51,6 +51,9 @@ def place_image(dest: Path, source: Path | None, image: np.ndarray, mode: ImageM
     if source is None or source.suffix.lower() != dest.suffix:
         atomic.write_bytes(dest, atomic.encode_image(image, "PNG"))
         return
+    if not isinstance(dest, Path):  # a UPath (object store, see sansa.fs): the file's bytes, whole
+        atomic.write_bytes(dest, source.read_bytes())
+        return
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=atomic.TEMP_SUFFIX)
     os.close(fd)
