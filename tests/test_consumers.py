@@ -227,6 +227,10 @@ def test_ultralytics_loads_data_yaml_as_written_and_counts_every_label(request, 
     found = consumer_env.run_check("ultralytics", "yolo_ultralytics.py", out / "yolo" / "data.yaml", cwd=tmp_path)
     assert found["names"] == LABELS
     assert Path(found["train"]) == (out / "yolo" / "images").resolve()  # not the working directory
+    photos = request.getfixturevalue("photos") / "photos"
+    for stem in stems:  # the targets' own files, copied (not re-encoded)
+        source = next(photos.glob(f"{stem}.*"))
+        assert (out / "yolo/images" / f"{flat(stem)}{source.suffix}").read_bytes() == source.read_bytes()
     lines = {stem: len((out / "yolo/labels" / f"{flat(stem)}.txt").read_text().splitlines()) for stem in stems}
     assert {stem.replace("+", "/"): image["instances"] for stem, image in found["images"].items()} == lines
     pixels = {stem.replace("+", "/"): image["pixels"] for stem, image in found["images"].items()}
@@ -239,4 +243,5 @@ def test_datumaro_imports_the_coco_dataset_layout(cli_exports):
     assert found["names"] == LABELS
     assert sorted(found["images"]) == STEMS
     assert all(image["media"] and image["size"] == [48, 64] for image in found["images"].values())
+    assert (out / "coco/images/sub/c.png").samefile(cli_exports["dataset"].parent / "photos/sub/c.png")  # linked
     assert {stem: image["pixels"] for stem, image in found["images"].items()} == png_pixels(out, STEMS)

@@ -17,9 +17,9 @@ Class ids: 0 background, ``i + 1`` = ``labels[i]`` (YOLO class indices are ``i``
 :mod:`sansa.export.palette`; both are written to ``classes.json``.
 """
 
-from sansa.export.formats import DEFAULT_FORMATS, OutputFormat, parse_formats
+from sansa.export.formats import DEFAULT_FORMATS, CocoLayout, ImageMode, OutputFormat, parse_formats
 from sansa.export.palette import class_color, classes_table
 from sansa.export.writer import FolderWriter, TargetRecord
 
-__all__ = ["DEFAULT_FORMATS", "FolderWriter", "OutputFormat", "TargetRecord", "class_color", "classes_table",
-           "parse_formats"]
+__all__ = ["DEFAULT_FORMATS", "CocoLayout", "FolderWriter", "ImageMode", "OutputFormat", "TargetRecord", "class_color",
+           "classes_table", "parse_formats"]
