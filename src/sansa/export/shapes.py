@@ -62,26 +62,23 @@ def polygons(mask: np.ndarray) -> list[np.ndarray]:
 def hole_free_pieces(mask: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int]]]:
     """The 8-connected parts of ``mask``, those with holes cut into hole-free pieces.
 
+    A part with holes is cut at one column through each hole (all at once): every piece of a
+    hole then touches a cut, so no piece encloses background.
+
     Returns:
         ``(piece, (x0, y0))`` pairs: ``piece`` is ``bool [h, w]``, the crop of the mask whose
         top-left pixel is column ``x0``, row ``y0``. The pieces cover the mask exactly.
     """
-    pieces, todo = [], _parts(mask, 0, 0)
-    while todo:
-        crop, (x0, y0) = todo.pop()
-        hole = _first_hole_columns(crop)
-        if hole is None:
-            pieces.append((crop, (x0, y0)))
-            continue
-        cut = hole[0] + (hole[1] - hole[0] + 1) // 2  # both halves of the hole open onto the cut
-        todo += _parts(crop[:, :cut], x0, y0) + _parts(crop[:, cut:], x0 + cut, y0)
+    pieces = []
+    for crop, (x0, y0) in _parts(mask, 0, 0):
+        edges = [0, *_hole_cuts(crop), crop.shape[1]]
+        for start, stop in zip(edges[:-1], edges[1:], strict=True):
+            pieces += _parts(crop[:, start:stop], x0 + start, y0) if len(edges) > 2 else [(crop, (x0, y0))]
     return sorted(pieces, key=lambda p: (p[1][1], p[1][0]))
 
 
 def _parts(mask: np.ndarray, x0: int, y0: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
     """The 8-connected parts of a crop, each cropped to its box, with their offsets."""
-    if mask.size == 0:
-        return []
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     parts = []
     for i in range(1, count):
@@ -90,16 +87,13 @@ def _parts(mask: np.ndarray, x0: int, y0: int) -> list[tuple[np.ndarray, tuple[i
     return parts
 
 
-def _first_hole_columns(piece: np.ndarray) -> tuple[int, int] | None:
-    """First and last column of a hole of ``piece`` (background not 4-connected to the outside)."""
+def _hole_cuts(piece: np.ndarray) -> list[int]:
+    """Sorted columns cutting every hole of ``piece`` (background not 4-connected to the outside)
+    into halves that each open onto the cut: ``x_min + width // 2`` of each hole."""
     background = np.pad(~piece, 1, constant_values=True).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=4)
     outside = labels[0, 0]
-    for i in range(1, count):
-        if i != outside:
-            x, w = int(stats[i, 0]) - 1, int(stats[i, 2])
-            return x, x + w - 1
-    return None
+    return sorted({int(stats[i, 0]) - 1 + int(stats[i, 2]) // 2 for i in range(1, count) if i != outside})
 
 
 def polygon_area(segmentation: list[list[float]], height: int, width: int) -> int:
