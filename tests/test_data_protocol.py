@@ -359,3 +359,17 @@ def test_empty_support_prompted_as_the_authors(pascal, prompt, field, value):
     (image, support_prompt), = segmenter.references[0]
     assert np.array_equal(getattr(support_prompt, field), value)
     assert result.scores[0].empty_supports == 1 and result.to_json()["empty_supports"] == 1
+
+
+# -- every benchmark reader: images as stored (the authors ignore EXIF orientation) ---------
+def test_benchmark_images_are_read_as_stored_not_exif_rotated(coco):
+    ds = build_dataset("coco20i", coco, 0)
+    key = ds.images_of(0)[0]
+    path = coco / "COCO2014" / key
+    stored = np.asarray(Image.open(path).convert("RGB"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees to display"
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+    image, mask = ds.load(key, 0)
+    assert image.shape[:2] == mask.shape == stored.shape[:2]  # 24 x 32, not turned to 32 x 24
+    assert np.abs(image.astype(int) - stored).max() <= 8  # re-encoded JPEG, same orientation

@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sansa.data.common import Split, as_split, read_label_png, read_pickle, require
+from sansa.data.common import Split, as_split, load_rgb, read_label_png, read_pickle, require
 from sansa.data.episode import Sampling
-from sansa.images import load_image
 
 FOLDS = 4
 HINT = "COCO-20i: see `sansa eval --help` / README, Benchmarks, for the layout and downloads"
@@ -83,6 +82,6 @@ class Coco20i:
         return [counts[k] for k in self._images[class_id]]
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
-        image = load_image(self.base / key)
+        image = load_rgb(self.base / key)
         labels = read_label_png(self.base / "annotations" / Path(key).with_suffix(".png"))
         return image, labels == class_id + 1

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from sansa.errors import SansaError
-from sansa.images import open_image_file
+from sansa.images import ImageError, read_size
 
 
 class DatasetError(SansaError):
@@ -68,9 +68,35 @@ def read_lines(path: Path, hint: str) -> list[str]:
     return [line.strip() for line in require(path, hint).read_text().splitlines() if line.strip()]
 
 
+def open_as_stored(path: Path) -> Image.Image:
+    """An image file decoded as the authors' readers see it: ``Image.open``, **no EXIF rotation**.
+
+    Benchmark annotations (label PNGs, polygons, RLE) are in the stored pixel grid, and the
+    authors read images with ``Image.open(path).convert('RGB')``; rotating a photo by its EXIF
+    tag (as :func:`sansa.images.load_image` does for user images) would misalign it with its
+    mask. The pixel limit is checked from the header first; errors are one line naming the file.
+    """
+    read_size(path)  # pixel limit (ImageTooLarge) and readability, from the header
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path}: not a readable image ({err.__class__.__name__}: {err})") from None
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """``uint8 [H, W, 3]``: ``Image.open(path).convert('RGB')`` as the authors (no EXIF rotation)."""
+    return np.array(open_as_stored(path).convert("RGB"), dtype=np.uint8)
+
+
 def read_label_png(path: Path) -> np.ndarray:
-    """A label PNG as its raw values ``[H, W]`` (palette indices or grey levels, not colours)."""
-    img = open_image_file(path)
+    """A label PNG as its raw values ``[H, W]`` (palette indices or grey levels, not colours).
+
+    As the authors (COCO-20i) and HSNet (PASCAL-5i): ``np.array(Image.open(path))``; a mode with
+    colours (RGB) is reduced to grey.
+    """
+    img = open_as_stored(path)
     if img.mode not in ("P", "L", "I", "I;16"):
         img = img.convert("L")
     return np.asarray(img)

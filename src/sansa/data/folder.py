@@ -9,7 +9,8 @@ the same stem as its image, every non-zero pixel being the object::
       cat/images/a.png       cat/masks/a.png
 
 Class ids index the sorted class folder names. Every image is the query once, its supports
-drawn with replacement among the other images of its class (as FSS-1000) (``sansa eval --benchmark folder --data my_data``).
+drawn with replacement among the other images of its class, as FSS-1000
+(``sansa eval --benchmark folder --data my_data``).
 """
 
 from __future__ import annotations

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sansa.data.common import DatasetError, Split, as_split, read_lines, require
+from sansa.data.common import DatasetError, Split, as_split, load_rgb, open_as_stored, read_lines, require
 from sansa.data.episode import Sampling
-from sansa.images import load_image, open_image_file
 
 HINT = "FSS-1000: see README, Benchmarks, for the archive and the split files"
 _SPLIT_FILES = {Split.TRAIN: "trn.txt", Split.VAL: "val.txt", Split.TEST: "test.txt"}
@@ -63,5 +62,5 @@ class Fss1000:
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         path = self.base / "data" / key
-        grey = np.asarray(open_image_file(path.with_suffix(".png")).convert("L"))
-        return load_image(path), grey >= 128
+        grey = np.asarray(open_as_stored(path.with_suffix(".png")).convert("L"))
+        return load_rgb(path), grey >= 128

@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from sansa.data.common import Split, as_split, decode_segmentation, read_pickle, require, union
+from sansa.data.common import Split, as_split, decode_segmentation, load_rgb, read_pickle, require, union
 from sansa.data.episode import Sampling
-from sansa.images import load_image
 
 FOLDS = 10
 HINT = "LVIS-92i: COCO 2017 images + Matcher's lvis_*.pkl, see README, Benchmarks"
@@ -69,7 +68,7 @@ class Lvis92i:
         return list(self._anno[class_id])
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
-        image = load_image(self.base / "coco" / key)
+        image = load_rgb(self.base / "coco" / key)
         height, width = image.shape[:2]
         annotations = self._anno[class_id][key]["annotations"]
         masks = [decode_segmentation(a["segmentation"], height, width) for a in annotations]

@@ -54,13 +54,13 @@ from sansa.data.common import (
     as_split,
     crop,
     decode_segmentation,
+    load_rgb,
     read_json,
     read_pickle,
     require,
     union,
 )
 from sansa.data.episode import OBJECT_SEPARATOR, Sampling
-from sansa.images import load_image
 
 PASCAL_PART_FOLDS = ("animals", "indoor", "person", "vehicles")
 PACO_FOLDS = 4
@@ -136,7 +136,7 @@ class PascalPart:
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         image_id, _, index = key.partition(OBJECT_SEPARATOR)
         part = self._names[class_id].split("+")[1]
-        image = load_image(self.base / "JPEGImages" / f"{image_id}.jpg")
+        image = load_rgb(self.base / "JPEGImages" / f"{image_id}.jpg")
         height, width = image.shape[:2]
         obj = self._annotation(image_id)["object"][int(index)]
         masks = [decode_segmentation(m, height, width) for p in obj["parts"] if p["name"] == part for m in p["mask"]]
@@ -205,7 +205,7 @@ class PacoPart:
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         path, _, obj = key.partition(OBJECT_SEPARATOR)
-        image = load_image(self.base / "coco" / path)
+        image = load_rgb(self.base / "coco" / path)
         height, width = image.shape[:2]
         annos = [a for a in self._img2anno[self._path_ids[path]]
                  if a["category_id"] == class_id and str(a["obj_ann_id"]) == obj]

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sansa.data.common import DatasetError, Split, as_split, read_label_png, read_lines, require
+from sansa.data.common import DatasetError, Split, as_split, load_rgb, read_label_png, read_lines, require
 from sansa.data.episode import Sampling
-from sansa.images import load_image
 
 FOLDS = 4
 IGNORE = 255  # object boundaries in SegmentationClassAug
@@ -92,6 +91,6 @@ class Pascal5i:
 
     def load_with_ignore(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(RGB [H, W, 3], bool [H, W] class mask, bool [H, W] boundary pixels (255) to ignore)``."""
-        image = load_image(self.base / "JPEGImages" / f"{key}.jpg")
+        image = load_rgb(self.base / "JPEGImages" / f"{key}.jpg")
         labels = read_label_png(self.base / "SegmentationClassAug" / f"{key}.png")
         return image, labels == class_id + 1, labels == IGNORE
