@@ -69,6 +69,9 @@ def malicious(marker: Path) -> dict[str, bytes]:
         "copyreg._reconstructor": pickle.dumps(Reduce(__import__("copyreg")._reconstructor, object, object, None),
                                                protocol=0),
         "persistent id": b"\x80\x04\x8c\x01x\x94Q.",
+        "builtins.bytes(10**10): 10 GB": _global("builtins", "bytes", "x", protocol=4).replace(
+            b"\x8c\x01x", b"\x8a\x05\x00\xe4\x0bT\x02"),
+        "builtins.bytearray(10**10), protocol 0 text": b"c__builtin__\nbytearray\n(I10000000000\ntR.",
         "_codecs.encode with a non-text codec": pickle.dumps(
             Reduce(__import__("_codecs").encode, "eJz", "zlib_codec"), protocol=2),
     }

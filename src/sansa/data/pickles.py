@@ -45,9 +45,16 @@ ALLOWED: dict[tuple[str, str], Any] = {
     ("_codecs", "encode"): lambda text, encoding="utf-8": _encode(text, encoding),
     **{(module, name): obj for module in ("builtins", "__builtin__")
        for name, obj in (("set", set), ("frozenset", frozenset), ("list", list), ("dict", dict), ("tuple", tuple),
-                         ("int", int), ("float", float), ("str", str), ("bytes", bytes), ("bytearray", bytearray),
-                         ("complex", complex), ("bool", bool))},
+                         ("int", int), ("float", float), ("str", str), ("complex", complex), ("bool", bool),
+                         ("bytes", lambda *a: _sized(bytes, a)), ("bytearray", lambda *a: _sized(bytearray, a)))},
 }
+
+
+def _sized(kind: type, args: tuple) -> Any:
+    """``bytes(...)``/``bytearray(...)`` from data only: ``bytes(10**10)`` would allocate 10 GB."""
+    if args and isinstance(args[0], int):
+        raise pickle.UnpicklingError(f"refers to builtins.{kind.__name__} with a size ({args[0]})")
+    return kind(*args)
 
 
 def _encode(text: Any, encoding: str) -> bytes:
