@@ -421,6 +421,23 @@ def test_export_has_every_image_with_a_mask_and_says_where_it_comes_from(fresh):
     assert corrected.sum() == promoted.json()["area"] > 0
 
 
+def test_export_options_reach_the_writer(fresh):
+    with fresh() as http:
+        sid, _ = build_session(http)
+        default = export_files(http, sid, ["coco", "yolo"])
+        dataset = http.post(f"/api/sessions/{sid}/exports",
+                            json={"formats": ["coco"], "coco_layout": "dataset", "coco_polygons": True}).json()
+        while dataset["state"] == "running":
+            time.sleep(0.05)
+            dataset = http.get(f"/api/sessions/{sid}/exports/{dataset['id']}").json()
+        with zipfile.ZipFile(io.BytesIO(http.get(dataset["download"]).content)) as archive:
+            names = set(archive.namelist())
+            coco = json.loads(archive.read("coco/annotations/instances_default.json"))
+    assert "annotations.json" in default and "yolo/data.yaml" in default
+    assert {"coco/images/im0.png", "coco/images/im2.png"} <= names and "annotations.json" not in names
+    assert all(isinstance(a["segmentation"], list) for a in coco["annotations"])  # polygons
+
+
 def test_export_keeps_accepted_predictions_as_accepted(fresh):
     with fresh() as http:
         sid, _ = build_session(http)
@@ -436,6 +453,7 @@ def test_export_keeps_accepted_predictions_as_accepted(fresh):
     ("GET", "/api/sessions/{sid}/exports/nope", None, 404, "no such export"),
     ("GET", "/api/sessions/{sid}/exports/nope/download", None, 404, "no such export"),
     ("POST", "/api/sessions/{sid}/exports", {"formats": ["bogus"]}, 400, "unknown format 'bogus'"),
+    ("POST", "/api/sessions/{sid}/exports", {"coco_layout": "flat"}, 400, "coco_layout: unknown value 'flat'"),
     ("POST", "/api/sessions/{sid}/exports", {}, 409, "no reference yet"),
     ("PUT", "/api/sessions/{sid}/review/im1.png", {"state": "maybe"}, 422, "state"),
     ("PUT", "/api/sessions/{sid}/review/gone.png", {"state": "accepted"}, 404, "no such image"),

@@ -280,7 +280,7 @@ def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
 
     @app.post("/api/sessions/{sid}/exports", status_code=202)
     def start_export(sid: str, body: ExportRequest) -> ExportStatus:
-        return exporting.start(service, service.session(sid), body.formats)
+        return exporting.start(service, service.session(sid), body.formats, body.options())
 
     @app.get("/api/sessions/{sid}/exports/{export_id}")
     def export_status(sid: str, export_id: str) -> ExportStatus:

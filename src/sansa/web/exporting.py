@@ -31,6 +31,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -58,10 +59,13 @@ class Item:
 class ExportJob:
     """Writes a session's export zip in a daemon thread; ``status()`` reports progress."""
 
-    def __init__(self, service: SansaService, session: Session, formats: Sequence[str] | None = None) -> None:
-        from sansa.export import DEFAULT_FORMATS, OutputFormat, parse_formats
+    def __init__(self, service: SansaService, session: Session, formats: Sequence[str] | None = None,
+                 options: dict[str, Any] | None = None) -> None:
+        from sansa.export import DEFAULT_FORMATS, FolderWriter, OutputFormat, parse_formats
 
         self.formats = parse_formats(formats if formats is not None else DEFAULT_FORMATS)
+        self.options = dict(options or {})
+        FolderWriter(Path("."), ["check"], self.formats, **self.options, prepare=False)  # bad options fail here
         self.overlays = OutputFormat.OVERLAY in self.formats
         self.service, self.session = service, session
         self.id = uuid.uuid4().hex[:12]
@@ -111,7 +115,7 @@ class ExportJob:
         records = []
         formats = [f for f in self.formats if f is not OutputFormat.OVERLAY]
         palette = np.array([(0, 0, 0), *self.colors], dtype=np.uint8)
-        with FolderWriter(out, self.labels, formats or [OutputFormat.PNG]) as writer:
+        with FolderWriter(out, self.labels, formats or [OutputFormat.PNG], **self.options) as writer:
             for item in self.items:
                 label_map, scores = item.mapping()
                 image = self.service.folder.load(item.name)
@@ -165,9 +169,11 @@ def plan(service: SansaService, session: Session, labels: list[str]) -> tuple[li
     return items, left_out
 
 
-def start(service: SansaService, session: Session, formats: Sequence[str] | None) -> ExportStatus:
-    """Start an export of the session (replacing its previous export's zip)."""
-    job = ExportJob(service, session, formats)
+def start(service: SansaService, session: Session, formats: Sequence[str] | None,
+          options: dict[str, Any] | None = None) -> ExportStatus:
+    """Start an export of the session (replacing its previous export's zip); ``options`` go to
+    :class:`sansa.export.FolderWriter` (``coco_layout``, ``coco_polygons``, ``coco_instances``)."""
+    job = ExportJob(service, session, formats, options)
     with service.lock:
         previous, session.export = session.export, job
     if previous is not None:

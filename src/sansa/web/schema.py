@@ -187,7 +187,15 @@ class ReviewList(BaseModel):
 
 
 class ExportRequest(BaseModel):
+    """What to export; options left out take :class:`sansa.export.FolderWriter`'s defaults."""
+
     formats: list[str] | None = Field(default=None, description="default: sansa.export's")
+    coco_layout: str | None = Field(default=None, description="file (annotations.json) or dataset (CVAT, datumaro)")
+    coco_polygons: bool | None = Field(default=None, description="COCO polygons instead of RLE")
+    coco_instances: bool | None = Field(default=None, description="one COCO annotation per connected part")
+
+    def options(self) -> dict:
+        return self.model_dump(exclude_none=True, exclude={"formats"})
 
 
 class ExportStatus(BaseModel):

@@ -57,7 +57,7 @@ export const api = {
   target: (sid, name, side, rev) => call("GET", `/api/sessions/${sid}/targets/${q(name)}?max_side=${side}&v=${rev}`),
   review: (sid) => call("GET", `/api/sessions/${sid}/review`),
   decide: (sid, name, state) => call("PUT", `/api/sessions/${sid}/review/${q(name)}`, { state }),
-  startExport: (sid, formats) => call("POST", `/api/sessions/${sid}/exports`, { formats }),
+  startExport: (sid, formats, options = {}) => call("POST", `/api/sessions/${sid}/exports`, { formats, ...options }),
   exportStatus: (sid, id) => call("GET", `/api/sessions/${sid}/exports/${id}`),
   propagate: (sid) => call("POST", `/api/sessions/${sid}/propagate`),
   progress: (sid) => call("GET", `/api/sessions/${sid}/propagate`),

@@ -509,6 +509,25 @@ function renderExport(status) {
     : status.state === "done" ? `Exported ${status.images} images ✓` : `Export ${status.state}`;
 }
 
+const FORMAT_NAMES = { coco: "COCO", png: "PNG masks", yolo: "YOLO", indexed: "Indexed PNG", overlay: "Overlays",
+  labelstudio: "Label Studio" };
+const FORMATS_CHECKED = ["coco", "png", "yolo"];
+
+// The formats the server can write, as checkboxes (the usual three checked).
+function renderFormats(formats) {
+  $("formats").replaceChildren(...formats.map((f) => el("label", {},
+    el("input", { type: "checkbox", value: f, checked: FORMATS_CHECKED.includes(f) }), FORMAT_NAMES[f] || f)));
+}
+
+// Only what the user set: the library owns the defaults.
+function exportOptions() {
+  const options = {};
+  for (const input of document.querySelectorAll("#export-options input:checked")) {
+    options[input.dataset.option] = input.dataset.on || true;
+  }
+  return options;
+}
+
 async function exportZip() {
   const formats = [...document.querySelectorAll("#formats input:checked")].map((i) => i.value);
   if (!formats.length) return toast("Choose at least one export format", true);
@@ -517,7 +536,7 @@ async function exportZip() {
   S.exporting = true;
   renderProgress();
   try {
-    let status = await api.startExport(S.sid, formats);
+    let status = await api.startExport(S.sid, formats, exportOptions());
     renderExport(status);
     while (status.state === "running") {
       await sleep(200);
@@ -635,6 +654,7 @@ async function start() {
   $("folder").textContent = `${info.folder.split(/[\\/]/).filter(Boolean).pop() || info.folder}/`;
   $("folder").title = `Serving ${info.folder}`;
   $("model-name").textContent = `${info.model} · ${info.device}`;
+  renderFormats(info.formats);
   for (const skipped of images.skipped) toast(`${skipped.name}: ${skipped.reason}`, true);
   setTool("box");
   await applyState(session);
