@@ -237,6 +237,21 @@ def test_webhook_for_unknown_project_or_action_is_ignored(tiny_model, fake):
     assert backend.webhook({"action": "TASKS_CREATED", "project": {"id": 7}})["status"] == "ignored"
 
 
+@pytest.mark.parametrize("payload", [
+    {"action": "ANNOTATION_CREATED", "project": {"id": 1}, "task": {"id": "1; drop"}},
+    {"action": "ANNOTATION_CREATED", "project": {"id": 1}, "task": "x", "annotation": [1]},
+    {"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": [{"id": None}, "x", {"id": -3}]},
+    {"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": {"id": 11}},
+    {"action": "ANNOTATION_UPDATED", "project": "1.x"},
+])
+def test_hostile_webhooks_change_nothing(tiny_model, fake, payload):
+    """Malformed events from anyone are ignored: no error, no lost reference, the same model_version."""
+    backend = SansaBackend(tiny_model, fake, device="cpu")
+    version = backend.setup("1.1", BRUSH)
+    assert backend.webhook(payload)["status"] in ("ok", "ignored")
+    assert backend.model_version(1) == version and list(backend.projects[1].annotations) == [11]
+
+
 def test_untrusted_webhook_without_label_studio_changes_nothing(tiny_model):
     """Without an API connection a webhook is used only when it carried the secret."""
     backend = SansaBackend(tiny_model, LabelStudio(), device="cpu")

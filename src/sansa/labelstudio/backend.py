@@ -183,20 +183,22 @@ class SansaBackend:
                 state.annotations[record.id] = record
 
     def _on_annotation(self, state: Project, payload: dict, trusted: bool) -> None:
-        task = payload.get("task") or {}
-        task_id = task.get("id", (payload.get("annotation") or {}).get("task"))
+        task = payload.get("task") if isinstance(payload.get("task"), dict) else {}
+        annotation = payload.get("annotation") if isinstance(payload.get("annotation"), dict) else {}
+        task_id = _as_id(task.get("id", annotation.get("task")))
         if task_id is None:
             return
         if self.label_studio.connected:
-            self._take_task(state, self.label_studio.task(int(task_id)))
+            self._take_task(state, self.label_studio.task(task_id))
         elif trusted and state.config is not None:
             image = (task.get("data") or {}).get(state.config.image_key)
-            record = _record(payload.get("annotation") or {}, int(task_id), image)
+            record = _record(annotation, task_id, image)
             if record is not None:
                 state.annotations[record.id] = record
 
     def _on_delete(self, state: Project, payload: dict, trusted: bool) -> None:
-        gone = {int(a["id"]) for a in payload.get("annotations") or [] if isinstance(a, dict) and "id" in a}
+        listed = payload.get("annotations") if isinstance(payload.get("annotations"), list) else []
+        gone = {_as_id(a.get("id")) for a in listed if isinstance(a, dict)} - {None}
         tasks = {state.annotations[i].task for i in gone if i in state.annotations}
         if self.label_studio.connected:
             for task_id in tasks:
@@ -267,6 +269,13 @@ def _record(annotation: dict, task_id: int, image: str | None) -> AnnotationReco
         return None
     digest = hashlib.sha256(json.dumps([image, results], sort_keys=True).encode()).hexdigest()[:16]
     return AnnotationRecord(int(annotation["id"]), task_id, image, results, digest)
+
+
+def _as_id(value) -> int | None:
+    """A Label Studio id (a non-negative int, or its digits), else ``None``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _project_id(project) -> int | None:
