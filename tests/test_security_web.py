@@ -288,3 +288,30 @@ def test_serve_refuses_in_one_line_without_a_ready_line(folder, argv, message):
         result = sansa("serve", *[a.format(busy=busy) for a in argv], *MODEL, cwd=folder, timeout=120)
     assert message.format(busy=busy) in one_line_error(result, "serve")
     assert result.stdout == ""  # no ready line: nothing was served
+
+
+def data_url(raw: bytes) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(raw).decode()
+
+
+# (prompt sent by a client, expected status, message): refused before the model is asked
+PROMPTS = [
+    ({"points": [[5, 5]] * 20000}, 400, "points: 20000 given, at most 256 per reference"),
+    ({"scribble": [[[5, 5]] * 40000, [[6, 6]] * 40000]}, 400, "scribble: 80000 given"),
+    ({"mask_png": data_url(png_bomb(30000, 30000))}, 413, "over the limit of 64 megapixels"),
+    ({"mask_png": data_url(png_bomb(640, 480))}, 400, "does not match the image (64x48)"),
+    ({"mask_png": data_url(truncated_png())}, 415, "not a readable PNG image"),
+]
+
+
+@pytest.mark.parametrize("prompt, status, message", PROMPTS, ids=[m[:30] for _, _, m in PROMPTS])
+def test_an_oversized_prompt_is_refused_in_one_line(server, http, prompt, status, message):
+    own = {"X-Sansa-Token": server[2]}
+    sid = http.post("/api/sessions", headers=own).json()["session_id"]
+    http.post(f"/api/sessions/{sid}/classes", json={"name": "thing"}, headers=own)
+    response = http.put(f"/api/sessions/{sid}/references", headers=own,
+                        json={"image": "im0.png", "label": "thing", "prompt": prompt})
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]

@@ -19,6 +19,11 @@ DEFAULT_LABEL = "object"
 # A scribble longer than this is thinned evenly along its length: the reference code's scribbles
 # of thousands of point tokens slow the decoder without telling it more.
 MAX_SCRIBBLE_POINTS = 64
+# Caps on what one prompt may hold, checked in Prompt.create so the library, the CLI and the web app
+# all refuse the same in one line: each click is a token the decoder attends to (20000 clicks held
+# the web app's model lock for 36 s), and a scribble is read in full before it is thinned.
+MAX_POINTS = 256
+MAX_SCRIBBLE_INPUT = 65_536
 
 
 class PromptType(str, enum.Enum):
@@ -31,8 +36,10 @@ class PromptType(str, enum.Enum):
     MIXED = "mixed"
 
 
-def _as_xy(value: Any, name: str) -> np.ndarray:
-    """Points as ``float32 [P, 2]``; a list of strokes (``[[x, y], ...]`` each) is concatenated."""
+def _as_xy(value: Any, name: str, limit: int) -> np.ndarray:
+    """Points as ``float32 [P, 2]``, at most ``limit``; a list of strokes (``[[x, y], ...]`` each) is concatenated."""
+    if hasattr(value, "__len__") and len(value) > limit:  # refuse before converting a huge list
+        raise PromptError(f"{name}: {len(value)} given, at most {limit} per reference")
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], np.ndarray) and value[0].ndim == 2:
         value = np.concatenate(value, axis=0)
     try:
@@ -43,6 +50,8 @@ def _as_xy(value: Any, name: str) -> np.ndarray:
         array = array.reshape(-1, array.shape[-1])
     if array is None or array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
         raise PromptError(f"{name}: expected a non-empty list of [x, y] pairs")
+    if len(array) > limit:
+        raise PromptError(f"{name}: {len(array)} given, at most {limit} per reference")
     if not np.isfinite(array).all():
         raise PromptError(f"{name}: coordinates must be finite numbers")
     return array
@@ -93,7 +102,7 @@ class Prompt:
             raise PromptError("prompt: give a mask, points, a box or a scribble")
         point_array = label_array = box_array = scribble_array = None
         if points is not None:
-            point_array = _as_xy(points, "points")
+            point_array = _as_xy(points, "points", MAX_POINTS)
             label_array = _labels(labels, len(point_array))
         elif labels is not None:
             raise PromptError("labels: given without points")
@@ -104,7 +113,7 @@ class Prompt:
             if box_array[2] <= box_array[0] or box_array[3] <= box_array[1]:
                 raise PromptError(f"box: {box_array.tolist()} is empty (need x1 > x0 and y1 > y0)")
         if scribble is not None:
-            scribble_array = _thin(_as_xy(scribble, "scribble"), MAX_SCRIBBLE_POINTS)
+            scribble_array = _thin(_as_xy(scribble, "scribble", MAX_SCRIBBLE_INPUT), MAX_SCRIBBLE_POINTS)
         return cls(points=point_array, labels=label_array, box=box_array, scribble=scribble_array)
 
     @property

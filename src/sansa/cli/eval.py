@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from sansa.errors import SansaError
 
     benchmark = as_benchmark(args.benchmark)
+    _check_arguments(args)
     options = given(args, "shots", "prompt", "scribble", "episodes", "seed", "size", "workers")
     folds = _folds(args.fold, SPECS[benchmark].folds)
     if args.episode_file and len(folds) > 1:
@@ -89,6 +90,25 @@ def run(args: argparse.Namespace) -> int:
               f"FB-IoU {summary['fb_iou']:.1f} -> {out / 'summary.md'}")
     sys.stdout.flush()
     return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Numbers in range, an episode file that exists, no ignored model file: before anything is written."""
+    from sansa.errors import SansaError
+    from sansa.images import max_pixels
+    from sansa.labeling.job import ModelSpec
+
+    for name, minimum in (("size", 16), ("shots", 1), ("episodes", 1), ("seed", 0), ("workers", 0)):
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            raise SansaError(f"--{name} {value}: must be at least {minimum}")
+    if args.size is not None and args.size * args.size > max_pixels():
+        raise SansaError(f"--size {args.size}: {args.size}x{args.size} is over the pixel limit of {max_pixels()} "
+                         "(--max-pixels)")
+    if args.episode_file is not None and not Path(args.episode_file).is_file():
+        raise SansaError(f"--episode-file {args.episode_file}: no such file (leave it out to make a new episode "
+                         "list in the results folder)")
+    ModelSpec(**given(args, "model", "sam2_checkpoint", "adapter", "random_weights"))  # refuses ignored files
 
 
 def _folds(value: str | None, count: int) -> list[int]:

@@ -53,8 +53,23 @@ def run(args: argparse.Namespace) -> int:
     from sansa.train import load_config, train
 
     values = {FLAGS[name]: value for name, value in given(args, *FLAGS).items()}
+    _check_set_keys(args.set or ())
     config = load_config(args.config, args.set or (), **values)
     result = train(config)
     if result.checkpoint is not None and os.environ.get("RANK", "0") == "0":
         print(f"step {result.step}: {result.checkpoint}", file=sys.stderr)
     return 0
+
+
+def _check_set_keys(overrides: list[str] | tuple[str, ...]) -> None:
+    """``--set KEY=VALUE`` with an unknown top-level KEY: one line naming the flag and the key."""
+    from dataclasses import fields
+
+    from sansa.errors import SansaError
+    from sansa.train.config import TrainConfig, parse_override
+
+    known = sorted(f.name for f in fields(TrainConfig))
+    for text in overrides:
+        key = parse_override(text)[0][0]
+        if key not in known:
+            raise SansaError(f"--set {text}: unknown option {key!r} (known: {', '.join(known)})")

@@ -116,6 +116,12 @@ class ModelSpec:
     random_weights: bool = False
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        files = [f"--{k.replace('_', '-')}" for k in ("model", "sam2_checkpoint", "adapter") if getattr(self, k)]
+        if self.random_weights and files:  # the files would be ignored while the run records them
+            raise SansaError(f"--random-weights cannot be combined with {' and '.join(files)}: random weights "
+                             "would ignore it; drop one")
+
     def load(self, device: str | None = None) -> Any:
         """The :class:`~sansa.predictor.SansaPredictor` (``device`` overrides the spec's)."""
         from sansa.predictor import SansaPredictor

@@ -16,6 +16,8 @@ import math
 import os
 import pathlib
 import pickle
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,12 +61,13 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{what} {path}: no such file")
     try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS + _numpy_safe_globals()):
+        with torch.serialization.safe_globals(_SAFE_GLOBALS + _numpy_safe_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for the user
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        text = str(err)
-        if "Unsupported global" in text or "not an allowed global" in text:
-            name = text.split("GLOBAL ", 1)[-1].split(" ", 1)[0] if "GLOBAL " in text else "an object"
+        found = re.search(r"GLOBAL ([\w.]+)", str(err), flags=re.IGNORECASE)
+        name = found.group(1) if found else _unsafe_global(path)
+        if name:
             raise CheckpointError(
                 f"{what} {path}: holds a pickled {name}, which sansa does not load because unpickling it "
                 "could run code; re-save the file with tensors only"
@@ -77,6 +80,34 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> dict:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{what} {path}: expected a dict of tensors, found {type(obj).__name__}")
     return dict(obj)
+
+
+_HARMLESS_BUILTINS = ("set", "frozenset", "slice", "complex", "bytearray", "range")
+
+
+def _unsafe_global(path: Path) -> str | None:
+    """The first ``module.name`` a plain (not zipped) pickle would import that is not tensor or container data."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as handle:
+            for op, arg, _ in pickletools.genops(handle):
+                if op.name in ("GLOBAL", "INST"):
+                    module, name = str(arg).split(" ", 1)
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    module, name = strings[-2], strings[-1]
+                else:
+                    if isinstance(arg, str):
+                        strings.append(arg)
+                    continue
+                harmless = module.split(".")[0] in ("torch", "collections", "numpy", "_codecs") or (
+                    module == "builtins" and name in _HARMLESS_BUILTINS)
+                if not harmless:
+                    return f"{module}.{name}"
+    except Exception:  # not a pickle at all, or a damaged one: no name to give
+        return None
+    return None
 
 
 def _looks_like_zip(path: Path) -> bool:

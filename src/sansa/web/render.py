@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from sansa.atomic import encode_image
+from sansa.errors import ImageError
+from sansa.images import ImageTooLarge, open_image_file, read_size
 from sansa.web.errors import NotAnImage, TooLarge, WebError
 
 FILL_ALPHA = 120
@@ -87,15 +88,22 @@ def decode_mask_png(value: str, size: tuple[int, int], max_bytes: int) -> np.nda
         raise TooLarge(f"prompt.mask_png: over the limit of {max_bytes} bytes")
     try:
         raw = base64.b64decode(payload, validate=True)
-        with Image.open(io.BytesIO(raw)) as img:
-            img.load()
+    except (binascii.Error, ValueError):
+        raise WebError("prompt.mask_png: not valid base64") from None
+    try:
+        width, height = read_size(raw, "prompt.mask_png")  # header only: the pixel limit and size come first
+        if (height, width) != tuple(size):
+            raise WebError(f"prompt.mask_png: size {width}x{height} does not match the image ({size[1]}x{size[0]})")
+        with open_image_file(raw, "prompt.mask_png") as img:
             if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                 mask = np.asarray(img.convert("RGBA"))[:, :, 3] > 0
             else:
                 mask = np.asarray(img.convert("L")) > 0
-    except (binascii.Error, ValueError):
-        raise WebError("prompt.mask_png: not valid base64") from None
-    except OSError:
+    except ImageTooLarge as err:
+        raise TooLarge(str(err)) from None
+    except WebError:
+        raise
+    except ImageError:
         raise NotAnImage("prompt.mask_png: not a readable PNG image") from None
     if mask.shape != size:
         raise WebError(f"prompt.mask_png: size {mask.shape[1]}x{mask.shape[0]} does not match the image "
