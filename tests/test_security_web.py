@@ -83,7 +83,7 @@ REQUESTS = [
     ("the image list without token", "GET", "/api/images", {}, 401),
     ("an image file without token", "GET", "/api/images/im0.png", {}, 401),
     ("a thumbnail with the query token", "GET", "/api/images/im0.png/thumb?max_side=32&token={token}", {}, 200),
-    ("the OpenAPI schema without token", "GET", "/openapi.json", {}, 401),
+    ("the OpenAPI schema (no data) without token", "GET", "/openapi.json", {}, 200),
     ("the page without token", "GET", "/", {}, 401),
     ("the page with the printed address", "GET", "/?token={token}", {}, 200),
     ("the page's script (no data) without token", "GET", "/static/api.js", {}, 200),
@@ -315,3 +315,27 @@ def test_an_oversized_prompt_is_refused_in_one_line(server, http, prompt, status
                         json={"image": "im0.png", "label": "thing", "prompt": prompt})
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
+
+
+def test_propagation_lists_an_unreadable_target_and_export_keeps_the_rest(server, http):
+    import time
+    import zipfile
+
+    own = {"X-Sansa-Token": server[2]}
+    sid = http.post("/api/sessions", headers=own).json()["session_id"]
+    http.post(f"/api/sessions/{sid}/classes", json={"name": "thing"}, headers=own)
+    response = http.put(f"/api/sessions/{sid}/references", headers=own,
+                        json={"image": "im0.png", "label": "thing", "prompt": {"box": [4, 4, 40, 30]}})
+    assert response.status_code == 200, response.text
+    status = http.post(f"/api/sessions/{sid}/propagate", headers=own).json()
+    while status["state"] == "running":
+        time.sleep(0.05)
+        status = http.get(f"/api/sessions/{sid}/propagate", headers=own).json()
+    assert status["state"] == "done" and status["done"] == status["total"], status  # went on past cut.png
+    assert [f["name"] for f in status["failed"]] == ["cut.png"]
+    assert "not a readable image" in status["failed"][0]["reason"]
+    exported = http.get(f"/api/sessions/{sid}/export", params={"formats": "png"}, headers=own)
+    assert exported.status_code == 200, exported.text  # was 409: export what succeeded
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        names = archive.namelist()
+    assert any("im1" in n for n in names) and not any("cut" in n for n in names), names

@@ -105,7 +105,8 @@ def test_the_limit_is_a_library_setting_or_environment_variable(monkeypatch, nam
 def test_a_malformed_limit_is_a_one_line_error(monkeypatch, value):
     monkeypatch.setenv("SANSA_MAX_PIXELS", value)
     if value.strip():
-        with pytest.raises(ImageError, match=rf"SANSA_MAX_PIXELS: expected a positive number of pixels.*{re.escape(repr(value.strip()))}"):
+        shown = re.escape(repr(value.strip()))
+        with pytest.raises(ImageError, match=rf"SANSA_MAX_PIXELS: expected a positive number of pixels.*{shown}"):
             max_pixels()
     else:
         assert max_pixels() == images.DEFAULT_MAX_PIXELS  # empty: not set
@@ -186,7 +187,8 @@ def test_segment_lists_every_bomb_as_a_failure_and_finishes_the_run(folder):
 # (argv, extra environment, message): refused in one line, exit 2, before anything is written
 CLI_REFUSED = [
     (["segment", "bomb.png", "--box", "5,5,40,30"], {}, "bomb.png: 900 megapixels, over the limit"),
-    (["segment", "ref.png", "--box", "5,5,40,30", "--max-pixels", "1000"], {}, "ref.png: 64x48 is 3072 pixels, over the limit of 1000 pixels"),
+    (["segment", "ref.png", "--box", "5,5,40,30", "--max-pixels", "1000"], {},
+     "ref.png: 64x48 is 3072 pixels, over the limit of 1000 pixels"),
     (["segment", "ref.png", "--box", "5,5,40,30"], {"SANSA_MAX_PIXELS": "1000"}, "ref.png: 64x48 is"),
     (["segment", "ref.png", "--box", "5,5,40,30", "--max-pixels", "lots"], {}, "--max-pixels: expected a positive"),
     (["segment", "ref.png", "--box", "5,5,40,30", "--max-pixels", "0"], {}, "--max-pixels: expected a positive"),

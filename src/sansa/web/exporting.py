@@ -151,10 +151,12 @@ def plan(service: SansaService, session: Session, labels: list[str]) -> tuple[li
         raise Conflict("no reference yet: mark an object on a reference image first")
     items, left_out, missing = [], [], []
     references = session.reference_images()
+    job = session.job
+    unreadable = job.failed if job is not None and job.version == session.version else {}
     for name in service.folder.names():
         if name in references:
             items.append(_reference_item(session, name, labels))
-        elif session.reviews.get(name) == ReviewState.REJECTED:
+        elif session.reviews.get(name) == ReviewState.REJECTED or name in unreadable:
             left_out.append(name)
         elif name in session.accepted:
             items.append(_result_item(name, Source.ACCEPTED, session.accepted[name], labels))

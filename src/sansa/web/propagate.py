@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from sansa.errors import SansaError
+from sansa.errors import ImageError, SansaError
 from sansa.web.errors import Conflict
-from sansa.web.schema import JobState, PropagateStatus
+from sansa.web.schema import JobState, PropagateStatus, SkippedImage
 from sansa.web.service import SansaService, Session, TargetResult
 
 
@@ -28,6 +28,7 @@ class PropagationJob:
         self.state = JobState.RUNNING
         self.done = 0
         self.error: str | None = None
+        self.failed: dict[str, str] = {}  # target -> why it could not be read (the others go on)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sansa-propagate-{session.id[:8]}", daemon=True)
 
@@ -42,8 +43,9 @@ class PropagationJob:
         self._thread.join(timeout)
 
     def status(self) -> PropagateStatus:
+        failed = [SkippedImage(name=name, reason=reason) for name, reason in self.failed.items()]
         return PropagateStatus(state=self.state, done=self.done, total=len(self.targets), version=self.version,
-                               error=self.error)
+                               error=self.error, failed=failed)
 
     def _run(self) -> None:
         try:
@@ -66,7 +68,11 @@ class PropagationJob:
         with self.service.lock:
             if self.session.version != self.version:
                 return
-            seg = self.service.segment(self.session, name)
+            try:
+                seg = self.service.segment(self.session, name)
+            except ImageError as err:  # a truncated or too large target: listed, as in `sansa segment`
+                self.failed[name] = str(err)
+                return
             self.session.results[name] = TargetResult.of(self.version, seg)
             self.service.save_result(self.session, name)
 

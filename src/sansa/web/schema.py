@@ -168,6 +168,8 @@ class PropagateStatus(BaseModel):
     total: int
     version: int = Field(description="the session version the results belong to")
     error: str | None = None
+    failed: list[SkippedImage] = Field(default_factory=list,
+                                       description="targets that could not be read (the others were segmented)")
 
 
 class ReviewRequest(BaseModel):
@@ -204,6 +206,7 @@ class ExportStatus(BaseModel):
     done: int
     total: int
     images: int = Field(description="images written (references, corrected, accepted, predicted)")
-    left_out: list[str] = Field(default_factory=list, description="targets left out (rejected in review)")
+    left_out: list[str] = Field(default_factory=list,
+                                description="targets left out (rejected in review, or unreadable when propagated)")
     error: str | None = None
     download: str | None = Field(default=None, description="where to download the zip once done")

@@ -14,8 +14,8 @@ One ASGI middleware (:class:`Guard`) checks every request before the app sees it
    address ``sansa serve`` shows (``/?token=...``). The page gets it with its HTML (a
    ``<meta name="sansa-token">`` written by :func:`page_html`) and sends it with every API call in
    the ``X-Sansa-Token`` header (``Authorization: token ...`` and ``?token=`` are accepted too, the
-   latter for ``<img>`` addresses). Without it: 401. Only ``/static/`` (the page's own code, no
-   data) and ``/favicon.ico`` are served without the token.
+   latter for ``<img>`` addresses). Without it: 401. Only ``/static/`` (the page's own code),
+   ``/favicon.ico`` and the API's description (``/docs``, ``/openapi.json``) are served without it.
 
 Refusals are JSON ``{"detail": "one line"}`` (the page ``/`` answers a short HTML explanation).
 
@@ -44,7 +44,7 @@ TOKEN_QUERY = "token"
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::", "")
 PUBLIC_PREFIXES = ("/static/",)
-PUBLIC_PATHS = ("/favicon.ico",)
+PUBLIC_PATHS = ("/favicon.ico", "/docs", "/docs/oauth2-redirect", "/openapi.json")  # no data in them
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -3,7 +3,7 @@
 // <meta name="sansa-token">, sends it as X-Sansa-Token, and in ?token= where only a URL can carry it.
 const TOKEN = document.querySelector('meta[name="sansa-token"]')?.content || "";
 const AUTH = { "X-Sansa-Token": TOKEN };
-const withToken = (url) => `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}`;
+export const withToken = (url) => `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}`;
 
 export class ApiError extends Error {
   constructor(status, detail) {

@@ -486,6 +486,7 @@ async function propagate() {
       renderProgress(status);
     }
     if (status.state === "failed") throw new Error(status.error || "propagation failed");
+    for (const failed of status.failed || []) toast(`${failed.name}: ${failed.reason}`, true);
     if (status.state === "done" && rev === S.rev) {
       S.propagatedRev = rev;
       toast(`Propagated to ${status.total} images`);
