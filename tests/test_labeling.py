@@ -129,3 +129,75 @@ def test_model_spec_refuses_mixed_sources():
         ModelSpec(adapter="a.pth").load()
     assert ModelSpec(backbone="test_tiny", random_weights=True).identity() == {"backbone": "test_tiny",
                                                                                 "random_weights": True}
+
+
+# -- the pipelined loop --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_pipelined_loop_gives_the_bytes_of_the_sequential_one_also_after_a_kill(folder, monkeypatch):
+    from sansa.export import FolderWriter
+
+    (folder / "targets" / "bad.png").write_bytes(b"not a png")  # a failure entry in both
+    sequential = labeling.run(job_for(folder, "sequential"), pipelined=False)
+    original, calls = FolderWriter.write, []
+
+    def dies_at_the_fourth_write(self, *args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FolderWriter, "write", dies_at_the_fourth_write)
+    with pytest.raises(KeyboardInterrupt):
+        labeling.run(job_for(folder, "pipelined"))
+    monkeypatch.setattr(FolderWriter, "write", original)
+    assert "annotations.json" not in tree(folder / "pipelined")
+    resumed = labeling.run(job_for(folder, "pipelined"))
+    assert tree(folder / "pipelined") == tree(folder / "sequential")
+    assert [f["target"] for f in resumed.outcome.failures] == [f["target"] for f in sequential.outcome.failures]
+    assert resumed.outcome.written + resumed.outcome.skipped != [] and resumed.exit_code == 1
+
+
+@pytest.mark.slow
+def test_pipelined_loop_holds_at_most_its_queues(folder, monkeypatch, prefetch=1, behind=1):
+    """Decoded batches waiting for the model and batches waiting for the writers never exceed the
+    queue sizes, however many targets there are (memory flat in targets)."""
+    from sansa.export import FolderWriter
+    from sansa.labeling import pipeline
+
+    for i in range(5, 8):
+        Image.fromarray(scene(i + 1)).save(folder / "targets" / f"t{i}.png")
+    job = job_for(folder, "out", batch_size=1, export=ExportOptions(("png",)))
+    counts = {"read": 0, "segmented": 0, "written": 0, "ahead": 0, "behind": 0}
+    real_read, real_write = pipeline._read, FolderWriter.write
+
+    def read(*args):
+        result = real_read(*args)
+        counts["read"] += 1
+        counts["ahead"] = max(counts["ahead"], counts["read"] - counts["segmented"])
+        return result
+
+    def write(self, *args, **kwargs):
+        counts["behind"] = max(counts["behind"], counts["segmented"] - counts["written"])
+        result = real_write(self, *args, **kwargs)
+        counts["written"] += 1
+        return result
+
+    monkeypatch.setattr(pipeline, "_read", read)
+    monkeypatch.setattr(FolderWriter, "write", write)
+    plan = labeling.prepare(job)
+    try:
+        predictor = job.model.load()
+        labeling.encode_references(predictor, plan)
+        real_segment = predictor.segment_encoded
+
+        def segment(*args):
+            counts["segmented"] += 1
+            return real_segment(*args)
+
+        predictor.segment_encoded = segment
+        outcomes = list(pipeline.pipelined_batches(predictor, plan.writer, plan.batches, plan.inputs_digest,
+                                                   prefetch=prefetch, behind=behind))
+    finally:
+        plan.close()
+    assert [o.written for o in outcomes] == [[f"t{i}.png"] for i in range(8)]
+    assert counts["ahead"] <= prefetch + 1 and counts["behind"] <= behind + 1, counts

@@ -31,9 +31,10 @@ class OutputError(SansaError, OSError):
     """A file could not be written (read-only folder, full disk, ...): one line naming the path."""
 
     @classmethod
-    def of(cls, path: Path | str, err: OSError) -> OutputError:
+    def of(cls, path: Path | str, err: OSError, doing: str = "cannot write") -> OutputError:
+        """``"<path>: cannot write (No space left on device)"``, keeping ``err``'s ``errno``."""
         reason = err.strerror or str(err) or type(err).__name__
-        error = cls(f"{path}: cannot write ({reason})")
+        error = cls(f"{path}: {doing} ({reason})")
         error.errno = err.errno
         return error
 

@@ -19,9 +19,10 @@ Every target's files and record are written atomically, the record last; a kille
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,13 +351,15 @@ def _save_run(plan: Plan, outcome: Outcome, references: Sequence[Any], reference
 
 # -- the whole run -------------------------------------------------------------------------------
 def run(job: Job, executor: str = "local", notes: Notes | None = None, command: str = "",
-        **executor_options: Any) -> RunResult:
+        pipelined: bool = True, **executor_options: Any) -> RunResult:
     """Run a labelling job to the end (a re-run resumes; see the module docstring).
 
     Args:
         executor: ``"local"`` (this process) or ``"ray"`` (a Ray cluster; ``executor_options`` go to it).
         notes: receives one-line remarks for the user (default: printed to stderr).
         command: how the run was started, shown to a second run refused by the folder lock.
+        pipelined: read targets ahead of the model and write outputs behind it on threads
+            (:mod:`sansa.labeling.pipeline`; same bytes); ``False``: one batch after the other.
     """
     if executor == "ray":
         from sansa.labeling.ray import run_ray  # the optional Ray runner
@@ -364,28 +367,52 @@ def run(job: Job, executor: str = "local", notes: Notes | None = None, command: 
         return run_ray(job, notes=notes, command=command, **executor_options)
     if executor != "local":
         raise SansaError(f"executor: unknown executor {executor!r} (known: local, ray)")
-    plan = prepare(job, notes, command)
-    try:
-        predictor = job.model.load()
-        references = encode_references(predictor, plan)
-        reference_files = save_reference_pictures(plan, references)
-        outcome = Outcome(skipped=list(plan.skipped))
-        for batch_outcome in _local_batches(predictor, plan):
-            outcome.add(batch_outcome)
-        return finalise(plan, outcome, references, reference_files, str(predictor.device))
-    finally:
-        plan.close()
+    with output_errors(job.out_dir):
+        plan = prepare(job, notes, command)
+        try:
+            predictor = job.model.load()
+            references = encode_references(predictor, plan)
+            reference_files = save_reference_pictures(plan, references)
+            outcome = Outcome(skipped=list(plan.skipped))
+            outcome.add(_local_batches(predictor, plan, pipelined))
+            return finalise(plan, outcome, references, reference_files, str(predictor.device))
+        finally:
+            plan.close()
 
 
-def _local_batches(predictor: Any, plan: Plan) -> Iterable[Outcome]:
+def _local_batches(predictor: Any, plan: Plan, pipelined: bool) -> Outcome:
+    """Every batch of the plan on this process, with a progress bar; ``seconds`` is the loop's wall time."""
     from tqdm import tqdm
 
+    from sansa.labeling.pipeline import pipelined_batches
+
+    started, outcome = time.time(), Outcome()
+    if pipelined:
+        outcomes = pipelined_batches(predictor, plan.writer, plan.batches, plan.inputs_digest)
+    else:
+        outcomes = (process_batch(predictor, plan.writer, b, plan.inputs_digest) for b in plan.batches)
     total = sum(sum(b.write) for b in plan.batches)
     with tqdm(total=total, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
-        for batch in plan.batches:
-            outcome = process_batch(predictor, plan.writer, batch, plan.inputs_digest)
+        for batch, batch_outcome in zip(plan.batches, outcomes, strict=True):
+            outcome.add(batch_outcome)
             progress.update(sum(batch.write))
-            yield outcome
+    outcome.seconds = time.time() - started
+    return outcome
+
+
+@contextlib.contextmanager
+def output_errors(out: Path) -> Iterator[None]:
+    """Any file-system error of the output folder (read-only, full, gone) as one line naming the path."""
+    try:
+        yield
+    except OSError as err:
+        if isinstance(err, SansaError):
+            raise
+        from sansa.atomic import OutputError
+
+        path = Path(err.filename) if err.filename else out
+        inside = path.resolve().is_relative_to(out.resolve())
+        raise OutputError.of(path, err, "cannot write" if inside else "cannot read") from None
 
 
 def export_results(out: Path, labels: Sequence[str], export: Any, results: Iterable[tuple], *,

@@ -70,8 +70,11 @@ class FolderLock:
         self._fd = fd
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        try:  # who holds it, for the message of a refused run (a full disk only loses the name)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        except OSError:
+            pass
         return self
 
     def release(self) -> None:
@@ -103,8 +106,9 @@ def _read_holder(fd: int) -> str:
 
 # -- what the results were made from --------------------------------------------------------------
 def inputs_digest(inputs: dict[str, Any]) -> str:
-    """A short stable digest of an inputs record (kept in every target's record)."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    """A short stable digest of what results depend on in an inputs record (kept in every target's
+    record): reference files may move, their contents and prompts may not."""
+    return hashlib.sha256(json.dumps(_comparable(inputs), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def check_inputs(folder: Path, inputs: dict[str, Any], has_results: bool) -> None:
@@ -154,7 +158,10 @@ def _read_json(path: Path) -> Any:
 
 
 def clear_results(folder: Path) -> None:
-    """Remove what earlier runs wrote into ``folder`` (``--overwrite``); other files stay."""
+    """Remove what earlier runs wrote into ``folder`` (``--overwrite``); other files stay.
+
+    Only with the folder's lock held: nothing else is writing there.
+    """
     if not isinstance(folder, Path):  # a UPath (object store)
         return _clear_url_results(folder)
     state = folder / STATE_DIR

@@ -23,7 +23,7 @@ from sansa.errors import SansaError
 from sansa.export.palette import class_color
 from sansa.model.sansa import ImageFeatures
 from sansa.predictor import SansaPredictor
-from sansa.records import Segmentation
+from sansa.records import Prompt, Segmentation
 from sansa.web import render
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.folder import ImageFolder
@@ -161,7 +161,7 @@ class SansaService:
         with self.lock:
             self._require_class(session, request.label)
             size = self.folder.load(request.image).shape[:2]
-            prompt = _prompt_kwargs(request.prompt, size, self.folder.max_upload_bytes)
+            prompt = _prompt(request.prompt, size, self.folder.max_upload_bytes)
             stored = None if request.prompt.mask_png is not None else request.prompt.model_dump(exclude_none=True)
             old = session.slot_of(request.image, request.label)
             source = old.source if old is not None else Source.REFERENCE
@@ -178,7 +178,7 @@ class SansaService:
             if mask is None or not mask.any():
                 raise Conflict(f"image {image!r}: nothing of class {label!r} is predicted there; "
                                "mark it with a prompt instead")
-            return self._set_reference(session, image, label, {"mask": mask}, Source.CORRECTED, None)
+            return self._set_reference(session, image, label, Prompt.create(mask=mask), Source.CORRECTED, None)
 
     def remove_reference(self, session: Session, reference_id: str) -> None:
         with self.lock:
@@ -293,10 +293,10 @@ class SansaService:
             raise ValueError(f"class {label!r} is not in the session")
         pixels = self.folder.load(image)
         if prompt is None:
-            kwargs = {"mask": self.store.load_mask(session.id, ref["id"])}
+            record = Prompt.create(mask=self.store.load_mask(session.id, ref["id"]))
         else:
-            kwargs = _prompt_kwargs(PromptIn(**prompt), pixels.shape[:2], self.folder.max_upload_bytes)
-        reference = session.predictor.add_reference(pixels, **kwargs, label=label, name=image)
+            record = _prompt(PromptIn(**prompt), pixels.shape[:2], self.folder.max_upload_bytes)
+        reference = session.predictor.add_reference(pixels, prompt=record, label=label, name=image)
         session.slots[ref["id"]] = Slot(ref["id"], image, reference, Source(ref.get("source", "reference")), prompt)
 
     def _require_class(self, session: Session, name: str) -> None:
@@ -334,11 +334,11 @@ class SansaService:
                     maps[name] = result.renamed(old, new)
                     self.store.save_map(session.id, kind, maps[name].stored(name))
 
-    def _set_reference(self, session: Session, image: str, label: str, prompt: dict, source: Source,
+    def _set_reference(self, session: Session, image: str, label: str, prompt: Prompt, source: Source,
                        stored: dict[str, Any] | None) -> ReferenceOut:
         old = session.slot_of(image, label)
         pixels = self.folder.load(image)
-        reference = session.predictor.add_reference(pixels, **prompt, label=label, name=image)
+        reference = session.predictor.add_reference(pixels, prompt=prompt, label=label, name=image)
         if old is not None:  # dropped only once the new prompt is accepted
             self._drop_slot(session, old)
         slot = Slot(old.id if old else uuid.uuid4().hex[:12], image, reference, source, stored)
@@ -370,20 +370,13 @@ def _hex(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-def _prompt_kwargs(prompt: PromptIn, size: tuple[int, int], max_bytes: int) -> dict:
-    """The page's prompt as :meth:`SansaPredictor.add_reference` keyword arguments."""
-    kwargs: dict = {}
-    if prompt.mask_png is not None:
-        kwargs["mask"] = render.decode_mask_png(prompt.mask_png, size, max_bytes)
-    if prompt.points:
-        kwargs["points"] = [list(p) for p in prompt.points]
-        if prompt.point_labels is not None:
-            kwargs["labels"] = prompt.point_labels
-    elif prompt.point_labels:
-        kwargs["labels"] = prompt.point_labels  # the predictor explains the mistake
-    if prompt.box is not None:
-        kwargs["box"] = list(prompt.box)
-    strokes = [s for s in prompt.scribble or [] if s]
-    if strokes:
-        kwargs["scribble"] = [np.asarray(s, dtype=np.float32) for s in strokes]
-    return kwargs
+def _prompt(prompt: PromptIn, size: tuple[int, int], max_bytes: int) -> Prompt:
+    """The page's prompt as a validated :class:`~sansa.records.Prompt` record (``size``: the image's ``(H, W)``)."""
+    strokes = [np.asarray(s, dtype=np.float32) for s in prompt.scribble or [] if s]
+    return Prompt.create(
+        mask=render.decode_mask_png(prompt.mask_png, size, max_bytes) if prompt.mask_png is not None else None,
+        points=[list(p) for p in prompt.points] if prompt.points else None,
+        labels=prompt.point_labels if prompt.points or prompt.point_labels else None,  # Prompt explains a mistake
+        box=list(prompt.box) if prompt.box is not None else None,
+        scribble=strokes or None,
+    )
