@@ -29,7 +29,7 @@ from sansa.export.writer import STATE_DIR
 LOCK_NAME = "lock"
 INPUTS_NAME = "inputs.json"
 RUN_FILES = ("run.json", "failures.json", "failures.txt", "classes.json", "annotations.json")
-RUN_FOLDERS = ("masks", "labels", "overlays", "yolo", "references")
+RUN_FOLDERS = ("masks", "labels", "overlays", "yolo", "coco", "labelstudio", "references")
 
 
 class FolderLock:

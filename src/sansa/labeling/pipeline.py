@@ -102,7 +102,7 @@ def pipelined_batches(predictor: Any, writer: FolderWriter, batches: list[Batch]
                         scores = {label: p.score for label, p in seg.predictions.items()}
                         futures.append(writers.submit(
                             writer.write, target.name, image, seg.label_map, seg.labels, scores, stem=target.stem,
-                            made_from={"target": source, "inputs": inputs_digest}))
+                            made_from={"target": source, "inputs": inputs_digest}, source=target.path))
                         outcome.written.append(target.name)
             writes.append((outcome, futures, started))
             while len(writes) > max(0, behind):
