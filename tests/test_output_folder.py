@@ -119,13 +119,18 @@ def test_outputs_follow_the_umask_and_the_lock_is_released(base):
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664), (0o000, 0o666)])
 def test_atomic_writes_get_the_umask(tmp_path, umask, mode):
+    (tmp_path / "source.jpg").write_bytes(b"jpeg")
+    (tmp_path / "source.jpg").chmod(0o600)
     old = os.umask(umask)
     try:
         atomic.write_bytes(tmp_path / "a.bin", b"x")
+        atomic.copy_file(tmp_path / "source.jpg", tmp_path / "copy.jpg")  # dataset images
         assert atomic.current_umask() == umask
     finally:
         os.umask(old)
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "copy.jpg").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "copy.jpg").read_bytes() == b"jpeg"
 
 
 # -- nothing lost ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -66,6 +67,42 @@ def write_bytes(path: Path, data: bytes) -> None:
         if isinstance(err, OSError) and not isinstance(err, SansaError):
             raise OutputError.of(path, err) from None
         raise
+
+
+def copy_file(source: Path, path: Path, link: bool = False) -> None:
+    """Put a copy of ``source`` at ``path`` atomically (with the umask's permissions), or with
+    ``link`` a hard link to it where the file system allows (else a copy).
+
+    Raises:
+        OutputError: ``path`` cannot be written; the old file (if any) is kept.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        raise OutputError.of(path, err) from None
+    try:
+        os.close(fd)
+        if not (link and _hard_link(Path(source), Path(tmp))):
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, SansaError):
+            raise OutputError.of(path, err) from None
+        raise
+
+
+def _hard_link(source: Path, tmp: Path) -> bool:
+    """Make ``tmp`` a hard link of ``source``; ``False`` where the file system refuses."""
+    tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except (OSError, NotImplementedError):
+        return False
+    return True
 
 
 def current_umask() -> int:

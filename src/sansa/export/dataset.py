@@ -14,9 +14,6 @@ are joined with ``+``, a character no stem contains (``sub/img`` -> ``sub+img``)
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,23 +51,4 @@ def place_image(dest: Path, source: Path | None, image: np.ndarray, mode: ImageM
     if not isinstance(dest, Path):  # a UPath (object store, see sansa.fs): the file's bytes, whole
         atomic.write_bytes(dest, source.read_bytes())
         return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=atomic.TEMP_SUFFIX)
-    os.close(fd)
-    try:
-        if mode is not ImageMode.LINK or not _hard_link(source, Path(tmp)):
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _hard_link(source: Path, tmp: Path) -> bool:
-    """Make ``tmp`` a hard link of ``source``; ``False`` where the file system refuses."""
-    tmp.unlink()
-    try:
-        os.link(source, tmp)
-    except (OSError, NotImplementedError):
-        return False
-    return True
+    atomic.copy_file(source, dest, link=mode is ImageMode.LINK)
