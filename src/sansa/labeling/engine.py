@@ -410,6 +410,8 @@ def output_errors(out: Path) -> Iterator[None]:
             raise
         from sansa.atomic import OutputError
 
+        if not isinstance(out, Path):  # a URL: the file system's own message
+            raise OutputError.of(out, err) from None
         path = Path(err.filename) if err.filename else out
         inside = path.resolve().is_relative_to(out.resolve())
         raise OutputError.of(path, err, "cannot write" if inside else "cannot read") from None

@@ -41,13 +41,15 @@ class _Read:
 
 
 def _read(transform: Any, batch: Batch) -> _Read:
+    from sansa import fs
     from sansa.images import load_image
 
+    load = fs.read_image if batch.targets and fs.is_url(batch.targets[0].path) else load_image
     members, failures = [], []
     for target, write in zip(batch.targets, batch.write, strict=True):
         source = fingerprint(target.path)  # before reading: a later change shows on resume
         try:
-            image = load_image(target.path, "target")
+            image = load(target.path, "target")
         except ImageError as err:
             if write:
                 failures.append({"target": target.name, "path": target.path, "error": str(err)})
