@@ -383,3 +383,68 @@ def test_cli_serves_the_backend(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+# -- reading from Label Studio ------------------------------------------------------------
+@pytest.fixture()
+def http_servers():
+    """Two loopback HTTP servers serving one PNG; each records the Authorization headers it got."""
+    import http.server
+    import io
+    import threading
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 6, 3), 200, np.uint8)).save(buffer, format="PNG")
+    servers = []
+    for _ in range(2):
+        seen: list[str | None] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            got = seen
+
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                self.got.append(self.headers.get("Authorization"))
+                if self.path.startswith("/private") and self.headers.get("Authorization") != "Token good":
+                    self.send_error(401, "Unauthorized")
+                    return
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(buffer.getvalue())
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append((f"http://127.0.0.1:{server.server_address[1]}", seen, server))
+    yield servers
+    for _, _, server in servers:
+        server.shutdown()
+
+
+def test_token_goes_to_label_studio_only(http_servers):
+    """Label Studio paths and URLs get the token; another host's URL never sees it; a refused token is one line."""
+    (ls_url, ls_seen, _), (other_url, other_seen, _) = http_servers
+    remote = LabelStudio(ls_url, "good")
+    assert remote.image("/private/data/upload/1/a.png").shape == (4, 6, 3)
+    assert remote.image(f"{other_url}/public/b.png?sig=1").shape == (4, 6, 3)
+    assert ls_seen == ["Token good"] and other_seen == [None]
+    with pytest.raises(SansaError, match=r"private/c.png: Label Studio answered 401 .*check the API token"):
+        LabelStudio(ls_url, "bad").image("/private/c.png")
+
+
+def test_local_files_read_from_disk_inside_the_root_only(tmp_path, http_servers):
+    """--local-files-root: files under it are read from disk; `..` out of it goes to Label Studio instead."""
+    from PIL import Image
+
+    (ls_url, ls_seen, _), _ = http_servers
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(root / "sub" / "x.png")
+    Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / "secret.png")
+    remote = LabelStudio(ls_url, "good", local_files_root=root)
+    assert remote.image("/data/local-files/?d=sub/x.png").shape == (2, 3, 3) and ls_seen == []
+    assert remote.image("/data/local-files/?d=../secret.png").shape == (4, 6, 3)  # Label Studio's answer
+    assert len(ls_seen) == 1

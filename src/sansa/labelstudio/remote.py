@@ -133,13 +133,16 @@ class LabelStudio:
         ours, theirs = urllib.parse.urlparse(self.url), urllib.parse.urlparse(url)
         return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
 
-    def _get(self, url: str, auth: bool) -> bytes:
+    def _get(self, url: str, auth: bool, retry: bool = True) -> bytes:
         headers = {"Authorization": self._authorization()} if auth and self.token else {}
         request = urllib.request.Request(url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 (http/https only)
                 data = response.read(MAX_IMAGE_BYTES + 1)
         except urllib.error.HTTPError as err:
+            if err.code == 401 and self._access is not None and retry:  # the short-lived access token expired
+                self._access = None
+                return self._get(url, auth, retry=False)
             hint = " (check the API token)" if err.code in (401, 403) else ""
             raise SansaError(f"{_redact(url)}: Label Studio answered {err.code} {err.reason}{hint}") from None
         except (urllib.error.URLError, OSError) as err:

@@ -8,7 +8,8 @@ right, ``y`` down, from the image's top-left corner); brush regions are RLE
 
 Reading an annotation (:func:`annotation_prompts`): every region becomes part of a reference of
 its class. Brushes and polygons of one class in one annotation are merged into one mask; all
-keypoints of one class are one points prompt; each rectangle is a box prompt of its own.
+keypoints of one class are one points prompt; each rectangle is a box prompt of its own (its
+``rotation`` is ignored: the box is the unrotated one).
 
 Writing (:func:`mask_results`): one class mask becomes one brush region (``brushlabels``), its
 outer polygons (``polygonlabels``), the boxes of its parts (``rectanglelabels``) or the centres
