@@ -48,6 +48,7 @@ class ImageFolder:
         self.max_upload_bytes = max_upload_bytes
         self._pixels: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._sizes: dict[tuple[str, int, int], ImageInfo | SkippedImage] = {}
         self._thumbs: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
         self._thumb_bytes = 0
         self._lock = threading.Lock()
@@ -66,16 +67,21 @@ class ImageFolder:
         return path
 
     def list(self) -> ImageList:
-        """The folder's images with their sizes; unreadable files are listed as skipped."""
-        images, skipped = [], []
+        """The folder's images with their sizes; unreadable files are listed as skipped.
+
+        A file's header is read again only when its size or modification time changes.
+        """
+        images, skipped, seen = [], [], {}
         for path in list_images(self.root):
             if path.resolve().parent != self.root:  # a link to a file elsewhere: never served
                 continue
-            try:
-                width, height = read_size(path, path.name)  # header only, pixel limit checked
-                images.append(ImageInfo(name=path.name, width=width, height=height))
-            except ImageError as err:
-                skipped.append(SkippedImage(name=path.name, reason=str(err).removeprefix(f"{path}: ")))
+            stat = path.stat()
+            key = (path.name, stat.st_mtime_ns, stat.st_size)
+            entry = self._sizes.get(key) or _size_entry(path)
+            seen[key] = entry
+            (images if isinstance(entry, ImageInfo) else skipped).append(entry)
+        with self._lock:
+            self._sizes = seen
         return ImageList(folder=str(self.root), images=images, skipped=skipped)
 
     def names(self) -> list[str]:
@@ -157,6 +163,14 @@ class ImageFolder:
             raise Conflict(f"upload {name!r}: a file of that name is already in the folder")
         write_bytes(target, data)
         return ImageInfo(name=name, width=width, height=height)
+
+
+def _size_entry(path: Path) -> ImageInfo | SkippedImage:
+    try:
+        width, height = read_size(path, path.name)  # header only, pixel limit checked
+        return ImageInfo(name=path.name, width=width, height=height)
+    except ImageError as err:
+        return SkippedImage(name=path.name, reason=str(err).removeprefix(f"{path}: "))
 
 
 def _thumbnail(path: Path, max_side: int) -> bytes:
