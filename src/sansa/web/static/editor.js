@@ -160,7 +160,7 @@ export class Editor {
     this.overlay = null; // an image drawn over the photo (review: the predicted masks)
     this.readOnly = false; // review: the view can be zoomed and panned, nothing drawn
     canvas.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
-    window.addEventListener("keydown", (e) => { if (e.key === " " && !e.target.closest("input, select, button")) this.space(true, e); });
+    window.addEventListener("keydown", (e) => { if (e.key === " " && !e.target.closest("input, select, textarea")) this.space(true, e); });
     window.addEventListener("keyup", (e) => { if (e.key === " ") this.space(false, e); });
     canvas.addEventListener("pointerdown", (e) => this.down(e));
     canvas.addEventListener("pointermove", (e) => this.move(e));
