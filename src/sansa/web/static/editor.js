@@ -231,7 +231,7 @@ export class Editor {
   space(held, e) {
     if (this.spaceHeld === held) { if (held) e.preventDefault(); return; }
     this.spaceHeld = held;
-    if (held) e.preventDefault();
+    e.preventDefault(); // no page scroll, no click of a focused button
     this.canvas.classList.toggle("grab", held);
   }
 
