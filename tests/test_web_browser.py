@@ -509,6 +509,17 @@ def test_review_accept_reject_fix(page, tmp_path):
     assert page.locator(".card[data-name='scene_1.png']").get_attribute("data-review") == "accepted"
     assert page.locator(".card[data-name='scene_2.png']").get_attribute("data-review") == "rejected"
 
+    page.locator("#review-filter").select_option("all")
+    page.keyboard.press("ArrowLeft")  # back to scene_1: take the acceptance back, then accept again
+    page.wait_for_function("document.getElementById('review-name').textContent === 'scene_2.png'")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("document.getElementById('review-name').textContent === 'scene_1.png'")
+    page.keyboard.press("u")
+    page.wait_for_function("document.getElementById('review-state').textContent === 'unreviewed'")
+    assert counts.inner_text() == f"{SCENES - 3} to review · 0 accepted · 1 rejected · 1 fixed"
+    page.keyboard.press("a")
+    page.wait_for_function("document.getElementById('review-counts').textContent.includes('1 accepted')")
+
     page.locator("#review-filter").select_option("rejected")
     page.wait_for_function("document.getElementById('review-name').textContent === 'scene_2.png'")
     assert page.locator("#review-pos").inner_text() == "1 / 1"

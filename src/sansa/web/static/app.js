@@ -580,6 +580,7 @@ function onReviewKey(e, k) {
   else if (k === "a") review.decide("accepted");
   else if (k === "r") review.decide("rejected");
   else if (k === "f") review.fix();
+  else if (k === "u") review.decide(null);
   else if (e.key === "ArrowRight") review.step(1);
   else if (e.key === "ArrowLeft") review.step(-1);
   else return false;

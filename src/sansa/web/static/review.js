@@ -25,12 +25,13 @@ export class Review {
     this.items = [];
     this.counts = {};
     this.current = null;
-    $("review-filter").onchange = () => this.applyFilter();
+    $("review-filter").onchange = () => { $("review-filter").blur(); this.applyFilter(); }; // keys step again
     $("review-prev").onclick = () => this.step(-1);
     $("review-next").onclick = () => this.step(1);
     $("review-accept").onclick = () => this.decide("accepted");
     $("review-reject").onclick = () => this.decide("rejected");
     $("review-fix").onclick = () => this.fix();
+    $("review-undo").onclick = () => this.decide(null);
     $("review-exit").onclick = () => this.exit();
   }
 
@@ -85,6 +86,7 @@ export class Review {
     $("review-score").textContent = item && item.score !== null ? `score ${item.score.toFixed(2)}` : "";
     $("review-score").classList.toggle("low", !!item && item.score !== null && item.score < LOW_SCORE);
     for (const id of ["review-accept", "review-reject", "review-fix"]) $(id).disabled = !item || state === "fixed";
+    $("review-undo").disabled = !item || !["accepted", "rejected"].includes(state);
   }
 
   async show(name) {
@@ -123,13 +125,14 @@ export class Review {
     await this.show(list.some((i) => i.name === this.current) ? this.current : list[0]?.name || null);
   }
 
+  // Accept, reject, or (state null) take the decision back and stay.
   async decide(state) {
     const item = this.item();
-    if (!item || item.state === "fixed") return;
+    if (!item || item.state === "fixed" || (state === null && item.state === "unreviewed")) return;
     try {
       this.take(await api.decide(this.hooks.sid(), item.name, state));
-      this.hooks.toast(`${item.name}: ${state}`);
-      await this.step(1);
+      this.hooks.toast(`${item.name}: ${state || "decision taken back"}`);
+      if (state === null) this.render(); else await this.step(1);
     } catch (err) {
       this.hooks.toast(err.message, true);
     }
