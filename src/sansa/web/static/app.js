@@ -546,7 +546,7 @@ async function exportZip() {
     }
     if (status.state !== "done") throw new Error(status.error || "export failed");
     api.download(status.download, "sansa-export.zip");
-    const left = status.left_out.length ? ` (${status.left_out.length} rejected left out)` : "";
+    const left = status.left_out.length ? ` (${status.left_out.length} left out: rejected or unreadable)` : "";
     toast(`Exported ${status.images} images${left}: ${formats.join(", ")}`);
   } catch (err) {
     toast(err.message, true);
