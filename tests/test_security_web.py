@@ -118,6 +118,7 @@ REQUESTS = [
      {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, 200),
     ("a link from another site to the API", "GET", "/api/info?token={token}",
      {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, 403),
+    ("the API through // without token", "GET", "//api/info", {}, 401),
     ("DELETE without token", "DELETE", "/api/sessions/x/classes/y", {}, 401),
     ("PUT from another site", "PUT", "/api/sessions/x/references", {**T, "Origin": "http://evil.example"}, 403),
 ]
@@ -139,6 +140,7 @@ def test_the_page_carries_its_token_and_the_refusal_explains_how_to_open_it(serv
     page = http.get(f"/?token={token}")
     assert f'<meta name="sansa-token" content="{token}">' in page.text
     assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer" and page.headers["x-frame-options"] == "DENY"
     refused = http.get("/")
     assert refused.status_code == 401 and "text/html" in refused.headers["content-type"]
     assert "?token=" in refused.text and token not in refused.text
@@ -178,6 +180,27 @@ def test_a_request_with_two_host_headers_is_refused(server):
                      f"X-Sansa-Token: {token}\r\nConnection: close\r\n\r\n".encode())
         answer = conn.recv(4096).decode("latin-1")
     assert answer.split()[1] in ("400", "403"), answer
+
+
+def raw_get(port: int, target: str, headers: str = "") -> tuple[int, str]:
+    """Send ``GET target`` exactly as written (no client-side normalisation); ``(status, body)``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Connection: close\r\n\r\n"
+                     .encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode("latin-1").partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize("target", ["/static/../api/info", "/static/%2e%2e/api/info", "/static/..%2fapi/info",
+                                    "/static/../../../../etc/passwd", "http://evil.example/api/info",
+                                    "/api/info#token"])
+def test_a_path_through_the_public_folder_reaches_no_data(server, target):
+    status, body = raw_get(server[1], target)
+    assert status in (400, 401, 403, 404), (status, body)
+    assert str(server[3].state.service.folder.root) not in body and "root:" not in body
 
 
 # (Host header, bound address, allowed)

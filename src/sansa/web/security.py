@@ -120,7 +120,7 @@ class Guard:
             return
         refusal = self.check(scope)
         if refusal is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _with_headers(send))
             return
         status, detail = refusal
         if scope["type"] == "websocket":
@@ -203,10 +203,24 @@ def _headers(scope: Scope) -> dict[str, str]:
     return out
 
 
+# on every answer: the address's token never leaves in a Referer, no other site frames the page
+SAFETY_HEADERS = [(b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY"),
+                  (b"x-content-type-options", b"nosniff")]
+
+
+def _with_headers(send: Send) -> Send:
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *SAFETY_HEADERS]
+        await send(message)
+
+    return sending
+
+
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-                            (b"cache-control", b"no-store")]})
+                            (b"cache-control", b"no-store"), *SAFETY_HEADERS]})
     await send({"type": "http.response.body", "body": body})
 
 
