@@ -222,3 +222,24 @@ def test_bad_ray_options(data, extra, message, capsys):
     err = capsys.readouterr().err.strip()
     assert err.endswith(message) and len(err.splitlines()) == 1
     assert not (data / "bad").exists()
+
+
+def test_what_ships(tiny_predictor, tiny_model):
+    """Actors get the references' memory (CPU tensors, no full-size mask or logits) and segment
+    exactly as the predictor that encoded them; a task's batch is paths, names and stems only."""
+    from sansa import SansaPredictor
+    from sansa.labeling.ray import shippable
+    from sansa.labeling.targets import Batch, Target
+
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 12:40] = True
+    reference = shippable(tiny_predictor.add_reference(scene(0), mask=mask, label="thing"))
+    assert reference.mask.size == reference.logits.size == 0
+    assert reference.memory.features.device.type == "cpu"
+    actor_side = SansaPredictor(tiny_model, device="cpu")
+    actor_side.add_encoded(reference)
+    expected, got = tiny_predictor.segment(scene(5)), actor_side.segment(scene(5))
+    np.testing.assert_array_equal(expected.label_map, got.label_map)
+    row = json.dumps(Batch(3, [Target("/data/t.png", "t.png", "t")], [True]).to_dict())
+    assert json.loads(row) == {"index": 3, "targets": [{"path": "/data/t.png", "name": "t.png", "stem": "t"}],
+                               "write": [True]}

@@ -33,7 +33,8 @@ import numpy as np
 
 from sansa.errors import SansaError
 
-# Fixed batches per Ray Data block: a block is the unit a dead actor's work is retried in.
+# Fixed batches per Ray Data block (at most; small runs get smaller blocks, two per actor): a block
+# is the unit a dead actor's work is retried in.
 BATCHES_PER_BLOCK = 4
 _CONNECT_HELP = "start one with `ray start --head`, or leave the address out for a local instance"
 
@@ -134,16 +135,22 @@ def label_batches(job: Any, batches: Sequence[Any], inputs_digest: str, referenc
         return
     shipped = ray.put([shippable(reference) for reference in references])
     rows = [{"batch": json.dumps(batch.to_dict())} for batch in batches]
-    dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / BATCHES_PER_BLOCK))
+    actors = _pool_size(ray, options)
+    blocks = min(len(rows), max(math.ceil(len(rows) / BATCHES_PER_BLOCK), 2 * actors))  # every actor gets work
+    dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     results = dataset.map_batches(
-        LabelActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=_pool_size(ray, options)),
+        LabelActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"job": for_workers(job).to_dict(), "references": [shipped],
                                "inputs_digest": inputs_digest, "device": options.device,
                                "on_start": options.on_actor_start},
         num_cpus=1, num_gpus=options.gpus_per_actor or None,
     )
-    for row in results.iter_rows():
-        yield Outcome.from_dict(json.loads(row["outcome"]))
+    try:
+        for row in results.iter_rows():
+            yield Outcome.from_dict(json.loads(row["outcome"]))
+    except ray.exceptions.RayError as err:  # not an unreadable image (a failure entry): the output, the model
+        raise SansaError(f"a batch failed on Ray ({_cause(err)}); finished targets are kept, run the same "
+                         "command again to resume") from None
 
 
 class LabelActor:
@@ -228,5 +235,12 @@ def _import_ray() -> Any:
     return ray
 
 
-def _first_line(err: Exception) -> str:
+def _cause(err: BaseException) -> str:
+    """The user-facing line of a Ray error: its innermost cause's first line."""
+    while getattr(err, "cause", None) is not None and err.cause is not err:
+        err = err.cause
+    return f"{type(err).__name__}: {_first_line(err)}"
+
+
+def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
