@@ -361,4 +361,6 @@ def test_propagation_lists_an_unreadable_target_and_export_keeps_the_rest(server
     assert exported.status_code == 200, exported.text  # was 409: export what succeeded
     with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
         names = archive.namelist()
+        failures = archive.read("failures.txt").decode()  # as a `sansa segment` run lists them
     assert any("im1" in n for n in names) and not any("cut" in n for n in names), names
+    assert failures.startswith("cut.png: ") and "not a readable image" in failures

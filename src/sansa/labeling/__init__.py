@@ -23,6 +23,7 @@ from sansa.labeling.engine import (
     Outcome,
     Plan,
     RunResult,
+    Segmented,
     encode_references,
     export_results,
     finalise,
@@ -40,7 +41,8 @@ from sansa.labeling.targets import Batch, Target, find_targets, fingerprint, fix
 
 __all__ = [
     "Batch", "ExportOptions", "FolderLock", "Job", "LoadedReference", "ModelSpec", "Outcome", "Plan",
-    "ReferenceEntry", "RunResult", "Target", "clear_results", "encode_references", "export_results", "finalise",
+    "ReferenceEntry", "RunResult", "Segmented", "Target", "clear_results", "encode_references", "export_results",
+    "finalise",
     "find_targets", "fingerprint", "finish_dataset", "fixed_batches", "load_references", "prepare",
     "process_batch", "prompt_from_dict", "prompt_to_dict", "run", "save_reference_pictures", "writer_for",
 ]

@@ -417,17 +417,46 @@ def output_errors(out: Path) -> Iterator[None]:
         raise OutputError.of(path, err, "cannot write" if inside else "cannot read") from None
 
 
-def export_results(out: Path, labels: Sequence[str], export: Any, results: Iterable[tuple], *,
-                   failures: Sequence[dict[str, str]] = ()) -> list[TargetRecord]:
-    """Write already segmented targets into ``out`` the way a run does (the web app's export).
+@dataclass(frozen=True)
+class Segmented:
+    """A target segmented elsewhere (the web app's session), ready to be written like a run's.
+
+    Attributes:
+        name: the target's name (POSIX, relative to its folder).
+        image: RGB ``uint8 [H, W, 3]``.
+        label_map: ``uint16 [H, W]``: 0 background, ``i + 1`` = the export's ``labels[i]``.
+        scores: per class, the score written to COCO (1.0 for hand-made masks).
+        source: the image file, for the ``yolo/`` and ``coco/`` dataset folders.
+    """
+
+    name: str
+    image: np.ndarray
+    label_map: np.ndarray
+    scores: dict[str, float]
+    source: Path | None = None
+
+
+def export_results(out: Path, labels: Sequence[str], export: Any, results: Iterable[Segmented], *,
+                   failures: Sequence[dict[str, str]] = (),
+                   on_written: Callable[[Segmented, TargetRecord], None] | None = None) -> list[TargetRecord]:
+    """Write already segmented targets into ``out`` the way a run does (the web app's export):
+    the same writer, the same dataset files (``classes.json``, ``annotations.json``, ``yolo/``),
+    the same ``failures.txt/json``.
 
     Args:
         export: :class:`~sansa.labeling.job.ExportOptions`.
-        results: ``(name, image, label_map, scores)`` per target (see :meth:`FolderWriter.write`).
-        failures: targets that could not be segmented, for ``failures.txt/json``.
+        results: one per target, read lazily (one image in memory at a time).
+        failures: ``{"path", "error"}`` of targets that could not be segmented.
+        on_written: called after each target's files and record are written (progress, extras).
     """
     writer = FolderWriter(out, list(labels), export.parsed_formats(), **export.writer_options())
-    records = [writer.write(name, image, label_map, labels, scores) for name, image, label_map, scores in results]
+    records = []
+    for result in results:
+        record = writer.write(result.name, result.image, result.label_map, labels, result.scores,
+                              source=result.source)
+        records.append(record)
+        if on_written is not None:
+            on_written(result, record)
     finish_dataset(writer, failures)
     return records
 

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import uuid
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from PIL import Image
 
 from sansa import atomic
 from sansa.errors import SansaError
+from sansa.export.writer import TargetRecord
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.render import hex_to_rgb
 from sansa.web.schema import ExportStatus, JobState, ReviewState, Source
@@ -72,7 +73,8 @@ class ExportJob:
         with service.lock:
             self.labels = list(session.classes)
             self.colors = [hex_to_rgb(session.classes[label]) for label in self.labels]
-            self.items, self.left_out = plan(service, session, self.labels)
+            planned = plan(service, session, self.labels)
+            self.items, self.left_out, self.failures = planned.items, planned.left_out, planned.failures
         self.state, self.done, self.error = JobState.RUNNING, 0, None
         self.total = len(self.items) + 1  # + the zip
         self.folder = Path(tempfile.mkdtemp(prefix="sansa-export-"))
@@ -109,25 +111,34 @@ class ExportJob:
             self.error, self.state = f"{type(err).__name__}: {err}", JobState.FAILED
 
     def _write(self, out: Path) -> None:
-        from sansa.export import FolderWriter, OutputFormat
+        """The export's files, written by :func:`sansa.labeling.export_results` as a run writes them,
+        plus overlays in the page's colours and ``images.json``."""
+        from sansa.export import OutputFormat
         from sansa.export import render as export_render
+        from sansa.labeling import ExportOptions, Segmented, export_results
 
         records = []
-        formats = [f for f in self.formats if f is not OutputFormat.OVERLAY]
+        formats = [f for f in self.formats if f is not OutputFormat.OVERLAY] or [OutputFormat.PNG]
+        export = ExportOptions(formats=tuple(f.value for f in formats), **self.options)
         palette = np.array([(0, 0, 0), *self.colors], dtype=np.uint8)
-        with FolderWriter(out, self.labels, formats or [OutputFormat.PNG], **self.options) as writer:
+        items = {item.name: item for item in self.items}
+
+        def segmented() -> Iterator[Segmented]:
             for item in self.items:
                 label_map, scores = item.mapping()
-                image = self.service.folder.load(item.name)
-                record = writer.write(item.name, image, label_map, self.labels, scores,
-                                      source=self.service.folder.root / item.name)
-                if self.overlays:
-                    jpeg = export_render.overlay_jpeg(image, label_map, self.labels, colors=palette)
-                    atomic.write_bytes(out / "overlays" / f"{record.stem}.jpg", jpeg)
-                records.append(_image_record(item, label_map, self.labels, scores,
-                                             self.session.reviews.get(item.name)))
-                self.done += 1
-        if not formats:  # overlays only: the PNG masks were a vehicle
+                yield Segmented(item.name, self.service.folder.load(item.name), label_map, scores,
+                                source=self.service.folder.root / item.name)
+
+        def written(result: Segmented, record: TargetRecord) -> None:
+            if self.overlays:
+                jpeg = export_render.overlay_jpeg(result.image, result.label_map, self.labels, colors=palette)
+                atomic.write_bytes(out / "overlays" / f"{record.stem}.jpg", jpeg)
+            records.append(_image_record(items[result.name], result.label_map, self.labels, result.scores,
+                                         self.session.reviews.get(result.name)))
+            self.done += 1
+
+        export_results(out, self.labels, export, segmented(), failures=self.failures, on_written=written)
+        if OutputFormat.PNG not in self.formats:  # overlays only: the PNG masks were a vehicle
             shutil.rmtree(out / "masks", ignore_errors=True)
         _recolor(out, self.colors)
         atomic.write_json(out / "images.json", records)
@@ -141,15 +152,25 @@ class ExportJob:
                     archive.write(path, path.relative_to(out).as_posix())
 
 
-def plan(service: SansaService, session: Session, labels: list[str]) -> tuple[list[Item], list[str]]:
-    """What to export, image by image in folder order, and which targets are left out (rejected).
+@dataclass
+class Plan:
+    """What to export, image by image in folder order; the targets left out (rejected or unreadable),
+    and the unreadable ones as ``failures.txt/json`` rows (``{"path", "error"}``)."""
+
+    items: list[Item]
+    left_out: list[str]
+    failures: list[dict[str, str]]
+
+
+def plan(service: SansaService, session: Session, labels: list[str]) -> Plan:
+    """What to export (see :class:`Plan`).
 
     Raises:
         Conflict: nothing marked yet, or a target has no result for the current references.
     """
     if not session.slots:
         raise Conflict("no reference yet: mark an object on a reference image first")
-    items, left_out, missing = [], [], []
+    items, left_out, missing, failures = [], [], [], []
     references = session.reference_images()
     job = session.job
     unreadable = job.failed if job is not None and job.version == session.version else {}
@@ -158,6 +179,8 @@ def plan(service: SansaService, session: Session, labels: list[str]) -> tuple[li
             items.append(_reference_item(session, name, labels))
         elif session.reviews.get(name) == ReviewState.REJECTED or name in unreadable:
             left_out.append(name)
+            if name in unreadable:
+                failures.append({"path": name, "error": unreadable[name]})
         elif name in session.accepted:
             items.append(_result_item(name, Source.ACCEPTED, session.accepted[name], labels))
         elif (result := service.current_result(session, name)) is not None:
@@ -168,7 +191,7 @@ def plan(service: SansaService, session: Session, labels: list[str]) -> tuple[li
         targets = len(service.targets(session))
         raise Conflict(f"export: {len(missing)} of {targets} targets are not propagated with the current "
                        "references; propagate to all first")
-    return items, left_out
+    return Plan(items, left_out, failures)
 
 
 def start(service: SansaService, session: Session, formats: Sequence[str] | None,
