@@ -15,7 +15,8 @@ MODEL_HELP = """model (pick one way):
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--sam2-checkpoint``, ``--adapter``, ``--backbone``, ``--random-weights``, ``--device``."""
+    """``--model``, ``--sam2-checkpoint``, ``--adapter``, ``--backbone``, ``--random-weights``, ``--device``,
+    ``--precision``."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", metavar="NAME", help="released model name (default: sansa-universal)")
     group.add_argument("--sam2-checkpoint", metavar="FILE", help="Meta's SAM2 release-1.0 checkpoint (.pt)")
@@ -25,6 +26,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--random-weights", action="store_true", default=None,
                        help="random weights (no checkpoint): only to try the tools out")
     group.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="where to run (default: auto)")
+    group.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                       help="arithmetic: fp32 (default, exact), or bf16/fp16 autocast where the device has it natively")
 
 
 def load_predictor(args: argparse.Namespace):
@@ -32,4 +35,4 @@ def load_predictor(args: argparse.Namespace):
     from sansa.labeling.job import ModelSpec
 
     return ModelSpec(**given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights",
-                             "device")).load()
+                             "device", "precision")).load()

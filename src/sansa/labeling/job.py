@@ -107,6 +107,7 @@ class ModelSpec:
         sam2_checkpoint: Meta's SAM2 checkpoint, with ``adapter`` and ``backbone``.
         random_weights: a seeded random model of ``backbone`` (for trying things out).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (see :class:`~sansa.predictor.SansaPredictor`).
     """
 
     model: str | None = None
@@ -115,6 +116,7 @@ class ModelSpec:
     backbone: str | None = None
     random_weights: bool = False
     device: str | None = None
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         files = [f"--{k.replace('_', '-')}" for k in ("model", "sam2_checkpoint", "adapter") if getattr(self, k)]
@@ -127,6 +129,8 @@ class ModelSpec:
         from sansa.predictor import SansaPredictor
 
         where = {"device": device or self.device} if (device or self.device) else {}
+        if self.precision is not None:
+            where["precision"] = self.precision
         if self.random_weights:
             import torch
 

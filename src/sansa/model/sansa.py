@@ -42,8 +42,10 @@ class ImageFeatures:
         sel = slice(index, index + 1) if isinstance(index, int) else index
         return ImageFeatures([x[sel] for x in self.high_res], self.top[sel], self.top_pos[sel])
 
-    def to(self, device: torch.device | str) -> ImageFeatures:
-        return ImageFeatures([x.to(device) for x in self.high_res], self.top.to(device), self.top_pos.to(device))
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ImageFeatures:
+        """Every tensor moved to ``device`` and/or cast to ``dtype``."""
+        return ImageFeatures([x.to(device, dtype) for x in self.high_res], self.top.to(device, dtype),
+                             self.top_pos.to(device, dtype))
 
     @staticmethod
     def cat(parts: Sequence[ImageFeatures]) -> ImageFeatures:

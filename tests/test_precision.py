@@ -1,0 +1,145 @@
+"""``precision``: refusals where the device lacks native support, and bf16/fp16 numerics on the
+golden cases (fp32 itself is pinned exactly by tests/test_golden.py).
+
+The CPU's flags come from ``/proc/cpuinfo`` unless ``SANSA_TEST_CPU_FLAGS`` names them, which is
+how these tests play a CPU with or without native bf16/fp16 on any machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sansa import SansaPredictor
+from sansa.devices import CPU_FLAGS_ENV, NATIVE_CPU_FLAGS, cpu_flags, resolve_precision
+from sansa.errors import SansaError
+from tests.conftest import REPO, golden_path
+from tests.test_golden import _add, _cases
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize(("flags", "precision", "message"), [
+    ("avx2 fma", "bf16", "precision: bf16 on the CPU needs native bf16 support, and this CPU lacks the flags "
+                         "avx512_bf16 / amx_bf16 / bf16 (use --precision fp32 or a GPU)"),
+    ("avx2 fma avx512_bf16", "fp16", "precision: fp16 on the CPU needs native fp16 support, and this CPU lacks the "
+                                     "flags avx512_fp16 / amx_fp16 / fphp (use --precision fp32 or a GPU)"),
+    ("", "fp8", "precision: unknown precision 'fp8'; choose one of fp32, bf16, fp16"),
+])
+def test_refused_with_one_line_naming_the_missing_flags(monkeypatch, tiny_model, flags, precision, message):
+    monkeypatch.setenv(CPU_FLAGS_ENV, flags)
+    with pytest.raises(SansaError) as caught:
+        SansaPredictor(tiny_model, device="cpu", precision=precision)
+    assert str(caught.value) == message
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("flags", "precision", "dtype"), [
+    ("", "fp32", None),
+    ("", None, None),
+    ("avx512f avx512_bf16", "bf16", torch.bfloat16),
+    ("amx_bf16", "BF16", torch.bfloat16),
+    ("bf16 asimd", "bf16", torch.bfloat16),  # Arm's Features line
+    ("avx512_fp16", "fp16", torch.float16),
+])
+def test_accepted_where_native(monkeypatch, flags, precision, dtype):
+    monkeypatch.setenv(CPU_FLAGS_ENV, flags)
+    assert resolve_precision(precision, CPU) is dtype
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo(monkeypatch):
+    monkeypatch.delenv(CPU_FLAGS_ENV, raising=False)
+    if not Path("/proc/cpuinfo").exists():
+        pytest.skip("no /proc/cpuinfo on this system")
+    assert cpu_flags(), "no flags line found in /proc/cpuinfo"
+
+
+def test_fp32_default_leaves_predictions_unchanged(tiny_model):
+    """``precision="fp32"`` (the default) is plain fp32: identical logits to a predictor without it."""
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    logits = []
+    for kwargs in ({}, {"precision": "fp32"}):
+        predictor = SansaPredictor(tiny_model, device="cpu", **kwargs)
+        predictor.add_reference(image, box=[5, 5, 30, 30])
+        logits.append(predictor.predict(image).logits)
+    assert logits[0].dtype == np.float32
+    np.testing.assert_array_equal(logits[0], logits[1])
+
+
+def _write_inputs(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / "ref.png")
+    (folder / "targets").mkdir()
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / "targets" / "t0.png")
+
+
+@pytest.mark.parametrize(("precision", "flags", "expected"), [
+    ("fp16", "avx2 fma", "sansa segment: error: precision: fp16 on the CPU needs native fp16 support, and this CPU "
+                         "lacks the flags avx512_fp16 / amx_fp16 / fphp (use --precision fp32 or a GPU)"),
+    ("bf16", "avx2 fma", "sansa segment: error: precision: bf16 on the CPU needs native bf16 support"),
+    ("fp8", "", "argument --precision: invalid choice: 'fp8'"),
+])
+def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, precision, flags, expected):
+    """``sansa segment --precision``: exit status 2, one line on stderr, no traceback, no outputs."""
+    _write_inputs(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), CPU_FLAGS_ENV: flags}
+    command = [sys.executable, "-m", "sansa", "segment", "ref.png", "--box", "5,5,40,30",
+               "--targets", "targets", "--out", "out", "--backbone", "test_tiny", "--random-weights",
+               "--device", "cpu", "--precision", precision]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert expected in lines[-1]
+    assert len(lines) == 1 or lines[0].startswith("usage:")  # argparse prints its usage above the error
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+# -- numerics on the golden cases --------------------------------------------------------------
+CASES = [1, 4, 5]  # point_1shot, mask_5shot, mixed_3shot: every prompt kind, 1 to 5 shots
+MIN_IOU = 0.98
+
+
+def _native(precision: str) -> bool:
+    return bool(cpu_flags() & set(NATIVE_CPU_FLAGS[precision]))
+
+
+@pytest.fixture(scope="module")
+def golden_files():
+    return golden_path("sam2_checkpoint.pt"), golden_path("sansa_adapter.pth"), golden_path("sam2_config.yaml")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("index", CASES)
+def test_low_precision_masks_agree_with_fp32_on_golden_cases(monkeypatch, golden_files, precision, index):
+    """The target's mask under autocast has IoU >= 0.98 with the fp32 reference computation's.
+
+    Where the CPU lacks native support the same autocast path runs through the flags override,
+    if emulation is tolerable: emulated bf16 is a few times slower than fp32 (run), emulated fp16
+    hundreds of times (skipped).
+    """
+    if not _native(precision):
+        if precision == "fp16":
+            pytest.skip("this CPU has no native fp16 (emulated fp16 matmul runs ~0.4% of the fp32 rate)")
+        monkeypatch.setenv(CPU_FLAGS_ENV, " ".join(NATIVE_CPU_FLAGS[precision]))
+    checkpoint, adapter, config = golden_files
+    predictor = SansaPredictor.from_checkpoint(checkpoint, adapter, model=config, device="cpu", precision=precision)
+    case = _cases()[index]
+    for image, prompt in zip(case["images"][:-1], case["prompts"], strict=True):
+        _add(predictor, image, prompt)
+    logits = predictor.predict(case["images"][-1].numpy()).logits
+    expected = case["expected_logits"][-1].numpy()
+    got, want = logits > 0, expected > 0
+    iou = (got & want).sum() / max(1, (got | want).sum())
+    print(f"\n{case['name']} {precision}: mask IoU with fp32 {iou:.4f}, mean |logit diff| "
+          f"{np.abs(logits - expected).mean():.3e}, max {np.abs(logits - expected).max():.3e}")
+    assert logits.dtype == np.float32
+    assert iou >= MIN_IOU, f"{case['name']} {precision}: IoU {iou:.4f} with fp32"

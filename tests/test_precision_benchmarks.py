@@ -1,0 +1,56 @@
+"""The speed benchmarks run end to end on the CPU with the tiny model (their tables, not their times).
+
+``SANSA_TEST_CPU_FLAGS`` plays a CPU without native bf16/fp16, so the same rows come out on any
+machine: fp32 measured, the others refused in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _run(script: str, *args: str) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "SANSA_TEST_CPU_FLAGS": "avx2 fma"}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+
+
+def _number(cell: str) -> float:
+    return float(cell.strip().split()[0])
+
+
+@pytest.mark.slow
+def test_throughput_sweep_on_the_cpu():
+    """``--device cpu``: one row per batch size with images/s > 0, and bf16 refused on this 'CPU'."""
+    rows = _run("throughput.py", "--device", "cpu", "--backbones", "test_tiny", "--batch-sizes", "1", "2",
+                "--targets", "2", "--shots", "1", "--classes", "2", "--compile", "off", "--precisions", "fp32", "bf16")
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows[1:]]
+    assert [c[:5] for c in cells[:2]] == [["test_tiny", "fp32", "off", "1-shot", str(b)] for b in (1, 2)]
+    assert all(_number(c[5]) > 0 and c[6] == "n/a" for c in cells[:2])
+    assert cells[2][1] == "bf16" and "refused: precision: bf16 on the CPU needs native bf16" in cells[2][5]
+
+
+@pytest.mark.slow
+def test_throughput_prints_the_per_target_overhead():
+    rows = _run("throughput.py", "--overhead-only", "--backbones", "test_tiny")
+    assert len(rows) == 2 and "`predict`, 1 target, 1-shot (batch 1)" in rows[1]
+    assert "encoder" in rows[1] and "overhead" in rows[1] and "%" in rows[1]
+
+
+@pytest.mark.slow
+def test_roofline_counts_flops_and_rates():
+    rows = _run("roofline.py", "--backbones", "test_tiny", "--repeats", "1", "--matmul-size", "512")
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert cells[1][0] == "fp32" and _number(cells[1][1]) > 0  # matmul rate; bf16/fp16 absent on this 'CPU'
+    parts = [c for c in cells if c[0] == "test_tiny"]
+    assert [p[1] for p in parts] == ["image encoder", "memory attention, K = 1", "memory attention, K = 5"]
+    flops = [_number(p[3]) for p in parts]
+    assert all(f > 0 for f in flops) and flops[2] > flops[1]  # 5 references attend to more memory than 1
