@@ -367,6 +367,7 @@ def run(job: Job, executor: str = "local", notes: Notes | None = None, command: 
         return run_ray(job, notes=notes, command=command, **executor_options)
     if executor != "local":
         raise SansaError(f"executor: unknown executor {executor!r} (known: local, ray)")
+    job.model.check()
     with output_errors(job.out_dir):
         plan = prepare(job, notes, command)
         try:

@@ -124,6 +124,12 @@ class ModelSpec:
             raise SansaError(f"--random-weights cannot be combined with {' and '.join(files)}: random weights "
                              "would ignore it; drop one")
 
+    def check(self) -> None:
+        """Refuse a device or precision this machine lacks, before anything is loaded or written."""
+        from sansa.devices import resolve_device, resolve_precision
+
+        resolve_precision(self.precision, resolve_device(self.device))
+
     def load(self, device: str | None = None) -> Any:
         """The :class:`~sansa.predictor.SansaPredictor` (``device`` overrides the spec's)."""
         from sansa.predictor import SansaPredictor
