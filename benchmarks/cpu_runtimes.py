@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +76,8 @@ def openvino_runner(path: Path, threads: int) -> Callable[[np.ndarray], list[np.
 RUNTIMES = {"onnxruntime": onnxruntime_runner, "openvino": openvino_runner}
 
 
-def compare(backbone: str, repeats: int, workdir: Path) -> list[str]:
-    """Markdown rows: PyTorch, then each runtime's time, speed-up and max |difference|."""
+def compare(backbone: str, repeats: int, workdir: Path) -> Iterator[str]:
+    """Markdown rows, as measured: PyTorch, then each runtime's time, speed-up and max |difference|."""
     torch.manual_seed(0)
     model = build_sansa(backbone).eval()
     encoder = Encoder(model)
@@ -86,20 +86,19 @@ def compare(backbone: str, repeats: int, workdir: Path) -> list[str]:
     with torch.inference_mode():
         expected = [t.numpy() for t in encoder(example)]
         base = _best(lambda: encoder(example), repeats)
-    rows = [f"| {backbone} | PyTorch {torch.__version__} | {base:.2f} s | 1.00x | |"]
+    yield f"| {backbone} | PyTorch {torch.__version__} | {base:.2f} s | 1.00x | |"
     path = workdir / f"{backbone}.onnx"
     export(encoder, example, path)
     for name, make in RUNTIMES.items():
         try:
             run = make(path, torch.get_num_threads())
         except ImportError:
-            rows.append(f"| {backbone} | {name} | not installed | | |")
+            yield f"| {backbone} | {name} | not installed | | |"
             continue
         x = example.numpy()
         seconds = _best(lambda: run(x), repeats)  # noqa: B023
         diff = max(float(np.abs(got - want).max()) for got, want in zip(run(x), expected, strict=True))
-        rows.append(f"| {backbone} | {name} | {seconds:.2f} s | {base / seconds:.2f}x | {diff:.1e} |")
-    return rows
+        yield f"| {backbone} | {name} | {seconds:.2f} s | {base / seconds:.2f}x | {diff:.1e} |"
 
 
 def main() -> None:
