@@ -201,3 +201,25 @@ def test_pipelined_loop_holds_at_most_its_queues(folder, monkeypatch, prefetch=1
         plan.close()
     assert [o.written for o in outcomes] == [[f"t{i}.png"] for i in range(8)]
     assert counts["ahead"] <= prefetch + 1 and counts["behind"] <= behind + 1, counts
+
+
+def test_a_reference_file_is_read_once_for_its_pixels_and_its_hash(folder, monkeypatch):
+    import builtins
+    import hashlib
+    import io
+
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)  # pathlib's
+    job = job_for(folder, "out")
+    loaded = labeling.load_references(job)
+    reference = str(folder / "ref.png")
+    assert opened.count(reference) == 2  # two references of one image: one read each, none for the hash
+    assert loaded[0].sha256 == hashlib.sha256((folder / "ref.png").read_bytes()).hexdigest()
+    assert loaded[0].pixels.shape == (48, 64, 3)

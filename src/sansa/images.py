@@ -141,6 +141,16 @@ def open_image_file(source: str | os.PathLike | bytes, name: str = "image") -> I
         raise ImageError(f"{label}: not a readable image ({err.__class__.__name__}: {err})") from None
 
 
+def load_image_and_bytes(path: str | os.PathLike) -> tuple[np.ndarray, bytes]:
+    """Read a local image file once: its pixels as :func:`load_image` gives them, and its bytes
+    (to hash what was read, without reading the file a second time)."""
+    try:
+        data = _file(path).read_bytes()
+    except OSError as err:
+        raise ImageError(f"{path}: cannot be read ({err.strerror or err.__class__.__name__})") from None
+    return _pil_to_rgb_array(open_image_file(data, str(path))), data
+
+
 def read_size(source: str | os.PathLike | bytes, name: str = "image") -> tuple[int, int]:
     """``(width, height)`` of an image file (or its bytes) as shown (EXIF rotation applied), from its header.
 

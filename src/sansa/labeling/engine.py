@@ -135,19 +135,26 @@ class RunResult:
 # -- driver: prepare ----------------------------------------------------------------------------
 def load_references(job: Job) -> list[LoadedReference]:
     """Read each reference image once, check its prompt lies inside it (one-line errors naming it)."""
+    import hashlib
+
+    from sansa import fs
     from sansa.errors import PromptError
-    from sansa.images import load_image
+    from sansa.images import load_image, load_image_and_bytes
 
     loaded = []
     for entry in job.references:
         try:
-            pixels = load_image(entry.image, "reference")
+            if fs.is_url(entry.image):
+                pixels, sha256 = load_image(entry.image, "reference"), file_sha256(entry.image) or ""
+            else:  # one read: the pixels and the hash of the same bytes
+                pixels, data = load_image_and_bytes(entry.image)
+                sha256 = hashlib.sha256(data).hexdigest()
             entry.prompt.check_fits(*pixels.shape[:2])
         except PromptError as err:
             raise SansaError(f"{entry.source} ({entry.image}): {err}") from None
         except SansaError as err:
             raise SansaError(f"{entry.source}: {err}") from None
-        loaded.append(LoadedReference(entry, pixels, file_sha256(entry.image) or ""))
+        loaded.append(LoadedReference(entry, pixels, sha256))
     return loaded
 
 
