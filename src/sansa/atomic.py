@@ -10,12 +10,14 @@ line naming the path, and leaves the old file and no temporary.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,22 +53,10 @@ def write_bytes(path: Path, data: bytes) -> None:
         from sansa import fs
 
         return fs.write_bytes(path, data)
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    except OSError as err:
-        raise OutputError.of(path, err) from None
-    try:
+    with _replacing(Path(path)) as (fd, _):
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600
             handle.write(data)
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and not isinstance(err, SansaError):
-            raise OutputError.of(path, err) from None
-        raise
 
 
 def copy_file(source: Path, path: Path, link: bool = False) -> None:
@@ -76,17 +66,25 @@ def copy_file(source: Path, path: Path, link: bool = False) -> None:
     Raises:
         OutputError: ``path`` cannot be written; the old file (if any) is kept.
     """
-    path = Path(path)
+    with _replacing(Path(path)) as (fd, tmp):
+        os.close(fd)
+        if not (link and _hard_link(Path(source), Path(tmp))):
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o666 & ~current_umask())
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, str]]:
+    """A new temporary file beside ``path`` (open descriptor, name) that the block fills; it then
+    replaces ``path`` in one rename. On any error it is removed and ``path`` is left as it was
+    (file-system errors as :class:`OutputError` naming ``path``)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     except OSError as err:
         raise OutputError.of(path, err) from None
     try:
-        os.close(fd)
-        if not (link and _hard_link(Path(source), Path(tmp))):
-            shutil.copyfile(source, tmp)
-            os.chmod(tmp, 0o666 & ~current_umask())
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
