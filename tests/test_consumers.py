@@ -20,24 +20,13 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from scenes import scene, write_reference
 
 from sansa.cli import main
 from sansa.export import names as export_names
 
 LABELS = ["square", "disc"]
 MODEL = ["--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
-
-
-def scene(seed: int, size=(64, 48)) -> np.ndarray:
-    """A bright square and a dark disc on noise, RGB ``uint8 [H, W, 3]``."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    image = np.clip(rng.normal(120, 10, (height, width, 3)), 0, 255)
-    x, y = rng.integers(4, width - 24), rng.integers(4, height - 20)
-    image[y : y + 14, x : x + 18] = (230, 200, 40)
-    ys, xs = np.mgrid[0:height, 0:width]
-    image[(xs - width * 0.7) ** 2 + (ys - height * 0.6) ** 2 < 60] = (30, 40, 160)
-    return image.astype(np.uint8)
 
 
 def png_masks(out: Path, stems: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -56,10 +45,7 @@ def png_pixels(out: Path, stems: list[str]) -> dict[str, dict[str, int]]:
 def photos(tmp_path_factory) -> Path:
     """``ref.png`` + ``ref_mask.png`` and ``photos/`` with a JPEG, a PNG and one in a sub-folder."""
     base = tmp_path_factory.mktemp("consumers")
-    Image.fromarray(scene(0)).save(base / "ref.png")
-    mask = np.zeros((48, 64), np.uint8)
-    mask[10:30, 12:40] = 255
-    Image.fromarray(mask).save(base / "ref_mask.png")
+    write_reference(base)
     (base / "photos" / "sub").mkdir(parents=True)
     Image.fromarray(scene(1)).save(base / "photos" / "a.jpg", quality=95)
     Image.fromarray(scene(2)).save(base / "photos" / "b.png")

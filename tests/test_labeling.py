@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scenes
 from PIL import Image
+from scenes import write_reference
 
 from sansa import labeling
 from sansa.errors import SansaError
@@ -18,22 +20,15 @@ MODEL = ModelSpec(backbone="test_tiny", random_weights=True, device="cpu")
 FORMATS = ("png", "indexed", "coco", "yolo", "overlay")
 
 
-def scene(seed: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
-    """A noisy background with a bright square, RGB ``uint8 [H, W, 3]``."""
-    rng = np.random.default_rng(seed)
-    image = np.clip(rng.normal(120, 10, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
-    x, y = rng.integers(4, size[0] - 24), rng.integers(4, size[1] - 20)
-    image[y:y + 14, x:x + 18] = (230, 200, 40)
-    return image
+def scene(seed: int) -> np.ndarray:
+    """The shared test photo with a bright square only, RGB ``uint8 [48, 64, 3]``."""
+    return scenes.scene(seed, disc=False)
 
 
 @pytest.fixture()
 def folder(tmp_path) -> Path:
     """``ref.png`` with ``mask.png``; ``targets/t0..t4.png``."""
-    Image.fromarray(scene(0)).save(tmp_path / "ref.png")
-    mask = np.zeros((48, 64), np.uint8)
-    mask[10:30, 12:40] = 255
-    Image.fromarray(mask).save(tmp_path / "mask.png")
+    write_reference(tmp_path, "mask.png", disc=False)
     (tmp_path / "targets").mkdir()
     for i in range(5):
         Image.fromarray(scene(i + 1)).save(tmp_path / "targets" / f"t{i}.png")

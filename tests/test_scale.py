@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scenes
 from PIL import Image
+from scenes import write_reference
 
 from sansa.cli import build_parser, main
 
@@ -33,22 +35,15 @@ NOT_OUTPUTS = (".sansa/lock",)  # who holds the folder (pid, time): not a result
 
 
 def scene(seed: int) -> np.ndarray:
-    """A noisy 64x48 background with a bright square, RGB ``uint8 [48, 64, 3]``."""
-    rng = np.random.default_rng(seed)
-    image = np.clip(rng.normal(120, 10, (48, 64, 3)), 0, 255)
-    x, y = rng.integers(4, 40), rng.integers(4, 28)
-    image[y:y + 14, x:x + 18] = (230, 200, 40)
-    return image.astype(np.uint8)
+    """The shared test photo with a bright square only, RGB ``uint8 [48, 64, 3]``."""
+    return scenes.scene(seed, disc=False)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """``ref.png``, ``ref_mask.png`` and ``targets/`` (``t00.png`` .. ``t38.png``, ``zz_broken.png``)."""
     folder = tmp_path_factory.mktemp("scale")
-    Image.fromarray(scene(0)).save(folder / "ref.png")
-    mask = np.zeros((48, 64), np.uint8)
-    mask[10:30, 12:40] = 255
-    Image.fromarray(mask).save(folder / "ref_mask.png")
+    write_reference(folder, disc=False)
     (folder / "targets").mkdir()
     for i in range(COUNT - 1):
         Image.fromarray(scene(i + 1)).save(folder / "targets" / f"t{i:02d}.png")

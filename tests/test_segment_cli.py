@@ -9,33 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
+from scenes import SIZE, scene, write_reference
 
 from sansa.cli import main
 
 MODEL = ["--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
-SIZE = (64, 48)  # width, height of the test images
-
-
-def scene(seed: int, size: tuple[int, int] = SIZE) -> np.ndarray:
-    """A smooth random background with a bright square and a dark disc, RGB ``uint8 [H, W, 3]``."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    image = np.clip(rng.normal(120, 10, (height, width, 3)), 0, 255)
-    x, y = rng.integers(4, width - 24), rng.integers(4, height - 20)
-    image[y:y + 14, x:x + 18] = (230, 200, 40)
-    ys, xs = np.mgrid[0:height, 0:width]
-    image[(xs - width * 0.7) ** 2 + (ys - height * 0.6) ** 2 < 60] = (30, 40, 160)
-    return image.astype(np.uint8)
 
 
 @pytest.fixture()
 def data(tmp_path, monkeypatch) -> Path:
     """``ref.png`` + ``ref_mask.png`` (a square), ``targets/t0..t2.png``; runs from ``tmp_path``."""
     monkeypatch.chdir(tmp_path)
-    Image.fromarray(scene(0)).save(tmp_path / "ref.png")
-    mask = np.zeros(SIZE[::-1], np.uint8)
-    mask[10:30, 12:40] = 255
-    Image.fromarray(mask).save(tmp_path / "ref_mask.png")
+    write_reference(tmp_path)
     (tmp_path / "targets").mkdir()
     for i in range(3):
         Image.fromarray(scene(i + 1)).save(tmp_path / "targets" / f"t{i}.png")
