@@ -7,17 +7,23 @@ The driver does what only one process may do; workers do the rest::
     prepare: checks, discovery, lock,       load the model once;
       resume, fixed batches                 get the references' memory once (object store)
     encode the references once; ray.put  ->
-    Dataset of batches of target paths   -> map_batches: segment one fixed batch, write each
-                                              target's files and record (atomic, record last)
+    Dataset of batches of target paths   -> map_batches, one call per block (<= BATCHES_PER_BLOCK
+      (blocks of <= BATCHES_PER_BLOCK)        fixed batches), pipelined as in one process:
+                                                reader threads  decode + resize batch i+1, i+2
+                                                model           segments batch i
+                                                writer threads  write batch i-1, i-2 (files,
+                                                                then record; atomic)
     finalise: annotations.json,          <- per batch: written / failed names (no pixels)
       yolo/data.yaml, classes.json,
-      failures, run.json
+      failures, run.json (after removing temporaries of actors killed mid-write)
 
 The bytes are those of a one-process run: the same fixed batches of the sorted target list, the
-same references' memory (computed once, on the driver), the same writer. A task ships only its
-batch (target paths, names, stems). A batch whose actor dies is retried by Ray on a restarted
-actor (rewriting a target gives the same bytes); an unreadable image is a failure entry; a
-driver killed and started again resumes like a one-process run (finished targets are skipped).
+same references' memory (computed once, on the driver), the same writer, the same pipelined loop
+(:func:`~sansa.labeling.pipeline.pipelined_batches`; an actor's memory is bounded by its queues).
+A task ships only its block's batches (target paths, names, stems). A block whose actor dies is
+retried by Ray on a restarted actor (rewriting a target gives the same bytes); an unreadable image
+is a failure entry; a driver killed and started again resumes like a one-process run (finished
+targets are skipped).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import numpy as np
 from sansa.errors import SansaError
 
 # Fixed batches per Ray Data block (at most; small runs get smaller blocks, two per actor): a block
-# is the unit a dead actor's work is retried in.
+# is one actor call (pipelined through its batches) and the unit a dead actor's work is retried in.
 BATCHES_PER_BLOCK = 4
 _CONNECT_HELP = "start one with `ray start --head`, or leave the address out for a local instance"
 
@@ -81,6 +87,7 @@ def run_ray(job: Any, notes: Any = None, command: str = "", **options: Any) -> A
     Returns:
         The :class:`~sansa.labeling.engine.RunResult`, as a one-process run gives it.
     """
+    from sansa import atomic
     from sansa.labeling import engine
 
     ray_options = RayOptions(**options)
@@ -99,6 +106,7 @@ def run_ray(job: Any, notes: Any = None, command: str = "", **options: Any) -> A
         outcome = engine.Outcome(skipped=list(plan.skipped))
         for batch_outcome in label_batches(job, plan.batches, plan.inputs_digest, references, ray_options):
             outcome.add(batch_outcome)
+        atomic.remove_temporaries(plan.out)  # left by an actor killed mid-write; every actor is done now
         return engine.finalise(plan, outcome, references, reference_files, ray_options.device, reload=True)
     finally:
         plan.close()
@@ -139,7 +147,7 @@ def label_batches(job: Any, batches: Sequence[Any], inputs_digest: str, referenc
     blocks = min(len(rows), max(math.ceil(len(rows) / BATCHES_PER_BLOCK), 2 * actors))  # every actor gets work
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     results = dataset.map_batches(
-        LabelActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
+        LabelActor, batch_size=None, compute=ray.data.ActorPoolStrategy(size=actors),  # a whole block per call
         fn_constructor_kwargs={"job": for_workers(job).to_dict(), "references": [shipped],
                                "inputs_digest": inputs_digest, "device": options.device,
                                "on_start": options.on_actor_start},
@@ -155,7 +163,8 @@ def label_batches(job: Any, batches: Sequence[Any], inputs_digest: str, referenc
 
 class LabelActor:
     """One model replica of the pool: loads the model once, takes the references' memory from the
-    object store once, then segments and writes one fixed batch per call.
+    object store once, then segments and writes one block of fixed batches per call, reading
+    ahead of the model and writing behind it (:func:`~sansa.labeling.pipeline.pipelined_batches`).
 
     Args:
         job: :meth:`Job.to_dict` of the run.
@@ -183,15 +192,14 @@ class LabelActor:
             on_start(ray.get_runtime_context().current_actor)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list[str]]:
-        """``rows["batch"]``: JSON batches -> ``{"outcome": [JSON outcome per batch]}``."""
-        from sansa.labeling.engine import process_batch
+        """``rows["batch"]``: a block's JSON batches -> ``{"outcome": [JSON outcome per batch]}``, in
+        order; an unreadable target is a failure entry in its batch's outcome, as in one process."""
+        from sansa.labeling.pipeline import pipelined_batches
         from sansa.labeling.targets import Batch
 
-        outcomes = []
-        for text in rows["batch"]:
-            batch = Batch.from_dict(json.loads(str(text)))
-            outcomes.append(json.dumps(process_batch(self.predictor, self.writer, batch, self.inputs_digest).to_dict()))
-        return {"outcome": outcomes}
+        batches = [Batch.from_dict(json.loads(str(text))) for text in rows["batch"]]
+        outcomes = pipelined_batches(self.predictor, self.writer, batches, self.inputs_digest)
+        return {"outcome": [json.dumps(outcome.to_dict()) for outcome in outcomes]}
 
 
 def for_workers(job: Any) -> Any:
