@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     remote = LabelStudio(args.label_studio_url or os.environ.get(URL_ENV),
                          args.label_studio_token or os.environ.get(TOKEN_ENV), args.local_files_root)
     predictor = load_predictor(args)
-    backend = SansaBackend(predictor.model, remote, device=str(predictor.device),
+    backend = SansaBackend(predictor, remote,
                            model_name=_model_name(args) or "sansa")
     run_server(create_app(backend, secret), host=host, port=port)
     return 0

@@ -94,9 +94,7 @@ def pipelined_batches(predictor: Any, writer: FolderWriter, batches: list[Batch]
             started, outcome = time.time(), Outcome(failures=read.failures)
             futures = []
             if read.members:
-                inputs = torch.stack([m[4] for m in read.members]).to(predictor.device)
-                with torch.inference_mode():
-                    feats = predictor.model.encode_images(inputs)
+                feats = predictor.encode_inputs(torch.stack([m[4] for m in read.members]))
                 segmentations = predictor.segment_encoded(feats, [m[3].shape[:2] for m in read.members],
                                                           [m[0].name for m in read.members])
                 for (target, write, source, image, _), seg in zip(read.members, segmentations, strict=True):

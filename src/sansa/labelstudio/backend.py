@@ -65,16 +65,16 @@ class SansaBackend:
     """Few-shot predictions for Label Studio projects from their own annotations.
 
     Args:
-        model: the SANSA model (shared by every project's predictor).
+        model: the SANSA model (shared by every project's predictor), or a loaded predictor whose
+            model, device, precision and runtime every project's predictor shares.
         label_studio: where annotations and images are read.
         device: where to run (as for :class:`SansaPredictor`).
         model_name: names the model in ``model_version`` (a different model, a different version).
     """
 
-    def __init__(self, model: SansaModel, label_studio: LabelStudio | None = None, device: str | None = "auto",
-                 model_name: str = "sansa") -> None:
-        self.model = model
-        self.device = device
+    def __init__(self, model: SansaModel | SansaPredictor, label_studio: LabelStudio | None = None,
+                 device: str | None = "auto", model_name: str = "sansa") -> None:
+        self.prototype = model if isinstance(model, SansaPredictor) else SansaPredictor(model, device=device)
         self.model_name = model_name
         self.label_studio = label_studio or LabelStudio()
         self.projects: dict[int, Project] = {}
@@ -149,7 +149,7 @@ class SansaBackend:
         if project_id is None:
             raise SansaError(f"project: expected a Label Studio project id, got {project!r}")
         if project_id not in self.projects:
-            self.projects[project_id] = Project(project_id, SansaPredictor(self.model, device=self.device))
+            self.projects[project_id] = Project(project_id, self.prototype.sibling())
         return self.projects[project_id]
 
     def _sync_once(self, state: Project) -> None:

@@ -259,7 +259,7 @@ class SansaService:
 
     # -- internals ----------------------------------------------------------------------
     def _new_predictor(self) -> SansaPredictor:
-        return SansaPredictor(self.predictor.model, device=self.predictor.device)
+        return self.predictor.sibling()
 
     def _keep(self, session: Session) -> None:
         self._sessions[session.id] = session
