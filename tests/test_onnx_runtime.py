@@ -108,7 +108,8 @@ def test_accepted_runtimes(runtime, expected):
 
 def test_missing_onnxruntime_says_how_to_install(monkeypatch, tiny_model):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    with pytest.raises(SansaError, match=r"^runtime: onnxruntime is not installed: pip install 'sansa-segment\[onnx\]'$"):
+    expected = r"^runtime: onnxruntime is not installed: pip install 'sansa-segment\[onnx\]'$"
+    with pytest.raises(SansaError, match=expected):
         SansaPredictor(tiny_model, device="cpu", runtime="onnxruntime")
 
 
@@ -131,8 +132,9 @@ def test_sibling_shares_the_session(tiny_model, tmp_path, monkeypatch):
 
 def _segment(folder: Path, out: str, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "SANSA_CACHE": str(folder / "cache")}
-    command = [sys.executable, "-m", "sansa", "segment", "ref.png", "--mask", "ref_mask.png", "--targets", "targets",
-               "--out", out, "--backbone", "test_tiny", "--random-weights", "--device", "cpu", "--format", "png", *extra]
+    command = [sys.executable, "-m", "sansa", "segment", "ref.png", "--mask", "ref_mask.png",
+               "--targets", "targets", "--out", out, "--backbone", "test_tiny", "--random-weights",
+               "--device", "cpu", "--format", "png", *extra]
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -47,7 +47,7 @@ def resolve_runtime(runtime: str | None, device: torch.device, precision: str) -
     return name
 
 
-class _EncoderGraph(nn.Module):
+class EncoderGraph(nn.Module):
     """:meth:`SansaModel.encode_images` with tensor outputs, which is what ONNX can hold."""
 
     def __init__(self, model: SansaModel) -> None:
@@ -125,7 +125,7 @@ def encoder_digest(model: SansaModel) -> str:
 def _export(model: SansaModel, path: Path) -> None:
     size = model.image_size
     example = torch.zeros(1, 3, size, size)
-    graph = _EncoderGraph(model).eval()
+    graph = EncoderGraph(model).eval()
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on sam2's Python conditionals (fixed shapes here)
         torch.onnx.export(graph, (example,), str(path), opset_version=OPSET, dynamo=False,
