@@ -14,11 +14,13 @@ and unfinished ones without a record, possibly out of order; a resumed run redoe
 from __future__ import annotations
 
 import collections
+import functools
+import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +31,9 @@ from sansa.labeling.targets import Batch, Target, fingerprint
 PREFETCH = 2  # batches decoded ahead of the model
 BEHIND = 2  # batches of outputs waiting for the writers
 THREADS = 2  # readers, and as many writers
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -69,30 +74,11 @@ def pipelined_batches(predictor: Any, writer: FolderWriter, batches: list[Batch]
 
     from sansa.labeling.engine import Outcome
 
-    with ThreadPoolExecutor(threads, "sansa-read") as readers, ThreadPoolExecutor(threads, "sansa-write") as writers:
-        todo = iter(batches)
-        reads: collections.deque[Future] = collections.deque()
-        writes: collections.deque[tuple[Outcome, list[Future], float]] = collections.deque()
-
-        def read_next() -> None:
-            batch = next(todo, None)
-            if batch is not None:
-                reads.append(readers.submit(_read, predictor.transform, batch))
-
-        def finish_oldest() -> Outcome:
-            outcome, futures, started = writes.popleft()
-            for future in futures:
-                future.result()  # a write error (full disk) surfaces here
-            outcome.seconds = time.time() - started
-            return outcome
-
-        for _ in range(max(1, prefetch)):
-            read_next()
-        while reads:
-            read = reads.popleft().result()
-            read_next()
-            started, outcome = time.time(), Outcome(failures=read.failures)
-            futures = []
+    with ThreadPoolExecutor(threads, "sansa-write") as writers:
+        waiting = WriteBehind(behind)
+        for _, future in read_ahead(functools.partial(_read, predictor.transform), batches, prefetch, threads):
+            read = future.result()
+            started, outcome, futures = time.time(), Outcome(failures=read.failures), []
             if read.members:
                 feats = predictor.encode_inputs(torch.stack([m[4] for m in read.members]))
                 segmentations = predictor.segment_encoded(feats, [m[3].shape[:2] for m in read.members],
@@ -104,8 +90,67 @@ def pipelined_batches(predictor: Any, writer: FolderWriter, batches: list[Batch]
                             writer.write, target.name, image, seg.label_map, seg.labels, scores, stem=target.stem,
                             made_from={"target": source, "inputs": inputs_digest}, source=target.path))
                         outcome.written.append(target.name)
-            writes.append((outcome, futures, started))
-            while len(writes) > max(0, behind):
-                yield finish_oldest()
-        while writes:
-            yield finish_oldest()
+            for done, done_started in waiting.add((outcome, started), futures):
+                yield _timed(done, done_started)
+        for done, done_started in waiting.drain():
+            yield _timed(done, done_started)
+
+
+def _timed(outcome: Any, started: float) -> Any:
+    outcome.seconds = time.time() - started
+    return outcome
+
+
+# -- building blocks (also used by the web app's propagation) -------------------------------------
+def read_ahead(read: Callable[[T], R], items: Iterable[T], ahead: int = PREFETCH,
+               threads: int = THREADS) -> Iterator[tuple[T, Future[R]]]:
+    """Yield ``(item, future of read(item))`` in the order of ``items``, ``read`` running on
+    ``threads`` reader threads for the yielded item and at most ``ahead`` items after it.
+
+    ``items`` is pulled lazily, on the consumer's thread, only as far as the read-ahead reaches.
+    Memory stays bounded: at most ``ahead + 1`` results exist that the consumer has not taken.
+    Closing the generator early (a cancelled job) drops the reads not started and waits for the
+    running ones.
+    """
+    todo = iter(items)
+    pending: collections.deque[tuple[T, Future[R]]] = collections.deque()
+    pool = ThreadPoolExecutor(threads, "sansa-read")
+    try:
+        def submit_next() -> None:
+            for item in itertools.islice(todo, 1):
+                pending.append((item, pool.submit(read, item)))
+
+        for _ in range(max(1, ahead)):
+            submit_next()
+        while pending:
+            item, future = pending.popleft()
+            submit_next()
+            yield item, future
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class WriteBehind:
+    """Writes handed to writer threads, awaited in submission order once more than ``limit``
+    items wait, so the producer runs at most ``limit`` items ahead of the slowest write (memory
+    bounded by what ``limit`` items hold). A write's error is raised by :meth:`add` or :meth:`drain`.
+    """
+
+    def __init__(self, limit: int = BEHIND) -> None:
+        self.limit = max(0, limit)
+        self._waiting: collections.deque[tuple[Any, list[Future]]] = collections.deque()
+
+    def add(self, value: Any, futures: list[Future]) -> list[Any]:
+        """Queue ``value`` (what ``futures`` write); returns the values whose writes are done, oldest first."""
+        self._waiting.append((value, futures))
+        return [self._finish_oldest() for _ in range(len(self._waiting) - self.limit)]
+
+    def drain(self) -> list[Any]:
+        """Wait for every queued write; returns their values, oldest first."""
+        return [self._finish_oldest() for _ in range(len(self._waiting))]
+
+    def _finish_oldest(self) -> Any:
+        value, futures = self._waiting.popleft()
+        for future in futures:
+            future.result()  # a write error (full disk) surfaces here
+        return value
