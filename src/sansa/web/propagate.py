@@ -1,30 +1,48 @@
 """Propagating a session's references to every target of the folder (exports: :mod:`sansa.web.exporting`).
 
-Propagation runs in a background thread, one target at a time, taking the service lock per
-target so the page stays responsive. Results are kept (and saved to the session's folder) as label
-maps tagged with the session version they were made at; when references change, they go stale and
-are redone on the next run (targets whose result is current are skipped, so a re-run resumes).
+Propagation runs in a background thread, pipelined as ``sansa segment`` is
+(:mod:`sansa.labeling.pipeline`'s building blocks)::
+
+    reader threads (no lock)       job thread (service lock, per target)   saver thread (no lock)
+    read, decode, resize           encode (unless cached), segment         save result i-1, i-2
+    targets i+1, i+2               target i                                (first in first out)
+
+The service lock is taken per target, for the model only, so the page's requests take turns
+with it and stay responsive. Memory stays bounded: at most ``PREFETCH + 1`` prepared targets
+(pixels and encoder input) and ``BEHIND`` results waiting to be saved. Results are kept (and
+saved to the session's folder) as label maps tagged with the session version they were made at;
+when references change, they go stale and are redone on the next run (targets whose result is
+current are skipped, so a re-run resumes). The job ends (done, cancelled or failed) only once its
+results are saved; a save error (full disk) fails it with that error.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 from tqdm import tqdm
 
 from sansa.errors import ImageError, SansaError
+from sansa.labeling.pipeline import WriteBehind, read_ahead
 from sansa.web.errors import Conflict
 from sansa.web.schema import JobState, PropagateStatus, SkippedImage
-from sansa.web.service import SansaService, Session, TargetResult
+from sansa.web.service import Prepared, SansaService, Session, TargetResult
+
+PREFETCH = 2  # targets read and resized ahead of the model
+BEHIND = 2  # results waiting for the saver thread
+READERS = 2
 
 
 class PropagationJob:
     """Segments ``targets`` with the session's current references, in a daemon thread."""
 
-    def __init__(self, service: SansaService, session: Session, targets: Sequence[str]) -> None:
+    def __init__(self, service: SansaService, session: Session, targets: Sequence[str],
+                 prefetch: int = PREFETCH, behind: int = BEHIND) -> None:
         self.service, self.session, self.targets = service, session, list(targets)
         self.version = session.version
+        self.prefetch, self.behind = prefetch, behind
         self.state = JobState.RUNNING
         self.done = 0
         self.error: str | None = None
@@ -48,33 +66,60 @@ class PropagationJob:
                                error=self.error, failed=failed)
 
     def _run(self) -> None:
+        saves = WriteBehind(self.behind)
         try:
-            for name in tqdm(self.targets, desc="propagate", unit="image", leave=False):
-                if self._stop.is_set() or self.session.version != self.version:
-                    self.state = JobState.CANCELLED
-                    return
-                self._segment(name)
-                self.done += 1
-            self.state = JobState.DONE
+            state = self._segment_all(saves)
+            saves.drain()  # also when cancelled: what was segmented is saved
+            self.state = state
         except SansaError as err:
             self.error, self.state = str(err), JobState.FAILED
         except Exception as err:  # a background thread must report, never die silently
             self.error, self.state = f"{type(err).__name__}: {err}", JobState.FAILED
 
-    def _segment(self, name: str) -> None:
+    def _segment_all(self, saves: WriteBehind) -> JobState:
+        """Every target in order, read ahead; returns ``DONE``, or ``CANCELLED`` at the first
+        target after a cancel or a change of the session's references."""
+        reads = read_ahead(self._prepare, self.targets, self.prefetch, READERS)
+        try:
+            for name, read in tqdm(reads, desc="propagate", unit="image", total=len(self.targets), leave=False):
+                if self._stop.is_set() or self.session.version != self.version:
+                    return JobState.CANCELLED
+                save = self._segment(name, read)
+                saves.add(name, [save] if save is not None else [])
+                self.done += 1
+            return JobState.DONE
+        finally:
+            reads.close()  # drops the reads not started, waits for the running ones
+
+    def _current(self, name: str) -> bool:
         current = self.session.results.get(name)
-        if current is not None and current.version == self.version:
-            return
+        return current is not None and current.version == self.version
+
+    def _prepare(self, name: str) -> Prepared | ImageError | None:
+        """On a reader thread: target ``name`` read and resized, ``None`` when its result is
+        current (skipped), or the :class:`ImageError` that makes it a failure entry."""
+        if self._current(name) or self._stop.is_set():
+            return None
+        try:
+            return self.service.prepare(name)
+        except ImageError as err:
+            return err
+
+    def _segment(self, name: str, read: Future[Prepared | ImageError | None]) -> Future[None] | None:
+        """Segment target ``name`` from its read (waited for outside the lock) under the service
+        lock; returns the pending save of its result, ``None`` when nothing was made."""
+        prepared = read.result()
+        if isinstance(prepared, ImageError):  # a truncated or too large target: listed, as in `sansa segment`
+            self.failed[name] = str(prepared)
+            return None
+        if prepared is None or self._current(name):
+            return None
         with self.service.lock:
             if self.session.version != self.version:
-                return
-            try:
-                seg = self.service.segment(self.session, name)
-            except ImageError as err:  # a truncated or too large target: listed, as in `sansa segment`
-                self.failed[name] = str(err)
-                return
+                return None
+            seg = self.service.segment(self.session, name, prepared=prepared)
             self.session.results[name] = TargetResult.of(self.version, seg)
-            self.service.save_result(self.session, name)
+            return self.service.save_result(self.session, name)
 
 
 def start(service: SansaService, session: Session) -> PropagateStatus:

@@ -4,7 +4,9 @@ All sessions share one :class:`~sansa.model.sansa.SansaModel` (it is stateless);
 its own :class:`~sansa.predictor.SansaPredictor` holding that session's references. Every model
 call runs under one lock, so requests and the background propagation take turns on the model.
 A target's image encoding is cached (least recently used first out), so a prompt change only
-re-runs memory attention and the decoder on the targets shown.
+re-runs memory attention and the decoder on the targets shown. Reading and resizing a target
+(:meth:`SansaService.prepare`) needs no lock, so propagation does it ahead on other threads, and
+propagated results are saved behind it on one saver thread (:meth:`SansaService.save_result`).
 
 Every change of a session is saved at once to the folder's ``.sansa/web/`` (:mod:`sansa.web.store`);
 a session not in memory (after a restart, or dropped to bound memory) is read back from there.
@@ -15,9 +17,12 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from sansa.errors import SansaError
 from sansa.export.palette import class_color
@@ -39,7 +44,24 @@ from sansa.web.schema import (
 from sansa.web.session import Session, Slot, TargetResult
 from sansa.web.store import SessionStore
 
-__all__ = ["SansaService", "Session", "Slot", "TargetResult"]
+__all__ = ["Prepared", "SansaService", "Session", "Slot", "TargetResult"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A target read, decoded and resized for the image encoder (:meth:`SansaService.prepare`).
+
+    Attributes:
+        name: the image's name in the folder.
+        version: the file's :meth:`ImageFolder.version` when it was read.
+        pixels: RGB ``uint8 [H, W, 3]``.
+        inputs: the encoder's input, ``float32 [3, S, S]`` (``predictor.transform.image(pixels)``).
+    """
+
+    name: str
+    version: int
+    pixels: np.ndarray
+    inputs: torch.Tensor
 
 
 class SansaService:
@@ -63,6 +85,7 @@ class SansaService:
         self._cache_size = cache_size
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._max_sessions = max_sessions
+        self._saver = ThreadPoolExecutor(1, "sansa-save")  # results files, first in first out
 
     # -- sessions -----------------------------------------------------------------------
     def create_session(self) -> Session:
@@ -118,8 +141,15 @@ class SansaService:
                   "references": refs, "reviews": {k: v.value for k, v in session.reviews.items()}}
         self.store.save(session.id, record)
 
-    def save_result(self, session: Session, name: str) -> None:
-        self.store.save_map(session.id, "results", session.results[name].stored(name))
+    def save_result(self, session: Session, name: str) -> Future[None]:
+        """Save target ``name``'s result (as it is now) on the saver thread: compressing and writing
+        overlap the model's next target. One thread, first in first out, so the file ends as the
+        last result handed in (a renamed class's after the propagated one). Callers bound how many
+        they leave waiting; an error (full disk) is raised by the future's ``result()``."""
+        return self._saver.submit(self._save_result, session.id, name, session.results[name])
+
+    def _save_result(self, sid: str, name: str, result: TargetResult) -> None:
+        self.store.save_map(sid, "results", result.stored(name))
 
     # -- classes ------------------------------------------------------------------------
     def add_class(self, session: Session, name: str, color: str | None = None) -> ClassInfo:
@@ -209,17 +239,19 @@ class SansaService:
             self.save(session)
 
     # -- targets ------------------------------------------------------------------------
-    def segment(self, session: Session, name: str, size: tuple[int, int] | None = None) -> Segmentation:
+    def segment(self, session: Session, name: str, size: tuple[int, int] | None = None,
+                prepared: Prepared | None = None) -> Segmentation:
         """Every class of the session in image ``name``, at ``size`` ``(H, W)`` (default: the image's).
 
         Reuses the cached encoding of the image; only memory attention and the decoder run.
+        ``prepared``: the image already read and resized (:meth:`prepare`), encoded when not cached.
         """
         with self.lock:
             if not session.predictor.labels:
                 raise Conflict("no reference yet: mark an object on a reference image first")
-            feats = self.features(name)
+            feats = self.features(name, prepared)
             if size is None:
-                size = self.folder.load(name).shape[:2]
+                size = (prepared.pixels if prepared is not None else self.folder.load(name)).shape[:2]
             return session.predictor.segment_encoded(feats, [size], [name])[0]
 
     def current_result(self, session: Session, name: str) -> TargetResult | None:
@@ -241,12 +273,27 @@ class SansaService:
         seg = self.segment(session, name, (height, width))
         return seg.label_map, seg.labels, {label: p.score for label, p in seg.predictions.items()}
 
-    def features(self, name: str) -> ImageFeatures:
-        """The image encoder's output for image ``name`` (cached while the file is unchanged)."""
+    def prepare(self, name: str) -> Prepared:
+        """Image ``name`` read, decoded and resized for the encoder; needs no lock (the folder's
+        caches have their own), so propagation runs it on reader threads while the model works.
+
+        Raises:
+            ImageError: the file is not a readable image. WebError: no such image.
+        """
+        version = self.folder.version(name)
+        pixels = self.folder.load(name)
+        return Prepared(name, version, pixels, self.predictor.transform.image(pixels))
+
+    def features(self, name: str, prepared: Prepared | None = None) -> ImageFeatures:
+        """The image encoder's output for image ``name`` (cached while the file is unchanged),
+        encoded from ``prepared`` (:meth:`prepare`) when given and not cached."""
         with self.lock:
-            key = (name, self.folder.version(name))
+            key = (name, prepared.version if prepared is not None else self.folder.version(name))
             if key not in self._features:
-                self._features[key] = self.predictor.encode([self.folder.load(name)])
+                if prepared is not None:
+                    self._features[key] = self.predictor.encode_inputs(prepared.inputs[None])
+                else:
+                    self._features[key] = self.predictor.encode([self.folder.load(name)])
                 while len(self._features) > self._cache_size:
                     self._features.popitem(last=False)
             self._features.move_to_end(key)
@@ -328,11 +375,17 @@ class SansaService:
             session.predictor.remove_reference(session.index_of(slot))
             slot.reference = reference
         session.classes = {new if n == old else n: c for n, c in session.classes.items()}
+        saves = []
         for kind, maps in (("results", session.results), ("accepted", session.accepted)):
             for name, result in list(maps.items()):
                 if old in result.labels:
                     maps[name] = result.renamed(old, new)
-                    self.store.save_map(session.id, kind, maps[name].stored(name))
+                    if kind == "results":  # after a propagation's pending save of the same file
+                        saves.append(self.save_result(session, name))
+                    else:
+                        self.store.save_map(session.id, kind, maps[name].stored(name))
+        for save in saves:
+            save.result()
 
     def _set_reference(self, session: Session, image: str, label: str, prompt: Prompt, source: Source,
                        stored: dict[str, Any] | None) -> ReferenceOut:
