@@ -54,3 +54,34 @@ def test_roofline_counts_flops_and_rates():
     assert [p[1] for p in parts] == ["image encoder", "memory attention, K = 1", "memory attention, K = 5"]
     flops = [_number(p[3]) for p in parts]
     assert all(f > 0 for f in flops) and flops[2] > flops[1]  # 5 references attend to more memory than 1
+
+
+def _benchmark_module(script: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), REPO / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_roofline_counts_the_fused_attention_kernel():
+    """The CPU's fused attention is invisible to FlopCounterMode; counted on the math path it is QK^T + AV."""
+    import torch
+    import torch.nn.functional as F
+
+    q = torch.randn(1, 1, 64, 32)
+    count = _benchmark_module("roofline.py").count_flops(lambda: F.scaled_dot_product_attention(q, q, q))
+    assert count == 2 * (2 * 64 * 64 * 32)
+
+
+@pytest.mark.slow
+def test_cpu_runtimes_compares_encoder_and_predict():
+    pytest.importorskip("onnxruntime")
+    rows = _run("cpu_runtimes.py", "--backbones", "test_tiny", "--repeats", "1")
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows[1:]]
+    assert [(c[1], c[2].split()[0]) for c in cells] == [
+        ("image encoder", "PyTorch"), ("image encoder", "onnxruntime"), ("image encoder", "openvino"),
+        ("`predict`, 1 target", "torch"), ("`predict`, 1 target", "onnxruntime")]
+    assert float(cells[1][5]) < 1e-4  # onnxruntime's features equal PyTorch's to float rounding
+    assert all(_number(c[3]) > 0 for c in cells if c[3] != "not installed")
