@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image
 from scenes import write_reference
 
 from sansa import labeling
+from sansa.devices import CPU_FLAGS_ENV
 from sansa.errors import SansaError
 from sansa.labeling import ExportOptions, Job, ModelSpec, ReferenceEntry
 from sansa.records import Prompt
@@ -218,3 +220,25 @@ def test_a_reference_file_is_read_once_for_its_pixels_and_its_hash(folder, monke
     assert opened.count(reference) == 2  # two references of one image: one read each, none for the hash
     assert loaded[0].sha256 == hashlib.sha256((folder / "ref.png").read_bytes()).hexdigest()
     assert loaded[0].pixels.shape == (48, 64, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_both_loops_encode_with_the_predictors_precision(folder, monkeypatch, pipelined):
+    """A bf16 run encodes every target under bf16 autocast in either loop (the pipelined loop once
+    called the model directly and silently ran fp32): its outputs equal a bf16 predictor's own."""
+    monkeypatch.setenv(CPU_FLAGS_ENV, "avx512_bf16")  # this 'CPU' has native bf16
+    model = dataclasses.replace(MODEL, precision="bf16")
+    job = job_for(folder, "bf16", model=model, export=ExportOptions(formats=("indexed",)), batch_size=1)
+    labeling.run(job, pipelined=pipelined)
+    bf16, fp32 = model.load(), MODEL.load()
+    for predictor in (bf16, fp32):
+        for entry in job.references:
+            predictor.add_reference(entry.image, prompt=entry.prompt, label=entry.label)
+    differs = False
+    for i in range(5):
+        expected = bf16.segment(scene(i + 1)).label_map
+        written = np.asarray(Image.open(folder / "bf16" / "labels" / f"t{i}.png"))
+        np.testing.assert_array_equal(written, expected)
+        differs |= bool((fp32.segment(scene(i + 1)).label_map != expected).any())
+    assert differs  # else this test could not tell bf16 from fp32
