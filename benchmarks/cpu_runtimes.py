@@ -1,15 +1,12 @@
 """The image encoder on the CPU under PyTorch, ONNX Runtime and OpenVINO, in one run.
 
 Each backbone's adapted image encoder (random weights, seeded; one 1024x1024 image) is exported
-to ONNX once, as ``--runtime onnxruntime`` exports it (:mod:`sansa.model.onnx_encoder`); ONNX
-Runtime runs that file, OpenVINO converts it. Prints each runtime's best time (min of
-``--repeats`` after a warm-up), its speed-up over PyTorch and its largest difference from
-PyTorch's features; then a whole ``predict`` (1 target, 1-shot, 640x480) with each
-``runtime`` of :class:`~sansa.SansaPredictor`. Needs ``onnx`` and ``onnxruntime``
-(``pip install 'sansa-segment[onnx]'``) and ``openvino`` (not a dependency of sansa; a runtime
-that is missing is reported as such):
+to ONNX once; ONNX Runtime runs that file, OpenVINO converts it. Prints each runtime's best time
+(min of ``--repeats`` after a warm-up), its speed-up over PyTorch and its largest difference from
+PyTorch's features. Needs ``onnx``, ``onnxruntime``, ``openvino`` (not dependencies of sansa;
+a runtime that is missing is reported as such):
 
-    pip install 'sansa-segment[onnx]' openvino
+    pip install onnx onnxruntime openvino      # the first two come with sansa-segment[dev]
     python benchmarks/cpu_runtimes.py                          # Hiera-T and Hiera-L
     python benchmarks/cpu_runtimes.py --backbones test_tiny --repeats 1
 """
@@ -18,18 +15,30 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from sansa import SansaPredictor
 from sansa.model.build import build_sansa
-from sansa.model.onnx_encoder import EncoderGraph, exported_encoder
+from sansa.model.sansa import SansaModel
+
+
+class Encoder(nn.Module):
+    """``SansaModel.encode_images`` as a module with tensor outputs (what ONNX can hold)."""
+
+    def __init__(self, model: SansaModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feats = self.model.encode_images(images)
+        return (*feats.high_res, feats.top, feats.top_pos)
 
 
 def _best(fn: Callable[[], object], repeats: int) -> float:
@@ -42,11 +51,20 @@ def _best(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+def export(encoder: Encoder, example: torch.Tensor, path: Path) -> None:
+    """ONNX (opset 17, TorchScript exporter) of ``encoder`` at ``example``'s fixed shape."""
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on sam2's Python conditionals (fixed shapes here)
+        torch.onnx.export(encoder, (example,), str(path), opset_version=17, dynamo=False,
+                          input_names=["images"], output_names=["s0", "s1", "top", "top_pos"])
+
+
 def onnxruntime_runner(path: Path, threads: int) -> Callable[[np.ndarray], list[np.ndarray]]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # errors only: its shape-merge warnings on Hiera's graph are harmless
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"images": x})
 
@@ -66,43 +84,25 @@ def compare(backbone: str, repeats: int, workdir: Path) -> Iterator[str]:
     """Markdown rows, as measured: PyTorch, then each runtime's time, speed-up and max |difference|."""
     torch.manual_seed(0)
     model = build_sansa(backbone).eval()
-    encoder = EncoderGraph(model)
+    encoder = Encoder(model)
     size = model.image_size
     example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         expected = [t.numpy() for t in encoder(example)]
         base = _best(lambda: encoder(example), repeats)
-    yield f"| {backbone} | image encoder | PyTorch {torch.__version__} | {base:.2f} s | 1.00x | |"
-    path = exported_encoder(model, workdir)
+    yield f"| {backbone} | PyTorch {torch.__version__} | {base:.2f} s | 1.00x | |"
+    path = workdir / f"{backbone}.onnx"
+    export(encoder, example, path)
     for name, make in RUNTIMES.items():
         try:
             run = make(path, torch.get_num_threads())
         except ImportError:
-            yield f"| {backbone} | image encoder | {name} | not installed | | |"
+            yield f"| {backbone} | {name} | not installed | | |"
             continue
         x = example.numpy()
         seconds = _best(lambda: run(x), repeats)  # noqa: B023
         diff = max(float(np.abs(got - want).max()) for got, want in zip(run(x), expected, strict=True))
-        yield (f"| {backbone} | image encoder | {name} {_version(name)} | {seconds:.2f} s | "
-               f"{base / seconds:.2f}x | {diff:.1e} |")
-    yield from compare_predict(model, backbone, repeats, workdir)
-
-
-def compare_predict(model: torch.nn.Module, backbone: str, repeats: int, workdir: Path) -> Iterator[str]:
-    """Rows for a whole ``predict`` (1 target, 1-shot box) under each predictor runtime."""
-    rng = np.random.default_rng(0)
-    reference, target = (rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(2))
-    times, logits = {}, {}
-    for runtime in ("torch", "onnxruntime"):
-        os.environ["SANSA_CACHE"] = str(workdir)  # the file exported above is found there
-        predictor = SansaPredictor(model, device="cpu", runtime=runtime)
-        predictor.add_reference(reference, box=[150, 100, 400, 300])
-        times[runtime] = _best(lambda: predictor.predict(target), repeats)  # noqa: B023
-        logits[runtime] = predictor.predict(target).logits
-    diff = float(np.abs(logits["onnxruntime"] - logits["torch"]).max())
-    yield f"| {backbone} | `predict`, 1 target | torch | {times['torch']:.2f} s | 1.00x | |"
-    yield (f"| {backbone} | `predict`, 1 target | onnxruntime | {times['onnxruntime']:.2f} s | "
-           f"{times['torch'] / times['onnxruntime']:.2f}x | {diff:.1e} (logits) |")
+        yield f"| {backbone} | {name} {_version(name)} | {seconds:.2f} s | {base / seconds:.2f}x | {diff:.1e} |"
 
 
 def _version(name: str) -> str:
@@ -122,8 +122,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"CPU, {torch.get_num_threads()} threads, image encoder on one image at the model's input size, "
           f"min of {args.repeats}\n")
-    print("| backbone | what | runtime | seconds | speed-up over PyTorch | max abs diff from PyTorch |")
-    print("|---|---|---|---|---|---|")
+    print("| backbone | runtime | seconds | speed-up over PyTorch | max abs diff from PyTorch |")
+    print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in args.backbones:
             for row in compare(backbone, args.repeats, Path(tmp)):

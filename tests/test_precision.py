@@ -143,3 +143,25 @@ def test_low_precision_masks_agree_with_fp32_on_golden_cases(monkeypatch, golden
           f"{np.abs(logits - expected).mean():.3e}, max {np.abs(logits - expected).max():.3e}")
     assert logits.dtype == np.float32
     assert iou >= MIN_IOU, f"{case['name']} {precision}: IoU {iou:.4f} with fp32"
+
+
+def test_web_sessions_and_label_studio_projects_keep_the_precision(monkeypatch, tiny_model, tmp_path):
+    """Every per-session (web) and per-project (Label Studio) predictor encodes as the one loaded from
+    the command line: ``--precision bf16`` used to fall back to fp32 for their references."""
+    from sansa.labelstudio.backend import SansaBackend
+    from sansa.web.folder import ImageFolder
+    from sansa.web.service import SansaService
+
+    monkeypatch.setenv(CPU_FLAGS_ENV, "avx512_bf16")
+    loaded = SansaPredictor(tiny_model, device="cpu", precision="bf16")
+    session = SansaService(loaded, ImageFolder(tmp_path)).create_session()
+    project = SansaBackend(loaded)._project(1)
+    for predictor in (session.predictor, project.predictor):
+        assert predictor.precision == "bf16" and predictor.model is loaded.model
+        assert predictor is not loaded and predictor.references == []
+    loaded.add_reference(scene_image(), box=[4, 4, 30, 20])
+    assert session.predictor.references == [] and project.predictor.references == []  # nothing shared
+
+
+def scene_image():
+    return np.full((32, 48, 3), 120, np.uint8)

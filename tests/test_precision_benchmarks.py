@@ -76,12 +76,10 @@ def test_roofline_counts_the_fused_attention_kernel():
 
 
 @pytest.mark.slow
-def test_cpu_runtimes_compares_encoder_and_predict():
+def test_cpu_runtimes_compares_the_encoder_under_each_runtime():
     pytest.importorskip("onnxruntime")
     rows = _run("cpu_runtimes.py", "--backbones", "test_tiny", "--repeats", "1")
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows[1:]]
-    assert [(c[1], c[2].split()[0]) for c in cells] == [
-        ("image encoder", "PyTorch"), ("image encoder", "onnxruntime"), ("image encoder", "openvino"),
-        ("`predict`, 1 target", "torch"), ("`predict`, 1 target", "onnxruntime")]
-    assert float(cells[1][5]) < 1e-4  # onnxruntime's features equal PyTorch's to float rounding
-    assert all(_number(c[3]) > 0 for c in cells if c[3] != "not installed")
+    assert [c[1].split()[0] for c in cells] == ["PyTorch", "onnxruntime", "openvino"]
+    assert float(cells[1][4]) < 1e-4  # onnxruntime's features equal PyTorch's to float rounding
+    assert _number(cells[1][2]) > 0 and _number(cells[1][3].rstrip("x")) > 0

@@ -28,7 +28,6 @@ from sansa.devices import autocast, resolve_device, resolve_precision
 from sansa.errors import SansaError
 from sansa.images import ImageLike, load_image
 from sansa.model.memory import MemoryTokens
-from sansa.model.onnx_encoder import OnnxImageEncoder, resolve_runtime
 from sansa.model.sansa import Decoded, ImageFeatures, SansaModel
 from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference, Segmentation
 from sansa.transforms import ModelTransform
@@ -50,19 +49,14 @@ class SansaPredictor:
         precision: ``"fp32"`` (exact), ``"bf16"`` or ``"fp16"``: the image encoder runs under
             ``torch.autocast`` to that type (weights stay fp32; see :meth:`encode`). Refused where
             the device lacks native support (see :func:`sansa.devices.resolve_precision`).
-        runtime: what runs the image encoder: ``"torch"`` (default), or ``"onnxruntime"`` on the
-            CPU (fp32; exported once per set of weights and cached; see
-            :mod:`sansa.model.onnx_encoder`). Memory attention and the decoder run in PyTorch.
     """
 
     def __init__(self, model: SansaModel, device: str | torch.device | None = "auto",
-                 precision: str = "fp32", runtime: str = "torch") -> None:
+                 precision: str = "fp32") -> None:
         self.device = resolve_device(device)
         self.precision = (precision or "fp32").lower()
         self._autocast_dtype = resolve_precision(self.precision, self.device)
-        self.runtime = resolve_runtime(runtime, self.device, self.precision)
         self.model = model.to(self.device).eval()
-        self._onnx_encoder = OnnxImageEncoder(self.model) if self.runtime == "onnxruntime" else None
         self.transform = ModelTransform(model.image_size)
         self._references: list[Reference] = []
         self._memory: dict[str, MemoryTokens] = {}
@@ -76,7 +70,6 @@ class SansaPredictor:
         model: str | os.PathLike = "hiera_large",
         device: str | torch.device | None = "auto",
         precision: str = "fp32",
-        runtime: str = "torch",
     ) -> SansaPredictor:
         """Build from Meta's SAM2 release-1.0 checkpoint and a SANSA adapter file.
 
@@ -92,14 +85,12 @@ class SansaPredictor:
                 ``hiera_large``, ``test_tiny``) or a ``sam2`` YAML config path.
             device: where to run.
             precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see the class).
-            runtime: ``"torch"`` or ``"onnxruntime"`` (see the class).
         """
         from sansa.model.loading import load_sansa
 
         if sam2_checkpoint is None:
-            return cls(_random_model(model, adapter_checkpoint), device=device, precision=precision, runtime=runtime)
-        return cls(load_sansa(sam2_checkpoint, adapter_checkpoint, model), device=device, precision=precision,
-                   runtime=runtime)
+            return cls(_random_model(model, adapter_checkpoint), device=device, precision=precision)
+        return cls(load_sansa(sam2_checkpoint, adapter_checkpoint, model), device=device, precision=precision)
 
     @classmethod
     def from_pretrained(
@@ -109,7 +100,6 @@ class SansaPredictor:
         cache_dir: str | os.PathLike | None = None,
         offline: bool | None = None,
         precision: str = "fp32",
-        runtime: str = "torch",
     ) -> SansaPredictor:
         """A released SANSA model by name, downloaded once and cached (see ``sansa models``).
 
@@ -119,17 +109,16 @@ class SansaPredictor:
             cache_dir: where adapter files are cached (default: beside the Hugging Face cache).
             offline: never download; use only cached files (default: ``HF_HUB_OFFLINE``).
             precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see the class).
-            runtime: ``"torch"`` or ``"onnxruntime"`` (see the class).
         """
         from sansa.hub import resolve_pretrained
 
         files = resolve_pretrained(name, cache_dir=cache_dir, offline=offline)
         return cls.from_checkpoint(files.sam2_checkpoint, files.adapter_checkpoint, model=files.backbone,
-                                   device=device, precision=precision, runtime=runtime)
+                                   device=device, precision=precision)
 
     def sibling(self) -> SansaPredictor:
-        """A predictor without references over the same model, device, precision and runtime,
-        sharing the loaded encoder (e.g. one per web session)."""
+        """A predictor without references over the same model, device and precision (e.g. one per
+        web session or Label Studio project)."""
         other = copy.copy(self)
         other._references, other._memory = [], {}
         return other
@@ -275,9 +264,8 @@ class SansaPredictor:
 
     def encode_inputs(self, inputs: torch.Tensor) -> ImageFeatures:
         """Run the image encoder on ``[B, 3, S, S]`` model inputs (:meth:`ModelTransform.image`
-        of each image), with this predictor's precision and runtime; features come back fp32."""
-        if self._onnx_encoder is not None:
-            return self._onnx_encoder(inputs).to(self.device)
+        of each image), with this predictor's precision; features come back fp32. Every encoding
+        of a target goes through here (:meth:`encode`, the labelling loops, the web app)."""
         with torch.inference_mode(), autocast(self.device, self._autocast_dtype):
             feats = self.model.encode_images(inputs.to(self.device))
         return feats if self._autocast_dtype is None else feats.to(dtype=torch.float32)

@@ -16,7 +16,7 @@ MODEL_HELP = """model (pick one way):
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--sam2-checkpoint``, ``--adapter``, ``--backbone``, ``--random-weights``, ``--device``,
-    ``--precision``, ``--runtime``."""
+    ``--precision``."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", metavar="NAME", help="released model name (default: sansa-universal)")
     group.add_argument("--sam2-checkpoint", metavar="FILE", help="Meta's SAM2 release-1.0 checkpoint (.pt)")
@@ -28,9 +28,6 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="where to run (default: auto)")
     group.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                        help="arithmetic: fp32 (default, exact), or bf16/fp16 autocast where the device has it natively")
-    group.add_argument("--runtime", choices=("torch", "onnxruntime"),
-                       help="what runs the image encoder: torch (default), or onnxruntime on the CPU (faster there; "
-                            "exported once and cached; pip install 'sansa-segment[onnx]')")
 
 
 def load_predictor(args: argparse.Namespace):
@@ -38,4 +35,4 @@ def load_predictor(args: argparse.Namespace):
     from sansa.labeling.job import ModelSpec
 
     return ModelSpec(**given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights",
-                             "device", "precision", "runtime")).load()
+                             "device", "precision")).load()

@@ -114,7 +114,7 @@ def job_from_args(args: argparse.Namespace):
         targets=list(args.targets), out=args.out,
         export=labeling.ExportOptions(**_export_options(args)),
         model=labeling.ModelSpec(**given(args, "model", "sam2_checkpoint", "adapter", "backbone",
-                                         "random_weights", "device", "precision", "runtime")),
+                                         "random_weights", "device", "precision")),
         recursive=bool(args.recursive), batch_size=args.batch_size, overwrite=bool(args.overwrite),
         options={k: v for k, v in vars(args).items() if v is not None and k not in ("handler", "command")},
     )

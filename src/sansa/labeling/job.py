@@ -108,7 +108,6 @@ class ModelSpec:
         random_weights: a seeded random model of ``backbone`` (for trying things out).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         precision: ``fp32``, ``bf16`` or ``fp16`` (see :class:`~sansa.predictor.SansaPredictor`).
-        runtime: ``torch`` or ``onnxruntime`` (the image encoder's; see the predictor).
     """
 
     model: str | None = None
@@ -118,7 +117,6 @@ class ModelSpec:
     random_weights: bool = False
     device: str | None = None
     precision: str | None = None
-    runtime: str | None = None
 
     def __post_init__(self) -> None:
         files = [f"--{k.replace('_', '-')}" for k in ("model", "sam2_checkpoint", "adapter") if getattr(self, k)]
@@ -127,20 +125,18 @@ class ModelSpec:
                              "would ignore it; drop one")
 
     def check(self) -> None:
-        """Refuse a device, precision or runtime this machine lacks, before anything is loaded or written."""
+        """Refuse a device or precision this machine lacks, before anything is loaded or written."""
         from sansa.devices import resolve_device, resolve_precision
-        from sansa.model.onnx_encoder import resolve_runtime
 
-        device = resolve_device(self.device)
-        resolve_precision(self.precision, device)
-        resolve_runtime(self.runtime, device, (self.precision or "fp32").lower())
+        resolve_precision(self.precision, resolve_device(self.device))
 
     def load(self, device: str | None = None) -> Any:
         """The :class:`~sansa.predictor.SansaPredictor` (``device`` overrides the spec's)."""
         from sansa.predictor import SansaPredictor
 
         where = {"device": device or self.device} if (device or self.device) else {}
-        where.update({k: getattr(self, k) for k in ("precision", "runtime") if getattr(self, k) is not None})
+        if self.precision is not None:
+            where["precision"] = self.precision
         if self.random_weights:
             import torch
 
@@ -161,9 +157,8 @@ class ModelSpec:
 
     def identity(self) -> dict[str, Any]:
         """What the results depend on: names, and each checkpoint file's size and modification time."""
-        defaults = {"precision": "fp32", "runtime": "torch"}  # set or not, the same results
         ident: dict[str, Any] = {k: v for k, v in asdict(self).items()
-                                 if v not in (None, False) and k != "device" and defaults.get(k) != v}
+                                 if v not in (None, False, "fp32") and k != "device"}  # fp32 set or not: the same
         for key in ("sam2_checkpoint", "adapter"):
             if key in ident:
                 path = Path(ident[key])

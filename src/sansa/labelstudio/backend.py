@@ -66,7 +66,7 @@ class SansaBackend:
 
     Args:
         model: the SANSA model (shared by every project's predictor), or a loaded predictor whose
-            model, device, precision and runtime every project's predictor shares.
+            model, device and precision every project's predictor shares.
         label_studio: where annotations and images are read.
         device: where to run (as for :class:`SansaPredictor`).
         model_name: names the model in ``model_version`` (a different model, a different version).
