@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def _env() -> dict[str, str]:
 
 def segment_peak_rss(backbone: str, targets: Path, out: Path, extra: list[str] | None = None) -> int:
     """Peak RSS in bytes of one ``sansa segment`` run (random ``backbone``, CPU) over ``targets``."""
-    reference = sorted(targets.iterdir())[0]
+    reference = sorted(targets.glob("*.jpg"))[0]
     command = [sys.executable, "-c", _CHILD, "segment", str(reference), "--box", "150,100,400,300",
                "--targets", str(targets), "--out", str(out), "--backbone", backbone, "--random-weights",
                "--device", "cpu", *(extra or [])]
@@ -80,22 +81,13 @@ def server_peak_rss(backbone: str, folder: Path, timeout: float = 7200.0) -> int
     port = _free_port()
     command = [sys.executable, "-m", "sansa", "serve", str(folder), "--port", str(port), "--backbone", backbone,
                "--random-weights", "--device", "cpu"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env())
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                httpx.get(f"{url}/api/info", timeout=2)
-                break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("sansa serve did not start") from None
-                time.sleep(0.5)
-        with httpx.Client(base_url=url, timeout=timeout) as client:
+        url, token = _ready(server)
+        with httpx.Client(base_url=url, headers={"X-Sansa-Token": token}, timeout=timeout) as client:
             sid = client.post("/api/sessions").json()["session_id"]
             client.post(f"/api/sessions/{sid}/classes", json={"name": "square"}).raise_for_status()
-            first = sorted(folder.iterdir())[0].name
+            first = sorted(folder.glob("*.jpg"))[0].name
             client.put(f"/api/sessions/{sid}/references",
                        json={"image": first, "label": "square", "prompt": {"box": [150, 100, 400, 300]}}
                        ).raise_for_status()
@@ -110,6 +102,17 @@ def server_peak_rss(backbone: str, folder: Path, timeout: float = 7200.0) -> int
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def _ready(server: subprocess.Popen) -> tuple[str, str]:
+    """The address and per-launch token of a starting ``sansa serve``: its ready line,
+    ``sansa serve: http://HOST:PORT/?token=TOKEN``, printed once the socket is bound."""
+    line = server.stdout.readline().strip()
+    if "?token=" not in line:
+        raise RuntimeError(f"sansa serve did not start: {line!r}")
+    address = line.split(": ", 1)[1]
+    threading.Thread(target=server.stdout.read, daemon=True).start()  # never let a full pipe block it
+    return address.split("/?token=")[0], address.split("?token=")[1].split()[0]
 
 
 def _vm_hwm(pid: int) -> int:

@@ -45,3 +45,17 @@ def test_segment_peak_memory_is_flat_in_the_number_of_targets(tmp_path):
           f"growth {growth / 2**20:+.1f} MiB")
     assert len(list((tmp_path / "out_many" / "masks").rglob("*.png"))) == MANY  # every target segmented, written
     assert growth <= GROWTH_BOUND, f"peak RSS grew {growth / 2**20:.1f} MiB from {FEW} to {MANY} targets"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="peak RSS read from /proc (Linux)")
+def test_server_memory_benchmark_propagates_through_the_guarded_api(tmp_path):
+    """The benchmark drives a real ``sansa serve`` with its per-launch token, picks an image (not the
+    ``.sansa`` folder the server adds) and waits for propagation: a peak is read, and every image but
+    the reference has a saved result."""
+    memory = _memory_benchmark()
+    memory.write_images(tmp_path / "images", 3)
+    peak = memory.server_peak_rss("test_tiny", tmp_path / "images", timeout=300)
+    assert peak > 100 * 2**20
+    saved = [p for p in (tmp_path / "images" / ".sansa" / "web").rglob("*") if p.is_file() and "results" in p.parts]
+    assert len(saved) == 2, sorted(map(str, saved))
