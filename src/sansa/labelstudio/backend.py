@@ -68,7 +68,7 @@ class SansaBackend:
         model: the SANSA model (shared by every project's predictor), or a loaded predictor whose
             model, device and precision every project's predictor shares.
         label_studio: where annotations and images are read.
-        device: where to run (as for :class:`SansaPredictor`).
+        device: where to run a given model (as for :class:`SansaPredictor`).
         model_name: names the model in ``model_version`` (a different model, a different version).
     """
 
