@@ -165,7 +165,7 @@ def test_pipelined_loop_holds_at_most_its_queues(folder, monkeypatch, prefetch=1
         Image.fromarray(scene(i + 1)).save(folder / "targets" / f"t{i}.png")
     job = job_for(folder, "out", batch_size=1, export=ExportOptions(("png",)))
     counts = {"read": 0, "segmented": 0, "written": 0, "ahead": 0, "behind": 0}
-    real_read, real_write = pipeline._read, FolderWriter.write
+    real_read, real_write = pipeline.read_batch, FolderWriter.write
 
     def read(*args):
         result = real_read(*args)
@@ -179,7 +179,7 @@ def test_pipelined_loop_holds_at_most_its_queues(folder, monkeypatch, prefetch=1
         counts["written"] += 1
         return result
 
-    monkeypatch.setattr(pipeline, "_read", read)
+    monkeypatch.setattr(pipeline, "read_batch", read)
     monkeypatch.setattr(FolderWriter, "write", write)
     plan = labeling.prepare(job)
     try:

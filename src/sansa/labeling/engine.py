@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from sansa.errors import ImageError, SansaError
+from sansa.errors import SansaError
 from sansa.export.writer import FolderWriter, TargetRecord
 from sansa.labeling import folder as out_folder
 from sansa.labeling.job import Job, ReferenceEntry, prompt_to_dict
-from sansa.labeling.targets import Batch, Target, file_sha256, find_targets, fingerprint, fixed_batches, unchanged
+from sansa.labeling.targets import Batch, Target, file_sha256, find_targets, fixed_batches, unchanged
 
 Notes = Callable[[str], None]
 
@@ -278,27 +278,15 @@ def process_batch(predictor: Any, writer: FolderWriter, batch: Batch, inputs_dig
         batch: from :attr:`Plan.batches`.
         inputs_digest: :attr:`Plan.inputs_digest`, kept in each record.
     """
-    from sansa import fs
-    from sansa.images import load_image
+    from sansa.labeling.pipeline import read_batch, segment_members, write_member
 
-    read = fs.read_image if batch.targets and fs.is_url(batch.targets[0].path) else load_image
-    started, outcome = time.time(), Outcome()
-    loaded = []
-    for target, write in zip(batch.targets, batch.write, strict=True):
-        source = fingerprint(target.path)  # before reading: a later change shows on resume
-        try:
-            loaded.append((target, write, source, read(target.path, "target")))
-        except ImageError as err:
-            if write:
-                outcome.failures.append({"target": target.name, "path": target.path, "error": str(err)})
-    if loaded:
-        segmentations = predictor.segment_batch([image for *_, image in loaded], [t.name for t, *_ in loaded])
-        for (target, write, source, image), seg in zip(loaded, segmentations, strict=True):
-            if write:
-                scores = {label: p.score for label, p in seg.predictions.items()}
-                writer.write(target.name, image, seg.label_map, seg.labels, scores, stem=target.stem,
-                             made_from={"target": source, "inputs": inputs_digest}, source=target.path)
-                outcome.written.append(target.name)
+    started = time.time()
+    read = read_batch(predictor.transform, batch)
+    outcome = Outcome(failures=read.failures)
+    for member, segmentation in segment_members(predictor, read):
+        if member.write:
+            write_member(writer, member, segmentation, inputs_digest)
+            outcome.written.append(member.target.name)
     outcome.seconds = time.time() - started
     return outcome
 

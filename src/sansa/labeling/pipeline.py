@@ -36,16 +36,37 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+# -- the steps of one batch (also the sequential loop's, engine.process_batch) -----------------------
 @dataclass
-class _Read:
-    """A batch read ahead: per readable member, its fingerprint, pixels and model input."""
+class Member:
+    """A readable target of a batch: its fingerprint (taken before reading), pixels and model input.
+
+    Attributes:
+        write: whether its files are to be written (``False``: finished earlier, encoded only
+            so the batch is the same as in an uninterrupted run).
+        image: RGB ``uint8 [H, W, 3]``.
+        inputs: the encoder's input, ``float32 [3, S, S]`` (``predictor.transform.image(image)``).
+    """
+
+    target: Target
+    write: bool
+    source: dict | None
+    image: np.ndarray
+    inputs: Any
+
+
+@dataclass
+class ReadBatch:
+    """A batch read: its readable members, and failure entries for its unreadable targets to write."""
 
     batch: Batch
-    members: list[tuple[Target, bool, dict | None, np.ndarray, Any]]
+    members: list[Member]
     failures: list[dict[str, str]]
 
 
-def _read(transform: Any, batch: Batch) -> _Read:
+def read_batch(transform: Any, batch: Batch) -> ReadBatch:
+    """Read, decode and resize ``batch``'s targets (``transform``: the predictor's
+    :class:`~sansa.transforms.ModelTransform`); an unreadable target is a failure entry."""
     from sansa import fs
     from sansa.images import load_image
 
@@ -59,8 +80,29 @@ def _read(transform: Any, batch: Batch) -> _Read:
             if write:
                 failures.append({"target": target.name, "path": target.path, "error": str(err)})
             continue
-        members.append((target, write, source, image, transform.image(image)))
-    return _Read(batch, members, failures)
+        members.append(Member(target, write, source, image, transform.image(image)))
+    return ReadBatch(batch, members, failures)
+
+
+def segment_members(predictor: Any, read: ReadBatch) -> list[tuple[Member, Any]]:
+    """Encode ``read``'s members as one batch and segment every class in each:
+    ``(member, Segmentation)`` pairs, in order."""
+    if not read.members:
+        return []
+    import torch
+
+    feats = predictor.encode_inputs(torch.stack([m.inputs for m in read.members]))
+    segmentations = predictor.segment_encoded(feats, [m.image.shape[:2] for m in read.members],
+                                              [m.target.name for m in read.members])
+    return list(zip(read.members, segmentations, strict=True))
+
+
+def write_member(writer: FolderWriter, member: Member, segmentation: Any, inputs_digest: str) -> None:
+    """Write one target's files, then its record (with what it was made from)."""
+    scores = {label: p.score for label, p in segmentation.predictions.items()}
+    writer.write(member.target.name, member.image, segmentation.label_map, segmentation.labels, scores,
+                 stem=member.target.stem, made_from={"target": member.source, "inputs": inputs_digest},
+                 source=member.target.path)
 
 
 def pipelined_batches(predictor: Any, writer: FolderWriter, batches: list[Batch], inputs_digest: str,
@@ -70,26 +112,17 @@ def pipelined_batches(predictor: Any, writer: FolderWriter, batches: list[Batch]
     Yields:
         One :class:`~sansa.labeling.engine.Outcome` per batch, in batch order, once its files are written.
     """
-    import torch
-
     from sansa.labeling.engine import Outcome
 
     with ThreadPoolExecutor(threads, "sansa-write") as writers:
         waiting = WriteBehind(behind)
-        for _, future in read_ahead(functools.partial(_read, predictor.transform), batches, prefetch, threads):
+        for _, future in read_ahead(functools.partial(read_batch, predictor.transform), batches, prefetch, threads):
             read = future.result()
             started, outcome, futures = time.time(), Outcome(failures=read.failures), []
-            if read.members:
-                feats = predictor.encode_inputs(torch.stack([m[4] for m in read.members]))
-                segmentations = predictor.segment_encoded(feats, [m[3].shape[:2] for m in read.members],
-                                                          [m[0].name for m in read.members])
-                for (target, write, source, image, _), seg in zip(read.members, segmentations, strict=True):
-                    if write:
-                        scores = {label: p.score for label, p in seg.predictions.items()}
-                        futures.append(writers.submit(
-                            writer.write, target.name, image, seg.label_map, seg.labels, scores, stem=target.stem,
-                            made_from={"target": source, "inputs": inputs_digest}, source=target.path))
-                        outcome.written.append(target.name)
+            for member, segmentation in segment_members(predictor, read):
+                if member.write:
+                    futures.append(writers.submit(write_member, writer, member, segmentation, inputs_digest))
+                    outcome.written.append(member.target.name)
             for done, done_started in waiting.add((outcome, started), futures):
                 yield _timed(done, done_started)
         for done, done_started in waiting.drain():

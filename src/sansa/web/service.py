@@ -290,10 +290,8 @@ class SansaService:
         with self.lock:
             key = (name, prepared.version if prepared is not None else self.folder.version(name))
             if key not in self._features:
-                if prepared is not None:
-                    self._features[key] = self.predictor.encode_inputs(prepared.inputs[None])
-                else:
-                    self._features[key] = self.predictor.encode([self.folder.load(name)])
+                prepared = prepared or self.prepare(name)
+                self._features[key] = self.predictor.encode_inputs(prepared.inputs[None])
                 while len(self._features) > self._cache_size:
                     self._features.popitem(last=False)
             self._features.move_to_end(key)
