@@ -270,12 +270,20 @@ def test_an_untrusted_image_is_a_4xx_json_error(server, http, folder, method, pa
         assert not (folder / upload[0][:200]).exists()
 
 
-def test_a_session_referencing_a_bomb_is_a_4xx(server, http):
-    own = {"X-Sansa-Token": server[2]}
+def mark_a_reference(http, token: str, image: str, prompt: dict) -> tuple[str, httpx.Response]:
+    """A new session with class ``thing`` and ``prompt`` marked on ``image``: its id, and the answer
+    to the reference request."""
+    own = {"X-Sansa-Token": token}
     sid = http.post("/api/sessions", headers=own).json()["session_id"]
     http.post(f"/api/sessions/{sid}/classes", json={"name": "thing"}, headers=own)
     response = http.put(f"/api/sessions/{sid}/references", headers=own,
-                        json={"image": "bomb.png", "label": "thing", "prompt": {"box": [1, 1, 9, 9]}})
+                        json={"image": image, "label": "thing", "prompt": prompt})
+    return sid, response
+
+
+def test_a_session_referencing_a_bomb_is_a_4xx(server, http):
+    own = {"X-Sansa-Token": server[2]}
+    sid, response = mark_a_reference(http, server[2], "bomb.png", {"box": [1, 1, 9, 9]})
     assert 400 <= response.status_code < 500 and "over the limit" in response.json()["detail"]
     response = http.get(f"/api/sessions/{sid}/targets/bomb.png", headers=own)
     assert 400 <= response.status_code < 500, response.text
@@ -331,11 +339,7 @@ PROMPTS = [
 
 @pytest.mark.parametrize("prompt, status, message", PROMPTS, ids=[m[:30] for _, _, m in PROMPTS])
 def test_an_oversized_prompt_is_refused_in_one_line(server, http, prompt, status, message):
-    own = {"X-Sansa-Token": server[2]}
-    sid = http.post("/api/sessions", headers=own).json()["session_id"]
-    http.post(f"/api/sessions/{sid}/classes", json={"name": "thing"}, headers=own)
-    response = http.put(f"/api/sessions/{sid}/references", headers=own,
-                        json={"image": "im0.png", "label": "thing", "prompt": prompt})
+    _, response = mark_a_reference(http, server[2], "im0.png", prompt)
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
 
@@ -345,10 +349,7 @@ def test_propagation_lists_an_unreadable_target_and_export_keeps_the_rest(server
     import zipfile
 
     own = {"X-Sansa-Token": server[2]}
-    sid = http.post("/api/sessions", headers=own).json()["session_id"]
-    http.post(f"/api/sessions/{sid}/classes", json={"name": "thing"}, headers=own)
-    response = http.put(f"/api/sessions/{sid}/references", headers=own,
-                        json={"image": "im0.png", "label": "thing", "prompt": {"box": [4, 4, 40, 30]}})
+    sid, response = mark_a_reference(http, server[2], "im0.png", {"box": [4, 4, 40, 30]})
     assert response.status_code == 200, response.text
     status = http.post(f"/api/sessions/{sid}/propagate", headers=own).json()
     while status["state"] == "running":
