@@ -51,16 +51,17 @@ def make_job(reference: Path, targets: Path, out: Path, backbone: str, batch_siz
 
 
 def timed_local(job) -> dict:
-    from sansa.labeling import engine
+    from sansa import labeling
 
     started = time.perf_counter()
-    result = engine.run(job, notes=lambda _: None)
+    result = labeling.run(job, notes=lambda _: None)
     wall = time.perf_counter() - started
     return {"wall": wall, "map": result.outcome.seconds, "written": len(result.outcome.written)}
 
 
 def timed_ray(job, actors: int, gpus: float) -> dict:
     """``run_ray``'s steps, each timed: the driver's steps against the actors' map phase."""
+    from sansa import labeling
     from sansa.labeling import engine
     from sansa.labeling.ray import RayOptions, label_batches
 
@@ -71,7 +72,7 @@ def timed_ray(job, actors: int, gpus: float) -> dict:
         predictor = job.model.load("cpu")
         references = engine.encode_references(predictor, plan)
         files = engine.save_reference_pictures(plan, references)
-        outcome = engine.Outcome()
+        outcome = labeling.Outcome()
         map_started = time.perf_counter()
         for batch_outcome in label_batches(job, plan.batches, plan.inputs_digest, references, options):
             outcome.add(batch_outcome)

@@ -22,7 +22,7 @@ import pytest
 from labelstudio_server import PYTHON, label_studio  # noqa: F401 (the session fixture)
 from PIL import Image
 
-from sansa.labelstudio import rle
+from sansa.export import brush_rle as rle
 
 SIZE = (96, 72)  # W, H
 CLASSES = ("fruit", "leaf")

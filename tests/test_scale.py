@@ -223,8 +223,9 @@ def test_what_ships(tiny_predictor, tiny_model):
     """Actors get the references' memory (CPU tensors, no full-size mask or logits) and segment
     exactly as the predictor that encoded them; a task's batch is paths, names and stems only."""
     from sansa import SansaPredictor
+    from sansa.labeling.batches import Batch
     from sansa.labeling.ray import shippable
-    from sansa.labeling.targets import Batch, Target
+    from sansa.targets import Target
 
     mask = np.zeros((48, 64), bool)
     mask[10:30, 12:40] = True

@@ -10,6 +10,8 @@ from PIL import Image
 
 from sansa import atomic, fs
 from sansa.errors import ImageError, SansaError
+from sansa.images import load_image
+from sansa.targets import find_url_targets, relative_name
 
 pytest.importorskip("s3fs")
 
@@ -52,9 +54,9 @@ def bucket(s3_server, request) -> str:
     (["photos/sub/c.jpg", "photos/a.png", "photos/a.png"], False, ["sub/c.jpg", "a.png"], "photos"),
 ])
 def test_find_targets(bucket, inputs, recursive, names, root):
-    targets, found_root = fs.find_targets([f"{bucket}/{i}" for i in inputs], recursive)
+    targets, found_root = find_url_targets([f"{bucket}/{i}" for i in inputs], recursive)
     assert found_root == f"{bucket}/{root}"
-    assert [fs.relative_name(t, found_root) for t in targets] == names
+    assert [relative_name(t, found_root) for t in targets] == names
     assert all(t.startswith(bucket + "/") for t in targets)
 
 
@@ -65,17 +67,17 @@ def test_find_targets(bucket, inputs, recursive, names, root):
 ])
 def test_find_targets_refuses(bucket, inputs, message):
     with pytest.raises(SansaError, match=message.replace("*", r"\*")):
-        fs.find_targets([i if i.startswith("local") else f"{bucket}/{i}" for i in inputs], False)
+        find_url_targets([i if i.startswith("local") else f"{bucket}/{i}" for i in inputs], False)
 
 
 def test_read_image(bucket):
     """A PNG reads as RGB uint8; missing and corrupt objects are one-line errors naming the URL."""
-    image = fs.read_image(f"{bucket}/photos/a.png")
+    image = load_image(f"{bucket}/photos/a.png")
     assert image.dtype == np.uint8 and image.shape == (6, 8, 3)
     with pytest.raises(ImageError, match=f"^{bucket}/photos/nope.png: no such file$"):
-        fs.read_image(f"{bucket}/photos/nope.png")
+        load_image(f"{bucket}/photos/nope.png")
     with pytest.raises(ImageError, match=f"^{bucket}/photos/broken.png: not a readable image"):
-        fs.read_image(f"{bucket}/photos/broken.png")
+        load_image(f"{bucket}/photos/broken.png")
 
 
 def test_unknown_scheme_is_one_line():

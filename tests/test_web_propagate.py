@@ -86,7 +86,7 @@ def test_propagated_results_equal_segmenting_each_target_alone(tiny_model, folde
 def test_a_failing_save_fails_the_job_with_its_error(tiny_model, folder, monkeypatch):
     """A results file that cannot be written (full disk) ends the job as failed, its status
     carrying the error's one line."""
-    from sansa.atomic import OutputError
+    from sansa.errors import OutputError
 
     service = new_service(tiny_model, folder)
     session = session_with_a_box(service)

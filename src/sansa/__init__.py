@@ -14,13 +14,9 @@ Importing this package has no side effects: heavy modules (torch, sam2) load on 
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("sansa-segment")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+source"
+from sansa._version import __version__
 
 _EXPORTS = {
     "SansaPredictor": "sansa.predictor",

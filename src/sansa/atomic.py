@@ -21,26 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sansa.errors import SansaError
+from sansa import fs
+from sansa.errors import OutputError, SansaError
+from sansa.fs import TEMP_SUFFIX
 
 if TYPE_CHECKING:  # kept light: the CLI imports this module before any command runs
     import numpy as np
     from PIL import Image
-
-TEMP_SUFFIX = ".sansa-tmp"
-
-
-class OutputError(SansaError, OSError):
-    """A file could not be written (read-only folder, full disk, ...): one line naming the path."""
-
-    @classmethod
-    def of(cls, path: Path | str, err: OSError, doing: str = "cannot write") -> OutputError:
-        """``"<path>: cannot write (No space left on device)"``, keeping ``err``'s ``errno``."""
-        reason = err.strerror or str(err) or type(err).__name__
-        error = cls(f"{path}: {doing} ({reason})")
-        error.errno = err.errno
-        return error
-
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, creating its folder (``path`` may be a ``UPath``: see
@@ -50,8 +37,6 @@ def write_bytes(path: Path, data: bytes) -> None:
         OutputError: the folder or file cannot be written; the old file (if any) is kept.
     """
     if not isinstance(path, (str, os.PathLike)):  # a UPath
-        from sansa import fs
-
         return fs.write_bytes(path, data)
     with _replacing(Path(path)) as (fd, _):
         with os.fdopen(fd, "wb") as handle:
@@ -146,8 +131,6 @@ def remove_temporaries(folder: Path) -> int:
     """Delete temporaries a killed run left under ``folder``; returns how many."""
     count = 0
     if not isinstance(folder, (str, os.PathLike)):  # a UPath
-        from sansa import fs
-
         if fs.is_object_store(folder):  # whole-object writes leave no temporaries
             return 0
     if folder.is_dir():

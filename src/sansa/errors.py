@@ -7,6 +7,8 @@ Every error a person can cause (a wrong file, a prompt outside the image, an emp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class SansaError(Exception):
     """Base class: a problem with the user's input, explained in one line."""
@@ -26,3 +28,15 @@ class PromptError(SansaError):
 
 class DownloadError(SansaError):
     """A model file could not be downloaded or verified."""
+
+
+class OutputError(SansaError, OSError):
+    """A file could not be written (read-only folder, full disk, ...): one line naming the path."""
+
+    @classmethod
+    def of(cls, path: Path | str, err: OSError, doing: str = "cannot write") -> OutputError:
+        """``"<path>: cannot write (No space left on device)"``, keeping ``err``'s ``errno``."""
+        reason = err.strerror or str(err) or type(err).__name__
+        error = cls(f"{path}: {doing} ({reason})")
+        error.errno = err.errno
+        return error

@@ -20,14 +20,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sansa.errors import ImageError, SansaError
+from sansa.errors import ImageError, OutputError, SansaError
 
 if TYPE_CHECKING:
-    import numpy as np
     from upath import UPath
 
 # Stores where an object is written whole by one request (no temporary needed, none left behind).
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"})
+# Leftover temporaries of interrupted atomic writes end in this (see :mod:`sansa.atomic`).
+TEMP_SUFFIX = ".sansa-tmp"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -72,8 +73,6 @@ def write_bytes(path: UPath, data: bytes) -> None:
     Raises:
         OutputError: one line naming the URL (no permission, no such bucket, ...).
     """
-    from sansa.atomic import OutputError
-
     try:
         _write(path, data)
     except OSError as err:
@@ -85,8 +84,6 @@ def _write(path: UPath, data: bytes) -> None:
     if is_object_store(path):
         fs.pipe_file(target, data)
         return
-    from sansa.atomic import TEMP_SUFFIX
-
     parent, name = posixpath.split(target)
     fs.makedirs(parent, exist_ok=True)
     tmp = posixpath.join(parent, f".{name}.{os.getpid()}{TEMP_SUFFIX}")
@@ -104,23 +101,19 @@ def refresh(path: UPath) -> None:
     path.fs.invalidate_cache()
 
 
-def read_image(url: str, name: str = "target") -> np.ndarray:
-    """An image at a URL as RGB ``uint8 [H, W, 3]``, read like a local file
-    (:func:`sansa.images.load_image`: EXIF orientation, pixel limit before decoding).
+def read_bytes(url: str) -> bytes:
+    """The whole file at ``url``.
 
     Raises:
-        ImageError: one line naming the URL, when it is missing or not a readable image.
+        ImageError: one line naming the URL, when it is missing or cannot be read.
     """
-    from sansa.images import load_image, open_image_file
-
     fs, path = filesystem(url)
     try:
-        data = fs.cat_file(path)
+        return fs.cat_file(path)
     except FileNotFoundError:
         raise ImageError(f"{url}: no such file") from None
     except (OSError, ValueError) as err:
         raise ImageError(f"{url}: cannot be read ({err.__class__.__name__}: {_first_line(err)})") from None
-    return load_image(open_image_file(data, url), name)
 
 
 def stat(url: str) -> dict[str, int] | None:
@@ -158,80 +151,6 @@ def _mtime_ns(info: dict) -> int:
 
 def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [err.__class__.__name__])[0]
-
-
-def find_targets(inputs: list[str], recursive: bool, exclude: Any = None) -> tuple[list[str], str]:
-    """Target images named by URLs (folders, globs, image files, list files), like the local
-    :func:`sansa.labeling.find_targets`.
-
-    Args:
-        exclude: a URL folder (or ``UPath``) whose files are never targets (the output folder).
-
-    Returns:
-        Unique target URLs in input order, and the deepest URL folder holding them all (their
-        names are relative to it).
-    """
-    from sansa.images import IMAGE_SUFFIXES
-
-    found: dict[str, None] = {}
-    for item in inputs:
-        if not is_url(item):
-            raise SansaError(f"--targets {item}: local paths and URLs cannot be mixed")
-        fs, path = filesystem(item)
-        if any(ch in path for ch in "*?["):
-            paths = sorted(fs.glob(path))
-            paths = [p for p in paths if _is_image(p, IMAGE_SUFFIXES) and fs.isfile(p)]
-        elif fs.isdir(path):
-            listed = fs.find(path) if recursive else fs.ls(path, detail=False)
-            paths = sorted(p for p in listed if _is_image(p, IMAGE_SUFFIXES) and not _hidden(p, path)
-                           and (recursive or fs.isfile(p)))
-        elif fs.isfile(path):
-            paths = [path] if _is_image(path, IMAGE_SUFFIXES) else _read_list(fs, path, item)
-        else:
-            raise SansaError(f"--targets {item}: no such file or folder")
-        skip = str(exclude).rstrip("/") + "/" if is_url(exclude) else None
-        paths = [p for p in paths if skip is None or not fs.unstrip_protocol(p).startswith(skip)]
-        if not paths:
-            raise SansaError(f"--targets {item}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-        found.update((fs.unstrip_protocol(p), None) for p in paths)
-    targets = list(found)
-    return targets, common_folder(targets)
-
-
-def common_folder(urls: list[str]) -> str:
-    """The deepest URL folder holding every URL of one scheme (``s3://b/x/1.png``, ``s3://b/x/y/2.png``
-    -> ``s3://b/x``)."""
-    schemes = {url.split("://", 1)[0] for url in urls}
-    if len(schemes) != 1:
-        raise SansaError(f"--targets: URLs of several schemes ({', '.join(sorted(schemes))})")
-    scheme = schemes.pop()
-    paths = [url.split("://", 1)[1] for url in urls]
-    return f"{scheme}://{posixpath.commonpath([posixpath.dirname(p) for p in paths])}"
-
-
-def relative_name(url: str, root: str) -> str:
-    """``url`` relative to the URL folder ``root`` when under it, else the URL itself."""
-    prefix = root.rstrip("/") + "/"
-    return url[len(prefix):] if url.startswith(prefix) else url
-
-
-def _read_list(fs, path: str, item: str) -> list[str]:
-    try:
-        lines = fs.cat_file(path).decode("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise SansaError(f"--targets {item}: not a readable list of paths ({err.__class__.__name__})") from None
-    entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    folder = posixpath.dirname(path)
-    return [fs._strip_protocol(e) if is_url(e) else posixpath.normpath(posixpath.join(folder, e)) for e in entries]
-
-
-def _is_image(path: str, suffixes: tuple[str, ...]) -> bool:
-    return posixpath.splitext(path)[1].lower() in suffixes
-
-
-def _hidden(path: str, folder: str) -> bool:
-    rel = posixpath.relpath(path, folder)
-    return any(part.startswith(".") for part in rel.split("/"))
 
 
 def _need(module: str, package: str, url: str):

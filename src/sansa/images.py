@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sansa import fs
 from sansa.errors import ImageError
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
@@ -204,11 +205,14 @@ def load_image(source: ImageLike, name: str = "image") -> np.ndarray:
     """Read an image as RGB ``uint8 [H, W, 3]``.
 
     Args:
-        source: a file path, a PIL image or an array ``[H, W, 3]`` / ``[H, W]`` / ``[H, W, 4]``
+        source: a file path or fsspec URL (``s3://...``; see :mod:`sansa.fs`), a PIL image or an
+            array ``[H, W, 3]`` / ``[H, W]`` / ``[H, W, 4]``
             of ``uint8`` (``uint16`` is scaled to 8 bits). Grayscale is replicated to RGB,
             alpha is dropped, EXIF orientation of files and PIL images is applied.
         name: what to call the argument in error messages.
     """
+    if isinstance(source, (str, os.PathLike)) and fs.is_url(source):
+        return _pil_to_rgb_array(open_image_file(fs.read_bytes(str(source)), str(source)))
     if isinstance(source, (str, os.PathLike)):
         return _pil_to_rgb_array(open_image_file(source))
     if isinstance(source, Image.Image):

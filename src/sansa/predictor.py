@@ -381,7 +381,7 @@ def _random_model(model: str | os.PathLike, adapter_checkpoint: str | os.PathLik
 
 def _expand_targets(spec: str | os.PathLike) -> list[str]:
     """The images of a folder or glob (sorted); a string is never iterated as characters."""
-    from sansa.labeling.targets import find_targets
+    from sansa.targets import find_targets
 
     if not glob.has_magic(os.fspath(spec)) and not Path(spec).exists():
         raise SansaError(f"targets: {os.fspath(spec)}: no such folder or file (give a folder, a glob or a list)")

@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from sansa import __version__
+from sansa._version import __version__
 
 # command modules, each with register(subparsers) -> None
 COMMAND_MODULES = (

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sansa import __version__
+from sansa._version import __version__
 from sansa.export.shapes import bbox_xywh, components, polygon_area, polygons, to_rle
 
 

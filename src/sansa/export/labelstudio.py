@@ -25,8 +25,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from sansa import atomic
+from sansa.export import brush_rle as rle
 from sansa.export.palette import class_color
-from sansa.labelstudio import rle
 
 FOLDER = "labelstudio"
 IMAGE_NAME, CONTROL_NAME = "image", "label"

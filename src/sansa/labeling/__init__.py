@@ -18,9 +18,9 @@ made from: a resumed run redoes targets whose file changed and refuses other ref
 another model (``Job(overwrite=True)`` starts over).
 """
 
+from sansa.labeling.batches import Batch, fixed_batches
 from sansa.labeling.engine import (
     LoadedReference,
-    Outcome,
     Plan,
     RunResult,
     Segmented,
@@ -31,13 +31,14 @@ from sansa.labeling.engine import (
     load_references,
     prepare,
     process_batch,
-    run,
     save_reference_pictures,
     writer_for,
 )
 from sansa.labeling.folder import FolderLock, clear_results
 from sansa.labeling.job import ExportOptions, Job, ModelSpec, ReferenceEntry, prompt_from_dict, prompt_to_dict
-from sansa.labeling.targets import Batch, Target, find_targets, fingerprint, fixed_batches
+from sansa.labeling.pipeline import Outcome
+from sansa.labeling.run import run
+from sansa.targets import Target, find_targets, fingerprint
 
 __all__ = [
     "Batch", "ExportOptions", "FolderLock", "Job", "LoadedReference", "ModelSpec", "Outcome", "Plan",

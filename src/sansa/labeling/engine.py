@@ -32,41 +32,13 @@ import numpy as np
 from sansa.errors import SansaError
 from sansa.export.writer import FolderWriter, TargetRecord
 from sansa.labeling import folder as out_folder
+from sansa.labeling import pipeline
+from sansa.labeling.batches import Batch, fixed_batches
 from sansa.labeling.job import Job, ReferenceEntry, prompt_to_dict
-from sansa.labeling.targets import Batch, Target, file_sha256, find_targets, fixed_batches, unchanged
+from sansa.labeling.pipeline import Outcome
+from sansa.targets import Target, file_sha256, find_targets, unchanged
 
 Notes = Callable[[str], None]
-
-
-@dataclass
-class Outcome:
-    """What happened to the targets of a run (JSON values; outcomes of batches add up).
-
-    Attributes:
-        written: names of targets written by this run.
-        skipped: names of targets already done by an earlier run.
-        failures: ``{"target", "path", "error"}`` per unreadable target.
-        seconds: spent segmenting and writing targets.
-    """
-
-    written: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failures: list[dict[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def add(self, other: Outcome) -> Outcome:
-        self.written += other.written
-        self.skipped += other.skipped
-        self.failures += other.failures
-        self.seconds += other.seconds
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"written": self.written, "skipped": self.skipped, "failures": self.failures, "seconds": self.seconds}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Outcome:
-        return cls(list(values["written"]), list(values["skipped"]), list(values["failures"]), values["seconds"])
 
 
 @dataclass
@@ -278,14 +250,12 @@ def process_batch(predictor: Any, writer: FolderWriter, batch: Batch, inputs_dig
         batch: from :attr:`Plan.batches`.
         inputs_digest: :attr:`Plan.inputs_digest`, kept in each record.
     """
-    from sansa.labeling.pipeline import read_batch, segment_members, write_member
-
     started = time.time()
-    read = read_batch(predictor.transform, batch)
+    read = pipeline.read_batch(predictor.transform, batch)
     outcome = Outcome(failures=read.failures)
-    for member, segmentation in segment_members(predictor, read):
+    for member, segmentation in pipeline.segment_members(predictor, read):
         if member.write:
-            write_member(writer, member, segmentation, inputs_digest)
+            pipeline.write_member(writer, member, segmentation, inputs_digest)
             outcome.written.append(member.target.name)
     outcome.seconds = time.time() - started
     return outcome
@@ -330,7 +300,8 @@ def finish_dataset(writer: FolderWriter, failures: Sequence[dict[str, str]]) -> 
 def _save_run(plan: Plan, outcome: Outcome, references: Sequence[Any], reference_files: Sequence[dict],
               device: str, seconds: float) -> None:
     """``run.json``: what ran (options, model, references, targets, outcome)."""
-    from sansa import __version__, atomic
+    from sansa import atomic
+    from sansa._version import __version__
 
     refs = [{"image": loaded.entry.image, "label": ref.label, "prompt": ref.prompt.type.value, "score": ref.score,
              **files} for loaded, ref, files in zip(plan.references, references, reference_files, strict=True)]
@@ -344,58 +315,6 @@ def _save_run(plan: Plan, outcome: Outcome, references: Sequence[Any], reference
     })
 
 
-# -- the whole run -------------------------------------------------------------------------------
-def run(job: Job, executor: str = "local", notes: Notes | None = None, command: str = "",
-        pipelined: bool = True, **executor_options: Any) -> RunResult:
-    """Run a labelling job to the end (a re-run resumes; see the module docstring).
-
-    Args:
-        executor: ``"local"`` (this process) or ``"ray"`` (a Ray cluster; ``executor_options`` go to it).
-        notes: receives one-line remarks for the user (default: printed to stderr).
-        command: how the run was started, shown to a second run refused by the folder lock.
-        pipelined: read targets ahead of the model and write outputs behind it on threads
-            (:mod:`sansa.labeling.pipeline`; same bytes); ``False``: one batch after the other.
-    """
-    if executor == "ray":
-        from sansa.labeling.ray import run_ray  # the optional Ray runner
-
-        return run_ray(job, notes=notes, command=command, **executor_options)
-    if executor != "local":
-        raise SansaError(f"executor: unknown executor {executor!r} (known: local, ray)")
-    job.model.check()
-    with output_errors(job.out_dir):
-        plan = prepare(job, notes, command)
-        try:
-            predictor = job.model.load()
-            references = encode_references(predictor, plan)
-            reference_files = save_reference_pictures(plan, references)
-            outcome = Outcome(skipped=list(plan.skipped))
-            outcome.add(_local_batches(predictor, plan, pipelined))
-            return finalise(plan, outcome, references, reference_files, str(predictor.device))
-        finally:
-            plan.close()
-
-
-def _local_batches(predictor: Any, plan: Plan, pipelined: bool) -> Outcome:
-    """Every batch of the plan on this process, with a progress bar; ``seconds`` is the loop's wall time."""
-    from tqdm import tqdm
-
-    from sansa.labeling.pipeline import pipelined_batches
-
-    started, outcome = time.time(), Outcome()
-    if pipelined:
-        outcomes = pipelined_batches(predictor, plan.writer, plan.batches, plan.inputs_digest)
-    else:
-        outcomes = (process_batch(predictor, plan.writer, b, plan.inputs_digest) for b in plan.batches)
-    total = sum(sum(b.write) for b in plan.batches)
-    with tqdm(total=total, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
-        for batch, batch_outcome in zip(plan.batches, outcomes, strict=True):
-            outcome.add(batch_outcome)
-            progress.update(sum(batch.write))
-    outcome.seconds = time.time() - started
-    return outcome
-
-
 @contextlib.contextmanager
 def output_errors(out: Path) -> Iterator[None]:
     """Any file-system error of the output folder (read-only, full, gone) as one line naming the path."""
@@ -404,7 +323,7 @@ def output_errors(out: Path) -> Iterator[None]:
     except OSError as err:
         if isinstance(err, SansaError):
             raise
-        from sansa.atomic import OutputError
+        from sansa.errors import OutputError
 
         if not isinstance(out, Path):  # a URL: the file system's own message
             raise OutputError.of(out, err) from None

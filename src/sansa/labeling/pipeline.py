@@ -19,14 +19,16 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
 from sansa.errors import ImageError
 from sansa.export.writer import FolderWriter
-from sansa.labeling.targets import Batch, Target, fingerprint
+from sansa.images import load_image
+from sansa.labeling.batches import Batch
+from sansa.targets import Target, fingerprint
 
 PREFETCH = 2  # batches decoded ahead of the model
 BEHIND = 2  # batches of outputs waiting for the writers
@@ -34,6 +36,37 @@ THREADS = 2  # readers, and as many writers
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass
+class Outcome:
+    """What happened to the targets of a run (JSON values; outcomes of batches add up).
+
+    Attributes:
+        written: names of targets written by this run.
+        skipped: names of targets already done by an earlier run.
+        failures: ``{"target", "path", "error"}`` per unreadable target.
+        seconds: spent segmenting and writing targets.
+    """
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, other: Outcome) -> Outcome:
+        self.written += other.written
+        self.skipped += other.skipped
+        self.failures += other.failures
+        self.seconds += other.seconds
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"written": self.written, "skipped": self.skipped, "failures": self.failures, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Outcome:
+        return cls(list(values["written"]), list(values["skipped"]), list(values["failures"]), values["seconds"])
 
 
 # -- the steps of one batch (also the sequential loop's, engine.process_batch) -----------------------
@@ -67,15 +100,11 @@ class ReadBatch:
 def read_batch(transform: Any, batch: Batch) -> ReadBatch:
     """Read, decode and resize ``batch``'s targets (``transform``: the predictor's
     :class:`~sansa.transforms.ModelTransform`); an unreadable target is a failure entry."""
-    from sansa import fs
-    from sansa.images import load_image
-
-    load = fs.read_image if batch.targets and fs.is_url(batch.targets[0].path) else load_image
     members, failures = [], []
     for target, write in zip(batch.targets, batch.write, strict=True):
         source = fingerprint(target.path)  # before reading: a later change shows on resume
         try:
-            image = load(target.path, "target")
+            image = load_image(target.path, "target")
         except ImageError as err:
             if write:
                 failures.append({"target": target.name, "path": target.path, "error": str(err)})
@@ -110,10 +139,8 @@ def pipelined_batches(predictor: Any, writer: FolderWriter, batches: list[Batch]
     """Process ``batches`` as :func:`process_batch` does, overlapping reading, the model and writing.
 
     Yields:
-        One :class:`~sansa.labeling.engine.Outcome` per batch, in batch order, once its files are written.
+        One :class:`~sansa.labeling.pipeline.Outcome` per batch, in batch order, once its files are written.
     """
-    from sansa.labeling.engine import Outcome
-
     with ThreadPoolExecutor(threads, "sansa-write") as writers:
         waiting = WriteBehind(behind)
         for _, future in read_ahead(functools.partial(read_batch, predictor.transform), batches, prefetch, threads):

@@ -38,6 +38,10 @@ from typing import Any
 import numpy as np
 
 from sansa.errors import SansaError
+from sansa.labeling import engine
+from sansa.labeling.batches import Batch
+from sansa.labeling.job import Job
+from sansa.labeling.pipeline import Outcome, pipelined_batches
 
 # Fixed batches per Ray Data block (at most; small runs get smaller blocks, two per actor): a block
 # is one actor call (pipelined through its batches) and the unit a dead actor's work is retried in.
@@ -88,7 +92,6 @@ def run_ray(job: Any, notes: Any = None, command: str = "", **options: Any) -> A
         The :class:`~sansa.labeling.engine.RunResult`, as a one-process run gives it.
     """
     from sansa import atomic
-    from sansa.labeling import engine
 
     ray_options = RayOptions(**options)
     ray_options.check()
@@ -103,7 +106,7 @@ def run_ray(job: Any, notes: Any = None, command: str = "", **options: Any) -> A
         predictor = job.model.load("cpu" if ray_options.device == "cpu" else None)
         references = engine.encode_references(predictor, plan)
         reference_files = engine.save_reference_pictures(plan, references)
-        outcome = engine.Outcome(skipped=list(plan.skipped))
+        outcome = Outcome(skipped=list(plan.skipped))
         for batch_outcome in label_batches(job, plan.batches, plan.inputs_digest, references, ray_options):
             outcome.add(batch_outcome)
         atomic.remove_temporaries(plan.out)  # left by an actor killed mid-write; every actor is done now
@@ -127,18 +130,16 @@ def connect(address: str | None) -> None:
 def label_batches(job: Any, batches: Sequence[Any], inputs_digest: str, references: Sequence[Any],
                   options: RayOptions) -> Iterator[Any]:
     """Process ``batches`` on an actor pool; yields each batch's
-    :class:`~sansa.labeling.engine.Outcome` as it completes (in any order).
+    :class:`~sansa.labeling.pipeline.Outcome` as it completes (in any order).
 
     Args:
         job: the job (shipped to each actor once, as JSON).
-        batches: :class:`~sansa.labeling.targets.Batch` records with something to write.
+        batches: :class:`~sansa.labeling.batches.Batch` records with something to write.
         inputs_digest: kept in each target's record.
         references: the driver's encoded :class:`~sansa.records.Reference` records: their memory
             is put in the object store once and handed to each actor at construction.
     """
     ray = _import_ray()
-    from sansa.labeling.engine import Outcome
-
     if not batches:
         return
     shipped = ray.put([shippable(reference) for reference in references])
@@ -179,14 +180,12 @@ class LabelActor:
                  on_start: Callable[[Any], None] | None = None) -> None:
         import ray
 
-        from sansa.labeling.engine import writer_for
-        from sansa.labeling.job import Job
 
         self.job = Job.from_dict(job)
         self.predictor = self.job.model.load(device)
         for reference in ray.get(references[0]):
             self.predictor.add_encoded(reference)
-        self.writer = writer_for(self.job, worker=True)
+        self.writer = engine.writer_for(self.job, worker=True)
         self.inputs_digest = inputs_digest
         if on_start is not None:
             on_start(ray.get_runtime_context().current_actor)
@@ -194,8 +193,6 @@ class LabelActor:
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list[str]]:
         """``rows["batch"]``: a block's JSON batches -> ``{"outcome": [JSON outcome per batch]}``, in
         order; an unreadable target is a failure entry in its batch's outcome, as in one process."""
-        from sansa.labeling.pipeline import pipelined_batches
-        from sansa.labeling.targets import Batch
 
         batches = [Batch.from_dict(json.loads(str(text))) for text in rows["batch"]]
         outcomes = pipelined_batches(self.predictor, self.writer, batches, self.inputs_digest)

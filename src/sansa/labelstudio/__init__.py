@@ -5,7 +5,7 @@ as masks, rectangles as boxes, keypoints as points); every other task gets a pre
 project's own control type. Start it with ``sansa label-studio`` and connect it under the
 project's Settings > Model. Parts:
 
-* :mod:`~sansa.labelstudio.rle`: Label Studio's brush RLE (encode/decode);
+* :mod:`~sansa.export.brush_rle`: Label Studio's brush RLE (encode/decode, shared with the export);
 * :mod:`~sansa.labelstudio.config`: the labelling config (image key, controls, classes);
 * :mod:`~sansa.labelstudio.results`: results <-> prompts and masks;
 * :mod:`~sansa.labelstudio.remote`: Label Studio's API and images;

@@ -3,7 +3,7 @@
 Label Studio gives region coordinates in percent of the image (``x``, ``y``, ``width``,
 ``height``, polygon ``points``: 0..100 of ``original_width`` / ``original_height``, ``x`` to the
 right, ``y`` down, from the image's top-left corner); brush regions are RLE
-(:mod:`sansa.labelstudio.rle`) at the image's own size. sansa works in pixels of the same image
+(:mod:`sansa.export.brush_rle`) at the image's own size. sansa works in pixels of the same image
 (``x`` = column, ``y`` = row).
 
 Reading an annotation (:func:`annotation_prompts`): every region becomes part of a reference of
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sansa.errors import SansaError
+from sansa.export import brush_rle as rle
 from sansa.export.shapes import components, polygons, rasterize_polygons
-from sansa.labelstudio import rle
 from sansa.labelstudio.config import Control, LabelConfig
 from sansa.records import Prompt
 

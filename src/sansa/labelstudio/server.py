@@ -21,7 +21,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from sansa import __version__
+from sansa._version import __version__
 from sansa.errors import SansaError
 from sansa.labelstudio.backend import SansaBackend
 

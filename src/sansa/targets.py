@@ -1,8 +1,7 @@
-"""Target discovery, fixed batches, and what a target file was (for resuming).
+"""Target discovery and what a target file was (for resuming), for local paths and fsspec URLs alike.
 
-Targets are sorted by name (their path relative to the deepest folder holding them all, POSIX
-form) and cut into fixed batches of that sorted list: a batch holds the same targets whatever a
-previous run finished, so results never depend on where a run stopped.
+Targets are sorted by name: their path relative to the deepest folder holding them all, POSIX form
+(for URLs, relative to the deepest URL folder). File access itself is :mod:`sansa.fs`.
 """
 
 from __future__ import annotations
@@ -10,12 +9,15 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sansa import fs
 from sansa.errors import SansaError
+from sansa.images import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -33,23 +35,6 @@ class Target:
     stem: str = ""
 
 
-@dataclass(frozen=True)
-class Batch:
-    """A fixed batch: ``targets[i]`` is written only where ``write[i]`` (the others are done, but are
-    encoded with the batch all the same, so that every result is computed in the same company)."""
-
-    index: int
-    targets: list[Target]
-    write: list[bool]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "targets": [asdict(t) for t in self.targets], "write": list(self.write)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Batch:
-        return cls(values["index"], [Target(**t) for t in values["targets"]], list(values["write"]))
-
-
 def find_targets(inputs: Sequence[str], recursive: bool, exclude: Any = None) -> tuple[list[Target], Any]:
     """The target images named by ``inputs``, sorted by name, and the folder names are relative to.
 
@@ -63,12 +48,9 @@ def find_targets(inputs: Sequence[str], recursive: bool, exclude: Any = None) ->
         Unique targets (stems not yet assigned), and the deepest folder holding them all: a
         ``Path``, or a URL string for URL targets (``s3://bucket/photos``; see :mod:`sansa.fs`).
     """
-    from sansa import fs
-    from sansa.images import IMAGE_SUFFIXES
-
     if any(fs.is_url(item) for item in inputs):  # s3://, gs://, ...: names relative to a URL folder
-        urls, url_root = fs.find_targets(list(inputs), recursive, exclude=exclude)
-        targets = [Target(url, fs.relative_name(url, url_root)) for url in urls]
+        urls, url_root = find_url_targets(list(inputs), recursive, exclude=exclude)
+        targets = [Target(url, relative_name(url, url_root)) for url in urls]
         return sorted(targets, key=lambda t: t.name), url_root
     found: dict[Path, None] = {}
     skip = exclude.resolve() if isinstance(exclude, Path) else None
@@ -103,17 +85,9 @@ def _read_list(path: Path) -> list[Path]:
     return [p if p.is_absolute() else path.parent / p for p in map(Path, entries)]
 
 
-def fixed_batches(targets: Sequence[Target], size: int) -> Iterator[tuple[int, list[Target]]]:
-    """``(index, targets)`` of each batch of ``size`` consecutive targets of the sorted list."""
-    for index, start in enumerate(range(0, len(targets), size)):
-        yield index, list(targets[start:start + size])
-
-
 # -- what a file was ------------------------------------------------------------------------------
 def file_stat(path: str | os.PathLike) -> dict[str, int] | None:
     """``{"bytes", "mtime_ns"}`` of a file (or URL), or ``None`` when it cannot be read."""
-    from sansa import fs
-
     if fs.is_url(path):
         return fs.stat(str(path))
     try:
@@ -125,8 +99,6 @@ def file_stat(path: str | os.PathLike) -> dict[str, int] | None:
 
 def file_sha256(path: str | os.PathLike) -> str | None:
     """The file's SHA-256 (hex), or ``None`` when it cannot be read."""
-    from sansa import fs
-
     digest = hashlib.sha256()
     try:
         with fs.open_binary(str(path)) if fs.is_url(path) else open(path, "rb") as handle:
@@ -153,3 +125,77 @@ def unchanged(path: str | os.PathLike, recorded: dict[str, Any] | None) -> bool:
     if stat is None or stat["bytes"] != recorded.get("bytes"):
         return False
     return stat["mtime_ns"] == recorded.get("mtime_ns") or file_sha256(path) == recorded.get("sha256")
+
+
+# -- targets at fsspec URLs ----------------------------------------------------------------------
+def find_url_targets(inputs: list[str], recursive: bool, exclude: Any = None) -> tuple[list[str], str]:
+    """Target images named by URLs (folders, globs, image files, list files), like the local
+    :func:`find_targets`.
+
+    Args:
+        exclude: a URL folder (or ``UPath``) whose files are never targets (the output folder).
+
+    Returns:
+        Unique target URLs in input order, and the deepest URL folder holding them all (their
+        names are relative to it).
+    """
+    found: dict[str, None] = {}
+    for item in inputs:
+        if not fs.is_url(item):
+            raise SansaError(f"--targets {item}: local paths and URLs cannot be mixed")
+        store, path = fs.filesystem(item)
+        if any(ch in path for ch in "*?["):
+            paths = sorted(store.glob(path))
+            paths = [p for p in paths if _is_image(p, IMAGE_SUFFIXES) and store.isfile(p)]
+        elif store.isdir(path):
+            listed = store.find(path) if recursive else store.ls(path, detail=False)
+            paths = sorted(p for p in listed if _is_image(p, IMAGE_SUFFIXES) and not _hidden(p, path)
+                           and (recursive or store.isfile(p)))
+        elif store.isfile(path):
+            paths = [path] if _is_image(path, IMAGE_SUFFIXES) else _read_url_list(store, path, item)
+        else:
+            raise SansaError(f"--targets {item}: no such file or folder")
+        skip = str(exclude).rstrip("/") + "/" if fs.is_url(exclude) else None
+        paths = [p for p in paths if skip is None or not store.unstrip_protocol(p).startswith(skip)]
+        if not paths:
+            raise SansaError(f"--targets {item}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        found.update((store.unstrip_protocol(p), None) for p in paths)
+    targets = list(found)
+    return targets, common_folder(targets)
+
+
+def common_folder(urls: list[str]) -> str:
+    """The deepest URL folder holding every URL of one scheme (``s3://b/x/1.png``, ``s3://b/x/y/2.png``
+    -> ``s3://b/x``)."""
+    schemes = {url.split("://", 1)[0] for url in urls}
+    if len(schemes) != 1:
+        raise SansaError(f"--targets: URLs of several schemes ({', '.join(sorted(schemes))})")
+    scheme = schemes.pop()
+    paths = [url.split("://", 1)[1] for url in urls]
+    return f"{scheme}://{posixpath.commonpath([posixpath.dirname(p) for p in paths])}"
+
+
+def relative_name(url: str, root: str) -> str:
+    """``url`` relative to the URL folder ``root`` when under it, else the URL itself."""
+    prefix = root.rstrip("/") + "/"
+    return url[len(prefix):] if url.startswith(prefix) else url
+
+
+def _read_url_list(store: Any, path: str, item: str) -> list[str]:
+    try:
+        lines = store.cat_file(path).decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SansaError(f"--targets {item}: not a readable list of paths ({err.__class__.__name__})") from None
+    entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    folder = posixpath.dirname(path)
+    return [store._strip_protocol(e) if fs.is_url(e) else posixpath.normpath(posixpath.join(folder, e))
+            for e in entries]
+
+
+def _is_image(path: str, suffixes: tuple[str, ...]) -> bool:
+    return posixpath.splitext(path)[1].lower() in suffixes
+
+
+def _hidden(path: str, folder: str) -> bool:
+    rel = posixpath.relpath(path, folder)
+    return any(part.startswith(".") for part in rel.split("/"))

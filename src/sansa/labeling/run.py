@@ -1,0 +1,73 @@
+"""The whole labelling run: prepare, encode the references, segment every batch (on this process or
+on Ray), finalise the dataset files and ``run.json``. See :mod:`sansa.labeling` for the guarantees
+(resume, fixed batches, atomic outputs).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from sansa.errors import SansaError
+from sansa.labeling.engine import (
+    Notes,
+    Plan,
+    RunResult,
+    encode_references,
+    finalise,
+    output_errors,
+    prepare,
+    process_batch,
+    save_reference_pictures,
+)
+from sansa.labeling.job import Job
+from sansa.labeling.pipeline import Outcome, pipelined_batches
+from sansa.labeling.ray import run_ray
+
+
+def run(job: Job, executor: str = "local", notes: Notes | None = None, command: str = "",
+        pipelined: bool = True, **executor_options: Any) -> RunResult:
+    """Run a labelling job to the end (a re-run resumes; see the module docstring).
+
+    Args:
+        executor: ``"local"`` (this process) or ``"ray"`` (a Ray cluster; ``executor_options`` go to it).
+        notes: receives one-line remarks for the user (default: printed to stderr).
+        command: how the run was started, shown to a second run refused by the folder lock.
+        pipelined: read targets ahead of the model and write outputs behind it on threads
+            (:mod:`sansa.labeling.pipeline`; same bytes); ``False``: one batch after the other.
+    """
+    if executor == "ray":
+        return run_ray(job, notes=notes, command=command, **executor_options)
+    if executor != "local":
+        raise SansaError(f"executor: unknown executor {executor!r} (known: local, ray)")
+    job.model.check()
+    with output_errors(job.out_dir):
+        plan = prepare(job, notes, command)
+        try:
+            predictor = job.model.load()
+            references = encode_references(predictor, plan)
+            reference_files = save_reference_pictures(plan, references)
+            outcome = Outcome(skipped=list(plan.skipped))
+            outcome.add(_local_batches(predictor, plan, pipelined))
+            return finalise(plan, outcome, references, reference_files, str(predictor.device))
+        finally:
+            plan.close()
+
+
+def _local_batches(predictor: Any, plan: Plan, pipelined: bool) -> Outcome:
+    """Every batch of the plan on this process, with a progress bar; ``seconds`` is the loop's wall time."""
+    from tqdm import tqdm
+
+    started, outcome = time.time(), Outcome()
+    if pipelined:
+        outcomes = pipelined_batches(predictor, plan.writer, plan.batches, plan.inputs_digest)
+    else:
+        outcomes = (process_batch(predictor, plan.writer, b, plan.inputs_digest) for b in plan.batches)
+    total = sum(sum(b.write) for b in plan.batches)
+    with tqdm(total=total, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
+        for batch, batch_outcome in zip(plan.batches, outcomes, strict=True):
+            outcome.add(batch_outcome)
+            progress.update(sum(batch.write))
+    outcome.seconds = time.time() - started
+    return outcome
