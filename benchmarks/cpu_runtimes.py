@@ -55,8 +55,15 @@ def export(encoder: Encoder, example: torch.Tensor, path: Path) -> None:
     """ONNX (opset 17, TorchScript exporter) of ``encoder`` at ``example``'s fixed shape."""
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on sam2's Python conditionals (fixed shapes here)
-        torch.onnx.export(encoder, (example,), str(path), opset_version=17, dynamo=False,
-                          input_names=["images"], output_names=["s0", "s1", "top", "top_pos"])
+        torch.onnx.export(
+            encoder,
+            (example,),
+            str(path),
+            opset_version=17,
+            dynamo=False,
+            input_names=["images"],
+            output_names=["s0", "s1", "top", "top_pos"],
+        )
 
 
 def onnxruntime_runner(path: Path, threads: int) -> Callable[[np.ndarray], list[np.ndarray]]:
@@ -72,8 +79,9 @@ def onnxruntime_runner(path: Path, threads: int) -> Callable[[np.ndarray], list[
 def openvino_runner(path: Path, threads: int) -> Callable[[np.ndarray], list[np.ndarray]]:
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                          "INFERENCE_PRECISION_HINT": "f32"})
+    compiled = ov.Core().compile_model(
+        str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    )
     return lambda x: list(compiled(x).values())
 
 
@@ -120,8 +128,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"CPU, {torch.get_num_threads()} threads, image encoder on one image at the model's input size, "
-          f"min of {args.repeats}\n")
+    print(
+        f"CPU, {torch.get_num_threads()} threads, image encoder on one image at the model's input size, "
+        f"min of {args.repeats}\n"
+    )
     print("| backbone | runtime | seconds | speed-up over PyTorch | max abs diff from PyTorch |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -58,9 +58,25 @@ def _env() -> dict[str, str]:
 def segment_peak_rss(backbone: str, targets: Path, out: Path, extra: list[str] | None = None) -> int:
     """Peak RSS in bytes of one ``sansa segment`` run (random ``backbone``, CPU) over ``targets``."""
     reference = sorted(targets.glob("*.jpg"))[0]
-    command = [sys.executable, "-c", _CHILD, "segment", str(reference), "--box", "150,100,400,300",
-               "--targets", str(targets), "--out", str(out), "--backbone", backbone, "--random-weights",
-               "--device", "cpu", *(extra or [])]
+    command = [
+        sys.executable,
+        "-c",
+        _CHILD,
+        "segment",
+        str(reference),
+        "--box",
+        "150,100,400,300",
+        "--targets",
+        str(targets),
+        "--out",
+        str(out),
+        "--backbone",
+        backbone,
+        "--random-weights",
+        "--device",
+        "cpu",
+        *(extra or []),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=_env())
     if result.returncode != 0:
         raise RuntimeError(f"sansa segment failed ({result.returncode}): {result.stderr[-2000:]}")
@@ -79,8 +95,20 @@ def server_peak_rss(backbone: str, folder: Path, timeout: float = 7200.0) -> int
     import httpx
 
     port = _free_port()
-    command = [sys.executable, "-m", "sansa", "serve", str(folder), "--port", str(port), "--backbone", backbone,
-               "--random-weights", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "sansa",
+        "serve",
+        str(folder),
+        "--port",
+        str(port),
+        "--backbone",
+        backbone,
+        "--random-weights",
+        "--device",
+        "cpu",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env())
     try:
         url, token = _ready(server)
@@ -88,9 +116,10 @@ def server_peak_rss(backbone: str, folder: Path, timeout: float = 7200.0) -> int
             sid = client.post("/api/sessions").json()["session_id"]
             client.post(f"/api/sessions/{sid}/classes", json={"name": "square"}).raise_for_status()
             first = sorted(folder.glob("*.jpg"))[0].name
-            client.put(f"/api/sessions/{sid}/references",
-                       json={"image": first, "label": "square", "prompt": {"box": [150, 100, 400, 300]}}
-                       ).raise_for_status()
+            client.put(
+                f"/api/sessions/{sid}/references",
+                json={"image": first, "label": "square", "prompt": {"box": [150, 100, 400, 300]}},
+            ).raise_for_status()
             status = client.post(f"/api/sessions/{sid}/propagate").json()
             deadline = time.monotonic() + timeout
             while status["state"] == "running" and time.monotonic() < deadline:
@@ -148,12 +177,18 @@ def main() -> None:
                 peak = segment_peak_rss(backbone, folder, Path(tmp) / f"out-{backbone}-{count}")
                 peaks.append(peak)
                 print(f"| {backbone} | `sansa segment`, {count} targets | {peak / 2**20:.0f} MiB |", flush=True)
-            print(f"| {backbone} | growth from {args.targets[0]} to {args.targets[-1]} targets | "
-                  f"{(peaks[-1] - peaks[0]) / 2**20:+.0f} MiB |", flush=True)
+            print(
+                f"| {backbone} | growth from {args.targets[0]} to {args.targets[-1]} targets | "
+                f"{(peaks[-1] - peaks[0]) / 2**20:+.0f} MiB |",
+                flush=True,
+            )
             if args.server_images:
                 peak = server_peak_rss(backbone, _folder(Path(tmp), args.server_images))
-                print(f"| {backbone} | `sansa serve`, after propagating {args.server_images} images | "
-                      f"{peak / 2**20:.0f} MiB |", flush=True)
+                print(
+                    f"| {backbone} | `sansa serve`, after propagating {args.server_images} images | "
+                    f"{peak / 2**20:.0f} MiB |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def make_targets(folder: Path, count: int, width: int, height: int) -> None:
         image = np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR)).copy()
         for _ in range(3):
             x, y = rng.integers(0, width - 400), rng.integers(0, height - 300)
-            image[y:y + 300, x:x + 400] = rng.integers(150, 256, 3)
+            image[y : y + 300, x : x + 400] = rng.integers(150, 256, 3)
         Image.fromarray(image).save(folder / f"img_{index:03d}.jpg", quality=90)
 
 
@@ -54,6 +54,7 @@ class Busy:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - start
+
         return timed
 
 
@@ -82,8 +83,11 @@ def label(job: Job, pipelined: bool) -> tuple[float, float, int]:
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "run.json"}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
 
 
 def main() -> None:
@@ -99,12 +103,19 @@ def main() -> None:
         ref = ReferenceEntry(str(root / "ref.jpg"), "thing", Prompt.create(box=[100, 100, 900, 700]))
         rows = []
         for name, pipelined in (("sequential", False), ("pipelined", True)):
-            job = Job([ref], [str(root / "targets")], str(root / name), ExportOptions(("png", "coco", "overlay")),
-                      batch_size=1)
+            job = Job(
+                [ref],
+                [str(root / "targets")],
+                str(root / name),
+                ExportOptions(("png", "coco", "overlay")),
+                batch_size=1,
+            )
             rows.append((name, *label(job, pipelined)))
         same = tree(root / "sequential") == tree(root / "pipelined")
-    print(f"\n{args.targets} targets of {width}x{height} JPEG, test_tiny random weights, CPU, batch 1, "
-          "formats png coco overlay")
+    print(
+        f"\n{args.targets} targets of {width}x{height} JPEG, test_tiny random weights, CPU, batch 1, "
+        "formats png coco overlay"
+    )
     print("| loop | wall s | model busy | images/s |")
     print("|---|---|---|---|")
     for name, wall, model, images in rows:

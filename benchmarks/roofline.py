@@ -92,8 +92,14 @@ def model_parts(backbone: str, device: torch.device, precisions: list[str], repe
         for precision in precisions:
             with autocast(device, None if precision == "fp32" else DTYPES[precision]):
                 encode = lambda: model.encode_images(batch)  # noqa: E731
-                parts.append({"part": "image encoder", "precision": precision, "flops": count_flops(encode),
-                              "seconds": _best(encode, device, repeats)})
+                parts.append(
+                    {
+                        "part": "image encoder",
+                        "precision": precision,
+                        "flops": count_flops(encode),
+                        "seconds": _best(encode, device, repeats),
+                    }
+                )
         feats = model.encode_images(batch)
         curr = feats.top.flatten(2).permute(2, 0, 1)
         pos = feats.top_pos.flatten(2).permute(2, 0, 1)
@@ -102,11 +108,22 @@ def model_parts(backbone: str, device: torch.device, precisions: list[str], repe
             mem, mem_pos = memory.batch(1)
 
             def attend(mem=mem, mem_pos=mem_pos, memory=memory) -> torch.Tensor:
-                return model.sam.memory_attention(curr=[curr], curr_pos=[pos], memory=mem, memory_pos=mem_pos,
-                                                  num_obj_ptr_tokens=memory.num_obj_ptr_tokens)
+                return model.sam.memory_attention(
+                    curr=[curr],
+                    curr_pos=[pos],
+                    memory=mem,
+                    memory_pos=mem_pos,
+                    num_obj_ptr_tokens=memory.num_obj_ptr_tokens,
+                )
 
-            parts.append({"part": f"memory attention, K = {label[1]}", "precision": "fp32",
-                          "flops": count_flops(attend), "seconds": _best(attend, device, repeats)})
+            parts.append(
+                {
+                    "part": f"memory attention, K = {label[1]}",
+                    "precision": "fp32",
+                    "flops": count_flops(attend),
+                    "seconds": _best(attend, device, repeats),
+                }
+            )
     return parts
 
 
@@ -128,8 +145,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     precisions = native_precisions(device)
-    print(f"{_describe(device)}, torch {torch.__version__}; {args.matmul_size}x{args.matmul_size} matmul, "
-          f"min of {args.repeats}\n")
+    print(
+        f"{_describe(device)}, torch {torch.__version__}; {args.matmul_size}x{args.matmul_size} matmul, "
+        f"min of {args.repeats}\n"
+    )
     print("| precision | matmul GFLOP/s |")
     print("|---|---|")
     rates = {}
@@ -142,8 +161,12 @@ def main() -> None:
     for backbone in args.backbones:
         for part in model_parts(backbone, device, precisions, args.repeats):
             rate = part["flops"] / part["seconds"] / 1e9
-            print(f"| {backbone} | {part['part']} | {part['precision']} | {part['flops'] / 1e9:.1f} | "
-                  f"{part['seconds']:.3f} | {rate:.3g} | {100 * rate / rates[part['precision']]:.0f}% |", flush=True)
+            print(
+                f"| {backbone} | {part['part']} | {part['precision']} | {part['flops'] / 1e9:.1f} | "
+                f"{part['seconds']:.3f} | {rate:.3g} | {100 * rate / rates[part['precision']]:.0f}% |",
+                flush=True,
+            )
+
 
 if __name__ == "__main__":
     main()

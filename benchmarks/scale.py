@@ -45,9 +45,14 @@ def make_job(reference: Path, targets: Path, out: Path, backbone: str, batch_siz
     from sansa.records import Prompt
 
     entry = ReferenceEntry(str(reference), "thing", Prompt.create(box=[100, 80, 400, 360]))
-    return Job(references=[entry], targets=[str(targets)], out=str(out), batch_size=batch_size,
-               export=ExportOptions(formats=("png", "coco", "overlay")),
-               model=ModelSpec(backbone=backbone, random_weights=True, device="cpu"))
+    return Job(
+        references=[entry],
+        targets=[str(targets)],
+        out=str(out),
+        batch_size=batch_size,
+        export=ExportOptions(formats=("png", "coco", "overlay")),
+        model=ModelSpec(backbone=backbone, random_weights=True, device="cpu"),
+    )
 
 
 def timed_local(job) -> dict:
@@ -81,8 +86,14 @@ def timed_ray(job, actors: int, gpus: float) -> dict:
     finally:
         plan.close()
     wall = time.perf_counter() - started
-    return {"wall": wall, "map": map_seconds, "driver": wall - map_seconds, "written": len(outcome.written),
-            "task_bytes": _task_bytes(plan.batches), "memory_bytes": _memory_bytes(references)}
+    return {
+        "wall": wall,
+        "map": map_seconds,
+        "driver": wall - map_seconds,
+        "written": len(outcome.written),
+        "task_bytes": _task_bytes(plan.batches),
+        "memory_bytes": _memory_bytes(references),
+    }
 
 
 def _task_bytes(batches) -> float:
@@ -123,17 +134,22 @@ def main() -> None:
 
     n = args.targets
     device = "GPU" if args.gpus_per_actor else "CPU"
-    print(f"{args.backbone}, random weights, {n} targets of {IMAGE_HW[1]}x{IMAGE_HW[0]}, {os.cpu_count()} cores, "
-          f"{device} actors\n")
-    print("| run | wall s | per target s | vs one process | driver share | bytes per task "
-          "| references' memory (once) |")
+    print(
+        f"{args.backbone}, random weights, {n} targets of {IMAGE_HW[1]}x{IMAGE_HW[0]}, {os.cpu_count()} cores, "
+        f"{device} actors\n"
+    )
+    print(
+        "| run | wall s | per target s | vs one process | driver share | bytes per task | references' memory (once) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     single = local["wall"] / n
     print(f"| one process | {local['wall']:.1f} | {single:.2f} | 1.00x | 100% | - | - |")
     for actors, r in rows:
         per = r["wall"] / n
-        print(f"| Ray, {actors} actor{'s' if actors > 1 else ''} | {r['wall']:.1f} | {per:.2f} | {single / per:.2f}x | "
-              f"{r['driver'] / r['wall']:.0%} | {r['task_bytes']:.0f} | {r['memory_bytes'] / 1e6:.1f} MB |")
+        print(
+            f"| Ray, {actors} actor{'s' if actors > 1 else ''} | {r['wall']:.1f} | {per:.2f} | {single / per:.2f}x | "
+            f"{r['driver'] / r['wall']:.0%} | {r['task_bytes']:.0f} | {r['memory_bytes'] / 1e6:.1f} MB |"
+        )
     print("\nper target = wall / targets, actor start-up included; driver share = wall outside the actors' map phase")
 
 

@@ -45,8 +45,11 @@ def measure(tokens: int, backbone: str, device: str) -> dict:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / 3
-    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     return {"tokens": tokens, "seconds": seconds, "peak_mib": peak / 2**20}
 
 
@@ -61,8 +64,12 @@ def main() -> None:
         return
     rows = []
     for tokens in TOKENS:
-        out = subprocess.run([sys.executable, __file__, "--one", str(tokens), "--backbone", args.backbone,
-                              "--device", args.device], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(tokens), "--backbone", args.backbone, "--device", args.device],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = rows[0]
     print(f"| point tokens | decode s | peak MiB | extra MiB |  ({args.backbone}, {args.device})")

@@ -56,8 +56,9 @@ def _sync(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
-def authors_pipeline(model: SansaModel, predictor: SansaPredictor, refs: list[np.ndarray],
-                     targets: list[np.ndarray]) -> None:
+def authors_pipeline(
+    model: SansaModel, predictor: SansaPredictor, refs: list[np.ndarray], targets: list[np.ndarray]
+) -> None:
     """One pseudo-video per target: references encoded and written to memory every time."""
     transform = predictor.transform
     for target in targets:
@@ -73,8 +74,13 @@ def _prompt():
     return Prompt.create(box=_box())
 
 
-def ours(predictor: SansaPredictor, refs: list[np.ndarray], targets: list[np.ndarray], labels: list[str],
-         batch_size: int | None) -> None:
+def ours(
+    predictor: SansaPredictor,
+    refs: list[np.ndarray],
+    targets: list[np.ndarray],
+    labels: list[str],
+    batch_size: int | None,
+) -> None:
     """References encoded once (per class), targets in batches, all classes from one encoding."""
     predictor.reset()
     for i, ref in enumerate(refs):
@@ -83,8 +89,9 @@ def ours(predictor: SansaPredictor, refs: list[np.ndarray], targets: list[np.nda
         pass
 
 
-def component_times(model: SansaModel, predictor: SansaPredictor, image: np.ndarray,
-                    repeats: int = 3) -> tuple[float, float]:
+def component_times(
+    model: SansaModel, predictor: SansaPredictor, image: np.ndarray, repeats: int = 3
+) -> tuple[float, float]:
     """Seconds for the image encoder on one image, and for memory attention of one target (1-shot)."""
     predictor.reset()
     predictor.add_reference(image, box=_box())
@@ -97,15 +104,23 @@ def component_times(model: SansaModel, predictor: SansaPredictor, image: np.ndar
         pos = feats.top_pos.flatten(2).permute(2, 0, 1)
         mem, mem_pos = memory.batch(1)
         attention = min(
-            _timed(lambda: model.sam.memory_attention(curr=[curr], curr_pos=[pos], memory=mem, memory_pos=mem_pos,
-                                                      num_obj_ptr_tokens=memory.num_obj_ptr_tokens))
+            _timed(
+                lambda: model.sam.memory_attention(
+                    curr=[curr],
+                    curr_pos=[pos],
+                    memory=mem,
+                    memory_pos=mem_pos,
+                    num_obj_ptr_tokens=memory.num_obj_ptr_tokens,
+                )
+            )
             for _ in range(repeats)
         )
     return encoder, attention
 
 
-def overhead_times(model: SansaModel, predictor: SansaPredictor, image: np.ndarray,
-                   repeats: int = 3) -> dict[str, float]:
+def overhead_times(
+    model: SansaModel, predictor: SansaPredictor, image: np.ndarray, repeats: int = 3
+) -> dict[str, float]:
     """Seconds (min of ``repeats``) of ``predict`` on one target (1-shot, batch 1) and of its
     parts measured alone: the image encoder, memory attention and the decoder."""
     predictor.reset()
@@ -120,8 +135,13 @@ def overhead_times(model: SansaModel, predictor: SansaPredictor, image: np.ndarr
         mem, mem_pos = memory.batch(1)
 
         def attend() -> torch.Tensor:
-            return model.sam.memory_attention(curr=[curr], curr_pos=[pos], memory=mem, memory_pos=mem_pos,
-                                              num_obj_ptr_tokens=memory.num_obj_ptr_tokens)
+            return model.sam.memory_attention(
+                curr=[curr],
+                curr_pos=[pos],
+                memory=mem,
+                memory_pos=mem_pos,
+                num_obj_ptr_tokens=memory.num_obj_ptr_tokens,
+            )
 
         fused = attend().permute(1, 2, 0).reshape(feats.top.shape)
         parts = {
@@ -141,9 +161,11 @@ def overhead_rows(backbone: str, device: str = "cpu", repeats: int = 3) -> list[
     t = overhead_times(model, predictor, _images(1, seed=1)[0], repeats)
     parts = t["encoder"] + t["attention"] + t["decoder"]
     gap = t["predict"] - parts
-    return [f"| {backbone} | `predict`, 1 target, 1-shot (batch 1) | {parts:.2f} s (encoder {t['encoder']:.2f} + "
-            f"attention {t['attention']:.2f} + decoder {t['decoder']:.2f}) | {t['predict']:.2f} s | "
-            f"overhead {gap:+.2f} s ({100 * gap / parts:+.0f}%) |"]
+    return [
+        f"| {backbone} | `predict`, 1 target, 1-shot (batch 1) | {parts:.2f} s (encoder {t['encoder']:.2f} + "
+        f"attention {t['attention']:.2f} + decoder {t['decoder']:.2f}) | {t['predict']:.2f} s | "
+        f"overhead {gap:+.2f} s ({100 * gap / parts:+.0f}%) |"
+    ]
 
 
 def bench(backbone: str, num_targets: int, baseline_targets: int, batch_size: int | None) -> list[str]:
@@ -167,11 +189,15 @@ def bench(backbone: str, num_targets: int, baseline_targets: int, batch_size: in
         base /= baseline_targets
         mine = _timed(lambda: ours(predictor, refs, targets, ["object"], batch_size)) / num_targets  # noqa: B023
         single_class = single_class or mine
-        rows.append(f"| {backbone} | {shots}-shot, 1 class | {base:.2f} s (authors' pipeline) | {mine:.2f} s | "
-                    f"{base / mine:.2f}x faster |")
+        rows.append(
+            f"| {backbone} | {shots}-shot, 1 class | {base:.2f} s (authors' pipeline) | {mine:.2f} s | "
+            f"{base / mine:.2f}x faster |"
+        )
     joint = _timed(lambda: ours(predictor, refs5[:4], targets, ["a", "b", "c", "d"], batch_size)) / num_targets
-    rows.append(f"| {backbone} | 1-shot, 4 classes | {4 * single_class:.2f} s (4 single-class passes) | "
-                f"{joint:.2f} s | {100 * joint / (4 * single_class):.0f}% of the time |")
+    rows.append(
+        f"| {backbone} | 1-shot, 4 classes | {4 * single_class:.2f} s (4 single-class passes) | "
+        f"{joint:.2f} s | {100 * joint / (4 * single_class):.0f}% of the time |"
+    )
     rows.append(f"| {backbone} | image encoder alone (1 image) | | {encoder:.2f} s | |")
     rows.append(f"| {backbone} | memory attention alone (1 target, 1-shot) | | {attention:.2f} s | |")
     return rows
@@ -186,8 +212,16 @@ def _compiled(model: SansaModel, enabled: bool) -> None:
         setattr(model.sam, name, torch.compile(original) if enabled else original)
 
 
-def sweep_rows(backbone: str, device: str, batch_sizes: list[int], precisions: list[str], compiles: list[bool],
-               shots_list: list[int], classes: int, num_targets: int) -> list[str]:
+def sweep_rows(
+    backbone: str,
+    device: str,
+    batch_sizes: list[int],
+    precisions: list[str],
+    compiles: list[bool],
+    shots_list: list[int],
+    classes: int,
+    num_targets: int,
+) -> list[str]:
     """Markdown rows of images/s (targets segmented per second, every class) and peak GPU memory.
 
     Each configuration is warmed up on one batch first (for ``torch.compile``: its compilation),
@@ -221,8 +255,15 @@ def sweep_rows(backbone: str, device: str, batch_sizes: list[int], precisions: l
     return rows
 
 
-def _sweep_row(predictor: SansaPredictor, targets: list[np.ndarray], batch: int, backbone: str, precision: str,
-               compiled: bool, shots: int) -> str:
+def _sweep_row(
+    predictor: SansaPredictor,
+    targets: list[np.ndarray],
+    batch: int,
+    backbone: str,
+    precision: str,
+    compiled: bool,
+    shots: int,
+) -> str:
     device = predictor.device
 
     def run(images: list[np.ndarray]) -> None:
@@ -235,8 +276,10 @@ def _sweep_row(predictor: SansaPredictor, targets: list[np.ndarray], batch: int,
         torch.cuda.reset_peak_memory_stats(device)
     seconds = _timed(lambda: run(targets), device)
     memory = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "n/a"
-    return (f"| {backbone} | {precision} | {'on' if compiled else 'off'} | {shots}-shot | {batch} | "
-            f"{len(targets) / seconds:.2f} | {memory} |")
+    return (
+        f"| {backbone} | {precision} | {'on' if compiled else 'off'} | {shots}-shot | {batch} | "
+        f"{len(targets) / seconds:.2f} | {memory} |"
+    )
 
 
 def _device_name(device: str) -> str:
@@ -248,12 +291,21 @@ def _device_name(device: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=["hiera_tiny", "hiera_large"])
-    parser.add_argument("--targets", type=int, default=None,
-                        help="targets per run (default: 16 for the comparison, 64 for the sweep)")
-    parser.add_argument("--baseline-targets", type=int, default=None,
-                        help="time the authors' pipeline on this many of the targets (default: all)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="targets encoded together (default: the predictor's, 1 on the CPU, 4 on a GPU)")
+    parser.add_argument(
+        "--targets", type=int, default=None, help="targets per run (default: 16 for the comparison, 64 for the sweep)"
+    )
+    parser.add_argument(
+        "--baseline-targets",
+        type=int,
+        default=None,
+        help="time the authors' pipeline on this many of the targets (default: all)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="targets encoded together (default: the predictor's, 1 on the CPU, 4 on a GPU)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--overhead-only", action="store_true", help="only the per-target overhead rows")
     sweep = parser.add_argument_group("the sweep (with --device)")
@@ -268,19 +320,31 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.device:
         targets = args.targets or 64
-        print(f"{_device_name(args.device)}, torch {torch.__version__}, {targets} targets of {IMAGE_HW[1]}x"
-              f"{IMAGE_HW[0]} per configuration, {args.classes} classes, images/s (every class segmented)\n")
+        print(
+            f"{_device_name(args.device)}, torch {torch.__version__}, {targets} targets of {IMAGE_HW[1]}x"
+            f"{IMAGE_HW[0]} per configuration, {args.classes} classes, images/s (every class segmented)\n"
+        )
         print("| backbone | precision | compile | references | batch | images/s | peak GPU memory |")
         print("|---|---|---|---|---|---|---|")
         for backbone in args.backbones:
-            sweep_rows(backbone, args.device, args.batch_sizes, args.precisions, [c == "on" for c in args.compile],
-                       args.shots, args.classes, targets)
+            sweep_rows(
+                backbone,
+                args.device,
+                args.batch_sizes,
+                args.precisions,
+                [c == "on" for c in args.compile],
+                args.shots,
+                args.classes,
+                targets,
+            )
         return
     targets = args.targets or 16
     baseline = args.baseline_targets or targets
-    print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, {targets} targets of "
-          f"{IMAGE_HW[1]}x{IMAGE_HW[0]} (authors' pipeline timed on {baseline}), batch {args.batch_size or 'default'}, "
-          "per-target seconds (references included)\n")
+    print(
+        f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, {targets} targets of "
+        f"{IMAGE_HW[1]}x{IMAGE_HW[0]} (authors' pipeline timed on {baseline}), batch {args.batch_size or 'default'}, "
+        "per-target seconds (references included)\n"
+    )
     print("| backbone | workload | baseline | sansa | ratio |")
     print("|---|---|---|---|---|")
     for backbone in args.backbones:

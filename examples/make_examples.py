@@ -34,8 +34,9 @@ def texture(rng: np.random.Generator, base: tuple[int, int, int]) -> np.ndarray:
     return np.clip((np.array(base) + shade) * light[:, :, None], 0, 255)
 
 
-def add_shape(canvas: np.ndarray, kind: str, center: tuple[float, float], radius: float,
-              color: tuple[int, int, int]) -> np.ndarray:
+def add_shape(
+    canvas: np.ndarray, kind: str, center: tuple[float, float], radius: float, color: tuple[int, int, int]
+) -> np.ndarray:
     """Draw a shaded disc or block with a soft shadow; returns its ``bool [H, W]`` mask."""
     height, width = canvas.shape[:2]
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)

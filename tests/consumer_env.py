@@ -81,11 +81,14 @@ def _build(consumer: Consumer, folder: Path) -> None:
     venv.EnvBuilder(with_pip=True).create(folder)
     python = folder / "bin" / "python"
     if consumer.with_ours:
-        site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              check=True, capture_output=True, text=True).stdout.strip()
+        site = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         Path(site, "zz_sansa_main_site.pth").write_text(_ours() + "\n")
-    result = subprocess.run([python, "-m", "pip", "install", "-q", *consumer.packages],
-                            capture_output=True, text=True)
+    result = subprocess.run([python, "-m", "pip", "install", "-q", *consumer.packages], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"consumer venv {consumer.name}: pip install failed:\n{result.stderr[-3000:]}")
 
@@ -94,11 +97,13 @@ def run_check(name: str, script: str, *args: str | os.PathLike, cwd: Path | None
     """Run ``tests/consumers/<script>`` in consumer ``name``'s venv; its JSON output."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["YOLO_CONFIG_DIR"] = str(cwd or root())  # Ultralytics' settings file, not in $HOME
-    result = subprocess.run([ensure(name), CHECKS / script, *map(str, args)], capture_output=True, text=True,
-                            cwd=cwd, env=env, timeout=600)
+    result = subprocess.run(
+        [ensure(name), CHECKS / script, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
     if result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-2000:]}\n"
-                             f"{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"{script} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

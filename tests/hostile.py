@@ -27,8 +27,12 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def png_bomb(width: int, height: int) -> bytes:
     """A PNG whose IHDR says ``width x height`` RGB, with 1000 zero bytes of pixel data."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 1000))
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def gif_bomb(width: int = 65535, height: int = 65535) -> bytes:
@@ -42,10 +46,21 @@ def gif_bomb(width: int = 65535, height: int = 65535) -> bytes:
 
 def tiff_bomb(width: int, height: int) -> bytes:
     """An uncompressed 8-bit grayscale TIFF declaring ``width x height`` with a 16-byte strip."""
-    entries = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
-               (273, 4, 8 + 2 + 12 * 9 + 4), (277, 3, 1), (278, 4, height), (279, 4, 16)]
-    fields = b"".join(struct.pack("<HHII", tag, kind, 1, value) if kind == 4
-                      else struct.pack("<HHIHH", tag, kind, 1, value, 0) for tag, kind, value in entries)
+    entries = [
+        (256, 4, width),
+        (257, 4, height),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 8 + 2 + 12 * 9 + 4),
+        (277, 3, 1),
+        (278, 4, height),
+        (279, 4, 16),
+    ]
+    fields = b"".join(
+        struct.pack("<HHII", tag, kind, 1, value) if kind == 4 else struct.pack("<HHIHH", tag, kind, 1, value, 0)
+        for tag, kind, value in entries
+    )
     return b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)) + fields + b"\0" * 4 + b"\0" * 16
 
 

@@ -23,8 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv-labelstudio"
 EXECUTABLE = VENV / "bin" / "label-studio"
 PYTHON = VENV / "bin" / "python"
-INSTALL_HINT = ("python3 -m venv .venv-labelstudio && "
-                ".venv-labelstudio/bin/pip install label-studio==1.21.0 label-studio-converter==0.0.59")
+INSTALL_HINT = (
+    "python3 -m venv .venv-labelstudio && "
+    ".venv-labelstudio/bin/pip install label-studio==1.21.0 label-studio-converter==0.0.59"
+)
 START_TIMEOUT_S = 420
 DATABASE = "label_studio.sqlite3"
 # A migrated database with the test user, made by the first session (Label Studio's version is the venv's).
@@ -58,24 +60,29 @@ def free_port() -> int:
 
 def label_studio_environment(data_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update({
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-        "LABEL_STUDIO_USERNAME": USER,
-        "LABEL_STUDIO_PASSWORD": PASSWORD,
-        "LABEL_STUDIO_USER_TOKEN": TOKEN,
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-        "LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}",
-        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(data_dir / "files"),
-        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-        "COLLECT_ANALYTICS": "false",
-        "SENTRY_DSN": "",
-        "FRONTEND_SENTRY_DSN": "",
-        # nothing leaves the machine: Label Studio's update check and error reports hit a dead loopback proxy
-        "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-        "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-    })
+    env.update(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+            "LABEL_STUDIO_USERNAME": USER,
+            "LABEL_STUDIO_PASSWORD": PASSWORD,
+            "LABEL_STUDIO_USER_TOKEN": TOKEN,
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}",
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(data_dir / "files"),
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+            "COLLECT_ANALYTICS": "false",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            # nothing leaves the machine: Label Studio's update check and error reports hit a dead loopback proxy
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "http_proxy": "http://127.0.0.1:9",
+            "https_proxy": "http://127.0.0.1:9",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
     return env
 
 
@@ -98,8 +105,13 @@ def label_studio(tmp_path_factory) -> LabelStudioServer:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [str(EXECUTABLE), "start", "--no-browser", "--port", str(port), "--internal-host", "127.0.0.1"],
-            env=label_studio_environment(data_dir, port), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, cwd=data_dir)
+            env=label_studio_environment(data_dir, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=data_dir,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         while True:

@@ -136,13 +136,17 @@ def build_lvis(root: Path) -> Path:
     files = [f"val2017/{i:012d}.jpg" for i in range(4)]
     for i, name in enumerate(files):  # the image shows object i; annotations need not match pixels
         save_image(base / "coco" / name, rect_mask(i))
-    val = {c: {files[(c + k) % 4]: {"annotations": [{"segmentation": polygon((c + k) % 4)}]} for k in range(count)}
-           for c, count in lvis_counts().items()}
+    val = {
+        c: {files[(c + k) % 4]: {"annotations": [{"segmentation": polygon((c + k) % 4)}]} for k in range(count)}
+        for c, count in lvis_counts().items()
+    }
     train_files = [f"train2017/{i:012d}.jpg" for i in range(3)]
     for i, name in enumerate(train_files):
         save_image(base / "coco" / name, rect_mask(i))
-    train = {c: {name: {"annotations": [{"segmentation": polygon(i)}]} for i, name in enumerate(train_files)}
-             for c in range(1, 31)}
+    train = {
+        c: {name: {"annotations": [{"segmentation": polygon(i)}]} for i, name in enumerate(train_files)}
+        for c in range(1, 31)
+    }
     dump(base / "lvis_val.pkl", val)
     dump(base / "lvis_train.pkl", train)
     return root
@@ -153,9 +157,12 @@ def build_lvis(root: Path) -> Path:
 def _part_object(name: str, i: int, parts: list[str]) -> dict:
     x0, y0, x1, y1 = rect(i)
     part = np.zeros((H, W), dtype=bool)
-    part[y0:y0 + 4, x0:x1] = True
-    return {"name": name, "bndbox": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1},
-            "parts": [{"name": p, "mask": [rle(part)]} for p in parts]}
+    part[y0 : y0 + 4, x0:x1] = True
+    return {
+        "name": name,
+        "bndbox": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1},
+        "parts": [{"name": p, "mask": [rle(part)]} for p in parts],
+    }
 
 
 def build_pascal_part(root: Path) -> Path:
@@ -164,13 +171,17 @@ def build_pascal_part(root: Path) -> Path:
     for split in ids:
         for i, image_id in enumerate(ids[split]):
             save_image(base / "JPEGImages" / f"{image_id}.jpg", rect_mask(i))
-            objects = [_part_object("cat", i + 5, ["TAIL"]), _part_object("cat", i, ["HEAD", "EAR"]),
-                       _part_object("aeroplane", i, ["BODY", "TAIL"])]
+            objects = [
+                _part_object("cat", i + 5, ["TAIL"]),
+                _part_object("cat", i, ["HEAD", "EAR"]),
+                _part_object("aeroplane", i, ["BODY", "TAIL"]),
+            ]
             dump(base / "Annotations_Part_json_merged_part_classes" / f"{image_id}.json", {"object": objects})
     both = {"train": ids["train"], "val": ids["val"]}
     index = {
         "animals": {"object": {"cat": {"part": {"HEAD": both, "TAIL": {"train": ids["train"], "val": []}}}}},
-        "indoor": {"object": {}}, "person": {"object": {}},
+        "indoor": {"object": {}},
+        "person": {"object": {}},
         "vehicles": {"object": {"aeroplane": {"part": {"BODY": both, "TAIL": both}}}},
     }
     dump(base / "all_obj_part_to_image.json", index)
@@ -192,9 +203,14 @@ def build_paco(root: Path) -> Path:
             x0, y0, x1, y1 = rect(i)
             img_id = 1000 * (split == "val") + i
             img2anno[img_id] = [
-                {"category_id": c, "obj_ann_id": 7, "obj_bbox": [x0, y0, x1 - x0, y1 - y0],
-                 "segmentation": [[x0, y0, x1, y0, x1, y0 + 4, x0, y0 + 4]]}
-                for c, count in PACO_VAL_IMAGES.items() if i < (count if split == "val" else 3)
+                {
+                    "category_id": c,
+                    "obj_ann_id": 7,
+                    "obj_bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "segmentation": [[x0, y0, x1, y0, x1, y0 + 4, x0, y0 + 4]],
+                }
+                for c, count in PACO_VAL_IMAGES.items()
+                if i < (count if split == "val" else 3)
             ]
             for a in img2anno[img_id]:
                 cid2img.setdefault(a["category_id"], []).append({img_id: f"/datasets/coco/{name}"})
@@ -215,8 +231,13 @@ def build_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_clas
 
 
 BUILDERS = {
-    "coco20i": build_coco, "pascal5i": build_pascal, "fss1000": build_fss, "lvis92i": build_lvis,
-    "pascalpart": build_pascal_part, "pacopart": build_paco, "folder": build_folder,
+    "coco20i": build_coco,
+    "pascal5i": build_pascal,
+    "fss1000": build_fss,
+    "lvis92i": build_lvis,
+    "pascalpart": build_pascal_part,
+    "pacopart": build_paco,
+    "folder": build_folder,
 }
 
 

@@ -55,8 +55,14 @@ def s3_server() -> Iterator[S3Server]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     saved = {k: os.environ.get(k) for k in _S3_ENV}
-    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": endpoint})
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": endpoint,
+        }
+    )
     try:
         yield S3Server(endpoint)
     finally:
@@ -81,8 +87,13 @@ def ray_local(s3_server: S3Server) -> Iterator[str]:
     ray = pytest.importorskip("ray")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC), str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    context = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
-                       log_to_driver=False, configure_logging=False)
+    context = ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 2**20,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     try:
         yield context.address_info["gcs_address"]
     finally:

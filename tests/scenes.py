@@ -16,7 +16,7 @@ def scene(seed: int, size: tuple[int, int] = SIZE, disc: bool = True) -> np.ndar
     width, height = size
     image = np.clip(rng.normal(120, 10, (height, width, 3)), 0, 255)
     x, y = rng.integers(4, width - 24), rng.integers(4, height - 20)
-    image[y:y + 14, x:x + 18] = (230, 200, 40)
+    image[y : y + 14, x : x + 18] = (230, 200, 40)
     if disc:
         ys, xs = np.mgrid[0:height, 0:width]
         image[(xs - width * 0.7) ** 2 + (ys - height * 0.6) ** 2 < 60] = (30, 40, 160)

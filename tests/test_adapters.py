@@ -23,8 +23,9 @@ def test_fresh_adapters_leave_sam2_image_encoder_bit_identical():
     with torch.no_grad():
         ours = sansa.sam.forward_image(image)
         theirs = plain.forward_image(image)
-    for a, b in zip(ours["backbone_fpn"] + ours["vision_pos_enc"], theirs["backbone_fpn"] + theirs["vision_pos_enc"],
-                    strict=True):
+    for a, b in zip(
+        ours["backbone_fpn"] + ours["vision_pos_enc"], theirs["backbone_fpn"] + theirs["vision_pos_enc"], strict=True
+    ):
         assert torch.equal(a, b)
 
 
@@ -42,9 +43,14 @@ def test_trained_adapters_change_the_features_and_survive_deepcopy(tiny_model):
     assert torch.equal(adapted, again)
 
 
-@pytest.mark.parametrize("backbone, json_name", [
-    ("hiera_tiny", "sam2_hiera_t"), ("hiera_base_plus", "sam2_hiera_b+"), ("hiera_large", "sam2_hiera_l"),
-])
+@pytest.mark.parametrize(
+    "backbone, json_name",
+    [
+        ("hiera_tiny", "sam2_hiera_t"),
+        ("hiera_base_plus", "sam2_hiera_b+"),
+        ("hiera_large", "sam2_hiera_l"),
+    ],
+)
 @pytest.mark.parametrize("factor", [0.3, 0.8])
 def test_adapter_keys_and_shapes_match_the_authors_files(backbone, json_name, factor):
     expected = json.loads(golden_path("adapter_keys.json").read_text())[f"{json_name}/factor_{factor}"]

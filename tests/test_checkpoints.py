@@ -77,10 +77,16 @@ BAD_FILES = [
     (_pickled_object, "adapter", r"adapter checkpoint .*bad: holds a pickled .*NotAllowed.*could run code"),
     (_no_tensors, "adapter", r"adapter checkpoint .*bad: has no 'model' state dict"),
     (_write_text, "sam2", r"SAM2 checkpoint .*bad: not a (readable )?PyTorch checkpoint"),
-    (lambda p: _save({"model": _adapter_weights()}, p), "sam2",
-     r"SAM2 checkpoint .*bad: holds SANSA adapter tensors only; pass it as the adapter checkpoint"),
-    (lambda p: _save({"model": {"image_encoder.trunk.pos_embed": torch.zeros(1)}}, p), "sam2",
-     r"SAM2 checkpoint .*bad: does not fit this SAM2 model \(missing .*\)"),
+    (
+        lambda p: _save({"model": _adapter_weights()}, p),
+        "sam2",
+        r"SAM2 checkpoint .*bad: holds SANSA adapter tensors only; pass it as the adapter checkpoint",
+    ),
+    (
+        lambda p: _save({"model": {"image_encoder.trunk.pos_embed": torch.zeros(1)}}, p),
+        "sam2",
+        r"SAM2 checkpoint .*bad: does not fit this SAM2 model \(missing .*\)",
+    ),
 ]
 
 
@@ -102,12 +108,20 @@ def test_missing_file_is_named(tmp_path):
         load_sansa(sam2, tmp_path / "nope.pth", model=config)
 
 
-@pytest.mark.parametrize("wrap", [
-    lambda w: {"model": w},
-    lambda w: {"model": {f"module.{k}": v for k, v in w.items()}},
-    lambda w: {"model": w, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]}, "epoch": 4,
-               "args": argparse.Namespace(adaptformer_stages=[2, 3], channel_factor=0.3)},
-], ids=["plain", "module-prefix", "with-optimizer-and-args"])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda w: {"model": w},
+        lambda w: {"model": {f"module.{k}": v for k, v in w.items()}},
+        lambda w: {
+            "model": w,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]},
+            "epoch": 4,
+            "args": argparse.Namespace(adaptformer_stages=[2, 3], channel_factor=0.3),
+        },
+    ],
+    ids=["plain", "module-prefix", "with-optimizer-and-args"],
+)
 def test_authors_adapter_file_variants_load_and_change_the_model(tmp_path, wrap):
     sam2, _, config = _golden()
     path = _save(wrap(_adapter_weights()), tmp_path / "adapter.pth")

@@ -32,8 +32,13 @@ MODEL = ["--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
 def png_masks(out: Path, stems: list[str]) -> dict[str, dict[str, np.ndarray]]:
     """The truth: ``bool [H, W]`` of ``masks/<stem>_<label>.png``, per stem and class."""
     tokens = export_names.label_tokens(LABELS)
-    return {stem: {label: np.asarray(Image.open(out / "masks" / f"{stem}_{token}.png")) > 0
-                   for label, token in zip(LABELS, tokens, strict=True)} for stem in stems}
+    return {
+        stem: {
+            label: np.asarray(Image.open(out / "masks" / f"{stem}_{token}.png")) > 0
+            for label, token in zip(LABELS, tokens, strict=True)
+        }
+        for stem in stems
+    }
 
 
 def png_pixels(out: Path, stems: list[str]) -> dict[str, dict[str, int]]:
@@ -53,7 +58,8 @@ def photos(tmp_path_factory) -> Path:
     (base / "refs.yaml").write_text(
         "references:\n"
         "  - {image: ref.png, mask: ref_mask.png, label: square}\n"
-        "  - {image: ref.png, box: [36, 18, 56, 40], label: disc}\n")
+        "  - {image: ref.png, box: [36, 18, 56, 40], label: disc}\n"
+    )
     return base
 
 
@@ -65,12 +71,34 @@ def cli_exports(photos) -> dict[str, Path]:
     """``sansa segment`` outputs: ``flat`` (annotations.json, yolo/), ``polygons`` (COCO polygons)
     and ``dataset`` (the coco/ layout, hard-linked images)."""
     outs = {"flat": photos / "out-flat", "polygons": photos / "out-polygons", "dataset": photos / "out-dataset"}
-    common = ["segment", "--references", str(photos / "refs.yaml"), "--targets", str(photos / "photos"),
-              "--recursive", *MODEL]
+    common = [
+        "segment",
+        "--references",
+        str(photos / "refs.yaml"),
+        "--targets",
+        str(photos / "photos"),
+        "--recursive",
+        *MODEL,
+    ]
     assert main([*common, "--out", str(outs["flat"]), "--format", "png", "coco", "yolo"]) == 0
     assert main([*common, "--out", str(outs["polygons"]), "--format", "png", "coco", "--coco-polygons"]) == 0
-    assert main([*common, "--out", str(outs["dataset"]), "--format", "png", "coco", "--coco-layout", "dataset",
-                 "--dataset-images", "link"]) == 0
+    assert (
+        main(
+            [
+                *common,
+                "--out",
+                str(outs["dataset"]),
+                "--format",
+                "png",
+                "coco",
+                "--coco-layout",
+                "dataset",
+                "--dataset-images",
+                "link",
+            ]
+        )
+        == 0
+    )
     return outs
 
 
@@ -98,8 +126,9 @@ def web_out(photos, tmp_path_factory) -> Path:
         for label in LABELS:
             assert http.post(f"/api/sessions/{sid}/classes", json={"name": label}).status_code == 201
         for label, box in zip(LABELS, ([12, 10, 40, 30], [36, 18, 56, 40]), strict=True):
-            response = http.put(f"/api/sessions/{sid}/references",
-                                json={"image": "b.png", "label": label, "prompt": {"box": box}})
+            response = http.put(
+                f"/api/sessions/{sid}/references", json={"image": "b.png", "label": label, "prompt": {"box": box}}
+            )
             assert response.status_code == 200, response.text
         status = http.post(f"/api/sessions/{sid}/propagate").json()
         while status["state"] == "running":
@@ -177,20 +206,38 @@ def test_supervision_reads_the_coco_and_the_yolo_export(request, kind):
     sv = pytest.importorskip("supervision")
     out, images, stems = export_of(request, kind)
     truth = png_masks(out, stems)
-    datasets = [("coco", sv.DetectionDataset.from_coco(images_directory_path=str(images), force_masks=True,
-                                                       annotations_path=str(out / "annotations.json")), images)]
+    datasets = [
+        (
+            "coco",
+            sv.DetectionDataset.from_coco(
+                images_directory_path=str(images), force_masks=True, annotations_path=str(out / "annotations.json")
+            ),
+            images,
+        )
+    ]
     if (out / "yolo").is_dir():
-        datasets.append(("yolo", sv.DetectionDataset.from_yolo(
-            images_directory_path=str(out / "yolo/images"), annotations_directory_path=str(out / "yolo/labels"),
-            data_yaml_path=str(out / "yolo/data.yaml"), force_masks=True), out / "yolo/images"))
+        datasets.append(
+            (
+                "yolo",
+                sv.DetectionDataset.from_yolo(
+                    images_directory_path=str(out / "yolo/images"),
+                    annotations_directory_path=str(out / "yolo/labels"),
+                    data_yaml_path=str(out / "yolo/data.yaml"),
+                    force_masks=True,
+                ),
+                out / "yolo/images",
+            )
+        )
     for fmt, dataset, root in datasets:
         assert list(dataset.classes) == LABELS
         found = {}
         for path, _, detections in dataset:
             stem = Path(path).resolve().relative_to(root.resolve()).with_suffix("").as_posix().replace("+", "/")
             empty = np.zeros(truth[stem][LABELS[0]].shape, bool)
-            found[stem] = {label: detections.mask[detections.class_id == i].any(axis=0) if len(detections) else empty
-                           for i, label in enumerate(LABELS)}
+            found[stem] = {
+                label: detections.mask[detections.class_id == i].any(axis=0) if len(detections) else empty
+                for i, label in enumerate(LABELS)
+            }
         assert sorted(found) == sorted(truth)
         for stem, masks in truth.items():
             for label, mask in masks.items():

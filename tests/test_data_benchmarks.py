@@ -55,19 +55,32 @@ def test_fold_membership(data, benchmark, fold, split, shots, expected):
     assert dataset(data, benchmark, fold, split, shots).class_ids() == expected
 
 
-@pytest.mark.parametrize(("benchmark", "fold", "names"), [
-    ("coco20i", 0, ["person", "airplane"]), ("pascal5i", 0, ["aeroplane", "bicycle"]),
-    ("fss1000", 0, ["cat", "dog"]), ("pascalpart", 0, ["cat+HEAD"]), ("pascalpart", 3, ["aeroplane+BODY"]),
-    ("folder", 0, ["cat", "dog"]),
-])
+@pytest.mark.parametrize(
+    ("benchmark", "fold", "names"),
+    [
+        ("coco20i", 0, ["person", "airplane"]),
+        ("pascal5i", 0, ["aeroplane", "bicycle"]),
+        ("fss1000", 0, ["cat", "dog"]),
+        ("pascalpart", 0, ["cat+HEAD"]),
+        ("pascalpart", 3, ["aeroplane+BODY"]),
+        ("folder", 0, ["cat", "dog"]),
+    ],
+)
 def test_class_names(data, benchmark, fold, names):
     ds = dataset(data, benchmark, fold)
     assert [ds.class_name(c) for c in ds.class_ids()] == names
 
 
 # (benchmark, fold, expected default episode count)
-COUNTS = [("coco20i", 0, 1000), ("pascal5i", 0, 1000), ("fss1000", 0, 6), ("lvis92i", 0, 2300),
-          ("pascalpart", 0, 3), ("pacopart", 1, 2500), ("folder", 0, 6)]  # Pascal-Part: min(val lists, 2500)
+COUNTS = [
+    ("coco20i", 0, 1000),
+    ("pascal5i", 0, 1000),
+    ("fss1000", 0, 6),
+    ("lvis92i", 0, 2300),
+    ("pascalpart", 0, 3),
+    ("pacopart", 1, 2500),
+    ("folder", 0, 6),
+]  # Pascal-Part: min(val lists, 2500)
 
 
 @pytest.mark.parametrize(("benchmark", "fold", "count"), COUNTS)
@@ -141,11 +154,14 @@ def test_episode_json_round_trip(data, tmp_path):
     assert not list(path.parent.glob(".*tmp"))
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("not json", "not a readable episode list"),
-    ('{"format": "other"}', "not an episode list"),
-    ('{"format": "sansa-episodes/1", "dataset": "x", "shots": 1, "seed": 0, "episodes": [{}]}', "malformed"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not a readable episode list"),
+        ('{"format": "other"}', "not an episode list"),
+        ('{"format": "sansa-episodes/1", "dataset": "x", "shots": 1, "seed": 0, "episodes": [{}]}', "malformed"),
+    ],
+)
 def test_bad_episode_files(tmp_path, content, message):
     path = tmp_path / "e.json"
     path.write_text(content)
@@ -154,12 +170,15 @@ def test_bad_episode_files(tmp_path, content, message):
     assert str(path) in str(err.value)
 
 
-@pytest.mark.parametrize(("benchmark", "fold", "message"), [
-    ("coco20i", 0, "COCO2014: not found"),
-    ("fss1000", 0, "FSS-1000: not found"),
-    ("coco20i", 4, "fold: coco20i has folds 0..3"),
-    ("imagenet", 0, "benchmark: unknown"),
-])
+@pytest.mark.parametrize(
+    ("benchmark", "fold", "message"),
+    [
+        ("coco20i", 0, "COCO2014: not found"),
+        ("fss1000", 0, "FSS-1000: not found"),
+        ("coco20i", 4, "fold: coco20i has folds 0..3"),
+        ("imagenet", 0, "benchmark: unknown"),
+    ],
+)
 def test_build_errors(tmp_path, benchmark, fold, message):
     with pytest.raises(DatasetError, match=message):
         build_dataset(benchmark, tmp_path, fold)

@@ -39,10 +39,12 @@ def _global(module: str, name: str, arg: str, protocol: int = 0) -> bytes:
     """A hand-written pickle calling ``module.name(arg)`` (no need for the callable to exist here)."""
     if protocol == 0:
         return f"c{module}\n{name}\n(V{arg}\ntR.".encode()
+
     # protocol 4: STACK_GLOBAL
     def short(text: str) -> bytes:
         data = text.encode()
         return b"\x8c" + bytes([len(data)]) + data
+
     return b"\x80\x04" + short(module) + short(name) + b"\x93" + short(arg) + b"\x85R."
 
 
@@ -66,14 +68,17 @@ def malicious(marker: Path) -> dict[str, bytes]:
         "dotted name os.system via STACK_GLOBAL": _global("builtins", "__import__.os.system", shell, protocol=4),
         "nested: {class: [name, os.system]}": pickle.dumps({3: ["val2014/a.jpg", Reduce(os.system, shell)]}),
         "nested in a numpy object array": pickle.dumps({0: np.array([Reduce(eval, code)], dtype=object)}),
-        "copyreg._reconstructor": pickle.dumps(Reduce(__import__("copyreg")._reconstructor, object, object, None),
-                                               protocol=0),
+        "copyreg._reconstructor": pickle.dumps(
+            Reduce(__import__("copyreg")._reconstructor, object, object, None), protocol=0
+        ),
         "persistent id": b"\x80\x04\x8c\x01x\x94Q.",
         "builtins.bytes(10**10): 10 GB": _global("builtins", "bytes", "x", protocol=4).replace(
-            b"\x8c\x01x", b"\x8a\x05\x00\xe4\x0bT\x02"),
+            b"\x8c\x01x", b"\x8a\x05\x00\xe4\x0bT\x02"
+        ),
         "builtins.bytearray(10**10), protocol 0 text": b"c__builtin__\nbytearray\n(I10000000000\ntR.",
         "_codecs.encode with a non-text codec": pickle.dumps(
-            Reduce(__import__("_codecs").encode, "eJz", "zlib_codec"), protocol=2),
+            Reduce(__import__("_codecs").encode, "eJz", "zlib_codec"), protocol=2
+        ),
     }
 
 
@@ -100,8 +105,10 @@ def test_damaged_pickle_is_one_line(data):
 PLAIN = [
     {0: ["train2014/a.jpg", "train2014/b.jpg"], 4: []},  # COCO/HSNet split
     {7: {"val2017/x.jpg": {"annotations": [{"segmentation": [[1.0, 2.0, 3.0, 4.0]], "bbox": (1, 2, 3, 4)}]}}},
-    {"cid2img": {3: [{12: "/d/coco/val2017/x.jpg"}]}, "img2anno": {12: [{"category_id": np.int64(3),
-                                                                         "obj_bbox": np.float32(1.5)}]}},
+    {
+        "cid2img": {3: [{12: "/d/coco/val2017/x.jpg"}]},
+        "img2anno": {12: [{"category_id": np.int64(3), "obj_bbox": np.float32(1.5)}]},
+    },
     {"mask": np.arange(6, dtype=np.uint8).reshape(2, 3), "f": np.zeros(2), "s": {1, 2}, "b": b"\x00\xff"},
     OrderedDict([(2, "b"), (1, "a")]),
 ]
@@ -133,10 +140,33 @@ def test_sansa_eval_exits_2_naming_the_file(tmp_path, case):
     split = data / "COCO2014" / "splits" / "val" / "fold0.pkl"
     split.write_bytes(malicious(marker)[case])
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    run = subprocess.run([sys.executable, "-m", "sansa", "eval", "--benchmark", "coco20i", "--data", str(data),
-                          "--episodes", "1", "--size", "32", "--out", str(tmp_path / "out"), "--backbone",
-                          "test_tiny", "--random-weights", "--device", "cpu"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sansa",
+            "eval",
+            "--benchmark",
+            "coco20i",
+            "--data",
+            str(data),
+            "--episodes",
+            "1",
+            "--size",
+            "32",
+            "--out",
+            str(tmp_path / "out"),
+            "--backbone",
+            "test_tiny",
+            "--random-weights",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and str(split) in lines[0] and "not loaded" in lines[0], run.stderr

@@ -17,13 +17,16 @@ def mask_of(rows: list[str]) -> np.ndarray:
 BLOB = mask_of(["........", ".###....", ".###....", "......##", "......##"])
 
 
-@pytest.mark.parametrize(("mask", "num_points", "expected"), [
-    (BLOB, None, 10),  # min(20, area = 10)
-    (BLOB, 3, 3),
-    (BLOB, 50, 10),
-    (np.ones((10, 10), bool), None, 20),
-    (mask_of(["..#.."]), None, 1),
-])
+@pytest.mark.parametrize(
+    ("mask", "num_points", "expected"),
+    [
+        (BLOB, None, 10),  # min(20, area = 10)
+        (BLOB, 3, 3),
+        (BLOB, 50, 10),
+        (np.ones((10, 10), bool), None, 20),
+        (mask_of(["..#.."]), None, 1),
+    ],
+)
 def test_points_are_distinct_foreground_pixels(mask, num_points, expected):
     prompt = sample_prompt(mask, "point", np.random.default_rng(0), num_points=num_points)
     xy = prompt.points.astype(int)
@@ -33,16 +36,19 @@ def test_points_are_distinct_foreground_pixels(mask, num_points, expected):
     assert (prompt.labels == 1).all()
 
 
-@pytest.mark.parametrize(("rows", "box"), [
-    (["##..", "##..", "...."], [0, 0, 2, 2]),
-    ([".....", ".###.", ".....", "....#"], [1, 1, 4, 2]),  # largest of two separate boxes
-    (["###..", "#....", "#.###", "....#"], [0, 0, 5, 4]),  # two L shapes whose boxes overlap merge
-    (["###.", "#...", "#.##", "#.#.", "...."], [0, 0, 4, 4]),  # nested component box merges into outer
-    # one pass, as the authors' get_bounding_boxes: a later box grows a kept box into another kept
-    # box, which is not merged again (merging to a fixed point would give [0, 0, 5, 5]); checked
-    # against their function, and on 3000 random 7x9 masks without a difference
-    (["##....", "#.##..", ".#.##.", ".#.#.#", ".##..."], [1, 1, 5, 5]),
-])
+@pytest.mark.parametrize(
+    ("rows", "box"),
+    [
+        (["##..", "##..", "...."], [0, 0, 2, 2]),
+        ([".....", ".###.", ".....", "....#"], [1, 1, 4, 2]),  # largest of two separate boxes
+        (["###..", "#....", "#.###", "....#"], [0, 0, 5, 4]),  # two L shapes whose boxes overlap merge
+        (["###.", "#...", "#.##", "#.#.", "...."], [0, 0, 4, 4]),  # nested component box merges into outer
+        # one pass, as the authors' get_bounding_boxes: a later box grows a kept box into another kept
+        # box, which is not merged again (merging to a fixed point would give [0, 0, 5, 5]); checked
+        # against their function, and on 3000 random 7x9 masks without a difference
+        (["##....", "#.##..", ".#.##.", ".#.#.#", ".##..."], [1, 1, 5, 5]),
+    ],
+)
 def test_box_merges_overlapping_components(rows, box):
     assert largest_box(mask_of(rows)).tolist() == box
     assert sample_prompt(mask_of(rows), "box", np.random.default_rng(0)).box.tolist() == box
@@ -98,12 +104,15 @@ def test_largest_box_of_an_empty_mask_is_the_zero_box():
     assert largest_box(np.zeros((3, 3), bool)).tolist() == [0, 0, 0, 0]
 
 
-@pytest.mark.parametrize(("kind", "field", "value"), [
-    ("mask", "mask", np.zeros((3, 4), bool)),
-    ("point", "points", [[0, 0]]),
-    ("scribble", "scribble", [[0, 0]]),
-    ("box", "box", [0, 0, 0, 0]),
-])
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [
+        ("mask", "mask", np.zeros((3, 4), bool)),
+        ("point", "points", [[0, 0]]),
+        ("scribble", "scribble", [[0, 0]]),
+        ("box", "box", [0, 0, 0, 0]),
+    ],
+)
 def test_authors_prompt_for_an_empty_support(kind, field, value):
     prompt = empty_prompt(kind, 3, 4)
     assert np.array_equal(getattr(prompt, field), value)

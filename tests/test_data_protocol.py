@@ -39,12 +39,15 @@ def repeated(episode) -> bool:
 
 
 # -- common: the mask resize ---------------------------------------------------------------
-@pytest.mark.parametrize(("mask", "size", "torch_nearest", "pil_nearest"), [
-    # 3 -> 2: output i takes input floor(i * 3 / 2) = 0, 1 (PIL NEAREST: floor((i + 0.5) * 3 / 2) = 0, 2)
-    ([[0, 0, 0], [0, 1, 0], [0, 0, 0]], 2, [[0, 0], [0, 1]], [[0, 0], [0, 0]]),
-    # 2 -> 3: rows/cols floor(i * 2 / 3) = 0, 0, 1 (PIL: 0, 1, 1)
-    ([[1, 0], [0, 1]], 3, [[1, 1, 0], [1, 1, 0], [0, 0, 1]], [[1, 0, 0], [0, 1, 1], [0, 1, 1]]),
-])
+@pytest.mark.parametrize(
+    ("mask", "size", "torch_nearest", "pil_nearest"),
+    [
+        # 3 -> 2: output i takes input floor(i * 3 / 2) = 0, 1 (PIL NEAREST: floor((i + 0.5) * 3 / 2) = 0, 2)
+        ([[0, 0, 0], [0, 1, 0], [0, 0, 0]], 2, [[0, 0], [0, 1]], [[0, 0], [0, 0]]),
+        # 2 -> 3: rows/cols floor(i * 2 / 3) = 0, 0, 1 (PIL: 0, 1, 1)
+        ([[1, 0], [0, 1]], 3, [[1, 1, 0], [1, 1, 0], [0, 0, 1]], [[1, 0, 0], [0, 1, 1], [0, 1, 1]]),
+    ],
+)
 def test_masks_resized_by_torch_nearest_not_pil(mask, size, torch_nearest, pil_nearest):
     mask = np.array(mask, dtype=bool)
     image = np.zeros((*mask.shape, 3), dtype=np.uint8)
@@ -100,10 +103,15 @@ def lvis(tmp_path_factory):
 # (fold, shots, expected classes, in the order episodes cycle through them)
 LVIS_FOLDS = [
     # 1 shot: the 25 classes with > 1 image, in key order; fold F = positions F and F + 10
-    (0, 1, [17, 9]), (3, 1, [8, 19]), (9, 1, [14, 15]),
+    (0, 1, [17, 9]),
+    (3, 1, [8, 19]),
+    (9, 1, [14, 15]),
     # 5 shots: the 13 classes with > 5 images in key order, 17 25 11 30 5 9 2 6 28 21 7 10 13;
     # one class per fold (13 // 10): another partition (sorted ids would give 2, 5, 6, ...)
-    (0, 5, [17]), (1, 5, [25]), (3, 5, [30]), (9, 5, [21]),
+    (0, 5, [17]),
+    (1, 5, [25]),
+    (3, 5, [30]),
+    (9, 5, [21]),
 ]
 
 
@@ -158,8 +166,9 @@ def fss(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize(("key", "area"), [("ant/1.jpg", 16), ("ant/2.jpg", 0), ("ant/3.jpg", 16),
-                                           ("ant/4.jpg", 0), ("ant/5.jpg", 16)])
+@pytest.mark.parametrize(
+    ("key", "area"), [("ant/1.jpg", 16), ("ant/2.jpg", 0), ("ant/3.jpg", 16), ("ant/4.jpg", 0), ("ant/5.jpg", 16)]
+)
 def test_fss1000_masks_read_as_the_authors(fss, key, area):
     """``convert('L') >= 128``: a palette mask by its colours' luminance, not its indices."""
     ds = build_dataset("fss1000", fss)
@@ -190,20 +199,36 @@ def pascal_part(tmp_path_factory):
         "C": [("cat", []), ("cat", ["HEAD"]), ("cat", ["LEG"])],
         "D": [("cat", ["HEAD"]), ("dog", ["HEAD"])],
         "T": [("cat", ["HEAD"]), ("bus", ["DOOR"])],
-        "V": [("bus", ["DOOR"])], "W": [("bus", ["DOOR"])],
+        "V": [("bus", ["DOOR"])],
+        "W": [("bus", ["DOOR"])],
     }
     for i, (image_id, objects) in enumerate(images.items()):
         save_image(base / "JPEGImages" / f"{image_id}.jpg", np.ones((24, 32), bool))
-        dump(base / "Annotations_Part_json_merged_part_classes" / f"{image_id}.json",
-             {"object": [_part_object(name, i + j, parts) for j, (name, parts) in enumerate(objects)]})
+        dump(
+            base / "Annotations_Part_json_merged_part_classes" / f"{image_id}.json",
+            {"object": [_part_object(name, i + j, parts) for j, (name, parts) in enumerate(objects)]},
+        )
     index = {
-        "animals": {"object": {
-            "cat": {"part": {"HEAD": {"train": ["T"], "val": ["A", "B", "B", "C", "D"]},  # B listed twice
-                             "TAIL": {"train": [], "val": ["B"]}}},  # no train images: not a class
-            "dog": {"part": {"HEAD": {"train": ["T"], "val": ["B", "D"]}}}}},
-        "indoor": {"object": {}}, "person": {"object": {}},
-        "vehicles": {"object": {"bus": {"part": {"DOOR": {"train": ["T"], "val": ["V", "W"]},
-                                                 "WHEEL": {"train": [], "val": ["V"] * 2600}}}}},
+        "animals": {
+            "object": {
+                "cat": {
+                    "part": {
+                        "HEAD": {"train": ["T"], "val": ["A", "B", "B", "C", "D"]},  # B listed twice
+                        "TAIL": {"train": [], "val": ["B"]},
+                    }
+                },  # no train images: not a class
+                "dog": {"part": {"HEAD": {"train": ["T"], "val": ["B", "D"]}}},
+            }
+        },
+        "indoor": {"object": {}},
+        "person": {"object": {}},
+        "vehicles": {
+            "object": {
+                "bus": {
+                    "part": {"DOOR": {"train": ["T"], "val": ["V", "W"]}, "WHEEL": {"train": [], "val": ["V"] * 2600}}
+                }
+            }
+        },
     }
     dump(base / "all_obj_part_to_image.json", index)
     return root
@@ -256,16 +281,21 @@ def paco(tmp_path_factory):
         if split == "val":
             cid2img[11].append({101: "/x/coco/val2017/1.jpg"})  # a duplicate entry: counted once
             img2anno[100].append({"category_id": 12, "obj_ann_id": 2, "obj_bbox": [1, 1, 9, 9], "segmentation": seg})
-            img2anno[101].append({"category_id": 12, "obj_ann_id": 3, "obj_bbox": [1, 1, 0.5, 9],
-                                  "segmentation": seg})  # crops to nothing: never drawn
+            img2anno[101].append(
+                {"category_id": 12, "obj_ann_id": 3, "obj_bbox": [1, 1, 0.5, 9], "segmentation": seg}
+            )  # crops to nothing: never drawn
         dump(base / "paco" / f"paco_part_{split}.pkl", {"cid2img": cid2img, "img2anno": img2anno})
     return root
 
 
 # (fold, split, shots, expected): members = train order [10..17][F::4]; tested if > K val images
 PACO_FOLDS = [
-    (0, "test", 1, [10]), (0, "test", 2, [10]), (1, "test", 1, [11, 15]), (1, "test", 2, []),
-    (2, "test", 2, [12, 16]), (0, "train", 1, [11, 12, 13, 14, 15, 16, 17]),
+    (0, "test", 1, [10]),
+    (0, "test", 2, [10]),
+    (1, "test", 1, [11, 15]),
+    (1, "test", 2, []),
+    (2, "test", 2, [12, 16]),
+    (0, "train", 1, [11, 12, 13, 14, 15, 16, 17]),
     (1, "train", 2, [10, 11, 12, 13, 14, 15, 16, 17]),  # nothing tested at 2 shots: every class trains
 ]
 
@@ -291,8 +321,13 @@ def test_pacopart_protocol(paco):
     assert "val2017/1.jpg#3" not in keys
     queries = Counter(e.query for e in episodes if e.class_id == 12)
     clear = 25 / 36
-    expected = {"val2017/0.jpg#1": clear / 8, "val2017/0.jpg#2": clear / 8, "val2017/1.jpg#1": 1 / 8,
-                "val2017/2.jpg#1": clear / 4, "val2017/3.jpg#1": clear / 4}
+    expected = {
+        "val2017/0.jpg#1": clear / 8,
+        "val2017/0.jpg#2": clear / 8,
+        "val2017/1.jpg#1": 1 / 8,
+        "val2017/2.jpg#1": clear / 4,
+        "val2017/3.jpg#1": clear / 4,
+    }
     assert fits(queries, expected, sum(queries.values())) > 1e-3
     for e in episodes:
         assert image_of(e.query) not in {image_of(s) for s in e.supports}
@@ -346,17 +381,22 @@ def test_pascal5i_ignores_boundary_pixels(pascal):
     assert inter.tolist() == [0, 0] and union.tolist() == [4, 4]  # only the 4 object pixels are scored
 
 
-@pytest.mark.parametrize(("prompt", "field", "value"), [
-    ("mask", "mask", np.zeros((2, 2), bool)), ("point", "points", [[0, 0]]),
-    ("box", "box", [0, 0, 0, 0]), ("scribble", "scribble", [[0, 0]]),
-])
+@pytest.mark.parametrize(
+    ("prompt", "field", "value"),
+    [
+        ("mask", "mask", np.zeros((2, 2), bool)),
+        ("point", "points", [[0, 0]]),
+        ("box", "box", [0, 0, 0, 0]),
+        ("scribble", "scribble", [[0, 0]]),
+    ],
+)
 def test_empty_support_prompted_as_the_authors(pascal, prompt, field, value):
     ds = build_dataset("pascal5i", pascal, 0)
     episode = next(e for e in sample_episodes(ds, shots=1, count=2, seed=0) if e.query == "q")
     assert episode.supports == ("s",)
     segmenter = Truth(np.zeros((2, 2), bool))
     result = evaluate(ds, [episode], segmenter, prompt=prompt, image_size=2, progress=False)
-    (image, support_prompt), = segmenter.references[0]
+    ((image, support_prompt),) = segmenter.references[0]
     assert np.array_equal(getattr(support_prompt, field), value)
     assert result.scores[0].empty_supports == 1 and result.to_json()["empty_supports"] == 1
 

@@ -121,8 +121,28 @@ def test_reference_memory_reused_only_for_identical_references(folder, prompt, a
 def test_tiny_model_through_sansa_eval_and_resume(tmp_path, capsys):
     data = build_coco(tmp_path / "data")
     out = tmp_path / "out"
-    args = ["eval", "--benchmark", "coco20i", "--fold", "0", "--shots", "1", "--data", str(data), "--episodes", "2",
-            "--size", "64", "--out", str(out), "--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
+    args = [
+        "eval",
+        "--benchmark",
+        "coco20i",
+        "--fold",
+        "0",
+        "--shots",
+        "1",
+        "--data",
+        str(data),
+        "--episodes",
+        "2",
+        "--size",
+        "64",
+        "--out",
+        str(out),
+        "--backbone",
+        "test_tiny",
+        "--random-weights",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     doc = json.loads((out / "fold0" / "results.json").read_text())
     assert doc["episodes"] == 2 and doc["config"]["image_size"] == 64
@@ -141,9 +161,33 @@ def test_tiny_model_through_sansa_eval_and_resume(tmp_path, capsys):
 def test_all_folds_are_averaged(tmp_path):
     data = build_pascal(tmp_path / "data")
     out = tmp_path / "out"
-    assert main(["eval", "--benchmark", "pascal5i", "--folds", "all", "--data", str(data), "--episodes", "1",
-                 "--size", "32", "--prompt", "point", "--out", str(out), "--backbone", "test_tiny",
-                 "--random-weights", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--benchmark",
+                "pascal5i",
+                "--folds",
+                "all",
+                "--data",
+                str(data),
+                "--episodes",
+                "1",
+                "--size",
+                "32",
+                "--prompt",
+                "point",
+                "--out",
+                str(out),
+                "--backbone",
+                "test_tiny",
+                "--random-weights",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     folds = [json.loads((out / f"fold{f}" / "results.json").read_text()) for f in range(4)]
     assert [f["fold"] for f in summary["folds"]] == [0, 1, 2, 3]
@@ -151,11 +195,14 @@ def test_all_folds_are_averaged(tmp_path):
     assert "**mean**" in (out / "summary.md").read_text()
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--benchmark", "coco20i", "--fold", "x"], "--fold: expected a number or 'all'"),
-    (["--benchmark", "fss1000", "--fold", "1"], "--fold: this benchmark has folds 0..0"),
-    (["--benchmark", "nope"], "benchmark: unknown"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--benchmark", "coco20i", "--fold", "x"], "--fold: expected a number or 'all'"),
+        (["--benchmark", "fss1000", "--fold", "1"], "--fold: this benchmark has folds 0..0"),
+        (["--benchmark", "nope"], "benchmark: unknown"),
+    ],
+)
 def test_cli_errors(tmp_path, capsys, argv, message):
     assert main(["eval", "--data", str(tmp_path), *argv, "--backbone", "test_tiny", "--random-weights"]) == 2
     assert message in capsys.readouterr().err
@@ -164,18 +211,58 @@ def test_cli_errors(tmp_path, capsys, argv, message):
 @pytest.mark.slow
 def test_golden_fixture_model_one_episode(tmp_path, folder):
     out = tmp_path / "out"
-    assert main(["eval", "--benchmark", "folder", "--data", str(folder), "--episodes", "1", "--size", "32",
-                 "--out", str(out), "--sam2-checkpoint", str(golden_path("sam2_checkpoint.pt")),
-                 "--adapter", str(golden_path("sansa_adapter.pth")),
-                 "--backbone", str(golden_path("sam2_config.yaml")), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--benchmark",
+                "folder",
+                "--data",
+                str(folder),
+                "--episodes",
+                "1",
+                "--size",
+                "32",
+                "--out",
+                str(out),
+                "--sam2-checkpoint",
+                str(golden_path("sam2_checkpoint.pt")),
+                "--adapter",
+                str(golden_path("sansa_adapter.pth")),
+                "--backbone",
+                str(golden_path("sam2_config.yaml")),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     doc = json.loads((out / "fold0" / "results.json").read_text())
     assert doc["episodes"] == 1 and doc["config"]["model"]["adapter"].endswith("sansa_adapter.pth")
 
 
 def test_scribble_style_and_protocol_are_part_of_the_run(tmp_path, capsys, folder):
     out = tmp_path / "out"
-    args = ["eval", "--benchmark", "folder", "--data", str(folder), "--episodes", "1", "--size", "32",
-            "--prompt", "scribble", "--out", str(out), "--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
+    args = [
+        "eval",
+        "--benchmark",
+        "folder",
+        "--data",
+        str(folder),
+        "--episodes",
+        "1",
+        "--size",
+        "32",
+        "--prompt",
+        "scribble",
+        "--out",
+        str(out),
+        "--backbone",
+        "test_tiny",
+        "--random-weights",
+        "--device",
+        "cpu",
+    ]
     assert main([*args, "--scribble", "light"]) == 0
     config = json.loads((out / "fold0" / "config.json").read_text())
     assert config["scribble"] == "light" and config["protocol"] == "authors/1"

@@ -60,8 +60,10 @@ LABELS = ["cat", "dog"]
 
 def segmentation(label_map: np.ndarray, labels=LABELS, name: str = "t") -> Segmentation:
     """A segmentation whose label map is ``label_map`` (logits +5 inside each class, -5 outside)."""
-    preds = [Prediction(np.where(label_map == i, 5.0, -5.0).astype(np.float32), 0.5 + 0.1 * i, label)
-             for i, label in enumerate(labels, start=1)]
+    preds = [
+        Prediction(np.where(label_map == i, 5.0, -5.0).astype(np.float32), 0.5 + 0.1 * i, label)
+        for i, label in enumerate(labels, start=1)
+    ]
     return Segmentation.from_predictions(preds, name)
 
 
@@ -97,10 +99,13 @@ def write_one(tmp_path: Path, label_map: np.ndarray, formats, **options) -> Path
 def test_coco_rle_per_class_decodes_to_the_class_masks(tmp_path, key):
     label_map = LABEL_MAPS[key]
     data = json.loads((write_one(tmp_path, label_map, ["coco"]) / "annotations.json").read_text())
-    assert data["images"] == [{"id": 1, "file_name": "img.jpg", "width": label_map.shape[1],
-                               "height": label_map.shape[0]}]
-    assert data["categories"] == [{"id": 1, "name": "cat", "supercategory": "object"},
-                                  {"id": 2, "name": "dog", "supercategory": "object"}]
+    assert data["images"] == [
+        {"id": 1, "file_name": "img.jpg", "width": label_map.shape[1], "height": label_map.shape[0]}
+    ]
+    assert data["categories"] == [
+        {"id": 1, "name": "cat", "supercategory": "object"},
+        {"id": 2, "name": "dog", "supercategory": "object"},
+    ]
     present = [i for i in (1, 2) if (label_map == i).any()]
     assert [a["category_id"] for a in data["annotations"]] == present
     for ann in data["annotations"]:
@@ -114,8 +119,15 @@ def test_coco_rle_per_class_decodes_to_the_class_masks(tmp_path, key):
         assert ann["score"] == pytest.approx(0.5 + 0.1 * ann["category_id"])
 
 
-@pytest.mark.parametrize(("key", "counts"), [("one_square", {1: 1}), ("two_parts_two_classes", {1: 2, 2: 2}),
-                                             ("single_pixel_and_line", {1: 1, 2: 1}), ("with_hole", {1: 1})])
+@pytest.mark.parametrize(
+    ("key", "counts"),
+    [
+        ("one_square", {1: 1}),
+        ("two_parts_two_classes", {1: 2, 2: 2}),
+        ("single_pixel_and_line", {1: 1, 2: 1}),
+        ("with_hole", {1: 1}),
+    ],
+)
 def test_coco_instances_split_each_class_into_connected_parts(tmp_path, key, counts):
     label_map = LABEL_MAPS[key]
     data = json.loads((write_one(tmp_path, label_map, ["coco"], coco_instances=True) / "annotations.json").read_text())
@@ -142,8 +154,9 @@ def test_coco_polygons_rasterise_within_one_pixel(tmp_path, key):
 
 
 # -- YOLO ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("key", "lines"), [("one_square", 1), ("two_parts_two_classes", 4),
-                                            ("single_pixel_and_line", 2), ("empty", 0)])
+@pytest.mark.parametrize(
+    ("key", "lines"), [("one_square", 1), ("two_parts_two_classes", 4), ("single_pixel_and_line", 2), ("empty", 0)]
+)
 def test_yolo_polygons_rasterise_within_one_pixel(tmp_path, key, lines):
     label_map = LABEL_MAPS[key]
     height, width = label_map.shape
@@ -199,12 +212,15 @@ def test_overlay_has_the_image_size_and_tints_classes(tmp_path):
 
 
 # -- writer: names, resuming, atomicity ------------------------------------------------------
-@pytest.mark.parametrize(("name", "stem"), [
-    ("img1.jpg", "img1"),
-    ("sub/img 1.jpg", "sub/img_1"),
-    ("../evil/.hidden.png", "_../evil/_.hidden"),
-    ("a/b/c.d.tif", "a/b/c.d"),
-])
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [
+        ("img1.jpg", "img1"),
+        ("sub/img 1.jpg", "sub/img_1"),
+        ("../evil/.hidden.png", "_../evil/_.hidden"),
+        ("a/b/c.d.tif", "a/b/c.d"),
+    ],
+)
 def test_safe_stems(name, stem):
     assert names.safe_stem(name) == stem
     assert ".." not in Path(names.safe_stem(name)).parts
@@ -236,8 +252,11 @@ def test_is_done_needs_every_format_and_file(tmp_path):
 
 
 def test_resumed_writing_gives_identical_dataset_files(tmp_path):
-    maps = {"b.jpg": LABEL_MAPS["one_square"], "a.jpg": LABEL_MAPS["two_parts_two_classes"],
-            "c.jpg": LABEL_MAPS["empty"]}
+    maps = {
+        "b.jpg": LABEL_MAPS["one_square"],
+        "a.jpg": LABEL_MAPS["two_parts_two_classes"],
+        "c.jpg": LABEL_MAPS["empty"],
+    }
     formats = ["png", "indexed", "coco", "yolo", "overlay"]
 
     def run(out: Path, batches: list[list[str]]) -> dict[str, bytes]:
@@ -293,21 +312,27 @@ def test_leftover_temporaries_are_removed_on_open(tmp_path):
     assert not leftover.exists()
 
 
-@pytest.mark.parametrize(("labels", "formats", "message"), [
-    (["cat"], ["png"], "classes \\['cat', 'dog'\\]"),  # folder already holds other classes
-    (["cat", "dog"], ["tiff"], "unknown format 'tiff'"),
-    (["cat", "dog"], [], "at least one"),
-])
+@pytest.mark.parametrize(
+    ("labels", "formats", "message"),
+    [
+        (["cat"], ["png"], "classes \\['cat', 'dog'\\]"),  # folder already holds other classes
+        (["cat", "dog"], ["tiff"], "unknown format 'tiff'"),
+        (["cat", "dog"], [], "at least one"),
+    ],
+)
 def test_bad_writer_arguments(tmp_path, labels, formats, message):
     write_one(tmp_path, LABEL_MAPS["one_square"], ["png"])
     with pytest.raises(SansaError, match=message):
         FolderWriter(tmp_path / "out", labels, formats)
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    (["COCO", "png", "coco"], (OutputFormat.COCO, OutputFormat.PNG)),
-    ([OutputFormat.YOLO], (OutputFormat.YOLO,)),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["COCO", "png", "coco"], (OutputFormat.COCO, OutputFormat.PNG)),
+        ([OutputFormat.YOLO], (OutputFormat.YOLO,)),
+    ],
+)
 def test_parse_formats(values, expected):
     assert parse_formats(values) == expected
 

@@ -118,8 +118,9 @@ def test_random_masks_round_trip_through_polygons_exactly():
         coco = coco_mask(flat, height, width) if flat else np.zeros_like(mask)
         np.testing.assert_array_equal(coco, mask)
         np.testing.assert_array_equal(shapes.rasterize_polygons(polys, height, width), mask)
-        parsed = [xy for _, xy in yolo.parse_lines("\n".join(yolo.label_lines(mask.astype(np.uint16), ["a"])),
-                                                   height, width)]
+        parsed = [
+            xy for _, xy in yolo.parse_lines("\n".join(yolo.label_lines(mask.astype(np.uint16), ["a"])), height, width)
+        ]
         np.testing.assert_array_equal(fill_rounded(parsed, height, width), mask)
         np.testing.assert_array_equal(shapes.rasterize_polygons(parsed, height, width), mask)
 
@@ -147,8 +148,7 @@ def write_folder(out: Path, root: Path, names: list[str], formats, **options) ->
     label_map = LABEL_MAPS["square"]
     with FolderWriter(out, LABELS, formats, **options) as writer:
         for name in names:
-            writer.write(name, np.zeros((*label_map.shape, 3), np.uint8), label_map, LABELS, SCORES,
-                         source=root / name)
+            writer.write(name, np.zeros((*label_map.shape, 3), np.uint8), label_map, LABELS, SCORES, source=root / name)
 
 
 @pytest.mark.parametrize("mode", ["copy", "link"])
@@ -211,10 +211,13 @@ def test_switching_copy_to_link_rewrites_the_images(tmp_path):
     assert (tmp_path / "out/yolo/images/a.jpg").samefile(root / "a.jpg")
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"coco_layout": "cvat"}, "coco_layout: unknown value 'cvat' \\(known: file, dataset\\)"),
-    ({"dataset_images": "hardlink"}, "dataset_images: unknown value 'hardlink' \\(known: copy, link\\)"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"coco_layout": "cvat"}, "coco_layout: unknown value 'cvat' \\(known: file, dataset\\)"),
+        ({"dataset_images": "hardlink"}, "dataset_images: unknown value 'hardlink' \\(known: copy, link\\)"),
+    ],
+)
 def test_bad_layout_options_are_one_line_errors(tmp_path, options, message):
     with pytest.raises(SansaError, match=message):
         FolderWriter(tmp_path, LABELS, ["coco"], **options)

@@ -38,8 +38,11 @@ def run_case(predictor, case: dict) -> list[tuple[str, float, float]]:
     prediction = predictor.predict(case["images"][-1].numpy())
     expected = case["expected_logits"].numpy()
     frames = [("target", prediction.logits, expected[-1])]
-    frames += [(f"ref{i}:{p['type']}", r.logits, expected[i])
-               for i, (r, p) in enumerate(zip(references, case["prompts"], strict=True)) if p["type"] != "mask"]
+    frames += [
+        (f"ref{i}:{p['type']}", r.logits, expected[i])
+        for i, (r, p) in enumerate(zip(references, case["prompts"], strict=True))
+        if p["type"] != "mask"
+    ]
     return [(name, float(np.abs(got - want).mean()), float(np.abs(got - want).max())) for name, got, want in frames]
 
 
@@ -49,8 +52,10 @@ def test_golden_case_matches_reference_computation(golden_predictor, index):
     diffs = run_case(golden_predictor, case)
     worst_mean = max(d[1] for d in diffs)
     worst_max = max(d[2] for d in diffs)
-    print(f"\n{case['name']}: worst mean {worst_mean:.2e}, worst max {worst_max:.2e}  "
-          + "  ".join(f"[{n} mean {m:.2e} max {x:.2e}]" for n, m, x in diffs))
+    print(
+        f"\n{case['name']}: worst mean {worst_mean:.2e}, worst max {worst_max:.2e}  "
+        + "  ".join(f"[{n} mean {m:.2e} max {x:.2e}]" for n, m, x in diffs)
+    )
     for name, mean, largest in diffs:
         assert mean <= MEAN_TOLERANCE, f"{case['name']} {name}: mean diff {mean:.3e}"
         assert largest <= MAX_TOLERANCE, f"{case['name']} {name}: max diff {largest:.3e}"

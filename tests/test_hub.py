@@ -94,7 +94,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if cut:
             route.cuts -= 1
-            self.wfile.write(body[start:route.cut_after])
+            self.wfile.write(body[start : route.cut_after])
             return
         self.wfile.write(body[start:])
 
@@ -124,22 +124,32 @@ def served(server, golden_bytes) -> FakeServer:
 
 
 def settings_for(server: FakeServer, tmp_path: Path, **changes) -> HubSettings:
-    defaults = {"cache_dir": tmp_path / "sansa", "hf_cache_dir": tmp_path / "hub", "hf_endpoint": server.url,
-                "gdrive_url": server.url + "/uc?id={id}", "progress": False, "retries": 0}
+    defaults = {
+        "cache_dir": tmp_path / "sansa",
+        "hf_cache_dir": tmp_path / "hub",
+        "hf_endpoint": server.url,
+        "gdrive_url": server.url + "/uc?id={id}",
+        "progress": False,
+        "retries": 0,
+    }
     return HubSettings(**{**defaults, **changes})
 
 
 def golden_models(**adapter) -> dict[str, PretrainedModel]:
     entry = PretrainedModel(
-        name="golden", description="the golden fixture model", backbone=str(golden_path("sam2_config.yaml")),
-        sam2=HubFile("test/sam2-golden", "sam2_checkpoint.pt"), adapter=DriveFile(ADAPTER_ID, "golden.pth", **adapter),
+        name="golden",
+        description="the golden fixture model",
+        backbone=str(golden_path("sam2_config.yaml")),
+        sam2=HubFile("test/sam2-golden", "sam2_checkpoint.pt"),
+        adapter=DriveFile(ADAPTER_ID, "golden.pth", **adapter),
     )
     return {"golden": entry}
 
 
 def resolve(server, tmp_path, models=None, **changes):
-    return resolve_pretrained("golden", models=models or golden_models(), settings=settings_for(server, tmp_path,
-                                                                                                  **changes))
+    return resolve_pretrained(
+        "golden", models=models or golden_models(), settings=settings_for(server, tmp_path, **changes)
+    )
 
 
 # -- the whole path ---------------------------------------------------------------------------
@@ -158,8 +168,9 @@ def test_download_then_load_predictor(served, tmp_path, golden_bytes):
     assert manifest["sha256"] == hashlib.sha256(golden_bytes["sansa_adapter.pth"]).hexdigest()
     assert sorted(p.name for p in (tmp_path / "sansa").iterdir()) == ["golden.pth", "manifest.json"]
 
-    predictor = SansaPredictor.from_checkpoint(files.sam2_checkpoint, files.adapter_checkpoint,
-                                               model=files.backbone, device="cpu")
+    predictor = SansaPredictor.from_checkpoint(
+        files.sam2_checkpoint, files.adapter_checkpoint, model=files.backbone, device="cpu"
+    )
     state = predictor.model.state_dict()
     for key, value in read_adapter_checkpoint(files.adapter_checkpoint).items():
         assert torch.equal(state[key], value.to(state[key].dtype))
@@ -340,8 +351,10 @@ def test_registry_entries_fit_their_backbones():
 
 @pytest.mark.parametrize(
     ("name", "error"),
-    [("sansa-coco20i-folds", r"archive .*drive\.google\.com/file/d/1nAHFgd9VPMN-XGrG0NEkbzkClddA0Ygf"),
-     ("nope", "unknown; choose one of sansa-universal")],
+    [
+        ("sansa-coco20i-folds", r"archive .*drive\.google\.com/file/d/1nAHFgd9VPMN-XGrG0NEkbzkClddA0Ygf"),
+        ("nope", "unknown; choose one of sansa-universal"),
+    ],
 )
 def test_names_that_cannot_be_resolved(tmp_path, name, error):
     with pytest.raises(SansaError, match=error):

@@ -18,8 +18,12 @@ def env(server, golden_bytes, tmp_path, monkeypatch):  # noqa: F811
     """The environment a user sets for a mirror: the real names resolve against the local server."""
     server.routes[SAM2_PATH] = Route(golden_bytes["sam2_checkpoint.pt"], hub=True)
     server.routes[ADAPTER_PATH] = Route(golden_bytes["sansa_adapter.pth"])
-    for name, value in {"SANSA_CACHE": tmp_path / "sansa", "HF_HUB_CACHE": tmp_path / "hub",
-                        "HF_ENDPOINT": server.url, "SANSA_GDRIVE_URL": server.url + "/uc?id={id}"}.items():
+    for name, value in {
+        "SANSA_CACHE": tmp_path / "sansa",
+        "HF_HUB_CACHE": tmp_path / "hub",
+        "HF_ENDPOINT": server.url,
+        "SANSA_GDRIVE_URL": server.url + "/uc?id={id}",
+    }.items():
         monkeypatch.setenv(name, str(value))
     for name in ("SANSA_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name, raising=False)

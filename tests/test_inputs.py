@@ -35,8 +35,11 @@ IMAGE_CASES = [
     ("16-bit-array", lambda t: RGB[:, :, 0].astype(np.uint16) * 257, np.repeat(RGB[:, :, :1], 3, axis=2)),
     ("gray-png", lambda t: _save(t, "g.png", Image.fromarray(RGB[:, :, 0])), np.repeat(RGB[:, :, :1], 3, axis=2)),
     ("rgba-png", lambda t: _save(t, "a.png", Image.fromarray(np.dstack([RGB, np.zeros((2, 3), np.uint8)]))), RGB),
-    ("16-bit-png", lambda t: _save(t, "i16.png", Image.fromarray(RGB[:, :, 0].astype(np.uint16) * 257)),
-     np.repeat(RGB[:, :, :1], 3, axis=2)),
+    (
+        "16-bit-png",
+        lambda t: _save(t, "i16.png", Image.fromarray(RGB[:, :, 0].astype(np.uint16) * 257)),
+        np.repeat(RGB[:, :, :1], 3, axis=2),
+    ),
     ("palette-png", lambda t: _save(t, "p.png", Image.fromarray(RGB).quantize(256)), None),
     ("exif-rotated", _exif_rotated, RGB),
     ("pil-image", lambda t: Image.fromarray(RGB), RGB),
@@ -78,13 +81,18 @@ def test_bad_image_is_one_line_naming_it(tmp_path, make, message):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("source, expected", [
-    (np.array([[0, 3], [0, 0]], np.uint8), [[False, True], [False, False]]),
-    (np.array([[0.0, 0.2], [1.0, 0.0]]), [[False, True], [True, False]]),
-    (Image.fromarray(np.array([[0, 255], [0, 0]], np.uint8)), [[False, True], [False, False]]),
-    (Image.fromarray(np.dstack([np.zeros((2, 2, 3), np.uint8), np.array([[0, 255], [255, 0]], np.uint8)])),
-     [[False, True], [True, False]]),  # RGBA: alpha is the mask
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        (np.array([[0, 3], [0, 0]], np.uint8), [[False, True], [False, False]]),
+        (np.array([[0.0, 0.2], [1.0, 0.0]]), [[False, True], [True, False]]),
+        (Image.fromarray(np.array([[0, 255], [0, 0]], np.uint8)), [[False, True], [False, False]]),
+        (
+            Image.fromarray(np.dstack([np.zeros((2, 2, 3), np.uint8), np.array([[0, 255], [255, 0]], np.uint8)])),
+            [[False, True], [True, False]],
+        ),  # RGBA: alpha is the mask
+    ],
+)
 def test_masks_from_arrays_and_images(source, expected):
     assert load_mask(source).tolist() == expected
 

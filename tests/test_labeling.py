@@ -38,30 +38,53 @@ def folder(tmp_path) -> Path:
 
 
 def job_for(folder: Path, out: str, **changes) -> Job:
-    refs = [ReferenceEntry(str(folder / "ref.png"), "thing", Prompt.create(mask=folder / "mask.png")),
-            ReferenceEntry(str(folder / "ref.png"), "disc", Prompt.create(box=[40, 20, 56, 40], points=[[5, 5]],
-                                                                        labels=[0]))]
-    values = {"references": refs, "targets": [str(folder / "targets")], "out": str(folder / out),
-              "export": ExportOptions(formats=FORMATS), "model": MODEL, "batch_size": 2, **changes}
+    refs = [
+        ReferenceEntry(str(folder / "ref.png"), "thing", Prompt.create(mask=folder / "mask.png")),
+        ReferenceEntry(
+            str(folder / "ref.png"), "disc", Prompt.create(box=[40, 20, 56, 40], points=[[5, 5]], labels=[0])
+        ),
+    ]
+    values = {
+        "references": refs,
+        "targets": [str(folder / "targets")],
+        "out": str(folder / out),
+        "export": ExportOptions(formats=FORMATS),
+        "model": MODEL,
+        "batch_size": 2,
+        **changes,
+    }
     return Job(**values)
 
 
 def tree(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` but ``run.json`` (its times differ)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "run.json"}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
 
 
-@pytest.mark.parametrize("prompt", [
-    Prompt.create(points=[[1, 2], [3.5, 4]], labels=[1, 0]),
-    Prompt.create(box=[1, 2, 30, 40]),
-    Prompt.create(scribble=[[[1, 1], [5, 5]], [[9, 9], [12, 3]]]),
-    Prompt.create(points=[[3, 3]], box=[0, 0, 9, 9], scribble=[[1, 1], [2, 2]]),
-    Prompt.create(mask=np.eye(5, 7, dtype=bool)),
-], ids=["points", "box", "scribble", "mixed", "mask"])
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        Prompt.create(points=[[1, 2], [3.5, 4]], labels=[1, 0]),
+        Prompt.create(box=[1, 2, 30, 40]),
+        Prompt.create(scribble=[[[1, 1], [5, 5]], [[9, 9], [12, 3]]]),
+        Prompt.create(points=[[3, 3]], box=[0, 0, 9, 9], scribble=[[1, 1], [2, 2]]),
+        Prompt.create(mask=np.eye(5, 7, dtype=bool)),
+    ],
+    ids=["points", "box", "scribble", "mixed", "mask"],
+)
 def test_job_record_survives_json(prompt):
-    job = Job([ReferenceEntry("r.png", "cat", prompt, [[[1.0, 1.0]]], "refs.yaml: reference 1")], ["a/", "b/*.jpg"],
-              "out", ExportOptions(("coco",), coco_polygons=True), ModelSpec(model="sansa-universal"), batch_size=3)
+    job = Job(
+        [ReferenceEntry("r.png", "cat", prompt, [[[1.0, 1.0]]], "refs.yaml: reference 1")],
+        ["a/", "b/*.jpg"],
+        "out",
+        ExportOptions(("coco",), coco_polygons=True),
+        ModelSpec(model="sansa-universal"),
+        batch_size=3,
+    )
     again = Job.from_dict(json.loads(json.dumps(job.to_dict())))
     assert again.to_dict() == job.to_dict()
     for key in ("points", "labels", "box", "scribble", "mask"):
@@ -71,13 +94,16 @@ def test_job_record_survives_json(prompt):
     assert again.export.parsed_formats()[0].value == "coco" and again.labels == ["cat"]
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"references": []}, "no reference"),
-    ({"targets": []}, "--targets: give at least one"),
-    ({"batch_size": 0}, "--batch-size: must be at least 1"),
-    ({"export": ExportOptions(("tiff",))}, "unknown format 'tiff'"),
-    ({"targets": ["nowhere"]}, "--targets nowhere: no such file or folder"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"references": []}, "no reference"),
+        ({"targets": []}, "--targets: give at least one"),
+        ({"batch_size": 0}, "--batch-size: must be at least 1"),
+        ({"export": ExportOptions(("tiff",))}, "unknown format 'tiff'"),
+        ({"targets": ["nowhere"]}, "--targets nowhere: no such file or folder"),
+    ],
+)
 def test_bad_jobs_are_refused_before_the_folder_is_made(folder, changes, message):
     with pytest.raises(SansaError, match=message):
         labeling.run(job_for(folder, "out", **changes))
@@ -124,8 +150,10 @@ def test_model_spec_refuses_mixed_sources():
         ModelSpec(model="x", sam2_checkpoint="y.pt").load()
     with pytest.raises(SansaError, match="need --sam2-checkpoint"):
         ModelSpec(adapter="a.pth").load()
-    assert ModelSpec(backbone="test_tiny", random_weights=True).identity() == {"backbone": "test_tiny",
-                                                                                "random_weights": True}
+    assert ModelSpec(backbone="test_tiny", random_weights=True).identity() == {
+        "backbone": "test_tiny",
+        "random_weights": True,
+    }
 
 
 # -- the pipelined loop --------------------------------------------------------------------------
@@ -192,8 +220,11 @@ def test_pipelined_loop_holds_at_most_its_queues(folder, monkeypatch, prefetch=1
             return real_segment(*args)
 
         predictor.segment_encoded = segment
-        outcomes = list(pipeline.pipelined_batches(predictor, plan.writer, plan.batches, plan.inputs_digest,
-                                                   prefetch=prefetch, behind=behind))
+        outcomes = list(
+            pipeline.pipelined_batches(
+                predictor, plan.writer, plan.batches, plan.inputs_digest, prefetch=prefetch, behind=behind
+            )
+        )
     finally:
         plan.close()
     assert [o.written for o in outcomes] == [[f"t{i}.png"] for i in range(8)]

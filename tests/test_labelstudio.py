@@ -31,14 +31,18 @@ def _mask(height: int, width: int, *boxes: tuple[int, int, int, int]) -> np.ndar
 
 
 # -- brush RLE ----------------------------------------------------------------------------
-@pytest.mark.parametrize("mask", [
-    _mask(1, 1),
-    _mask(1, 1, (0, 0, 1, 1)),
-    _mask(3, 5, (1, 1, 4, 2)),
-    _mask(40, 30, (0, 0, 30, 40)),
-    _mask(300, 500, (10, 20, 400, 290), (0, 0, 1, 1)),  # runs longer than a 16-bit field holds
-    np.random.default_rng(0).random((17, 23)) > 0.5,
-], ids=["empty-1px", "full-1px", "small", "full", "long-runs", "noise"])
+@pytest.mark.parametrize(
+    "mask",
+    [
+        _mask(1, 1),
+        _mask(1, 1, (0, 0, 1, 1)),
+        _mask(3, 5, (1, 1, 4, 2)),
+        _mask(40, 30, (0, 0, 30, 40)),
+        _mask(300, 500, (10, 20, 400, 290), (0, 0, 1, 1)),  # runs longer than a 16-bit field holds
+        np.random.default_rng(0).random((17, 23)) > 0.5,
+    ],
+    ids=["empty-1px", "full-1px", "small", "full", "long-runs", "noise"],
+)
 def test_brush_rle_round_trip(mask):
     """decode(encode(mask)) is the mask; the header says H*W*4 values of 8 bits."""
     encoded = rle.encode(mask)
@@ -54,11 +58,14 @@ def test_brush_rle_known_bytes():
     assert rle.encode(np.array([[True, False]])) == [0, 0, 0, 8, 57, 27, 252, 127, 241, 128, 0]
 
 
-@pytest.mark.parametrize("data, size, message", [
-    ([0, 0, 0, 8, 57, 27, 252, 127, 241, 128, 0], (2, 2), "not 2x2x4"),
-    ([0, 0, 0, 8, 57], (1, 2), "ends before"),
-    (["x"], (1, 1), "byte values"),
-])
+@pytest.mark.parametrize(
+    "data, size, message",
+    [
+        ([0, 0, 0, 8, 57, 27, 252, 127, 241, 128, 0], (2, 2), "not 2x2x4"),
+        ([0, 0, 0, 8, 57], (1, 2), "ends before"),
+        (["x"], (1, 1), "byte values"),
+    ],
+)
 def test_brush_rle_bad_input_is_one_line(data, size, message):
     with pytest.raises(SansaError, match=message):
         rle.decode(data, *size)
@@ -74,18 +81,28 @@ def test_config_brush():
 def test_config_mixed_controls_keep_order_and_skip_others():
     config = parse_config(MIXED)
     assert [(c.name, c.type) for c in config.controls] == [
-        ("box", "rectanglelabels"), ("poly", "polygonlabels"), ("kp", "keypointlabels")]
+        ("box", "rectanglelabels"),
+        ("poly", "polygonlabels"),
+        ("kp", "keypointlabels"),
+    ]
     assert config.labels == ["cat", "dog", "bird"]
 
 
-@pytest.mark.parametrize("xml, message", [
-    ("", "empty"),
-    ("<View><Image", "not valid XML"),
-    ('<View><Image name="i" value="$i"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>',
-     "no BrushLabels"),
-    ('<View><Image name="i" value="i"/><BrushLabels name="b" toName="i"><Label value="a"/></BrushLabels></View>',
-     "needs value"),
-])
+@pytest.mark.parametrize(
+    "xml, message",
+    [
+        ("", "empty"),
+        ("<View><Image", "not valid XML"),
+        (
+            '<View><Image name="i" value="$i"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>',
+            "no BrushLabels",
+        ),
+        (
+            '<View><Image name="i" value="i"/><BrushLabels name="b" toName="i"><Label value="a"/></BrushLabels></View>',
+            "needs value",
+        ),
+    ],
+)
 def test_config_errors_are_one_line(xml, message):
     with pytest.raises(SansaError, match=message):
         parse_config(xml)
@@ -96,15 +113,24 @@ def test_annotation_prompts_from_every_control_type():
     """Rectangle -> box, polygon -> mask, keypoints -> points (percent -> pixels); foreign results ignored."""
     config = parse_config(MIXED)
     results = [
-        {"from_name": "box", "type": "rectanglelabels",
-         "value": {"x": 10, "y": 20, "width": 50, "height": 25, "rectanglelabels": ["cat"]}},
-        {"from_name": "poly", "type": "polygonlabels",
-         "value": {"points": [[0, 0], [50, 0], [50, 50], [0, 50]], "polygonlabels": ["dog"]}},
+        {
+            "from_name": "box",
+            "type": "rectanglelabels",
+            "value": {"x": 10, "y": 20, "width": 50, "height": 25, "rectanglelabels": ["cat"]},
+        },
+        {
+            "from_name": "poly",
+            "type": "polygonlabels",
+            "value": {"points": [[0, 0], [50, 0], [50, 50], [0, 50]], "polygonlabels": ["dog"]},
+        },
         {"from_name": "kp", "type": "keypointlabels", "value": {"x": 50, "y": 50, "keypointlabels": ["bird"]}},
         {"from_name": "kp", "type": "keypointlabels", "value": {"x": 25, "y": 75, "keypointlabels": ["bird"]}},
         {"from_name": "c", "type": "choices", "value": {"choices": ["x"]}},
-        {"from_name": "box", "type": "rectanglelabels",
-         "value": {"x": 0, "y": 0, "width": 5, "height": 5, "rectanglelabels": ["not-a-class"]}},
+        {
+            "from_name": "box",
+            "type": "rectanglelabels",
+            "value": {"x": 0, "y": 0, "width": 5, "height": 5, "rectanglelabels": ["not-a-class"]},
+        },
     ]
     prompts = annotation_prompts(results, config, height=40, width=20)
     assert [(p.label, p.prompt.type.value) for p in prompts] == [("dog", "mask"), ("cat", "box"), ("bird", "point")]
@@ -116,16 +142,30 @@ def test_annotation_prompts_from_every_control_type():
 def test_brush_results_of_one_class_merge():
     config = parse_config(BRUSH)
     a, b = _mask(8, 8, (0, 0, 2, 2)), _mask(8, 8, (5, 5, 8, 8))
-    results = [{"from_name": "brush", "type": "brushlabels", "original_width": 8, "original_height": 8,
-                "value": {"format": "rle", "rle": rle.encode(m), "brushlabels": ["cat"]}} for m in (a, b)]
+    results = [
+        {
+            "from_name": "brush",
+            "type": "brushlabels",
+            "original_width": 8,
+            "original_height": 8,
+            "value": {"format": "rle", "rle": rle.encode(m), "brushlabels": ["cat"]},
+        }
+        for m in (a, b)
+    ]
     (prompt,) = annotation_prompts(results, config, 8, 8)
     assert np.array_equal(prompt.prompt.mask, a | b)
 
 
 def test_brush_of_another_size_is_refused():
     config = parse_config(BRUSH)
-    result = {"from_name": "brush", "type": "brushlabels", "original_width": 4, "original_height": 4, "id": "r1",
-              "value": {"format": "rle", "rle": rle.encode(_mask(4, 4, (0, 0, 2, 2))), "brushlabels": ["cat"]}}
+    result = {
+        "from_name": "brush",
+        "type": "brushlabels",
+        "original_width": 4,
+        "original_height": 4,
+        "id": "r1",
+        "value": {"format": "rle", "rle": rle.encode(_mask(4, 4, (0, 0, 2, 2))), "brushlabels": ["cat"]},
+    }
     with pytest.raises(SansaError, match="r1: brush is 4x4, image 8x8"):
         annotation_prompts([result], config, 8, 8)
 
@@ -179,9 +219,19 @@ class FakeLabelStudio(LabelStudio):
 
 
 def _brush_annotation(annotation_id: int, mask: np.ndarray, label: str = "cat") -> dict:
-    return {"id": annotation_id, "result": [{
-        "from_name": "brush", "to_name": "img", "type": "brushlabels", "original_width": mask.shape[1],
-        "original_height": mask.shape[0], "value": {"format": "rle", "rle": rle.encode(mask), "brushlabels": [label]}}]}
+    return {
+        "id": annotation_id,
+        "result": [
+            {
+                "from_name": "brush",
+                "to_name": "img",
+                "type": "brushlabels",
+                "original_width": mask.shape[1],
+                "original_height": mask.shape[0],
+                "value": {"format": "rle", "rle": rle.encode(mask), "brushlabels": [label]},
+            }
+        ],
+    }
 
 
 @pytest.fixture()
@@ -237,13 +287,16 @@ def test_webhook_for_unknown_project_or_action_is_ignored(tiny_model, fake):
     assert backend.webhook({"action": "TASKS_CREATED", "project": {"id": 7}})["status"] == "ignored"
 
 
-@pytest.mark.parametrize("payload", [
-    {"action": "ANNOTATION_CREATED", "project": {"id": 1}, "task": {"id": "1; drop"}},
-    {"action": "ANNOTATION_CREATED", "project": {"id": 1}, "task": "x", "annotation": [1]},
-    {"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": [{"id": None}, "x", {"id": -3}]},
-    {"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": {"id": 11}},
-    {"action": "ANNOTATION_UPDATED", "project": "1.x"},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"action": "ANNOTATION_CREATED", "project": {"id": 1}, "task": {"id": "1; drop"}},
+        {"action": "ANNOTATION_CREATED", "project": {"id": 1}, "task": "x", "annotation": [1]},
+        {"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": [{"id": None}, "x", {"id": -3}]},
+        {"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": {"id": 11}},
+        {"action": "ANNOTATION_UPDATED", "project": "1.x"},
+    ],
+)
 def test_hostile_webhooks_change_nothing(tiny_model, fake, payload):
     """Malformed events from anyone are ignored: no error, no lost reference, the same model_version."""
     backend = SansaBackend(tiny_model, fake, device="cpu")
@@ -257,8 +310,12 @@ def test_untrusted_webhook_without_label_studio_changes_nothing(tiny_model):
     backend = SansaBackend(tiny_model, LabelStudio(), device="cpu")
     backend.setup("3.1", BRUSH)
     version = backend.model_version(3)
-    event = {"action": "ANNOTATION_CREATED", "project": {"id": 3}, "task": {"id": 1, "data": {"photo": "a.png"}},
-             "annotation": _brush_annotation(5, _mask(4, 4, (0, 0, 2, 2)))}
+    event = {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": 3},
+        "task": {"id": 1, "data": {"photo": "a.png"}},
+        "annotation": _brush_annotation(5, _mask(4, 4, (0, 0, 2, 2))),
+    }
     backend.webhook(event, trusted=False)
     assert backend.model_version(3) == version
     backend.webhook(event, trusted=True)
@@ -276,8 +333,12 @@ def test_server_routes_and_secret(tiny_model, fake):
     auth = {"Authorization": "Basic " + base64.b64encode(b"any:s3cret").decode()}
     assert client.get("/health").json()["status"] == "UP"
     assert client.post("/setup", json={"project": "1.1", "schema": BRUSH}).status_code == 401
-    assert client.post("/setup", json={"project": "1.1", "schema": BRUSH},
-                       headers={"Authorization": "Basic !!!"}).status_code == 401
+    assert (
+        client.post(
+            "/setup", json={"project": "1.1", "schema": BRUSH}, headers={"Authorization": "Basic !!!"}
+        ).status_code
+        == 401
+    )
     version = client.post("/setup", json={"project": "1.1", "schema": BRUSH}, headers=auth).json()["model_version"]
     answer = client.post("/predict", json={"project": "1.1", "tasks": [fake.tasks[2]]}, headers=auth).json()
     assert answer["model_version"] == version and len(answer["results"]) == 1
@@ -288,11 +349,14 @@ def test_server_routes_and_secret(tiny_model, fake):
 
 
 # -- CLI ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("args, message", [
-    (["--host", "0.0.0.0"], "needs a shared secret"),
-    (["--port", "70000"], "not a port number"),
-    (["--local-files-root", "/no/such/folder"], "not a folder"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--host", "0.0.0.0"], "needs a shared secret"),
+        (["--port", "70000"], "not a port number"),
+        (["--local-files-root", "/no/such/folder"], "not a folder"),
+    ],
+)
 def test_cli_refuses_unsafe_or_wrong_options_in_one_line(args, message, monkeypatch, capsys):
     """Checked before the model loads: exit 2 and one line naming the option, no traceback."""
     from sansa.cli import main
@@ -323,14 +387,18 @@ def test_export_format_writes_tasks_and_config(tmp_path):
         outputs.append((out / "labelstudio" / "tasks.json").read_bytes())
     assert outputs[0] == outputs[1]
     tasks = json.loads(outputs[0])
-    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=empty.png",
-                                                   "/data/local-files/?d=sub/a%20b.png"]
+    assert [t["data"]["image"] for t in tasks] == [
+        "/data/local-files/?d=empty.png",
+        "/data/local-files/?d=sub/a%20b.png",
+    ]
     assert tasks[0]["annotations"][0]["result"] == []
     config = parse_config((tmp_path / "first" / "labelstudio" / "config.xml").read_text())
     assert config.labels == labels and config.image_key == "image"
     regions = tasks[1]["annotations"][0]["result"]
     assert [(r["from_name"], r["to_name"], r["value"]["brushlabels"], r["score"]) for r in regions] == [
-        ("label", "image", [labels[0]], 0.9), ("label", "image", ["dog"], 0.5)]
+        ("label", "image", [labels[0]], 0.9),
+        ("label", "image", ["dog"], 0.5),
+    ]
     for class_id, region in enumerate(regions, start=1):
         assert np.array_equal(rle.decode(region["value"]["rle"], 6, 8), label_map == class_id)
     prompts = annotation_prompts(regions, config, 6, 8)  # the backend reads what the export writes
@@ -362,9 +430,25 @@ def test_cli_serves_the_backend(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "SANSA_LABEL_STUDIO_SECRET": "from-env"}
-    process = subprocess.Popen([sys.executable, "-m", "sansa", "label-studio", "--port", str(port), "--backbone",
-                                "test_tiny", "--random-weights", "--device", "cpu"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sansa",
+            "label-studio",
+            "--port",
+            str(port),
+            "--backbone",
+            "test_tiny",
+            "--random-weights",
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
         while True:

@@ -65,9 +65,15 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def brush_result(mask: np.ndarray, label: str) -> dict:
     height, width = mask.shape
-    return {"from_name": "tag", "to_name": "image", "type": "brushlabels", "original_width": width,
-            "original_height": height, "image_rotation": 0,
-            "value": {"format": "rle", "rle": rle.encode(mask), "brushlabels": [label]}}
+    return {
+        "from_name": "tag",
+        "to_name": "image",
+        "type": "brushlabels",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": rle.encode(mask), "brushlabels": [label]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -102,18 +108,36 @@ def project(label_studio, backend_url):  # noqa: F811
         answer = client.post(f"/api/tasks/{tasks[index]['id']}/annotations", json={"result": result})
         assert answer.status_code == 201, answer.text
         annotations[index] = answer.json()["id"]
-    connected = client.post("/api/ml", json={
-        "url": backend_url, "project": project_id, "title": "sansa", "is_interactive": False,
-        "auth_method": "BASIC_AUTH", "basic_auth_user": "labelstudio", "basic_auth_pass": SECRET})
+    connected = client.post(
+        "/api/ml",
+        json={
+            "url": backend_url,
+            "project": project_id,
+            "title": "sansa",
+            "is_interactive": False,
+            "auth_method": "BASIC_AUTH",
+            "basic_auth_user": "labelstudio",
+            "basic_auth_pass": SECRET,
+        },
+    )
     assert connected.status_code == 201, connected.text
-    yield {"id": project_id, "tasks": tasks, "scenes": scenes, "annotations": annotations, "client": client,
-           "ml": connected.json()["id"]}
+    yield {
+        "id": project_id,
+        "tasks": tasks,
+        "scenes": scenes,
+        "annotations": annotations,
+        "client": client,
+        "ml": connected.json()["id"],
+    }
     client.close()
 
 
 def retrieve_predictions(client, project_id: int) -> None:
-    answer = client.post("/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project_id},
-                         json={"selectedItems": {"all": True, "excluded": []}})
+    answer = client.post(
+        "/api/dm/actions",
+        params={"id": "retrieve_tasks_predictions", "project": project_id},
+        json={"selectedItems": {"all": True, "excluded": []}},
+    )
     assert answer.status_code == 200, answer.text
 
 
@@ -181,8 +205,9 @@ def test_changing_a_reference_changes_model_version(project, backend_url):
     answer = client.patch(f"/api/annotations/{project['annotations'][0]}", json={"result": result})
     assert answer.status_code == 200, answer.text
     # Label Studio's webhook has already told the backend (before any new prediction is asked for)
-    versions_now = httpx.get(f"{backend_url}/versions", params={"project": project["id"]},
-                             auth=("labelstudio", SECRET)).json()["versions"]
+    versions_now = httpx.get(
+        f"{backend_url}/versions", params={"project": project["id"]}, auth=("labelstudio", SECRET)
+    ).json()["versions"]
     assert versions_now and versions_now[0] != old_version
     retrieve_predictions(client, project["id"])
     versions = {p["model_version"] for p in predictions_of(client, target)}
@@ -217,22 +242,42 @@ def test_labelstudio_export_imports_and_converts(label_studio, tmp_path):  # noq
     Image.fromarray(scene(3)[0]).save(reference / "ref.png")
     for label in CLASSES:
         Image.fromarray(scene(3)[1][label].astype(np.uint8) * 255).save(reference / f"{label}.png")
-    (reference / "refs.json").write_text(json.dumps({"references": [
-        {"image": "ref.png", "mask": f"{label}.png", "label": label} for label in CLASSES]}))
+    (reference / "refs.json").write_text(
+        json.dumps({"references": [{"image": "ref.png", "mask": f"{label}.png", "label": label} for label in CLASSES]})
+    )
     out = tmp_path / "out"
-    assert main(["segment", "--references", str(reference / "refs.json"), "--targets", str(folder), "--out", str(out),
-                 "--format", "png", "labelstudio", "--backbone", "test_tiny", "--random-weights",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "--references",
+                str(reference / "refs.json"),
+                "--targets",
+                str(folder),
+                "--out",
+                str(out),
+                "--format",
+                "png",
+                "labelstudio",
+                "--backbone",
+                "test_tiny",
+                "--random-weights",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     tasks = json.loads((out / "labelstudio" / "tasks.json").read_text())
     config = (out / "labelstudio" / "config.xml").read_text()
     client = label_studio.client()
     project_id = client.post("/api/projects", json={"title": "sansa export", "label_config": config}).json()["id"]
     answer = client.post(f"/api/projects/{project_id}/import", json=tasks)
     assert answer.status_code == 201, answer.text
-    imported = client.get(f"/api/projects/{project_id}/export",
-                          params={"exportType": "JSON", "download_all_tasks": "true"}).json()
-    assert sorted(t["data"]["image"] for t in imported) == [
-        f"/data/local-files/?d=scene%20{i}.png" for i in range(3)]
+    imported = client.get(
+        f"/api/projects/{project_id}/export", params={"exportType": "JSON", "download_all_tasks": "true"}
+    ).json()
+    assert sorted(t["data"]["image"] for t in imported) == [f"/data/local-files/?d=scene%20{i}.png" for i in range(3)]
     regions, pixels = 0, []
     for task in imported:
         stem = safe_stem(task["data"]["image"].rsplit("=", 1)[1].replace("%20", " "))
@@ -254,12 +299,18 @@ def test_labelstudio_export_imports_and_converts(label_studio, tmp_path):  # noq
     export_file.write_text(json.dumps(imported))
     (tmp_path / "config.xml").write_text(config)
     (tmp_path / "png").mkdir()
-    script = ("import sys; from label_studio_converter.converter import Converter; "
-              "Converter(sys.argv[1], '.').convert(sys.argv[2], sys.argv[3], 'BRUSH_TO_PNG', is_dir=False)")
+    script = (
+        "import sys; from label_studio_converter.converter import Converter; "
+        "Converter(sys.argv[1], '.').convert(sys.argv[2], sys.argv[3], 'BRUSH_TO_PNG', is_dir=False)"
+    )
     converted = subprocess.run(
         [str(PYTHON), "-c", script, str(tmp_path / "config.xml"), str(export_file), str(tmp_path / "png")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert converted.returncode == 0, converted.stderr[-2000:]
     pngs = sorted((tmp_path / "png").glob("*.png"))
     assert len(pngs) == regions, [p.name for p in pngs]
@@ -278,9 +329,19 @@ def test_screenshot_of_a_prediction_in_label_studio(project, label_studio):  # n
         retrieve_predictions(client, project["id"])
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1;localhost"])
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--proxy-server=http://127.0.0.1:9",
+                "--proxy-bypass-list=127.0.0.1;localhost",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{label_studio.url}/user/login/")
         page.fill("input[name=email]", label_studio.username)

@@ -41,8 +41,10 @@ def test_segment_peak_memory_is_flat_in_the_number_of_targets(tmp_path):
     peak_few = memory.segment_peak_rss("test_tiny", few, tmp_path / "out_few")
     peak_many = memory.segment_peak_rss("test_tiny", tmp_path / "many", tmp_path / "out_many")
     growth = peak_many - peak_few
-    print(f"\npeak RSS: {FEW} targets {peak_few / 2**20:.0f} MiB, {MANY} targets {peak_many / 2**20:.0f} MiB, "
-          f"growth {growth / 2**20:+.1f} MiB")
+    print(
+        f"\npeak RSS: {FEW} targets {peak_few / 2**20:.0f} MiB, {MANY} targets {peak_many / 2**20:.0f} MiB, "
+        f"growth {growth / 2**20:+.1f} MiB"
+    )
     assert len(list((tmp_path / "out_many" / "masks").rglob("*.png"))) == MANY  # every target segmented, written
     assert growth <= GROWTH_BOUND, f"peak RSS grew {growth / 2**20:.1f} MiB from {FEW} to {MANY} targets"
 

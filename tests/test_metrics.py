@@ -10,12 +10,15 @@ from sansa.metrics import ClassIoU, FBIoU, IoUAccumulator, MeanIoU, intersection
 T, F = True, False
 
 
-@pytest.mark.parametrize(("pred", "gt", "inter", "union"), [
-    ([[T, T], [F, F]], [[T, F], [T, F]], [1, 1], [3, 3]),
-    ([[F, F], [F, F]], [[T, F], [T, F]], [2, 0], [4, 2]),  # empty prediction
-    ([[F, F], [F, F]], [[F, F], [F, F]], [4, 0], [4, 0]),  # nothing anywhere
-    ([[T, T], [T, T]], [[T, T], [T, T]], [0, 4], [0, 4]),
-])
+@pytest.mark.parametrize(
+    ("pred", "gt", "inter", "union"),
+    [
+        ([[T, T], [F, F]], [[T, F], [T, F]], [1, 1], [3, 3]),
+        ([[F, F], [F, F]], [[T, F], [T, F]], [2, 0], [4, 2]),  # empty prediction
+        ([[F, F], [F, F]], [[F, F], [F, F]], [4, 0], [4, 0]),  # nothing anywhere
+        ([[T, T], [T, T]], [[T, T], [T, T]], [0, 4], [0, 4]),
+    ],
+)
 def test_intersection_union(pred, gt, inter, union):
     i, u = intersection_union(np.array(pred), np.array(gt))
     assert i.tolist() == inter and u.tolist() == union

@@ -35,8 +35,25 @@ BOX = "8,8,40,30"
 
 
 def run_args(out: str = "out", box: str = BOX, label: str = "thing") -> list[str]:
-    return ["segment", "ref.png", "--box", box, "--label", label, "--targets", "targets", "--out", out,
-            "--format", "png", "coco", "yolo", "--batch-size", "2", *MODEL]
+    return [
+        "segment",
+        "ref.png",
+        "--box",
+        box,
+        "--label",
+        label,
+        "--targets",
+        "targets",
+        "--out",
+        out,
+        "--format",
+        "png",
+        "coco",
+        "yolo",
+        "--batch-size",
+        "2",
+        *MODEL,
+    ]
 
 
 RUN = run_args()
@@ -57,8 +74,14 @@ def sansa(*args: str, cwd: Path, fault: dict | None = None, wait: bool = True, t
     if fault:
         env["SANSA_FAULT"] = json.dumps(fault)
     command = [str(SANSA), *args]
-    options = {"cwd": cwd, "env": env, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True,
-               "preexec_fn": lambda: os.umask(UMASK)}
+    options = {
+        "cwd": cwd,
+        "env": env,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+        "text": True,
+        "preexec_fn": lambda: os.umask(UMASK),
+    }
     if not wait:
         return subprocess.Popen(command, **options)
     return subprocess.run(command, timeout=timeout, **options)
@@ -66,8 +89,11 @@ def sansa(*args: str, cwd: Path, fault: dict | None = None, wait: bool = True, t
 
 def tree(folder: Path, temporaries: bool = True) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> bytes) except ``run.json`` (its times differ)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "run.json" and (temporaries or not p.name.endswith(atomic.TEMP_SUFFIX))}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "run.json" and (temporaries or not p.name.endswith(atomic.TEMP_SUFFIX))
+    }
 
 
 def one_line(result) -> str:
@@ -193,8 +219,7 @@ def test_a_really_full_disk(base, small_disk):
 
 @pytest.mark.slow
 def test_a_concurrent_run_is_refused_naming_the_holder(base, work):
-    first = sansa(*RUN, cwd=work, wait=False, fault={"action": "pause", "match": "*/.sansa/parts/*",
-                                                    "dir": str(work)})
+    first = sansa(*RUN, cwd=work, wait=False, fault={"action": "pause", "match": "*/.sansa/parts/*", "dir": str(work)})
     try:
         while not (work / "paused").exists():
             assert first.poll() is None, first.communicate()[1][-2000:]
@@ -253,9 +278,14 @@ def ref(label: str = "thing", image: str = "ref.png", **prompt) -> ReferenceEntr
 
 
 def job_for(work: Path, **changes) -> Job:
-    values = {"references": [ReferenceEntry("ref.png", "thing", Prompt.create(box=[8, 8, 40, 30]))],
-              "targets": ["targets"], "out": "out", "export": ExportOptions(("png", "coco", "yolo")),
-              "model": ModelSpec(backbone="test_tiny", random_weights=True, device="cpu"), "batch_size": 2}
+    values = {
+        "references": [ReferenceEntry("ref.png", "thing", Prompt.create(box=[8, 8, 40, 30]))],
+        "targets": ["targets"],
+        "out": "out",
+        "export": ExportOptions(("png", "coco", "yolo")),
+        "model": ModelSpec(backbone="test_tiny", random_weights=True, device="cpu"),
+        "batch_size": 2,
+    }
     return Job(**{**values, **changes})
 
 
@@ -275,11 +305,20 @@ def prepare(job: Job) -> tuple[labeling.Plan, list[str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", [
-    b"", b"{", b"\xff\xfe garbage", b"[1, 2]", b'{"name": "t1.png"}', b"null",
-    b'{"name": "t2.png", "stem": "t2", "height": 48, "width": 64, "files": [], "pixels": {}, "instances": {},'
-    b' "labels": ["thing"], "products": ["png"]}',  # a record of another target under t1's file name
-], ids=["empty", "cut", "binary", "list", "fields-missing", "null", "another-name"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"",
+        b"{",
+        b"\xff\xfe garbage",
+        b"[1, 2]",
+        b'{"name": "t1.png"}',
+        b"null",
+        b'{"name": "t2.png", "stem": "t2", "height": 48, "width": 64, "files": [], "pixels": {}, "instances": {},'
+        b' "labels": ["thing"], "products": ["png"]}',  # a record of another target under t1's file name
+    ],
+    ids=["empty", "cut", "binary", "list", "fields-missing", "null", "another-name"],
+)
 def test_damaged_records_count_as_not_done(finished, damage):
     from sansa.export import names
 
@@ -293,15 +332,18 @@ def test_damaged_records_count_as_not_done(finished, damage):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("change", "message"), [
-    ({"references": [ref(box=[9, 8, 40, 30])]}, "another prompt"),
-    ({"references": [ref(points=[[20, 20]])]}, "another prompt"),
-    ({"references": [ref(box=[8, 8, 40, 30]), ref(box=[1, 1, 9, 9])]}, "1 references then, 2 now"),
-    ({"references": [ref("dog", box=[8, 8, 40, 30])]}, "holds results for classes"),
-    ({"model": ModelSpec(backbone="hiera_tiny", random_weights=True)}, "another model"),
-    ({"model": ModelSpec(model="sansa-universal")}, "another model"),
-    ("image", "reference 1 (ref.png): another image"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"references": [ref(box=[9, 8, 40, 30])]}, "another prompt"),
+        ({"references": [ref(points=[[20, 20]])]}, "another prompt"),
+        ({"references": [ref(box=[8, 8, 40, 30]), ref(box=[1, 1, 9, 9])]}, "1 references then, 2 now"),
+        ({"references": [ref("dog", box=[8, 8, 40, 30])]}, "holds results for classes"),
+        ({"model": ModelSpec(backbone="hiera_tiny", random_weights=True)}, "another model"),
+        ({"model": ModelSpec(model="sansa-universal")}, "another model"),
+        ("image", "reference 1 (ref.png): another image"),
+    ],
+)
 def test_other_inputs_are_refused_before_touching_the_folder(finished, change, message):
     if change == "image":
         Image.fromarray(scene(5)).save(finished / "ref.png")
@@ -314,11 +356,14 @@ def test_other_inputs_are_refused_before_touching_the_folder(finished, change, m
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("touch", "redone"), [
-    (lambda p: os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9)), []),  # same bytes
-    (lambda p: p.write_bytes(p.read_bytes()[:-1] + b"\0"), ["t1.png"]),  # same size and name, other bytes
-    (lambda p: Image.fromarray(scene(9)).save(p), ["t1.png"]),
-])
+@pytest.mark.parametrize(
+    ("touch", "redone"),
+    [
+        (lambda p: os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9)), []),  # same bytes
+        (lambda p: p.write_bytes(p.read_bytes()[:-1] + b"\0"), ["t1.png"]),  # same size and name, other bytes
+        (lambda p: Image.fromarray(scene(9)).save(p), ["t1.png"]),
+    ],
+)
 def test_only_changed_targets_are_redone(finished, touch, redone):
     touch(finished / "targets" / "t1.png")
     plan, _ = prepare(job_for(finished))
@@ -347,8 +392,12 @@ def read_only(tmp_path):
     """Make a folder read-only for real: a read-only tmpfs remount as root, else ``chmod``."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = os.geteuid() == 0 and not subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True).returncode
+    mounted = (
+        os.geteuid() == 0
+        and not subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True
+        ).returncode
+    )
     if os.geteuid() == 0 and not mounted:
         pytest.skip("root without mount: a read-only folder cannot be made here")
 

@@ -11,14 +11,20 @@ PROBES = [
     # (code run in a fresh interpreter, what it must print)
     ("import sys, sansa; print('torch' in sys.modules, 'sam2' in sys.modules)", "False False"),
     ("import sansa; print(sansa.__version__ != '')", "True"),
-    ("from sansa.model.build import build_sansa\n"
-     "from hydra.core.global_hydra import GlobalHydra\n"
-     "print(GlobalHydra.instance().is_initialized())", "False"),
-    ("from hydra import initialize_config_module\n"
-     "from hydra.core.global_hydra import GlobalHydra\n"
-     "initialize_config_module('hydra.conf', version_base='1.2')\n"
-     "import sansa.model.build\n"
-     "print(GlobalHydra.instance().is_initialized())", "True"),  # a host's own Hydra is left alone
+    (
+        "from sansa.model.build import build_sansa\n"
+        "from hydra.core.global_hydra import GlobalHydra\n"
+        "print(GlobalHydra.instance().is_initialized())",
+        "False",
+    ),
+    (
+        "from hydra import initialize_config_module\n"
+        "from hydra.core.global_hydra import GlobalHydra\n"
+        "initialize_config_module('hydra.conf', version_base='1.2')\n"
+        "import sansa.model.build\n"
+        "print(GlobalHydra.instance().is_initialized())",
+        "True",
+    ),  # a host's own Hydra is left alone
 ]
 
 

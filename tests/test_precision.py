@@ -26,13 +26,24 @@ from tests.test_golden import _add, _cases
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize(("flags", "precision", "message"), [
-    ("avx2 fma", "bf16", "precision: bf16 on the CPU needs native bf16 support, and this CPU lacks the flags "
-                         "avx512_bf16 / amx_bf16 / bf16 (use --precision fp32 or a GPU)"),
-    ("avx2 fma avx512_bf16", "fp16", "precision: fp16 on the CPU needs native fp16 support, and this CPU lacks the "
-                                     "flags avx512_fp16 / amx_fp16 / fphp (use --precision fp32 or a GPU)"),
-    ("", "fp8", "precision: unknown precision 'fp8'; choose one of fp32, bf16, fp16"),
-])
+@pytest.mark.parametrize(
+    ("flags", "precision", "message"),
+    [
+        (
+            "avx2 fma",
+            "bf16",
+            "precision: bf16 on the CPU needs native bf16 support, and this CPU lacks the flags "
+            "avx512_bf16 / amx_bf16 / bf16 (use --precision fp32 or a GPU)",
+        ),
+        (
+            "avx2 fma avx512_bf16",
+            "fp16",
+            "precision: fp16 on the CPU needs native fp16 support, and this CPU lacks the "
+            "flags avx512_fp16 / amx_fp16 / fphp (use --precision fp32 or a GPU)",
+        ),
+        ("", "fp8", "precision: unknown precision 'fp8'; choose one of fp32, bf16, fp16"),
+    ],
+)
 def test_refused_with_one_line_naming_the_missing_flags(monkeypatch, tiny_model, flags, precision, message):
     monkeypatch.setenv(CPU_FLAGS_ENV, flags)
     with pytest.raises(SansaError) as caught:
@@ -41,14 +52,17 @@ def test_refused_with_one_line_naming_the_missing_flags(monkeypatch, tiny_model,
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize(("flags", "precision", "dtype"), [
-    ("", "fp32", None),
-    ("", None, None),
-    ("avx512f avx512_bf16", "bf16", torch.bfloat16),
-    ("amx_bf16", "BF16", torch.bfloat16),
-    ("bf16 asimd", "bf16", torch.bfloat16),  # Arm's Features line
-    ("avx512_fp16", "fp16", torch.float16),
-])
+@pytest.mark.parametrize(
+    ("flags", "precision", "dtype"),
+    [
+        ("", "fp32", None),
+        ("", None, None),
+        ("avx512f avx512_bf16", "bf16", torch.bfloat16),
+        ("amx_bf16", "BF16", torch.bfloat16),
+        ("bf16 asimd", "bf16", torch.bfloat16),  # Arm's Features line
+        ("avx512_fp16", "fp16", torch.float16),
+    ],
+)
 def test_accepted_where_native(monkeypatch, flags, precision, dtype):
     monkeypatch.setenv(CPU_FLAGS_ENV, flags)
     assert resolve_precision(precision, CPU) is dtype
@@ -80,19 +94,43 @@ def _write_inputs(folder: Path) -> None:
     Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / "targets" / "t0.png")
 
 
-@pytest.mark.parametrize(("precision", "flags", "expected"), [
-    ("fp16", "avx2 fma", "sansa segment: error: precision: fp16 on the CPU needs native fp16 support, and this CPU "
-                         "lacks the flags avx512_fp16 / amx_fp16 / fphp (use --precision fp32 or a GPU)"),
-    ("bf16", "avx2 fma", "sansa segment: error: precision: bf16 on the CPU needs native bf16 support"),
-    ("fp8", "", "argument --precision: invalid choice: 'fp8'"),
-])
+@pytest.mark.parametrize(
+    ("precision", "flags", "expected"),
+    [
+        (
+            "fp16",
+            "avx2 fma",
+            "sansa segment: error: precision: fp16 on the CPU needs native fp16 support, and this CPU "
+            "lacks the flags avx512_fp16 / amx_fp16 / fphp (use --precision fp32 or a GPU)",
+        ),
+        ("bf16", "avx2 fma", "sansa segment: error: precision: bf16 on the CPU needs native bf16 support"),
+        ("fp8", "", "argument --precision: invalid choice: 'fp8'"),
+    ],
+)
 def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, precision, flags, expected):
     """``sansa segment --precision``: exit status 2, one line on stderr, no traceback, no outputs."""
     _write_inputs(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), CPU_FLAGS_ENV: flags}
-    command = [sys.executable, "-m", "sansa", "segment", "ref.png", "--box", "5,5,40,30",
-               "--targets", "targets", "--out", "out", "--backbone", "test_tiny", "--random-weights",
-               "--device", "cpu", "--precision", precision]
+    command = [
+        sys.executable,
+        "-m",
+        "sansa",
+        "segment",
+        "ref.png",
+        "--box",
+        "5,5,40,30",
+        "--targets",
+        "targets",
+        "--out",
+        "out",
+        "--backbone",
+        "test_tiny",
+        "--random-weights",
+        "--device",
+        "cpu",
+        "--precision",
+        precision,
+    ]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
@@ -139,8 +177,10 @@ def test_low_precision_masks_agree_with_fp32_on_golden_cases(monkeypatch, golden
     expected = case["expected_logits"][-1].numpy()
     got, want = logits > 0, expected > 0
     iou = (got & want).sum() / max(1, (got | want).sum())
-    print(f"\n{case['name']} {precision}: mask IoU with fp32 {iou:.4f}, mean |logit diff| "
-          f"{np.abs(logits - expected).mean():.3e}, max {np.abs(logits - expected).max():.3e}")
+    print(
+        f"\n{case['name']} {precision}: mask IoU with fp32 {iou:.4f}, mean |logit diff| "
+        f"{np.abs(logits - expected).mean():.3e}, max {np.abs(logits - expected).max():.3e}"
+    )
     assert logits.dtype == np.float32
     assert iou >= MIN_IOU, f"{case['name']} {precision}: IoU {iou:.4f} with fp32"
 

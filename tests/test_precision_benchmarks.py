@@ -17,8 +17,9 @@ from tests.conftest import REPO
 
 def _run(script: str, *args: str) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "SANSA_TEST_CPU_FLAGS": "avx2 fma"}
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args], env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
 
@@ -30,8 +31,27 @@ def _number(cell: str) -> float:
 @pytest.mark.slow
 def test_throughput_sweep_on_the_cpu():
     """``--device cpu``: one row per batch size with images/s > 0, and bf16 refused on this 'CPU'."""
-    rows = _run("throughput.py", "--device", "cpu", "--backbones", "test_tiny", "--batch-sizes", "1", "2",
-                "--targets", "2", "--shots", "1", "--classes", "2", "--compile", "off", "--precisions", "fp32", "bf16")
+    rows = _run(
+        "throughput.py",
+        "--device",
+        "cpu",
+        "--backbones",
+        "test_tiny",
+        "--batch-sizes",
+        "1",
+        "2",
+        "--targets",
+        "2",
+        "--shots",
+        "1",
+        "--classes",
+        "2",
+        "--compile",
+        "off",
+        "--precisions",
+        "fp32",
+        "bf16",
+    )
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows[1:]]
     assert [c[:5] for c in cells[:2]] == [["test_tiny", "fp32", "off", "1-shot", str(b)] for b in (1, 2)]
     assert all(_number(c[5]) > 0 and c[6] == "n/a" for c in cells[:2])

@@ -44,11 +44,14 @@ def test_segment_many_streams_in_batches_and_keeps_order(two_class_predictor):
         np.testing.assert_allclose(a.predictions["dog"].logits, b.predictions["dog"].logits, atol=1e-5)
 
 
-@pytest.mark.parametrize("cat, dog, expected", [
-    # logits per pixel (1 x 3 image): background, cat only, both with dog stronger
-    ([[-1.0, 2.0, 1.0]], [[-3.0, -1.0, 4.0]], [[0, 1, 2]]),
-    ([[0.5, -0.5, 3.0]], [[0.4, -0.2, 3.0]], [[1, 0, 1]]),  # ties go to the first class
-])
+@pytest.mark.parametrize(
+    "cat, dog, expected",
+    [
+        # logits per pixel (1 x 3 image): background, cat only, both with dog stronger
+        ([[-1.0, 2.0, 1.0]], [[-3.0, -1.0, 4.0]], [[0, 1, 2]]),
+        ([[0.5, -0.5, 3.0]], [[0.4, -0.2, 3.0]], [[1, 0, 1]]),  # ties go to the first class
+    ],
+)
 def test_label_map_resolves_overlaps_by_highest_logit(cat, dog, expected):
     seg = Segmentation.from_predictions([Prediction(np.array(cat), 0.9, "cat"), Prediction(np.array(dog), 0.8, "dog")])
     assert seg.label_map.tolist() == expected

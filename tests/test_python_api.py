@@ -56,10 +56,13 @@ def test_tiny_random_model_is_one_call_and_the_same_each_time():
         assert torch.equal(a, b), name
 
 
-@pytest.mark.parametrize(("call", "words"), [
-    (lambda: SansaPredictor.from_pretrained("test_tiny"), "from_checkpoint(None, model='test_tiny')"),
-    (lambda: SansaPredictor.from_checkpoint(None, "adapter.pth", model="test_tiny"), "give sam2_checkpoint too"),
-])
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda: SansaPredictor.from_pretrained("test_tiny"), "from_checkpoint(None, model='test_tiny')"),
+        (lambda: SansaPredictor.from_checkpoint(None, "adapter.pth", model="test_tiny"), "give sam2_checkpoint too"),
+    ],
+)
 def test_wrong_ways_to_the_tiny_model_say_the_right_one(call, words):
     with pytest.raises(SansaError) as err:
         call()
@@ -89,8 +92,9 @@ def test_unreachable_adapter_host_fails_fast_too(tmp_path):
     from sansa.hub import HubSettings, get_model
     from sansa.hub.fetch import download_adapter
 
-    settings = HubSettings(cache_dir=tmp_path, gdrive_url=f"http://127.0.0.1:{closed_port()}/uc?id={{id}}",
-                           progress=False)
+    settings = HubSettings(
+        cache_dir=tmp_path, gdrive_url=f"http://127.0.0.1:{closed_port()}/uc?id={{id}}", progress=False
+    )
     started = time.monotonic()
     with pytest.raises(DownloadError, match="cannot be reached .*cannot connect to 127.0.0.1"):
         download_adapter(get_model("sansa-universal").adapter, settings, "sansa-universal")
@@ -106,10 +110,13 @@ def test_segment_many_takes_a_folder_or_glob(predictor, photos, spec):
     assert all(s.size == (48, 64) for s in segs)
 
 
-@pytest.mark.parametrize(("given", "words"), [
-    ("no/such/folder", "targets: no/such/folder: no such folder or file"),
-    ("*.nothing-matches", "targets: *.nothing-matches: no images"),
-])
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        ("no/such/folder", "targets: no/such/folder: no such folder or file"),
+        ("*.nothing-matches", "targets: *.nothing-matches: no images"),
+    ],
+)
 def test_segment_many_refuses_a_string_it_cannot_use(predictor, tmp_path, monkeypatch, given, words):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SansaError, match=re.escape(words)):
@@ -131,12 +138,18 @@ def test_records_print_in_one_short_line(predictor):
     prediction = seg.predictions["dog"]
     texts = {"reference": repr(predictor.references[0]), "prediction": repr(prediction), "segmentation": repr(seg)}
     coverage = f"{100 * seg.mask('dog').mean():.1f}%"
-    assert re.fullmatch(r"Reference\(label='dog', name='ref.png', prompt=box, size=48x64, coverage=\d+\.\d%, "
-                        r"score=\d\.\d{3}\)", texts["reference"])
-    assert texts["prediction"] == (f"Prediction(label='dog', size=48x64, coverage={100 * prediction.mask.mean():.1f}%, "
-                                   f"score={prediction.score:.3f})")
-    assert texts["segmentation"] == (f"Segmentation(name='t.png', size=48x64, classes={{'dog': {coverage} "
-                                     f"score {prediction.score:.3f}}})")
+    assert re.fullmatch(
+        r"Reference\(label='dog', name='ref.png', prompt=box, size=48x64, coverage=\d+\.\d%, "
+        r"score=\d\.\d{3}\)",
+        texts["reference"],
+    )
+    assert texts["prediction"] == (
+        f"Prediction(label='dog', size=48x64, coverage={100 * prediction.mask.mean():.1f}%, "
+        f"score={prediction.score:.3f})"
+    )
+    assert texts["segmentation"] == (
+        f"Segmentation(name='t.png', size=48x64, classes={{'dog': {coverage} score {prediction.score:.3f}}})"
+    )
     assert all("\n" not in t and "array" not in t and len(t) < 160 for t in texts.values())
 
 

@@ -22,11 +22,14 @@ from sansa.references import (
 )
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("1,2", [[1.0, 2.0]]),
-    ("1,2; 3.5,4;", [[1.0, 2.0], [3.5, 4.0]]),
-    ([[1, 2], [3, 4]], [[1.0, 2.0], [3.0, 4.0]]),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1,2", [[1.0, 2.0]]),
+        ("1,2; 3.5,4;", [[1.0, 2.0], [3.5, 4.0]]),
+        ([[1, 2], [3, 4]], [[1.0, 2.0], [3.0, 4.0]]),
+    ],
+)
 def test_parse_points(value, expected):
     assert parse_points(value, "points") == expected
 
@@ -37,10 +40,13 @@ def test_parse_points_rejects(value):
         parse_points(value, "points")
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("1,2,30,40", [1.0, 2.0, 30.0, 40.0]),
-    ([0, 0, 5.5, 6], [0.0, 0.0, 5.5, 6.0]),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1,2,30,40", [1.0, 2.0, 30.0, 40.0]),
+        ([0, 0, 5.5, 6], [0.0, 0.0, 5.5, 6.0]),
+    ],
+)
 def test_parse_box(value, expected):
     assert parse_box(value, "box") == expected
 
@@ -51,24 +57,36 @@ def test_parse_box_rejects(value):
         parse_box(value, "box")
 
 
-@pytest.mark.parametrize(("value", "strokes"), [
-    ("1,1;2,2", [[[1.0, 1.0], [2.0, 2.0]]]),
-    ([[1, 1], [2, 2]], [[[1.0, 1.0], [2.0, 2.0]]]),
-    ([[[1, 1], [2, 2]], "5,5;6,6"], [[[1.0, 1.0], [2.0, 2.0]], [[5.0, 5.0], [6.0, 6.0]]]),
-    (["1,1;2,2", "3,3"], [[[1.0, 1.0], [2.0, 2.0]], [[3.0, 3.0]]]),
-])
+@pytest.mark.parametrize(
+    ("value", "strokes"),
+    [
+        ("1,1;2,2", [[[1.0, 1.0], [2.0, 2.0]]]),
+        ([[1, 1], [2, 2]], [[[1.0, 1.0], [2.0, 2.0]]]),
+        ([[[1, 1], [2, 2]], "5,5;6,6"], [[[1.0, 1.0], [2.0, 2.0]], [[5.0, 5.0], [6.0, 6.0]]]),
+        (["1,1;2,2", "3,3"], [[[1.0, 1.0], [2.0, 2.0]], [[3.0, 3.0]]]),
+    ],
+)
 def test_parse_scribble_strokes(value, strokes):
     assert parse_scribble(value, "scribble") == strokes
 
 
-@pytest.mark.parametrize(("values", "fields", "kind"), [
-    ({"box": [1, 2, 3, 4]}, {"box": [1.0, 2.0, 3.0, 4.0]}, PromptType.BOX),
-    ({"points": "1,2", "neg_points": "3,4;5,6"},
-     {"points": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], "labels": [1, 0, 0]}, PromptType.POINT),
-    ({"box": "0,0,9,9", "neg_points": [[3, 4]]},
-     {"points": [[3.0, 4.0]], "labels": [0], "box": [0.0, 0.0, 9.0, 9.0]}, PromptType.MIXED),
-    ({"scribble": ["1,1;2,2", "3,3"]}, {"scribble": [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]}, PromptType.SCRIBBLE),
-])
+@pytest.mark.parametrize(
+    ("values", "fields", "kind"),
+    [
+        ({"box": [1, 2, 3, 4]}, {"box": [1.0, 2.0, 3.0, 4.0]}, PromptType.BOX),
+        (
+            {"points": "1,2", "neg_points": "3,4;5,6"},
+            {"points": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], "labels": [1, 0, 0]},
+            PromptType.POINT,
+        ),
+        (
+            {"box": "0,0,9,9", "neg_points": [[3, 4]]},
+            {"points": [[3.0, 4.0]], "labels": [0], "box": [0.0, 0.0, 9.0, 9.0]},
+            PromptType.MIXED,
+        ),
+        ({"scribble": ["1,1;2,2", "3,3"]}, {"scribble": [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]}, PromptType.SCRIBBLE),
+    ],
+)
 def test_spec_to_prompt_record(values, fields, kind):
     spec = spec_from_values({"image": "img.png", "label": " dog ", **values}, Path("base"), "ref")
     assert spec.image == Path("base/img.png") and spec.label == "dog"
@@ -89,15 +107,18 @@ def test_spec_mask_prompt_reads_the_file(tmp_path):
     assert prompt.type is PromptType.MASK and prompt.mask.shape == (4, 5) and prompt.mask.sum() == 6
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"image": "a.png", "box": [0, 0, 1, 1], "colour": "red"}, "unknown key 'colour'"),
-    ({"box": [0, 0, 1, 1]}, "no 'image'"),
-    ({"image": "a.png"}, "no prompt"),
-    ({"image": "a.png", "mask": "m.png", "points": "1,1"}, "cannot be combined with points"),
-    ({"image": "a.png", "neg_points": "1,1"}, "neg_points alone"),
-    ({"image": "a.png", "box": [0, 0, 1, 1], "label": ""}, "'label' must be a non-empty"),
-    ({"image": "a.png", "box": "1,2"}, "ref: box: expected"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"image": "a.png", "box": [0, 0, 1, 1], "colour": "red"}, "unknown key 'colour'"),
+        ({"box": [0, 0, 1, 1]}, "no 'image'"),
+        ({"image": "a.png"}, "no prompt"),
+        ({"image": "a.png", "mask": "m.png", "points": "1,1"}, "cannot be combined with points"),
+        ({"image": "a.png", "neg_points": "1,1"}, "neg_points alone"),
+        ({"image": "a.png", "box": [0, 0, 1, 1], "label": ""}, "'label' must be a non-empty"),
+        ({"image": "a.png", "box": "1,2"}, "ref: box: expected"),
+    ],
+)
 def test_spec_errors_name_the_reference(values, message):
     with pytest.raises(SansaError, match=message):
         spec_from_values(values, Path(), "ref")
@@ -105,30 +126,38 @@ def test_spec_errors_name_the_reference(values, message):
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_reference_file_paths_are_relative_to_it(tmp_path, suffix):
-    entries = [{"image": "a.png", "mask": "a_mask.png", "label": "cat"},
-               {"image": "/abs/b.png", "box": [1, 2, 3, 4], "label": "dog"}]
+    entries = [
+        {"image": "a.png", "mask": "a_mask.png", "label": "cat"},
+        {"image": "/abs/b.png", "box": [1, 2, 3, 4], "label": "dog"},
+    ]
     path = tmp_path / "sub" / f"refs{suffix}"
     path.parent.mkdir()
     path.write_text(json.dumps({"references": entries}))  # JSON is YAML too
     specs = load_reference_file(path)
     assert [(s.image, s.mask, s.label) for s in specs] == [
-        (tmp_path / "sub/a.png", tmp_path / "sub/a_mask.png", "cat"), (Path("/abs/b.png"), None, "dog")]
+        (tmp_path / "sub/a.png", tmp_path / "sub/a_mask.png", "cat"),
+        (Path("/abs/b.png"), None, "dog"),
+    ]
     assert specs[1].source == f"{path}: reference 2"
 
 
 def test_reference_file_may_be_a_bare_list(tmp_path):
     path = tmp_path / "refs.yaml"
     path.write_text("- {image: a.png, points: '1,1'}\n")
-    assert load_reference_file(path) == [ReferenceSpec(image=tmp_path / "a.png", points=[[1.0, 1.0]],
-                                                       source=f"{path}: reference 1")]
+    assert load_reference_file(path) == [
+        ReferenceSpec(image=tmp_path / "a.png", points=[[1.0, 1.0]], source=f"{path}: reference 1")
+    ]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "expected a non-empty list"),
-    ("references: {image: a.png}", "expected a non-empty list"),
-    ("references: [a.png]", "reference 1: expected a mapping"),
-    ("references: [", "not valid YAML/JSON"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "expected a non-empty list"),
+        ("references: {image: a.png}", "expected a non-empty list"),
+        ("references: [a.png]", "reference 1: expected a mapping"),
+        ("references: [", "not valid YAML/JSON"),
+    ],
+)
 def test_bad_reference_files(tmp_path, text, message):
     path = tmp_path / "refs.yaml"
     path.write_text(text)
@@ -136,12 +165,15 @@ def test_bad_reference_files(tmp_path, text, message):
         load_reference_file(path)
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"box": [0, 0, 12, 5]}, r"box: \(12, 5\) lies outside the 10x8 image"),
-    ({"points": "3,3;3,9"}, r"points: \(3, 9\) lies outside"),
-    ({"mask": "empty.png"}, "mask: is empty"),
-    ({"mask": "missing.png"}, "missing.png: no such file"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"box": [0, 0, 12, 5]}, r"box: \(12, 5\) lies outside the 10x8 image"),
+        ({"points": "3,3;3,9"}, r"points: \(3, 9\) lies outside"),
+        ({"mask": "empty.png"}, "mask: is empty"),
+        ({"mask": "missing.png"}, "missing.png: no such file"),
+    ],
+)
 def test_check_specs_without_a_model(tmp_path, values, message):
     Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "img.png")
     Image.fromarray(np.zeros((8, 10), np.uint8)).save(tmp_path / "empty.png")

@@ -52,8 +52,21 @@ def data(tmp_path_factory) -> Path:
 
 
 def command(data: Path, out: str, *extra: str) -> list[str]:
-    return ["segment", str(data / "ref.png"), "--mask", str(data / "ref_mask.png"), "--label", "thing",
-            "--targets", str(data / "targets"), "--out", out, *FORMATS, *MODEL, *extra]
+    return [
+        "segment",
+        str(data / "ref.png"),
+        "--mask",
+        str(data / "ref_mask.png"),
+        "--label",
+        "thing",
+        "--targets",
+        str(data / "targets"),
+        "--out",
+        out,
+        *FORMATS,
+        *MODEL,
+        *extra,
+    ]
 
 
 def tree(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -112,7 +125,7 @@ def test_s3_output(data, single, ray_local, s3_server):
     assert main(command(data, url, "--ray", ray_local, "--actors", "2")) == 1
     store, root = fs.filesystem(url)
     store.invalidate_cache()
-    files = {path[len(root) + 1:]: store.cat_file(path) for path in sorted(store.find(root))}
+    files = {path[len(root) + 1 :]: store.cat_file(path) for path in sorted(store.find(root))}
     assert tree(files) == tree(single)
     assert run_json(files) == run_json(single)
 
@@ -152,8 +165,9 @@ def test_actor_killed_mid_run(data, single, ray_local, actor_handles):
     out = data / "killed-actor"
     job = job_from_args(build_parser().parse_args(command(data, str(out))))
     result: dict = {}
-    runner = threading.Thread(target=lambda: result.update(run=run(job, executor="ray", address=ray_local,
-                                                                     actors=2, on_actor_start=announce)))
+    runner = threading.Thread(
+        target=lambda: result.update(run=run(job, executor="ray", address=ray_local, actors=2, on_actor_start=announce))
+    )
     runner.start()
     parts = out / ".sansa" / "parts"
     handles = _wait(lambda: ray.get(actor_handles.take.remote()) or None)
@@ -170,11 +184,16 @@ def test_driver_killed_then_restarted(data, single, ray_local):
     """The driver (a `sansa segment --ray` process) SIGKILL-ed mid-run leaves only whole files;
     the same command run again finishes with the bytes of an uninterrupted run."""
     out = data / "killed-driver"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                                       os.environ.get("PYTHONPATH", "")])}
-    driver = subprocess.Popen([sys.executable, "-m", "sansa", *command(data, str(out), "--ray", ray_local,
-                                                                       "--actors", "2")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "sansa", *command(data, str(out), "--ray", ray_local, "--actors", "2")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         parts = out / ".sansa" / "parts"
         assert _wait(lambda: len(list(parts.glob("*.json"))) >= 6 or None, proc=driver), "no progress"
@@ -206,11 +225,14 @@ def _wait(check, timeout: float = 240.0, proc: subprocess.Popen | None = None):
     return None
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--actors", "2"], "--actors/--gpus-per-actor: only with --ray"),
-    (["--ray", "--actors", "0"], "--actors: must be at least 1, got 0"),
-    (["--ray", "--gpus-per-actor", "-1"], "--gpus-per-actor: must be 0 or more, got -1.0"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--actors", "2"], "--actors/--gpus-per-actor: only with --ray"),
+        (["--ray", "--actors", "0"], "--actors: must be at least 1, got 0"),
+        (["--ray", "--gpus-per-actor", "-1"], "--gpus-per-actor: must be 0 or more, got -1.0"),
+    ],
+)
 def test_bad_ray_options(data, extra, message, capsys):
     """A bad Ray option is one line naming it (exit 2), before anything is written or Ray is joined."""
     assert main(command(data, str(data / "bad"), *extra)) == 2
@@ -237,5 +259,8 @@ def test_what_ships(tiny_predictor, tiny_model):
     expected, got = tiny_predictor.segment(scene(5)), actor_side.segment(scene(5))
     np.testing.assert_array_equal(expected.label_map, got.label_map)
     row = json.dumps(Batch(3, [Target("/data/t.png", "t.png", "t")], [True]).to_dict())
-    assert json.loads(row) == {"index": 3, "targets": [{"path": "/data/t.png", "name": "t.png", "stem": "t"}],
-                               "write": [True]}
+    assert json.loads(row) == {
+        "index": 3,
+        "targets": [{"path": "/data/t.png", "name": "t.png", "stem": "t"}],
+        "write": [True],
+    }

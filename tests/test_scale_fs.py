@@ -23,10 +23,19 @@ def png(seed: int, size: tuple[int, int] = (8, 6)) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("path", "url"), [
-    ("s3://b/x.png", True), ("gs://b/x", True), ("memory://x", True), ("file:///tmp/x", True),
-    ("photos/x.png", False), ("/abs/x.png", False), ("C:\\x.png", False), ("weird:name.png", False),
-])
+@pytest.mark.parametrize(
+    ("path", "url"),
+    [
+        ("s3://b/x.png", True),
+        ("gs://b/x", True),
+        ("memory://x", True),
+        ("file:///tmp/x", True),
+        ("photos/x.png", False),
+        ("/abs/x.png", False),
+        ("C:\\x.png", False),
+        ("weird:name.png", False),
+    ],
+)
 def test_is_url(path, url):
     assert fs.is_url(path) is url
 
@@ -37,22 +46,31 @@ def bucket(s3_server, request) -> str:
     ``photos/notes.txt``, ``photos/broken.png`` and ``list.txt`` (relative and absolute entries)."""
     url = s3_server.bucket(request.node.name.replace("_", "-").replace("[", "-").strip("]").lower()[:60])
     store, root = fs.filesystem(url)
-    files = {"photos/a.png": png(1), "photos/b.png": png(2), "photos/sub/c.jpg": png(3),
-             "photos/.hidden/d.png": png(4), "photos/notes.txt": b"not an image", "photos/broken.png": b"\x89PNG junk",
-             "list.txt": f"# targets\nphotos/b.png\n\n{url}/photos/sub/c.jpg\n".encode()}
+    files = {
+        "photos/a.png": png(1),
+        "photos/b.png": png(2),
+        "photos/sub/c.jpg": png(3),
+        "photos/.hidden/d.png": png(4),
+        "photos/notes.txt": b"not an image",
+        "photos/broken.png": b"\x89PNG junk",
+        "list.txt": f"# targets\nphotos/b.png\n\n{url}/photos/sub/c.jpg\n".encode(),
+    }
     for name, data in files.items():
         store.pipe_file(f"{root}/{name}", data)
     return url
 
 
-@pytest.mark.parametrize(("inputs", "recursive", "names", "root"), [
-    (["photos"], False, ["a.png", "b.png", "broken.png"], "photos"),
-    (["photos"], True, ["a.png", "b.png", "broken.png", "sub/c.jpg"], "photos"),
-    (["photos/*.png"], False, ["a.png", "b.png", "broken.png"], "photos"),
-    (["photos/**/*.jpg"], False, ["c.jpg"], "photos/sub"),
-    (["list.txt"], False, ["b.png", "sub/c.jpg"], "photos"),
-    (["photos/sub/c.jpg", "photos/a.png", "photos/a.png"], False, ["sub/c.jpg", "a.png"], "photos"),
-])
+@pytest.mark.parametrize(
+    ("inputs", "recursive", "names", "root"),
+    [
+        (["photos"], False, ["a.png", "b.png", "broken.png"], "photos"),
+        (["photos"], True, ["a.png", "b.png", "broken.png", "sub/c.jpg"], "photos"),
+        (["photos/*.png"], False, ["a.png", "b.png", "broken.png"], "photos"),
+        (["photos/**/*.jpg"], False, ["c.jpg"], "photos/sub"),
+        (["list.txt"], False, ["b.png", "sub/c.jpg"], "photos"),
+        (["photos/sub/c.jpg", "photos/a.png", "photos/a.png"], False, ["sub/c.jpg", "a.png"], "photos"),
+    ],
+)
 def test_find_targets(bucket, inputs, recursive, names, root):
     targets, found_root = find_url_targets([f"{bucket}/{i}" for i in inputs], recursive)
     assert found_root == f"{bucket}/{root}"
@@ -60,11 +78,14 @@ def test_find_targets(bucket, inputs, recursive, names, root):
     assert all(t.startswith(bucket + "/") for t in targets)
 
 
-@pytest.mark.parametrize(("inputs", "message"), [
-    (["photos/missing"], "photos/missing: no such file or folder"),
-    (["photos/*.gif"], "photos/*.gif: no images"),
-    (["local/folder"], "local/folder: local paths and URLs cannot be mixed"),
-])
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (["photos/missing"], "photos/missing: no such file or folder"),
+        (["photos/*.gif"], "photos/*.gif: no images"),
+        (["local/folder"], "local/folder: local paths and URLs cannot be mixed"),
+    ],
+)
 def test_find_targets_refuses(bucket, inputs, message):
     with pytest.raises(SansaError, match=message.replace("*", r"\*")):
         find_url_targets([i if i.startswith("local") else f"{bucket}/{i}" for i in inputs], False)
@@ -88,8 +109,11 @@ def test_unknown_scheme_is_one_line():
 @pytest.mark.parametrize("scheme", ["s3", "memory", "file"])
 def test_atomic_write_to_url(s3_server, tmp_path, scheme):
     """sansa.atomic writes URL paths whole, and leaves no temporary beside them."""
-    base = {"s3": s3_server.bucket("atomic-writes") + "/out", "memory": "memory://atomic/out",
-            "file": f"file://{tmp_path}/out"}[scheme]
+    base = {
+        "s3": s3_server.bucket("atomic-writes") + "/out",
+        "memory": "memory://atomic/out",
+        "file": f"file://{tmp_path}/out",
+    }[scheme]
     out = fs.as_path(base)
     atomic.write_json(out / "sub" / "x.json", {"a": 1})
     atomic.write_bytes(out / "sub" / "x.json", b"second")

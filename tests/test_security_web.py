@@ -105,19 +105,33 @@ REQUESTS = [
     ("POST with Origin null (sandboxed frame, file://)", "POST", "/api/sessions", {**T, "Origin": "null"}, 403),
     ("POST from another local port", "POST", "/api/sessions", {**T, "Origin": "http://127.0.0.1:{other}"}, 403),
     ("POST from https of this host", "POST", "/api/sessions", {**T, "Origin": "https://127.0.0.1:{port}"}, 403),
-    ("POST from a look-alike", "POST", "/api/sessions", {**T, "Origin": "http://127.0.0.1:{port}.evil.example"},
-     403),
+    ("POST from a look-alike", "POST", "/api/sessions", {**T, "Origin": "http://127.0.0.1:{port}.evil.example"}, 403),
     ("GET from another site", "GET", "/api/info", {**T, "Origin": "http://evil.example"}, 403),
     ("POST without Origin, without token", "POST", "/api/sessions", {}, 401),
     ("POST without Origin, with token (a script)", "POST", "/api/sessions", T, 201),
     ("POST from the page itself", "POST", "/api/sessions", {**T, "Origin": "http://127.0.0.1:{port}"}, 201),
     ("POST cross-site by Sec-Fetch-Site", "POST", "/api/sessions", {**T, "Sec-Fetch-Site": "cross-site"}, 403),
-    ("POST same-site by Sec-Fetch-Site (another port)", "POST", "/api/sessions", {**T, "Sec-Fetch-Site": "same-site"},
-     403),
-    ("a link from another site to the page", "GET", "/?token={token}",
-     {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, 200),
-    ("a link from another site to the API", "GET", "/api/info?token={token}",
-     {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, 403),
+    (
+        "POST same-site by Sec-Fetch-Site (another port)",
+        "POST",
+        "/api/sessions",
+        {**T, "Sec-Fetch-Site": "same-site"},
+        403,
+    ),
+    (
+        "a link from another site to the page",
+        "GET",
+        "/?token={token}",
+        {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"},
+        200,
+    ),
+    (
+        "a link from another site to the API",
+        "GET",
+        "/api/info?token={token}",
+        {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"},
+        403,
+    ),
     ("the API through // without token", "GET", "//api/info", {}, 401),
     ("DELETE without token", "DELETE", "/api/sessions/x/classes/y", {}, 401),
     ("PUT from another site", "PUT", "/api/sessions/x/references", {**T, "Origin": "http://evil.example"}, 403),
@@ -176,8 +190,10 @@ def test_a_cross_site_upload_writes_nothing_and_other_clients_cannot_evict_a_ses
 def test_a_request_with_two_host_headers_is_refused(server):
     url, port, token, _ = server
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(f"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.example\r\n"
-                     f"X-Sansa-Token: {token}\r\nConnection: close\r\n\r\n".encode())
+        conn.sendall(
+            f"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.example\r\n"
+            f"X-Sansa-Token: {token}\r\nConnection: close\r\n\r\n".encode()
+        )
         answer = conn.recv(4096).decode("latin-1")
     assert answer.split()[1] in ("400", "403"), answer
 
@@ -185,8 +201,7 @@ def test_a_request_with_two_host_headers_is_refused(server):
 def raw_get(port: int, target: str, headers: str = "") -> tuple[int, str]:
     """Send ``GET target`` exactly as written (no client-side normalisation); ``(status, body)``."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Connection: close\r\n\r\n"
-                     .encode())
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Connection: close\r\n\r\n".encode())
         answer = b""
         while chunk := conn.recv(65536):
             answer += chunk
@@ -194,9 +209,17 @@ def raw_get(port: int, target: str, headers: str = "") -> tuple[int, str]:
     return int(head.split()[1]), body
 
 
-@pytest.mark.parametrize("target", ["/static/../api/info", "/static/%2e%2e/api/info", "/static/..%2fapi/info",
-                                    "/static/../../../../etc/passwd", "http://evil.example/api/info",
-                                    "/api/info#token"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/static/../api/info",
+        "/static/%2e%2e/api/info",
+        "/static/..%2fapi/info",
+        "/static/../../../../etc/passwd",
+        "http://evil.example/api/info",
+        "/api/info#token",
+    ],
+)
 def test_a_path_through_the_public_folder_reaches_no_data(server, target):
     status, body = raw_get(server[1], target)
     assert status in (400, 401, 403, 404), (status, body)
@@ -227,13 +250,21 @@ def test_host_allow_list(host, bound, allowed):
     assert Guard(None, "t").host_allowed(host, bound) is allowed
 
 
-@pytest.mark.parametrize("value, parsed", [("Example.org:8000", ("example.org", 8000)), ("[::1]:80", ("::1", 80)),
-                                           ("::1", ("::1", None)), ("name", ("name", None))])
+@pytest.mark.parametrize(
+    "value, parsed",
+    [
+        ("Example.org:8000", ("example.org", 8000)),
+        ("[::1]:80", ("::1", 80)),
+        ("::1", ("::1", None)),
+        ("name", ("name", None)),
+    ],
+)
 def test_split_host(value, parsed):
     assert split_host(value) == parsed
 
 
 # ---- the served folder's untrusted images ------------------------------------------------------
+
 
 def test_bombs_and_broken_files_are_left_out_of_the_gallery(server, http):
     listing = http.get("/api/images", headers={"X-Sansa-Token": server[2]}).json()
@@ -258,8 +289,11 @@ IMAGE_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("method, path, upload, status, message", IMAGE_REQUESTS,
-                         ids=[f"{m} {p[:40]} {u[0][:20] if u else ''}" for m, p, u, _, _ in IMAGE_REQUESTS])
+@pytest.mark.parametrize(
+    "method, path, upload, status, message",
+    IMAGE_REQUESTS,
+    ids=[f"{m} {p[:40]} {u[0][:20] if u else ''}" for m, p, u, _, _ in IMAGE_REQUESTS],
+)
 def test_an_untrusted_image_is_a_4xx_json_error(server, http, folder, method, path, upload, status, message):
     url, port, token, _ = server
     files = {"file": (upload[0], upload[1], "image/png")} if upload else None
@@ -276,8 +310,9 @@ def mark_a_reference(http, token: str, image: str, prompt: dict) -> tuple[str, h
     own = {"X-Sansa-Token": token}
     sid = http.post("/api/sessions", headers=own).json()["session_id"]
     http.post(f"/api/sessions/{sid}/classes", json={"name": "thing"}, headers=own)
-    response = http.put(f"/api/sessions/{sid}/references", headers=own,
-                        json={"image": image, "label": "thing", "prompt": prompt})
+    response = http.put(
+        f"/api/sessions/{sid}/references", headers=own, json={"image": image, "label": "thing", "prompt": prompt}
+    )
     return sid, response
 
 
@@ -290,6 +325,7 @@ def test_a_session_referencing_a_bomb_is_a_4xx(server, http):
 
 
 # ---- sansa serve's own refusals, through the real entry point ----------------------------------
+
 
 def busy_port() -> socket.socket:
     sock = socket.socket()

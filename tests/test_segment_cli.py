@@ -36,8 +36,11 @@ BASE = ["ref.png", "--mask", "ref_mask.png", "--label", "thing", "--targets", "t
 
 def tree(folder: Path, skip: tuple[str, ...] = ("run.json",)) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> bytes), except ``skip`` (times differ)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in skip}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
 
 
 def test_every_format(data, capsys):
@@ -92,8 +95,21 @@ references:
     label: disc
   - {image: ../ref.png, scribble: [[[14, 12], [30, 20]], "32,22;38,28"], label: square}
 """)
-    assert segment("--references", "refs/refs.yaml", "--targets", "targets", "--out", "out",
-                   "--format", "png", "indexed", "coco") == 0
+    assert (
+        segment(
+            "--references",
+            "refs/refs.yaml",
+            "--targets",
+            "targets",
+            "--out",
+            "out",
+            "--format",
+            "png",
+            "indexed",
+            "coco",
+        )
+        == 0
+    )
     out = data / "out"
     assert [c["name"] for c in json.loads((out / "annotations.json").read_text())["categories"]] == ["square", "disc"]
     assert [row["name"] for row in json.loads((out / "classes.json").read_text())] == ["background", "square", "disc"]
@@ -117,10 +133,14 @@ def test_targets_from_folders_globs_and_lists(data, kind):
     (data / "nested" / "notes.txt").write_text("not an image")
     (data / "list.txt").write_text("# two targets\nnested/a/x.png\n\nnested/b/x.png\n")
     targets = {"folder": ["nested", "--recursive"], "glob": ["nested/**/*.png"], "list": ["list.txt"]}[kind]
-    assert segment("ref.png", "--box", "10,10,40,30", "--targets", *targets, "--out", "out", "--format", "png",
-                   "coco") == 0
+    assert (
+        segment("ref.png", "--box", "10,10,40,30", "--targets", *targets, "--out", "out", "--format", "png", "coco")
+        == 0
+    )
     assert sorted(i["file_name"] for i in json.loads((data / "out/annotations.json").read_text())["images"]) == [
-        "a/x.png", "b/x.png"]
+        "a/x.png",
+        "b/x.png",
+    ]
     assert (data / "out/masks/a/x_object.png").is_file() and (data / "out/masks/b/x_object.png").is_file()
 
 
@@ -170,29 +190,32 @@ def test_killed_run_resumes_to_identical_outputs(data, monkeypatch):
     assert tree(data / "killed") == tree(data / "whole")
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["missing.png", "--mask", "ref_mask.png", "--targets", "targets"], "missing.png: no such file"),
-    (["ref.png", "--mask", "nomask.png", "--targets", "targets"], "nomask.png: no such file"),
-    ([*BASE[:-1], "nowhere"], "--targets nowhere: no such file or folder"),
-    ([*BASE[:-1], "empty"], "--targets empty: no images"),
-    ([*BASE[:-1], "targets/*.tif"], "--targets targets/*.tif: no images"),
-    (["ref.png", "--box", "10,10,90,30", "--targets", "targets"], "box: (90, 30) lies outside the 64x48 image"),
-    (["ref.png", "--points", "5,5;70,5", "--targets", "targets"], "points: (70, 5) lies outside"),
-    (["ref.png", "--scribble", "5,5;5,-1", "--targets", "targets"], "scribble: (5, -1) lies outside"),
-    (["ref.png", "--mask", "blank.png", "--targets", "targets"], "mask: is empty"),
-    (["ref.png", "--mask", "small.png", "--targets", "targets"], "does not match the image (64x48)"),
-    (["ref.png", "--box", "1,2,3", "--targets", "targets"], "box: expected 'x0,y0,x1,y1'"),
-    (["ref.png", "--points", "1;2", "--targets", "targets"], "points: expected"),
-    (["ref.png", "--targets", "targets"], "no prompt"),
-    (["--box", "1,1,5,5", "--targets", "targets"], "--box: give the reference image first"),
-    (["--targets", "targets"], "no reference"),
-    (["ref.png", "--mask", "ref_mask.png", "--box", "1,1,5,5", "--targets", "targets"], "cannot be combined"),
-    (["ref.png", "--neg-points", "3,3", "--targets", "targets"], "neg_points alone"),
-    (["--references", "none.yaml", "--targets", "targets"], "none.yaml: no such file"),
-    (["--references", "bad.yaml", "--targets", "targets"], "bad.yaml: reference 1: unknown key 'bx'"),
-    (["--references", "broken.yaml", "--targets", "targets"], "broken.yaml: not valid YAML/JSON"),
-    ([*BASE, "--batch-size", "0"], "--batch-size: must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["missing.png", "--mask", "ref_mask.png", "--targets", "targets"], "missing.png: no such file"),
+        (["ref.png", "--mask", "nomask.png", "--targets", "targets"], "nomask.png: no such file"),
+        ([*BASE[:-1], "nowhere"], "--targets nowhere: no such file or folder"),
+        ([*BASE[:-1], "empty"], "--targets empty: no images"),
+        ([*BASE[:-1], "targets/*.tif"], "--targets targets/*.tif: no images"),
+        (["ref.png", "--box", "10,10,90,30", "--targets", "targets"], "box: (90, 30) lies outside the 64x48 image"),
+        (["ref.png", "--points", "5,5;70,5", "--targets", "targets"], "points: (70, 5) lies outside"),
+        (["ref.png", "--scribble", "5,5;5,-1", "--targets", "targets"], "scribble: (5, -1) lies outside"),
+        (["ref.png", "--mask", "blank.png", "--targets", "targets"], "mask: is empty"),
+        (["ref.png", "--mask", "small.png", "--targets", "targets"], "does not match the image (64x48)"),
+        (["ref.png", "--box", "1,2,3", "--targets", "targets"], "box: expected 'x0,y0,x1,y1'"),
+        (["ref.png", "--points", "1;2", "--targets", "targets"], "points: expected"),
+        (["ref.png", "--targets", "targets"], "no prompt"),
+        (["--box", "1,1,5,5", "--targets", "targets"], "--box: give the reference image first"),
+        (["--targets", "targets"], "no reference"),
+        (["ref.png", "--mask", "ref_mask.png", "--box", "1,1,5,5", "--targets", "targets"], "cannot be combined"),
+        (["ref.png", "--neg-points", "3,3", "--targets", "targets"], "neg_points alone"),
+        (["--references", "none.yaml", "--targets", "targets"], "none.yaml: no such file"),
+        (["--references", "bad.yaml", "--targets", "targets"], "bad.yaml: reference 1: unknown key 'bx'"),
+        (["--references", "broken.yaml", "--targets", "targets"], "broken.yaml: not valid YAML/JSON"),
+        ([*BASE, "--batch-size", "0"], "--batch-size: must be at least 1"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(data, capsys, argv, message):
     (data / "empty").mkdir()
     Image.fromarray(np.zeros(SIZE[::-1], np.uint8)).save(data / "blank.png")

@@ -46,15 +46,27 @@ class Shapes:
         cx, cy = rng.integers(16, 48, 2)
         r = int(rng.integers(7, 14))
         dx, dy = np.abs(xx - cx), np.abs(yy - cy)
-        mask = [(dx <= r) & (dy <= r), dx**2 + dy**2 <= r * r,
-                ((dx <= r) & (dy <= r // 3)) | ((dy <= r) & (dx <= r // 3))][shape]
+        mask = [
+            (dx <= r) & (dy <= r),
+            dx**2 + dy**2 <= r * r,
+            ((dx <= r) & (dy <= r // 3)) | ((dy <= r) & (dx <= r // 3)),
+        ][shape]
         image[mask] = rng.integers(0, 256, 3, dtype=np.uint8)
         return image, mask if class_id == shape else np.zeros_like(mask)
 
 
 def tiny_config(out: Path, **values) -> TrainConfig:
-    base = dict(backbone="test_tiny", resolution=64, batch_size=1, episodes_per_epoch=2, epochs=1, lr=1e-3,
-                num_workers=0, log_every=1, out=str(out))
+    base = dict(
+        backbone="test_tiny",
+        resolution=64,
+        batch_size=1,
+        episodes_per_epoch=2,
+        epochs=1,
+        lr=1e-3,
+        num_workers=0,
+        log_every=1,
+        out=str(out),
+    )
     return load_config(None, **{**base, **values})
 
 
@@ -66,23 +78,29 @@ def adapters_of(path: Path) -> dict[str, torch.Tensor]:
 def test_config_from_yaml_then_overrides_then_values(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data:\n  - {benchmark: coco20i, root: /d, fold: 1, weight: 0.45}\nlr: 2.0e-4\nprompt: multi\n")
-    config = load_config(path, ["data.0.root=/data", "adapter_stages=[3]", "val={benchmark: fss1000, root: /f}",
-                                "val.episodes=10"], epochs=2)
+    config = load_config(
+        path,
+        ["data.0.root=/data", "adapter_stages=[3]", "val={benchmark: fss1000, root: /f}", "val.episodes=10"],
+        epochs=2,
+    )
     assert (config.data[0].root, config.data[0].fold, config.data[0].weight) == ("/data", 1, 0.45)
     assert (config.lr, config.prompt, config.adapter_stages, config.epochs) == (2e-4, PromptMode.MULTI, (3,), 2)
     assert (config.val.benchmark, config.val.episodes) == ("fss1000", 10)
     assert load_config(None, **config.to_dict()) == config  # the saved form reads back identically
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["lr=abc"], "lr: expected float"),
-    (["grad_clip=-1"], "grad_clip"),
-    (["targets=0"], "targets: must be at least 1"),
-    (["prompt=lasso"], "prompt: expected one of mask, point, box, scribble, multi"),
-    (["bogus=1"], "unknown option 'bogus'"),
-    (["data=[{root: /d}]"], "data[0]"),
-    (["lr"], "expected KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["lr=abc"], "lr: expected float"),
+        (["grad_clip=-1"], "grad_clip"),
+        (["targets=0"], "targets: must be at least 1"),
+        (["prompt=lasso"], "prompt: expected one of mask, point, box, scribble, multi"),
+        (["bogus=1"], "unknown option 'bogus'"),
+        (["data=[{root: /d}]"], "data[0]"),
+        (["lr"], "expected KEY=VALUE"),
+    ],
+)
 def test_config_errors_are_one_line(overrides, message):
     with pytest.raises(SansaError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
         load_config(None, overrides)
@@ -96,12 +114,15 @@ def test_example_configs_load(path):
 
 
 # -- loss --------------------------------------------------------------------------------
-@pytest.mark.parametrize("logit, target, low, high", [
-    (20.0, 1, 0.0, 1e-6),     # confident and right
-    (-20.0, 0, 0.0, 1e-6),    # empty target, empty prediction
-    (-20.0, 1, 5.9, 6.1),     # confident and wrong: 0.25 * 20 (focal) + 1 (Dice)
-    (0.0, 1, 0.3, 0.5),       # undecided
-])
+@pytest.mark.parametrize(
+    "logit, target, low, high",
+    [
+        (20.0, 1, 0.0, 1e-6),  # confident and right
+        (-20.0, 0, 0.0, 1e-6),  # empty target, empty prediction
+        (-20.0, 1, 5.9, 6.1),  # confident and wrong: 0.25 * 20 (focal) + 1 (Dice)
+        (0.0, 1, 0.3, 0.5),  # undecided
+    ],
+)
 def test_mask_loss(logit, target, low, high):
     logits = torch.full((2, 4, 4), logit)
     value = float(MaskLoss()(logits, torch.full((2, 8, 8), target, dtype=torch.bool)))
@@ -110,8 +131,16 @@ def test_mask_loss(logit, target, low, high):
 
 # -- episodes ----------------------------------------------------------------------------
 def _source(prompt="mask", seed=0, shots=1, targets=1) -> EpisodeSource:
-    return EpisodeSource([Shapes(), Shapes(n=3, classes=(1,))], [0.7, 0.3], shots, targets, PromptMode(prompt),
-                         resolution=64, image_size=256, seed=seed)
+    return EpisodeSource(
+        [Shapes(), Shapes(n=3, classes=(1,))],
+        [0.7, 0.3],
+        shots,
+        targets,
+        PromptMode(prompt),
+        resolution=64,
+        image_size=256,
+        seed=seed,
+    )
 
 
 def test_episodes_depend_on_the_seed_only():
@@ -168,8 +197,9 @@ def test_multi_prompts_supervise_decoded_references_and_are_not_mutated():
     batch = collate(samples[:2])
     before = copy.deepcopy(batch.prompts)
     batch.to(torch.device("cpu"))
-    assert all(a.keys() == b.keys() for pa, pb in zip(before, batch.prompts, strict=True)
-               for a, b in zip(pa, pb, strict=True))
+    assert all(
+        a.keys() == b.keys() for pa, pb in zip(before, batch.prompts, strict=True) for a, b in zip(pa, pb, strict=True)
+    )
 
 
 # -- training ----------------------------------------------------------------------------
@@ -227,8 +257,12 @@ def test_checkpoint_loads_through_the_predictor(trained):
     for key, value in adapters_of(result.checkpoint).items():
         assert torch.equal(predictor.model.state_dict()[key], value)
     meta = torch.load(result.checkpoint, map_location="cpu", weights_only=True)["sansa"]
-    assert (meta["backbone"], meta["adapter_stages"], meta["channel_factor"], meta["step"]) == ("test_tiny", [2, 3],
-                                                                                               0.3, 2)
+    assert (meta["backbone"], meta["adapter_stages"], meta["channel_factor"], meta["step"]) == (
+        "test_tiny",
+        [2, 3],
+        0.3,
+        2,
+    )
     assert load_config(None, **meta["config"]) == config
     assert (Path(config.out) / "epoch_1.pth").is_file() and (Path(config.out) / "config.yaml").is_file()
     predictor.add_reference(np.zeros((40, 50, 3), np.uint8), box=[5, 5, 30, 30])

@@ -31,22 +31,45 @@ def write_folder(root: Path) -> Path:
 
 
 def _train_args(data: Path, out: Path) -> list[str]:
-    return ["-m", "sansa", "train", "--backbone", "test_tiny", "--device", "cpu", "--batch-size", "4",
-            "--epochs", "1", "--lr", "1e-3", "--workers", "0", "--out", str(out),
-            "--set", f"data=[{{benchmark: folder, root: {data}}}]", "--set", "resolution=64",
-            "--set", "episodes_per_epoch=8"]
+    return [
+        "-m",
+        "sansa",
+        "train",
+        "--backbone",
+        "test_tiny",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+        "--set",
+        f"data=[{{benchmark: folder, root: {data}}}]",
+        "--set",
+        "resolution=64",
+        "--set",
+        "episodes_per_epoch=8",
+    ]
 
 
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     data = write_folder(tmp_path / "shapes")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    single = subprocess.run([sys.executable, *_train_args(data, tmp_path / "one")], env=env, capture_output=True,
-                            text=True, timeout=600)
+    single = subprocess.run(
+        [sys.executable, *_train_args(data, tmp_path / "one")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert single.returncode == 0, single.stderr[-2000:]
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    double = subprocess.run([*launch, *_train_args(data, tmp_path / "two")], env=env, capture_output=True,
-                            text=True, timeout=600)
+    double = subprocess.run(
+        [*launch, *_train_args(data, tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert double.returncode == 0, double.stderr[-2000:]
     one, two = adapters_of(tmp_path / "one" / "last.pth"), adapters_of(tmp_path / "two" / "last.pth")
     assert torch.load(tmp_path / "two" / "last.pth", weights_only=True)["sansa"]["step"] == 2

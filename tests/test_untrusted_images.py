@@ -153,6 +153,7 @@ def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
 
 # ---- the CLI, through the real entry point ----------------------------------------------------
 
+
 @pytest.fixture()
 def folder(tmp_path) -> Path:
     """ref.png (64 x 48) and targets/: two good images, bombs of every format, a truncated PNG."""
@@ -171,15 +172,17 @@ def folder(tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_segment_lists_every_bomb_as_a_failure_and_finishes_the_run(folder):
-    result = sansa("segment", "ref.png", "--box", "5,5,40,30", "--targets", "targets", "--out", "out", *MODEL,
-                   cwd=folder)
+    result = sansa(
+        "segment", "ref.png", "--box", "5,5,40,30", "--targets", "targets", "--out", "out", *MODEL, cwd=folder
+    )
     assert result.returncode == 1, result.stderr  # 1: some targets failed; the run finished
     assert "Traceback" not in result.stderr and "Warning" not in result.stderr, result.stderr
     out = folder / "out"
     failures = {f["target"]: f["error"] for f in json.loads((out / "failures.json").read_text())}
     assert sorted(failures) == ["big.png", "bomb.png", "bomb.tif", "bomb.webp", "cut.png"]
-    assert all("over the limit of 64 megapixels" in failures[n] for n in ("big.png", "bomb.png", "bomb.tif",
-                                                                           "bomb.webp"))
+    assert all(
+        "over the limit of 64 megapixels" in failures[n] for n in ("big.png", "bomb.png", "bomb.tif", "bomb.webp")
+    )
     assert "not a readable image" in failures["cut.png"]
     assert len(json.loads((out / "annotations.json").read_text())["images"]) == 2  # a.png and b.png
 
@@ -187,8 +190,11 @@ def test_segment_lists_every_bomb_as_a_failure_and_finishes_the_run(folder):
 # (argv, extra environment, message): refused in one line, exit 2, before anything is written
 CLI_REFUSED = [
     (["segment", "bomb.png", "--box", "5,5,40,30"], {}, "bomb.png: 900 megapixels, over the limit"),
-    (["segment", "ref.png", "--box", "5,5,40,30", "--max-pixels", "1000"], {},
-     "ref.png: 64x48 is 3072 pixels, over the limit of 1000 pixels"),
+    (
+        ["segment", "ref.png", "--box", "5,5,40,30", "--max-pixels", "1000"],
+        {},
+        "ref.png: 64x48 is 3072 pixels, over the limit of 1000 pixels",
+    ),
     (["segment", "ref.png", "--box", "5,5,40,30"], {"SANSA_MAX_PIXELS": "1000"}, "ref.png: 64x48 is"),
     (["segment", "ref.png", "--box", "5,5,40,30", "--max-pixels", "lots"], {}, "--max-pixels: expected a positive"),
     (["segment", "ref.png", "--box", "5,5,40,30", "--max-pixels", "0"], {}, "--max-pixels: expected a positive"),
@@ -198,12 +204,16 @@ CLI_REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("argv, env, message", CLI_REFUSED, ids=[f"{a[0]}-{i}" for i, (a, _, _) in
-                                                                enumerate(CLI_REFUSED)])
+@pytest.mark.parametrize(
+    "argv, env, message", CLI_REFUSED, ids=[f"{a[0]}-{i}" for i, (a, _, _) in enumerate(CLI_REFUSED)]
+)
 def test_a_refused_reference_or_limit_is_one_line_exit_2(folder, argv, env, message):
     (folder / "bomb.png").write_bytes(png_bomb(30000, 30000))
-    result = sansa(*argv, "--targets", "targets", "--out", "out", *MODEL, env=env, cwd=folder) \
-        if argv[0] == "segment" else sansa(*argv, cwd=folder, env=env)
+    result = (
+        sansa(*argv, "--targets", "targets", "--out", "out", *MODEL, env=env, cwd=folder)
+        if argv[0] == "segment"
+        else sansa(*argv, cwd=folder, env=env)
+    )
     err = one_line_error(result, argv[0])
     assert message in err and "Warning" not in err
     assert not (folder / "out").exists()  # refused before anything was written

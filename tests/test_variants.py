@@ -26,7 +26,8 @@ def test_named_variant_matches_sam2_packaged_config(name):
 
 def test_test_tiny_matches_the_golden_fixture_config():
     assert _shapes(build_sansa("test_tiny", device="meta")) == _shapes(
-        build_sansa(str(golden_path("sam2_config.yaml")), device="meta"))
+        build_sansa(str(golden_path("sam2_config.yaml")), device="meta")
+    )
 
 
 def test_config_turns_the_object_score_head_off():

@@ -71,8 +71,9 @@ def sid(client) -> str:
 
 
 def add_box(client, sid: str, image: str = "im0.png", label: str = "shape") -> dict:
-    response = client.put(f"/api/sessions/{sid}/references",
-                          json={"image": image, "label": label, "prompt": {"box": BOX}})
+    response = client.put(
+        f"/api/sessions/{sid}/references", json={"image": image, "label": label, "prompt": {"box": BOX}}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -95,7 +96,8 @@ def test_lists_images_with_sizes_and_skips_unreadable(client, folder):
     listing = client.get("/api/images").json()
     assert listing["folder"] == str(folder.resolve())
     assert [(i["name"], i["width"], i["height"]) for i in listing["images"]] == [
-        (f"im{i}.png", SIZE[1], SIZE[0]) for i in range(4)]  # not link.png, which points out of the folder
+        (f"im{i}.png", SIZE[1], SIZE[0]) for i in range(4)
+    ]  # not link.png, which points out of the folder
     assert [s["name"] for s in listing["skipped"]] == ["broken.png"]
 
 
@@ -106,17 +108,20 @@ def test_serves_image_and_thumbnail(client, folder):
     assert Image.open(io.BytesIO(thumb.content)).size == (32, 24)
 
 
-@pytest.mark.parametrize(("path", "status", "words"), [
-    ("/api/images/..%2Fsecret.png", 400, "plain file name"),
-    ("/api/images/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", 400, "plain file name"),
-    ("/api/images/%2Fetc%2Fpasswd", 400, "plain file name"),
-    ("/api/images/..%5Csecret.png", 400, "plain file name"),
-    ("/api/images/link.png", 404, "no such image"),  # a symlink out of the folder
-    ("/api/images/notes.txt", 415, "not an image file"),
-    ("/api/images/missing.png", 404, "no such image"),
-    ("/api/images/..%2Fsecret.png/thumb", 400, "plain file name"),
-    ("/api/images/link.png/thumb", 404, "no such image"),
-])
+@pytest.mark.parametrize(
+    ("path", "status", "words"),
+    [
+        ("/api/images/..%2Fsecret.png", 400, "plain file name"),
+        ("/api/images/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", 400, "plain file name"),
+        ("/api/images/%2Fetc%2Fpasswd", 400, "plain file name"),
+        ("/api/images/..%5Csecret.png", 400, "plain file name"),
+        ("/api/images/link.png", 404, "no such image"),  # a symlink out of the folder
+        ("/api/images/notes.txt", 415, "not an image file"),
+        ("/api/images/missing.png", 404, "no such image"),
+        ("/api/images/..%2Fsecret.png/thumb", 400, "plain file name"),
+        ("/api/images/link.png/thumb", 404, "no such image"),
+    ],
+)
 def test_rejects_paths_outside_the_folder_and_non_images(client, path, status, words):
     response = client.get(path)
     assert response.status_code == status
@@ -145,13 +150,17 @@ def test_box_reference_then_target_overlay(client, sid):
 
 def test_replacing_a_prompt_keeps_one_reference_per_image_and_class(client, sid):
     first = add_box(client, sid)
-    second = client.put(f"/api/sessions/{sid}/references", json={
-        "image": "im0.png", "label": "shape", "prompt": {"points": [[20, 15], [2, 2]], "point_labels": [1, 0]}}).json()
+    second = client.put(
+        f"/api/sessions/{sid}/references",
+        json={"image": "im0.png", "label": "shape", "prompt": {"points": [[20, 15], [2, 2]], "point_labels": [1, 0]}},
+    ).json()
     assert second["id"] == first["id"] and second["prompt_type"] == "point"
     mask = np.zeros(SIZE, dtype=bool)
     mask[8:30, 10:40] = True
-    third = client.put(f"/api/sessions/{sid}/references",
-                       json={"image": "im0.png", "label": "shape", "prompt": {"mask_png": png_b64(mask)}}).json()
+    third = client.put(
+        f"/api/sessions/{sid}/references",
+        json={"image": "im0.png", "label": "shape", "prompt": {"mask_png": png_b64(mask)}},
+    ).json()
     assert third["prompt_type"] == "mask" and third["area"] == mask.sum() and third["score"] is None
     assert len(client.get(f"/api/sessions/{sid}").json()["references"]) == 1
 
@@ -159,8 +168,10 @@ def test_replacing_a_prompt_keeps_one_reference_per_image_and_class(client, sid)
 def test_several_classes_share_one_target_encoding(client, sid):
     client.post(f"/api/sessions/{sid}/classes", json={"name": "other", "color": "#00ff00"})
     add_box(client, sid)
-    client.put(f"/api/sessions/{sid}/references", json={
-        "image": "im1.png", "label": "other", "prompt": {"scribble": [[[12, 10], [30, 20]], [[5, 40]]]}})
+    client.put(
+        f"/api/sessions/{sid}/references",
+        json={"image": "im1.png", "label": "other", "prompt": {"scribble": [[[12, 10], [30, 20]], [[5, 40]]]}},
+    )
     target = client.get(f"/api/sessions/{sid}/targets/im2.png").json()
     assert [c["label"] for c in target["classes"]] == ["shape", "other"]
     assert sum(c["area"] for c in target["classes"]) <= SIZE[0] * SIZE[1]
@@ -208,8 +219,13 @@ def test_export_defaults_to_the_export_modules_formats(client, sid):
     propagate(client, sid)
     with zipfile.ZipFile(io.BytesIO(client.get(f"/api/sessions/{sid}/export").content)) as archive:
         folders = {name.split("/")[0] for name in archive.namelist()}
-    expected = {OutputFormat.PNG: "masks", OutputFormat.COCO: "annotations.json", OutputFormat.OVERLAY: "overlays",
-                OutputFormat.YOLO: "yolo", OutputFormat.INDEXED: "labels"}
+    expected = {
+        OutputFormat.PNG: "masks",
+        OutputFormat.COCO: "annotations.json",
+        OutputFormat.OVERLAY: "overlays",
+        OutputFormat.YOLO: "yolo",
+        OutputFormat.INDEXED: "labels",
+    }
     assert folders == {expected[f] for f in DEFAULT_FORMATS} | {"classes.json", "images.json"}
 
 
@@ -218,24 +234,40 @@ MASK_WRONG_SIZE = png_b64(np.ones((10, 10), dtype=bool))
 MASK_FULL = png_b64(np.ones(SIZE, dtype=bool))
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    ({"image": "im0.png", "label": "shape", "prompt": {"box": [10, 8, 400, 30]}}, 400, "box: (400, 30) lies outside"),
-    ({"image": "im0.png", "label": "shape", "prompt": {"box": [30, 8, 10, 30]}}, 400, "is empty"),
-    ({"image": "im0.png", "label": "shape", "prompt": {"box": [1, 2]}}, 422, "prompt.box"),
-    ({"image": "im0.png", "label": "shape", "prompt": {}}, 400, "give a mask, points, a box or a scribble"),
-    ({"image": "im0.png", "label": "shape", "prompt": {"points": [[5, 5]], "point_labels": [1, 0]}}, 400,
-     "2 labels for 1 points"),
-    ({"image": "im0.png", "label": "shape", "prompt": {"mask_png": MASK_WRONG_SIZE}}, 400, "does not match"),
-    ({"image": "im0.png", "label": "shape", "prompt": {"mask_png": "%%%"}}, 400, "not valid base64"),
-    ({"image": "im0.png", "label": "shape", "prompt": {"mask_png": base64.b64encode(b"text").decode()}}, 415,
-     "not a readable PNG"),
-    ({"image": "im0.png", "label": "shape", "prompt": {"mask_png": MASK_FULL, "box": BOX}}, 400,
-     "cannot be combined"),
-    ({"image": "im0.png", "label": "nope", "prompt": {"box": BOX}}, 404, "class 'nope': no such class"),
-    ({"image": "gone.png", "label": "shape", "prompt": {"box": BOX}}, 404, "no such image"),
-    ({"image": "../secret.png", "label": "shape", "prompt": {"box": BOX}}, 400, "plain file name"),
-    ({"image": "broken.png", "label": "shape", "prompt": {"box": BOX}}, 400, "not a readable image"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (
+            {"image": "im0.png", "label": "shape", "prompt": {"box": [10, 8, 400, 30]}},
+            400,
+            "box: (400, 30) lies outside",
+        ),
+        ({"image": "im0.png", "label": "shape", "prompt": {"box": [30, 8, 10, 30]}}, 400, "is empty"),
+        ({"image": "im0.png", "label": "shape", "prompt": {"box": [1, 2]}}, 422, "prompt.box"),
+        ({"image": "im0.png", "label": "shape", "prompt": {}}, 400, "give a mask, points, a box or a scribble"),
+        (
+            {"image": "im0.png", "label": "shape", "prompt": {"points": [[5, 5]], "point_labels": [1, 0]}},
+            400,
+            "2 labels for 1 points",
+        ),
+        ({"image": "im0.png", "label": "shape", "prompt": {"mask_png": MASK_WRONG_SIZE}}, 400, "does not match"),
+        ({"image": "im0.png", "label": "shape", "prompt": {"mask_png": "%%%"}}, 400, "not valid base64"),
+        (
+            {"image": "im0.png", "label": "shape", "prompt": {"mask_png": base64.b64encode(b"text").decode()}},
+            415,
+            "not a readable PNG",
+        ),
+        (
+            {"image": "im0.png", "label": "shape", "prompt": {"mask_png": MASK_FULL, "box": BOX}},
+            400,
+            "cannot be combined",
+        ),
+        ({"image": "im0.png", "label": "nope", "prompt": {"box": BOX}}, 404, "class 'nope': no such class"),
+        ({"image": "gone.png", "label": "shape", "prompt": {"box": BOX}}, 404, "no such image"),
+        ({"image": "../secret.png", "label": "shape", "prompt": {"box": BOX}}, 400, "plain file name"),
+        ({"image": "broken.png", "label": "shape", "prompt": {"box": BOX}}, 400, "not a readable image"),
+    ],
+)
 def test_bad_references_are_one_line_errors(client, sid, body, status, words):
     response = client.put(f"/api/sessions/{sid}/references", json=body)
     assert response.status_code == status
@@ -243,27 +275,33 @@ def test_bad_references_are_one_line_errors(client, sid, body, status, words):
     assert words in detail and "\n" not in detail
 
 
-@pytest.mark.parametrize(("method", "path", "kwargs", "status", "words"), [
-    ("GET", "/api/sessions/unknown", {}, 404, "session 'unknown': unknown"),
-    ("GET", "/api/sessions/{sid}/targets/im1.png", {}, 409, "no reference yet"),
-    ("POST", "/api/sessions/{sid}/propagate", {}, 409, "no reference yet"),
-    ("GET", "/api/sessions/{sid}/export", {}, 409, "no reference yet"),
-    ("POST", "/api/sessions/{sid}/classes", {"json": {"name": "shape"}}, 409, "already exists"),
-    ("POST", "/api/sessions/{sid}/classes", {"json": {"name": "  "}}, 422, "class name is empty"),
-    ("POST", "/api/sessions/{sid}/classes", {"json": {"name": "x", "color": "red"}}, 422, "color"),
-    ("DELETE", "/api/sessions/{sid}/references/nope", {}, 404, "no such reference"),
-    ("DELETE", "/api/sessions/{sid}/classes/nope", {}, 404, "no such class"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "words"),
+    [
+        ("GET", "/api/sessions/unknown", {}, 404, "session 'unknown': unknown"),
+        ("GET", "/api/sessions/{sid}/targets/im1.png", {}, 409, "no reference yet"),
+        ("POST", "/api/sessions/{sid}/propagate", {}, 409, "no reference yet"),
+        ("GET", "/api/sessions/{sid}/export", {}, 409, "no reference yet"),
+        ("POST", "/api/sessions/{sid}/classes", {"json": {"name": "shape"}}, 409, "already exists"),
+        ("POST", "/api/sessions/{sid}/classes", {"json": {"name": "  "}}, 422, "class name is empty"),
+        ("POST", "/api/sessions/{sid}/classes", {"json": {"name": "x", "color": "red"}}, 422, "color"),
+        ("DELETE", "/api/sessions/{sid}/references/nope", {}, 404, "no such reference"),
+        ("DELETE", "/api/sessions/{sid}/classes/nope", {}, 404, "no such class"),
+    ],
+)
 def test_session_errors(client, sid, method, path, kwargs, status, words):
     response = client.request(method, path.format(sid=sid), **kwargs)
     assert response.status_code == status
     assert words in response.json()["detail"]
 
 
-@pytest.mark.parametrize(("params", "status", "words"), [
-    ({}, 409, "propagate to all first"),
-    ({"formats": ["coco", "bogus"]}, 400, "unknown format 'bogus'"),
-])
+@pytest.mark.parametrize(
+    ("params", "status", "words"),
+    [
+        ({}, 409, "propagate to all first"),
+        ({"formats": ["coco", "bogus"]}, 400, "unknown format 'bogus'"),
+    ],
+)
 def test_export_refuses_stale_results_and_unknown_formats(client, sid, params, status, words):
     add_box(client, sid)
     if "formats" in params:
@@ -312,8 +350,13 @@ def build_session(http) -> tuple[str, dict]:
     add_box(http, sid)
     mask = np.zeros(SIZE, dtype=bool)
     mask[20:40, 5:25] = True
-    assert http.put(f"/api/sessions/{sid}/references", json={
-        "image": "im1.png", "label": "other", "prompt": {"mask_png": png_b64(mask)}}).status_code == 200
+    assert (
+        http.put(
+            f"/api/sessions/{sid}/references",
+            json={"image": "im1.png", "label": "other", "prompt": {"mask_png": png_b64(mask)}},
+        ).status_code
+        == 200
+    )
     assert propagate(http, sid)["state"] == "done"
     for name, state in (("im2.png", "accepted"), ("im3.png", "rejected")):
         assert http.put(f"/api/sessions/{sid}/review/{name}", json={"state": state}).status_code == 200
@@ -329,7 +372,9 @@ def test_a_server_restart_resumes_the_last_session(fresh):
         export = http.get(f"/api/sessions/{sid}/export", params={"formats": ["png"]})
     assert after == before  # classes, colours, references and prompts, reviews, version, all propagated
     assert after["propagated"] == after["targets"] == 2 and after["reviews"] == {
-        "im2.png": "accepted", "im3.png": "rejected"}
+        "im2.png": "accepted",
+        "im3.png": "rejected",
+    }
     assert [r["prompt"] and r["prompt"]["box"] for r in after["references"]] == [BOX, None]
     assert export.status_code == 200  # the results came back: no need to propagate again
 
@@ -353,11 +398,14 @@ def test_other_clients_cannot_evict_a_session(client, sid):
     assert client.get(f"/api/sessions/{sid}/targets/im1.png").status_code == 200
 
 
-@pytest.mark.parametrize("steps", [
-    ["+a", "-shape", "+b", "+c"],  # deleting the first class must not give b and c one colour
-    ["-shape", "+a", "+b", "-a", "+c", "+d"],
-    ["+a", "+b", "-a", "-b", "+c", "+d", "+e"],
-])
+@pytest.mark.parametrize(
+    "steps",
+    [
+        ["+a", "-shape", "+b", "+c"],  # deleting the first class must not give b and c one colour
+        ["-shape", "+a", "+b", "-a", "+c", "+d"],
+        ["+a", "+b", "-a", "-b", "+c", "+d", "+e"],
+    ],
+)
 def test_class_colours_stay_distinct(client, sid, steps):
     for step in steps:
         if step[0] == "+":
@@ -409,7 +457,10 @@ def test_export_has_every_image_with_a_mask_and_says_where_it_comes_from(fresh):
         files = export_files(http, sid, ["coco", "png"])
     records = {r["file_name"]: r for r in json.loads(files["images.json"])}
     assert {n: r["source"] for n, r in records.items()} == {
-        "im0.png": "reference", "im1.png": "reference", "im2.png": "corrected"}  # im3 was rejected
+        "im0.png": "reference",
+        "im1.png": "reference",
+        "im2.png": "corrected",
+    }  # im3 was rejected
     coco = json.loads(files["annotations.json"])
     ids = {i["id"]: i["file_name"] for i in coco["images"]}
     assert sorted(ids.values()) == ["im0.png", "im1.png", "im2.png"]
@@ -425,8 +476,9 @@ def test_export_options_reach_the_writer(fresh):
     with fresh() as http:
         sid, _ = build_session(http)
         default = export_files(http, sid, ["coco", "yolo"])
-        dataset = http.post(f"/api/sessions/{sid}/exports",
-                            json={"formats": ["coco"], "coco_layout": "dataset", "coco_polygons": True}).json()
+        dataset = http.post(
+            f"/api/sessions/{sid}/exports", json={"formats": ["coco"], "coco_layout": "dataset", "coco_polygons": True}
+        ).json()
         while dataset["state"] == "running":
             time.sleep(0.05)
             dataset = http.get(f"/api/sessions/{sid}/exports/{dataset['id']}").json()
@@ -449,17 +501,20 @@ def test_export_keeps_accepted_predictions_as_accepted(fresh):
     assert "im3.png" not in records
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "words"), [
-    ("GET", "/api/sessions/{sid}/exports/nope", None, 404, "no such export"),
-    ("GET", "/api/sessions/{sid}/exports/nope/download", None, 404, "no such export"),
-    ("POST", "/api/sessions/{sid}/exports", {"formats": ["bogus"]}, 400, "unknown format 'bogus'"),
-    ("POST", "/api/sessions/{sid}/exports", {"coco_layout": "flat"}, 400, "coco_layout: unknown value 'flat'"),
-    ("POST", "/api/sessions/{sid}/exports", {}, 409, "no reference yet"),
-    ("PUT", "/api/sessions/{sid}/review/im1.png", {"state": "maybe"}, 422, "state"),
-    ("PUT", "/api/sessions/{sid}/review/gone.png", {"state": "accepted"}, 404, "no such image"),
-    ("PATCH", "/api/sessions/{sid}/classes/nope", {"name": "x"}, 404, "no such class"),
-    ("PATCH", "/api/sessions/{sid}/classes/shape", {"name": " "}, 422, "class name is empty"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "words"),
+    [
+        ("GET", "/api/sessions/{sid}/exports/nope", None, 404, "no such export"),
+        ("GET", "/api/sessions/{sid}/exports/nope/download", None, 404, "no such export"),
+        ("POST", "/api/sessions/{sid}/exports", {"formats": ["bogus"]}, 400, "unknown format 'bogus'"),
+        ("POST", "/api/sessions/{sid}/exports", {"coco_layout": "flat"}, 400, "coco_layout: unknown value 'flat'"),
+        ("POST", "/api/sessions/{sid}/exports", {}, 409, "no reference yet"),
+        ("PUT", "/api/sessions/{sid}/review/im1.png", {"state": "maybe"}, 422, "state"),
+        ("PUT", "/api/sessions/{sid}/review/gone.png", {"state": "accepted"}, 404, "no such image"),
+        ("PATCH", "/api/sessions/{sid}/classes/nope", {"name": "x"}, 404, "no such class"),
+        ("PATCH", "/api/sessions/{sid}/classes/shape", {"name": " "}, 422, "class name is empty"),
+    ],
+)
 def test_review_and_export_errors(client, sid, method, path, body, status, words):
     response = client.request(method, path.format(sid=sid), json=body)
     assert response.status_code == status, response.text
@@ -481,8 +536,10 @@ def test_a_folder_that_cannot_hold_sessions_saves_them_in_the_cache(tiny_model, 
     (folder / ".sansa").write_text("a file where the folder would be")  # fails for root too
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     app = create_app(SansaPredictor(tiny_model, device="cpu"), folder)
-    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30,
-                                                  headers={"X-Sansa-Token": app.state.token}) as http:
+    with (
+        serve_in_thread(app) as url,
+        httpx.Client(base_url=url, timeout=30, headers={"X-Sansa-Token": app.state.token}) as http,
+    ):
         state = http.get("/api/sessions/current").json()
         assert http.post(f"/api/sessions/{state['session_id']}/classes", json={"name": "shape"}).status_code == 201
     assert "cannot be written; sessions are saved in" in state["notes"][0]
@@ -512,15 +569,18 @@ def png_bytes(size=(8, 6)) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize(("filename", "data", "status", "words"), [
-    ("new.png", png_bytes(), 201, ""),
-    ("im0.png", png_bytes(), 409, "already in the folder"),
-    ("big.png", png_bytes((400, 400)) + b"\0" * 5000, 413, "over the limit"),
-    ("notes.txt", b"hello", 415, "not an image file name"),
-    ("fake.png", b"hello", 415, "not a readable image"),
-    ("../up.png", png_bytes(), 400, "plain file name"),
-    (".hidden.png", png_bytes(), 400, "plain file name"),
-])
+@pytest.mark.parametrize(
+    ("filename", "data", "status", "words"),
+    [
+        ("new.png", png_bytes(), 201, ""),
+        ("im0.png", png_bytes(), 409, "already in the folder"),
+        ("big.png", png_bytes((400, 400)) + b"\0" * 5000, 413, "over the limit"),
+        ("notes.txt", b"hello", 415, "not an image file name"),
+        ("fake.png", b"hello", 415, "not a readable image"),
+        ("../up.png", png_bytes(), 400, "plain file name"),
+        (".hidden.png", png_bytes(), 400, "plain file name"),
+    ],
+)
 def test_uploads(client, folder, filename, data, status, words):
     response = client.post("/api/images", files={"file": (filename, data, "image/png")})
     assert response.status_code == status, response.text
@@ -570,8 +630,20 @@ def test_cli_missing_folder_is_a_one_line_error(tmp_path):
 def test_sansa_serve_listens_on_loopback(folder):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "sansa", "serve", str(folder), "--port", str(port),
-               "--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "sansa",
+        "serve",
+        str(folder),
+        "--port",
+        str(port),
+        "--backbone",
+        "test_tiny",
+        "--random-weights",
+        "--device",
+        "cpu",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         ready = server.stdout.readline()  # printed only once the socket is bound: the address with the token

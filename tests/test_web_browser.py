@@ -21,8 +21,16 @@ from PIL import Image, ImageDraw
 CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = Path(__file__).parent / "_output" / "web"
 DOCS_SCREENSHOT = Path(__file__).parents[1] / "docs" / "images" / "web.png"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCENES = 6
 SCENE_SIZE = (320, 240)  # W, H
 REFERENCE_BOX = (40, 50, 150, 160)  # the first fruit of scene 0, [x0, y0, x1, y1]
@@ -129,7 +137,9 @@ def open_image(page, name: str) -> None:
 def wait_for_overlays(page, count: int) -> None:
     page.wait_for_function(
         "n => [...document.querySelectorAll('.card .overlay')].filter(i => i.src.startsWith('data:')).length >= n",
-        arg=count, timeout=20_000)
+        arg=count,
+        timeout=20_000,
+    )
 
 
 def screenshot(page, name: str) -> Path:
@@ -262,8 +272,9 @@ def mark_box(page, image: str = "scene_0.png", box=REFERENCE_BOX) -> None:
 
 def propagate_all(page, targets: int) -> None:
     page.locator("#propagate").click()
-    page.wait_for_function("n => document.getElementById('progress-text').textContent === `${n} images ✓`",
-                           arg=targets, timeout=30_000)
+    page.wait_for_function(
+        "n => document.getElementById('progress-text').textContent === `${n} images ✓`", arg=targets, timeout=30_000
+    )
 
 
 def export_zip(page, tmp_path: Path, formats=("coco", "png")) -> tuple[zipfile.ZipFile, list[str]]:
@@ -292,8 +303,10 @@ def server_state(page) -> dict:
 
 
 def page_classes(page) -> list[tuple[str, str]]:
-    return [(item.get_attribute("data-name"), item.get_attribute("data-color"))
-            for item in page.locator(".class-item").all()]
+    return [
+        (item.get_attribute("data-name"), item.get_attribute("data-color"))
+        for item in page.locator(".class-item").all()
+    ]
 
 
 # -- nothing the user made is lost ---------------------------------------------------------------
@@ -324,8 +337,10 @@ def test_reload_restores_the_session_and_unsaved_edits_warn(page):
 
     # an edit the server did not take: the chip says so, and leaving the page asks first (the
     # beforeunload handler cancels the event; headless Chromium shows no dialog for it)
-    leaving = ("() => { const e = new Event('beforeunload', {cancelable: true}); dispatchEvent(e); "
-               "return e.defaultPrevented; }")
+    leaving = (
+        "() => { const e = new Event('beforeunload', {cancelable: true}); dispatchEvent(e); "
+        "return e.defaultPrevented; }"
+    )
     assert page.evaluate(leaving) is False  # everything saved: leave freely
     page.route("**/api/sessions/*/references", lambda route: route.abort())
     page.keyboard.press("p")
@@ -388,8 +403,11 @@ def test_corrected_target_and_references_are_exported_with_their_hand_made_masks
     assert any(n.startswith("Exporting…") for n in notes), notes  # progress was shown
     assert notes[-1] == f"Exported {SCENES} images ✓"
     records = {r["file_name"]: r["source"] for r in json.loads(archive.read("images.json"))}
-    assert records == {"scene_0.png": "reference", "scene_2.png": "corrected",
-                       **{f"scene_{i}.png": "predicted" for i in (1, 3, 4, 5)}}
+    assert records == {
+        "scene_0.png": "reference",
+        "scene_2.png": "corrected",
+        **{f"scene_{i}.png": "predicted" for i in (1, 3, 4, 5)},
+    }
     assert mask_pixels(archive, "masks/scene_0_object.png") == reference_area
     assert mask_pixels(archive, "masks/scene_2_object.png") == corrected["area"]
     coco = json.loads(archive.read("annotations.json"))
@@ -418,7 +436,7 @@ def test_class_delete_and_add_keep_colours_distinct_and_equal_to_classes_json(pa
     table = json.loads(archive.read("classes.json"))
     assert [(row["name"], "#{:02x}{:02x}{:02x}".format(*row["color"])) for row in table[1:]] == classes
     palette = Image.open(io.BytesIO(archive.read("labels/scene_0.png"))).getpalette()[3:12]
-    assert ["#{:02x}{:02x}{:02x}".format(*palette[i:i + 3]) for i in (0, 3, 6)] == [c for _, c in classes]
+    assert ["#{:02x}{:02x}{:02x}".format(*palette[i : i + 3]) for i in (0, 3, 6)] == [c for _, c in classes]
     screenshot(page, "classes.png")
 
 
@@ -529,5 +547,10 @@ def test_review_accept_reject_fix(page, tmp_path):
 
     archive, _ = export_zip(page, tmp_path, formats=("coco",))
     records = {r["file_name"]: r["source"] for r in json.loads(archive.read("images.json"))}
-    assert records == {"scene_0.png": "reference", "scene_1.png": "accepted", "scene_3.png": "corrected",
-                       "scene_4.png": "predicted", "scene_5.png": "predicted"}  # scene_2 rejected: left out
+    assert records == {
+        "scene_0.png": "reference",
+        "scene_1.png": "accepted",
+        "scene_3.png": "corrected",
+        "scene_4.png": "predicted",
+        "scene_5.png": "predicted",
+    }  # scene_2 rejected: left out

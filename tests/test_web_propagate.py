@@ -55,11 +55,14 @@ def propagate(service: SansaService, session, **queues) -> PropagationJob:
     return job
 
 
-@pytest.mark.parametrize(("prefetch", "behind", "cached"), [
-    (2, 2, ()),  # the defaults
-    (1, 0, ("t1.png",)),  # one read ahead, each save awaited; t1's encoding already cached
-    (3, 1, ("t0.png", "t3.png")),  # more reads ahead than the cache holds encodings
-])
+@pytest.mark.parametrize(
+    ("prefetch", "behind", "cached"),
+    [
+        (2, 2, ()),  # the defaults
+        (1, 0, ("t1.png",)),  # one read ahead, each save awaited; t1's encoding already cached
+        (3, 1, ("t0.png", "t3.png")),  # more reads ahead than the cache holds encodings
+    ],
+)
 def test_propagated_results_equal_segmenting_each_target_alone(tiny_model, folder, prefetch, behind, cached):
     """Every readable target's label map, labels and scores (in memory and in its saved file) are
     those of segmenting it alone on a fresh service; the unreadable one is a failure entry."""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # kept light: the CLI imports this module before any command 
     import numpy as np
     from PIL import Image
 
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, creating its folder (``path`` may be a ``UPath``: see
     :mod:`sansa.fs`).

@@ -74,13 +74,17 @@ def resolve_precision(precision: str | None, device: torch.device) -> torch.dtyp
     if name == "fp32":
         return None
     if device.type == "cuda" and name == "bf16" and not torch.cuda.is_bf16_supported():
-        raise SansaError(f"precision: bf16 asked for but {torch.cuda.get_device_name(device)} has no bf16 "
-                         "(use --precision fp16 or fp32)")
+        raise SansaError(
+            f"precision: bf16 asked for but {torch.cuda.get_device_name(device)} has no bf16 "
+            "(use --precision fp16 or fp32)"
+        )
     if device.type == "cpu":
         needed = NATIVE_CPU_FLAGS[name]
         if not cpu_flags() & set(needed):
-            raise SansaError(f"precision: {name} on the CPU needs native {name} support, and this CPU lacks the "
-                             f"flags {' / '.join(needed)} (use --precision fp32 or a GPU)")
+            raise SansaError(
+                f"precision: {name} on the CPU needs native {name} support, and this CPU lacks the "
+                f"flags {' / '.join(needed)} (use --precision fp32 or a GPU)"
+            )
     return _DTYPES[name]
 
 

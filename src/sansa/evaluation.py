@@ -39,8 +39,9 @@ Reference = tuple[np.ndarray, Prompt]  # (RGB uint8 [S, S, 3], prompt in its pix
 class Segmenter(Protocol):
     """Anything that segments a query from ``K`` prompted references."""
 
-    def segment(self, references: Sequence[Reference], query: np.ndarray, reuse_key: Hashable | None = None
-                ) -> np.ndarray:
+    def segment(
+        self, references: Sequence[Reference], query: np.ndarray, reuse_key: Hashable | None = None
+    ) -> np.ndarray:
         """``bool [S, S]`` mask of the references' class in ``query`` (``uint8 [S, S, 3]``).
 
         ``reuse_key``: equal keys on consecutive calls mean identical references (same images,
@@ -61,8 +62,9 @@ class PredictorSegmenter:
         self._key: Hashable | None = None
         self.memories_built = 0
 
-    def segment(self, references: Sequence[Reference], query: np.ndarray, reuse_key: Hashable | None = None
-                ) -> np.ndarray:
+    def segment(
+        self, references: Sequence[Reference], query: np.ndarray, reuse_key: Hashable | None = None
+    ) -> np.ndarray:
         if reuse_key is None or reuse_key != self._key:
             self.predictor.reset()
             self._key = None
@@ -84,13 +86,23 @@ class EpisodeScore:
     empty_supports: int = 0  # supports whose mask was empty at S x S (prompted as the authors do)
 
     def to_json(self) -> dict:
-        return {"index": self.index, "class_id": self.class_id, "intersection": list(self.intersection),
-                "union": list(self.union), "empty_supports": self.empty_supports}
+        return {
+            "index": self.index,
+            "class_id": self.class_id,
+            "intersection": list(self.intersection),
+            "union": list(self.union),
+            "empty_supports": self.empty_supports,
+        }
 
     @classmethod
     def from_json(cls, doc: dict) -> EpisodeScore:
-        return cls(int(doc["index"]), int(doc["class_id"]), tuple(doc["intersection"]), tuple(doc["union"]),
-                   int(doc.get("empty_supports", 0)))
+        return cls(
+            int(doc["index"]),
+            int(doc["class_id"]),
+            tuple(doc["intersection"]),
+            tuple(doc["union"]),
+            int(doc.get("empty_supports", 0)),
+        )
 
 
 @dataclass
@@ -125,11 +137,16 @@ class EvalResult:
             "episodes": len(self.scores),
             "miou": round(100 * self.miou, 3),
             "fb_iou": round(100 * self.fb_iou, 3),
-            "classes": [{"id": c, "name": self.class_names[c], "iou": round(100 * v, 3), "episodes": episodes[c]}
-                        for c, v in self.class_iou.items()],
+            "classes": [
+                {"id": c, "name": self.class_names[c], "iou": round(100 * v, 3), "episodes": episodes[c]}
+                for c, v in self.class_iou.items()
+            ],
             "empty_supports": sum(s.empty_supports for s in self.scores),
-            "timing": {"seconds": round(self.seconds, 3), "episodes_evaluated": self.evaluated,
-                       "seconds_per_episode": round(self.seconds / self.evaluated, 4) if self.evaluated else None},
+            "timing": {
+                "seconds": round(self.seconds, 3),
+                "episodes_evaluated": self.evaluated,
+                "seconds_per_episode": round(self.seconds / self.evaluated, 4) if self.evaluated else None,
+            },
             **self.extra,
         }
 
@@ -196,8 +213,9 @@ def evaluate(
     for item in _prefetch(prepare, todo, workers):
         prediction = _predict(segmenter, item, prompt)
         inter, union = intersection_union(prediction, item.target, item.ignore)
-        score = EpisodeScore(item.index, item.episode.class_id, tuple(map(int, inter)), tuple(map(int, union)),
-                             item.empty)
+        score = EpisodeScore(
+            item.index, item.episode.class_id, tuple(map(int, inter)), tuple(map(int, union)), item.empty
+        )
         metric.add(score.class_id, inter, union)
         scores[score.index] = score
         if on_score is not None:
@@ -222,8 +240,15 @@ def _predict(segmenter: Segmenter, item: _Prepared, prompt: PromptType) -> np.nd
 class _Preparer:
     """Loads, squashes and prompts one episode (thread-safe: no shared mutable state)."""
 
-    def __init__(self, dataset: FewShotDataset, episodes: Sequence[Episode], prompt: PromptType, size: int,
-                 seed: int, scribble: ScribbleStyle) -> None:
+    def __init__(
+        self,
+        dataset: FewShotDataset,
+        episodes: Sequence[Episode],
+        prompt: PromptType,
+        size: int,
+        seed: int,
+        scribble: ScribbleStyle,
+    ) -> None:
         self.dataset, self.episodes, self.prompt, self.size, self.seed = dataset, episodes, prompt, size, seed
         self.scribble = scribble
 

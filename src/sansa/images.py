@@ -77,8 +77,10 @@ def check_pixels(width: int, height: int, label: str) -> None:
     """Raise :class:`ImageTooLarge` if a ``width x height`` image is over :func:`max_pixels`."""
     limit = max_pixels()
     if width * height > limit:
-        raise ImageTooLarge(f"{label}: {width}x{height} is {_megapixels(width * height)}, over the limit of "
-                            f"{_megapixels(limit)} (raise it with --max-pixels or {MAX_PIXELS_ENV})")
+        raise ImageTooLarge(
+            f"{label}: {width}x{height} is {_megapixels(width * height)}, over the limit of "
+            f"{_megapixels(limit)} (raise it with --max-pixels or {MAX_PIXELS_ENV})"
+        )
 
 
 def _open_lazily(source: Path | bytes, label: str) -> Image.Image:
@@ -91,8 +93,10 @@ def _open_lazily(source: Path | bytes, label: str) -> Image.Image:
     except Image.DecompressionBombError as err:
         found = re.search(r"\((\d+) pixels\)", str(err))
         pixels = _megapixels(int(found.group(1))) if found else "too many pixels"
-        raise ImageTooLarge(f"{label}: {pixels}, over the limit of {_megapixels(limit)} (raise it with "
-                            f"--max-pixels or {MAX_PIXELS_ENV})") from None
+        raise ImageTooLarge(
+            f"{label}: {pixels}, over the limit of {_megapixels(limit)} (raise it with "
+            f"--max-pixels or {MAX_PIXELS_ENV})"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{label}: not a readable image ({err.__class__.__name__}: {err})") from None
     try:
@@ -101,6 +105,7 @@ def _open_lazily(source: Path | bytes, label: str) -> Image.Image:
         img.close()
         raise
     return img
+
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")

@@ -24,8 +24,9 @@ from collections.abc import Iterable
 import numpy as np
 
 
-def intersection_union(prediction: np.ndarray, target: np.ndarray, ignore: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def intersection_union(
+    prediction: np.ndarray, target: np.ndarray, ignore: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(I, U)`` as ``int64 [2]`` each: index 0 background, 1 foreground.
 
     Args:

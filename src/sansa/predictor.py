@@ -51,8 +51,7 @@ class SansaPredictor:
             the device lacks native support (see :func:`sansa.devices.resolve_precision`).
     """
 
-    def __init__(self, model: SansaModel, device: str | torch.device | None = "auto",
-                 precision: str = "fp32") -> None:
+    def __init__(self, model: SansaModel, device: str | torch.device | None = "auto", precision: str = "fp32") -> None:
         self.device = resolve_device(device)
         self.precision = (precision or "fp32").lower()
         self._autocast_dtype = resolve_precision(self.precision, self.device)
@@ -113,8 +112,9 @@ class SansaPredictor:
         from sansa.hub import resolve_pretrained
 
         files = resolve_pretrained(name, cache_dir=cache_dir, offline=offline)
-        return cls.from_checkpoint(files.sam2_checkpoint, files.adapter_checkpoint, model=files.backbone,
-                                   device=device, precision=precision)
+        return cls.from_checkpoint(
+            files.sam2_checkpoint, files.adapter_checkpoint, model=files.backbone, device=device, precision=precision
+        )
 
     def sibling(self) -> SansaPredictor:
         """A predictor without references over the same model, device and precision (e.g. one per
@@ -270,8 +270,9 @@ class SansaPredictor:
             feats = self.model.encode_images(inputs.to(self.device))
         return feats if self._autocast_dtype is None else feats.to(dtype=torch.float32)
 
-    def segment_encoded(self, feats: ImageFeatures, sizes: Sequence[tuple[int, int]],
-                        names: Sequence[str]) -> list[Segmentation]:
+    def segment_encoded(
+        self, feats: ImageFeatures, sizes: Sequence[tuple[int, int]], names: Sequence[str]
+    ) -> list[Segmentation]:
         """Every class in ``B`` already encoded targets.
 
         Classes whose memories have the same length go through memory attention and the decoder
@@ -292,16 +293,19 @@ class SansaPredictor:
                 for c, label in enumerate(labels):
                     for b, size in enumerate(sizes):
                         per_target[b][label] = self._prediction(decoded, c * len(sizes) + b, label, size)
-        return [Segmentation.from_predictions([p[label] for label in self.labels], name)
-                for p, name in zip(per_target, names, strict=True)]
+        return [
+            Segmentation.from_predictions([p[label] for label in self.labels], name)
+            for p, name in zip(per_target, names, strict=True)
+        ]
 
     @property
     def default_batch_size(self) -> int:
         """Targets to encode together: 4 on a GPU (or MPS), 1 on the CPU (where batches are slower)."""
         return 1 if self.device.type == "cpu" else ACCELERATOR_BATCH_SIZE
 
-    def segment_many(self, targets: Iterable[ImageLike] | str | os.PathLike,
-                     batch_size: int | None = None) -> Iterator[Segmentation]:
+    def segment_many(
+        self, targets: Iterable[ImageLike] | str | os.PathLike, batch_size: int | None = None
+    ) -> Iterator[Segmentation]:
         """Stream :meth:`segment_batch` over any number of targets, ``batch_size`` at a time
         (default: :attr:`default_batch_size`).
 

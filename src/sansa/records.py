@@ -136,8 +136,7 @@ class Prompt:
         if self.mask is not None:
             if self.mask.shape != (height, width):
                 raise PromptError(
-                    f"mask: size {self.mask.shape[1]}x{self.mask.shape[0]} does not match the image "
-                    f"({width}x{height})"
+                    f"mask: size {self.mask.shape[1]}x{self.mask.shape[0]} does not match the image ({width}x{height})"
                 )
             if not self.mask.any():
                 raise PromptError("mask: is empty (no foreground pixel); mark at least one pixel")
@@ -197,8 +196,10 @@ class Reference:
 
     def __repr__(self) -> str:
         score = "None" if self.score is None else f"{self.score:.3f}"
-        return (f"Reference(label={self.label!r}, name={self.name!r}, prompt={self.prompt.type.value}, "
-                f"size={_size(self.mask)}, coverage={_coverage(self.mask)}, score={score})")
+        return (
+            f"Reference(label={self.label!r}, name={self.name!r}, prompt={self.prompt.type.value}, "
+            f"size={_size(self.mask)}, coverage={_coverage(self.mask)}, score={score})"
+        )
 
 
 @dataclass(eq=False)
@@ -221,8 +222,10 @@ class Prediction:
         self.mask = self.logits > 0
 
     def __repr__(self) -> str:
-        return (f"Prediction(label={self.label!r}, size={_size(self.mask)}, coverage={_coverage(self.mask)}, "
-                f"score={self.score:.3f})")
+        return (
+            f"Prediction(label={self.label!r}, size={_size(self.mask)}, coverage={_coverage(self.mask)}, "
+            f"score={self.score:.3f})"
+        )
 
 
 @dataclass(eq=False)
@@ -253,9 +256,12 @@ class Segmentation:
         return self.label_map == self.labels.index(label) + 1
 
     def __repr__(self) -> str:
-        classes = ", ".join(f"{label!r}: {_coverage(self.label_map == i)} score {self.predictions[label].score:.3f}"
-                            if label in self.predictions else f"{label!r}: {_coverage(self.label_map == i)}"
-                            for i, label in enumerate(self.labels, start=1))
+        classes = ", ".join(
+            f"{label!r}: {_coverage(self.label_map == i)} score {self.predictions[label].score:.3f}"
+            if label in self.predictions
+            else f"{label!r}: {_coverage(self.label_map == i)}"
+            for i, label in enumerate(self.labels, start=1)
+        )
         return f"Segmentation(name={self.name!r}, size={_size(self.label_map)}, classes={{{classes}}})"
 
     @classmethod

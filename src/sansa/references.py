@@ -135,8 +135,7 @@ def spec_from_values(values: dict[str, Any], base: Path, source: str) -> Referen
         mask=_path(get("mask"), base) if get("mask") is not None else None,
         box=parse_box(get("box"), f"{source}: box") if get("box") is not None else None,
         points=parse_points(get("points"), f"{source}: points") if get("points") is not None else None,
-        neg_points=parse_points(get("neg_points"), f"{source}: neg_points") if get("neg_points") is not None
-        else None,
+        neg_points=parse_points(get("neg_points"), f"{source}: neg_points") if get("neg_points") is not None else None,
         scribble=parse_scribble(get("scribble"), f"{source}: scribble") if get("scribble") is not None else None,
         source=source,
     )

@@ -61,8 +61,13 @@ def find_targets(inputs: Sequence[str], recursive: bool, exclude: Any = None) ->
             paths = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
         elif path.is_dir():
             pattern = path.rglob("*") if recursive else path.iterdir()
-            paths = sorted(p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            paths = sorted(
+                p
+                for p in pattern
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         elif path.is_file():
             paths = [path] if path.suffix.lower() in IMAGE_SUFFIXES else _read_list(path)
         else:
@@ -149,8 +154,11 @@ def find_url_targets(inputs: list[str], recursive: bool, exclude: Any = None) ->
             paths = [p for p in paths if _is_image(p, IMAGE_SUFFIXES) and store.isfile(p)]
         elif store.isdir(path):
             listed = store.find(path) if recursive else store.ls(path, detail=False)
-            paths = sorted(p for p in listed if _is_image(p, IMAGE_SUFFIXES) and not _hidden(p, path)
-                           and (recursive or store.isfile(p)))
+            paths = sorted(
+                p
+                for p in listed
+                if _is_image(p, IMAGE_SUFFIXES) and not _hidden(p, path) and (recursive or store.isfile(p))
+            )
         elif store.isfile(path):
             paths = [path] if _is_image(path, IMAGE_SUFFIXES) else _read_url_list(store, path, item)
         else:
@@ -178,7 +186,7 @@ def common_folder(urls: list[str]) -> str:
 def relative_name(url: str, root: str) -> str:
     """``url`` relative to the URL folder ``root`` when under it, else the URL itself."""
     prefix = root.rstrip("/") + "/"
-    return url[len(prefix):] if url.startswith(prefix) else url
+    return url[len(prefix) :] if url.startswith(prefix) else url
 
 
 def _read_url_list(store: Any, path: str, item: str) -> list[str]:
@@ -188,8 +196,9 @@ def _read_url_list(store: Any, path: str, item: str) -> list[str]:
         raise SansaError(f"--targets {item}: not a readable list of paths ({err.__class__.__name__})") from None
     entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     folder = posixpath.dirname(path)
-    return [store._strip_protocol(e) if fs.is_url(e) else posixpath.normpath(posixpath.join(folder, e))
-            for e in entries]
+    return [
+        store._strip_protocol(e) if fs.is_url(e) else posixpath.normpath(posixpath.join(folder, e)) for e in entries
+    ]
 
 
 def _is_image(path: str, suffixes: tuple[str, ...]) -> bool:

@@ -21,6 +21,9 @@ for item in dataset:
     for annotation in item.annotations:
         if isinstance(annotation, dm.Mask):
             masks[names[annotation.label]] |= annotation.image.astype(bool)
-    images[item.id] = {"media": os.path.isfile(item.media.path), "size": [height, width],
-                       "pixels": {name: int(mask.sum()) for name, mask in masks.items()}}
+    images[item.id] = {
+        "media": os.path.isfile(item.media.path),
+        "size": [height, width],
+        "pixels": {name: int(mask.sum()) for name, mask in masks.items()},
+    }
 print(json.dumps({"names": names, "images": images}))

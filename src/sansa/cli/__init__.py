@@ -47,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in IMAGE_COMMANDS:
         if name in subparsers.choices:
             subparsers.choices[name].add_argument(
-                "--max-pixels", metavar="N",
+                "--max-pixels",
+                metavar="N",
                 help="refuse images of more than N pixels (width x height, read before decoding; e.g. 100M; "
-                     "default: $SANSA_MAX_PIXELS or 64M)")
+                "default: $SANSA_MAX_PIXELS or 64M)",
+            )
     return parser
 
 

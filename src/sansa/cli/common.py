@@ -21,18 +21,29 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", metavar="NAME", help="released model name (default: sansa-universal)")
     group.add_argument("--sam2-checkpoint", metavar="FILE", help="Meta's SAM2 release-1.0 checkpoint (.pt)")
     group.add_argument("--adapter", metavar="FILE", help="SANSA adapter checkpoint (.pth)")
-    group.add_argument("--backbone", metavar="NAME|YAML",
-                       help="hiera_tiny, hiera_small, hiera_base_plus, hiera_large, test_tiny, or a sam2 config")
-    group.add_argument("--random-weights", action="store_true", default=None,
-                       help="random weights (no checkpoint): only to try the tools out")
+    group.add_argument(
+        "--backbone",
+        metavar="NAME|YAML",
+        help="hiera_tiny, hiera_small, hiera_base_plus, hiera_large, test_tiny, or a sam2 config",
+    )
+    group.add_argument(
+        "--random-weights",
+        action="store_true",
+        default=None,
+        help="random weights (no checkpoint): only to try the tools out",
+    )
     group.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="where to run (default: auto)")
-    group.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
-                       help="arithmetic: fp32 (default, exact), or bf16/fp16 autocast where the device has it natively")
+    group.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        help="arithmetic: fp32 (default, exact), or bf16/fp16 autocast where the device has it natively",
+    )
 
 
 def load_predictor(args: argparse.Namespace):
     """A :class:`~sansa.predictor.SansaPredictor` from the model options the user set."""
     from sansa.labeling.job import ModelSpec
 
-    return ModelSpec(**given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights",
-                             "device", "precision")).load()
+    return ModelSpec(
+        **given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights", "device", "precision")
+    ).load()

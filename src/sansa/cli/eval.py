@@ -14,7 +14,8 @@ from sansa.cli.common import MODEL_HELP, add_model_options
 
 PROTOCOL = "authors/1"  # the authors' evaluation protocol as released (see README, Benchmarks)
 
-EXAMPLES = """examples:
+EXAMPLES = (
+    """examples:
   sansa eval --benchmark coco20i --fold 0 --data data --sam2-checkpoint sam2_hiera_large.pt --adapter coco0.pth
   sansa eval --benchmark fss1000 --shots 5 --prompt box --data data --model sansa-universal
   sansa eval --benchmark lvis92i --fold all --shots 1 --data data --model sansa-universal
@@ -23,27 +24,51 @@ EXAMPLES = """examples:
 Run the same command again to resume: finished episodes (OUT/fold<F>/scores.jsonl) are kept.
 Data layouts and downloads: README, "Benchmarks: sansa eval".
 
-""" + MODEL_HELP
+"""
+    + MODEL_HELP
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="evaluate on a few-shot benchmark (COCO-20i, LVIS-92i, FSS-1000, ...)",
+        "eval",
+        help="evaluate on a few-shot benchmark (COCO-20i, LVIS-92i, FSS-1000, ...)",
         description="Evaluate SANSA on a few-shot segmentation benchmark: mIoU, FB-IoU and per-class IoU.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--benchmark", required=True, metavar="NAME",
-                        help="coco20i, lvis92i, fss1000, pascal5i, pascalpart, pacopart, or folder")
-    parser.add_argument("--data", required=True, metavar="DIR",
-                        help="data folder holding COCO2014/, LVIS/, FSS-1000/, ... (for folder: the folder)")
-    parser.add_argument("--fold", "--folds", dest="fold", metavar="F|all",
-                        help="held-out fold, or 'all' to run every fold and average (default: 0)")
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--benchmark",
+        required=True,
+        metavar="NAME",
+        help="coco20i, lvis92i, fss1000, pascal5i, pascalpart, pacopart, or folder",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="data folder holding COCO2014/, LVIS/, FSS-1000/, ... (for folder: the folder)",
+    )
+    parser.add_argument(
+        "--fold",
+        "--folds",
+        dest="fold",
+        metavar="F|all",
+        help="held-out fold, or 'all' to run every fold and average (default: 0)",
+    )
     parser.add_argument("--shots", type=int, metavar="K", help="supports per episode (default: 1)")
-    parser.add_argument("--prompt", choices=("mask", "point", "box", "scribble"),
-                        help="how supports are prompted, generated from their masks (default: mask)")
-    parser.add_argument("--scribble", choices=("authors", "light"),
-                        help="scribble generator: authors (the published protocol, thousands of point tokens "
-                             "per support) or light (at most 64 points, faster; not comparable to the paper) "
-                             "(default: authors)")
+    parser.add_argument(
+        "--prompt",
+        choices=("mask", "point", "box", "scribble"),
+        help="how supports are prompted, generated from their masks (default: mask)",
+    )
+    parser.add_argument(
+        "--scribble",
+        choices=("authors", "light"),
+        help="scribble generator: authors (the published protocol, thousands of point tokens "
+        "per support) or light (at most 64 points, faster; not comparable to the paper) "
+        "(default: authors)",
+    )
     parser.add_argument("--episodes", type=int, metavar="N", help="episodes per fold (default: the benchmark's)")
     parser.add_argument("--episode-file", metavar="FILE", help="evaluate this saved episode list (JSON)")
     parser.add_argument("--seed", type=int, help="seed of the episode list and prompts (default: 0)")
@@ -65,9 +90,13 @@ def run(args: argparse.Namespace) -> int:
     folds = _folds(args.fold, SPECS[benchmark].folds)
     if args.episode_file and len(folds) > 1:
         raise SansaError("--episode-file: holds one fold's episodes; give --fold F")
-    base = RunConfig(benchmark=benchmark.value, data=str(args.data), fold=folds[0],
-                     model=given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights"),
-                     **options)
+    base = RunConfig(
+        benchmark=benchmark.value,
+        data=str(args.data),
+        fold=folds[0],
+        model=given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights"),
+        **options,
+    )
     light = "-light" if base.prompt == "scribble" and base.scribble == "light" else ""
     out = Path(args.out or f"runs/eval/{benchmark.value}-{base.shots}shot-{base.prompt}{light}")
     datasets = {}
@@ -79,15 +108,20 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for fold in folds:
         config = base.with_fold(fold)
-        result = run_fold(config, predictor, out / f"fold{fold}", episode_file=args.episode_file,
-                          dataset=datasets.pop(fold))
+        result = run_fold(
+            config, predictor, out / f"fold{fold}", episode_file=args.episode_file, dataset=datasets.pop(fold)
+        )
         results.append(result)
-        print(f"{result['dataset']}: mIoU {result['miou']:.1f}  FB-IoU {result['fb_iou']:.1f}  "
-              f"({result['episodes']} episodes) -> {out / f'fold{fold}'}")
+        print(
+            f"{result['dataset']}: mIoU {result['miou']:.1f}  FB-IoU {result['fb_iou']:.1f}  "
+            f"({result['episodes']} episodes) -> {out / f'fold{fold}'}"
+        )
     if len(folds) > 1:
         summary = summarize_folds(results, out)
-        print(f"{benchmark.value} {base.shots}-shot, mean of {len(folds)} folds: mIoU {summary['miou']:.1f}  "
-              f"FB-IoU {summary['fb_iou']:.1f} -> {out / 'summary.md'}")
+        print(
+            f"{benchmark.value} {base.shots}-shot, mean of {len(folds)} folds: mIoU {summary['miou']:.1f}  "
+            f"FB-IoU {summary['fb_iou']:.1f} -> {out / 'summary.md'}"
+        )
     sys.stdout.flush()
     return 0
 
@@ -103,11 +137,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
         if value is not None and value < minimum:
             raise SansaError(f"--{name} {value}: must be at least {minimum}")
     if args.size is not None and args.size * args.size > max_pixels():
-        raise SansaError(f"--size {args.size}: {args.size}x{args.size} is over the pixel limit of {max_pixels()} "
-                         "(--max-pixels)")
+        raise SansaError(
+            f"--size {args.size}: {args.size}x{args.size} is over the pixel limit of {max_pixels()} (--max-pixels)"
+        )
     if args.episode_file is not None and not Path(args.episode_file).is_file():
-        raise SansaError(f"--episode-file {args.episode_file}: no such file (leave it out to make a new episode "
-                         "list in the results folder)")
+        raise SansaError(
+            f"--episode-file {args.episode_file}: no such file (leave it out to make a new episode "
+            "list in the results folder)"
+        )
     ModelSpec(**given(args, "model", "sam2_checkpoint", "adapter", "random_weights"))  # refuses ignored files
 
 
@@ -181,13 +218,23 @@ def run_fold(config: RunConfig, predictor, out: Path, episode_file: str | None =
     previous = _read_scores(scores_path)
     size = config.size or dataset.image_size
     with open(scores_path, "a") as log:
+
         def append(score) -> None:
             log.write(json.dumps(score.to_json()) + "\n")
             log.flush()
 
-        result = evaluate(dataset, episodes.episodes, predictor, prompt=config.prompt, image_size=size,
-                          seed=config.seed, scribble=config.scribble, workers=config.workers, previous=previous,
-                          on_score=append)
+        result = evaluate(
+            dataset,
+            episodes.episodes,
+            predictor,
+            prompt=config.prompt,
+            image_size=size,
+            seed=config.seed,
+            scribble=config.scribble,
+            workers=config.workers,
+            previous=previous,
+            on_score=append,
+        )
     doc = {"config": {**asdict(config), "image_size": size, "episode_file": str(episodes_path)}, **result.to_json()}
     write_text(out / "results.json", json.dumps(doc, indent=1) + "\n")
     write_text(out / "results.md", fold_markdown(doc))
@@ -225,19 +272,24 @@ def summarize_folds(results: list[dict], out: Path) -> dict:
     """The paper's number for a multi-fold benchmark: the mean of the folds' mIoU (and FB-IoU)."""
     summary = {
         "config": {k: v for k, v in results[0]["config"].items() if k not in ("fold", "episode_file")},
-        "folds": [{"fold": r["config"]["fold"], "miou": r["miou"], "fb_iou": r["fb_iou"], "episodes": r["episodes"]}
-                  for r in results],
+        "folds": [
+            {"fold": r["config"]["fold"], "miou": r["miou"], "fb_iou": r["fb_iou"], "episodes": r["episodes"]}
+            for r in results
+        ],
         "miou": round(sum(r["miou"] for r in results) / len(results), 3),
         "fb_iou": round(sum(r["fb_iou"] for r in results) / len(results), 3),
         "seconds": round(sum(r["timing"]["seconds"] for r in results), 3),
     }
     write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
-    rows = "".join(f"| {f['fold']} | {f['miou']:.1f} | {f['fb_iou']:.1f} | {f['episodes']} |\n"
-                   for f in summary["folds"])
+    rows = "".join(
+        f"| {f['fold']} | {f['miou']:.1f} | {f['fb_iou']:.1f} | {f['episodes']} |\n" for f in summary["folds"]
+    )
     cfg = summary["config"]
-    text = (f"# {cfg['benchmark']} {cfg['shots']}-shot, {cfg['prompt']} prompts\n\n"
-            f"| fold | mIoU | FB-IoU | episodes |\n|---|---|---|---|\n{rows}"
-            f"| **mean** | **{summary['miou']:.1f}** | **{summary['fb_iou']:.1f}** | |\n")
+    text = (
+        f"# {cfg['benchmark']} {cfg['shots']}-shot, {cfg['prompt']} prompts\n\n"
+        f"| fold | mIoU | FB-IoU | episodes |\n|---|---|---|---|\n{rows}"
+        f"| **mean** | **{summary['miou']:.1f}** | **{summary['fb_iou']:.1f}** | |\n"
+    )
     write_text(out / "summary.md", text)
     return summary
 
@@ -246,9 +298,11 @@ def fold_markdown(doc: dict) -> str:
     """A short Markdown report of one fold: headline numbers, then per-class IoU."""
     cfg, timing = doc["config"], doc["timing"]
     classes = "".join(f"| {c['id']} | {c['name']} | {c['iou']:.1f} | {c['episodes']} |\n" for c in doc["classes"])
-    return (f"# {doc['dataset']}: {cfg['shots']}-shot, {cfg['prompt']} prompts\n\n"
-            f"| mIoU | FB-IoU | episodes | seconds |\n|---|---|---|---|\n"
-            f"| {doc['miou']:.1f} | {doc['fb_iou']:.1f} | {doc['episodes']} | {timing['seconds']:.1f} |\n\n"
-            f"Images squashed to {cfg['image_size']}x{cfg['image_size']}; seed {cfg['seed']}; "
-            f"episodes: `{cfg['episode_file']}`.\n\n"
-            f"| class | name | IoU | episodes |\n|---|---|---|---|\n{classes}")
+    return (
+        f"# {doc['dataset']}: {cfg['shots']}-shot, {cfg['prompt']} prompts\n\n"
+        f"| mIoU | FB-IoU | episodes | seconds |\n|---|---|---|---|\n"
+        f"| {doc['miou']:.1f} | {doc['fb_iou']:.1f} | {doc['episodes']} | {timing['seconds']:.1f} |\n\n"
+        f"Images squashed to {cfg['image_size']}x{cfg['image_size']}; seed {cfg['seed']}; "
+        f"episodes: `{cfg['episode_file']}`.\n\n"
+        f"| class | name | IoU | episodes |\n|---|---|---|---|\n{classes}"
+    )

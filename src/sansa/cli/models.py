@@ -24,7 +24,10 @@ examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``sansa models`` and its sub-commands."""
     parser = subparsers.add_parser(
-        "models", help="list, download and locate released models", description=DESCRIPTION, epilog=EPILOG,
+        "models",
+        help="list, download and locate released models",
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(handler=_list)

@@ -37,9 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from sansa.cli.common import MODEL_HELP, add_model_options
 
     parser = subparsers.add_parser(
-        "segment", help="label a folder of images from a few marked examples",
+        "segment",
+        help="label a folder of images from a few marked examples",
         description="Segment every object of the references' classes in many target images.",
-        epilog=EPILOG + "\n" + MODEL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG + "\n" + MODEL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ref = parser.add_argument_group("reference on the command line (more: --references FILE)")
     ref.add_argument("reference", nargs="?", metavar="REFERENCE", help="a reference image")
@@ -47,41 +49,85 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ref.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box around the object")
     ref.add_argument("--points", metavar='"X,Y;X,Y"', help="clicks on the object")
     ref.add_argument("--neg-points", metavar='"X,Y;X,Y"', help="clicks off the object (with --points/--box)")
-    ref.add_argument("--scribble", metavar='"X,Y;X,Y;..."', action="append",
-                     help="a stroke over the object (repeat for several strokes)")
+    ref.add_argument(
+        "--scribble",
+        metavar='"X,Y;X,Y;..."',
+        action="append",
+        help="a stroke over the object (repeat for several strokes)",
+    )
     ref.add_argument("--label", metavar="NAME", help="the class name (default: object)")
     ref.add_argument("--references", metavar="FILE", help="a YAML/JSON file of references (see below)")
     run = parser.add_argument_group("targets and outputs")
-    run.add_argument("--targets", nargs="+", metavar="PATH", required=True,
-                     help="folders, globs ('dir/**/*.jpg'), image files or list files (one path a line)")
+    run.add_argument(
+        "--targets",
+        nargs="+",
+        metavar="PATH",
+        required=True,
+        help="folders, globs ('dir/**/*.jpg'), image files or list files (one path a line)",
+    )
     run.add_argument("--recursive", action="store_true", default=None, help="also look in sub-folders")
     run.add_argument("--out", metavar="DIR", required=True, help="output folder (resumed if it exists)")
-    run.add_argument("--overwrite", action="store_true", default=None,
-                     help="delete results an earlier run left in --out (from other references or model) and start over")
-    run.add_argument("--format", nargs="+", metavar="FMT",
-                     choices=("png", "indexed", "coco", "yolo", "overlay", "labelstudio"),
-                     help="png, indexed, coco, yolo, overlay, labelstudio (default: png coco overlay)")
-    run.add_argument("--coco-instances", action="store_true", default=None,
-                     help="COCO: one annotation per connected part (default: one per class)")
-    run.add_argument("--coco-polygons", action="store_true", default=None,
-                     help="COCO: polygons instead of RLE, for tools that cannot read RLE")
-    run.add_argument("--coco-layout", choices=("file", "dataset"),
-                     help="COCO: annotations.json (file), or coco/annotations/instances_default.json + "
-                          "coco/images/ as datumaro and CVAT import (dataset) (default: file)")
-    run.add_argument("--dataset-images", choices=("copy", "link"),
-                     help="images of the yolo/ and coco/ dataset folders: copies, or hard links to the "
-                          "targets (default: copy)")
-    run.add_argument("--batch-size", type=int, metavar="N",
-                     help="targets encoded together (default: 4 on a GPU, 1 on the CPU)")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="delete results an earlier run left in --out (from other references or model) and start over",
+    )
+    run.add_argument(
+        "--format",
+        nargs="+",
+        metavar="FMT",
+        choices=("png", "indexed", "coco", "yolo", "overlay", "labelstudio"),
+        help="png, indexed, coco, yolo, overlay, labelstudio (default: png coco overlay)",
+    )
+    run.add_argument(
+        "--coco-instances",
+        action="store_true",
+        default=None,
+        help="COCO: one annotation per connected part (default: one per class)",
+    )
+    run.add_argument(
+        "--coco-polygons",
+        action="store_true",
+        default=None,
+        help="COCO: polygons instead of RLE, for tools that cannot read RLE",
+    )
+    run.add_argument(
+        "--coco-layout",
+        choices=("file", "dataset"),
+        help="COCO: annotations.json (file), or coco/annotations/instances_default.json + "
+        "coco/images/ as datumaro and CVAT import (dataset) (default: file)",
+    )
+    run.add_argument(
+        "--dataset-images",
+        choices=("copy", "link"),
+        help="images of the yolo/ and coco/ dataset folders: copies, or hard links to the targets (default: copy)",
+    )
+    run.add_argument(
+        "--batch-size", type=int, metavar="N", help="targets encoded together (default: 4 on a GPU, 1 on the CPU)"
+    )
     add_model_options(parser)
     scale = parser.add_argument_group("Ray: label on many processes or machines (pip install 'sansa-segment[scale]')")
-    scale.add_argument("--ray", nargs="?", const="", metavar="auto|ADDRESS",
-                       help="run on Ray: alone, the cluster in RAY_ADDRESS or a new local one; auto: the cluster "
-                            "running on this machine; or a cluster's address (host:6379, ray://host:10001)")
-    scale.add_argument("--actors", type=int, metavar="N",
-                       help="model replicas (default: one per CPU, or one per GPU with --gpus-per-actor)")
-    scale.add_argument("--gpus-per-actor", type=float, metavar="G",
-                       help="GPUs each actor reserves (0.5: two share one; default: CPU actors)")
+    scale.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="auto|ADDRESS",
+        help="run on Ray: alone, the cluster in RAY_ADDRESS or a new local one; auto: the cluster "
+        "running on this machine; or a cluster's address (host:6379, ray://host:10001)",
+    )
+    scale.add_argument(
+        "--actors",
+        type=int,
+        metavar="N",
+        help="model replicas (default: one per CPU, or one per GPU with --gpus-per-actor)",
+    )
+    scale.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        metavar="G",
+        help="GPUs each actor reserves (0.5: two share one; default: CPU actors)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -111,11 +157,15 @@ def job_from_args(args: argparse.Namespace):
 
     return labeling.Job(
         references=[labeling.ReferenceEntry.from_spec(spec) for spec in _reference_specs(args)],
-        targets=list(args.targets), out=args.out,
+        targets=list(args.targets),
+        out=args.out,
         export=labeling.ExportOptions(**_export_options(args)),
-        model=labeling.ModelSpec(**given(args, "model", "sam2_checkpoint", "adapter", "backbone",
-                                         "random_weights", "device", "precision")),
-        recursive=bool(args.recursive), batch_size=args.batch_size, overwrite=bool(args.overwrite),
+        model=labeling.ModelSpec(
+            **given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights", "device", "precision")
+        ),
+        recursive=bool(args.recursive),
+        batch_size=args.batch_size,
+        overwrite=bool(args.overwrite),
         options={k: v for k, v in vars(args).items() if v is not None and k not in ("handler", "command")},
     )
 
@@ -132,8 +182,13 @@ def _reference_specs(args: argparse.Namespace) -> list:
     from sansa.errors import SansaError
     from sansa.references import load_reference_file, spec_from_values
 
-    prompt_options = {"mask": args.mask, "box": args.box, "points": args.points, "neg_points": args.neg_points,
-                      "scribble": args.scribble}
+    prompt_options = {
+        "mask": args.mask,
+        "box": args.box,
+        "points": args.points,
+        "neg_points": args.neg_points,
+        "scribble": args.scribble,
+    }
     given_prompts = {k: v for k, v in prompt_options.items() if v is not None}
     specs = []
     if args.reference is not None:
@@ -154,15 +209,23 @@ def _print_summary(result) -> None:
     outcome = result.outcome
     written, skipped, failed = len(outcome.written), len(outcome.skipped), len(outcome.failures)
     rate = f"; segmenting {outcome.seconds:.1f} s, {written / outcome.seconds:.1f} img/s" if written else ""
-    print(f"{len(result.targets)} targets in {_short(result.root)}: {written} written, {skipped} already done, "
-          f"{failed} failed ({result.seconds:.1f} s{rate})")
+    print(
+        f"{len(result.targets)} targets in {_short(result.root)}: {written} written, {skipped} already done, "
+        f"{failed} failed ({result.seconds:.1f} s{rate})"
+    )
     records = result.records
     total = sum(r.size[0] * r.size[1] for r in records) or 1
     rows = [("class", "id", "images", "coverage", "parts")]
     for class_id, label in enumerate(result.labels, start=1):
-        rows.append((label, str(class_id), str(sum(1 for r in records if r.pixels[label])),
-                     f"{sum(r.pixels[label] for r in records) / total:.1%}",
-                     str(sum(r.instances[label] for r in records))))
+        rows.append(
+            (
+                label,
+                str(class_id),
+                str(sum(1 for r in records if r.pixels[label])),
+                f"{sum(r.pixels[label] for r in records) / total:.1%}",
+                str(sum(r.instances[label] for r in records)),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]

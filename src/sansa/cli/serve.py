@@ -9,7 +9,8 @@ from sansa.cli import given
 from sansa.cli.common import MODEL_HELP, add_model_options
 from sansa.errors import SansaError
 
-EXAMPLES = """examples:
+EXAMPLES = (
+    """examples:
   sansa serve photos/                  then open the address it prints: http://127.0.0.1:8000/?token=...
   sansa serve photos/ --open-browser --port 8080
   sansa serve photos/ --backbone test_tiny --random-weights    try the page with a tiny random model
@@ -20,7 +21,9 @@ Press ? on the page for the keyboard shortcuts. Images are read only from FOLDER
 Only that page can use the server: every call needs the token in the printed address (new at each
 start), requests from other sites (Origin) and to other host names (Host, see --allow-host) are refused.
 
-""" + MODEL_HELP
+"""
+    + MODEL_HELP
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", help="address to listen on (default: 127.0.0.1, this computer only)")
     parser.add_argument("--port", type=int, help="port (default: 8000)")
     parser.add_argument("--open-browser", action="store_true", default=None, help="open the page when ready")
-    parser.add_argument("--allow-host", action="append", metavar="NAME[:PORT]",
-                        help="also answer requests addressed to this host name (repeatable; default: only the "
-                             "bound address and localhost, against DNS rebinding)")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME[:PORT]",
+        help="also answer requests addressed to this host name (repeatable; default: only the "
+        "bound address and localhost, against DNS rebinding)",
+    )
     add_model_options(parser)
     parser.set_defaults(handler=run)
 
@@ -53,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
 
     host = address.get("host")
     if host is not None and not _is_loopback(host):
-        print(f"sansa serve: warning: listening on {host}: anyone who can reach it and has the address printed "
-              f"below can read and add images in {args.folder}", flush=True)
+        print(
+            f"sansa serve: warning: listening on {host}: anyone who can reach it and has the address printed "
+            f"below can read and add images in {args.folder}",
+            flush=True,
+        )
     predictor = load_predictor(args)
-    app = app_module.create_app(predictor, args.folder, model_name=_model_name(args),
-                                allow_hosts=args.allow_host or ())
+    app = app_module.create_app(predictor, args.folder, model_name=_model_name(args), allow_hosts=args.allow_host or ())
     app_module.run(app, sock=sock, **given(args, "open_browser"))
     return 0
 
@@ -69,8 +78,9 @@ def _web(name: str):
     try:
         return importlib.import_module(f"sansa.web.{name}")
     except ImportError as err:
-        raise SansaError(f"the web app needs the web extra ({err.name} is missing): "
-                         "pip install 'sansa-segment[web]'") from None
+        raise SansaError(
+            f"the web app needs the web extra ({err.name} is missing): pip install 'sansa-segment[web]'"
+        ) from None
 
 
 def _model_name(args: argparse.Namespace) -> str | None:

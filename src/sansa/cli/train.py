@@ -21,16 +21,30 @@ Outputs in OUT: config.yaml, last.pth (resumable), epoch_<e>.pth (adapters for
 """
 
 # flag -> TrainConfig field; every flag defaults to None so only what the user set is passed on
-FLAGS = {"out": "out", "sam2_checkpoint": "sam2_checkpoint", "backbone": "backbone", "epochs": "epochs",
-         "batch_size": "batch_size", "lr": "lr", "prompt": "prompt", "shots": "shots", "targets": "targets",
-         "seed": "seed", "workers": "num_workers", "device": "device"}
+FLAGS = {
+    "out": "out",
+    "sam2_checkpoint": "sam2_checkpoint",
+    "backbone": "backbone",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "prompt": "prompt",
+    "shots": "shots",
+    "targets": "targets",
+    "seed": "seed",
+    "workers": "num_workers",
+    "device": "device",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train adapters (episodic, resumable, data parallel under torchrun)",
+        "train",
+        help="train adapters (episodic, resumable, data parallel under torchrun)",
         description="Train SANSA's adapters on few-shot episodes; SAM2 stays frozen.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="training config (fields of TrainConfig)")
     parser.add_argument("--out", metavar="DIR", help="run folder; resumes from DIR/last.pth (default: runs/train)")
     parser.add_argument("--sam2-checkpoint", metavar="FILE", help="Meta's SAM2 release-1.0 checkpoint (.pt)")
@@ -38,8 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs (default: 5)")
     parser.add_argument("--batch-size", type=int, metavar="B", help="global batch of episodes per step (default: 32)")
     parser.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-4)")
-    parser.add_argument("--prompt", choices=("mask", "point", "box", "scribble", "multi"),
-                        help="reference prompts: mask (default) or multi (the promptable model)")
+    parser.add_argument(
+        "--prompt",
+        choices=("mask", "point", "box", "scribble", "multi"),
+        help="reference prompts: mask (default) or multi (the promptable model)",
+    )
     parser.add_argument("--shots", type=int, metavar="K", help="prompted references per episode (default: 1)")
     parser.add_argument("--targets", type=int, metavar="J", help="targets per episode, fed back as memory (default: 1)")
     parser.add_argument("--seed", type=int, help="the run's seed (default: 0)")

@@ -14,7 +14,19 @@ from sansa.data.episodes import EpisodeList, load_episodes, sample_episodes, sav
 from sansa.data.prompts import sample_prompt
 
 __all__ = [
-    "SPECS", "Benchmark", "BenchmarkSpec", "DatasetError", "Episode", "EpisodeList", "FewShotDataset",
-    "Sampling", "Split", "build_dataset", "load_episodes", "sample_episodes", "sample_prompt", "save_episodes",
+    "SPECS",
+    "Benchmark",
+    "BenchmarkSpec",
+    "DatasetError",
+    "Episode",
+    "EpisodeList",
+    "FewShotDataset",
+    "Sampling",
+    "Split",
+    "build_dataset",
+    "load_episodes",
+    "sample_episodes",
+    "sample_prompt",
+    "save_episodes",
     "squash",
 ]

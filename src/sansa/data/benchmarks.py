@@ -56,8 +56,9 @@ def as_benchmark(name: Benchmark | str) -> Benchmark:
         raise DatasetError(f"benchmark: unknown {name!r} (known: {known})") from None
 
 
-def build_dataset(benchmark: Benchmark | str, root: str | Path, fold: int = 0, split: Split | str = "test",
-                  shots: int = 1) -> FewShotDataset:
+def build_dataset(
+    benchmark: Benchmark | str, root: str | Path, fold: int = 0, split: Split | str = "test", shots: int = 1
+) -> FewShotDataset:
     """The reader of one benchmark fold and split.
 
     Args:

@@ -109,8 +109,9 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
     if isinstance(segmentation, np.ndarray):
         return segmentation.astype(bool)
     if isinstance(segmentation, list):  # polygons
-        rles = mask_utils.frPyObjects([np.asarray(p, dtype=np.float64).ravel().tolist() for p in segmentation],
-                                      height, width)
+        rles = mask_utils.frPyObjects(
+            [np.asarray(p, dtype=np.float64).ravel().tolist() for p in segmentation], height, width
+        )
         return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
     if isinstance(segmentation, dict):
         rle = dict(segmentation)

@@ -45,8 +45,9 @@ class EpisodeList:
             "dataset": self.dataset,
             "shots": self.shots,
             "seed": self.seed,
-            "episodes": [{"class_id": e.class_id, "query": e.query, "supports": list(e.supports)}
-                         for e in self.episodes],
+            "episodes": [
+                {"class_id": e.class_id, "query": e.query, "supports": list(e.supports)} for e in self.episodes
+            ],
         }
 
 
@@ -84,16 +85,20 @@ def sample_episodes(dataset: FewShotDataset, shots: int, count: int | None = Non
         raise SansaError(f"{dataset.name}: no class has enough images for {shots}-shot episodes")
     pools = _Pools(dataset)
     if sampling in (Sampling.EVERY_IMAGE, Sampling.CYCLE_IMAGES):
-        pairs = dataset.queries() if hasattr(dataset, "queries") else [
-            (k, c) for c in classes for k in dataset.images_of(c)]
+        pairs = (
+            dataset.queries()
+            if hasattr(dataset, "queries")
+            else [(k, c) for c in classes for k in dataset.images_of(c)]
+        )
         if not (sampling is Sampling.EVERY_IMAGE and count is None):
             pairs = [pairs[i % len(pairs)] for i in range(_count(count, dataset))]
         return [Episode(c, q, _supports(pools, c, q, shots, rng)) for q, c in pairs]
     episodes = []
     for i in range(_count(count, dataset)):
         for _ in range(_MAX_REDRAWS):
-            class_id = classes[i % len(classes)] if sampling is Sampling.CYCLE_CLASSES else \
-                classes[rng.integers(len(classes))]
+            class_id = (
+                classes[i % len(classes)] if sampling is Sampling.CYCLE_CLASSES else classes[rng.integers(len(classes))]
+            )
             query = _pick(pools, class_id, rng, exclude=set())
             episode = Episode(class_id, query, _supports(pools, class_id, query, shots, rng))
             if _usable(dataset, episode):
@@ -156,8 +161,9 @@ def _pick(pools: _Pools, class_id: int, rng: np.random.Generator, exclude: set[s
     total = weights.sum()
     if total <= 0:
         dataset = pools.dataset
-        raise SansaError(f"{dataset.name}: class {dataset.class_name(class_id)!r} has no support image "
-                         f"besides the query")
+        raise SansaError(
+            f"{dataset.name}: class {dataset.class_name(class_id)!r} has no support image besides the query"
+        )
     return keys[int(rng.choice(len(keys), p=weights / total))]
 
 
@@ -169,8 +175,9 @@ def _supports(pools: _Pools, class_id: int, query: str, shots: int, rng: np.rand
         available = len({image_of(k) for k in dataset.images_of(class_id)} - used)
         if available < shots:
             name = dataset.class_name(class_id)
-            raise SansaError(f"{dataset.name}: class {name!r} has {available} support images besides the query, "
-                             f"{shots} needed")
+            raise SansaError(
+                f"{dataset.name}: class {name!r} has {available} support images besides the query, {shots} needed"
+            )
         supports = []
         for _ in range(shots):
             supports.append(_pick(pools, class_id, rng, exclude=used))
@@ -196,10 +203,11 @@ def load_episodes(path: str | os.PathLike) -> EpisodeList:
     except (OSError, ValueError) as err:
         raise SansaError(f"{path}: not a readable episode list ({err})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise SansaError(f"{path}: not an episode list (expected \"format\": \"{FORMAT}\")")
+        raise SansaError(f'{path}: not an episode list (expected "format": "{FORMAT}")')
     try:
-        episodes = tuple(Episode(int(e["class_id"]), str(e["query"]), tuple(map(str, e["supports"])))
-                         for e in doc["episodes"])
+        episodes = tuple(
+            Episode(int(e["class_id"]), str(e["query"]), tuple(map(str, e["supports"]))) for e in doc["episodes"]
+        )
         return EpisodeList(str(doc["dataset"]), int(doc["shots"]), int(doc["seed"]), episodes)
     except (KeyError, TypeError, ValueError) as err:
         raise SansaError(f"{path}: malformed episode list ({err.__class__.__name__}: {err})") from None

@@ -30,8 +30,9 @@ class FolderDataset:
     sampling = Sampling.EVERY_IMAGE
     episodes = None
 
-    def __init__(self, root: str | Path, fold: int = 0, split: Split | str = Split.TEST, shots: int = 1,
-                 image_size: int = 640) -> None:
+    def __init__(
+        self, root: str | Path, fold: int = 0, split: Split | str = Split.TEST, shots: int = 1, image_size: int = 640
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: not a folder")

@@ -141,8 +141,9 @@ class PascalPart:
         obj = self._annotation(image_id)["object"][int(index)]
         masks = [decode_segmentation(m, height, width) for p in obj["parts"] if p["name"] == part for m in p["mask"]]
         box = obj["bndbox"]
-        return crop(image, union(masks, height, width),
-                    (int(box["xmin"]), int(box["ymin"]), int(box["xmax"]), int(box["ymax"])))
+        return crop(
+            image, union(masks, height, width), (int(box["xmin"]), int(box["ymin"]), int(box["xmax"]), int(box["ymax"]))
+        )
 
 
 class PacoPart:
@@ -207,8 +208,11 @@ class PacoPart:
         path, _, obj = key.partition(OBJECT_SEPARATOR)
         image = load_rgb(self.base / "coco" / path)
         height, width = image.shape[:2]
-        annos = [a for a in self._img2anno[self._path_ids[path]]
-                 if a["category_id"] == class_id and str(a["obj_ann_id"]) == obj]
+        annos = [
+            a
+            for a in self._img2anno[self._path_ids[path]]
+            if a["category_id"] == class_id and str(a["obj_ann_id"]) == obj
+        ]
         masks = [decode_segmentation(a["segmentation"], height, width) for a in annos]
         x, y, w, h = annos[0]["obj_bbox"]
         return crop(image, union(masks, height, width), (int(x), int(y), int(x + w), int(y + h)))

@@ -43,10 +43,24 @@ ALLOWED: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("collections", "defaultdict"): defaultdict,
     ("_codecs", "encode"): lambda text, encoding="utf-8": _encode(text, encoding),
-    **{(module, name): obj for module in ("builtins", "__builtin__")
-       for name, obj in (("set", set), ("frozenset", frozenset), ("list", list), ("dict", dict), ("tuple", tuple),
-                         ("int", int), ("float", float), ("str", str), ("complex", complex), ("bool", bool),
-                         ("bytes", lambda *a: _sized(bytes, a)), ("bytearray", lambda *a: _sized(bytearray, a)))},
+    **{
+        (module, name): obj
+        for module in ("builtins", "__builtin__")
+        for name, obj in (
+            ("set", set),
+            ("frozenset", frozenset),
+            ("list", list),
+            ("dict", dict),
+            ("tuple", tuple),
+            ("int", int),
+            ("float", float),
+            ("str", str),
+            ("complex", complex),
+            ("bool", bool),
+            ("bytes", lambda *a: _sized(bytes, a)),
+            ("bytearray", lambda *a: _sized(bytearray, a)),
+        )
+    },
 }
 
 
@@ -86,13 +100,28 @@ def loads(data: bytes, source: str = "pickle") -> Any:
     except pickle.UnpicklingError as err:
         text = str(err)
         if text.startswith(("refers to", "uses a")):
-            raise UnsafePickleError(f"{source}: not loaded: this pickle {text}, and only plain data "
-                                    f"(dicts, lists, strings, numbers, numpy arrays) is allowed") from None
+            raise UnsafePickleError(
+                f"{source}: not loaded: this pickle {text}, and only plain data "
+                f"(dicts, lists, strings, numbers, numpy arrays) is allowed"
+            ) from None
         raise UnsafePickleError(f"{source}: not a readable pickle ({text})") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, LookupError,
-            OverflowError, MemoryError, RecursionError, UnicodeError) as err:
-        raise UnsafePickleError(f"{source}: not a readable pickle ({err.__class__.__name__}: "
-                                f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        LookupError,
+        OverflowError,
+        MemoryError,
+        RecursionError,
+        UnicodeError,
+    ) as err:
+        raise UnsafePickleError(
+            f"{source}: not a readable pickle ({err.__class__.__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
 
 
 def load_pickle(path: str | Path) -> Any:

@@ -43,6 +43,7 @@ class ScribbleStyle(str, enum.Enum):
     AUTHORS = "authors"
     LIGHT = "light"
 
+
 MAX_POINTS = 20
 MAX_STROKES = 20
 # Stroke shape (the reference's "rand_curve" / "rand_curve_small" presets, chosen 50/50).

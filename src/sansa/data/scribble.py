@@ -113,8 +113,9 @@ def _stroke(start: np.ndarray, state: np.random.RandomState) -> tuple[np.ndarray
     return np.array(xs), np.array(ys), velocity, brush
 
 
-def _move(xs: np.ndarray, ys: np.ndarray, velocity: tuple, state: np.random.RandomState
-          ) -> tuple[np.ndarray, np.ndarray]:
+def _move(
+    xs: np.ndarray, ys: np.ndarray, velocity: tuple, state: np.random.RandomState
+) -> tuple[np.ndarray, np.ndarray]:
     """The stroke shifted by its (integer) velocity, half its vertices jittered."""
     p = RAND_CURVE
     speed, angle = velocity

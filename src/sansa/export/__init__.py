@@ -21,5 +21,14 @@ from sansa.export.formats import DEFAULT_FORMATS, CocoLayout, ImageMode, OutputF
 from sansa.export.palette import class_color, classes_table
 from sansa.export.writer import FolderWriter, TargetRecord
 
-__all__ = ["DEFAULT_FORMATS", "CocoLayout", "FolderWriter", "ImageMode", "OutputFormat", "TargetRecord", "class_color",
-           "classes_table", "parse_formats"]
+__all__ = [
+    "DEFAULT_FORMATS",
+    "CocoLayout",
+    "FolderWriter",
+    "ImageMode",
+    "OutputFormat",
+    "TargetRecord",
+    "class_color",
+    "classes_table",
+    "parse_formats",
+]

@@ -46,14 +46,16 @@ def target_annotations(
                 area = polygon_area(segmentation, *piece.shape)
             else:
                 segmentation, area = rle, int(piece.sum())
-            annotations.append({
-                "category_id": class_id,
-                "segmentation": segmentation,
-                "area": area,
-                "bbox": bbox_xywh(rle),
-                "iscrowd": 0,
-                "score": round(float(scores.get(label, 0.0)), 4),
-            })
+            annotations.append(
+                {
+                    "category_id": class_id,
+                    "segmentation": segmentation,
+                    "area": area,
+                    "bbox": bbox_xywh(rle),
+                    "iscrowd": 0,
+                    "score": round(float(scores.get(label, 0.0)), 4),
+                }
+            )
     return annotations
 
 
@@ -76,8 +78,9 @@ def assemble(labels: list[str], targets: list[dict]) -> dict:
     """
     images, annotations = [], []
     for image_id, target in enumerate(targets, start=1):
-        images.append({"id": image_id, "file_name": target["file_name"], "width": target["width"],
-                       "height": target["height"]})
+        images.append(
+            {"id": image_id, "file_name": target["file_name"], "width": target["width"], "height": target["height"]}
+        )
         for annotation in target["annotations"]:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **annotation})
     return {

@@ -49,9 +49,16 @@ def target_results(name: str, label_map: np.ndarray, labels: Sequence[str], scor
         if not mask.any():
             continue
         region_id = hashlib.sha256(f"{name}\n{label}".encode()).hexdigest()[:10]  # same bytes on every run
-        result = {"id": region_id, "from_name": CONTROL_NAME, "to_name": IMAGE_NAME, "type": "brushlabels",
-                  "original_width": int(width), "original_height": int(height), "image_rotation": 0,
-                  "value": {"format": "rle", "rle": rle.encode(mask), "brushlabels": [label]}}
+        result = {
+            "id": region_id,
+            "from_name": CONTROL_NAME,
+            "to_name": IMAGE_NAME,
+            "type": "brushlabels",
+            "original_width": int(width),
+            "original_height": int(height),
+            "image_rotation": 0,
+            "value": {"format": "rle", "rle": rle.encode(mask), "brushlabels": [label]},
+        }
         if label in scores:
             result["score"] = round(float(scores[label]), 4)
         results.append(result)
@@ -60,8 +67,11 @@ def target_results(name: str, label_map: np.ndarray, labels: Sequence[str], scor
 
 def label_config(labels: Sequence[str]) -> str:
     """The labelling config of the exported results: the image and a BrushLabels of the classes."""
-    lines = ["<View>", f'  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}" zoom="true"/>',
-             f'  <BrushLabels name="{CONTROL_NAME}" toName="{IMAGE_NAME}">']
+    lines = [
+        "<View>",
+        f'  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}" zoom="true"/>',
+        f'  <BrushLabels name="{CONTROL_NAME}" toName="{IMAGE_NAME}">',
+    ]
     for class_id, label in enumerate(labels, start=1):
         color = "#{:02x}{:02x}{:02x}".format(*class_color(class_id))
         lines.append(f"    <Label value={quoteattr(label)} background={quoteattr(color)}/>")

@@ -30,8 +30,9 @@ def indexed_png(label_map: np.ndarray, num_classes: int) -> bytes:
     return encode_image(image, "PNG")
 
 
-def overlay(image: np.ndarray, label_map: np.ndarray, labels: list[str], legend: bool = True,
-            colors: np.ndarray | None = None) -> np.ndarray:
+def overlay(
+    image: np.ndarray, label_map: np.ndarray, labels: list[str], legend: bool = True, colors: np.ndarray | None = None
+) -> np.ndarray:
     """The image with each class tinted in its colour, outlined, and a legend with pixel coverage.
 
     Args:
@@ -49,19 +50,21 @@ def overlay(image: np.ndarray, label_map: np.ndarray, labels: list[str], legend:
     out = out.round().astype(np.uint8)
     thickness = _thickness(image.shape[:2])
     for class_id in range(1, len(labels) + 1):
-        contours, _ = cv2.findContours((label_map == class_id).astype(np.uint8), cv2.RETR_LIST,
-                                       cv2.CHAIN_APPROX_NONE)
+        contours, _ = cv2.findContours((label_map == class_id).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(out, contours, -1, tuple(int(c) for c in colors[class_id]), thickness)
     if legend:
         total = max(label_map.size, 1)
-        rows = [(f"{name} {np.count_nonzero(label_map == i) / total:.1%}", colors[i])
-                for i, name in enumerate(labels, start=1)]
+        rows = [
+            (f"{name} {np.count_nonzero(label_map == i) / total:.1%}", colors[i])
+            for i, name in enumerate(labels, start=1)
+        ]
         _draw_legend(out, rows)
     return out
 
 
-def overlay_jpeg(image: np.ndarray, label_map: np.ndarray, labels: list[str],
-                 colors: np.ndarray | None = None) -> bytes:
+def overlay_jpeg(
+    image: np.ndarray, label_map: np.ndarray, labels: list[str], colors: np.ndarray | None = None
+) -> bytes:
     """:func:`overlay` encoded as JPEG (``colors`` as there)."""
     return encode_image(overlay(image, label_map, labels, colors=colors), "JPEG", quality=JPEG_QUALITY)
 
@@ -102,5 +105,13 @@ def _draw_legend(image: np.ndarray, rows: list[tuple[str, np.ndarray]]) -> None:
         top = pad + row * line_h
         swatch = (pad, top, pad + text_h, top + text_h)
         cv2.rectangle(image, swatch[:2], swatch[2:], tuple(int(c) for c in color), -1)
-        cv2.putText(image, text, (2 * pad + text_h, top + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.putText(
+            image,
+            text,
+            (2 * pad + text_h, top + text_h),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thickness,
+            cv2.LINE_AA,
+        )

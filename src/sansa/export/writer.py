@@ -184,13 +184,24 @@ class FolderWriter:
         files = self._encode(stem, image, label_map)
         source = Path(source) if source is not None and Path(source).is_file() else None
         image_files = self._dataset_image_files(stem, source)
-        part: dict = {"name": name, "stem": stem, "height": int(label_map.shape[0]),
-                      "width": int(label_map.shape[1]), "labels": self.labels, "products": self._products()}
+        part: dict = {
+            "name": name,
+            "stem": stem,
+            "height": int(label_map.shape[0]),
+            "width": int(label_map.shape[1]),
+            "labels": self.labels,
+            "products": self._products(),
+        }
         if image_files:
             part["image_name"] = dataset.image_name(stem, source)
         if OutputFormat.COCO in self.formats:
-            part["coco"] = coco.target_annotations(label_map, self.labels, {k: float(v) for k, v in scores.items()},
-                                                   self.coco_instances, self.coco_polygons)
+            part["coco"] = coco.target_annotations(
+                label_map,
+                self.labels,
+                {k: float(v) for k, v in scores.items()},
+                self.coco_instances,
+                self.coco_polygons,
+            )
         if OutputFormat.LABELSTUDIO in self.formats:
             part["labelstudio"] = labelstudio.target_results(name, label_map, self.labels, scores)
         for path, data in files.items():
@@ -199,8 +210,10 @@ class FolderWriter:
             dataset.place_image(self.out_dir / path, source, image, self.dataset_images)
         part["files"] = list(files) + image_files
         part["pixels"] = {label: int(np.count_nonzero(label_map == i)) for i, label in enumerate(self.labels, 1)}
-        part["instances"] = {label: len(components(label_map == i)) if part["pixels"][label] else 0
-                             for i, label in enumerate(self.labels, 1)}
+        part["instances"] = {
+            label: len(components(label_map == i)) if part["pixels"][label] else 0
+            for i, label in enumerate(self.labels, 1)
+        }
         if made_from is not None:
             part["made_from"] = made_from
         atomic.write_json(self._part_path(name), part, indent=None)  # last: marks the target done
@@ -230,9 +243,16 @@ class FolderWriter:
         if OutputFormat.COCO in self.formats:
             coco_product = self._coco_product()
             in_dataset = self.coco_layout is CocoLayout.DATASET
-            targets = [{"file_name": p["image_name"] if in_dataset else p["name"], "width": p["width"],
-                        "height": p["height"], "annotations": p["coco"]}
-                       for _, p in sorted(self._parts.items()) if coco_product in p["products"]]
+            targets = [
+                {
+                    "file_name": p["image_name"] if in_dataset else p["name"],
+                    "width": p["width"],
+                    "height": p["height"],
+                    "annotations": p["coco"],
+                }
+                for _, p in sorted(self._parts.items())
+                if coco_product in p["products"]
+            ]
             atomic.write_json(self.out_dir / self._coco_file(), coco.assemble(self.labels, targets), indent=None)
         if OutputFormat.YOLO in self.formats:
             atomic.write_text(self.out_dir / "yolo" / "data.yaml", yolo.data_yaml(self.labels))
@@ -243,9 +263,14 @@ class FolderWriter:
     def outputs(self) -> list[Path]:
         """The output folders and dataset files of the chosen formats."""
         coco_path = "annotations.json" if self.coco_layout is CocoLayout.FILE else "coco"
-        paths = {OutputFormat.PNG: "masks", OutputFormat.INDEXED: "labels", OutputFormat.OVERLAY: "overlays",
-                 OutputFormat.YOLO: "yolo", OutputFormat.COCO: coco_path,
-                 OutputFormat.LABELSTUDIO: labelstudio.FOLDER}
+        paths = {
+            OutputFormat.PNG: "masks",
+            OutputFormat.INDEXED: "labels",
+            OutputFormat.OVERLAY: "overlays",
+            OutputFormat.YOLO: "yolo",
+            OutputFormat.COCO: coco_path,
+            OutputFormat.LABELSTUDIO: labelstudio.FOLDER,
+        }
         return [self.out_dir / paths[f] for f in self.formats] + [self.out_dir / "classes.json"]
 
     def __enter__(self) -> FolderWriter:
@@ -258,8 +283,10 @@ class FolderWriter:
     # -- internals ------------------------------------------------------------------------
     def _products(self) -> list[str]:
         """What a part must have been written with to count for this writer."""
-        products = {OutputFormat.COCO: self._coco_product(),
-                    OutputFormat.YOLO: f"yolo:images-{self.dataset_images.value}"}
+        products = {
+            OutputFormat.COCO: self._coco_product(),
+            OutputFormat.YOLO: f"yolo:images-{self.dataset_images.value}",
+        }
         return [products.get(f, f.value) for f in self.formats]
 
     def _coco_product(self) -> str:
@@ -293,8 +320,10 @@ class FolderWriter:
         if known == self.labels:
             return
         if known is not None and any(self._parts_dir.glob("*.json")):
-            raise SansaError(f"{self.out_dir}: holds results for classes {known}, not {self.labels}; "
-                             "start over with --overwrite, or use another output folder")
+            raise SansaError(
+                f"{self.out_dir}: holds results for classes {known}, not {self.labels}; "
+                "start over with --overwrite, or use another output folder"
+            )
         atomic.write_json(config_path, {"labels": self.labels})  # a new folder, or one with no results yet
 
     def _load_parts(self) -> dict[str, dict]:
@@ -325,6 +354,12 @@ def _check_labels(labels: list[str], formats: tuple[OutputFormat, ...]) -> None:
 
 
 def _record(part: dict) -> TargetRecord:
-    return TargetRecord(name=str(part["name"]), stem=str(part["stem"]), size=(int(part["height"]), int(part["width"])),
-                        files=list(part["files"]), pixels=dict(part["pixels"]), instances=dict(part["instances"]),
-                        made_from=part.get("made_from"))
+    return TargetRecord(
+        name=str(part["name"]),
+        stem=str(part["stem"]),
+        size=(int(part["height"]), int(part["width"])),
+        files=list(part["files"]),
+        pixels=dict(part["pixels"]),
+        instances=dict(part["instances"]),
+        made_from=part.get("made_from"),
+    )

@@ -51,7 +51,10 @@ def data_yaml(labels: list[str]) -> str:
 
     body = yaml.safe_dump(
         {"train": "images", "val": "images", "nc": len(labels), "names": dict(enumerate(labels))},
-        sort_keys=False, allow_unicode=True,
+        sort_keys=False,
+        allow_unicode=True,
     )
-    return ("# SANSA labels for Ultralytics YOLO segmentation: labels/<stem>.txt match images/<stem>.<ext>;\n"
-            "# paths are relative to this file: `yolo train data=path/to/data.yaml` works from anywhere\n" + body)
+    return (
+        "# SANSA labels for Ultralytics YOLO segmentation: labels/<stem>.txt match images/<stem>.<ext>;\n"
+        "# paths are relative to this file: `yolo train data=path/to/data.yaml` works from anywhere\n" + body
+    )

@@ -23,8 +23,10 @@ from sansa.hub.cache import HubSettings, Manifest, download_problem
 from sansa.hub.registry import DriveFile, HubFile
 
 log = logging.getLogger(__name__)
-ALTERNATIVE = ("or load files you have: SansaPredictor.from_checkpoint(SAM2_FILE, ADAPTER_FILE, model=BACKBONE) "
-               "in Python, --sam2-checkpoint FILE --adapter FILE on the command line")
+ALTERNATIVE = (
+    "or load files you have: SansaPredictor.from_checkpoint(SAM2_FILE, ADAPTER_FILE, model=BACKBONE) "
+    "in Python, --sam2-checkpoint FILE --adapter FILE on the command line"
+)
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection before giving up on the host (no retries)
 
 
@@ -47,8 +49,10 @@ def unreachable(url: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
 
 
 def _offline_hint(what: str, problem: str) -> str:
-    return (f"{what} ({problem}); offline, only cached files can be used (from_pretrained(..., offline=True) "
-            "or SANSA_OFFLINE=1)")
+    return (
+        f"{what} ({problem}); offline, only cached files can be used (from_pretrained(..., offline=True) "
+        "or SANSA_OFFLINE=1)"
+    )
 
 
 def one_line(err: BaseException, limit: int = 200) -> str:
@@ -58,8 +62,10 @@ def one_line(err: BaseException, limit: int = 200) -> str:
 
 
 def _sam2_manual(file: HubFile, settings: HubSettings) -> str:
-    return (f"download {file.url(settings.hf_endpoint or 'https://huggingface.co')} and save it as "
-            f"{settings.cache_dir / file.filename}, {ALTERNATIVE}")
+    return (
+        f"download {file.url(settings.hf_endpoint or 'https://huggingface.co')} and save it as "
+        f"{settings.cache_dir / file.filename}, {ALTERNATIVE}"
+    )
 
 
 def _adapter_manual(file: DriveFile, settings: HubSettings) -> str:
@@ -81,8 +87,13 @@ def fetch_sam2(file: HubFile, settings: HubSettings, model: str) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import LocalEntryNotFoundError
 
-    where = {"repo_id": file.repo_id, "filename": file.filename, "revision": file.revision,
-             "cache_dir": settings.hf_cache_dir, "endpoint": settings.hf_endpoint}
+    where = {
+        "repo_id": file.repo_id,
+        "filename": file.filename,
+        "revision": file.revision,
+        "cache_dir": settings.hf_cache_dir,
+        "endpoint": settings.hf_endpoint,
+    }
     try:
         return Path(hf_hub_download(**where, local_files_only=True))
     except LocalEntryNotFoundError:
@@ -94,9 +105,13 @@ def fetch_sam2(file: HubFile, settings: HubSettings, model: str) -> Path:
     endpoint = settings.hf_endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     problem = unreachable(endpoint)
     if problem is not None:
-        raise DownloadError(_offline_hint(f"{model}: SAM2 checkpoint {file.filename} is not cached and the "
-                                          f"Hugging Face hub cannot be reached", problem)
-                            + f"; {_sam2_manual(file, settings)}")
+        raise DownloadError(
+            _offline_hint(
+                f"{model}: SAM2 checkpoint {file.filename} is not cached and the Hugging Face hub cannot be reached",
+                problem,
+            )
+            + f"; {_sam2_manual(file, settings)}"
+        )
     try:
         return Path(hf_hub_download(**where))
     except Exception as err:  # whatever the hub client raises becomes the one-line answer;
@@ -123,8 +138,10 @@ def download_adapter(file: DriveFile, settings: HubSettings, model: str) -> Path
     url = settings.adapter_url(file)
     problem = unreachable(url)
     if problem is not None:
-        raise DownloadError(_offline_hint(f"{model}: adapter {file.filename} is not cached and {url} cannot be "
-                                          "reached", problem) + f"; {_adapter_manual(file, settings)}")
+        raise DownloadError(
+            _offline_hint(f"{model}: adapter {file.filename} is not cached and {url} cannot be reached", problem)
+            + f"; {_adapter_manual(file, settings)}"
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     staging.unlink(missing_ok=True)  # gdown would take a leftover complete file as done
     try:
@@ -166,6 +183,13 @@ def _gdown_once(url: str, output: Path, settings: HubSettings) -> str:
     import gdown
 
     hasher = hashlib.sha256()  # gdown also feeds it the bytes of a resumed partial file
-    gdown.download(url=url, output=str(output), quiet=not settings.progress, resume=True, hasher=hasher,
-                   retries=settings.retries, timeout=60)
+    gdown.download(
+        url=url,
+        output=str(output),
+        quiet=not settings.progress,
+        resume=True,
+        hasher=hasher,
+        retries=settings.retries,
+        timeout=60,
+    )
     return hasher.hexdigest()

@@ -146,8 +146,13 @@ MODELS: dict[str, PretrainedModel] = {
             backbone="hiera_large",
             sam2=_LARGE,
             adapter=DriveFile("17PktKkF1wibJeEW5CIxPoL7bjKLevfXW", "sansa-generalist.pth"),
-            scores=(Score("LVIS-92i", 52.9), Score("COCO-20i", 74.8), Score("FSS-1000", 90.0),
-                    Score("Pascal-Part", 51.4), Score("PACO-Part", 45.5)),
+            scores=(
+                Score("LVIS-92i", 52.9),
+                Score("COCO-20i", 74.8),
+                Score("FSS-1000", 90.0),
+                Score("Pascal-Part", 51.4),
+                Score("PACO-Part", 45.5),
+            ),
         ),
         PretrainedModel(
             name="sansa-lvis92i-folds",
@@ -197,9 +202,10 @@ def get_model(name: str, models: Mapping[str, PretrainedModel] | None = None) ->
 
         hint = ""
         if name in VARIANTS:
-            hint = (f"; {name!r} is a backbone: load its weights with SansaPredictor.from_checkpoint(SAM2_FILE, "
-                    f"ADAPTER_FILE, model={name!r}), or random weights with "
-                    f"SansaPredictor.from_checkpoint(None, model={name!r})")
-        raise SansaError(f"model {name!r}: unknown; choose one of {', '.join(models)} (see `sansa models list`)"
-                         + hint)
+            hint = (
+                f"; {name!r} is a backbone: load its weights with SansaPredictor.from_checkpoint(SAM2_FILE, "
+                f"ADAPTER_FILE, model={name!r}), or random weights with "
+                f"SansaPredictor.from_checkpoint(None, model={name!r})"
+            )
+        raise SansaError(f"model {name!r}: unknown; choose one of {', '.join(models)} (see `sansa models list`)" + hint)
     return models[name]

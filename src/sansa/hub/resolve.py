@@ -138,8 +138,9 @@ def cache_status(model: PretrainedModel, settings: HubSettings) -> CacheStatus:
     if placed.is_file():
         sam2: Path | None = placed
     else:
-        found = try_to_load_from_cache(model.sam2.repo_id, model.sam2.filename, cache_dir=settings.hf_cache_dir,
-                                       revision=model.sam2.revision)
+        found = try_to_load_from_cache(
+            model.sam2.repo_id, model.sam2.filename, cache_dir=settings.hf_cache_dir, revision=model.sam2.revision
+        )
         sam2 = Path(found) if isinstance(found, str) else None
     manual = model.availability is Availability.MANUAL
     adapter = None

@@ -33,4 +33,4 @@ class Batch:
 def fixed_batches(targets: Sequence[Target], size: int) -> Iterator[tuple[int, list[Target]]]:
     """``(index, targets)`` of each batch of ``size`` consecutive targets of the sorted list."""
     for index, start in enumerate(range(0, len(targets), size)):
-        yield index, list(targets[start:start + size])
+        yield index, list(targets[start : start + size])

@@ -135,18 +135,24 @@ def inputs_record(job: Job, references: Sequence[LoadedReference]) -> dict[str, 
     import hashlib
     import json
 
-    refs = [{"label": r.entry.label, "image": r.entry.image, "image_sha256": r.sha256,
-             "prompt_sha256": hashlib.sha256(json.dumps(prompt_to_dict(r.entry.prompt), sort_keys=True)
-                                             .encode()).hexdigest()}
-            for r in references]
+    refs = [
+        {
+            "label": r.entry.label,
+            "image": r.entry.image,
+            "image_sha256": r.sha256,
+            "prompt_sha256": hashlib.sha256(
+                json.dumps(prompt_to_dict(r.entry.prompt), sort_keys=True).encode()
+            ).hexdigest(),
+        }
+        for r in references
+    ]
     return {"references": refs, "model": job.model.identity()}
 
 
 def writer_for(job: Job, worker: bool = False) -> FolderWriter:
     """The job's :class:`FolderWriter`; ``worker=True`` in a process writing into a prepared folder."""
     export = job.export
-    return FolderWriter(job.out_dir, job.labels, export.parsed_formats(), **export.writer_options(),
-                        prepare=not worker)
+    return FolderWriter(job.out_dir, job.labels, export.parsed_formats(), **export.writer_options(), prepare=not worker)
 
 
 def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
@@ -167,20 +173,35 @@ def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
             out_folder.clear_results(job.out_dir)
         writer = writer_for(job)
         if writer.damaged:
-            notes(f"{len(writer.damaged)} damaged record(s) in {job.out_dir / '.sansa' / 'parts'} removed; "
-                  "their targets are done again")
+            notes(
+                f"{len(writer.damaged)} damaged record(s) in {job.out_dir / '.sansa' / 'parts'} removed; "
+                "their targets are done again"
+            )
         out_folder.check_inputs(job.out_dir, inputs, has_results=bool(writer.names()))
         digest = out_folder.inputs_digest(inputs)
         targets = [Target(t.path, t.name, writer.claim_stem(t.name)) for t in targets]
         done = [_is_done(writer, t, digest) for t in targets]
         batch_size = job.batch_size or _default_batch_size(job)
-        batches = [Batch(index, batch, [not d for d in done[index * batch_size:index * batch_size + len(batch)]])
-                   for index, batch in fixed_batches(targets, batch_size)]
+        batches = [
+            Batch(index, batch, [not d for d in done[index * batch_size : index * batch_size + len(batch)]])
+            for index, batch in fixed_batches(targets, batch_size)
+        ]
     except BaseException:
         lock.release()
         raise
-    return Plan(job, job.labels, targets, root, [b for b in batches if any(b.write)],
-                [t.name for t, d in zip(targets, done, strict=True) if d], references, inputs, digest, writer, lock)
+    return Plan(
+        job,
+        job.labels,
+        targets,
+        root,
+        [b for b in batches if any(b.write)],
+        [t.name for t, d in zip(targets, done, strict=True) if d],
+        references,
+        inputs,
+        digest,
+        writer,
+        lock,
+    )
 
 
 def _is_done(writer: FolderWriter, target: Target, digest: str) -> bool:
@@ -207,8 +228,9 @@ def encode_references(predictor: Any, plan: Plan) -> list[Any]:
     for loaded in plan.references:
         entry = loaded.entry
         try:
-            references.append(predictor.add_reference(loaded.pixels, label=entry.label, name=entry.image,
-                                                      prompt=entry.prompt))
+            references.append(
+                predictor.add_reference(loaded.pixels, label=entry.label, name=entry.image, prompt=entry.prompt)
+            )
         except SansaError as err:
             raise SansaError(f"{entry.source}: {err}") from None
     return references
@@ -262,8 +284,14 @@ def process_batch(predictor: Any, writer: FolderWriter, batch: Batch, inputs_dig
 
 
 # -- driver: finalise ------------------------------------------------------------------------------
-def finalise(plan: Plan, outcome: Outcome, references: Sequence[Any], reference_files: Sequence[dict],
-             device: str, reload: bool = False) -> RunResult:
+def finalise(
+    plan: Plan,
+    outcome: Outcome,
+    references: Sequence[Any],
+    reference_files: Sequence[dict],
+    device: str,
+    reload: bool = False,
+) -> RunResult:
     """Assemble the dataset files from every target's record, then ``failures.txt/json`` and ``run.json``.
 
     Args:
@@ -297,22 +325,44 @@ def finish_dataset(writer: FolderWriter, failures: Sequence[dict[str, str]]) -> 
             (out / name).unlink(missing_ok=True)
 
 
-def _save_run(plan: Plan, outcome: Outcome, references: Sequence[Any], reference_files: Sequence[dict],
-              device: str, seconds: float) -> None:
+def _save_run(
+    plan: Plan,
+    outcome: Outcome,
+    references: Sequence[Any],
+    reference_files: Sequence[dict],
+    device: str,
+    seconds: float,
+) -> None:
     """``run.json``: what ran (options, model, references, targets, outcome)."""
     from sansa import atomic
     from sansa._version import __version__
 
-    refs = [{"image": loaded.entry.image, "label": ref.label, "prompt": ref.prompt.type.value, "score": ref.score,
-             **files} for loaded, ref, files in zip(plan.references, references, reference_files, strict=True)]
-    atomic.write_json(plan.out / "run.json", {
-        "sansa": __version__, "command": "segment", "options": plan.job.options, "device": device,
-        "labels": plan.labels, "references": refs, "formats": [f.value for f in plan.writer.formats],
-        "targets": {"root": str(plan.root), "count": len(plan.targets), "written": len(outcome.written),
-                    "already_done": len(outcome.skipped), "failed": len(outcome.failures)},
-        "seconds": round(seconds, 2), "segmenting_seconds": round(outcome.seconds, 2),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    refs = [
+        {"image": loaded.entry.image, "label": ref.label, "prompt": ref.prompt.type.value, "score": ref.score, **files}
+        for loaded, ref, files in zip(plan.references, references, reference_files, strict=True)
+    ]
+    atomic.write_json(
+        plan.out / "run.json",
+        {
+            "sansa": __version__,
+            "command": "segment",
+            "options": plan.job.options,
+            "device": device,
+            "labels": plan.labels,
+            "references": refs,
+            "formats": [f.value for f in plan.writer.formats],
+            "targets": {
+                "root": str(plan.root),
+                "count": len(plan.targets),
+                "written": len(outcome.written),
+                "already_done": len(outcome.skipped),
+                "failed": len(outcome.failures),
+            },
+            "seconds": round(seconds, 2),
+            "segmenting_seconds": round(outcome.seconds, 2),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
 
 
 @contextlib.contextmanager
@@ -351,9 +401,15 @@ class Segmented:
     source: Path | None = None
 
 
-def export_results(out: Path, labels: Sequence[str], export: Any, results: Iterable[Segmented], *,
-                   failures: Sequence[dict[str, str]] = (),
-                   on_written: Callable[[Segmented, TargetRecord], None] | None = None) -> list[TargetRecord]:
+def export_results(
+    out: Path,
+    labels: Sequence[str],
+    export: Any,
+    results: Iterable[Segmented],
+    *,
+    failures: Sequence[dict[str, str]] = (),
+    on_written: Callable[[Segmented, TargetRecord], None] | None = None,
+) -> list[TargetRecord]:
     """Write already segmented targets into ``out`` the way a run does (the web app's export):
     the same writer, the same dataset files (``classes.json``, ``annotations.json``, ``yolo/``),
     the same ``failures.txt/json``.
@@ -367,8 +423,7 @@ def export_results(out: Path, labels: Sequence[str], export: Any, results: Itera
     writer = FolderWriter(out, list(labels), export.parsed_formats(), **export.writer_options())
     records = []
     for result in results:
-        record = writer.write(result.name, result.image, result.label_map, labels, result.scores,
-                              source=result.source)
+        record = writer.write(result.name, result.image, result.label_map, labels, result.scores, source=result.source)
         records.append(record)
         if on_written is not None:
             on_written(result, record)

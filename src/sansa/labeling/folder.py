@@ -65,11 +65,16 @@ class FolderLock:
         except OSError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise SansaError(f"{self.folder}: in use by another run ({holder}); wait for it to end, "
-                             "or use another --out") from None
+            raise SansaError(
+                f"{self.folder}: in use by another run ({holder}); wait for it to end, or use another --out"
+            ) from None
         self._fd = fd
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         try:  # who holds it, for the message of a refused run (a full disk only loses the name)
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
@@ -98,8 +103,7 @@ class FolderLock:
 def _read_holder(fd: int) -> str:
     try:
         holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
-        return (f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: "
-                f"{holder['command']}")
+        return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: {holder['command']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "a run that has not said who it is yet"
 
@@ -122,8 +126,10 @@ def check_inputs(folder: Path, inputs: dict[str, Any], has_results: bool) -> Non
     path = folder / STATE_DIR / INPUTS_NAME
     known = _read_json(path)
     if has_results and known is not None and _comparable(known) != _comparable(inputs):
-        raise SansaError(f"{folder}: holds results made from other inputs ({describe_change(known, inputs)}); "
-                         "start over with --overwrite, or use another --out")
+        raise SansaError(
+            f"{folder}: holds results made from other inputs ({describe_change(known, inputs)}); "
+            "start over with --overwrite, or use another --out"
+        )
     if known != inputs:
         atomic.write_json(path, inputs)
 

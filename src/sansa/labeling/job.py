@@ -50,8 +50,11 @@ def prompt_from_dict(values: dict[str, Any]) -> Prompt:
 
         with Image.open(io.BytesIO(base64.b64decode(values["mask_png"]))) as image:
             return Prompt(mask=np.asarray(image.convert("L")) > 0)
-    arrays = {key: np.asarray(values[key], dtype=np.int32 if key == "labels" else np.float32)
-              for key in ("points", "labels", "box", "scribble") if values.get(key) is not None}
+    arrays = {
+        key: np.asarray(values[key], dtype=np.int32 if key == "labels" else np.float32)
+        for key in ("points", "labels", "box", "scribble")
+        if values.get(key) is not None
+    }
     return Prompt(**arrays)
 
 
@@ -89,13 +92,23 @@ class ReferenceEntry:
         return cls(str(spec.image), spec.label, prompt, spec.strokes(), spec.source or str(spec.image))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "label": self.label, "prompt": prompt_to_dict(self.prompt),
-                "strokes": self.strokes, "source": self.source}
+        return {
+            "image": self.image,
+            "label": self.label,
+            "prompt": prompt_to_dict(self.prompt),
+            "strokes": self.strokes,
+            "source": self.source,
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ReferenceEntry:
-        return cls(values["image"], values["label"], prompt_from_dict(values["prompt"]),
-                   values.get("strokes") or [], values.get("source", ""))
+        return cls(
+            values["image"],
+            values["label"],
+            prompt_from_dict(values["prompt"]),
+            values.get("strokes") or [],
+            values.get("source", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -121,8 +134,10 @@ class ModelSpec:
     def __post_init__(self) -> None:
         files = [f"--{k.replace('_', '-')}" for k in ("model", "sam2_checkpoint", "adapter") if getattr(self, k)]
         if self.random_weights and files:  # the files would be ignored while the run records them
-            raise SansaError(f"--random-weights cannot be combined with {' and '.join(files)}: random weights "
-                             "would ignore it; drop one")
+            raise SansaError(
+                f"--random-weights cannot be combined with {' and '.join(files)}: random weights "
+                "would ignore it; drop one"
+            )
 
     def check(self) -> None:
         """Refuse a device or precision this machine lacks, before anything is loaded or written."""
@@ -157,14 +172,18 @@ class ModelSpec:
 
     def identity(self) -> dict[str, Any]:
         """What the results depend on: names, and each checkpoint file's size and modification time."""
-        ident: dict[str, Any] = {k: v for k, v in asdict(self).items()
-                                 if v not in (None, False, "fp32") and k != "device"}  # fp32 set or not: the same
+        ident: dict[str, Any] = {
+            k: v for k, v in asdict(self).items() if v not in (None, False, "fp32") and k != "device"
+        }  # fp32 set or not: the same
         for key in ("sam2_checkpoint", "adapter"):
             if key in ident:
                 path = Path(ident[key])
                 stat = path.stat() if path.is_file() else None
-                ident[key] = {"file": str(path.resolve()), "bytes": stat.st_size if stat else None,
-                              "mtime_ns": stat.st_mtime_ns if stat else None}
+                ident[key] = {
+                    "file": str(path.resolve()),
+                    "bytes": stat.st_size if stat else None,
+                    "mtime_ns": stat.st_mtime_ns if stat else None,
+                }
         return ident or {"model": "default"}
 
 
@@ -190,8 +209,12 @@ class ExportOptions:
 
     def writer_options(self) -> dict:
         """The :class:`~sansa.export.FolderWriter` keyword arguments of these options."""
-        return {"coco_instances": self.coco_instances, "coco_polygons": self.coco_polygons,
-                "coco_layout": self.coco_layout, "dataset_images": self.dataset_images}
+        return {
+            "coco_instances": self.coco_instances,
+            "coco_polygons": self.coco_polygons,
+            "coco_layout": self.coco_layout,
+            "dataset_images": self.dataset_images,
+        }
 
     def parsed_formats(self) -> tuple:
         from sansa.export import DEFAULT_FORMATS, parse_formats
@@ -249,21 +272,34 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON values (see :meth:`from_dict`)."""
-        return {"references": [r.to_dict() for r in self.references], "targets": list(self.targets),
-                "out": self.out, "export": {**asdict(self.export), "formats": _list(self.export.formats)},
-                "model": asdict(self.model), "recursive": self.recursive, "batch_size": self.batch_size,
-                "overwrite": self.overwrite, "options": dict(self.options)}
+        return {
+            "references": [r.to_dict() for r in self.references],
+            "targets": list(self.targets),
+            "out": self.out,
+            "export": {**asdict(self.export), "formats": _list(self.export.formats)},
+            "model": asdict(self.model),
+            "recursive": self.recursive,
+            "batch_size": self.batch_size,
+            "overwrite": self.overwrite,
+            "options": dict(self.options),
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Job:
         export = dict(values.get("export") or {})
         if export.get("formats") is not None:
             export["formats"] = tuple(export["formats"])
-        return cls(references=[ReferenceEntry.from_dict(r) for r in values["references"]],
-                   targets=list(values["targets"]), out=values["out"], export=ExportOptions(**export),
-                   model=ModelSpec(**(values.get("model") or {})), recursive=bool(values.get("recursive")),
-                   batch_size=values.get("batch_size"), overwrite=bool(values.get("overwrite")),
-                   options=dict(values.get("options") or {}))
+        return cls(
+            references=[ReferenceEntry.from_dict(r) for r in values["references"]],
+            targets=list(values["targets"]),
+            out=values["out"],
+            export=ExportOptions(**export),
+            model=ModelSpec(**(values.get("model") or {})),
+            recursive=bool(values.get("recursive")),
+            batch_size=values.get("batch_size"),
+            overwrite=bool(values.get("overwrite")),
+            options=dict(values.get("options") or {}),
+        )
 
 
 def _list(value: tuple[str, ...] | None) -> list[str] | None:

@@ -121,21 +121,36 @@ def segment_members(predictor: Any, read: ReadBatch) -> list[tuple[Member, Any]]
     import torch
 
     feats = predictor.encode_inputs(torch.stack([m.inputs for m in read.members]))
-    segmentations = predictor.segment_encoded(feats, [m.image.shape[:2] for m in read.members],
-                                              [m.target.name for m in read.members])
+    segmentations = predictor.segment_encoded(
+        feats, [m.image.shape[:2] for m in read.members], [m.target.name for m in read.members]
+    )
     return list(zip(read.members, segmentations, strict=True))
 
 
 def write_member(writer: FolderWriter, member: Member, segmentation: Any, inputs_digest: str) -> None:
     """Write one target's files, then its record (with what it was made from)."""
     scores = {label: p.score for label, p in segmentation.predictions.items()}
-    writer.write(member.target.name, member.image, segmentation.label_map, segmentation.labels, scores,
-                 stem=member.target.stem, made_from={"target": member.source, "inputs": inputs_digest},
-                 source=member.target.path)
+    writer.write(
+        member.target.name,
+        member.image,
+        segmentation.label_map,
+        segmentation.labels,
+        scores,
+        stem=member.target.stem,
+        made_from={"target": member.source, "inputs": inputs_digest},
+        source=member.target.path,
+    )
 
 
-def pipelined_batches(predictor: Any, writer: FolderWriter, batches: list[Batch], inputs_digest: str,
-                      prefetch: int = PREFETCH, behind: int = BEHIND, threads: int = THREADS) -> Iterator[Any]:
+def pipelined_batches(
+    predictor: Any,
+    writer: FolderWriter,
+    batches: list[Batch],
+    inputs_digest: str,
+    prefetch: int = PREFETCH,
+    behind: int = BEHIND,
+    threads: int = THREADS,
+) -> Iterator[Any]:
     """Process ``batches`` as :func:`process_batch` does, overlapping reading, the model and writing.
 
     Yields:
@@ -162,8 +177,9 @@ def _timed(outcome: Any, started: float) -> Any:
 
 
 # -- building blocks (also used by the web app's propagation) -------------------------------------
-def read_ahead(read: Callable[[T], R], items: Iterable[T], ahead: int = PREFETCH,
-               threads: int = THREADS) -> Iterator[tuple[T, Future[R]]]:
+def read_ahead(
+    read: Callable[[T], R], items: Iterable[T], ahead: int = PREFETCH, threads: int = THREADS
+) -> Iterator[tuple[T, Future[R]]]:
     """Yield ``(item, future of read(item))`` in the order of ``items``, ``read`` running on
     ``threads`` reader threads for the yielded item and at most ``ahead`` items after it.
 
@@ -176,6 +192,7 @@ def read_ahead(read: Callable[[T], R], items: Iterable[T], ahead: int = PREFETCH
     pending: collections.deque[tuple[T, Future[R]]] = collections.deque()
     pool = ThreadPoolExecutor(threads, "sansa-read")
     try:
+
         def submit_next() -> None:
             for item in itertools.islice(todo, 1):
                 pending.append((item, pool.submit(read, item)))

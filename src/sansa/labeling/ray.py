@@ -127,8 +127,9 @@ def connect(address: str | None) -> None:
         raise SansaError(f"{where}: cannot join a Ray cluster ({_first_line(err)}); {_CONNECT_HELP}") from None
 
 
-def label_batches(job: Any, batches: Sequence[Any], inputs_digest: str, references: Sequence[Any],
-                  options: RayOptions) -> Iterator[Any]:
+def label_batches(
+    job: Any, batches: Sequence[Any], inputs_digest: str, references: Sequence[Any], options: RayOptions
+) -> Iterator[Any]:
     """Process ``batches`` on an actor pool; yields each batch's
     :class:`~sansa.labeling.pipeline.Outcome` as it completes (in any order).
 
@@ -148,18 +149,26 @@ def label_batches(job: Any, batches: Sequence[Any], inputs_digest: str, referenc
     blocks = min(len(rows), max(math.ceil(len(rows) / BATCHES_PER_BLOCK), 2 * actors))  # every actor gets work
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     results = dataset.map_batches(
-        LabelActor, batch_size=None, compute=ray.data.ActorPoolStrategy(size=actors),  # a whole block per call
-        fn_constructor_kwargs={"job": for_workers(job).to_dict(), "references": [shipped],
-                               "inputs_digest": inputs_digest, "device": options.device,
-                               "on_start": options.on_actor_start},
-        num_cpus=1, num_gpus=options.gpus_per_actor or None,
+        LabelActor,
+        batch_size=None,
+        compute=ray.data.ActorPoolStrategy(size=actors),  # a whole block per call
+        fn_constructor_kwargs={
+            "job": for_workers(job).to_dict(),
+            "references": [shipped],
+            "inputs_digest": inputs_digest,
+            "device": options.device,
+            "on_start": options.on_actor_start,
+        },
+        num_cpus=1,
+        num_gpus=options.gpus_per_actor or None,
     )
     try:
         for row in results.iter_rows():
             yield Outcome.from_dict(json.loads(row["outcome"]))
     except ray.exceptions.RayError as err:  # not an unreadable image (a failure entry): the output, the model
-        raise SansaError(f"a batch failed on Ray ({_cause(err)}); finished targets are kept, run the same "
-                         "command again to resume") from None
+        raise SansaError(
+            f"a batch failed on Ray ({_cause(err)}); finished targets are kept, run the same command again to resume"
+        ) from None
 
 
 class LabelActor:
@@ -176,10 +185,15 @@ class LabelActor:
         on_start: see :attr:`RayOptions.on_actor_start`.
     """
 
-    def __init__(self, job: dict, references: list, inputs_digest: str, device: str,
-                 on_start: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        job: dict,
+        references: list,
+        inputs_digest: str,
+        device: str,
+        on_start: Callable[[Any], None] | None = None,
+    ) -> None:
         import ray
-
 
         self.job = Job.from_dict(job)
         self.predictor = self.job.model.load(device)
@@ -208,8 +222,12 @@ def for_workers(job: Any) -> Any:
             return path
         return str(Path(path).expanduser().resolve())
 
-    model = dataclasses.replace(job.model, sam2_checkpoint=absolute(job.model.sam2_checkpoint),
-                                adapter=absolute(job.model.adapter), backbone=absolute(job.model.backbone))
+    model = dataclasses.replace(
+        job.model,
+        sam2_checkpoint=absolute(job.model.sam2_checkpoint),
+        adapter=absolute(job.model.adapter),
+        backbone=absolute(job.model.backbone),
+    )
     out = job.out if fs.is_url(job.out) else str(Path(job.out).expanduser().resolve())
     return dataclasses.replace(job, out=out, model=model)
 

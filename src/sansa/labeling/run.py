@@ -26,8 +26,14 @@ from sansa.labeling.pipeline import Outcome, pipelined_batches
 from sansa.labeling.ray import run_ray
 
 
-def run(job: Job, executor: str = "local", notes: Notes | None = None, command: str = "",
-        pipelined: bool = True, **executor_options: Any) -> RunResult:
+def run(
+    job: Job,
+    executor: str = "local",
+    notes: Notes | None = None,
+    command: str = "",
+    pipelined: bool = True,
+    **executor_options: Any,
+) -> RunResult:
     """Run a labelling job to the end (a re-run resumes; see the module docstring).
 
     Args:

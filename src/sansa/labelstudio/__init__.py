@@ -18,8 +18,12 @@ from __future__ import annotations
 import importlib
 
 # Loaded on first use: the brush RLE codec (used by the export formats) must not pull in torch.
-_EXPORTS = {"SansaBackend": "sansa.labelstudio.backend", "LabelConfig": "sansa.labelstudio.config",
-            "parse_config": "sansa.labelstudio.config", "LabelStudio": "sansa.labelstudio.remote"}
+_EXPORTS = {
+    "SansaBackend": "sansa.labelstudio.backend",
+    "LabelConfig": "sansa.labelstudio.config",
+    "parse_config": "sansa.labelstudio.config",
+    "LabelStudio": "sansa.labelstudio.remote",
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -72,8 +72,13 @@ class SansaBackend:
         model_name: names the model in ``model_version`` (a different model, a different version).
     """
 
-    def __init__(self, model: SansaModel | SansaPredictor, label_studio: LabelStudio | None = None,
-                 device: str | None = "auto", model_name: str = "sansa") -> None:
+    def __init__(
+        self,
+        model: SansaModel | SansaPredictor,
+        label_studio: LabelStudio | None = None,
+        device: str | None = "auto",
+        model_name: str = "sansa",
+    ) -> None:
         self.prototype = model if isinstance(model, SansaPredictor) else SansaPredictor(model, device=device)
         self.model_name = model_name
         self.label_studio = label_studio or LabelStudio()
@@ -81,8 +86,13 @@ class SansaBackend:
         self._lock = threading.RLock()
 
     # -- protocol -------------------------------------------------------------------------
-    def setup(self, project: str | int, schema: str | None = None, hostname: str | None = None,
-              access_token: str | None = None) -> str:
+    def setup(
+        self,
+        project: str | int,
+        schema: str | None = None,
+        hostname: str | None = None,
+        access_token: str | None = None,
+    ) -> str:
         """Label Studio's ``/setup``: learn the project's config (and Label Studio's address and
         token); read the project's annotations the first time. Returns ``model_version``."""
         self.label_studio.learn(hostname, access_token)
@@ -235,8 +245,9 @@ class SansaBackend:
         height, width = image.shape[:2]
         references = []
         for item in annotation_prompts(record.results, state.config, height, width):
-            references.append(state.predictor.add_reference(image, prompt=item.prompt, label=item.label,
-                                                            name=f"task {record.task}"))
+            references.append(
+                state.predictor.add_reference(image, prompt=item.prompt, label=item.label, name=f"task {record.task}")
+            )
         return references
 
     # -- predictions ----------------------------------------------------------------------

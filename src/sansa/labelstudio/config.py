@@ -91,5 +91,5 @@ def parse_config(xml: str) -> LabelConfig:
     image_name = controls[0].to_name
     key = images[image_name]
     if not key.startswith("$") or len(key) < 2:
-        raise SansaError(f"label config: <Image name={image_name!r}> needs value=\"$key\" (got {key!r})")
+        raise SansaError(f'label config: <Image name={image_name!r}> needs value="$key" (got {key!r})')
     return LabelConfig(image_name, key[1:], tuple(c for c in controls if c.to_name == image_name))

@@ -42,8 +42,9 @@ class LabelStudio:
         local_files_root: Label Studio's local-files document root, read directly if given.
     """
 
-    def __init__(self, url: str | None = None, token: str | None = None,
-                 local_files_root: str | Path | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, token: str | None = None, local_files_root: str | Path | None = None
+    ) -> None:
         self.url = url.rstrip("/") if url else None
         self.token = token or None
         self.local_files_root = Path(local_files_root).resolve() if local_files_root else None
@@ -123,8 +124,9 @@ class LabelStudio:
         if urllib.parse.urlparse(source).scheme in ("http", "https"):
             return source
         if not self.url:
-            raise SansaError(f"{source}: a Label Studio path, but Label Studio's address is unknown "
-                             "(give --label-studio-url)")
+            raise SansaError(
+                f"{source}: a Label Studio path, but Label Studio's address is unknown (give --label-studio-url)"
+            )
         return self.url + "/" + source.lstrip("/")
 
     def _same_host(self, url: str) -> bool:
@@ -156,8 +158,9 @@ class LabelStudio:
             return f"Token {self.token}"
         if self._access is None:  # a personal access token: a JWT refresh token
             body = json.dumps({"refresh": self.token}).encode()
-            request = urllib.request.Request(self._absolute("/api/token/refresh"), data=body,
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                self._absolute("/api/token/refresh"), data=body, headers={"Content-Type": "application/json"}
+            )
             try:
                 with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
                     self._access = json.loads(response.read())["access"]

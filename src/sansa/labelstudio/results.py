@@ -120,9 +120,16 @@ def mask_results(mask: np.ndarray, label: str, control: Control, score: float | 
     results = []
     for value in values:
         value[control.type] = [label]
-        result = {"id": uuid.uuid4().hex[:10], "from_name": control.name, "to_name": control.to_name,
-                  "type": control.type, "original_width": width, "original_height": height, "image_rotation": 0,
-                  "value": value}
+        result = {
+            "id": uuid.uuid4().hex[:10],
+            "from_name": control.name,
+            "to_name": control.to_name,
+            "type": control.type,
+            "original_width": width,
+            "original_height": height,
+            "image_rotation": 0,
+            "value": value,
+        }
         if score is not None:
             result["score"] = round(float(score), 4)
         results.append(result)

@@ -40,8 +40,11 @@ def create_app(backend: SansaBackend, secret: str | None = None) -> FastAPI:
     async def check_secret(request: Request, call_next):
         request.state.trusted = secret is None or _authorized(request.headers.get("authorization"), secret)
         if not request.state.trusted and request.url.path not in OPEN_ROUTES:
-            return JSONResponse({"error": "missing or wrong credentials (the backend's shared secret)"},
-                                status_code=401, headers={"WWW-Authenticate": 'Basic realm="sansa"'})
+            return JSONResponse(
+                {"error": "missing or wrong credentials (the backend's shared secret)"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="sansa"'},
+            )
         return await call_next(request)
 
     @app.exception_handler(SansaError)
@@ -56,8 +59,9 @@ def create_app(backend: SansaBackend, secret: str | None = None) -> FastAPI:
 
     @app.post("/setup")
     def setup(body: dict) -> dict:
-        version = backend.setup(_required(body, "project"), body.get("schema"), body.get("hostname"),
-                                body.get("access_token"))
+        version = backend.setup(
+            _required(body, "project"), body.get("schema"), body.get("hostname"), body.get("access_token")
+        )
         return {"model_version": version}
 
     @app.post("/predict")

@@ -71,8 +71,9 @@ def _add_adapter(block: nn.Module, args: tuple, output: torch.Tensor) -> torch.T
     return output + block.adapter(residual)
 
 
-def inject_adapters(trunk: nn.Module, stage_sizes: Sequence[int], stages: Iterable[int],
-                    channel_factor: float) -> list[int]:
+def inject_adapters(
+    trunk: nn.Module, stage_sizes: Sequence[int], stages: Iterable[int], channel_factor: float
+) -> list[int]:
     """Give every block of the chosen stages an :class:`Adapter`.
 
     Args:

@@ -25,8 +25,9 @@ _OBJECT_SCORE_FLAGS = ("pred_obj_scores", "pred_obj_scores_mlp", "fixed_no_obj_p
 
 
 def _rope_attention(**extra) -> s2.RoPEAttention:
-    return s2.RoPEAttention(rope_theta=10000.0, feat_sizes=[64, 64], embedding_dim=256, num_heads=1,
-                            downsample_rate=1, dropout=0.1, **extra)
+    return s2.RoPEAttention(
+        rope_theta=10000.0, feat_sizes=[64, 64], embedding_dim=256, num_heads=1, downsample_rate=1, dropout=0.1, **extra
+    )
 
 
 def build_sam2(variant: Sam2Variant) -> s2.SAM2Base:
@@ -62,13 +63,15 @@ def build_sam2(variant: Sam2Variant) -> s2.SAM2Base:
         out_dim=64,
         position_encoding=s2.PositionEmbeddingSine(num_pos_feats=64, **sine),
         mask_downsampler=s2.MaskDownSampler(kernel_size=3, stride=2, padding=1),
-        fuser=s2.Fuser(s2.CXBlock(dim=256, kernel_size=7, padding=3, layer_scale_init_value=1e-6,
-                                  use_dwconv=True), num_layers=2),
+        fuser=s2.Fuser(
+            s2.CXBlock(dim=256, kernel_size=7, padding=3, layer_scale_init_value=1e-6, use_dwconv=True), num_layers=2
+        ),
     )
     return s2.SAM2Base(
         image_encoder=s2.ImageEncoder(trunk=trunk, neck=neck, scalp=1),
-        memory_attention=s2.MemoryAttention(d_model=256, pos_enc_at_input=True, layer=layer,
-                                            num_layers=variant.memory_attention_layers),
+        memory_attention=s2.MemoryAttention(
+            d_model=256, pos_enc_at_input=True, layer=layer, num_layers=variant.memory_attention_layers
+        ),
         memory_encoder=memory_encoder,
         num_maskmem=7,
         image_size=variant.image_size,
@@ -134,8 +137,17 @@ def resolve_backbone(model: str | os.PathLike) -> tuple[s2.SAM2Base, tuple[int, 
     return sam, stages, str(model)
 
 
-_CONSTRUCTORS = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.arange,
-                 torch.tensor, torch.eye}
+_CONSTRUCTORS = {
+    torch.empty,
+    torch.zeros,
+    torch.ones,
+    torch.full,
+    torch.rand,
+    torch.randn,
+    torch.arange,
+    torch.tensor,
+    torch.eye,
+}
 
 
 class _MetaDevice(TorchFunctionMode):

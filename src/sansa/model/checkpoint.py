@@ -102,7 +102,8 @@ def _unsafe_global(path: Path) -> str | None:
                         strings.append(arg)
                     continue
                 harmless = module.split(".")[0] in ("torch", "collections", "numpy", "_codecs") or (
-                    module == "builtins" and name in _HARMLESS_BUILTINS)
+                    module == "builtins" and name in _HARMLESS_BUILTINS
+                )
                 if not harmless:
                     return f"{module}.{name}"
     except Exception:  # not a pickle at all, or a damaged one: no name to give
@@ -190,13 +191,18 @@ def _block_widths(weights: Mapping[str, torch.Tensor]) -> dict[int, tuple[int, i
     out = {}
     for key, value in weights.items():
         if key.endswith("adapter.down_proj.weight"):
-            block = int(key[len(ADAPTER_PREFIX):].split(".", 1)[0])
+            block = int(key[len(ADAPTER_PREFIX) :].split(".", 1)[0])
             out[block] = (int(value.shape[1]), int(value.shape[0]))
     return out
 
 
-def infer_adapter_layout(weights: Mapping[str, torch.Tensor], trunk: torch.nn.Module,
-                         stage_sizes: Sequence[int], path: str | os.PathLike, backbone: str) -> AdapterLayout:
+def infer_adapter_layout(
+    weights: Mapping[str, torch.Tensor],
+    trunk: torch.nn.Module,
+    stage_sizes: Sequence[int],
+    path: str | os.PathLike,
+    backbone: str,
+) -> AdapterLayout:
     """Infer adapter stages and channel factor from tensor shapes, checking they fit ``trunk``."""
     what = f"adapter checkpoint {path}"
     blocks = _block_widths(weights)

@@ -74,8 +74,11 @@ class MemoryTokens:
         lengths = {(len(m), m.num_obj_ptr_tokens) for m in memories}
         if len(lengths) != 1:
             raise ValueError(f"cannot stack memories of different lengths {sorted(lengths)}")
-        return MemoryTokens(torch.cat([m.memory for m in memories], dim=1), torch.cat([m.pos for m in memories], dim=1),
-                            memories[0].num_obj_ptr_tokens)
+        return MemoryTokens(
+            torch.cat([m.memory for m in memories], dim=1),
+            torch.cat([m.pos for m in memories], dim=1),
+            memories[0].num_obj_ptr_tokens,
+        )
 
 
 def spatial_memory_order(num_frames: int, num_maskmem: int) -> list[tuple[int, int]]:

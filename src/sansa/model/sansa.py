@@ -44,8 +44,9 @@ class ImageFeatures:
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ImageFeatures:
         """Every tensor moved to ``device`` and/or cast to ``dtype``."""
-        return ImageFeatures([x.to(device, dtype) for x in self.high_res], self.top.to(device, dtype),
-                             self.top_pos.to(device, dtype))
+        return ImageFeatures(
+            [x.to(device, dtype) for x in self.high_res], self.top.to(device, dtype), self.top_pos.to(device, dtype)
+        )
 
     @staticmethod
     def cat(parts: Sequence[ImageFeatures]) -> ImageFeatures:
@@ -86,8 +87,13 @@ class SansaModel(nn.Module):
     so one model serves any number of predictors, threads of a server, or training ranks.
     """
 
-    def __init__(self, sam: SAM2Base, stage_sizes: Sequence[int], adapter_stages: Sequence[int] = (2, 3),
-                 channel_factor: float = 0.3) -> None:
+    def __init__(
+        self,
+        sam: SAM2Base,
+        stage_sizes: Sequence[int],
+        adapter_stages: Sequence[int] = (2, 3),
+        channel_factor: float = 0.3,
+    ) -> None:
         super().__init__()
         if sam.pred_obj_scores:
             raise ValueError("SANSA needs SAM2 built with pred_obj_scores=False")
@@ -116,8 +122,14 @@ class SansaModel(nn.Module):
         feats, pos = backbone["backbone_fpn"], backbone["vision_pos_enc"]
         return ImageFeatures(high_res=list(feats[:-1]), top=feats[-1], top_pos=pos[-1])
 
-    def decode(self, pix_feat: torch.Tensor, feats: ImageFeatures, point_inputs: dict | None = None,
-               mask_inputs: torch.Tensor | None = None, multimask: bool = False) -> Decoded:
+    def decode(
+        self,
+        pix_feat: torch.Tensor,
+        feats: ImageFeatures,
+        point_inputs: dict | None = None,
+        mask_inputs: torch.Tensor | None = None,
+        multimask: bool = False,
+    ) -> Decoded:
         """SAM prompt encoder + mask decoder on ``pix_feat`` ``[B, C, h, w]``."""
         # sam2 exposes the SAM heads only through this method; it is the one private call we make.
         _, _, ious, low, high, obj_ptr, _ = self.sam._forward_sam_heads(
@@ -147,8 +159,13 @@ class SansaModel(nn.Module):
         through ``mask_downsample``, on the raw stride-16 features.
         """
         logits = mask * MASK_LOGIT_SCALE + MASK_LOGIT_BIAS
-        low = F.interpolate(logits, size=(mask.shape[-2] // 4, mask.shape[-1] // 4), mode="bilinear",
-                            align_corners=False, antialias=True)
+        low = F.interpolate(
+            logits,
+            size=(mask.shape[-2] // 4, mask.shape[-1] // 4),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
         high = F.interpolate(low, size=mask.shape[-2:], mode="bilinear", align_corners=False)
         pointer = self.decode(feats.top, feats, mask_inputs=self.sam.mask_downsample(mask))
         return Decoded(low, high, torch.ones_like(pointer.iou), pointer.obj_ptr)
@@ -174,8 +191,13 @@ class SansaModel(nn.Module):
         curr = feats.top.flatten(2).permute(2, 0, 1)
         curr_pos = feats.top_pos.flatten(2).permute(2, 0, 1)
         mem, mem_pos = memory.batch(batch)
-        fused = self.sam.memory_attention(curr=[curr], curr_pos=[curr_pos], memory=mem, memory_pos=mem_pos,
-                                          num_obj_ptr_tokens=memory.num_obj_ptr_tokens)
+        fused = self.sam.memory_attention(
+            curr=[curr],
+            curr_pos=[curr_pos],
+            memory=mem,
+            memory_pos=mem_pos,
+            num_obj_ptr_tokens=memory.num_obj_ptr_tokens,
+        )
         fused = fused.permute(1, 2, 0).reshape(batch, channels, h, w)
         return self.decode(fused, feats, multimask=True)
 

@@ -48,36 +48,73 @@ VARIANTS: dict[str, Sam2Variant] = {
     v.name: v
     for v in (
         Sam2Variant(
-            "hiera_tiny", 96, 1, (1, 2, 7, 2), (5, 7, 9), window_pos_embed_bkg_spatial_size=(7, 7),
-            hf_repo="facebook/sam2-hiera-tiny", checkpoint_file="sam2_hiera_tiny.pt",
+            "hiera_tiny",
+            96,
+            1,
+            (1, 2, 7, 2),
+            (5, 7, 9),
+            window_pos_embed_bkg_spatial_size=(7, 7),
+            hf_repo="facebook/sam2-hiera-tiny",
+            checkpoint_file="sam2_hiera_tiny.pt",
             sam2_config="configs/sam2/sam2_hiera_t.yaml",
         ),
         Sam2Variant(
-            "hiera_small", 96, 1, (1, 2, 11, 2), (7, 10, 13), window_pos_embed_bkg_spatial_size=(7, 7),
-            hf_repo="facebook/sam2-hiera-small", checkpoint_file="sam2_hiera_small.pt",
+            "hiera_small",
+            96,
+            1,
+            (1, 2, 11, 2),
+            (7, 10, 13),
+            window_pos_embed_bkg_spatial_size=(7, 7),
+            hf_repo="facebook/sam2-hiera-small",
+            checkpoint_file="sam2_hiera_small.pt",
             sam2_config="configs/sam2/sam2_hiera_s.yaml",
         ),
         Sam2Variant(
-            "hiera_base_plus", 112, 2, (2, 3, 16, 3), (12, 16, 20),
-            hf_repo="facebook/sam2-hiera-base-plus", checkpoint_file="sam2_hiera_base_plus.pt",
+            "hiera_base_plus",
+            112,
+            2,
+            (2, 3, 16, 3),
+            (12, 16, 20),
+            hf_repo="facebook/sam2-hiera-base-plus",
+            checkpoint_file="sam2_hiera_base_plus.pt",
             sam2_config="configs/sam2/sam2_hiera_b+.yaml",
         ),
         Sam2Variant(
-            "hiera_large", 144, 2, (2, 6, 36, 4), (23, 33, 43), window_spec=(8, 4, 16, 8),
+            "hiera_large",
+            144,
+            2,
+            (2, 6, 36, 4),
+            (23, 33, 43),
+            window_spec=(8, 4, 16, 8),
             window_pos_embed_bkg_spatial_size=(7, 7),
-            hf_repo="facebook/sam2-hiera-large", checkpoint_file="sam2_hiera_large.pt",
+            hf_repo="facebook/sam2-hiera-large",
+            checkpoint_file="sam2_hiera_large.pt",
             sam2_config="configs/sam2/sam2_hiera_l.yaml",
         ),
         Sam2Variant(
-            "test_tiny", 32, 1, (1, 1, 2, 1), (3,), window_pos_embed_bkg_spatial_size=(7, 7),
-            memory_attention_layers=2, memory_attention_ffn=512, image_size=256,
+            "test_tiny",
+            32,
+            1,
+            (1, 1, 2, 1),
+            (3,),
+            window_pos_embed_bkg_spatial_size=(7, 7),
+            memory_attention_layers=2,
+            memory_attention_ffn=512,
+            image_size=256,
         ),
     )
 }
 
-ALIASES = {"tiny": "hiera_tiny", "t": "hiera_tiny", "small": "hiera_small", "s": "hiera_small",
-           "base_plus": "hiera_base_plus", "b+": "hiera_base_plus", "large": "hiera_large",
-           "l": "hiera_large"}
+ALIASES = {
+    "tiny": "hiera_tiny",
+    "t": "hiera_tiny",
+    "small": "hiera_small",
+    "s": "hiera_small",
+    "base_plus": "hiera_base_plus",
+    "b+": "hiera_base_plus",
+    "large": "hiera_large",
+    "l": "hiera_large",
+}
 
 
 def get_variant(name: str) -> Sam2Variant:

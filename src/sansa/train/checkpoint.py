@@ -96,13 +96,19 @@ def metadata(model: SansaModel, config: dict, step: int, epoch: int, digest: str
     }
 
 
-def save_checkpoint(path: str | os.PathLike, model: SansaModel, meta: dict,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: SansaModel,
+    meta: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> Path:
     """Write adapters + metadata (+ optimiser and schedule for a resumable file), atomically."""
     path = Path(path)
-    payload: dict = {"model": {k: v.detach().cpu().clone() for k, v in adapter_state_dict(model).items()},
-                     "sansa": meta}
+    payload: dict = {
+        "model": {k: v.detach().cpu().clone() for k, v in adapter_state_dict(model).items()},
+        "sansa": meta,
+    }
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
@@ -113,8 +119,13 @@ def save_checkpoint(path: str | os.PathLike, model: SansaModel, meta: dict,
     return path
 
 
-def load_resume(path: str | os.PathLike, model: SansaModel, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler, training_fields: dict) -> TrainState:
+def load_resume(
+    path: str | os.PathLike,
+    model: SansaModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    training_fields: dict,
+) -> TrainState:
     """Restore adapters, optimiser and schedule from a resumable checkpoint of the same run.
 
     Raises:

@@ -143,11 +143,15 @@ class TrainConfig:
         _check(self.lr > 0, "lr", "must be positive")
         _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
         _check(self.resolution is None or self.resolution >= 8, "resolution", "must be at least 8 pixels")
-        _check(self.episodes_per_epoch is None or self.episodes_per_epoch >= 1, "episodes_per_epoch",
-               "must be at least 1")
+        _check(
+            self.episodes_per_epoch is None or self.episodes_per_epoch >= 1, "episodes_per_epoch", "must be at least 1"
+        )
         _check(all(d.weight > 0 for d in self.data), "data", "every weight must be positive")
-        _check(self.num_workers >= 0 and self.log_every >= 1 and self.save_every >= 0, "num_workers/log_every/"
-               "save_every", "must be >= 0 (log_every >= 1)")
+        _check(
+            self.num_workers >= 0 and self.log_every >= 1 and self.save_every >= 0,
+            "num_workers/log_every/save_every",
+            "must be >= 0 (log_every >= 1)",
+        )
 
     # Fields that change how a run is executed but not what it computes: a resumed run may differ in them.
     RUNTIME_FIELDS = ("out", "num_workers", "device", "log_every", "save_every", "val")
@@ -240,14 +244,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def _apply(values: dict, path: list[str], value: Any) -> None:
     node: Any = values
     for i, part in enumerate(path[:-1]):
-        child = node[int(part)] if isinstance(node, list) and part.isdigit() else node.get(part) \
-            if isinstance(node, dict) else None
+        child = (
+            node[int(part)]
+            if isinstance(node, list) and part.isdigit()
+            else node.get(part)
+            if isinstance(node, dict)
+            else None
+        )
         if child is None:
             child = {}
             if isinstance(node, dict):
                 node[part] = child
             else:
-                raise SansaError(f"--set {'.'.join(path)}: {'.'.join(path[:i + 1])} does not exist")
+                raise SansaError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} does not exist")
         node = child
     last = path[-1]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
@@ -258,8 +267,9 @@ def _apply(values: dict, path: list[str], value: Any) -> None:
         raise SansaError(f"--set {'.'.join(path)}: cannot set inside {type(node).__name__}")
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
-                **values: Any) -> TrainConfig:
+def load_config(
+    path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (), **values: Any
+) -> TrainConfig:
     """Defaults, then a YAML file, then ``KEY=VALUE`` overrides, then keyword values.
 
     Args:

@@ -89,11 +89,17 @@ class EpisodeBatch:
 
     def to(self, device: torch.device) -> EpisodeBatch:
         """A copy on ``device`` (prompt dicts are copied, never changed in place)."""
+
         def move(prompt: dict) -> dict:
             return {k: move(v) if isinstance(v, dict) else v.to(device, non_blocking=True) for k, v in prompt.items()}
 
-        return EpisodeBatch(self.images.to(device, non_blocking=True), self.masks.to(device, non_blocking=True),
-                            [[move(p) for p in ps] for ps in self.prompts], self.supervised.to(device), self.seeds)
+        return EpisodeBatch(
+            self.images.to(device, non_blocking=True),
+            self.masks.to(device, non_blocking=True),
+            [[move(p) for p in ps] for ps in self.prompts],
+            self.supervised.to(device),
+            self.seeds,
+        )
 
 
 def collate(samples: Sequence[EpisodeSample]) -> EpisodeBatch:
@@ -120,8 +126,17 @@ class EpisodeSource(torch.utils.data.Dataset):
         seed: the run's seed.
     """
 
-    def __init__(self, datasets: Sequence[FewShotDataset], weights: Sequence[float], shots: int, targets: int,
-                 prompt: PromptMode, resolution: int, image_size: int, seed: int) -> None:
+    def __init__(
+        self,
+        datasets: Sequence[FewShotDataset],
+        weights: Sequence[float],
+        shots: int,
+        targets: int,
+        prompt: PromptMode,
+        resolution: int,
+        image_size: int,
+        seed: int,
+    ) -> None:
         if not datasets:
             raise SansaError("data: no training dataset given")
         self.datasets = list(datasets)
@@ -153,8 +168,10 @@ class EpisodeSource(torch.utils.data.Dataset):
             sample = self._load(draw, rng)
             if sample is not None:
                 return sample
-        raise SansaError(f"episode {index} of epoch {epoch}: reference masks keep vanishing at {self.resolution} px; "
-                         "raise resolution")
+        raise SansaError(
+            f"episode {index} of epoch {epoch}: reference masks keep vanishing at {self.resolution} px; "
+            "raise resolution"
+        )
 
     def _load(self, draw: EpisodeDraw, rng: np.random.Generator) -> EpisodeSample | None:
         dataset = self.datasets[draw.dataset]
@@ -226,8 +243,9 @@ class StepSchedule:
         if self.batch_size % self.world_size:
             raise SansaError(f"batch_size: {self.batch_size} does not split evenly over {self.world_size} processes")
         if self.episodes_per_epoch < self.batch_size:
-            raise SansaError(f"episodes_per_epoch: {self.episodes_per_epoch} is less than one batch "
-                             f"({self.batch_size})")
+            raise SansaError(
+                f"episodes_per_epoch: {self.episodes_per_epoch} is less than one batch ({self.batch_size})"
+            )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -257,9 +275,20 @@ class _Batches(torch.utils.data.Sampler):
         return max(0, self.schedule.steps_per_epoch - self.start_step)
 
 
-def episode_loader(source: EpisodeSource, schedule: StepSchedule, epoch: int, start_step: int, num_workers: int,
-                   pin_memory: bool = False) -> torch.utils.data.DataLoader:
+def episode_loader(
+    source: EpisodeSource,
+    schedule: StepSchedule,
+    epoch: int,
+    start_step: int,
+    num_workers: int,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
     """This rank's batches of ``epoch`` from ``start_step`` on (workers only load; they never draw)."""
-    return torch.utils.data.DataLoader(source, batch_sampler=_Batches(schedule, epoch, start_step),
-                                       collate_fn=collate, num_workers=num_workers, pin_memory=pin_memory,
-                                       persistent_workers=False)
+    return torch.utils.data.DataLoader(
+        source,
+        batch_sampler=_Batches(schedule, epoch, start_step),
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )

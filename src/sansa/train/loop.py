@@ -78,8 +78,9 @@ def _resolution(config: TrainConfig, datasets: Sequence[FewShotDataset]) -> int:
 class Trainer:
     """One run of :func:`train` (see there)."""
 
-    def __init__(self, config: TrainConfig, ctx: dist_utils.DistContext,
-                 datasets: Sequence[FewShotDataset] | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig, ctx: dist_utils.DistContext, datasets: Sequence[FewShotDataset] | None = None
+    ) -> None:
         self.config, self.ctx = config, ctx
         self.out = Path(config.out)
         dist_utils.seed_everything(config.seed, ctx.rank)
@@ -90,8 +91,16 @@ class Trainer:
         self.model = build_model(config, ctx.device)
         self.guard = FrozenGuard(self.model)
         weights = [d.weight for d in config.data] if len(config.data) == len(datasets) else [1.0] * len(datasets)
-        self.source = EpisodeSource(datasets, weights, config.shots, config.targets, config.prompt,
-                                    _resolution(config, datasets), self.model.image_size, config.seed)
+        self.source = EpisodeSource(
+            datasets,
+            weights,
+            config.shots,
+            config.targets,
+            config.prompt,
+            _resolution(config, datasets),
+            self.model.image_size,
+            config.seed,
+        )
         per_epoch = config.episodes_per_epoch or self.source.pairs()
         self.schedule = StepSchedule(per_epoch, config.batch_size, ctx.rank, ctx.world_size)
         self.total_steps = self.schedule.steps_per_epoch * config.epochs
@@ -108,8 +117,9 @@ class Trainer:
     def run(self, until_step: int | None = None) -> TrainResult:
         last = self.out / LAST
         if last.is_file():
-            self.step = load_resume(last, self.model, self.optimizer, self.scheduler,
-                                    self.config.training_fields()).step
+            self.step = load_resume(
+                last, self.model, self.optimizer, self.scheduler, self.config.training_fields()
+            ).step
             self._say(f"resuming {last} at step {self.step}/{self.total_steps}")
         elif self.ctx.is_main:
             save_config(self.config, self.out / "config.yaml")
@@ -135,8 +145,9 @@ class Trainer:
         return result
 
     def _epoch(self, epoch: int, start: int, stop: int, result: TrainResult) -> None:
-        loader = episode_loader(self.source, self.schedule, epoch, start, self.config.num_workers,
-                                pin_memory=self.ctx.device.type == "cuda")
+        loader = episode_loader(
+            self.source, self.schedule, epoch, start, self.config.num_workers, pin_memory=self.ctx.device.type == "cuda"
+        )
         bar = _progress(self.ctx.is_main, len(loader), f"epoch {epoch + 1}/{self.config.epochs}")
         tick, episodes = time.perf_counter(), 0
         for batch in loader:
@@ -146,8 +157,7 @@ class Trainer:
             if self.step % self.config.log_every == 0 or self.step == stop:
                 rate = episodes / max(time.perf_counter() - tick, 1e-9)
                 self._log(loss, rate)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.lr:.2e}",
-                                eps=f"{rate:.1f}")
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.lr:.2e}", eps=f"{rate:.1f}")
                 tick, episodes = time.perf_counter(), 0
             bar.update(1)
             if self.config.save_every and self.step % self.config.save_every == 0 and self.step < stop:
@@ -167,8 +177,11 @@ class Trainer:
         if self.config.grad_clip > 0:  # 0 disables clipping (it must never zero the gradients)
             self.grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip))
         else:
-            self.grad_norm = float(torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None])))
+            self.grad_norm = float(
+                torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None])
+                )
+            )
         self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.optimizer.step()
         self.scheduler.step()
@@ -180,10 +193,12 @@ class Trainer:
     def _save(self, path: Path, resumable: bool) -> None:
         if self.ctx.is_main:
             digest = self.guard.check(self.optimizer)
-            meta = metadata(self.model, self.config.to_dict(), self.step, self.step // self.schedule.steps_per_epoch,
-                            digest)
-            save_checkpoint(path, self.model, meta, self.optimizer if resumable else None,
-                            self.scheduler if resumable else None)
+            meta = metadata(
+                self.model, self.config.to_dict(), self.step, self.step // self.schedule.steps_per_epoch, digest
+            )
+            save_checkpoint(
+                path, self.model, meta, self.optimizer if resumable else None, self.scheduler if resumable else None
+            )
         dist_utils.barrier(self.ctx)
 
     def _log(self, loss: float, rate: float) -> None:
@@ -237,8 +252,9 @@ def _progress(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
-def train(config: TrainConfig, datasets: Sequence[FewShotDataset] | None = None,
-          until_step: int | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, datasets: Sequence[FewShotDataset] | None = None, until_step: int | None = None
+) -> TrainResult:
     """Train adapters as ``config`` says, resuming from ``config.out/last.pth`` when it exists.
 
     Runs in a single process, or in every process of a ``torchrun`` launch (data parallel: each

@@ -60,7 +60,7 @@ class EpisodeObjective(nn.Module):
         losses = []
         masks = 0
         for b in range(size):
-            episode = feats[b * frames:(b + 1) * frames]
+            episode = feats[b * frames : (b + 1) * frames]
             with _seeded(batch.seeds[b], batch.images.device):
                 outputs = self.model.forward_features(episode, batch.prompts[b], self.shots)
             chosen = batch.supervised[b].nonzero().flatten().tolist()

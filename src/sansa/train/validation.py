@@ -24,10 +24,18 @@ def validate(model: SansaModel, spec: ValSpec, ctx: DistContext) -> dict[str, fl
 
     dataset = build_dataset(spec.benchmark, spec.root, spec.fold or 0, "test", spec.shots)
     episodes = sample_episodes(dataset, spec.shots, spec.episodes, spec.seed)
-    others = [EpisodeScore(i, e.class_id, (0, 0), (0, 0)) for i, e in enumerate(episodes)
-              if i % ctx.world_size != ctx.rank]
-    result = evaluate(dataset, episodes, SansaPredictor(model, device=ctx.device), prompt=spec.prompt,
-                      seed=spec.seed, previous=others, progress=ctx.is_main)
+    others = [
+        EpisodeScore(i, e.class_id, (0, 0), (0, 0)) for i, e in enumerate(episodes) if i % ctx.world_size != ctx.rank
+    ]
+    result = evaluate(
+        dataset,
+        episodes,
+        SansaPredictor(model, device=ctx.device),
+        prompt=spec.prompt,
+        seed=spec.seed,
+        previous=others,
+        progress=ctx.is_main,
+    )
     sums = torch.stack([torch.from_numpy(result.metric.intersection), torch.from_numpy(result.metric.union)])
     sums = sums.to(ctx.device)
     all_reduce_sum(sums, ctx)

@@ -103,12 +103,17 @@ def create_app(
     the folder are made in the background from the start.
     """
     service = SansaService(predictor, ImageFolder(folder, max_upload_bytes), cache_size=cache_size)
-    app = FastAPI(title="SANSA", summary="Few-shot segmentation of a folder from a few marked references",
-                  responses=ERRORS)
+    app = FastAPI(
+        title="SANSA", summary="Few-shot segmentation of a folder from a few marked references", responses=ERRORS
+    )
     app.state.service = service
-    info = ServerInfo(folder=str(service.folder.root), model=model_name or f"SANSA ({predictor.model.image_size} px)",
-                      device=str(predictor.device), max_upload_bytes=max_upload_bytes,
-                      formats=_export_formats())
+    info = ServerInfo(
+        folder=str(service.folder.root),
+        model=model_name or f"SANSA ({predictor.model.image_size} px)",
+        device=str(predictor.device),
+        max_upload_bytes=max_upload_bytes,
+        formats=_export_formats(),
+    )
     _install_errors(app, max_upload_bytes)
     security.install(app, token, allow_hosts)  # Host, Origin and token checks before anything else
     _add_image_routes(app, service, info)
@@ -123,8 +128,9 @@ def create_app(
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:
-        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon",
-                            headers={"Cache-Control": "public, max-age=86400"})
+        return FileResponse(
+            STATIC / "favicon.ico", media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"}
+        )
 
     service.folder.warm_thumbnails(THUMB_SIDES)
     return app
@@ -152,8 +158,9 @@ def _install_errors(app: FastAPI, max_upload_bytes: int) -> None:
     async def limit_body(request: Request, call_next):
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > body_limit:
-            return JSONResponse({"detail": f"request of {length} bytes is over the limit of {body_limit}"},
-                                status_code=413)
+            return JSONResponse(
+                {"detail": f"request of {length} bytes is over the limit of {body_limit}"}, status_code=413
+            )
         return await call_next(request)
 
 
@@ -170,8 +177,9 @@ def _add_image_routes(app: FastAPI, service: SansaService, info: ServerInfo) -> 
 
     @app.get("/api/images/{name}/thumb", response_class=Response)
     def thumbnail(name: str, max_side: MaxSide = 384) -> Response:
-        return Response(folder.thumbnail(name, max_side), media_type="image/jpeg",
-                        headers={"Cache-Control": "private, max-age=60"})
+        return Response(
+            folder.thumbnail(name, max_side), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
+        )
 
     @app.get("/api/images/{name:path}", response_class=FileResponse)
     def image(name: str) -> FileResponse:
@@ -233,8 +241,10 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
             label_map, labels, scores = service.label_map(session, name, max_side)
             version = session.version
             colors = session.colors(labels)
-        classes = [TargetClass(label=label, score=scores[label], area=int((label_map == i).sum()))
-                   for i, label in enumerate(labels, start=1)]
+        classes = [
+            TargetClass(label=label, score=scores[label], area=int((label_map == i).sum()))
+            for i, label in enumerate(labels, start=1)
+        ]
         png = render.overlay_png(label_map, colors, max_side)
         return TargetOut(name=name, version=version, classes=classes, overlay_png=render.data_url(png))
 
@@ -244,8 +254,11 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
         with service.lock:
             label_map, labels, _ = service.label_map(session, name, max_side)
             colors = session.colors(labels)
-        return Response(render.overlay_png(label_map, colors, max_side), media_type="image/png",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            render.overlay_png(label_map, colors, max_side),
+            media_type="image/png",
+            headers={"Cache-Control": "no-store"},
+        )
 
     @app.post("/api/sessions/{sid}/propagate", status_code=202)
     def start_propagation(sid: str) -> PropagateStatus:
@@ -262,7 +275,6 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
             session.job.cancel()
             session.job.join(timeout=30)
         return propagate.status(session)
-
 
 
 def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
@@ -294,15 +306,17 @@ def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
         return FileResponse(job.path, media_type="application/zip", filename=exporting.ZIP_NAME)
 
     @app.get("/api/sessions/{sid}/export", response_class=FileResponse, responses=zip_response)
-    def export(sid: str, formats: Annotated[list[str] | None, Query(description="default: sansa.export's")] = None
-               ) -> FileResponse:
+    def export(
+        sid: str, formats: Annotated[list[str] | None, Query(description="default: sansa.export's")] = None
+    ) -> FileResponse:
         job = exporting.ExportJob(service, service.session(sid), formats)
         job.start().join()
         if job.state != JobState.DONE:
             job.discard()
             raise SansaError(f"export: {job.error}")
-        return FileResponse(job.path, media_type="application/zip", filename=exporting.ZIP_NAME,
-                            background=BackgroundTask(job.discard))
+        return FileResponse(
+            job.path, media_type="application/zip", filename=exporting.ZIP_NAME, background=BackgroundTask(job.discard)
+        )
 
 
 def _export_formats() -> list[str]:
@@ -313,8 +327,13 @@ def _export_formats() -> list[str]:
     return [f.value for f in OutputFormat]
 
 
-def run(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False,
-        sock: socket.socket | None = None) -> None:
+def run(
+    app: FastAPI,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    open_browser: bool = False,
+    sock: socket.socket | None = None,
+) -> None:
     """Serve ``app`` until interrupted, optionally opening the page in the default browser.
 
     The socket is bound first (``sock``, from :func:`sansa.web.security.listen`, or made here: a bad port, a port in use

@@ -60,8 +60,13 @@ class Item:
 class ExportJob:
     """Writes a session's export zip in a daemon thread; ``status()`` reports progress."""
 
-    def __init__(self, service: SansaService, session: Session, formats: Sequence[str] | None = None,
-                 options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        service: SansaService,
+        session: Session,
+        formats: Sequence[str] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         from sansa.export import DEFAULT_FORMATS, FolderWriter, OutputFormat, parse_formats
 
         self.formats = parse_formats(formats if formats is not None else DEFAULT_FORMATS)
@@ -95,8 +100,16 @@ class ExportJob:
     def status(self) -> ExportStatus:
         done = self.state == JobState.DONE
         download = f"/api/sessions/{self.session.id}/exports/{self.id}/download" if done else None
-        return ExportStatus(id=self.id, state=self.state, done=self.done, total=self.total, images=len(self.items),
-                            left_out=self.left_out, error=self.error, download=download)
+        return ExportStatus(
+            id=self.id,
+            state=self.state,
+            done=self.done,
+            total=self.total,
+            images=len(self.items),
+            left_out=self.left_out,
+            error=self.error,
+            download=download,
+        )
 
     def _run(self) -> None:
         try:
@@ -126,15 +139,27 @@ class ExportJob:
         def segmented() -> Iterator[Segmented]:
             for item in self.items:
                 label_map, scores = item.mapping()
-                yield Segmented(item.name, self.service.folder.load(item.name), label_map, scores,
-                                source=self.service.folder.root / item.name)
+                yield Segmented(
+                    item.name,
+                    self.service.folder.load(item.name),
+                    label_map,
+                    scores,
+                    source=self.service.folder.root / item.name,
+                )
 
         def written(result: Segmented, record: TargetRecord) -> None:
             if self.overlays:
                 jpeg = export_render.overlay_jpeg(result.image, result.label_map, self.labels, colors=palette)
                 atomic.write_bytes(out / "overlays" / f"{record.stem}.jpg", jpeg)
-            records.append(_image_record(items[result.name], result.label_map, self.labels, result.scores,
-                                         self.session.reviews.get(result.name)))
+            records.append(
+                _image_record(
+                    items[result.name],
+                    result.label_map,
+                    self.labels,
+                    result.scores,
+                    self.session.reviews.get(result.name),
+                )
+            )
             self.done += 1
 
         export_results(out, self.labels, export, segmented(), failures=self.failures, on_written=written)
@@ -189,13 +214,16 @@ def plan(service: SansaService, session: Session, labels: list[str]) -> Plan:
             missing.append(name)
     if missing:
         targets = len(service.targets(session))
-        raise Conflict(f"export: {len(missing)} of {targets} targets are not propagated with the current "
-                       "references; propagate to all first")
+        raise Conflict(
+            f"export: {len(missing)} of {targets} targets are not propagated with the current "
+            "references; propagate to all first"
+        )
     return Plan(items, left_out, failures)
 
 
-def start(service: SansaService, session: Session, formats: Sequence[str] | None,
-          options: dict[str, Any] | None = None) -> ExportStatus:
+def start(
+    service: SansaService, session: Session, formats: Sequence[str] | None, options: dict[str, Any] | None = None
+) -> ExportStatus:
     """Start an export of the session (replacing its previous export's zip); ``options`` go to
     :class:`sansa.export.FolderWriter` (``coco_layout``, ``coco_polygons``, ``coco_instances``)."""
     job = ExportJob(service, session, formats, options)
@@ -234,13 +262,19 @@ def _result_item(name: str, source: Source, result: TargetResult, labels: list[s
     return Item(name, source, mapping)
 
 
-
-def _image_record(item: Item, label_map: np.ndarray, labels: list[str], scores: dict[str, float],
-                  review: ReviewState | None) -> dict:
-    classes = {label: {"pixels": int(np.count_nonzero(label_map == i)), "score": scores.get(label)}
-               for i, label in enumerate(labels, start=1)}
-    return {"file_name": item.name, "source": item.source.value, "review": review.value if review else None,
-            "classes": {k: v for k, v in classes.items() if v["pixels"]}}
+def _image_record(
+    item: Item, label_map: np.ndarray, labels: list[str], scores: dict[str, float], review: ReviewState | None
+) -> dict:
+    classes = {
+        label: {"pixels": int(np.count_nonzero(label_map == i)), "score": scores.get(label)}
+        for i, label in enumerate(labels, start=1)
+    }
+    return {
+        "file_name": item.name,
+        "source": item.source.value,
+        "review": review.value if review else None,
+        "classes": {k: v for k, v in classes.items() if v["pixels"]},
+    }
 
 
 def _recolor(out: Path, colors: list[tuple[int, int, int]]) -> None:

@@ -123,6 +123,7 @@ class ImageFolder:
 
     def warm_thumbnails(self, sides: Sequence[int]) -> threading.Thread:
         """Make the thumbnails of every image in a background thread (the page asks for them at once)."""
+
         def run() -> None:
             for info in self.list().images:
                 for side in sides:

@@ -38,8 +38,14 @@ READERS = 2
 class PropagationJob:
     """Segments ``targets`` with the session's current references, in a daemon thread."""
 
-    def __init__(self, service: SansaService, session: Session, targets: Sequence[str],
-                 prefetch: int = PREFETCH, behind: int = BEHIND) -> None:
+    def __init__(
+        self,
+        service: SansaService,
+        session: Session,
+        targets: Sequence[str],
+        prefetch: int = PREFETCH,
+        behind: int = BEHIND,
+    ) -> None:
         self.service, self.session, self.targets = service, session, list(targets)
         self.version = session.version
         self.prefetch, self.behind = prefetch, behind
@@ -62,8 +68,14 @@ class PropagationJob:
 
     def status(self) -> PropagateStatus:
         failed = [SkippedImage(name=name, reason=reason) for name, reason in self.failed.items()]
-        return PropagateStatus(state=self.state, done=self.done, total=len(self.targets), version=self.version,
-                               error=self.error, failed=failed)
+        return PropagateStatus(
+            state=self.state,
+            done=self.done,
+            total=len(self.targets),
+            version=self.version,
+            error=self.error,
+            failed=failed,
+        )
 
     def _run(self) -> None:
         saves = WriteBehind(self.behind)

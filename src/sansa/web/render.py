@@ -106,6 +106,7 @@ def decode_mask_png(value: str, size: tuple[int, int], max_bytes: int) -> np.nda
     except ImageError:
         raise NotAnImage("prompt.mask_png: not a readable PNG image") from None
     if mask.shape != size:
-        raise WebError(f"prompt.mask_png: size {mask.shape[1]}x{mask.shape[0]} does not match the image "
-                       f"({size[1]}x{size[0]})")
+        raise WebError(
+            f"prompt.mask_png: size {mask.shape[1]}x{mask.shape[0]} does not match the image ({size[1]}x{size[0]})"
+        )
     return mask

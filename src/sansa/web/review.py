@@ -34,7 +34,9 @@ def _item(name: str, state: str, result: TargetResult | None) -> ReviewItem:
     if result is None:
         return ReviewItem(name=name, state=state, score=None)
     label_map = result.label_map
-    classes = [TargetClass(label=label, score=result.scores.get(label, 0.0), area=int((label_map == i).sum()))
-               for i, label in enumerate(result.labels, start=1)]
+    classes = [
+        TargetClass(label=label, score=result.scores.get(label, 0.0), area=int((label_map == i).sum()))
+        for i, label in enumerate(result.labels, start=1)
+    ]
     found = [c.score for c in classes if c.area > 0]
     return ReviewItem(name=name, state=state, score=min(found) if found else 0.0, classes=classes)

@@ -97,8 +97,11 @@ class PromptIn(BaseModel):
     point_labels: list[int] | None = Field(default=None, description="1 object, 0 not the object, per point")
     box: tuple[float, float, float, float] | None = Field(default=None, description="[x0, y0, x1, y1]")
     scribble: list[list[Point]] | None = Field(default=None, description="strokes, each [[x, y], ...]")
-    mask_png: str | None = Field(default=None, description="the object's pixels: a PNG, base64 or data: URL, "
-                                                            "at the image's size; non-zero alpha or value = object")
+    mask_png: str | None = Field(
+        default=None,
+        description="the object's pixels: a PNG, base64 or data: URL, "
+        "at the image's size; non-zero alpha or value = object",
+    )
 
 
 class ReferenceRequest(BaseModel):
@@ -168,8 +171,9 @@ class PropagateStatus(BaseModel):
     total: int
     version: int = Field(description="the session version the results belong to")
     error: str | None = None
-    failed: list[SkippedImage] = Field(default_factory=list,
-                                       description="targets that could not be read (the others were segmented)")
+    failed: list[SkippedImage] = Field(
+        default_factory=list, description="targets that could not be read (the others were segmented)"
+    )
 
 
 class ReviewRequest(BaseModel):
@@ -206,7 +210,8 @@ class ExportStatus(BaseModel):
     done: int
     total: int
     images: int = Field(description="images written (references, corrected, accepted, predicted)")
-    left_out: list[str] = Field(default_factory=list,
-                                description="targets left out (rejected in review, or unreadable when propagated)")
+    left_out: list[str] = Field(
+        default_factory=list, description="targets left out (rejected in review, or unreadable when propagated)"
+    )
     error: str | None = None
     download: str | None = Field(default=None, description="where to download the zip once done")

@@ -66,7 +66,7 @@ def split_host(value: str) -> tuple[str, int | None]:
         raise ValueError(value)
     if value.startswith("["):
         end = value.index("]")
-        name, rest = value[1:end], value[end + 1:]
+        name, rest = value[1:end], value[end + 1 :]
         if rest and not rest.startswith(":"):
             raise ValueError(value)
         port = rest[1:] or None
@@ -88,8 +88,9 @@ def parse_allow_hosts(entries: Iterable[str]) -> set[tuple[str, int | None]]:
         try:
             out.add(split_host(entry))
         except ValueError:
-            raise SansaError(f"--allow-host {entry!r}: expected a host name or address, optionally with :PORT"
-                             ) from None
+            raise SansaError(
+                f"--allow-host {entry!r}: expected a host name or address, optionally with :PORT"
+            ) from None
     return out
 
 
@@ -136,21 +137,26 @@ class Guard:
         headers = _headers(scope)
         host = headers.get("host", "")
         if not self.host_allowed(host, scope.get("server")):
-            return 403, (f"Host {host!r} is not this server: open it as the address `sansa serve` printed, or "
-                         "start it with --allow-host NAME")
+            return 403, (
+                f"Host {host!r} is not this server: open it as the address `sansa serve` printed, or "
+                "start it with --allow-host NAME"
+            )
         origin = headers.get("origin")
         if origin is not None and origin.lower() != f"{scope.get('scheme', 'http')}://{host.lower()}":
             return 403, f"cross-origin request from {origin!r} refused: only the page of this server may call it"
-        navigation = scope.get("path") == "/" and headers.get("sec-fetch-mode") == "navigate" and \
-            scope.get("method") == "GET"  # a link to the page (it still needs the token)
+        navigation = (
+            scope.get("path") == "/" and headers.get("sec-fetch-mode") == "navigate" and scope.get("method") == "GET"
+        )  # a link to the page (it still needs the token)
         if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none") and not navigation:
             return 403, f"cross-site request refused (Sec-Fetch-Site: {headers['sec-fetch-site']})"
         path = scope.get("path", "")
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return None
         if not self.token_ok(headers, scope.get("query_string", b"")):
-            return 401, ("missing or wrong token: open the address `sansa serve` printed (it ends in ?token=...); "
-                         "API clients send it in the X-Sansa-Token header")
+            return 401, (
+                "missing or wrong token: open the address `sansa serve` printed (it ends in ?token=...); "
+                "API clients send it in the X-Sansa-Token header"
+            )
         return None
 
     def host_allowed(self, host: str, server: tuple[str, int] | None) -> bool:
@@ -204,8 +210,11 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 # on every answer: the address's token never leaves in a Referer, no other site frames the page
-SAFETY_HEADERS = [(b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY"),
-                  (b"x-content-type-options", b"nosniff")]
+SAFETY_HEADERS = [
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+]
 
 
 def _with_headers(send: Send) -> Send:
@@ -218,18 +227,29 @@ def _with_headers(send: Send) -> Send:
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-                            (b"cache-control", b"no-store"), *SAFETY_HEADERS]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *SAFETY_HEADERS,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 def _login_page(reason: str) -> str:
-    return ("<!doctype html><meta charset='utf-8'><title>SANSA: token needed</title>"
-            "<body style='font-family:sans-serif;max-width:40em;margin:4em auto'>"
-            "<h1>Open the address <code>sansa serve</code> printed</h1>"
-            f"<p>{html.escape(reason)}</p><p>It looks like <code>http://127.0.0.1:8000/?token=…</code>; "
-            "the token changes each time the server starts.</p></body>")
+    return (
+        "<!doctype html><meta charset='utf-8'><title>SANSA: token needed</title>"
+        "<body style='font-family:sans-serif;max-width:40em;margin:4em auto'>"
+        "<h1>Open the address <code>sansa serve</code> printed</h1>"
+        f"<p>{html.escape(reason)}</p><p>It looks like <code>http://127.0.0.1:8000/?token=…</code>; "
+        "the token changes each time the server starts.</p></body>"
+    )
 
 
 def listen(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
@@ -237,8 +257,9 @@ def listen(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
     if not 0 <= port <= 65535:
         raise SansaError(f"--port {port}: must be from 0 (any free port) to 65535")
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                              flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except socket.gaierror as err:
         raise SansaError(f"--host {host}: not an address of this computer ({err.strerror})") from None
     sock = socket.socket(family, kind, proto)
@@ -249,8 +270,9 @@ def listen(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
     except OSError as err:
         sock.close()
         if err.errno == errno.EADDRINUSE:
-            raise SansaError(f"--port {port}: already in use on {host} (another program or sansa serve); "
-                             "pick another --port") from None
+            raise SansaError(
+                f"--port {port}: already in use on {host} (another program or sansa serve); pick another --port"
+            ) from None
         raise SansaError(f"--host {host} --port {port}: cannot listen there ({err.strerror})") from None
     sock.set_inheritable(True)
     return sock

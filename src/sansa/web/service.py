@@ -75,8 +75,9 @@ class SansaService:
             dropped from memory (it stays on disk and comes back when asked for).
     """
 
-    def __init__(self, predictor: SansaPredictor, folder: ImageFolder, cache_size: int = 32,
-                 max_sessions: int = 16) -> None:
+    def __init__(
+        self, predictor: SansaPredictor, folder: ImageFolder, cache_size: int = 32, max_sessions: int = 16
+    ) -> None:
         self.predictor = predictor
         self.folder = folder
         self.store = SessionStore(folder.root)
@@ -128,17 +129,31 @@ class SansaService:
             refs = [self._reference_out(session, slot) for slot in session.slots.values()]
             targets = self.targets(session)
             propagated = sum(1 for n in targets if self.current_result(session, n) is not None)
-            return SessionState(session_id=session.id, version=session.version, classes=classes, references=refs,
-                                reviews=dict(session.reviews), targets=len(targets), propagated=propagated,
-                                notes=list(session.notes))
+            return SessionState(
+                session_id=session.id,
+                version=session.version,
+                classes=classes,
+                references=refs,
+                reviews=dict(session.reviews),
+                targets=len(targets),
+                propagated=propagated,
+                notes=list(session.notes),
+            )
 
     def save(self, session: Session) -> None:
         """Write ``session.json`` (classes, references and prompts, reviews, version)."""
-        refs = [{"id": s.id, "image": s.image, "label": s.reference.label, "source": s.source.value,
-                 "prompt": s.prompt} for s in session.slots.values()]
-        record = {"format": 1, "id": session.id, "version": session.version,
-                  "classes": [{"name": n, "color": c} for n, c in session.classes.items()],
-                  "references": refs, "reviews": {k: v.value for k, v in session.reviews.items()}}
+        refs = [
+            {"id": s.id, "image": s.image, "label": s.reference.label, "source": s.source.value, "prompt": s.prompt}
+            for s in session.slots.values()
+        ]
+        record = {
+            "format": 1,
+            "id": session.id,
+            "version": session.version,
+            "classes": [{"name": n, "color": c} for n, c in session.classes.items()],
+            "references": refs,
+            "reviews": {k: v.value for k, v in session.reviews.items()},
+        }
         self.store.save(session.id, record)
 
     def save_result(self, session: Session, name: str) -> Future[None]:
@@ -206,8 +221,9 @@ class SansaService:
             label_map, labels, _ = self.label_map(session, image)
             mask = label_map == labels.index(label) + 1 if label in labels else None
             if mask is None or not mask.any():
-                raise Conflict(f"image {image!r}: nothing of class {label!r} is predicted there; "
-                               "mark it with a prompt instead")
+                raise Conflict(
+                    f"image {image!r}: nothing of class {label!r} is predicted there; mark it with a prompt instead"
+                )
             return self._set_reference(session, image, label, Prompt.create(mask=mask), Source.CORRECTED, None)
 
     def remove_reference(self, session: Session, reference_id: str) -> None:
@@ -239,8 +255,9 @@ class SansaService:
             self.save(session)
 
     # -- targets ------------------------------------------------------------------------
-    def segment(self, session: Session, name: str, size: tuple[int, int] | None = None,
-                prepared: Prepared | None = None) -> Segmentation:
+    def segment(
+        self, session: Session, name: str, size: tuple[int, int] | None = None, prepared: Prepared | None = None
+    ) -> Segmentation:
         """Every class of the session in image ``name``, at ``size`` ``(H, W)`` (default: the image's).
 
         Reuses the cached encoding of the image; only memory attention and the decoder run.
@@ -259,8 +276,9 @@ class SansaService:
         result = session.results.get(name)
         return result if result is not None and result.version == session.version else None
 
-    def label_map(self, session: Session, name: str, max_side: int | None = None) -> tuple[np.ndarray, list[str],
-                                                                                             dict[str, float]]:
+    def label_map(
+        self, session: Session, name: str, max_side: int | None = None
+    ) -> tuple[np.ndarray, list[str], dict[str, float]]:
         """The label map of target ``name`` for the session's current references: the propagated
         result when it is current, else a fresh one (at most ``max_side`` on its longer side)."""
         result = self.current_result(session, name)
@@ -315,9 +333,13 @@ class SansaService:
     def _restore(self, sid: str) -> Session:
         """Session ``sid`` from disk: its references are encoded again, its results read back."""
         record = self.store.load(sid)
-        session = Session(sid, self._new_predictor(), version=int(record["version"]),
-                          classes={c["name"]: c["color"] for c in record["classes"]},
-                          reviews={k: ReviewState(v) for k, v in record.get("reviews", {}).items()})
+        session = Session(
+            sid,
+            self._new_predictor(),
+            version=int(record["version"]),
+            classes={c["name"]: c["color"] for c in record["classes"]},
+            reviews={k: ReviewState(v) for k, v in record.get("reviews", {}).items()},
+        )
         lost = False
         for ref in record["references"]:
             try:
@@ -328,8 +350,11 @@ class SansaService:
         if lost:
             session.changed()  # the results were made with references that are gone
         session.results = {m.name: TargetResult.from_stored(m) for m in self.store.load_maps(sid, "results")}
-        session.accepted = {m.name: TargetResult.from_stored(m) for m in self.store.load_maps(sid, "accepted")
-                            if session.reviews.get(m.name) == ReviewState.ACCEPTED}
+        session.accepted = {
+            m.name: TargetResult.from_stored(m)
+            for m in self.store.load_maps(sid, "accepted")
+            if session.reviews.get(m.name) == ReviewState.ACCEPTED
+        }
         return session
 
     def _restore_reference(self, session: Session, ref: dict[str, Any]) -> None:
@@ -368,8 +393,9 @@ class SansaService:
         masks), so the propagated and accepted results stay current with their labels renamed."""
         for slot in [s for s in session.slots.values() if s.reference.label == old]:
             pixels = self.folder.load(slot.image)
-            reference = session.predictor.add_reference(pixels, prompt=slot.reference.prompt, label=new,
-                                                        name=slot.image)
+            reference = session.predictor.add_reference(
+                pixels, prompt=slot.reference.prompt, label=new, name=slot.image
+            )
             session.predictor.remove_reference(session.index_of(slot))
             slot.reference = reference
         session.classes = {new if n == old else n: c for n, c in session.classes.items()}
@@ -385,8 +411,9 @@ class SansaService:
         for save in saves:
             save.result()
 
-    def _set_reference(self, session: Session, image: str, label: str, prompt: Prompt, source: Source,
-                       stored: dict[str, Any] | None) -> ReferenceOut:
+    def _set_reference(
+        self, session: Session, image: str, label: str, prompt: Prompt, source: Source, stored: dict[str, Any] | None
+    ) -> ReferenceOut:
         old = session.slot_of(image, label)
         pixels = self.folder.load(image)
         reference = session.predictor.add_reference(pixels, prompt=prompt, label=label, name=image)
@@ -411,10 +438,17 @@ class SansaService:
     def _reference_out(self, session: Session, slot: Slot) -> ReferenceOut:
         ref = slot.reference
         color = session.classes.get(ref.label, "#ffffff")
-        return ReferenceOut(id=slot.id, image=slot.image, label=ref.label, source=slot.source,
-                            prompt=PromptIn(**slot.prompt) if slot.prompt else None, prompt_type=ref.prompt.type,
-                            score=ref.score, area=int(ref.mask.sum()),
-                            mask_png=render.data_url(render.mask_png(ref.mask, color)))
+        return ReferenceOut(
+            id=slot.id,
+            image=slot.image,
+            label=ref.label,
+            source=slot.source,
+            prompt=PromptIn(**slot.prompt) if slot.prompt else None,
+            prompt_type=ref.prompt.type,
+            score=ref.score,
+            area=int(ref.mask.sum()),
+            mask_png=render.data_url(render.mask_png(ref.mask, color)),
+        )
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:

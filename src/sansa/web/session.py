@@ -71,8 +71,11 @@ class TargetResult:
         return StoredMap(name, self.version, self.labels, self.scores, self.label_map)
 
     def renamed(self, old: str, new: str) -> TargetResult:
-        return dataclasses.replace(self, labels=[new if x == old else x for x in self.labels],
-                                   scores={new if k == old else k: v for k, v in self.scores.items()})
+        return dataclasses.replace(
+            self,
+            labels=[new if x == old else x for x in self.labels],
+            scores={new if k == old else k: v for k, v in self.scores.items()},
+        )
 
 
 @dataclass

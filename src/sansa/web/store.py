@@ -93,9 +93,15 @@ class SessionStore:
             try:
                 with np.load(path, allow_pickle=False) as data:
                     meta = json.loads(str(data["meta"]))
-                    maps.append(StoredMap(meta["name"], int(meta["version"]), list(meta["labels"]),
-                                          {k: float(v) for k, v in meta["scores"].items()},
-                                          data["label_map"].astype(np.uint16)))
+                    maps.append(
+                        StoredMap(
+                            meta["name"],
+                            int(meta["version"]),
+                            list(meta["labels"]),
+                            {k: float(v) for k, v in meta["scores"].items()},
+                            data["label_map"].astype(np.uint16),
+                        )
+                    )
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         return maps
@@ -112,8 +118,9 @@ class SessionStore:
         (self._dir(sid) / "masks" / f"{_safe(ref_id)}.png").unlink(missing_ok=True)
 
     def save_map(self, sid: str, kind: str, stored: StoredMap) -> None:
-        meta = json.dumps({"name": stored.name, "version": stored.version, "labels": stored.labels,
-                           "scores": stored.scores})
+        meta = json.dumps(
+            {"name": stored.name, "version": stored.version, "labels": stored.labels, "scores": stored.scores}
+        )
         buffer = io.BytesIO()
         np.savez_compressed(buffer, label_map=stored.label_map.astype(np.uint16), meta=np.array(meta))
         atomic.write_bytes(self._map_path(sid, kind, stored.name), buffer.getvalue())
