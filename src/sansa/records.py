@@ -229,6 +229,34 @@ class Prediction:
 
 
 @dataclass(eq=False)
+class SegmentedObject:
+    """One object of a class found in a target: its own mask, box and score.
+
+    Attributes:
+        label: its class.
+        mask: ``bool [H, W]`` at the target's size. Lies inside its class's pixels of
+            :attr:`Segmentation.label_map`, and no two objects of one target share a pixel.
+        box: ``float32 [4]`` ``x0, y0, x1, y1`` around ``mask`` in pixel edges (a mask whose
+            columns run 3..5 has ``x0 = 3, x1 = 6``), as COCO's ``bbox`` ``[x0, y0, x1 - x0, y1 - y0]``.
+        score: the decoder's IoU estimate for the object's mask (0..1).
+    """
+
+    label: str
+    mask: np.ndarray = field(repr=False)
+    box: np.ndarray
+    score: float
+
+    @property
+    def area(self) -> int:
+        """Pixels of the object."""
+        return int(np.count_nonzero(self.mask))
+
+    def __repr__(self) -> str:
+        box = ", ".join(f"{v:g}" for v in np.asarray(self.box).tolist())
+        return f"SegmentedObject(label={self.label!r}, box=[{box}], area={self.area}, score={self.score:.3f})"
+
+
+@dataclass(eq=False)
 class Segmentation:
     """Every class SANSA knows, segmented in one target image.
 
@@ -239,12 +267,15 @@ class Segmentation:
         label_map: ``uint16 [H, W]``: 0 = background, ``i + 1`` = ``labels[i]``. Where several
             classes claim a pixel, the one with the highest logit wins.
         name: the target's name (its path, when it was read from a file).
+        objects: the objects found, class by class in ``labels`` order (see
+            :class:`SegmentedObject`); a class's pixels are exactly the union of its objects.
     """
 
     predictions: dict[str, Prediction]
     labels: list[str]
     label_map: np.ndarray
     name: str = ""
+    objects: list[SegmentedObject] = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:
