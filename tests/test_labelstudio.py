@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sansa.errors import SansaError
-from sansa.labelstudio import LabelStudio, SansaBackend, parse_config, rle
+from sansa.export import brush_rle as rle
+from sansa.labelstudio import LabelStudio, SansaBackend, parse_config
 from sansa.labelstudio.results import annotation_prompts, mask_results
 
 BRUSH = """<View><Image name="img" value="$photo"/>
