@@ -83,6 +83,29 @@ def truncated_png(width: int = 64, height: int = 48) -> bytes:
     return out.getvalue()[: len(out.getvalue()) // 2]
 
 
+def eps(body: bytes = b"0 0 moveto 10 10 lineto stroke") -> bytes:
+    """A small EPS (PostScript) file: Pillow's EPS plugin would hand it to Ghostscript to rasterise."""
+    return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n" + body + b"\nshowpage\n%%EOF\n"
+
+
+def dos_eps() -> bytes:
+    """The same EPS behind the binary "DOS EPS" header (magic C5D0D3C6, PostScript offset and length)."""
+    postscript = eps()
+    return struct.pack("<IIIIIIIH", 0xC6D3D0C5, 30, len(postscript), 0, 0, 0, 0, 0xFFFF) + postscript
+
+
+def fake_ghostscript(folder: Path) -> tuple[Path, Path]:
+    """A ``gs`` program in ``folder/bin`` that only records that it ran (in ``folder/gs-ran``).
+
+    Returns ``(bin folder to put first on PATH, the marker file)``; Pillow finds ``gs`` by PATH.
+    """
+    bin_dir, marker = folder / "bin", folder / "gs-ran"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "gs").write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexit 1\n')
+    (bin_dir / "gs").chmod(0o755)
+    return bin_dir, marker
+
+
 def sansa(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real ``sansa`` console script (this checkout's code first on the path)."""
     src = str(Path(__file__).resolve().parents[1] / "src")

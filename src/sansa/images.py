@@ -11,6 +11,11 @@ small file declaring a huge image (a decompression bomb) is an :class:`ImageTooL
 gigabytes of memory. Importing this module silences PIL's ``DecompressionBombWarning`` (sansa's own
 limit, stricter than PIL's, is checked instead); PIL's hard error above twice its limit is turned
 into the same one-line error.
+
+Only raster formats are decoded (:data:`RASTER_FORMATS`, whatever the file's name says): Pillow is
+never asked to try its other plugins, so a PostScript/EPS file named ``photo.png`` is refused in one
+line and never reaches Ghostscript (an external interpreter), nor do PDF, WMF or the stub formats
+(FITS, GRIB, HDF5, BUFR) that hand files to other libraries.
 """
 
 from __future__ import annotations
@@ -40,6 +45,15 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 class ImageTooLarge(ImageError):
     """An image declares more pixels than :func:`max_pixels` allows (checked before decoding)."""
+
+
+class UnsupportedFormat(ImageError):
+    """A file in a format sansa does not decode (PostScript, EPS, PDF, ...): not in :data:`RASTER_FORMATS`."""
+
+
+RASTER_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
+"""Pillow format names sansa decodes (JPEG includes MPO, the multi-picture JPEG many cameras write)."""
+_KNOWN_NAMES = {"EPS": "PostScript/EPS", "PDF": "PDF"}
 
 
 def parse_pixels(text: str, name: str = "--max-pixels") -> int:
@@ -83,13 +97,53 @@ def check_pixels(width: int, height: int, label: str) -> None:
         )
 
 
+def _sniff_format(source: Path | bytes) -> str | None:
+    """The name of the format a refused file is in, from its first bytes (no plugin opens it)."""
+    try:
+        prefix = source[:16] if isinstance(source, bytes) else source.open("rb").read(16)
+    except OSError:
+        return None
+    if prefix.startswith(b"%PDF"):
+        return "PDF"
+    Image.init()
+    for name, (_, accept) in Image.OPEN.items():
+        try:
+            if name not in RASTER_FORMATS and accept is not None and accept(prefix):
+                return _KNOWN_NAMES.get(name, name)
+        except Exception:  # noqa: BLE001 - a plugin's check on a short prefix; the format stays unnamed
+            continue
+    return None
+
+
+def _refused(source: Path | bytes, label: str) -> ImageError:
+    allowed = ", ".join(RASTER_FORMATS)
+    kind = _sniff_format(source)
+    if kind is None:
+        return ImageError(f"{label}: not a readable image (not one of {allowed})")
+    article = "an" if kind[0] in "AEIOU" else "a"
+    return UnsupportedFormat(f"{label}: {article} {kind} file, not a raster image sansa reads ({allowed}); refused")
+
+
+def open_lazily(source: str | os.PathLike | bytes, name: str = "image") -> Image.Image:
+    """Open an image file (or its bytes) without decoding: header read, format and pixel limit checked.
+
+    For callers that decode in a way of their own (``draft``, raw mode, no EXIF rotation); close it
+    (``with``). Only :data:`RASTER_FORMATS` are opened (:class:`UnsupportedFormat` otherwise).
+    """
+    label = name if isinstance(source, bytes) else str(source)
+    return _open_lazily(source if isinstance(source, bytes) else _file(source), label)
+
+
 def _open_lazily(source: Path | bytes, label: str) -> Image.Image:
-    """``Image.open`` (header only) with the pixel limit checked; errors are one-line :class:`ImageError`."""
+    """``Image.open`` (header only, raster formats only) with the pixel limit checked; errors are
+    one-line :class:`ImageError`."""
     limit = max_pixels()
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
         Image.MAX_IMAGE_PIXELS = limit  # the user asked for more than PIL allows: PIL must not refuse first
     try:
-        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=RASTER_FORMATS)
+    except UnidentifiedImageError:
+        raise _refused(source, label) from None
     except Image.DecompressionBombError as err:
         found = re.search(r"\((\d+) pixels\)", str(err))
         pixels = _megapixels(int(found.group(1))) if found else "too many pixels"
@@ -97,7 +151,7 @@ def _open_lazily(source: Path | bytes, label: str) -> Image.Image:
             f"{label}: {pixels}, over the limit of {_megapixels(limit)} (raise it with "
             f"--max-pixels or {MAX_PIXELS_ENV})"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{label}: not a readable image ({err.__class__.__name__}: {err})") from None
     try:
         check_pixels(*img.size, label)
@@ -138,7 +192,7 @@ def open_image_file(source: str | os.PathLike | bytes, name: str = "image") -> I
     The pixel limit is checked from the header before decoding (:class:`ImageTooLarge`).
     """
     label = name if isinstance(source, bytes) else str(source)
-    img = _open_lazily(source if isinstance(source, bytes) else _file(source), label)
+    img = open_lazily(source, name)
     try:
         with img:
             img.load()
@@ -162,8 +216,7 @@ def read_size(source: str | os.PathLike | bytes, name: str = "image") -> tuple[i
 
     Nothing is decoded; raises :class:`ImageTooLarge` over the pixel limit, :class:`ImageError` if unreadable.
     """
-    label = name if isinstance(source, bytes) else str(source)
-    with _open_lazily(source if isinstance(source, bytes) else _file(source), label) as img:
+    with open_lazily(source, name) as img:
         width, height = img.size
         try:
             rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from sansa.errors import SansaError
-from sansa.images import ImageError, read_size
+from sansa.images import ImageError, open_lazily
 
 
 class DatasetError(SansaError):
@@ -76,9 +76,8 @@ def open_as_stored(path: Path) -> Image.Image:
     tag (as :func:`sansa.images.load_image` does for user images) would misalign it with its
     mask. The pixel limit is checked from the header first; errors are one line naming the file.
     """
-    read_size(path)  # pixel limit (ImageTooLarge) and readability, from the header
     try:
-        with Image.open(path) as img:
+        with open_lazily(path) as img:  # raster formats only; pixel limit (ImageTooLarge) from the header
             img.load()
             return img.copy()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:

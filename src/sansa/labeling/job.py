@@ -46,10 +46,9 @@ def prompt_to_dict(prompt: Prompt) -> dict[str, Any]:
 def prompt_from_dict(values: dict[str, Any]) -> Prompt:
     """The inverse of :func:`prompt_to_dict` (no re-thinning: the record is already normalised)."""
     if "mask_png" in values:
-        from PIL import Image
+        from sansa.images import load_mask, open_image_file
 
-        with Image.open(io.BytesIO(base64.b64decode(values["mask_png"]))) as image:
-            return Prompt(mask=np.asarray(image.convert("L")) > 0)
+        return Prompt(mask=load_mask(open_image_file(base64.b64decode(values["mask_png"]), "mask_png")))
     arrays = {
         key: np.asarray(values[key], dtype=np.int32 if key == "labels" else np.float32)
         for key in ("points", "labels", "box", "scribble")

@@ -14,7 +14,6 @@ Tokens: a legacy API token is sent as ``Authorization: Token <key>``; a personal
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import urllib.error
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from sansa.errors import SansaError
-from sansa.images import load_image
+from sansa.images import load_image, open_image_file
 
 TIMEOUT_S = 30.0
 MAX_IMAGE_BYTES = 256 << 20
@@ -97,17 +96,12 @@ class LabelStudio:
         return pixels
 
     def _open_image(self, source: str):
-        from PIL import Image
-
+        """A local file's path, or the downloaded image decoded by :mod:`sansa.images` (raster formats only)."""
         local = self._local_file(source)
         if local is not None:
             return local
         url = self._absolute(source)
-        data = self._get(url, auth=self._same_host(url))
-        try:
-            return Image.open(io.BytesIO(data))
-        except OSError as err:
-            raise SansaError(f"{source}: not a readable image ({err})") from None
+        return open_image_file(self._get(url, auth=self._same_host(url)), source)
 
     def _local_file(self, source: str) -> Path | None:
         parsed = urllib.parse.urlparse(source)

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from sansa import atomic
 from sansa.errors import SansaError
 from sansa.export.writer import TargetRecord
+from sansa.images import open_lazily
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.render import hex_to_rgb
 from sansa.web.schema import ExportStatus, JobState, ReviewState, Source
@@ -287,7 +287,7 @@ def _recolor(out: Path, colors: list[tuple[int, int, int]]) -> None:
     atomic.write_json(table_path, table)
     flat = [v for rgb in [(0, 0, 0), *colors] for v in rgb]
     for path in sorted((out / "labels").glob("*.png")) if (out / "labels").is_dir() else []:
-        with Image.open(path) as img:
+        with open_lazily(path) as img:
             img.load()
         img.putpalette(flat + [0] * (768 - len(flat)))
         atomic.write_bytes(path, atomic.encode_image(img, "PNG"))

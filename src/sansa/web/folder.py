@@ -20,7 +20,15 @@ from PIL import Image, ImageOps
 
 from sansa.atomic import write_bytes
 from sansa.errors import ImageError
-from sansa.images import IMAGE_SUFFIXES, ImageTooLarge, list_images, load_image, open_image_file, read_size
+from sansa.images import (
+    IMAGE_SUFFIXES,
+    ImageTooLarge,
+    list_images,
+    load_image,
+    open_image_file,
+    open_lazily,
+    read_size,
+)
 from sansa.web.errors import Conflict, NotAnImage, NotFound, TooLarge, WebError
 from sansa.web.schema import ImageInfo, ImageList, SkippedImage
 
@@ -176,9 +184,8 @@ def _size_entry(path: Path) -> ImageInfo | SkippedImage:
 
 def _thumbnail(path: Path, max_side: int) -> bytes:
     """Decode at a reduced size where the format allows (JPEG draft), upright, as a JPEG."""
-    read_size(path, path.name)  # the pixel limit, from the header
     try:
-        with Image.open(path) as img:
+        with open_lazily(path, path.name) as img:  # raster formats only; the pixel limit, from the header
             img.draft("RGB", (max_side, max_side))
             img = ImageOps.exif_transpose(img).convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
