@@ -73,7 +73,7 @@ def test_propagated_results_equal_segmenting_each_target_alone(tiny_model, folde
     job = propagate(service, session, prefetch=prefetch, behind=behind)
     assert (job.state, job.done, job.error) == (JobState.DONE, 5, None)
     assert list(job.failed) == ["t9.png"] and "not a readable image" in job.failed["t9.png"]
-    saved = {m.name: m for m in service.store.load_maps(session.id, "results")}
+    saved = {m.name: m for m in service.store.load_maps(session.id, "results", service.image_shapes())[0]}
     assert sorted(saved) == sorted(session.results) == sorted(SIZES)
     alone = new_service(tiny_model, folder)
     for name, (width, height) in SIZES.items():
@@ -147,6 +147,6 @@ def test_a_cancelled_job_saves_what_it_segmented(tiny_model, folder, monkeypatch
     monkeypatch.setattr(service, "segment", segment_then_cancel)
     jobs.append(PropagationJob(service, session, service.targets(session)))
     jobs[0].start().join(timeout=120)
-    saved = [m.name for m in service.store.load_maps(session.id, "results")]
+    saved = [m.name for m in service.store.load_maps(session.id, "results", service.image_shapes())[0]]
     assert (jobs[0].state, jobs[0].done) == (JobState.CANCELLED, 1)
     assert saved == list(session.results) == ["t0.png"]

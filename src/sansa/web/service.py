@@ -42,7 +42,7 @@ from sansa.web.schema import (
     Source,
 )
 from sansa.web.session import Session, Slot, TargetResult
-from sansa.web.store import SessionStore
+from sansa.web.store import DamagedFile, SessionStore, is_reference
 
 __all__ = ["Prepared", "SansaService", "Session", "Slot", "TargetResult"]
 
@@ -108,9 +108,9 @@ class SansaService:
                 return self.create_session()
             try:
                 return self.session(sid)
-            except (OSError, ValueError, KeyError, TypeError) as err:
+            except NotFound as err:
                 session = self.create_session()
-                session.notes.append(f"the saved session {sid} could not be read ({err}); started a new one")
+                session.notes.append(f"{err}; started a new one")
                 return session
 
     def session(self, session_id: str) -> Session:
@@ -119,7 +119,11 @@ class SansaService:
             if session_id not in self._sessions:
                 if not self.store.exists(session_id):
                     raise NotFound(f"session {session_id!r}: unknown; reload the page")
-                self._keep(self._restore(session_id))
+                try:
+                    restored = self._restore(session_id)
+                except (OSError, DamagedFile) as err:
+                    raise NotFound(f"the saved session {session_id} could not be read ({err})") from None
+                self._keep(restored)
             self._sessions.move_to_end(session_id)
             return self._sessions[session_id]
 
@@ -330,31 +334,53 @@ class SansaService:
         while len(self._sessions) > self._max_sessions and idle:
             del self._sessions[idle.pop(0)]  # saved on disk: read back when asked for
 
+    def image_shapes(self) -> dict[str, tuple[int, int]]:
+        """``(H, W)`` of every image of the folder as shown (EXIF rotation applied), from the headers."""
+        return {info.name: (info.height, info.width) for info in self.folder.list().images}
+
     def _restore(self, sid: str) -> Session:
-        """Session ``sid`` from disk: its references are encoded again, its results read back."""
-        record = self.store.load(sid)
+        """Session ``sid`` from disk: its references are encoded again, its results read back.
+
+        What is damaged on disk is treated as missing and said once in the session's notes (then
+        ``session.json`` is rewritten without it): a reference that cannot be restored, a result
+        whose file is damaged (that image is redone), an acceptance whose saved map is gone.
+        Raises :class:`~sansa.web.store.DamagedFile` when ``session.json`` itself cannot be read.
+        """
+        record, notes = self.store.load(sid)
         session = Session(
             sid,
             self._new_predictor(),
-            version=int(record["version"]),
+            version=record["version"],
             classes={c["name"]: c["color"] for c in record["classes"]},
-            reviews={k: ReviewState(v) for k, v in record.get("reviews", {}).items()},
+            reviews={k: ReviewState(v) for k, v in record["reviews"].items()},
         )
-        lost = False
+        lost = False  # a reference not restored now (its image unreadable): kept on disk for the next try
         for ref in record["references"]:
+            if not is_reference(ref):
+                notes.append(f"session.json: a damaged reference was left out ({str(ref)[:80]})")
+                session.changed()
+                continue
             try:
                 self._restore_reference(session, ref)
-            except (SansaError, OSError, ValueError) as err:
-                session.notes.append(f"reference {ref['image']} ({ref['label']}): not restored: {err}")
-                lost = True
-        if lost:
-            session.changed()  # the results were made with references that are gone
-        session.results = {m.name: TargetResult.from_stored(m) for m in self.store.load_maps(sid, "results")}
+            except (SansaError, OSError, ValueError, TypeError) as err:
+                (notes if isinstance(err, DamagedFile) else session.notes).append(
+                    f"reference {ref['image']} ({ref['label']}): not restored: {err}"
+                )
+                lost = lost or not isinstance(err, DamagedFile)
+                session.changed()  # the results were made with references that are gone
+        shapes = self.image_shapes()
+        results, damaged = self.store.load_maps(sid, "results", shapes)
+        accepted, _ = self.store.load_maps(sid, "accepted", shapes)  # a damaged one: its review is undone
+        session.results = {m.name: TargetResult.from_stored(m) for m in results}
         session.accepted = {
-            m.name: TargetResult.from_stored(m)
-            for m in self.store.load_maps(sid, "accepted")
-            if session.reviews.get(m.name) == ReviewState.ACCEPTED
+            m.name: TargetResult.from_stored(m) for m in accepted if session.reviews.get(m.name) == ReviewState.ACCEPTED
         }
+        for name in [n for n, s in session.reviews.items() if s == ReviewState.ACCEPTED and n not in session.accepted]:
+            del session.reviews[name]  # what was accepted is gone: never export another prediction in its place
+            notes.append(f"{name}: its accepted prediction is missing; review it again")
+        session.notes.extend([*notes, *damaged])
+        if notes and not lost:  # said once: the next restore reads a clean session.json (damaged maps
+            self.save(session)  # are set aside); a reference not restored now is kept for the next try
         return session
 
     def _restore_reference(self, session: Session, ref: dict[str, Any]) -> None:
@@ -363,7 +389,14 @@ class SansaService:
             raise ValueError(f"class {label!r} is not in the session")
         pixels = self.folder.load(image)
         if prompt is None:
-            record = Prompt.create(mask=self.store.load_mask(session.id, ref["id"]))
+            try:
+                mask = self.store.load_mask(session.id, ref["id"])
+                if mask.shape != pixels.shape[:2]:
+                    raise SansaError(f"{mask.shape[1]}x{mask.shape[0]}, its image {pixels.shape[1]}x{pixels.shape[0]}")
+                record = Prompt.create(mask=mask)
+            except (SansaError, OSError) as err:  # never to be read: set aside, the reference dropped
+                self.store.set_aside_mask(session.id, ref["id"])
+                raise DamagedFile(f"its saved mask is damaged ({err})") from None
         else:
             record = _prompt(PromptIn(**prompt), pixels.shape[:2], self.folder.max_upload_bytes)
         reference = session.predictor.add_reference(pixels, prompt=record, label=label, name=image)

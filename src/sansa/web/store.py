@@ -10,7 +10,15 @@ Layout::
     .sansa/web/sessions/<id>/accepted/<k>.npz a prediction accepted in review, as it was then
 
 ``session.json`` is rewritten after every change of the session; a result file after each
-target is propagated. Where the served folder cannot be written (read-only media), sessions go to
+target is propagated.
+
+Stored files are read as untrusted: a damaged or tampered one (empty, cut, garbage, fields of the
+wrong type, a label map not of its image's shape) is set aside as ``<file>.damaged`` and treated as
+missing (that image is redone), with one note saying so; a label map's shape and type are read from
+its header and checked against the image *before* it is decompressed, and a mask PNG is read by
+:mod:`sansa.images` (raster formats only, the pixel limit).
+
+Where the served folder cannot be written (read-only media), sessions go to
 ``~/.cache/sansa/web/<hash of the folder>/`` instead (``SessionStore.note`` says so). A session
 is only ever written by the server that holds it in memory, so nothing another page does can
 remove it (other pages get sessions of their own ids).
@@ -23,18 +31,27 @@ import io
 import json
 import os
 import re
+import zipfile
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
-from PIL import Image
 
 from sansa import atomic
+from sansa.images import load_mask
 
 STORE_DIR = Path(".sansa") / "web"
 FORMAT = 1
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+REVIEW_STATES = ("accepted", "rejected")  # the values of ``reviews`` in session.json
+MAX_META_BYTES = 1 << 20  # a stored map's metadata (names, labels, scores) is a few hundred bytes
+
+
+class DamagedFile(ValueError):
+    """A stored file that cannot be what sansa wrote (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -77,34 +94,69 @@ class SessionStore:
         return bool(_SESSION_ID.match(sid)) and (self._dir(sid) / "session.json").is_file()
 
     # -- reading -------------------------------------------------------------------------
-    def load(self, sid: str) -> dict[str, Any]:
-        """``session.json`` of session ``sid`` (see :meth:`SansaService.save`)."""
-        return json.loads((self._dir(sid) / "session.json").read_text())
+    def load(self, sid: str) -> tuple[dict[str, Any], list[str]]:
+        """``session.json`` of session ``sid`` (see :meth:`SansaService.save`), each field type-checked,
+        and one note per part left out.
+
+        Raises :class:`DamagedFile` (or ``OSError``) when the session itself cannot be read (not a
+        JSON object, no version or classes); ``reviews`` that are not a mapping of image name to
+        ``"accepted"``/``"rejected"`` are left out with a note; ``references`` is a list (of what the
+        file holds: see :func:`is_reference`).
+        """
+        path = self._dir(sid) / "session.json"
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DamagedFile(f"{path.name}: not valid JSON ({err})") from None
+        classes = record.get("classes") if isinstance(record, dict) else None
+        if not (
+            isinstance(classes, list)
+            and all(
+                isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("color"), str)
+                for c in classes
+            )
+            and type(record.get("version")) is int
+        ):
+            raise DamagedFile(f"{path.name}: no version or classes in the form sansa writes")
+        notes = []
+        reviews = record.get("reviews", {})
+        if not isinstance(reviews, dict) or not all(v in REVIEW_STATES for v in reviews.values()):
+            notes.append(f"{path.name}: its review decisions are damaged and were left out; review again")
+            record["reviews"] = {}
+        if not isinstance(record.get("references", []), list):
+            raise DamagedFile(f"{path.name}: its references are not a list")
+        record.setdefault("references", [])
+        return record, notes
 
     def load_mask(self, sid: str, ref_id: str) -> np.ndarray:
-        """``bool [H, W]``: the saved mask of reference ``ref_id``."""
-        with Image.open(self._dir(sid) / "masks" / f"{_safe(ref_id)}.png") as img:
-            return np.asarray(img.convert("L")) > 0
+        """``bool [H, W]``: the saved mask of reference ``ref_id`` (read by :mod:`sansa.images`:
+        raster formats only, the pixel limit checked from the header)."""
+        return load_mask(self._dir(sid) / "masks" / f"{_safe(ref_id)}.png")
 
-    def load_maps(self, sid: str, kind: str) -> list[StoredMap]:
-        """Every readable map of ``kind`` (``results`` or ``accepted``); damaged files are skipped."""
-        maps = []
+    def load_maps(
+        self, sid: str, kind: str, shapes: Mapping[str, tuple[int, int]]
+    ) -> tuple[list[StoredMap], list[str]]:
+        """The maps of ``kind`` (``results`` or ``accepted``) of the images in ``shapes`` (name ->
+        ``(H, W)`` of the image as shown), and one note per damaged file.
+
+        A damaged file (unreadable, fields of the wrong type, a label map not ``uint16 [H, W]`` of
+        its image) is renamed ``<file>.damaged`` and left out, so its image is redone; a map of an
+        image no longer in the folder is left out and kept on disk.
+        """
+        maps, notes = [], []
         for path in sorted((self._dir(sid) / kind).glob("*.npz")):
             try:
-                with np.load(path, allow_pickle=False) as data:
-                    meta = json.loads(str(data["meta"]))
-                    maps.append(
-                        StoredMap(
-                            meta["name"],
-                            int(meta["version"]),
-                            list(meta["labels"]),
-                            {k: float(v) for k, v in meta["scores"].items()},
-                            data["label_map"].astype(np.uint16),
-                        )
-                    )
-            except (OSError, ValueError, KeyError, TypeError):
+                stored = _read_map(path, shapes)
+            except (DamagedFile, OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+                reason = str(err) if isinstance(err, DamagedFile) else f"{type(err).__name__}: {err}"
+                notes.append(
+                    f"saved {kind} file {path.name}: damaged ({reason[:200]}); set aside, that image is redone"
+                )
+                path.replace(path.with_name(path.name + ".damaged"))
                 continue
-        return maps
+            if stored is not None:
+                maps.append(stored)
+        return maps, notes
 
     # -- writing -------------------------------------------------------------------------
     def save(self, sid: str, record: dict[str, Any]) -> None:
@@ -113,6 +165,12 @@ class SessionStore:
     def save_mask(self, sid: str, ref_id: str, mask: np.ndarray) -> None:
         png = atomic.encode_image(mask.astype(np.uint8) * 255, "PNG")
         atomic.write_bytes(self._dir(sid) / "masks" / f"{_safe(ref_id)}.png", png)
+
+    def set_aside_mask(self, sid: str, ref_id: str) -> None:
+        """Rename a damaged mask ``<ref>.png.damaged`` (kept for inspection, never read again)."""
+        path = self._dir(sid) / "masks" / f"{_safe(ref_id)}.png"
+        if path.exists():
+            path.replace(path.with_name(path.name + ".damaged"))
 
     def remove_mask(self, sid: str, ref_id: str) -> None:
         (self._dir(sid) / "masks" / f"{_safe(ref_id)}.png").unlink(missing_ok=True)
@@ -137,6 +195,76 @@ class SessionStore:
     def _map_path(self, sid: str, kind: str, name: str) -> Path:
         key = hashlib.sha1(name.encode("utf-8")).hexdigest()[:20]
         return self._dir(sid) / kind / f"{key}.npz"
+
+
+def is_reference(ref: Any) -> bool:
+    """A reference record as sansa writes it: ids and names are strings, the prompt a mapping or null."""
+    return (
+        isinstance(ref, dict)
+        and all(isinstance(ref.get(key), str) for key in ("id", "image", "label"))
+        and isinstance(ref.get("source", ""), str)
+        and (ref.get("prompt") is None or isinstance(ref["prompt"], dict))
+    )
+
+
+def _read_map(path: Path, shapes: Mapping[str, tuple[int, int]]) -> StoredMap | None:
+    """A stored map, checked field by field; the label map's header is checked against its image's
+    shape before a byte of it is decompressed. ``None``: its image is not in the folder."""
+    with zipfile.ZipFile(path) as archive:
+        meta = _read_meta(archive)
+        shape = shapes.get(meta["name"])
+        if shape is None:
+            return None
+        with archive.open("label_map.npy") as member:
+            found, dtype = _npy_header(member)
+            if found != shape or dtype != np.dtype(np.uint16):
+                raise DamagedFile(f"a label map {dtype} {found}, expected uint16 {shape} for image {meta['name']!r}")
+            label_map = _npy_data(member, found, dtype)
+    if int(label_map.max(initial=0)) > len(meta["labels"]):
+        raise DamagedFile(f"label map values above its {len(meta['labels'])} labels")
+    return StoredMap(meta["name"], meta["version"], meta["labels"], meta["scores"], label_map)
+
+
+def _read_meta(archive: zipfile.ZipFile) -> dict[str, Any]:
+    """The ``meta`` record of a stored map: name (str), version (int), labels (list of str),
+    scores (str -> number), each type checked."""
+    with archive.open("meta.npy") as member:
+        shape, dtype = _npy_header(member)
+        if shape != () or dtype.kind != "U" or dtype.itemsize > MAX_META_BYTES:
+            raise DamagedFile(f"metadata {dtype} {shape}, expected one short string")
+        meta = json.loads(str(_npy_data(member, shape, dtype)))
+    ok = (
+        isinstance(meta, dict)
+        and isinstance(meta.get("name"), str)
+        and type(meta.get("version")) is int
+        and isinstance(meta.get("labels"), list)
+        and all(isinstance(label, str) for label in meta["labels"])
+        and isinstance(meta.get("scores"), dict)
+        and all(type(v) in (int, float) for v in meta["scores"].values())
+    )
+    if not ok:
+        raise DamagedFile("metadata fields of the wrong type")
+    meta["scores"] = {str(k): float(v) for k, v in meta["scores"].items()}
+    return meta
+
+
+def _npy_header(member: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` from an ``.npy`` stream's header; the stream is left at the array's data."""
+    version = np.lib.format.read_magic(member)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(member)
+    if fortran or dtype.hasobject:
+        raise DamagedFile(f"an array of {dtype}{' in Fortran order' if fortran else ''}, not what sansa writes")
+    return tuple(shape), dtype
+
+
+def _npy_data(member: IO[bytes], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The array after :func:`_npy_header`: exactly ``prod(shape)`` items, else :class:`DamagedFile`."""
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    data = member.read(size)
+    if len(data) != size:
+        raise DamagedFile(f"cut short ({len(data)} of {size} bytes)")
+    return np.frombuffer(data, dtype).reshape(shape)
 
 
 def _writable(folder: Path) -> bool:
