@@ -172,3 +172,120 @@ def test_sansa_eval_exits_2_naming_the_file(tmp_path, case):
     assert len(lines) == 1 and str(split) in lines[0] and "not loaded" in lines[0], run.stderr
     assert "Traceback" not in run.stderr
     assert not marker.exists()
+
+
+# ---- what a pickle may allocate (issue 22) ------------------------------------------------------
+
+GLOBAL_RECONSTRUCT = b"cnumpy.core.multiarray\n_reconstruct\n"
+
+
+def _reduce(func: bytes, args: bytes) -> bytes:
+    """Protocol-0 text: ``func(*args)`` with ``func`` a ``c<module>\\n<name>\\n`` and ``args`` a tuple."""
+    return func + args + b"R"
+
+
+def _array_state(shape: str, dtype: str, data: bytes) -> bytes:
+    """An array built as numpy pickles one (``_reconstruct(ndarray, (0,), b'b')``), with a hostile state."""
+    head = _reduce(GLOBAL_RECONSTRUCT, b"(cnumpy\nndarray\n(I0\ntS'b'\ntp0\n")
+    dtype_obj = _reduce(b"cnumpy\ndtype\n", f"(V{dtype}\nI00\nI01\nt".encode())
+    return head + b"(I1\n" + f"({shape}t".encode() + dtype_obj + b"I00\n" + data + b"tb."
+
+
+def _memo_copies(func: str, item: bytes, calls: int) -> bytes:
+    """A protocol-4 pickle: ``[func(x), func(x), ...]`` with one memoised ``x`` (5 bytes per call)."""
+    body = b"\x80\x04]\x94(" + b"\x8c\x08builtins\x8c" + bytes([len(func)]) + func.encode() + b"\x93\x94"
+    body += item + b"\x94\x85R"  # func(x); x is memo 1
+    body += b"h\x01h\x02\x85R" * (calls - 1)  # memo 0: the list, 1: func, 2: x
+    return body + b"e."
+
+
+# (case, pickle bytes, what the one line says): each is refused before the allocation it asks for
+ALLOCATING = [
+    ("numpy.ndarray((3e8,), object): 50 bytes, 2.4 GB", b"cnumpy\nndarray\n((I300000000\ntVO\ntR.", "called directly"),
+    ("_reconstruct of 3e8 objects", _reduce(GLOBAL_RECONSTRUCT, b"(cnumpy\nndarray\n(I300000000\ntS'O'\ntR."),
+     "object arrays are not loaded"),
+    ("_reconstruct of 2^31 bytes", _reduce(GLOBAL_RECONSTRUCT, b"(cnumpy\nndarray\n(I2147483648\ntS'b'\ntR."),
+     "over the 1073741824 bytes"),
+    ("_reconstruct of a 100 MB sub-array dtype", _reduce(GLOBAL_RECONSTRUCT, b"(cnumpy\nndarray\n(I1\nt"
+     + _reduce(b"cnumpy\ndtype\n", b"(Vu1\nI00\nI01\nt")[:-1] + b"R" + b"tR."), "a non-empty array"),
+    ("object array state with a short list (crashed numpy)", _array_state("I100000000\n", "O8", b"(lp1\nI1\na"),
+     "object arrays are not loaded"),
+    ("uint8 state of 1e9 with 2 bytes of data", _array_state("I1000000000\n", "u1", b"C\x0212"),
+     "whose data is not in the file"),
+    ("uint8 state of 2^31", _array_state("I2147483648\n", "u1", b"C\x0212"), "over the 1073741824 bytes"),
+    ("float state with a list as data", _array_state("I4\n", "f8", b"(lp1\nI1\na"), "whose data is not in the file"),
+    ("list(one memoised 32768-character string) x 1000", _memo_copies("list", b"\x8d" + (65536).to_bytes(8, "little")
+     + "é".encode() * 32768, 1000), "builtins.list of 32768 items: over the"),
+    ("bytearray(one memoised 1 MB bytes) x 2000", _memo_copies("bytearray", b"B" + (2**20).to_bytes(4, "little")
+     + b"x" * 2**20, 2000), "builtins.bytearray of 1048576 items: over the"),
+    ("str(a list sharing one string)", b"\x80\x04\x8c\x08builtins\x8c\x03str\x93]\x94(\x8c\x03abc\x94"
+     + b"h\x01" * 100 + b"e\x85R.", "refers to builtins.str of a list"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, data, message", ALLOCATING, ids=[a[0] for a in ALLOCATING])
+def test_a_pickle_cannot_allocate_more_than_its_bound(tmp_path, case, data, message):
+    import tracemalloc
+
+    path = tmp_path / "fold0.pkl"
+    path.write_bytes(data)
+    tracemalloc.start()
+    with pytest.raises(UnsafePickleError) as err:
+        load_pickle(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    text = str(err.value)
+    assert text.startswith(f"{path}: not loaded: this pickle refers to") and "\n" not in text, text
+    assert message in text, text
+    assert peak < 1.1 * 2**30 and (peak < 64 * 2**20 or "over the" in message), f"{peak} bytes allocated"
+
+
+def test_object_arrays_of_plain_data_are_refused_too():
+    with pytest.raises(UnsafePickleError, match="object arrays are not loaded"):
+        loads(pickle.dumps({"a": np.array(["x", 1], dtype=object)}), "fold0.pkl")
+
+
+def test_arrays_in_shared_and_nested_containers_load_as_plain_arrays():
+    shared = np.arange(4, dtype=np.int16)
+    value = {"a": [shared, (shared, {"b": shared})], "c": OrderedDict(d=np.zeros((2, 2), np.float32))}
+    for protocol in (2, 4, 5):
+        loaded = loads(pickle.dumps(value, protocol=protocol))
+        assert repr(loaded) == repr(value)
+        arrays = [loaded["a"][0], loaded["a"][1][0], loaded["a"][1][1]["b"], loaded["c"]["d"]]
+        assert all(type(a) is np.ndarray for a in arrays)
+        assert loaded["a"][0] is loaded["a"][1][0]  # shared stays shared
+
+
+def test_a_defaultdict_keeps_its_factory():
+    from collections import defaultdict
+
+    value = defaultdict(list, {1: ["a"]})
+    loaded = loads(pickle.dumps(value, protocol=2))
+    assert loaded.default_factory is list and loaded == value
+
+
+# (benchmark, file, wrong plain data, what the one line says is expected)
+WRONG_LAYOUT = [
+    ("coco20i", "COCO2014/splits/val/fold0.pkl", ["val2014/a.jpg"], "expected a dict of class index -> list"),
+    ("coco20i", "COCO2014/splits/val/fold0.pkl", np.arange(3), "found a numpy array (3,) int64"),
+    ("coco20i", "COCO2014/splits/val/fold0.pkl", {0: "val2014/a.jpg"}, "found a dict of 1 items laid out otherwise"),
+    ("lvis92i", "LVIS/lvis_val.pkl", {1: ["a.jpg"]}, "expected a dict of class id -> {image path"),
+    ("lvis92i", "LVIS/lvis_val.pkl", {1: {"a.jpg": {"annotations": [3]}}}, "laid out otherwise"),
+    ("pacopart", "PACO-Part/paco/paco_part_val.pkl", {"cid2img": []}, "expected a dict with 'cid2img'"),
+    ("pacopart", "PACO-Part/paco/paco_part_train.pkl", [1, 2], "found a list of 2 items"),
+]
+
+
+@pytest.mark.parametrize(
+    "benchmark, name, value, message", WRONG_LAYOUT, ids=[f"{w[0]}-{w[3][:30]}" for w in WRONG_LAYOUT]
+)
+def test_a_split_pickle_in_the_wrong_layout_is_one_line(tmp_path, benchmark, name, value, message):
+    import minidata
+
+    root = tmp_path / "data"
+    {"coco20i": minidata.build_coco, "lvis92i": minidata.build_lvis, "pacopart": minidata.build_paco}[benchmark](root)
+    (root / name).write_bytes(pickle.dumps(value))
+    with pytest.raises(DatasetError) as err:
+        build_dataset(benchmark, root, 0)
+    text = str(err.value)
+    assert text.startswith(f"{root / name}: expected ") and message in text and "\n" not in text, text

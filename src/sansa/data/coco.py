@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sansa.data.common import Split, as_split, load_rgb, read_label_png, read_pickle, require
+from sansa.data.common import Layout, Split, as_split, dict_of, list_of, load_rgb, read_label_png, read_pickle, require
 from sansa.data.episode import Sampling
 
 FOLDS = 4
@@ -39,6 +39,11 @@ CLASS_NAMES = (
     "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard "
     "cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
 ).split()
+
+
+FOLD_PICKLE = Layout(
+    "a dict of class index -> list of image paths (HSNet's fold pickle)", dict_of(list_of(lambda _: True))
+)
 
 
 def fold_classes(fold: int) -> list[int]:
@@ -58,7 +63,7 @@ class Coco20i:
         self.split = as_split(split)
         held_out = fold_classes(fold)
         part = "trn" if self.split is Split.TRAIN else "val"
-        lists = read_pickle(self.base / "splits" / part / f"fold{fold}.pkl", HINT)
+        lists = read_pickle(self.base / "splits" / part / f"fold{fold}.pkl", HINT, FOLD_PICKLE)
         wanted = [c for c in range(len(CLASS_NAMES)) if c not in held_out] if part == "trn" else held_out
         self._entries = {c: [str(name) for name in lists.get(c, [])] for c in wanted}
         self._images = {c: list(dict.fromkeys(entries)) for c, entries in self._entries.items()}

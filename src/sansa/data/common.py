@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +42,50 @@ def require(path: Path, hint: str) -> Path:
     return path
 
 
-def read_pickle(path: Path, hint: str) -> Any:
+@dataclass(frozen=True)
+class Layout:
+    """What a split/annotation pickle must hold: said in errors, and checked before it is used."""
+
+    description: str
+    holds: Callable[[Any], bool]
+
+
+def dict_of(values: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A check: a dict whose every value passes ``values``."""
+    return lambda value: isinstance(value, dict) and all(values(v) for v in value.values())
+
+
+def list_of(items: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A check: a list (or tuple) whose every item passes ``items``."""
+    return lambda value: isinstance(value, (list, tuple)) and all(items(v) for v in value)
+
+
+def _found(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a numpy array {tuple(value.shape)} {value.dtype}"
+    size = f" of {len(value)} items" if isinstance(value, (list, tuple, dict, set)) else ""
+    return f"a {type(value).__name__}{size}" + (" laid out otherwise" if isinstance(value, dict) else "")
+
+
+def read_pickle(path: Path, hint: str, layout: Layout) -> Any:
     """A split/annotation pickle of the field's standard files, read by the restricted unpickler.
 
     Only plain data loads (:mod:`sansa.data.pickles`); anything that could run code is a
-    :class:`DatasetError` naming the file, raised before any of it is called.
+    :class:`DatasetError` naming the file, raised before any of it is called. Plain data in
+    another layout than ``layout`` is a one-line :class:`DatasetError` naming the file and what
+    was expected.
     """
     from sansa.data.pickles import UnsafePickleError, load_pickle
 
     try:
-        return load_pickle(require(path, hint))
+        value = load_pickle(require(path, hint))
     except UnsafePickleError as err:
         raise DatasetError(str(err)) from None
     except OSError as err:
         raise DatasetError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not layout.holds(value):
+        raise DatasetError(f"{path}: expected {layout.description}, found {_found(value)} ({hint})")
+    return value
 
 
 def read_json(path: Path, hint: str) -> Any:

@@ -26,11 +26,35 @@ from typing import Any
 
 import numpy as np
 
-from sansa.data.common import Split, as_split, decode_segmentation, load_rgb, read_pickle, require, union
+from sansa.data.common import (
+    Layout,
+    Split,
+    as_split,
+    decode_segmentation,
+    dict_of,
+    list_of,
+    load_rgb,
+    read_pickle,
+    require,
+    union,
+)
 from sansa.data.episode import Sampling
 
 FOLDS = 10
 HINT = "LVIS-92i: COCO 2017 images + Matcher's lvis_*.pkl, see README, Benchmarks"
+
+
+ANNOTATIONS = Layout(
+    "a dict of class id -> {image path: {'annotations': [{'segmentation': ...}, ...]}}",
+    dict_of(
+        dict_of(
+            lambda entry: (
+                isinstance(entry, dict)
+                and list_of(lambda a: isinstance(a, dict) and "segmentation" in a)(entry.get("annotations"))
+            )
+        )
+    ),
+)
 
 
 def fold_members(class_images: dict[int, Any], fold: int, shots: int, folds: int = FOLDS) -> list[int]:
@@ -49,10 +73,10 @@ class Lvis92i:
     def __init__(self, root: str | Path, fold: int, split: Split | str = Split.TEST, shots: int = 1) -> None:
         self.base = require(Path(root) / "LVIS", HINT)
         self.split = as_split(split)
-        val = read_pickle(self.base / "lvis_val.pkl", HINT)
+        val = read_pickle(self.base / "lvis_val.pkl", HINT, ANNOTATIONS)
         members = fold_members(val, fold, shots)
         if self.split is Split.TRAIN:
-            self._anno = read_pickle(self.base / "lvis_train.pkl", HINT)
+            self._anno = read_pickle(self.base / "lvis_train.pkl", HINT, ANNOTATIONS)
             self._classes = [c for c in self._anno if len(self._anno[c]) > shots and c not in set(members)]
         else:
             self._anno, self._classes = val, members

@@ -50,10 +50,13 @@ import numpy as np
 
 from sansa.data.common import (
     DatasetError,
+    Layout,
     Split,
     as_split,
     crop,
     decode_segmentation,
+    dict_of,
+    list_of,
     load_rgb,
     read_json,
     read_pickle,
@@ -64,6 +67,17 @@ from sansa.data.episode import OBJECT_SEPARATOR, Sampling
 
 PASCAL_PART_FOLDS = ("animals", "indoor", "person", "vehicles")
 PACO_FOLDS = 4
+PACO_PICKLE = Layout(
+    "a dict with 'cid2img' (class id -> [{image id: path}, ...]) and 'img2anno' (image id -> "
+    "[{'category_id', 'obj_ann_id', ...}, ...]) (Matcher's paco_part_*.pkl)",
+    lambda value: (
+        isinstance(value, dict)
+        and dict_of(list_of(lambda e: isinstance(e, dict)))(value.get("cid2img"))
+        and dict_of(list_of(lambda a: isinstance(a, dict) and {"category_id", "obj_ann_id"} <= a.keys()))(
+            value.get("img2anno")
+        )
+    ),
+)
 PASCAL_HINT = "Pascal-Part: VOC2010 + Matcher's part annotations, see README, Benchmarks"
 PACO_HINT = "PACO-Part: COCO 2017 images + Matcher's paco_part_*.pkl, see README, Benchmarks"
 
@@ -158,8 +172,8 @@ class PacoPart:
             raise DatasetError(f"fold: PACO-Part has folds 0-3, got {fold}")
         self.base = require(Path(root) / "PACO-Part", PACO_HINT)
         self.split = as_split(split)
-        train = read_pickle(self.base / "paco" / "paco_part_train.pkl", PACO_HINT)
-        val = read_pickle(self.base / "paco" / "paco_part_val.pkl", PACO_HINT)
+        train = read_pickle(self.base / "paco" / "paco_part_train.pkl", PACO_HINT, PACO_PICKLE)
+        val = read_pickle(self.base / "paco" / "paco_part_val.pkl", PACO_HINT, PACO_PICKLE)
         order = list(train["cid2img"])
         members = [order[fold + PACO_FOLDS * v] for v in range(len(order) // PACO_FOLDS)]
         val_images = {c: len({next(iter(e)) for e in entries}) for c, entries in val["cid2img"].items()}
