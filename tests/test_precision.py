@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from sansa import SansaPredictor
-from sansa.devices import CPU_FLAGS_ENV, NATIVE_CPU_FLAGS, cpu_flags, resolve_precision
+from sansa.devices import CPU_FLAGS_ENV, NATIVE_CPU_FLAGS, choose_precision, cpu_flags, resolve_precision
 from sansa.errors import SansaError
 from tests.conftest import REPO, golden_path
 from tests.test_golden import _add, _cases
@@ -41,7 +41,7 @@ CPU = torch.device("cpu")
             "precision: fp16 on the CPU needs native fp16 support, and this CPU lacks the "
             "flags avx512_fp16 / amx_fp16 / fphp (use --precision fp32 or a GPU)",
         ),
-        ("", "fp8", "precision: unknown precision 'fp8'; choose one of fp32, bf16, fp16"),
+        ("", "fp8", "precision: unknown precision 'fp8'; choose one of fp32, bf16, fp16, auto"),
     ],
 )
 def test_refused_with_one_line_naming_the_missing_flags(monkeypatch, tiny_model, flags, precision, message):
@@ -66,6 +66,32 @@ def test_refused_with_one_line_naming_the_missing_flags(monkeypatch, tiny_model,
 def test_accepted_where_native(monkeypatch, flags, precision, dtype):
     monkeypatch.setenv(CPU_FLAGS_ENV, flags)
     assert resolve_precision(precision, CPU) is dtype
+
+
+@pytest.mark.parametrize(
+    ("flags", "chosen"),
+    [
+        ("avx2 fma", "fp32"),  # no native bf16
+        ("avx512f avx512_bf16", "fp32"),  # native but not much faster: left to an explicit bf16
+        ("avx512_bf16 amx_bf16 amx_tile", "bf16"),  # AMX: bf16 matmul several times fp32's rate
+        ("bf16 asimd", "fp32"),  # Arm
+    ],
+)
+def test_auto_picks_bf16_only_where_it_is_native_and_fast(monkeypatch, tiny_model, flags, chosen):
+    """``precision="auto"`` resolves on the CPU from its flags; the predictor says what runs."""
+    monkeypatch.setenv(CPU_FLAGS_ENV, flags)
+    assert choose_precision("auto", CPU) == chosen
+    assert choose_precision("AUTO", CPU) == chosen
+    assert SansaPredictor(tiny_model, device="cpu", precision="auto").precision == chosen
+
+
+@pytest.mark.parametrize(("precision", "chosen"), [(None, "fp32"), ("fp32", "fp32"), ("BF16", "bf16")])
+def test_a_named_precision_is_kept_as_named(precision, chosen):
+    assert choose_precision(precision, CPU) == chosen
+
+
+def test_auto_on_an_mps_device_is_fp32():
+    assert choose_precision("auto", torch.device("mps")) == "fp32"
 
 
 def test_cpu_flags_are_read_from_proc_cpuinfo(monkeypatch):
@@ -205,3 +231,30 @@ def test_web_sessions_and_label_studio_projects_keep_the_precision(monkeypatch, 
 
 def scene_image():
     return np.full((32, 48, 3), 120, np.uint8)
+
+
+def _segment(folder: Path, flags: str, *options: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), CPU_FLAGS_ENV: flags}
+    command = [sys.executable, "-m", "sansa", "segment", "ref.png", "--box", "5,5,40,30", "--targets", "targets"]
+    command += ["--out", "out", "--backbone", "test_tiny", "--random-weights", "--device", "cpu", *options]
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_auto_records_what_ran_and_a_resume_elsewhere_does_not_mix(tmp_path):
+    """``--precision auto``: run.json says what ran; a re-run where auto resolves differently (an AMX
+    machine after an AVX2 one) refuses the folder in one line instead of mixing bf16 and fp32 labels."""
+    import json
+
+    _write_inputs(tmp_path)
+    first = _segment(tmp_path, "avx2 fma", "--precision", "auto")
+    assert first.returncode == 0, first.stderr
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["precision"] == "fp32"
+    again = _segment(tmp_path, "avx2 fma", "--precision", "fp32")  # auto was fp32 here: the same results
+    assert again.returncode == 0, again.stderr
+    elsewhere = _segment(tmp_path, "amx_bf16 amx_tile", "--precision", "auto")
+    assert elsewhere.returncode == 2
+    assert "another model" in elsewhere.stderr and "Traceback" not in elsewhere.stderr
+    fresh = _segment(tmp_path, "amx_bf16 amx_tile", "--precision", "auto", "--overwrite")
+    assert fresh.returncode == 0, fresh.stderr
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["precision"] == "bf16"

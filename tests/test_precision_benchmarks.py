@@ -103,3 +103,24 @@ def test_cpu_runtimes_compares_the_encoder_under_each_runtime():
     assert [c[1].split()[0] for c in cells] == ["PyTorch", "onnxruntime", "openvino"]
     assert float(cells[1][4]) < 1e-4  # onnxruntime's features equal PyTorch's to float rounding
     assert _number(cells[1][2]) > 0 and _number(cells[1][3].rstrip("x")) > 0
+
+
+@pytest.mark.slow
+def test_planning_benchmark_names_the_machine_and_gives_a_row_per_setting():
+    """``benchmarks/planning.py`` on the tiny model: the CPU line first, one row per shots x classes x
+    precision, images/s > 0 for fp32, and bf16 refused on a 'CPU' without native bf16."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "SANSA_TEST_CPU_FLAGS": "avx2 fma"}
+    command = [sys.executable, str(REPO / "benchmarks" / "planning.py"), "--backbone", "test_tiny", "--targets", "2"]
+    command += ["--shots", "1", "--classes", "1", "3"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("CPU: ") and "flags: avx2" in result.stdout.splitlines()[0]
+    table = result.stdout[result.stdout.index("| shots |") :].splitlines()[2:]
+    settings = [tuple(cell.strip() for cell in row.split("|")[1:4]) for row in table]
+    assert settings == [("1", c, p) for c in "13" for p in ("fp32", "bf16")]
+    for row in table:
+        cells = [cell.strip() for cell in row.split("|")[1:-1]]
+        if cells[2] == "fp32":
+            assert _number(cells[3]) > 0 and _number(cells[4]) > 0
+        else:
+            assert cells[3].startswith("refused: precision: bf16 on the CPU needs native bf16 support")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sansa.devices import autocast, resolve_device, resolve_precision
+from sansa.devices import autocast, choose_precision, resolve_device, resolve_precision
 from sansa.errors import SansaError
 from sansa.images import ImageLike, load_image
 from sansa.model.memory import MemoryTokens
@@ -49,11 +49,13 @@ class SansaPredictor:
         precision: ``"fp32"`` (exact), ``"bf16"`` or ``"fp16"``: the image encoder runs under
             ``torch.autocast`` to that type (weights stay fp32; see :meth:`encode`). Refused where
             the device lacks native support (see :func:`sansa.devices.resolve_precision`).
+            ``"auto"``: bf16 where the device computes it natively and fast (a CUDA GPU with bf16,
+            a CPU with AMX), fp32 elsewhere. :attr:`precision` is what runs (``"auto"`` resolved).
     """
 
     def __init__(self, model: SansaModel, device: str | torch.device | None = "auto", precision: str = "fp32") -> None:
         self.device = resolve_device(device)
-        self.precision = (precision or "fp32").lower()
+        self.precision = choose_precision(precision, self.device)  # what runs: "auto" resolved
         self._autocast_dtype = resolve_precision(self.precision, self.device)
         self.model = model.to(self.device).eval()
         self.transform = ModelTransform(model.image_size)
@@ -83,7 +85,7 @@ class SansaPredictor:
             model: the backbone name (``hiera_tiny``, ``hiera_small``, ``hiera_base_plus``,
                 ``hiera_large``, ``test_tiny``) or a ``sam2`` YAML config path.
             device: where to run.
-            precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see the class).
+            precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see the class).
         """
         from sansa.model.loading import load_sansa
 
@@ -107,7 +109,7 @@ class SansaPredictor:
             device: where to run.
             cache_dir: where adapter files are cached (default: beside the Hugging Face cache).
             offline: never download; use only cached files (default: ``HF_HUB_OFFLINE``).
-            precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see the class).
+            precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see the class).
         """
         from sansa.hub import resolve_pretrained
 

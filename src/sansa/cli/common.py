@@ -35,8 +35,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="where to run (default: auto)")
     group.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        help="arithmetic: fp32 (default, exact), or bf16/fp16 autocast where the device has it natively",
+        choices=("fp32", "bf16", "fp16", "auto"),
+        help="arithmetic: fp32 (default, exact), bf16/fp16 autocast where the device has it natively, "
+        "or auto: bf16 on a CUDA GPU with bf16 or an AMX CPU, fp32 elsewhere (run.json records what ran)",
     )
 
 

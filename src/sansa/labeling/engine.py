@@ -291,10 +291,12 @@ def finalise(
     reference_files: Sequence[dict],
     device: str,
     reload: bool = False,
+    precision: str = "fp32",
 ) -> RunResult:
     """Assemble the dataset files from every target's record, then ``failures.txt/json`` and ``run.json``.
 
     Args:
+        device: where the targets ran, and ``precision`` in what arithmetic (both for ``run.json``).
         reload: re-read the records from disk first (when other processes wrote the targets).
     """
     writer = plan.writer
@@ -302,7 +304,7 @@ def finalise(
         writer.reload()
     finish_dataset(writer, outcome.failures)
     seconds = time.time() - plan.started
-    _save_run(plan, outcome, references, reference_files, device, seconds)
+    _save_run(plan, outcome, references, reference_files, device, precision, seconds)
     records = [r for r in (writer.record(t.name) for t in plan.targets) if r is not None]
     outputs = [*writer.outputs(), plan.out / "references", plan.out / "run.json"]
     if outcome.failures:
@@ -331,6 +333,7 @@ def _save_run(
     references: Sequence[Any],
     reference_files: Sequence[dict],
     device: str,
+    precision: str,
     seconds: float,
 ) -> None:
     """``run.json``: what ran (options, model, references, targets, outcome)."""
@@ -348,6 +351,7 @@ def _save_run(
             "command": "segment",
             "options": plan.job.options,
             "device": device,
+            "precision": precision,
             "labels": plan.labels,
             "references": refs,
             "formats": [f.value for f in plan.writer.formats],

@@ -119,7 +119,7 @@ class ModelSpec:
         sam2_checkpoint: Meta's SAM2 checkpoint, with ``adapter`` and ``backbone``.
         random_weights: a seeded random model of ``backbone`` (for trying things out).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (see :class:`~sansa.predictor.SansaPredictor`).
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :class:`~sansa.predictor.SansaPredictor`).
     """
 
     model: str | None = None
@@ -143,6 +143,13 @@ class ModelSpec:
         from sansa.devices import resolve_device, resolve_precision
 
         resolve_precision(self.precision, resolve_device(self.device))
+
+    def resolved_precision(self, device: str | None = None) -> str:
+        """The precision that runs on ``device`` (default: the spec's): ``auto`` resolved
+        (:func:`sansa.devices.choose_precision`)."""
+        from sansa.devices import choose_precision, resolve_device
+
+        return choose_precision(self.precision, resolve_device(device or self.device))
 
     def load(self, device: str | None = None) -> Any:
         """The :class:`~sansa.predictor.SansaPredictor` (``device`` overrides the spec's)."""
@@ -171,9 +178,10 @@ class ModelSpec:
 
     def identity(self) -> dict[str, Any]:
         """What the results depend on: names, and each checkpoint file's size and modification time."""
+        values = {**asdict(self), "precision": self.resolved_precision()}
         ident: dict[str, Any] = {
-            k: v for k, v in asdict(self).items() if v not in (None, False, "fp32") and k != "device"
-        }  # fp32 set or not: the same
+            k: v for k, v in values.items() if v not in (None, False, "fp32") and k != "device"
+        }  # fp32 set or not: the same; "auto" as it resolves here (a resume elsewhere may not mix)
         for key in ("sam2_checkpoint", "adapter"):
             if key in ident:
                 path = Path(ident[key])

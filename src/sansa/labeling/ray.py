@@ -110,7 +110,18 @@ def run_ray(job: Any, notes: Any = None, command: str = "", **options: Any) -> A
         for batch_outcome in label_batches(job, plan.batches, plan.inputs_digest, references, ray_options):
             outcome.add(batch_outcome)
         atomic.remove_temporaries(plan.out)  # left by an actor killed mid-write; every actor is done now
-        return engine.finalise(plan, outcome, references, reference_files, ray_options.device, reload=True)
+        return engine.finalise(
+            plan,
+            outcome,
+            references,
+            reference_files,
+            ray_options.device,
+            reload=True,
+            # the actors' precision; "auto" on GPU actors resolves there, after what the driver can see
+            precision=job.model.resolved_precision("cpu")
+            if ray_options.device == "cpu"
+            else job.model.precision or "fp32",
+        )
     finally:
         plan.close()
 

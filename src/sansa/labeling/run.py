@@ -56,7 +56,9 @@ def run(
             reference_files = save_reference_pictures(plan, references)
             outcome = Outcome(skipped=list(plan.skipped))
             outcome.add(_local_batches(predictor, plan, pipelined))
-            return finalise(plan, outcome, references, reference_files, str(predictor.device))
+            return finalise(
+                plan, outcome, references, reference_files, str(predictor.device), precision=predictor.precision
+            )
         finally:
             plan.close()
 
