@@ -84,3 +84,62 @@ def test_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["models", "--help"])
     assert "sansa models download sansa-universal" in capsys.readouterr().out
+
+
+def _read_only_folder(tmp_path) -> str:
+    """A folder this process cannot write: chmod'ed, or (as root, who may write anywhere) /sys/kernel."""
+    import os
+
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return str(folder)
+    if os.path.isdir("/sys/kernel") and _unwritable("/sys/kernel"):
+        return "/sys/kernel/sansa"  # mkdir there: Operation not permitted
+    pytest.skip("no read-only folder to try as root")
+
+
+def _unwritable(folder: str) -> bool:
+    import os
+
+    try:
+        os.close(os.open(os.path.join(folder, ".sansa-probe"), os.O_CREAT | os.O_WRONLY))
+    except OSError:
+        return True
+    os.unlink(os.path.join(folder, ".sansa-probe"))
+    return False
+
+
+# (case, the variable, its value as a function of tmp_path, what the one line says)
+CACHE_REFUSED = [
+    ("read-only cache", "SANSA_CACHE", _read_only_folder, "cannot write the adapter cache"),
+    ("SANSA_CACHE is a file", "SANSA_CACHE", lambda t: (t / "c").write_text("x") and str(t / "c"), "not a folder"),
+    (
+        "SANSA_CACHE inside a file",
+        "SANSA_CACHE",
+        lambda t: (t / "f").write_text("x") and str(t / "f/s"),
+        "not a folder",
+    ),
+    ("read-only hub cache", "HF_HUB_CACHE", _read_only_folder, "could not download SAM2 checkpoint"),
+    (
+        "HF_HUB_CACHE is a file",
+        "HF_HUB_CACHE",
+        lambda t: (t / "h").write_text("x") and str(t / "h"),
+        "could not download",
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, variable, cache, message", CACHE_REFUSED, ids=[c[0] for c in CACHE_REFUSED])
+def test_download_into_a_cache_that_cannot_be_written_is_one_line(env, tmp_path, case, variable, cache, message):
+    import os
+
+    from hostile import one_line_error, sansa
+
+    environ = {k: os.environ[k] for k in ("SANSA_CACHE", "HF_HUB_CACHE", "HF_ENDPOINT", "SANSA_GDRIVE_URL")}
+    environ[variable] = folder = cache(tmp_path)
+    result = sansa("models", "download", "sansa-universal", cwd=tmp_path, env=environ, timeout=120)
+    line = one_line_error(result, "models")
+    assert message in line and (folder in line or variable == "HF_HUB_CACHE"), line

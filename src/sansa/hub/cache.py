@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sansa.atomic import write_text
-from sansa.errors import CheckpointError
+from sansa.errors import CheckpointError, DownloadError
 from sansa.hub.registry import DriveFile
 
 DEFAULT_GDRIVE_URL = "https://drive.google.com/uc?id={id}"
@@ -39,6 +40,27 @@ def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
 def offline_from_env(environ: Mapping[str, str] = os.environ) -> bool:
     """``SANSA_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` (Hugging Face's own switch)."""
     return any(environ.get(k, "").strip().lower() in _TRUE for k in ("SANSA_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def prepare_cache_dir(folder: Path) -> None:
+    """Create the adapter cache ``folder`` and check it can be written, before anything is downloaded.
+
+    Raises:
+        DownloadError: one line naming the folder (a file, inside a file, read-only, ...).
+    """
+    hint = "set SANSA_CACHE or --cache-dir to a folder you can write"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DownloadError(f"{folder}: the adapter cache is not a folder (a file is in its place); {hint}") from None
+    except OSError as err:
+        raise DownloadError(f"{folder}: cannot write the adapter cache ({err.strerror or err}); {hint}") from None
+    probe = folder / f".sansa-write-probe-{os.getpid()}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise DownloadError(f"{folder}: cannot write the adapter cache ({err.strerror or err}); {hint}") from None
 
 
 @dataclass(frozen=True)
@@ -132,10 +154,14 @@ class Manifest:
         return entry if isinstance(entry, dict) else None
 
     def record(self, filename: str, sha256: str, size: int, source: str) -> None:
-        """Add or replace one entry (written atomically)."""
+        """Add or replace one entry (written atomically; a cache that cannot be written, say a
+        read-only one holding files placed by hand, is used without its record)."""
         files = self.read()
         files[filename] = {"sha256": sha256, "size": size, "source": source}
-        write_text(self.path, json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True))
+        try:
+            write_text(self.path, json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True))
+        except OSError as err:
+            logging.getLogger(__name__).warning("%s: not recorded (%s)", self.path, err)
 
 
 def content_problem(path: Path, expected: DriveFile, sha256: str, size: int) -> str | None:

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from sansa.errors import DownloadError
-from sansa.hub.cache import HubSettings, Manifest, download_problem
+from sansa.hub.cache import HubSettings, Manifest, download_problem, prepare_cache_dir
 from sansa.hub.registry import DriveFile, HubFile
 
 log = logging.getLogger(__name__)
@@ -136,15 +136,15 @@ def download_adapter(file: DriveFile, settings: HubSettings, model: str) -> Path
     final = settings.adapter_path(file)
     staging = final.with_name(final.name + ".download")
     url = settings.adapter_url(file)
+    prepare_cache_dir(final.parent)
     problem = unreachable(url)
     if problem is not None:
         raise DownloadError(
             _offline_hint(f"{model}: adapter {file.filename} is not cached and {url} cannot be reached", problem)
             + f"; {_adapter_manual(file, settings)}"
         )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging.unlink(missing_ok=True)  # gdown would take a leftover complete file as done
     try:
+        staging.unlink(missing_ok=True)  # gdown would take a leftover complete file as done
         sha256 = _gdown(url, staging, settings)
     except (OSError, gdown.exceptions.DownloadError) as err:
         raise DownloadError(
@@ -158,7 +158,10 @@ def download_adapter(file: DriveFile, settings: HubSettings, model: str) -> Path
             f"{model}: the file downloaded from {url} is not the expected SANSA adapter file ({problem}); "
             f"{_adapter_manual(file, settings)}"
         )
-    os.replace(staging, final)
+    try:
+        os.replace(staging, final)
+    except OSError as err:
+        raise DownloadError(f"{final}: cannot write the adapter ({err.strerror or err})") from None
     Manifest(settings.cache_dir).record(file.filename, sha256, final.stat().st_size, source=url)
     return final
 
