@@ -321,3 +321,39 @@ def test_cli_errors_are_one_line(capsys):
 
     assert main(["train", "--set", "lr=abc"]) == 2
     assert capsys.readouterr().err.strip() == "sansa train: error: lr: expected float, got 'abc'"
+
+
+# (config file text, the one line `sansa train cfg.yaml` prints after "cfg.yaml: ")
+CONFIG_FILE_ERRORS = [
+    ("workers: 2\n", "unknown option 'workers' (did you mean 'num_workers'? known: adapter_stages,"),
+    ("lr: 1e-4\nbatchsize: 8\n", "unknown option 'batchsize' (did you mean 'batch_size'?"),
+    ("zzz: 1\n", "unknown option 'zzz' (known: adapter_stages,"),
+    ("val: {benchmark: fss1000, episods: 3}\n", "unknown option 'val.episods' (did you mean 'episodes'?"),
+    ("data: [{root: /d}]\n", "data[0]: missing 1 required positional argument: 'benchmark'"),
+    ("data: [{root: /d, benchmark: coco20i, wieght: 2}]\n", "unknown option 'data[0].wieght' (did you mean 'weight'?"),
+    ("val: 3\n", "val: expected a mapping of options, got '3'"),
+    ("lr: fast\n", "lr: expected float, got 'fast'"),
+    ("- lr: 1\n", "expected a mapping of options at the top level"),
+    ("lr: [1\n", "not a readable YAML config (ParserError)"),
+]
+
+
+@pytest.mark.parametrize("text, message", CONFIG_FILE_ERRORS, ids=[c[1][:40] for c in CONFIG_FILE_ERRORS])
+def test_config_file_errors_read_well(tmp_path, text, message):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    with pytest.raises(SansaError) as err:
+        load_config(path)
+    line = str(err.value)
+    assert line.startswith(f"{path}: {message}") and "\n" not in line, line
+    assert ": :" not in line and ": ." not in line
+
+
+@pytest.mark.slow
+def test_config_file_errors_read_well_through_the_cli(tmp_path):
+    from hostile import one_line_error, sansa
+
+    for text, message in CONFIG_FILE_ERRORS[:1] + CONFIG_FILE_ERRORS[3:4]:
+        (tmp_path / "cfg.yaml").write_text(text)
+        line = one_line_error(sansa("train", "cfg.yaml", cwd=tmp_path, timeout=120), "train")
+        assert line.startswith(f"sansa train: error: cfg.yaml: {message}"), line

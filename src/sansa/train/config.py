@@ -10,6 +10,7 @@ per-iteration cosine to 0, 5 epochs, global batch 32, gradient-norm clip 0.1, FP
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import os
 import types
@@ -210,18 +211,24 @@ def _convert(value: Any, hint: Any, name: str) -> Any:
 
 
 def _dataclass_from(cls: type, values: Any, name: str) -> Any:
+    """``cls`` from a mapping; ``name``: where the mapping is (``""``: the top level), in errors."""
+    where = f"{name}: " if name else ""
     if not isinstance(values, dict):
-        raise SansaError(f"{name}: expected a mapping of options, got {values!r}")
+        raise SansaError(f"{where}expected a mapping of options, got {str(values)[:80]!r}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    known = [f.name for f in fields(cls)]
+    unknown = sorted((str(k) for k in set(values) - set(known)), key=str)
     if unknown:
-        raise SansaError(f"{name}: unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        option = f"{name}.{unknown[0]}" if name else unknown[0]
+        raise SansaError(f"unknown option {option!r} ({hint}known: {', '.join(sorted(known))})")
     kwargs = {k: _convert(v, hints[k], f"{name}.{k}" if name else k) for k, v in values.items()}
     try:
         return cls(**kwargs)
     except TypeError as err:  # a required field is missing
-        raise SansaError(f"{name or 'config'}: {err}") from None
+        missing = str(err).partition("missing ")[2] or str(err)
+        raise SansaError(f"{where}missing {missing}") from None
 
 
 def config_from_dict(values: dict) -> TrainConfig:
