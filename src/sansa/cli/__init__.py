@@ -24,9 +24,10 @@ COMMAND_MODULES = (
     "sansa.cli.train",
     "sansa.cli.serve",
     "sansa.cli.labelstudio",
+    "sansa.cli.inspect",
 )
 # commands that read images: each gets --max-pixels (sansa.images' limit, checked before decoding)
-IMAGE_COMMANDS = ("segment", "eval", "train", "serve")
+IMAGE_COMMANDS = ("segment", "eval", "train", "serve", "inspect")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,20 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG + "\n" + MODEL_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ref = parser.add_argument_group("reference on the command line (more: --references FILE)")
-    ref.add_argument("reference", nargs="?", metavar="REFERENCE", help="a reference image")
-    ref.add_argument("--mask", metavar="PNG", help="the object's mask (non-zero pixels)")
-    ref.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box around the object")
-    ref.add_argument("--points", metavar='"X,Y;X,Y"', help="clicks on the object")
-    ref.add_argument("--neg-points", metavar='"X,Y;X,Y"', help="clicks off the object (with --points/--box)")
-    ref.add_argument(
-        "--scribble",
-        metavar='"X,Y;X,Y;..."',
-        action="append",
-        help="a stroke over the object (repeat for several strokes)",
-    )
-    ref.add_argument("--label", metavar="NAME", help="the class name (default: object)")
-    ref.add_argument("--references", metavar="FILE", help="a YAML/JSON file of references (see below)")
+    add_reference_arguments(parser)
     run = parser.add_argument_group("targets and outputs")
     run.add_argument(
         "--targets",
@@ -131,6 +118,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
+def add_reference_arguments(parser: argparse.ArgumentParser) -> None:
+    """``REFERENCE`` with ``--mask``/``--box``/``--points``/``--neg-points``/``--scribble``/``--label``,
+    and ``--references FILE`` (shared by the commands that take references; see :func:`_reference_specs`)."""
+    ref = parser.add_argument_group("reference on the command line (more: --references FILE)")
+    ref.add_argument("reference", nargs="?", metavar="REFERENCE", help="a reference image")
+    ref.add_argument("--mask", metavar="PNG", help="the object's mask (non-zero pixels)")
+    ref.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box around the object")
+    ref.add_argument("--points", metavar='"X,Y;X,Y"', help="clicks on the object")
+    ref.add_argument("--neg-points", metavar='"X,Y;X,Y"', help="clicks off the object (with --points/--box)")
+    ref.add_argument(
+        "--scribble",
+        metavar='"X,Y;X,Y;..."',
+        action="append",
+        help="a stroke over the object (repeat for several strokes)",
+    )
+    ref.add_argument("--label", metavar="NAME", help="the class name (default: object)")
+    ref.add_argument("--references", metavar="FILE", help="a YAML/JSON file of references (see below)")
+
+
 def handle(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status (1 when some targets failed)."""
     from sansa import labeling
@@ -196,7 +202,8 @@ def _reference_specs(args: argparse.Namespace) -> list:
         specs.append(spec_from_values(values, Path(), f"reference {args.reference}"))
     elif given_prompts or args.label is not None:
         flags = ", ".join("--" + k.replace("_", "-") for k in [*given_prompts, *given(args, "label")])
-        raise SansaError(f"{flags}: give the reference image first (sansa segment REFERENCE {flags} ...)")
+        command = getattr(args, "command", None) or "segment"
+        raise SansaError(f"{flags}: give the reference image first (sansa {command} REFERENCE {flags} ...)")
     if args.references is not None:
         specs.extend(load_reference_file(args.references))
     if not specs:

@@ -14,7 +14,8 @@ the same order of additions as the authors' code. The adapter is registered as
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -32,11 +33,13 @@ class Adapter(nn.Module):
         scale: factor on the output (0.1 in SANSA).
 
     The up-projection starts at zero (weight and bias), so a fresh adapter adds exactly 0.
+    ``enabled`` (a plain attribute, not in the state dict) is what :func:`adapters_bypassed` turns off.
     """
 
     def __init__(self, width: int, bottleneck: int, scale: float = ADAPTER_SCALE) -> None:
         super().__init__()
         self.scale = scale
+        self.enabled = True
         self.adapter_layer_norm_before = nn.LayerNorm(width)
         self.down_proj = nn.Linear(width, bottleneck)
         self.up_proj = nn.Linear(bottleneck, width)
@@ -68,6 +71,8 @@ def _keep_residual(norm2: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
 def _add_adapter(block: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
     residual = getattr(block.norm2, _RESIDUAL)
     setattr(block.norm2, _RESIDUAL, None)
+    if not block.adapter.enabled:
+        return output
     return output + block.adapter(residual)
 
 
@@ -100,6 +105,30 @@ def inject_adapters(
         block.register_forward_hook(_add_adapter)
         adapted.append(index)
     return adapted
+
+
+@contextmanager
+def adapters_bypassed(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` as plain SAM2 inside the ``with`` block: every :class:`Adapter` adds nothing.
+
+    Parameters, state-dict keys and hooks stay as they are; each adapter's ``enabled`` is set back
+    to what it was on leaving, also after an error. Not for concurrent use of one model from threads
+    (the web app runs the model under its lock).
+    """
+    adapters = [m for m in model.modules() if isinstance(m, Adapter)]
+    before = [a.enabled for a in adapters]
+    for adapter in adapters:
+        adapter.enabled = False
+    try:
+        yield model
+    finally:
+        for adapter, enabled in zip(adapters, before, strict=True):
+            adapter.enabled = enabled
+
+
+def has_adapters(model: nn.Module) -> bool:
+    """Whether ``model`` holds any :class:`Adapter`."""
+    return any(isinstance(m, Adapter) for m in model.modules())
 
 
 def is_adapter_key(key: str) -> bool:
