@@ -1,9 +1,16 @@
-"""A real Label Studio for the tests: started once per session from ``.venv-labelstudio``.
+"""Real Label Studios for the tests: the pinned one and the newest, each started once per session.
 
-Label Studio pins many packages, so it lives in its own virtual environment at the repository
-root (``.ci/run`` makes it). It runs on a free loopback port with SQLite in a temporary data
-folder, a known user and legacy API token, and every outside connection (update check, error
-reporting) sent to a dead loopback proxy: the tests make loopback traffic only.
+Label Studio pins many packages, so each version lives in its own virtual environment at the
+repository root (``.ci/labelstudio-venv`` makes them; ``.ci/run`` calls it): ``.venv-labelstudio``
+(the pinned 1.21.0) and ``.venv-labelstudio-newest`` (the newest on the registry when CI ran). The
+session fixture :func:`label_studio` is parametrized over both, so every end-to-end test runs
+against each; pytest groups the tests by version, so one server per version runs at a time.
+
+Each runs on a free loopback port with SQLite in a temporary data folder, a known user and legacy
+API token, what current versions need to call a model on this computer (``ML_BLOCK_LOCAL_IP=false``,
+``SSRF_PROTECTION_ENABLED=false``), a short ``ML_TIMEOUT_PREDICT`` (:data:`PREDICT_TIMEOUT_S`: the
+large-batch test needs one), and every outside connection (update check, error reporting) sent to
+a dead loopback proxy: the tests make loopback traffic only.
 """
 
 from __future__ import annotations
@@ -20,17 +27,25 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-VENV = REPO / ".venv-labelstudio"
-EXECUTABLE = VENV / "bin" / "label-studio"
+#: version name -> (its venv, the command that makes it)
+VERSIONS = {
+    "pinned": (
+        REPO / ".venv-labelstudio",
+        ".ci/labelstudio-venv .venv-labelstudio label-studio==1.21.0 label-studio-converter==0.0.59",
+    ),
+    "newest": (
+        REPO / ".venv-labelstudio-newest",
+        ".ci/labelstudio-venv .venv-labelstudio-newest label-studio",
+    ),
+}
+VENV = VERSIONS["pinned"][0]
 PYTHON = VENV / "bin" / "python"
-INSTALL_HINT = (
-    "python3 -m venv .venv-labelstudio && "
-    ".venv-labelstudio/bin/pip install label-studio==1.21.0 label-studio-converter==0.0.59"
-)
 START_TIMEOUT_S = 420
+#: Label Studio's wait for a /predict answer in the tests (its default is 100 s)
+PREDICT_TIMEOUT_S = 30
 DATABASE = "label_studio.sqlite3"
-# A migrated database with the test user, made by the first session (Label Studio's version is the venv's).
-TEMPLATE = VENV / "sansa-test-database.sqlite3"
+# A migrated database with the test user, made by .ci/labelstudio-venv or the first session (per venv).
+TEMPLATE_NAME = "sansa-test-database.sqlite3"
 USER, PASSWORD = "sansa@example.com", "sansa-test-password"
 TOKEN = "5a17a5a0c0ffee5a17a5a0c0ffee5a17a5a0c0ff"
 
@@ -45,6 +60,8 @@ class LabelStudioServer:
     password: str
     data_dir: Path
     start_seconds: float
+    version: str
+    python: Path
 
     def client(self):
         import httpx
@@ -71,6 +88,11 @@ def label_studio_environment(data_dir: Path, port: int) -> dict[str, str]:
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(data_dir / "files"),
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+            # Label Studio 1.22+ refuse to call a model (and to create its webhook) on a local address without these
+            "ML_BLOCK_LOCAL_IP": "false",
+            "SSRF_PROTECTION_ENABLED": "false",
+            "ML_TIMEOUT_PREDICT": str(PREDICT_TIMEOUT_S),
+            "ML_TIMEOUT_SETUP": "30",  # its default 3 s is short on a busy 2-core machine
             "COLLECT_ANALYTICS": "false",
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
@@ -86,25 +108,27 @@ def label_studio_environment(data_dir: Path, port: int) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def label_studio(tmp_path_factory) -> LabelStudioServer:
-    """Label Studio on ``127.0.0.1:<free port>`` for the whole session (skips without its venv)."""
-    if not EXECUTABLE.exists():
+@pytest.fixture(scope="session", params=list(VERSIONS))
+def label_studio(request, tmp_path_factory) -> LabelStudioServer:
+    """Label Studio (pinned, then newest) on ``127.0.0.1:<free port>`` for the session (skipped without its venv)."""
+    venv, install = VERSIONS[request.param]
+    executable, template = venv / "bin" / "label-studio", venv / TEMPLATE_NAME
+    if not executable.exists():
         if os.environ.get("CI"):
-            pytest.fail(f"{VENV} is missing on CI (.ci/run must make it): {INSTALL_HINT}")
-        pytest.skip(f"Label Studio is not installed at {VENV}: {INSTALL_HINT}")
+            pytest.fail(f"{venv} is missing on CI (.ci/run must make it): {install}")
+        pytest.skip(f"Label Studio ({request.param}) is not installed at {venv}: {install}")
     import httpx
 
-    data_dir = tmp_path_factory.mktemp("label-studio")
+    data_dir = tmp_path_factory.mktemp(f"label-studio-{request.param}")
     (data_dir / "files").mkdir()
-    if TEMPLATE.is_file():  # migrated before: skips minutes of database migrations
-        shutil.copyfile(TEMPLATE, data_dir / DATABASE)
+    if template.is_file():  # migrated before: skips minutes of database migrations
+        shutil.copyfile(template, data_dir / DATABASE)
     port = free_port()
     log_path = data_dir / "label-studio.log"
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(EXECUTABLE), "start", "--no-browser", "--port", str(port), "--internal-host", "127.0.0.1"],
+            [str(executable), "start", "--no-browser", "--port", str(port), "--internal-host", "127.0.0.1"],
             env=label_studio_environment(data_dir, port),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -125,10 +149,13 @@ def label_studio(tmp_path_factory) -> LabelStudioServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        server = LabelStudioServer(url, TOKEN, USER, PASSWORD, data_dir, time.monotonic() - started)
-        if not TEMPLATE.is_file():
-            _save_template(data_dir / DATABASE)
-        print(f"\nLabel Studio started in {server.start_seconds:.0f} s at {url}")
+        version = _installed_version(venv)
+        server = LabelStudioServer(
+            url, TOKEN, USER, PASSWORD, data_dir, time.monotonic() - started, version, venv / "bin" / "python"
+        )
+        if not template.is_file():
+            _save_template(data_dir / DATABASE, template)
+        print(f"\nLabel Studio {version} ({request.param}) started in {server.start_seconds:.0f} s at {url}")
         yield server
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -140,14 +167,20 @@ def label_studio(tmp_path_factory) -> LabelStudioServer:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _save_template(database: Path) -> None:
+def _save_template(database: Path, template: Path) -> None:
     """Keep the freshly migrated database (with the test user) in the venv for the next sessions."""
     import sqlite3
 
-    partial = TEMPLATE.with_suffix(".partial")
+    partial = template.with_suffix(".partial")
     with sqlite3.connect(database) as source, sqlite3.connect(partial) as copy:
         source.backup(copy)
-    os.replace(partial, TEMPLATE)
+    os.replace(partial, template)
+
+
+def _installed_version(venv: Path) -> str:
+    """The Label Studio version installed in ``venv`` (from its package metadata)."""
+    found = sorted(venv.glob("lib/python*/site-packages/label_studio-*.dist-info"))
+    return found[-1].name.split("-")[1] if found else "unknown"
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -10,13 +10,19 @@ import base64
 import numpy as np
 import pytest
 
-from sansa.errors import SansaError
+from sansa.errors import RemoteError, SansaError
 from sansa.export import brush_rle as rle
 from sansa.labelstudio import LabelStudio, SansaBackend, parse_config
-from sansa.labelstudio.results import annotation_prompts, mask_results
+from sansa.labelstudio.backend import BackendOptions
+from sansa.labelstudio.results import annotation_prompts, object_results, segmentation_results
+from sansa.records import Prediction, Segmentation, SegmentedObject
 
 BRUSH = """<View><Image name="img" value="$photo"/>
 <BrushLabels name="brush" toName="img"><Label value="cat"/><Label value="dog"/></BrushLabels></View>"""
+INTERACTIVE = """<View><Image name="img" value="$photo"/>
+<BrushLabels name="brush" toName="img"><Label value="cat"/></BrushLabels>
+<KeyPointLabels name="click" toName="img" smart="true"><Label value="cat" smart="true"/></KeyPointLabels>
+<RectangleLabels name="drag" toName="img" smart="true"><Label value="cat"/></RectangleLabels></View>"""
 MIXED = """<View><Image name="img" value="$photo"/><Text name="t" value="$text"/>
 <RectangleLabels name="box" toName="img"><Label value="cat"/></RectangleLabels>
 <PolygonLabels name="poly" toName="img"><Label value="dog"/></PolygonLabels>
@@ -62,7 +68,7 @@ def test_brush_rle_known_bytes():
 @pytest.mark.parametrize(
     "data, size, message",
     [
-        ([0, 0, 0, 8, 57, 27, 252, 127, 241, 128, 0], (2, 2), "not 2x2x4"),
+        ([0, 0, 0, 8, 57, 27, 252, 127, 241, 128, 0], (2, 2), "holds 8 values, not the image's H x W x 4 = 16"),
         ([0, 0, 0, 8, 57], (1, 2), "ends before"),
         (["x"], (1, 1), "byte values"),
     ],
@@ -70,6 +76,21 @@ def test_brush_rle_known_bytes():
 def test_brush_rle_bad_input_is_one_line(data, size, message):
     with pytest.raises(SansaError, match=message):
         rle.decode(data, *size)
+
+
+def test_brush_rle_header_is_bounded_before_allocating():
+    """A header claiming 4 billion values on a 2x2 image is refused before anything is allocated."""
+    import tracemalloc
+
+    crafted = [255, 255, 255, 255, 57, 27, 252, 127, 241, 128, 0]  # count = 2**32 - 1
+    tracemalloc.start()
+    try:
+        with pytest.raises(SansaError, match="not the image's H x W x 4 = 16"):
+            rle.decode(crafted, 2, 2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"decoding a crafted header allocated {peak} bytes"
 
 
 # -- config -------------------------------------------------------------------------------
@@ -171,46 +192,107 @@ def test_brush_of_another_size_is_refused():
         annotation_prompts([result], config, 8, 8)
 
 
+def _segmentation(label_map: np.ndarray, labels: list[str], objects=()) -> Segmentation:
+    predictions = {
+        label: Prediction(np.where(label_map == i, 1.0, -1.0), 0.5, label) for i, label in enumerate(labels, 1)
+    }
+    return Segmentation(predictions, labels, label_map.astype(np.uint16), "t", list(objects))
+
+
 @pytest.mark.parametrize("xml, kind", [(BRUSH, "brushlabels"), (MIXED, "rectanglelabels")])
-def test_mask_results_in_the_controls_type(xml, kind):
+def test_one_region_per_object_in_the_controls_type(xml, kind):
+    """Two separate parts of one class (no objects filled in): two regions, each decoding to its part."""
     config = parse_config(xml)
-    mask = _mask(20, 40, (4, 2, 14, 10), (30, 12, 36, 18))
-    results = mask_results(mask, "cat", config.control_for("cat"), score=0.8)
-    assert all(r["type"] == kind and r["value"][kind] == ["cat"] and r["score"] == 0.8 for r in results)
+    first, second = _mask(20, 40, (4, 2, 14, 10)), _mask(20, 40, (30, 12, 36, 18))
+    results, score = segmentation_results(_segmentation((first | second).astype(np.uint16), ["cat"]), config)
+    assert score == 0.5 and len(results) == 2
+    assert all(r["type"] == kind and r["value"][kind] == ["cat"] and r["score"] == 0.5 for r in results)
     if kind == "brushlabels":
-        (result,) = results
-        assert np.array_equal(rle.decode(result["value"]["rle"], 20, 40), mask)
+        masks = [rle.decode(r["value"]["rle"], 20, 40) for r in results]
+        assert np.array_equal(masks[0], first) and np.array_equal(masks[1], second)
     else:
         boxes = [[r["value"][k] for k in ("x", "y", "width", "height")] for r in results]
         assert boxes == [[10.0, 10.0, 25.0, 40.0], [75.0, 60.0, 15.0, 30.0]]
-    assert mask_results(np.zeros((3, 3), bool), "cat", config.control_for("cat")) == []
+    assert object_results(np.zeros((3, 3), bool), "cat", config.control_for("cat")) == []
+
+
+@pytest.mark.parametrize(
+    "areas, min_area, max_objects, kept",
+    [
+        ((30, 12, 4), 16, 100, [30]),  # under min_area: no region
+        ((30, 20, 18), 1, 2, [30, 20]),  # the cap keeps the best-scoring
+        ((30, 20, 18), 1, 100, [30, 20, 18]),
+    ],
+)
+def test_objects_min_area_and_cap(areas, min_area, max_objects, kept):
+    """Segmentation.objects (touching objects stay apart): one region each, small ones out, at most the cap."""
+    config = parse_config(BRUSH)
+    label_map = np.zeros((10, 40), np.uint16)
+    objects, x = [], 0
+    for index, area in enumerate(areas):
+        mask = np.zeros((10, 40), bool)
+        mask.flat[np.ravel_multi_index(np.unravel_index(np.arange(area), (10, 4)), (10, 40)) + x] = True
+        label_map[mask] = 1
+        objects.append(SegmentedObject("cat", mask, np.array([x, 0, x + 4, 10], np.float32), 0.9 - index / 10))
+        x += 4  # touching: one connected part, still separate objects
+    results, _ = segmentation_results(_segmentation(label_map, ["cat"], objects), config, min_area, max_objects)
+    assert [int(rle.decode(r["value"]["rle"], 10, 40).sum()) for r in results] == kept
 
 
 def test_polygon_and_keypoint_results():
     config = parse_config(MIXED)
     mask = _mask(10, 10, (0, 0, 5, 5))
-    (polygon,) = mask_results(mask, "dog", config.control_for("dog"))
+    (polygon,) = object_results(mask, "dog", config.control_for("dog"))
     points = np.array(polygon["value"]["points"])
     assert polygon["type"] == "polygonlabels" and 0.0 <= points.min() and points.max() <= 50.0
     (back,) = annotation_prompts([polygon], config, 10, 10)  # the backend reads its own polygons back exactly
     assert np.array_equal(back.prompt.mask, mask)
-    (point,) = mask_results(mask, "bird", config.control_for("bird"))
+    (point,) = object_results(mask, "bird", config.control_for("bird"))
     assert (point["value"]["x"], point["value"]["y"]) == (25.0, 25.0)
 
 
-# -- backend state (a fake Label Studio) --------------------------------------------------
+def test_smart_tools_are_prompts_not_outputs():
+    """A class with a brush and a smart keypoint tool is written as brush; the smart clicks are no reference."""
+    config = parse_config(INTERACTIVE)
+    assert config.control_for("cat").type == "brushlabels"
+    click = {
+        "from_name": "click",
+        "to_name": "img",
+        "type": "keypointlabels",
+        "value": {"x": 50, "y": 50, "keypointlabels": ["cat"]},
+    }
+    assert annotation_prompts([click], config, 10, 10) == []
+
+
 class FakeLabelStudio(LabelStudio):
-    """Images and tasks from dicts; counts what was fetched."""
+    """Images, tasks and stored predictions in dicts; records what was fetched and posted."""
 
     def __init__(self, images: dict[str, np.ndarray], tasks: dict[int, dict]) -> None:
         super().__init__("http://127.0.0.1:1", "token")
         self.images, self.tasks, self.fetched = images, tasks, []
+        self.stored: dict[int, list[dict]] = {}  # task id -> predictions (each with an "id")
+        self.deleted: list[int] = []
 
-    def image(self, source: str) -> np.ndarray:
+    def check(self, project: int) -> None:
+        pass
+
+    def image(self, source: str, task_id: int | None = None) -> np.ndarray:
         self.fetched.append(source)
         if source not in self.images:
             raise SansaError(f"{source}: no such image")
         return self.images[source]
+
+    def post_prediction(self, task_id: int, prediction: dict) -> None:
+        ids = [p["id"] for stored in self.stored.values() for p in stored]
+        self.stored.setdefault(task_id, []).append({**prediction, "id": max(ids, default=0) + 1})
+
+    def predictions(self, task_id: int) -> list[dict]:
+        return list(self.stored.get(task_id, []))
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        self.deleted.append(prediction_id)
+        for stored in self.stored.values():
+            stored[:] = [p for p in stored if p["id"] != prediction_id]
 
     def annotated_tasks(self, project: int) -> list[dict]:
         return [t for t in self.tasks.values() if t.get("annotations")]
@@ -248,8 +330,8 @@ def test_backend_encodes_once_and_updates_on_webhook(tiny_model, fake):
     """References come from annotations, are encoded once, and change (with model_version) on webhooks."""
     backend = SansaBackend(tiny_model, fake, device="cpu", model_name="tiny")
     version = backend.setup("1.1700000000", BRUSH)
-    predictions = backend.predict([fake.tasks[2], fake.tasks[3]], "1.1700000000")
-    assert len(predictions) == 2 and all(p["model_version"] == version for p in predictions)
+    answers = backend.predict([fake.tasks[2], fake.tasks[3]], "1.1700000000")
+    assert len(answers) == 2 and all(len(a) == 1 and a[0]["model_version"] == version for a in answers)
     assert fake.fetched.count("/data/upload/1/0.png") == 1  # the reference image, encoded once
     backend.predict([fake.tasks[3]], "1.1700000000")
     assert fake.fetched.count("/data/upload/1/0.png") == 1
@@ -270,15 +352,21 @@ def test_backend_encodes_once_and_updates_on_webhook(tiny_model, fake):
 
 
 def test_backend_without_references_or_with_broken_images(tiny_model, fake):
-    """No annotation: no prediction at all; an unreadable task image: an empty prediction, the others go on."""
+    """No annotation: no prediction at all. A missing image: no prediction (never an empty one marked
+    with the version), the task named in /failures, the others go on; once the image is back, the
+    same request predicts it."""
     fake.tasks[1]["annotations"] = []
     backend = SansaBackend(tiny_model, fake, device="cpu")
     backend.setup("1.1", BRUSH)
-    assert backend.predict([fake.tasks[2]], "1.1") == []
+    assert backend.predict([fake.tasks[2]], "1.1") == [[]]
     fake.tasks[1]["annotations"] = [_brush_annotation(11, _mask(32, 48, (5, 5, 20, 20)))]
     broken = {"id": 9, "data": {"photo": "/data/upload/1/missing.png"}}
-    predictions = backend.predict([broken, fake.tasks[1], fake.tasks[3]], "1.1")
-    assert predictions[0]["result"] == [] and len(predictions) == 3
+    answers = backend.predict([broken, fake.tasks[1], fake.tasks[3]], "1.1")
+    assert answers[0] == [] and [len(a) for a in answers[1:]] == [1, 1]
+    assert list(backend.failures(1)) == [9] and "missing.png: no such image" in backend.failures(1)[9]
+    fake.images["/data/upload/1/missing.png"] = fake.images["/data/upload/1/0.png"]
+    (again,) = backend.predict([broken], "1.1")
+    assert len(again) == 1 and again[0]["model_version"] == backend.model_version(1) and backend.failures(1) == {}
 
 
 def test_webhook_for_unknown_project_or_action_is_ignored(tiny_model, fake):
@@ -356,6 +444,10 @@ def test_server_routes_and_secret(tiny_model, fake):
         (["--host", "0.0.0.0"], "needs a shared secret"),
         (["--port", "70000"], "not a port number"),
         (["--local-files-root", "/no/such/folder"], "not a folder"),
+        ([], "--label-studio-url: Label Studio's address is needed"),
+        (["--label-studio-url", "ftp://x"], "expected http://HOST:PORT"),
+        (["--label-studio-url", "http://x", "--answer-within", "0"], "answer_within: must be more than 0"),
+        (["--label-studio-url", "http://x", "--allow-host", "a b"], "--allow-host 'a b'"),
     ],
 )
 def test_cli_refuses_unsafe_or_wrong_options_in_one_line(args, message, monkeypatch, capsys):
@@ -363,6 +455,7 @@ def test_cli_refuses_unsafe_or_wrong_options_in_one_line(args, message, monkeypa
     from sansa.cli import main
 
     monkeypatch.delenv("SANSA_LABEL_STUDIO_SECRET", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
     assert main(["label-studio", *args, "--backbone", "test_tiny", "--random-weights"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -406,19 +499,26 @@ def test_export_format_writes_tasks_and_config(tmp_path):
     assert [p.label for p in prompts] == labels
 
 
-def test_setup_survives_an_unreachable_label_studio(tiny_model):
-    """A refused token or a down API at /setup is a logged warning, not a failed connection: the
-    annotations sent with the tasks to predict still become references."""
-    backend = SansaBackend(tiny_model, LabelStudio("http://127.0.0.1:9", "token"), device="cpu")
-    version = backend.setup("4.1", BRUSH)
-    assert version.startswith("sansa-") and not backend.projects[4].synced
-    task = {"id": 1, "data": {"photo": "/x.png"}, "annotations": [_brush_annotation(3, _mask(4, 4, (0, 0, 2, 2)))]}
-    assert backend.predict([task], "4.1") == []  # its image cannot be read: no reference, no prediction
-    assert backend.model_version(4) != version  # but the annotation is known
+def test_setup_fails_when_label_studio_refuses_or_is_unreachable(tiny_model, http_servers):
+    """A wrong token or a dead address fails /setup (Label Studio shows the connection as failed, with the
+    reason); no token at all too. Nothing is half-connected."""
+    (ls_url, _, _), _ = http_servers
+    cases = [
+        (LabelStudio("http://127.0.0.1:9", "token"), "cannot be reached"),
+        (LabelStudio(ls_url + "/private", "wrong"), "answered 401 .*check the API token"),
+        (LabelStudio(ls_url), "API token is unknown"),
+    ]
+    for remote, message in cases:
+        backend = SansaBackend(tiny_model, remote, device="cpu")
+        with pytest.raises(RemoteError, match=message):
+            backend.setup("4.1", BRUSH)
+        assert not backend.projects[4].synced
 
 
 def test_cli_serves_the_backend(tmp_path):
-    """`sansa label-studio` starts on the given loopback port, answers /health, and wants the secret."""
+    """`sansa label-studio` starts on the given loopback port, says what current Label Studio needs
+    (ML_BLOCK_LOCAL_IP, SSRF_PROTECTION_ENABLED), answers /health, wants the secret, and fails /setup
+    in one line while Label Studio cannot be reached."""
     import os
     import socket
     import subprocess
@@ -439,6 +539,10 @@ def test_cli_serves_the_backend(tmp_path):
             "label-studio",
             "--port",
             str(port),
+            "--label-studio-url",
+            "http://127.0.0.1:9",
+            "--label-studio-token",
+            "t0ken",
             "--backbone",
             "test_tiny",
             "--random-weights",
@@ -464,10 +568,12 @@ def test_cli_serves_the_backend(tmp_path):
         body = {"project": "1.1", "schema": BRUSH}
         assert httpx.post(f"{url}/setup", json=body).status_code == 401
         answer = httpx.post(f"{url}/setup", json=body, auth=("x", "from-env"))
-        assert answer.status_code == 200 and answer.json()["model_version"].startswith("sansa-")
+        assert answer.status_code == 502 and "127.0.0.1:9/api/projects/1: cannot be reached" in answer.json()["error"]
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        output, _ = process.communicate(timeout=30)
+    assert "ML_BLOCK_LOCAL_IP=false" in output and "SSRF_PROTECTION_ENABLED=false" in output
+    assert "Traceback" not in output
 
 
 # -- reading from Label Studio ------------------------------------------------------------
@@ -516,7 +622,7 @@ def test_token_goes_to_label_studio_only(http_servers):
     assert remote.image("/private/data/upload/1/a.png").shape == (4, 6, 3)
     assert remote.image(f"{other_url}/public/b.png?sig=1").shape == (4, 6, 3)
     assert ls_seen == ["Token good"] and other_seen == [None]
-    with pytest.raises(SansaError, match=r"private/c.png: Label Studio answered 401 .*check the API token"):
+    with pytest.raises(RemoteError, match=r"private/c.png: answered 401 .*check the API token"):
         LabelStudio(ls_url, "bad").image("/private/c.png")
 
 
@@ -533,3 +639,189 @@ def test_local_files_read_from_disk_inside_the_root_only(tmp_path, http_servers)
     assert remote.image("/data/local-files/?d=sub/x.png").shape == (2, 3, 3) and ls_seen == []
     assert remote.image("/data/local-files/?d=../secret.png").shape == (4, 6, 3)  # Label Studio's answer
     assert len(ls_seen) == 1
+
+
+# -- security -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Host": "attacker.example:80"}, 403),  # DNS rebinding: another name for this address
+        ({"Origin": "http://attacker.example"}, 403),  # another site's page
+        ({"Origin": "null"}, 403),
+        ({}, 200),  # Label Studio's own server-side call
+    ],
+)
+def test_host_and_origin_are_checked(tiny_model, fake, headers, status):
+    """As `sansa serve`: a request naming another host or coming from another site is refused (403),
+    before anything is learnt; no secret is set, so only these checks stand in the way."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from sansa.labelstudio.server import create_app
+
+    backend = SansaBackend(tiny_model, fake, device="cpu")
+    client = TestClient(create_app(backend), base_url="http://127.0.0.1:80")
+    answer = client.post("/setup", json={"project": "1.1", "schema": BRUSH}, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert (1 in backend.projects) == (status == 200)
+
+
+def test_setup_cannot_send_the_token_elsewhere(http_servers):
+    """/setup's hostname never changes where the token goes; a token /setup sends goes to the start-up address only."""
+    (ls_url, ls_seen, _), (other_url, other_seen, _) = http_servers
+    remote = LabelStudio(ls_url, "good")
+    remote.learn(other_url, "other-token")
+    assert remote.url == ls_url and remote.token == "good"
+    remote.image("/private/a.png")
+    learning = LabelStudio(ls_url)
+    learning.learn(other_url, "good")  # Label Studio calling itself by another name: its token still goes to ls_url
+    learning.image("/private/b.png")
+    assert ls_seen == ["Token good", "Token good"] and other_seen == []
+
+
+@pytest.fixture()
+def redirecting_server(http_servers):
+    """A Label Studio whose /redirect answers 302 to the other server (as a presign answer does);
+    /login answers an HTML page (a proxy's or login page) with 200."""
+    import http.server
+    import threading
+
+    (_, _, _), (other_url, _, _) = http_servers
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append((self.path, self.headers.get("Authorization")))
+            if self.path.startswith("/login") or self.path.startswith("/api/"):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(b"<html>Please log in</html>")
+                return
+            self.send_response(302)
+            self.send_header("Location", f"{other_url}/public/b.png")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def test_token_never_follows_a_redirect_to_another_host(http_servers, redirecting_server):
+    """Label Studio's 302 to another host is followed without the token; the image still arrives."""
+    (_, _, _), (_, other_seen, _) = http_servers
+    url, seen = redirecting_server
+    assert LabelStudio(url, "good").image("/redirect/a.png").shape == (4, 6, 3)
+    assert seen == [("/redirect/a.png", "Token good")] and other_seen == [None]
+
+
+def test_non_json_label_studio_is_a_one_line_502(tiny_model, redirecting_server):
+    """A login or proxy page where Label Studio's API should be: /setup answers 502 with one line."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from sansa.labelstudio.server import create_app
+
+    url, _ = redirecting_server
+    client = TestClient(create_app(SansaBackend(tiny_model, LabelStudio(url, "good"), device="cpu")))
+    answer = client.post("/setup", json={"project": "1.1", "schema": BRUSH})
+    assert answer.status_code == 502 and "not JSON" in answer.json()["error"] and "\n" not in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "task, message",
+    [
+        ({"id": "abc", "data": {}}, "task id must be a non-negative integer, got 'abc'"),
+        ({"id": None, "data": {}}, "got None"),
+        ({"id": 3, "data": ["x"]}, "data must be an object"),
+        ({"id": 3, "data": {}, "annotations": [{"id": "zz", "result": []}]}, "annotation id must be"),
+        ({"id": 3, "data": {}, "annotations": {"id": 1}}, "annotations must be a list"),
+    ],
+)
+def test_predict_refuses_bad_tasks_in_one_line(tiny_model, fake, task, message):
+    """Bad task ids, data as a list, bad annotation ids: 400 with one line, the backend unchanged."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from sansa.labelstudio.server import create_app
+
+    backend = SansaBackend(tiny_model, fake, device="cpu")
+    client = TestClient(create_app(backend))
+    version = client.post("/setup", json={"project": "1.1", "schema": BRUSH}).json()["model_version"]
+    answer = client.post("/predict", json={"project": "1.1", "tasks": [task]})
+    assert answer.status_code == 400 and message in answer.json()["error"], answer.text
+    assert backend.model_version(1) == version
+    assert client.post("/predict", content=b"[1, 2]").status_code == 400
+
+
+# -- large batches, interactive mode, options --------------------------------------------
+def test_late_tasks_are_posted_with_the_version(tiny_model, fake):
+    """With no time to wait, /predict answers at once; every task is then posted through the API
+    with the model version, and a new reference cancels what is still queued of the old version."""
+    import threading
+
+    backend = SansaBackend(tiny_model, fake, device="cpu", options=BackendOptions(answer_within=0.001))
+    version = backend.setup("1.1", BRUSH)
+    with backend._model:  # the worker cannot start before the answer
+        answers = backend.predict([fake.tasks[2], fake.tasks[3]], "1.1")
+        assert answers == [[], []]
+        done = threading.Event()
+        threading.Thread(target=lambda: (backend.setup("1.1", BRUSH), done.set()), daemon=True).start()
+        assert done.wait(10), "/setup waited behind the predictions"
+    assert backend.wait_idle(120)
+    assert {t: [p["model_version"] for p in ps] for t, ps in fake.stored.items()} == {2: [version], 3: [version]}
+
+    fake.stored.clear()
+    with backend._model:
+        backend.predict([fake.tasks[2], fake.tasks[3]], "1.1")  # queued, none started
+        fake.tasks[2]["annotations"] = [_brush_annotation(12, _mask(32, 48, (0, 0, 8, 8)), "dog")]
+        backend.webhook({"action": "ANNOTATION_CREATED", "project": {"id": 1}, "task": {"id": 2}})
+    assert backend.wait_idle(120)
+    old = [p for ps in fake.stored.values() for p in ps if p["model_version"] == version]
+    assert len(old) <= 1, "queued work of the old version was not cancelled"
+
+
+def test_skip_annotated_and_delete_old_versions(tiny_model, fake):
+    """skip_annotated: an annotated task gets no prediction. delete_old: a task's older sansa predictions go."""
+    options = BackendOptions(skip_annotated=True, delete_old=True)
+    backend = SansaBackend(tiny_model, fake, device="cpu", options=options)
+    version = backend.setup("1.1", BRUSH)
+    fake.stored[3] = [{"id": 7, "model_version": "sansa-000000000000"}, {"id": 8, "model_version": "mine-1"}]
+    answers = backend.predict([fake.tasks[1], fake.tasks[3]], "1.1")
+    assert answers[0] == [] and answers[1][0]["model_version"] == version
+    assert backend.wait_idle(60) and fake.deleted == [7]
+
+
+def test_interactive_click_returns_the_clicked_object_first(tiny_model):
+    """A smart keypoint on the open task: the first region is SAM2's mask for that click on this image
+    (as SansaPredictor.add_reference decodes it), then other objects of the class; all in the brush."""
+    from sansa import SansaPredictor
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    images = {"/data/upload/1/0.png": image, "/data/upload/1/1.png": image[::-1].copy()}
+    tasks = {1: {"id": 1, "data": {"photo": "/data/upload/1/1.png"}, "annotations": []}}
+    tasks[1]["annotations"] = [_brush_annotation(11, _mask(32, 48, (5, 5, 20, 20)))]
+    fake = FakeLabelStudio(images, tasks)
+    backend = SansaBackend(tiny_model, fake, device="cpu", options=BackendOptions(min_area=1))
+    backend.setup("1.1", INTERACTIVE)
+    click = {
+        "type": "keypointlabels",
+        "from_name": "click",
+        "to_name": "img",
+        "is_positive": True,
+        "value": {"x": 25.0, "y": 50.0, "keypointlabels": ["cat"]},
+    }
+    task = {"id": 2, "data": {"photo": "/data/upload/1/0.png"}}
+    (prediction,) = backend.predict([task], "1.1", context={"result": [click]})
+    expected = SansaPredictor(tiny_model, device="cpu").add_reference(image, points=[[12.0, 16.0]], label="cat").mask
+    first = prediction["result"][0]
+    assert first["from_name"] == "brush" and first["value"]["brushlabels"] == ["cat"]
+    assert np.array_equal(rle.decode(first["value"]["rle"], 32, 48), expected)
+    assert all(r["type"] == "brushlabels" for r in prediction["result"])
+    masks = [rle.decode(r["value"]["rle"], 32, 48) for r in prediction["result"]]
+    assert not any((a & b).any() for i, a in enumerate(masks) for b in masks[i + 1 :]), "regions overlap"

@@ -1,25 +1,34 @@
-"""End to end against a real Label Studio (``.venv-labelstudio``, started once per session).
+"""End to end against real Label Studios: the pinned 1.21.0 and the newest (each started once per session).
 
-A BrushLabels project of five images: two get hand-made annotations of two classes, the sansa
-ML backend (tiny random model, in this process on a loopback port, with a shared secret) is
-connected, predictions are requested through Label Studio, and each of the other tasks must
-get brush masks equal to sansa's own masks for that image. Editing a reference must change
-``model_version``. The ``labelstudio`` export format must import into Label Studio and convert
-with ``label-studio-converter``. A Chromium screenshot shows a prediction in Label Studio's editor.
+The README's flow: a BrushLabels project of five images, two with hand-made annotations of two
+classes, the sansa ML backend (tiny random model, in this process on a loopback port, with a shared
+secret, Label Studio's address fixed at start-up) connected, predictions requested through Label
+Studio: each other task must get one brush region per object, whose union per class is sansa's own
+mask for that image. Editing a reference must change ``model_version``. The ``labelstudio`` export
+format must import into Label Studio and convert with ``label-studio-converter``. A Chromium
+screenshot shows a prediction in Label Studio's editor.
+
+Where it breaks for real users (tests below): a wrong token, a missing image then restored, images
+in S3 cloud storage (moto's server on loopback), 200+ tasks past Label Studio's ``ML_TIMEOUT_PREDICT``,
+an interactive click, and the security cases (Host check, ``/setup`` naming another host, a crafted
+brush RLE, malformed ``/predict`` calls).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import logging
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from labelstudio_server import PYTHON, label_studio  # noqa: F401 (the session fixture)
+from labelstudio_server import PREDICT_TIMEOUT_S, label_studio  # noqa: F401 (the session fixture)
 from PIL import Image
 
 from sansa.export import brush_rle as rle
@@ -76,50 +85,74 @@ def brush_result(mask: np.ndarray, label: str) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def backend_url(tiny_model):
-    """The sansa ML backend (tiny random model) on a loopback port, guarded by ``SECRET``."""
+@contextlib.contextmanager
+def running_backend(label_studio, tiny_model, token: str | None = None, **options):  # noqa: F811
+    """The sansa ML backend (tiny random model) on a loopback port, guarded by ``SECRET``, with Label
+    Studio's address fixed (and the token Label Studio's /setup sends, unless ``token`` is given)."""
     from sansa.labelstudio import LabelStudio, SansaBackend
+    from sansa.labelstudio.backend import BackendOptions
     from sansa.labelstudio.server import create_app
     from sansa.web.app import serve_in_thread
 
-    backend = SansaBackend(tiny_model, LabelStudio(), device="cpu", model_name="test_tiny")
+    remote = LabelStudio(label_studio.url, token)
+    backend = SansaBackend(tiny_model, remote, device="cpu", model_name="test_tiny", options=BackendOptions(**options))
     with serve_in_thread(create_app(backend, SECRET)) as url:
+        yield url, backend
+
+
+@pytest.fixture(scope="module")
+def backend_url(label_studio, tiny_model):  # noqa: F811
+    with running_backend(label_studio, tiny_model) as (url, _):
         yield url
+
+
+def make_project(client, title: str, images: dict[str, np.ndarray], config: str = CONFIG) -> tuple[int, list[dict]]:
+    """A project with ``images`` uploaded; its tasks in the order of ``images``."""
+    created = client.post("/api/projects", json={"title": title, "label_config": config})
+    assert created.status_code == 201, created.text
+    project_id = created.json()["id"]
+    files = {name: (name, png_bytes(image), "image/png") for name, image in images.items()}
+    imported = client.post(f"/api/projects/{project_id}/import", files=files)
+    assert imported.status_code == 201, imported.text
+    tasks = client.get("/api/tasks", params={"project": project_id, "page_size": 1000}).json()["tasks"]
+    order = {name: i for i, name in enumerate(images)}
+    tasks = sorted(tasks, key=lambda t: order[next(n for n in images if t["data"]["image"].endswith(n))])
+    assert len(tasks) == len(images)
+    return project_id, tasks
+
+
+def annotate(client, task_id: int, masks: dict[str, np.ndarray]) -> int:
+    answer = client.post(
+        f"/api/tasks/{task_id}/annotations", json={"result": [brush_result(m, label) for label, m in masks.items()]}
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+def connect(client, project_id: int, url: str, interactive: bool = False):
+    """Connect the backend to the project as the README says (Basic auth with the secret); the raw answer."""
+    return client.post(
+        "/api/ml",
+        json={
+            "url": url,
+            "project": project_id,
+            "title": "sansa",
+            "is_interactive": interactive,
+            "auth_method": "BASIC_AUTH",
+            "basic_auth_user": "labelstudio",
+            "basic_auth_pass": SECRET,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def project(label_studio, backend_url):  # noqa: F811
     """A BrushLabels project: 5 uploaded images, tasks 0 and 1 annotated (both classes), backend connected."""
     client = label_studio.client()
-    created = client.post("/api/projects", json={"title": "sansa e2e", "label_config": CONFIG})
-    assert created.status_code == 201, created.text
-    project_id = created.json()["id"]
     scenes = [scene(i) for i in range(5)]
-    files = {f"scene_{i}.png": (f"scene_{i}.png", png_bytes(img), "image/png") for i, (img, _) in enumerate(scenes)}
-    imported = client.post(f"/api/projects/{project_id}/import", files=files)
-    assert imported.status_code == 201, imported.text
-    tasks = client.get("/api/tasks", params={"project": project_id, "page_size": 100}).json()["tasks"]
-    tasks = sorted(tasks, key=lambda t: t["data"]["image"].rsplit("scene_", 1)[1])  # scene order
-    assert len(tasks) == 5
-    annotations = {}
-    for index in REFERENCE_TASKS:
-        result = [brush_result(scenes[index][1][label], label) for label in CLASSES]
-        answer = client.post(f"/api/tasks/{tasks[index]['id']}/annotations", json={"result": result})
-        assert answer.status_code == 201, answer.text
-        annotations[index] = answer.json()["id"]
-    connected = client.post(
-        "/api/ml",
-        json={
-            "url": backend_url,
-            "project": project_id,
-            "title": "sansa",
-            "is_interactive": False,
-            "auth_method": "BASIC_AUTH",
-            "basic_auth_user": "labelstudio",
-            "basic_auth_pass": SECRET,
-        },
-    )
+    project_id, tasks = make_project(client, "sansa e2e", {f"scene_{i}.png": img for i, (img, _) in enumerate(scenes)})
+    annotations = {index: annotate(client, tasks[index]["id"], scenes[index][1]) for index in REFERENCE_TASKS}
+    connected = connect(client, project_id, backend_url)
     assert connected.status_code == 201, connected.text
     yield {
         "id": project_id,
@@ -145,6 +178,22 @@ def predictions_of(client, task_id: int) -> list[dict]:
     return client.get(f"/api/tasks/{task_id}").json()["predictions"]
 
 
+def class_masks(prediction: dict) -> dict[str, np.ndarray]:
+    """Per class, the union of the prediction's brush regions; regions never overlap."""
+    masks: dict[str, np.ndarray] = {}
+    for region in prediction["result"]:
+        assert region["type"] == "brushlabels" and region["from_name"] == "tag" and region["to_name"] == "image"
+        (label,) = region["value"]["brushlabels"]
+        mask = rle.decode(region["value"]["rle"], region["original_height"], region["original_width"])
+        assert mask.any()
+        if label in masks:
+            assert not (masks[label] & mask).any(), f"{label}: two regions share pixels"
+            masks[label] = masks[label] | mask
+        else:
+            masks[label] = mask
+    return masks
+
+
 def own_masks(tiny_model, scenes, references: dict[int, dict[str, np.ndarray]]) -> list:
     """sansa's own segmentation of every scene from the same references, added in the backend's order."""
     from sansa import SansaPredictor
@@ -157,7 +206,8 @@ def own_masks(tiny_model, scenes, references: dict[int, dict[str, np.ndarray]]) 
 
 
 def test_backend_predictions_equal_sansa_masks(project, tiny_model):
-    """Every unannotated task gets one brush region per class sansa finds, decoding to sansa's own mask."""
+    """Every unannotated task gets one brush region per object; per class they decode to sansa's own mask
+    (objects of at least the backend's min_area, 16 pixels)."""
     client = project["client"]
     retrieve_predictions(client, project["id"])
     expected = own_masks(tiny_model, project["scenes"], {i: project["scenes"][i][1] for i in REFERENCE_TASKS})
@@ -172,20 +222,26 @@ def test_backend_predictions_equal_sansa_masks(project, tiny_model):
         versions.add(prediction["model_version"])
         assert prediction["model_version"].startswith("sansa-")
         assert 0.0 <= prediction["score"] <= 1.0
-        seen = {}
-        for region in prediction["result"]:
-            assert region["type"] == "brushlabels" and region["from_name"] == "tag" and region["to_name"] == "image"
-            (label,) = region["value"]["brushlabels"]
-            assert label in CLASSES and label not in seen
-            seen[label] = rle.decode(region["value"]["rle"], region["original_height"], region["original_width"])
-        segmentation = expected[index]
-        wanted = {label for label in CLASSES if segmentation.mask(label).any()}
-        assert set(seen) == wanted, f"task {index}: classes {sorted(seen)}, sansa finds {sorted(wanted)}"
+        seen = class_masks(prediction)
+        wanted = {label: large_objects(expected[index], label) for label in CLASSES}
+        wanted = {label: mask for label, mask in wanted.items() if mask.any()}
+        assert set(seen) == set(wanted), f"task {index}: classes {sorted(seen)}, sansa finds {sorted(wanted)}"
         for label, mask in seen.items():
-            assert np.array_equal(mask, segmentation.mask(label)), f"task {index} {label}: masks differ"
-        found_regions += len(seen)
+            assert np.array_equal(mask, wanted[label]), f"task {index} {label}: masks differ"
+        found_regions += len(prediction["result"])
     assert found_regions > 0, "the tiny model found nothing anywhere: the comparison proved nothing"
     assert len(versions) == 1
+
+
+def large_objects(segmentation, label: str, min_area: int = 16) -> np.ndarray:
+    """The class's pixels in objects of at least ``min_area`` pixels (what the backend writes)."""
+    from sansa.labelstudio.results import objects_of
+
+    out = np.zeros(segmentation.size, dtype=bool)
+    for obj in objects_of(segmentation):
+        if obj.label == label and obj.area >= min_area:
+            out |= obj.mask
+    return out
 
 
 def test_changing_a_reference_changes_model_version(project, backend_url):
@@ -300,11 +356,12 @@ def test_labelstudio_export_imports_and_converts(label_studio, tmp_path):  # noq
     (tmp_path / "config.xml").write_text(config)
     (tmp_path / "png").mkdir()
     script = (
-        "import sys; from label_studio_converter.converter import Converter; "
+        "import sys\ntry: from label_studio_sdk.converter import Converter\n"
+        "except ImportError: from label_studio_converter.converter import Converter\n"
         "Converter(sys.argv[1], '.').convert(sys.argv[2], sys.argv[3], 'BRUSH_TO_PNG', is_dir=False)"
     )
     converted = subprocess.run(
-        [str(PYTHON), "-c", script, str(tmp_path / "config.xml"), str(export_file), str(tmp_path / "png")],
+        [str(label_studio.python), "-c", script, str(tmp_path / "config.xml"), str(export_file), str(tmp_path / "png")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -366,3 +423,237 @@ def test_basic_auth_header_shape():
 
     header = "Basic " + base64.b64encode(f"labelstudio:{SECRET}".encode()).decode()
     assert _authorized(header, SECRET) and not _authorized(header, SECRET + "x")
+
+
+# -- where it breaks for real users -------------------------------------------------------
+def test_wrong_token_fails_the_connection(label_studio, tiny_model):  # noqa: F811
+    """A backend started with a wrong token: Label Studio refuses the connection and shows why (no
+    "Connected" model that then stores nothing)."""
+    client = label_studio.client()
+    project_id, _ = make_project(client, "wrong token", {"scene_0.png": scene(0)[0]})
+    with running_backend(label_studio, tiny_model, token="not-the-token") as (url, _):
+        answer = connect(client, project_id, url)
+    assert answer.status_code == 400, answer.text
+    assert "check the API token" in answer.text
+    assert client.get("/api/ml", params={"project": project_id}).json() == []
+
+
+def test_missing_image_gets_no_prediction_until_restored(label_studio, tiny_model, caplog):  # noqa: F811
+    """A task whose image is gone gets no prediction (never an empty one marked with the version), is
+    named in the backend's log and /failures; once the file is back, Retrieve Predictions predicts it."""
+    client = label_studio.client()
+    images = {f"missing_{i}.png": scene(i)[0] for i in range(3)}
+    project_id, tasks = make_project(client, "missing image", images)
+    annotate(client, tasks[0]["id"], scene(0)[1])
+    stored = label_studio.data_dir / "media" / tasks[2]["data"]["image"].removeprefix("/data/")
+    assert stored.is_file(), stored
+    hidden = stored.with_name(stored.name + ".away")
+    with running_backend(label_studio, tiny_model) as (url, backend):
+        assert connect(client, project_id, url).status_code == 201
+        stored.rename(hidden)
+        with caplog.at_level(logging.WARNING, logger="sansa.labelstudio"):
+            retrieve_predictions(client, project_id)
+        assert len(predictions_of(client, tasks[1]["id"])) == 1
+        assert predictions_of(client, tasks[2]["id"]) == []
+        assert f"task {tasks[2]['id']}" in caplog.text and "404" in caplog.text
+        failures = httpx_get(url, "/failures", project=project_id)["failures"]
+        assert list(failures) == [str(tasks[2]["id"])] and "404" in failures[str(tasks[2]["id"])]
+        hidden.rename(stored)
+        retrieve_predictions(client, project_id)
+        (prediction,) = predictions_of(client, tasks[2]["id"])
+        assert prediction["model_version"] == predictions_of(client, tasks[1]["id"])[0]["model_version"]
+        assert len(predictions_of(client, tasks[1]["id"])) == 1  # not predicted twice
+
+
+def httpx_get(url: str, path: str, **params) -> dict:
+    import httpx
+
+    return httpx.get(f"{url}{path}", params=params, auth=("labelstudio", SECRET), timeout=60).json()
+
+
+@pytest.mark.slow
+def test_cloud_storage_images_resolve_through_label_studio(label_studio, tiny_model, s3_server):  # noqa: F811
+    """Tasks imported from an S3 storage (moto's server) hold s3:// URIs: the backend resolves them through
+    Label Studio's presign endpoint (the token stays with Label Studio across its redirect to S3) and
+    every other task gets sansa's masks of its image."""
+    import fsspec
+
+    client = label_studio.client()
+    bucket = s3_server.bucket(f"sansa-ls-{label_studio.version.replace('.', '-')}")
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    scenes = [scene(i) for i in range(3)]
+    for i, (image, _) in enumerate(scenes):
+        fs.pipe(f"{bucket.removeprefix('s3://')}/scene_{i}.png", png_bytes(image))
+    created = client.post("/api/projects", json={"title": "cloud storage", "label_config": CONFIG})
+    project_id = created.json()["id"]
+    storage = client.post(
+        "/api/storages/s3",
+        json={
+            "project": project_id,
+            "title": "moto",
+            "bucket": bucket.removeprefix("s3://"),
+            "regex_filter": r".*\.png",
+            "use_blob_urls": True,
+            "presign": True,
+            "s3_endpoint": s3_server.endpoint,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "region_name": "us-east-1",
+        },
+    )
+    assert storage.status_code == 201, storage.text
+    synced = client.post(f"/api/storages/s3/{storage.json()['id']}/sync")
+    assert synced.status_code in (200, 201), synced.text
+    tasks = wait_for(lambda: client.get("/api/tasks", params={"project": project_id}).json()["tasks"], 3, 120)
+    tasks = sorted(tasks, key=lambda t: t["data"]["image"])
+    assert [t["data"]["image"] for t in tasks] == [f"{bucket}/scene_{i}.png" for i in range(3)]
+    annotate(client, tasks[0]["id"], scenes[0][1])
+    with running_backend(label_studio, tiny_model) as (url, _):
+        assert connect(client, project_id, url).status_code == 201
+        retrieve_predictions(client, project_id)
+    expected = own_masks(tiny_model, scenes, {0: scenes[0][1]})
+    for index in (1, 2):
+        (prediction,) = predictions_of(client, tasks[index]["id"])
+        seen = class_masks(prediction)
+        for label in CLASSES:
+            want = large_objects(expected[index], label)
+            assert np.array_equal(seen.get(label, np.zeros_like(want)), want), f"task {index} {label}"
+
+
+def wait_for(read, count: int, seconds: float):
+    """``read()`` once it returns ``count`` items (polled), else fail naming what it returned."""
+    deadline = time.monotonic() + seconds
+    while True:
+        items = read()
+        if len(items) >= count or time.monotonic() > deadline:
+            assert len(items) >= count, f"{len(items)} of {count} after {seconds} s"
+            return items
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_large_batch_answers_within_label_studios_wait(label_studio, tiny_model, caplog):  # noqa: F811
+    """210 tasks with Label Studio waiting only PREDICT_TIMEOUT_S for /predict: the backend answers in
+    time with what is done, posts the rest through the API with the model version (progress in its
+    log), and /setup and /health answer while it works. Every task ends with exactly one prediction."""
+    import httpx
+
+    client = label_studio.client()
+    count = 210
+    images = {f"many_{i:03d}.png": scene(i % 5)[0] for i in range(count)}
+    project_id, tasks = make_project(client, "large batch", images)
+    annotate(client, tasks[0]["id"], scene(0)[1])
+    with caplog.at_level(logging.INFO, logger="sansa.labelstudio"):
+        with running_backend(label_studio, tiny_model, answer_within=PREDICT_TIMEOUT_S / 3) as (url, backend):
+            assert connect(client, project_id, url).status_code == 201
+            retrieve_predictions(client, project_id)
+            busy = not backend.wait_idle(0)
+            health = httpx.get(f"{url}/health", timeout=10)
+            setup = httpx.post(
+                f"{url}/setup", json={"project": f"{project_id}.1", "schema": CONFIG}, auth=("x", SECRET), timeout=10
+            )
+            assert health.status_code == 200 and setup.status_code == 200, setup.text
+            assert busy, "every task was done within the wait: the test proved nothing"
+            assert backend.wait_idle(1800)
+    version = setup.json()["model_version"]
+    predicted = client.get("/api/predictions", params={"project": project_id}).json()
+    predicted = predicted if isinstance(predicted, list) else predicted["results"]
+    per_task: dict[int, list[str]] = {}
+    for prediction in predicted:
+        per_task.setdefault(prediction["task"], []).append(prediction["model_version"])
+    assert per_task == {t["id"]: [version] for t in tasks[1:]}
+    assert "tasks predicted" in caplog.text and "posted to Label Studio when done" in caplog.text
+
+
+def test_interactive_click_returns_the_clicked_object(label_studio, tiny_model):  # noqa: F811
+    """Label Studio's smart keypoint on the open task: the first region is SAM2's mask for that click on
+    this image (as sansa's predictor decodes it), then the class's other objects, through Label Studio's
+    interactive-annotating call."""
+    from sansa import SansaPredictor
+
+    config = CONFIG.replace(
+        "</View>",
+        '  <KeyPointLabels name="click" toName="image" smart="true">\n'
+        '    <Label value="fruit" smart="true"/><Label value="leaf" smart="true"/>\n'
+        "  </KeyPointLabels>\n</View>",
+    )
+    client = label_studio.client()
+    project_id, tasks = make_project(client, "interactive", {f"click_{i}.png": scene(i)[0] for i in range(2)}, config)
+    annotate(client, tasks[0]["id"], scene(0)[1])
+    image = scene(1)[0]
+    height, width = image.shape[:2]
+    x, y = 33, 40  # inside task 1's fruit
+    click = {
+        "type": "keypointlabels",
+        "from_name": "click",
+        "to_name": "image",
+        "origin": "manual",
+        "is_positive": True,
+        "original_width": width,
+        "original_height": height,
+        "value": {"x": 100.0 * x / width, "y": 100.0 * y / height, "width": 0.5, "keypointlabels": ["fruit"]},
+    }
+    with running_backend(label_studio, tiny_model) as (url, _):
+        ml = connect(client, project_id, url, interactive=True)
+        assert ml.status_code == 201, ml.text
+        answer = client.post(
+            f"/api/ml/{ml.json()['id']}/interactive-annotating",
+            json={"task": tasks[1]["id"], "context": {"result": [click]}},
+        )
+    assert answer.status_code == 200 and "errors" not in answer.json(), answer.text
+    regions = answer.json()["data"]["result"]
+    expected = SansaPredictor(tiny_model, device="cpu").add_reference(image, points=[[x, y]], label="fruit").mask
+    first = regions[0]
+    assert first["from_name"] == "tag" and first["value"]["brushlabels"] == ["fruit"]
+    assert np.array_equal(rle.decode(first["value"]["rle"], height, width), expected)
+    assert all(r["value"]["brushlabels"] == ["fruit"] for r in regions)
+
+
+def test_security_cases_against_a_real_label_studio(label_studio, tiny_model, caplog):  # noqa: F811
+    """With a real Label Studio connected: a request naming another Host is refused; a /setup naming
+    another Label Studio (and token) sends nothing there; an annotation with a crafted brush RLE (a
+    header claiming 4 billion values) is left out without harm; malformed /predict calls get one-line 400s."""
+    import http.server
+    import threading
+
+    import httpx
+
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    recorder = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    client = label_studio.client()
+    project_id, tasks = make_project(client, "security", {f"sec_{i}.png": scene(i)[0] for i in range(3)})
+    annotate(client, tasks[0]["id"], scene(0)[1])
+    bomb = brush_result(scene(1)[1]["fruit"], "fruit")
+    bomb["value"]["rle"] = [255, 255, 255, 255, 57, 27, 252, 127, 241, 128, 0]
+    answer = client.post(f"/api/tasks/{tasks[1]['id']}/annotations", json={"result": [bomb]})
+    assert answer.status_code == 201, answer.text
+    try:
+        with running_backend(label_studio, tiny_model) as (url, _):
+            rebinding = httpx.post(f"{url}/setup", json={"project": "1.1"}, headers={"Host": "attacker.example"})
+            assert rebinding.status_code == 403
+            elsewhere = f"http://127.0.0.1:{recorder.server_address[1]}"
+            body = {"project": f"{project_id}.1", "schema": CONFIG, "hostname": elsewhere, "access_token": "x"}
+            assert httpx.post(f"{url}/setup", json=body, auth=("x", SECRET), timeout=60).status_code == 200
+            assert connect(client, project_id, url).status_code == 201
+            with caplog.at_level(logging.WARNING, logger="sansa.labelstudio"):
+                retrieve_predictions(client, project_id)
+            assert len(predictions_of(client, tasks[2]["id"])) == 1
+            assert "rle: holds 4294967295 values" in caplog.text
+            for task in ({"id": "abc"}, {"id": 1, "data": ["x"]}, {"id": 1, "annotations": [{"id": "zz"}]}):
+                bad = httpx.post(
+                    f"{url}/predict", json={"project": f"{project_id}.1", "tasks": [task]}, auth=("x", SECRET)
+                )
+                assert bad.status_code == 400 and list(bad.json()) == ["error"], bad.text
+    finally:
+        recorder.shutdown()
+    assert seen == [], f"the backend called the /setup-named host: {seen}"

@@ -40,3 +40,7 @@ class OutputError(SansaError, OSError):
         error = cls(f"{path}: {doing} ({reason})")
         error.errno = err.errno
         return error
+
+
+class RemoteError(SansaError):
+    """A service sansa talks to (Label Studio, a storage) refused, failed, or answered something unreadable."""

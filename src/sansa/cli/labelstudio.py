@@ -15,22 +15,32 @@ URL_ENV = "LABEL_STUDIO_URL"
 
 EXAMPLES = (
     f"""examples:
-  {SECRET_ENV}=s3cret sansa label-studio --label-studio-url http://127.0.0.1:8080
-  sansa label-studio --backbone test_tiny --random-weights --port 9090     try it with a tiny random model
+  {SECRET_ENV}=s3cret sansa label-studio --label-studio-url http://127.0.0.1:8080 --label-studio-token TOKEN
+  sansa label-studio --label-studio-url http://127.0.0.1:8080 --backbone test_tiny --random-weights
 
 then in Label Studio: project > Settings > Model > Connect model: URL http://127.0.0.1:9090, Basic
 Authentication with any user name and the secret as password. Annotated tasks become references;
 "Retrieve predictions" (or opening a task) gives the others a prediction in the project's control
-type (BrushLabels, PolygonLabels, RectangleLabels or KeyPointLabels). Annotating more tasks changes
-the model version, so predictions are refreshed.
+type (BrushLabels, PolygonLabels, RectangleLabels or KeyPointLabels), one region per object.
+Annotating more tasks changes the model version, so predictions are refreshed.
 
-Label Studio's address and API token: from --label-studio-url / ${URL_ENV} and ${TOKEN_ENV},
-otherwise those Label Studio sends when it connects (needs LABEL_STUDIO_HOST set on Label Studio and
-legacy API tokens enabled). Images are read from Label Studio (uploads, local files, cloud URLs) or,
-with --local-files-root, straight from disk.
+Label Studio 1.22 and newer refuse a model on this computer or the local network unless started
+with ML_BLOCK_LOCAL_IP=false and SSRF_PROTECTION_ENABLED=false (see the README).
+
+Label Studio's address (--label-studio-url / ${URL_ENV}) is fixed here: the API token
+(--label-studio-token / ${TOKEN_ENV}, else the one Label Studio sends when it connects) is only
+ever sent there. Images are read from Label Studio (uploads, local files, cloud storage through
+its presign endpoint) or, with --local-files-root, straight from disk.
 
 """
     + MODEL_HELP
+)
+
+#: printed under the address at start-up
+SETUP_NOTES = (
+    "Label Studio 1.22 and newer refuse a model on this computer or the local network (403 'URL resolves to "
+    "a reserved network address'): start Label Studio with ML_BLOCK_LOCAL_IP=false (lets it call this backend) "
+    "and SSRF_PROTECTION_ENABLED=false (lets it create the backend's webhook).",
 )
 
 
@@ -58,6 +68,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, to read local files directly",
     )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME[:PORT]",
+        help="also answer requests addressed to this host name, e.g. host.docker.internal (repeatable)",
+    )
+    parser.add_argument(
+        "--answer-within",
+        type=float,
+        metavar="SECONDS",
+        help="answer /predict with the tasks done by then, post the rest when done (default: 60; keep it "
+        "below Label Studio's ML_TIMEOUT_PREDICT, 100 by default)",
+    )
+    parser.add_argument("--min-area", type=int, metavar="PIXELS", help="no region for smaller objects (default: 16)")
+    parser.add_argument(
+        "--max-objects", type=int, metavar="N", help="at most N regions per class and task (default: 100)"
+    )
+    parser.add_argument(
+        "--skip-annotated", action="store_true", default=None, help="no predictions for tasks that have an annotation"
+    )
+    parser.add_argument(
+        "--delete-old-predictions",
+        dest="delete_old",
+        action="store_true",
+        default=None,
+        help="delete a task's predictions of older sansa model versions when it gets a new one",
+    )
     add_model_options(parser)
     parser.set_defaults(handler=run)
 
@@ -75,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     from sansa.cli.common import load_predictor
     from sansa.cli.serve import _is_loopback, _model_name
     from sansa.labelstudio import LabelStudio, SansaBackend
+    from sansa.labelstudio.backend import BackendOptions
+    from sansa.web.security import listen, parse_allow_hosts
 
     options = given(args, "host", "port")
     host, port = options.get("host", DEFAULT_HOST), options.get("port", DEFAULT_PORT)
@@ -82,22 +121,44 @@ def run(args: argparse.Namespace) -> int:
         raise SansaError(f"--port: {port} is not a port number (0..65535)")
     if args.local_files_root is not None and not os.path.isdir(args.local_files_root):
         raise SansaError(f"--local-files-root: {args.local_files_root} is not a folder")
+    backend_options = BackendOptions(
+        **given(args, "answer_within", "min_area", "max_objects", "skip_annotated", "delete_old")
+    )
+    allow_hosts = args.allow_host or ()
+    parse_allow_hosts(allow_hosts)
     secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV) or None
     if not _is_loopback(host) and not secret:
         raise SansaError(
             f"--host {host}: listening beyond this computer needs a shared secret (--secret or ${SECRET_ENV})"
         )
+    url = args.label_studio_url or os.environ.get(URL_ENV)
+    if not url:
+        raise SansaError(
+            f"--label-studio-url: Label Studio's address is needed (or ${URL_ENV}); the API token is sent there only"
+        )
+    if not url.startswith(("http://", "https://")):
+        raise SansaError(f"--label-studio-url {url}: expected http://HOST:PORT or https://...")
     if not secret:
         print(
             "sansa label-studio: warning: no shared secret; any program on this computer may call the backend",
             file=sys.stderr,
         )
-    remote = LabelStudio(
-        args.label_studio_url or os.environ.get(URL_ENV),
-        args.label_studio_token or os.environ.get(TOKEN_ENV),
-        args.local_files_root,
-    )
+    sock = listen(host, port)  # a busy port: one line, before the model loads
+    remote = LabelStudio(url, args.label_studio_token or os.environ.get(TOKEN_ENV), args.local_files_root)
     predictor = load_predictor(args)
-    backend = SansaBackend(predictor, remote, model_name=_model_name(args) or "sansa")
-    run_server(create_app(backend, secret), host=host, port=port)
+    backend = SansaBackend(predictor, remote, model_name=_model_name(args) or "sansa", options=backend_options)
+    _log_to_stderr()
+    run_server(create_app(backend, secret, allow_hosts), sock=sock, notes=SETUP_NOTES)
     return 0
+
+
+def _log_to_stderr() -> None:
+    """The backend's progress and failures (logger ``sansa.labelstudio``) on stderr, one line each."""
+    import logging
+
+    logger = logging.getLogger("sansa.labelstudio")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("sansa label-studio: %(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

@@ -49,22 +49,32 @@ def encode(mask: np.ndarray) -> list[int]:
 def decode(rle: list[int] | np.ndarray, height: int, width: int) -> np.ndarray:
     """``bool [H, W]`` from a brush RLE: the pixels whose alpha is nonzero.
 
-    Raises :class:`SansaError` when the RLE is not ``H * W * 4`` values long or is cut short.
+    Raises :class:`SansaError` when the RLE is not ``H * W * 4`` values long or is cut short. The
+    length is checked from the RLE's header before anything is allocated, so a crafted header
+    cannot make it allocate more than the image's ``H * W * 4`` bytes.
     """
     try:
         data = np.asarray(rle, dtype=np.uint8)
     except (TypeError, ValueError, OverflowError):
         raise SansaError("rle: expected a list of byte values (0..255)") from None
-    values = decode_values(data)
-    if values.size != height * width * 4:
-        raise SansaError(f"rle: holds {values.size} values, not {height}x{width}x4 = {height * width * 4}")
+    values = decode_values(data, expected=height * width * 4)
     return values.reshape(height, width, 4)[:, :, 3] > 0
 
 
-def decode_values(data: np.ndarray) -> np.ndarray:
-    """The flat ``uint8`` array a brush RLE encodes (all channels)."""
+def decode_values(data: np.ndarray, expected: int | None = None) -> np.ndarray:
+    """The flat ``uint8`` array a brush RLE encodes (all channels).
+
+    Args:
+        data: the RLE's bytes.
+        expected: the value count it must hold (``H * W * 4``); checked against the header
+            before the output is allocated (:class:`SansaError` if it differs).
+    """
+    if data.ndim != 1:
+        raise SansaError("rle: expected a flat list of byte values")
     reader = _BitReader(np.unpackbits(np.asarray(data, dtype=np.uint8)))
     count = reader.read(32)
+    if expected is not None and count != expected:
+        raise SansaError(f"rle: holds {count} values, not the image's H x W x 4 = {expected}")
     word = reader.read(5) + 1
     sizes = [reader.read(4) + 1 for _ in range(4)]
     out = np.zeros(count, dtype=np.uint8)

@@ -5,8 +5,18 @@ Per Label Studio project it keeps the submitted annotations (the references) and
 
     backend = SansaBackend(predictor.model, LabelStudio(url, token))
     version = backend.setup("3.1700000000", label_config, hostname, token)   # Label Studio's /setup
-    predictions = backend.predict(tasks, "3.1700000000", label_config)       # Label Studio's /predict
+    answers = backend.predict(tasks, "3.1700000000", label_config)           # Label Studio's /predict
     backend.webhook({"action": "ANNOTATION_UPDATED", ...})                    # Label Studio's /webhook
+
+``predict`` answers one list per task: ``[prediction]``, or ``[]`` when the task failed (its
+image is missing, ...) or is not done within ``answer_within`` seconds; Label Studio stores
+nothing for ``[]``. Tasks not done in time are finished by a worker thread and posted through
+Label Studio's API (:mod:`~sansa.labelstudio.jobs`). A ``context`` with clicks or a box (Label
+Studio's interactive mode) is answered at once from :mod:`~sansa.labelstudio.interactive`.
+
+Locks: ``_state`` guards the projects' annotations and jobs and is held only briefly (never
+during HTTP or model calls), so ``/setup``, ``/webhook`` and ``/health`` never wait behind
+predictions; ``_model`` serialises the model (encodings and predictions).
 
 References are encoded when a prediction first needs them and again only when their
 annotation changes (its results or image), so a webhook costs one task fetch and the next
@@ -21,12 +31,15 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from sansa.errors import SansaError
+from sansa.labelstudio import interactive
 from sansa.labelstudio.config import LabelConfig, parse_config
+from sansa.labelstudio.jobs import Job, Outcome
 from sansa.labelstudio.remote import LabelStudio
-from sansa.labelstudio.results import annotation_prompts, mask_results
+from sansa.labelstudio.results import MAX_OBJECTS, MIN_AREA, annotation_prompts, segmentation_results
 from sansa.model.sansa import SansaModel
 from sansa.predictor import SansaPredictor
 from sansa.records import Reference
@@ -36,6 +49,35 @@ log = logging.getLogger("sansa.labelstudio")
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 DELETE_EVENTS = ("ANNOTATIONS_DELETED",)
 RESYNC_EVENTS = ("START_TRAINING",)
+VERSION_PREFIX = "sansa-"
+#: seconds ``/predict`` waits for its tasks by default (Label Studio's own wait is 100 s)
+ANSWER_WITHIN_S = 60.0
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What the backend predicts and how long Label Studio is kept waiting.
+
+    Attributes:
+        answer_within: seconds a ``/predict`` call waits for its tasks (keep it below Label
+            Studio's ``ML_TIMEOUT_PREDICT``); the rest are posted through the API when done.
+        min_area: objects of fewer pixels get no region.
+        max_objects: at most this many regions per class and task.
+        skip_annotated: tasks that already have an annotation get no prediction.
+        delete_old: delete a task's predictions of older sansa model versions when it gets a new one.
+    """
+
+    answer_within: float = ANSWER_WITHIN_S
+    min_area: int = MIN_AREA
+    max_objects: int = MAX_OBJECTS
+    skip_annotated: bool = False
+    delete_old: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.answer_within > 0:
+            raise SansaError(f"answer_within: must be more than 0 seconds, got {self.answer_within}")
+        if self.min_area < 0 or self.max_objects < 1:
+            raise SansaError(f"min_area >= 0 and max_objects >= 1, got {self.min_area} and {self.max_objects}")
 
 
 @dataclass(frozen=True)
@@ -67,9 +109,10 @@ class SansaBackend:
     Args:
         model: the SANSA model (shared by every project's predictor), or a loaded predictor whose
             model, device and precision every project's predictor shares.
-        label_studio: where annotations and images are read.
+        label_studio: where annotations and images are read and late predictions posted.
         device: where to run a given model (as for :class:`SansaPredictor`).
         model_name: names the model in ``model_version`` (a different model, a different version).
+        options: see :class:`BackendOptions`.
     """
 
     def __init__(
@@ -78,12 +121,17 @@ class SansaBackend:
         label_studio: LabelStudio | None = None,
         device: str | None = "auto",
         model_name: str = "sansa",
+        options: BackendOptions | None = None,
     ) -> None:
         self.prototype = model if isinstance(model, SansaPredictor) else SansaPredictor(model, device=device)
         self.model_name = model_name
         self.label_studio = label_studio or LabelStudio()
+        self.options = options or BackendOptions()
         self.projects: dict[int, Project] = {}
-        self._lock = threading.RLock()
+        self.jobs: dict[int, Job] = {}
+        self._state = threading.Condition(threading.RLock())
+        self._model = threading.Lock()
+        self._worker: threading.Thread | None = None
 
     # -- protocol -------------------------------------------------------------------------
     def setup(
@@ -93,35 +141,56 @@ class SansaBackend:
         hostname: str | None = None,
         access_token: str | None = None,
     ) -> str:
-        """Label Studio's ``/setup``: learn the project's config (and Label Studio's address and
-        token); read the project's annotations the first time. Returns ``model_version``."""
+        """Label Studio's ``/setup``: learn the project's config (and the token, if none was given),
+        check the token opens the project, read its annotations the first time. Returns ``model_version``.
+
+        Raises :class:`~sansa.errors.RemoteError` when Label Studio refuses the token or cannot be
+        reached, so Label Studio shows the connection as failed, with the reason.
+        """
         self.label_studio.learn(hostname, access_token)
-        with self._lock:
+        config = parse_config(schema) if schema else None
+        with self._state:
             state = self._project(project)
-            if schema:
-                state.config = parse_config(schema)
-            self._sync_once(state)
+            if config is not None:
+                state.config = config
+        self.label_studio.check(state.id)
+        self._sync_once(state)
+        with self._state:
             return self.model_version(state)
 
-    def predict(self, tasks: list[dict], project: str | int, label_config: str | None = None) -> list[dict]:
-        """Label Studio's ``/predict``: one prediction per task, in order (empty when nothing is known).
+    def predict(
+        self,
+        tasks: list[dict],
+        project: str | int,
+        label_config: str | None = None,
+        context: dict | None = None,
+    ) -> list:
+        """Label Studio's ``/predict``: per task, in order, ``[prediction]`` or ``[]`` (none).
 
         The tasks' own annotations (Label Studio sends them along) update the references first.
+        A ``context`` holding clicks or a box (interactive mode) is answered for its one task as
+        ``[prediction]`` (Label Studio reads the first result as the task's).
         """
-        with self._lock:
+        task_ids = [_task_id(task) for task in tasks]
+        config = parse_config(label_config) if label_config else None
+        with self._state:
             state = self._project(project)
-            if label_config:
-                state.config = parse_config(label_config)
+            if config is not None:
+                state.config = config
             if state.config is None:
                 raise SansaError(f"project {state.id}: no labelling config (call /setup first)")
-            self._sync_once(state)
+        self._sync_once(state)
+        with self._state:
             for task in tasks:
                 self._take_task(state, task)
-            self._encode(state)
-            if not state.predictor.references:
-                return []
             version = self.model_version(state)
-            return [self._predict_task(state, task, version) for task in tasks]
+            if not state.annotations:
+                return [[] for _ in tasks]
+        if context and interactive.has_prompt(context):
+            if len(tasks) != 1:
+                raise SansaError(f"context: interactive mode predicts one task, got {len(tasks)}")
+            return self._interactive(state, tasks[0], context, version)
+        return self._queued(state, tasks, task_ids, version)
 
     def webhook(self, payload: dict, trusted: bool = False) -> dict:
         """Label Studio's ``/webhook``: annotation events update the references.
@@ -132,26 +201,46 @@ class SansaBackend:
         """
         action = payload.get("action")
         project_id = _project_id(payload.get("project"))
-        with self._lock:
+        with self._state:
             state = self.projects.get(project_id) if project_id is not None else None
-            if state is None:
-                return {"status": "ignored", "reason": "unknown project"}
-            if action in ANNOTATION_EVENTS:
-                self._on_annotation(state, payload, trusted)
-            elif action in DELETE_EVENTS:
-                self._on_delete(state, payload, trusted)
-            elif action in RESYNC_EVENTS and self.label_studio.connected:
-                self._resync(state)
-            else:
-                return {"status": "ignored", "reason": f"action {action!r}"}
+        if state is None:
+            return {"status": "ignored", "reason": "unknown project"}
+        if action in ANNOTATION_EVENTS:
+            self._on_annotation(state, payload, trusted)
+        elif action in DELETE_EVENTS:
+            self._on_delete(state, payload, trusted)
+        elif action in RESYNC_EVENTS and self.label_studio.connected:
+            self._resync(state)
+        else:
+            return {"status": "ignored", "reason": f"action {action!r}"}
+        with self._state:
             return {"status": "ok", "model_version": self.model_version(state)}
 
     def model_version(self, state: Project | str | int) -> str:
         """``sansa-<hash>`` of the model name and the project's annotations (ids and digests)."""
-        if not isinstance(state, Project):
-            state = self._project(state)
-        items = [self.model_name] + [f"{i}:{a.digest}" for i, a in sorted(state.annotations.items())]
-        return "sansa-" + hashlib.sha256("\n".join(items).encode()).hexdigest()[:12]
+        with self._state:
+            if not isinstance(state, Project):
+                state = self._project(state)
+            items = [self.model_name] + [f"{i}:{a.digest}" for i, a in sorted(state.annotations.items())]
+        return VERSION_PREFIX + hashlib.sha256("\n".join(items).encode()).hexdigest()[:12]
+
+    def failures(self, project: str | int) -> dict[int, str]:
+        """Task id -> why it has no prediction of the current version (for ``/failures`` and logs)."""
+        with self._state:
+            state = self._project(project)
+            job = self.jobs.get(state.id)
+            return dict(job.failures) if job is not None and job.version == self.model_version(state) else {}
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job has queued or running tasks (tests, shutdown); returns whether it is idle."""
+        deadline = time.monotonic() + timeout
+        with self._state:
+            while any(job.pending or job.running is not None for job in self.jobs.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._state.wait(left)
+            return True
 
     # -- references -----------------------------------------------------------------------
     def _project(self, project: str | int) -> Project:
@@ -174,21 +263,23 @@ class SansaBackend:
     def _resync(self, state: Project) -> None:
         """Replace the project's annotations by those Label Studio has now."""
         tasks = self.label_studio.annotated_tasks(state.id)
-        state.annotations.clear()
-        for task in tasks:
-            self._take_task(state, task)
-        state.synced = True
+        with self._state:
+            state.annotations.clear()
+            for task in tasks:
+                self._take_task(state, task)
+            state.synced = True
 
     def _take_task(self, state: Project, task: dict) -> None:
         """Make the task's submitted annotations the references of that task (replacing the old ones)."""
-        if state.config is None or "id" not in task:
+        task_id = _as_id(task.get("id")) if isinstance(task, dict) else None
+        if state.config is None or task_id is None:
             return
-        task_id = int(task["id"])
         for annotation_id in [i for i, a in state.annotations.items() if a.task == task_id]:
             del state.annotations[annotation_id]
-        image = (task.get("data") or {}).get(state.config.image_key)
-        for annotation in task.get("annotations") or []:
-            record = _record(annotation, task_id, image)
+        data = task.get("data") if isinstance(task.get("data"), dict) else {}
+        annotations = task.get("annotations") if isinstance(task.get("annotations"), list) else []
+        for annotation in annotations:
+            record = _record(annotation, task_id, data.get(state.config.image_key))
             if record is not None:
                 state.annotations[record.id] = record
 
@@ -199,38 +290,47 @@ class SansaBackend:
         if task_id is None:
             return
         if self.label_studio.connected:
-            self._take_task(state, self.label_studio.task(task_id))
+            fresh = self.label_studio.task(task_id)
+            with self._state:
+                self._take_task(state, fresh)
         elif trusted and state.config is not None:
             image = (task.get("data") or {}).get(state.config.image_key)
             record = _record(annotation, task_id, image)
             if record is not None:
-                state.annotations[record.id] = record
+                with self._state:
+                    state.annotations[record.id] = record
 
     def _on_delete(self, state: Project, payload: dict, trusted: bool) -> None:
         listed = payload.get("annotations") if isinstance(payload.get("annotations"), list) else []
         gone = {_as_id(a.get("id")) for a in listed if isinstance(a, dict)} - {None}
-        tasks = {state.annotations[i].task for i in gone if i in state.annotations}
+        with self._state:
+            tasks = {state.annotations[i].task for i in gone if i in state.annotations}
         if self.label_studio.connected:
             for task_id in tasks:
                 try:
-                    self._take_task(state, self.label_studio.task(task_id))
+                    fresh = self.label_studio.task(task_id)
                 except SansaError:  # the task itself was deleted
-                    self._take_task(state, {"id": task_id, "annotations": []})
+                    fresh = {"id": task_id, "annotations": []}
+                with self._state:
+                    self._take_task(state, fresh)
         elif trusted:
-            for annotation_id in gone:
-                state.annotations.pop(annotation_id, None)
+            with self._state:
+                for annotation_id in gone:
+                    state.annotations.pop(annotation_id, None)
 
-    def _encode(self, state: Project) -> None:
-        """Bring the predictor's references in line with the annotations: drop stale, encode new."""
+    def _encode(self, state: Project, annotations: dict[int, AnnotationRecord]) -> None:
+        """Bring the predictor's references in line with ``annotations``: drop stale, encode new.
+
+        Called with the model lock held (the predictor is only touched there)."""
         predictor = state.predictor
         for annotation_id, (digest, references) in list(state.encoded.items()):
-            record = state.annotations.get(annotation_id)
+            record = annotations.get(annotation_id)
             if record is None or record.digest != digest:
                 for reference in references:
                     index = next(i for i, r in enumerate(predictor.references) if r is reference)
                     predictor.remove_reference(index)
                 del state.encoded[annotation_id]
-        for annotation_id, record in sorted(state.annotations.items()):
+        for annotation_id, record in sorted(annotations.items()):
             if annotation_id in state.encoded:
                 continue
             try:
@@ -241,7 +341,7 @@ class SansaBackend:
             state.encoded[annotation_id] = (record.digest, references)
 
     def _references_of(self, state: Project, record: AnnotationRecord) -> list[Reference]:
-        image = self.label_studio.image(record.image)
+        image = self.label_studio.image(record.image, record.task)
         height, width = image.shape[:2]
         references = []
         for item in annotation_prompts(record.results, state.config, height, width):
@@ -251,35 +351,146 @@ class SansaBackend:
         return references
 
     # -- predictions ----------------------------------------------------------------------
-    def _predict_task(self, state: Project, task: dict, version: str) -> dict:
-        config = state.config
+    def _queued(self, state: Project, tasks: list[dict], task_ids: list[int], version: str) -> list[list[dict]]:
+        """Queue the tasks in the project's job and answer what is done within ``answer_within``."""
+        deadline = time.monotonic() + self.options.answer_within
+        with self._state:
+            job = self._job(state, version)
+            wanted = []
+            for task_id, task in zip(task_ids, tasks, strict=True):
+                if self.options.skip_annotated and _annotated(task):
+                    continue
+                job.queue(task_id, task)
+                wanted.append(task_id)
+            self._start_worker()
+            self._state.notify_all()
+            while not all(job.finished(i) for i in wanted) and not job.cancelled:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._state.wait(left)
+            answers = [job.take(i) if i in wanted else [] for i in task_ids]
+            failed = {i: job.failures[i] for i in wanted if i in job.failures}
+            late = sum(1 for i in wanted if i in job.deliver)
+        if failed:
+            named = "; ".join(f"task {i}: {cause}" for i, cause in sorted(failed.items())[:10])
+            log.warning("project %s: %d tasks without a prediction (%s)", state.id, len(failed), named)
+        if late:
+            log.info(
+                "project %s: answered %d of %d tasks within %.0f s; %d more are posted to Label Studio when done",
+                state.id,
+                sum(1 for a in answers if a),
+                len(tasks),
+                self.options.answer_within,
+                late,
+            )
+        return answers
+
+    def _job(self, state: Project, version: str) -> Job:
+        """The project's job at ``version``; an older one is cancelled (its queue dropped)."""
+        job = self.jobs.get(state.id)
+        if job is not None and job.version == version:
+            return job
+        if job is not None:
+            dropped = job.cancel()
+            if dropped:
+                log.info(
+                    "project %s: %d queued tasks of %s cancelled (references changed)", state.id, dropped, job.version
+                )
+        job = self.jobs[state.id] = Job(state.id, version)
+        return job
+
+    def _start_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="sansa-labelstudio-worker", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        """The worker: predicts queued tasks one at a time, posting those already answered without."""
+        while True:
+            with self._state:
+                job = next((j for j in self.jobs.values() if j.pending and not j.cancelled), None)
+                if job is None:
+                    self._state.wait(30.0)
+                    continue
+                state = self.projects[job.project]
+                if self.model_version(state) != job.version:
+                    self._job(state, self.model_version(state))
+                    self._state.notify_all()
+                    continue
+                task_id = job.running = job.pending.popleft()
+                task, annotations, config = job.tasks[task_id], dict(state.annotations), state.config
+            outcome = self._compute(state, annotations, config, task, job.version)
+            with self._state:
+                post = job.record(task_id, outcome)
+                self._state.notify_all()
+            if post:
+                self._post(job, task_id, outcome.prediction)
+            if outcome.error is None and self.options.delete_old and self.label_studio.connected:
+                self._delete_old(task_id, job.version)
+            job.report(force=not job.pending)
+
+    def _compute(
+        self, state: Project, annotations: dict[int, AnnotationRecord], config: LabelConfig, task: dict, version: str
+    ) -> Outcome:
+        """One task's prediction from the references of ``annotations``, or why there is none."""
+        task_id = task.get("id")
         try:
-            image = self.label_studio.image((task.get("data") or {}).get(config.image_key))
-            segmentation = state.predictor.segment(image, name=f"task {task.get('id')}")
+            image = self.label_studio.image((task.get("data") or {}).get(config.image_key), _as_id(task_id))
+            with self._model:
+                self._encode(state, annotations)
+                if not state.predictor.references:
+                    return Outcome(error="no reference could be read (see the log)")
+                segmentation = state.predictor.segment(image, name=f"task {task_id}")
         except SansaError as err:
-            log.warning("task %s: no prediction: %s", task.get("id"), err)
-            return {"result": [], "score": 0.0, "model_version": version}
-        results, scores = [], []
-        for label in segmentation.labels:
-            if label not in config.labels:
-                continue  # a class removed from the config since it was annotated
-            score = segmentation.predictions[label].score
-            found = mask_results(segmentation.mask(label), label, config.control_for(label), score)
-            results += found
-            scores += [score] if found else []
-        score = sum(scores) / len(scores) if scores else 0.0
-        return {"result": results, "score": round(score, 4), "model_version": version}
+            log.warning("task %s: no prediction: %s", task_id, err)
+            return Outcome(error=str(err))
+        except Exception as err:  # a bug must not stop the worker; the task stays without prediction
+            log.exception("task %s: no prediction", task_id)
+            return Outcome(error=f"internal error ({type(err).__name__}: {err})")
+        results, score = segmentation_results(segmentation, config, self.options.min_area, self.options.max_objects)
+        return Outcome(prediction={"result": results, "score": score, "model_version": version})
+
+    def _post(self, job: Job, task_id: int, prediction: dict) -> None:
+        try:
+            self.label_studio.post_prediction(task_id, prediction)
+        except SansaError as err:
+            with self._state:
+                job.failures[task_id] = f"cannot be stored in Label Studio: {err}"
+            log.warning("task %s: prediction not stored in Label Studio: %s", task_id, err)
+
+    def _delete_old(self, task_id: int, version: str) -> None:
+        """Delete the task's predictions of other sansa model versions."""
+        try:
+            for prediction in self.label_studio.predictions(task_id):
+                old = str(prediction.get("model_version") or "")
+                if old.startswith(VERSION_PREFIX) and old != version and _as_id(prediction.get("id")) is not None:
+                    self.label_studio.delete_prediction(prediction["id"])
+        except SansaError as err:
+            log.warning("task %s: older predictions not deleted: %s", task_id, err)
+
+    def _interactive(self, state: Project, task: dict, context: dict, version: str) -> list[dict]:
+        """The clicked object and its class everywhere in the task's image (interactive mode)."""
+        with self._state:
+            annotations, config = dict(state.annotations), state.config
+        image = self.label_studio.image((task.get("data") or {}).get(config.image_key), _as_id(task.get("id")))
+        with self._model:
+            self._encode(state, annotations)
+            results, score = interactive.clicked_results(state.predictor, image, context, config, self.options)
+        return [{"result": results, "score": score, "model_version": version}]
 
 
 def _record(annotation: dict, task_id: int, image: str | None) -> AnnotationRecord | None:
     """The annotation as a reference source, or ``None`` when it cannot be one (skipped, empty)."""
-    if not isinstance(annotation, dict) or "id" not in annotation or annotation.get("was_cancelled"):
+    if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
         return None
+    annotation_id = _as_id(annotation.get("id"))
     results = annotation.get("result") or []
-    if not results or not image:
+    if annotation_id is None or not isinstance(results, list) or not results or not isinstance(image, str):
         return None
+    results = [r for r in results if isinstance(r, dict)]
     digest = hashlib.sha256(json.dumps([image, results], sort_keys=True).encode()).hexdigest()[:16]
-    return AnnotationRecord(int(annotation["id"]), task_id, image, results, digest)
+    return AnnotationRecord(annotation_id, task_id, image, results, digest)
 
 
 def _as_id(value) -> int | None:
@@ -301,3 +512,27 @@ def _project_id(project) -> int | None:
         head = project.split(".", 1)[0]
         return int(head) if head.isdigit() else None
     return None
+
+
+def _task_id(task) -> int:
+    """A task's id, or a one-line :class:`SansaError` (a ``/predict`` caller's mistake: 400)."""
+    if not isinstance(task, dict):
+        raise SansaError(f"tasks: expected task objects, got {type(task).__name__}")
+    task_id = _as_id(task.get("id"))
+    if task_id is None:
+        raise SansaError(f"tasks: a task id must be a non-negative integer, got {task.get('id')!r}")
+    if "data" in task and not isinstance(task["data"], dict):
+        raise SansaError(f"task {task_id}: data must be an object, got {type(task['data']).__name__}")
+    annotations = task.get("annotations")
+    if annotations is not None and not isinstance(annotations, list):
+        raise SansaError(f"task {task_id}: annotations must be a list")
+    for annotation in annotations or []:
+        if not isinstance(annotation, dict) or _as_id(annotation.get("id")) is None:
+            given = annotation.get("id") if isinstance(annotation, dict) else annotation
+            raise SansaError(f"task {task_id}: an annotation id must be a non-negative integer, got {given!r}")
+    return task_id
+
+
+def _annotated(task: dict) -> bool:
+    """Whether the task has an annotation that was not skipped."""
+    return any(isinstance(a, dict) and not a.get("was_cancelled") for a in task.get("annotations") or [])

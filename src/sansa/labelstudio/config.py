@@ -25,12 +25,14 @@ CONTROL_TYPES = {
 @dataclass(frozen=True)
 class Control:
     """One labelling control: ``name`` (``from_name``), the image it labels (``to_name``), its
-    result ``type`` (``brushlabels``, ...) and its class names."""
+    result ``type`` (``brushlabels``, ...), its class names, and whether it is one of Label
+    Studio's smart tools (``smart="true"``: clicks and boxes sent to the model as prompts)."""
 
     name: str
     to_name: str
     type: str
     labels: tuple[str, ...]
+    smart: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,11 @@ class LabelConfig:
         return list(dict.fromkeys(label for control in self.controls for label in control.labels))
 
     def control_for(self, label: str) -> Control:
-        """The first control that has ``label`` (predictions of that class are written in its type)."""
-        for control in self.controls:
-            if label in control.labels:
-                return control
+        """The control predictions of ``label`` are written in: the first that has the class,
+        smart tools (prompts for the model) only when no other control has it."""
+        having = [c for c in self.controls if label in c.labels]
+        for control in sorted(having, key=lambda c: c.smart):
+            return control
         raise SansaError(f"label config: no control has the class {label!r}")
 
     def control_named(self, name: str) -> Control | None:
@@ -84,7 +87,8 @@ def parse_config(xml: str) -> LabelConfig:
             continue
         labels = tuple(label.get("value") for label in tag.iter("Label") if label.get("value"))
         if labels:
-            controls.append(Control(tag.get("name"), tag.get("toName"), kind, labels))
+            smart = (tag.get("smart") or tag.get("smartOnly") or "").lower() == "true"
+            controls.append(Control(tag.get("name"), tag.get("toName"), kind, labels, smart))
     if not controls:
         supported = ", ".join(CONTROL_TYPES)
         raise SansaError(f"label config: no {supported} control with labels on an <Image> tag")

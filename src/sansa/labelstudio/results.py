@@ -7,13 +7,16 @@ right, ``y`` down, from the image's top-left corner); brush regions are RLE
 (``x`` = column, ``y`` = row).
 
 Reading an annotation (:func:`annotation_prompts`): every region becomes part of a reference of
-its class. Brushes and polygons of one class in one annotation are merged into one mask; all
-keypoints of one class are one points prompt; each rectangle is a box prompt of its own (its
-``rotation`` is ignored: the box is the unrotated one).
+its class (a smart tool's clicks only where the class has no other control). Brushes and
+polygons of one class in one annotation are merged into one mask; all keypoints of one class are
+one points prompt; each rectangle is a box prompt of its own (its ``rotation`` is ignored: the
+box is the unrotated one).
 
-Writing (:func:`mask_results`): one class mask becomes one brush region (``brushlabels``), its
-outer polygons (``polygonlabels``), the boxes of its parts (``rectanglelabels``) or the centres
-of its parts (``keypointlabels``), as the project's control type asks.
+Writing (:func:`segmentation_results`): one region per object (:class:`~sansa.records.SegmentedObject`)
+in the project's control type: its brush RLE (``brushlabels``), the outline of its largest
+hole-free piece (``polygonlabels``), its box (``rectanglelabels``) or its centre
+(``keypointlabels``). Objects smaller than ``min_area`` pixels are left out, and at most
+``max_objects`` per class are written (the highest-scoring ones).
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ from sansa.errors import SansaError
 from sansa.export import brush_rle as rle
 from sansa.export.shapes import components, polygons, rasterize_polygons
 from sansa.labelstudio.config import Control, LabelConfig
-from sansa.records import Prompt
+from sansa.records import Prompt, Segmentation, SegmentedObject
+
+#: the defaults of :func:`segmentation_results` (the CLI passes only what the user set)
+MIN_AREA = 16
+MAX_OBJECTS = 100
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,8 @@ def annotation_prompts(results: list[dict], config: LabelConfig, height: int, wi
         if not labels or result.get("type") != control.type:
             continue
         for label in labels:
-            if label not in control.labels:
-                continue
+            if label not in control.labels or config.control_for(label) is not control and control.smart:
+                continue  # not a class of it, or a smart tool's click where the class has a real control
             if control.type in ("brushlabels", "polygonlabels"):
                 region = _region_mask(control, value, result, height, width)
                 masks[label] = masks[label] | region if label in masks else region
@@ -96,44 +103,91 @@ def _point(value: dict, height: int, width: int) -> list[float]:
     return [min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))]
 
 
-def mask_results(mask: np.ndarray, label: str, control: Control, score: float | None = None) -> list[dict]:
-    """Label Studio results showing one class mask in the control's type.
+def objects_of(segmentation: Segmentation) -> list[SegmentedObject]:
+    """The segmentation's objects; where it has none for a class (an older predictor, or a mask
+    without objects filled in), each 8-connected part of the class's mask is one object."""
+    found = list(segmentation.objects)
+    have = {obj.label for obj in found}
+    for label in segmentation.labels:
+        if label in have:
+            continue
+        score = segmentation.predictions[label].score if label in segmentation.predictions else 0.0
+        for part in components(segmentation.mask(label)):
+            found.append(SegmentedObject(label, part, _box_of(part), float(score)))
+    return found
+
+
+def segmentation_results(
+    segmentation: Segmentation, config: LabelConfig, min_area: int = MIN_AREA, max_objects: int = MAX_OBJECTS
+) -> tuple[list[dict], float]:
+    """One Label Studio region per object of the classes the config has, and their mean score.
 
     Args:
-        mask: ``bool [H, W]`` at the task image's size.
+        segmentation: sansa's result for the task's image.
+        config: the project's config (a class goes to the first control that has it; classes
+            no control has any more are left out).
+        min_area: objects of fewer pixels are left out.
+        max_objects: at most this many objects per class (the highest-scoring first).
+    """
+    per_class: dict[str, list[SegmentedObject]] = {}
+    for obj in objects_of(segmentation):
+        if obj.label in config.labels and obj.area >= min_area:
+            per_class.setdefault(obj.label, []).append(obj)
+    results, scores = [], []
+    for label, objects in per_class.items():
+        control = config.control_for(label)
+        for obj in sorted(objects, key=lambda o: -o.score)[:max_objects]:
+            results += object_results(obj.mask, label, control, obj.score)
+            scores.append(obj.score)
+    return results, round(sum(scores) / len(scores), 4) if scores else 0.0
+
+
+def object_results(mask: np.ndarray, label: str, control: Control, score: float | None = None) -> list[dict]:
+    """The Label Studio region of one object (none for an empty mask), in the control's type.
+
+    Args:
+        mask: ``bool [H, W]`` at the task image's size: the object's pixels.
         label: the class name (one of ``control.labels``).
-        control: where the results go (``from_name``/``to_name``/``type``).
-        score: the decoder's confidence, written on each result.
+        control: where the result goes (``from_name``/``to_name``/``type``).
+        score: the decoder's confidence, written on the result.
     """
     height, width = mask.shape
     if not mask.any():
         return []
-    values: list[dict]
     if control.type == "brushlabels":
-        values = [{"format": "rle", "rle": rle.encode(mask)}]
+        value = {"format": "rle", "rle": rle.encode(mask)}
     elif control.type == "polygonlabels":
-        values = [{"points": _percent(p, height, width).tolist(), "closed": True} for p in polygons(mask)]
+        outline = max(polygons(mask), key=_polygon_area)  # a region is one ring: the largest piece's
+        value = {"points": _percent(outline, height, width).tolist(), "closed": True}
     elif control.type == "rectanglelabels":
-        values = [_rectangle(part, height, width) for part in components(mask)]
+        value = _rectangle(mask, height, width)
     else:
-        values = [_keypoint(part, height, width) for part in components(mask)]
-    results = []
-    for value in values:
-        value[control.type] = [label]
-        result = {
-            "id": uuid.uuid4().hex[:10],
-            "from_name": control.name,
-            "to_name": control.to_name,
-            "type": control.type,
-            "original_width": width,
-            "original_height": height,
-            "image_rotation": 0,
-            "value": value,
-        }
-        if score is not None:
-            result["score"] = round(float(score), 4)
-        results.append(result)
-    return results
+        value = _keypoint(mask, height, width)
+    value[control.type] = [label]
+    result = {
+        "id": uuid.uuid4().hex[:10],
+        "from_name": control.name,
+        "to_name": control.to_name,
+        "type": control.type,
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": value,
+    }
+    if score is not None:
+        result["score"] = round(float(score), 4)
+    return [result]
+
+
+def _box_of(mask: np.ndarray) -> np.ndarray:
+    """``float32 [4]`` ``x0, y0, x1, y1`` around a non-empty mask, in pixel edges."""
+    rows, cols = np.nonzero(mask)
+    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float32)
+
+
+def _polygon_area(xy: np.ndarray) -> float:
+    x, y = xy[:, 0], xy[:, 1]
+    return abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))) / 2
 
 
 def _percent(xy: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -107,11 +107,12 @@ class Guard:
 
     Args:
         app: the ASGI app to protect.
-        token: the per-launch token (:func:`new_token`).
+        token: the per-launch token (:func:`new_token`); ``None``: Host and Origin checks only
+            (an app with its own authentication, e.g. ``sansa label-studio``'s shared secret).
         allow_hosts: extra names the server may be reached as (``name`` or ``name:port``).
     """
 
-    def __init__(self, app: Callable, token: str, allow_hosts: Iterable[str] = ()) -> None:
+    def __init__(self, app: Callable, token: str | None, allow_hosts: Iterable[str] = ()) -> None:
         self.app, self.token = app, token
         self.extra = parse_allow_hosts(allow_hosts)
 
@@ -138,7 +139,7 @@ class Guard:
         host = headers.get("host", "")
         if not self.host_allowed(host, scope.get("server")):
             return 403, (
-                f"Host {host!r} is not this server: open it as the address `sansa serve` printed, or "
+                f"Host {host!r} is not this server: use the address sansa printed at start-up, or "
                 "start it with --allow-host NAME"
             )
         origin = headers.get("origin")
@@ -150,7 +151,7 @@ class Guard:
         if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none") and not navigation:
             return 403, f"cross-site request refused (Sec-Fetch-Site: {headers['sec-fetch-site']})"
         path = scope.get("path", "")
-        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        if self.token is None or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return None
         if not self.token_ok(headers, scope.get("query_string", b"")):
             return 401, (
@@ -180,7 +181,7 @@ class Guard:
         if scheme.lower() in ("token", "bearer"):
             given.append(value.strip())
         given += parse_qs(query_string.decode("latin-1")).get(TOKEN_QUERY, [])
-        expected = self.token.encode()
+        expected = (self.token or "").encode()
         return any(hmac.compare_digest(g.encode("utf-8", "replace"), expected) for g in given if g)
 
 
