@@ -555,10 +555,10 @@ def test_cli_serves_the_backend(tmp_path):
         text=True,
     )
     try:
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 300
         while True:
             assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "the backend did not start in 120 s"
+            assert time.monotonic() < deadline, "the backend did not start in 300 s"
             try:
                 health = httpx.get(f"{url}/health", timeout=2)
                 break
