@@ -422,6 +422,8 @@ class SansaBackend:
                 task, annotations, config = job.tasks[task_id], dict(state.annotations), state.config
             outcome = self._compute(state, annotations, config, task, job.version)
             with self._state:
+                if self.model_version(state) != job.version:  # the references changed meanwhile
+                    job.cancel()
                 post = job.record(task_id, outcome)
                 self._state.notify_all()
             if post:
