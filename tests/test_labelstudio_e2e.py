@@ -426,15 +426,16 @@ def test_basic_auth_header_shape():
 
 
 # -- where it breaks for real users -------------------------------------------------------
-def test_wrong_token_fails_the_connection(label_studio, tiny_model):  # noqa: F811
-    """A backend started with a wrong token: Label Studio refuses the connection and shows why (no
-    "Connected" model that then stores nothing)."""
+def test_wrong_token_fails_the_connection(label_studio, tiny_model, caplog):  # noqa: F811
+    """A backend started with a wrong token: Label Studio refuses the connection (no "Connected" model
+    that then stores nothing); the backend's log says why."""
     client = label_studio.client()
     project_id, _ = make_project(client, "wrong token", {"scene_0.png": scene(0)[0]})
-    with running_backend(label_studio, tiny_model, token="not-the-token") as (url, _):
-        answer = connect(client, project_id, url)
-    assert answer.status_code == 400, answer.text
-    assert "check the API token" in answer.text
+    with caplog.at_level(logging.WARNING, logger="sansa.labelstudio"):
+        with running_backend(label_studio, tiny_model, token="not-the-token") as (url, _):
+            answer = connect(client, project_id, url)
+    assert answer.status_code == 400 and "/setup" in answer.text, answer.text
+    assert f"/api/projects/{project_id}: answered 401 Unauthorized (check the API token)" in caplog.text
     assert client.get("/api/ml", params={"project": project_id}).json() == []
 
 
