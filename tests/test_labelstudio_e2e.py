@@ -456,9 +456,10 @@ def test_missing_image_gets_no_prediction_until_restored(label_studio, tiny_mode
             retrieve_predictions(client, project_id)
         assert len(predictions_of(client, tasks[1]["id"])) == 1
         assert predictions_of(client, tasks[2]["id"]) == []
-        assert f"task {tasks[2]['id']}" in caplog.text and "404" in caplog.text
+        missing = "missing_2.png: answered"  # Label Studio 1.21 answers 500 for a lost upload
+        assert f"task {tasks[2]['id']}: " in caplog.text and missing in caplog.text
         failures = httpx_get(url, "/failures", project=project_id)["failures"]
-        assert list(failures) == [str(tasks[2]["id"])] and "404" in failures[str(tasks[2]["id"])]
+        assert list(failures) == [str(tasks[2]["id"])] and missing in failures[str(tasks[2]["id"])]
         hidden.rename(stored)
         retrieve_predictions(client, project_id)
         (prediction,) = predictions_of(client, tasks[2]["id"])
