@@ -674,7 +674,9 @@ def test_setup_cannot_send_the_token_elsewhere(http_servers):
     assert remote.url == ls_url and remote.token == "good"
     remote.image("/private/a.png")
     learning = LabelStudio(ls_url)
-    learning.learn(other_url, "good")  # Label Studio calling itself by another name: its token still goes to ls_url
+    learning.learn(other_url, "theirs")  # a /setup naming another Label Studio: its token is not taken
+    assert learning.token is None
+    learning.learn(ls_url + "/", "good")  # Label Studio's own /setup
     learning.image("/private/b.png")
     assert ls_seen == ["Token good", "Token good"] and other_seen == []
 

@@ -645,7 +645,8 @@ def test_security_cases_against_a_real_label_studio(label_studio, tiny_model, ca
             assert rebinding.status_code == 403
             elsewhere = f"http://127.0.0.1:{recorder.server_address[1]}"
             body = {"project": f"{project_id}.1", "schema": CONFIG, "hostname": elsewhere, "access_token": "x"}
-            assert httpx.post(f"{url}/setup", json=body, auth=("x", SECRET), timeout=60).status_code == 200
+            named = httpx.post(f"{url}/setup", json=body, auth=("x", SECRET), timeout=60)
+            assert named.status_code == 502 and "API token is unknown" in named.json()["error"]
             assert connect(client, project_id, url).status_code == 201
             with caplog.at_level(logging.WARNING, logger="sansa.labelstudio"):
                 retrieve_predictions(client, project_id)

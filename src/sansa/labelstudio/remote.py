@@ -63,6 +63,7 @@ class LabelStudio:
     ) -> None:
         self.url = url.rstrip("/") if url else None
         self.token = token or None
+        self._given_token = self.token is not None
         self.local_files_root = Path(local_files_root).resolve() if local_files_root else None
         self._access: str | None = None
         self._images: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -76,13 +77,22 @@ class LabelStudio:
     def learn(self, hostname: str | None, token: str | None) -> None:
         """Take the token Label Studio's ``/setup`` call sends, unless the user gave one.
 
-        The address is never taken from the call: the token (the user's, or this one) goes only
-        to the address given at start-up. A ``hostname`` naming another origin is logged.
+        The address is never taken from the call: every token goes only to the address given at
+        start-up. A call naming another Label Studio (``hostname`` of another origin) is not
+        Label Studio's own: its token is ignored (and logged), since it belongs elsewhere.
         """
-        if hostname and self.url and not _same_origin(hostname, self.url):
-            log.info("Label Studio calls itself %s; the API is read at %s (given at start-up)", hostname, self.url)
-        if token and not self.token and self.url:
-            self.token = token
+        if not token or not self.url or self._given_token:
+            return
+        if hostname and not _same_origin(hostname, self.url):
+            log.warning(
+                "/setup names Label Studio %s, not %s (given at start-up): its token is not used; set "
+                "LABEL_STUDIO_HOST to the same address, or give --label-studio-token",
+                _redact(hostname),
+                self.url,
+            )
+            return
+        if token != self.token:
+            self.token, self._access = token, None
 
     def check(self, project: int) -> None:
         """Check that the token opens ``project`` on Label Studio (:class:`RemoteError` naming the cause)."""
