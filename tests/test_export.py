@@ -119,28 +119,6 @@ def test_coco_rle_per_class_decodes_to_the_class_masks(tmp_path, key):
         assert ann["score"] == pytest.approx(0.5 + 0.1 * ann["category_id"])
 
 
-@pytest.mark.parametrize(
-    ("key", "counts"),
-    [
-        ("one_square", {1: 1}),
-        ("two_parts_two_classes", {1: 2, 2: 2}),
-        ("single_pixel_and_line", {1: 1, 2: 1}),
-        ("with_hole", {1: 1}),
-    ],
-)
-def test_coco_instances_split_each_class_into_connected_parts(tmp_path, key, counts):
-    label_map = LABEL_MAPS[key]
-    data = json.loads((write_one(tmp_path, label_map, ["coco"], coco_instances=True) / "annotations.json").read_text())
-    for class_id, count in counts.items():
-        anns = [a for a in data["annotations"] if a["category_id"] == class_id]
-        assert len(anns) == count
-        union = np.zeros(label_map.shape, bool)
-        for ann in anns:
-            union |= shapes.from_rle(ann["segmentation"])
-        np.testing.assert_array_equal(union, label_map == class_id)
-    assert [a["id"] for a in data["annotations"]] == list(range(1, len(data["annotations"]) + 1))
-
-
 @pytest.mark.parametrize("key", ["one_square", "two_parts_two_classes", "single_pixel_and_line"])
 def test_coco_polygons_rasterise_within_one_pixel(tmp_path, key):
     label_map = LABEL_MAPS[key]

@@ -14,6 +14,8 @@ from pycocotools import mask as mask_utils
 
 from sansa.errors import SansaError
 from sansa.export import FolderWriter, shapes, yolo
+from sansa.export.objects import mask_box
+from sansa.records import SegmentedObject
 
 LABELS = ["cat", "dog"]
 
@@ -72,13 +74,23 @@ def coco_mask(segmentation_: list[list[float]], height: int, width: int) -> np.n
     return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation_, height, width))).astype(bool)
 
 
+def part_objects(label_map: np.ndarray) -> list[SegmentedObject]:
+    """One object per connected part of each class."""
+    return [
+        SegmentedObject(label, part, mask_box(part), 0.5)
+        for class_id, label in enumerate(LABELS, start=1)
+        for part in shapes.components(label_map == class_id)
+    ]
+
+
 @pytest.mark.parametrize("key", LABEL_MAPS)
-@pytest.mark.parametrize("instances", [False, True])
-def test_coco_polygons_give_back_exactly_each_class_and_area_is_the_polygons(tmp_path, key, instances):
+@pytest.mark.parametrize("objects", [False, True], ids=["classes", "parts-as-objects"])
+def test_coco_polygons_give_back_exactly_each_class_and_area_is_the_polygons(tmp_path, key, objects):
     label_map = LABEL_MAPS[key]
     height, width = label_map.shape
-    with FolderWriter(tmp_path, LABELS, ["coco"], coco_polygons=True, coco_instances=instances) as writer:
-        writer.write("t.png", np.zeros((height, width, 3), np.uint8), label_map, LABELS, SCORES)
+    with FolderWriter(tmp_path, LABELS, ["coco"], coco_polygons=True) as writer:
+        given = part_objects(label_map) if objects else None
+        writer.write("t.png", np.zeros((height, width, 3), np.uint8), label_map, LABELS, SCORES, objects=given)
     data = json.loads((tmp_path / "annotations.json").read_text())
     for class_id in (1, 2):
         anns = [a for a in data["annotations"] if a["category_id"] == class_id]
@@ -86,7 +98,7 @@ def test_coco_polygons_give_back_exactly_each_class_and_area_is_the_polygons(tmp
         for ann in anns:
             drawn = coco_mask(ann["segmentation"], height, width)
             assert ann["area"] == drawn.sum() > 0  # the polygons' own area, never 0 px
-            assert not (drawn & union).any()  # instances never overlap
+            assert not (drawn & union).any()  # objects never overlap
             union |= drawn
         np.testing.assert_array_equal(union, label_map == class_id)  # holes open, other class uncovered
 

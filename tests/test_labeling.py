@@ -91,7 +91,7 @@ def test_job_record_survives_json(prompt):
         a, b = getattr(prompt, key), getattr(again.references[0].prompt, key)
         assert (a is None and b is None) or (np.array_equal(a, b) and a.dtype == b.dtype), key
     assert again.references[0].prompt.type is prompt.type
-    assert again.export.parsed_formats()[0].value == "coco" and again.labels == ["cat"]
+    assert again.export.parsed_formats()[0] == "coco" and again.labels == ["cat"]
 
 
 @pytest.mark.parametrize(

@@ -463,10 +463,12 @@ def test_cli_refuses_unsafe_or_wrong_options_in_one_line(args, message, monkeypa
 
 # -- the labelstudio export format --------------------------------------------------------
 def test_export_format_writes_tasks_and_config(tmp_path):
-    """tasks.json: one task per image (URL-quoted local-files path), one brush region per class present,
-    decoding to the label map; config.xml fits the results, odd class names included; reruns give equal bytes."""
+    """tasks.json: one task per image (URL-quoted local-files path), one brush region per class present
+    (a result without objects), decoding to the label map, as a prediction with a model version (the
+    tasks stay unlabelled); config.xml fits the results, odd class names included; reruns give equal bytes."""
     import json
 
+    from sansa._version import __version__
     from sansa.export import FolderWriter
 
     labels = ['cat "big" & <co>', "dog"]
@@ -485,10 +487,12 @@ def test_export_format_writes_tasks_and_config(tmp_path):
         "/data/local-files/?d=empty.png",
         "/data/local-files/?d=sub/a%20b.png",
     ]
-    assert tasks[0]["annotations"][0]["result"] == []
+    assert all("annotations" not in t and len(t["predictions"]) == 1 for t in tasks)
+    assert tasks[0]["predictions"][0] == {"model_version": f"sansa-{__version__}", "score": 0.0, "result": []}
     config = parse_config((tmp_path / "first" / "labelstudio" / "config.xml").read_text())
     assert config.labels == labels and config.image_key == "image"
-    regions = tasks[1]["annotations"][0]["result"]
+    regions = tasks[1]["predictions"][0]["result"]
+    assert tasks[1]["predictions"][0]["score"] == pytest.approx(0.7)
     assert [(r["from_name"], r["to_name"], r["value"]["brushlabels"], r["score"]) for r in regions] == [
         ("label", "image", [labels[0]], 0.9),
         ("label", "image", ["dog"], 0.5),

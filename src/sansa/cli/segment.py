@@ -35,6 +35,8 @@ cannot be written).
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``segment`` command."""
     from sansa.cli.common import MODEL_HELP, add_model_options
+    from sansa.export.exporter import format_names
+    from sansa.export.formats import DEFAULT_FORMATS
 
     parser = subparsers.add_parser(
         "segment",
@@ -60,19 +62,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="delete results an earlier run left in --out (from other references or model) and start over",
     )
+    formats = format_names()
     run.add_argument(
         "--format",
         nargs="+",
         metavar="FMT",
-        choices=("png", "indexed", "coco", "yolo", "overlay", "labelstudio"),
-        help="png, indexed, coco, yolo, overlay, labelstudio (default: png coco overlay)",
+        choices=formats,
+        help=f"{', '.join(formats)} (default: {' '.join(DEFAULT_FORMATS)})",
     )
     run.add_argument(
-        "--coco-instances",
+        "--per-class",
         action="store_true",
         default=None,
-        help="COCO: one annotation per connected part (default: one per class)",
+        help="one annotation per class (its whole mask) instead of one per object, in coco, yolo, "
+        "instances, labelstudio and the overlays' outlines",
     )
+    run.add_argument("--coco-instances", action="store_true", default=None, help=argparse.SUPPRESS)
     run.add_argument(
         "--coco-polygons",
         action="store_true",
@@ -89,6 +94,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dataset-images",
         choices=("copy", "link"),
         help="images of the yolo/ and coco/ dataset folders: copies, or hard links to the targets (default: copy)",
+    )
+    run.add_argument(
+        "--labelstudio-control",
+        choices=("brush", "polygon", "rectangle", "keypoint"),
+        help="labelstudio: the regions' control (default: brush)",
+    )
+    run.add_argument(
+        "--labelstudio-annotations",
+        action="store_true",
+        default=None,
+        help="labelstudio: write the regions as annotations (tasks count as labelled) instead of predictions",
     )
     run.add_argument(
         "--batch-size", type=int, metavar="N", help="targets encoded together (default: 4 on a GPU, 1 on the CPU)"
@@ -177,7 +193,21 @@ def job_from_args(args: argparse.Namespace):
 
 
 def _export_options(args: argparse.Namespace) -> dict:
-    options = given(args, "coco_instances", "coco_polygons", "coco_layout", "dataset_images")
+    from sansa.errors import SansaError
+
+    if args.coco_instances:
+        raise SansaError(
+            "--coco-instances: removed; COCO now has one annotation per object by default (--per-class: one per class)"
+        )
+    options = given(
+        args,
+        "per_class",
+        "coco_polygons",
+        "coco_layout",
+        "dataset_images",
+        "labelstudio_control",
+        "labelstudio_annotations",
+    )
     if args.format:
         options["formats"] = tuple(args.format)
     return options
@@ -212,7 +242,7 @@ def _reference_specs(args: argparse.Namespace) -> list:
 
 
 def _print_summary(result) -> None:
-    """One line of counts, a table of classes (images, coverage, parts), and where the outputs are."""
+    """One line of counts, a table of classes (images, coverage, objects), and where the outputs are."""
     outcome = result.outcome
     written, skipped, failed = len(outcome.written), len(outcome.skipped), len(outcome.failures)
     rate = f"; segmenting {outcome.seconds:.1f} s, {written / outcome.seconds:.1f} img/s" if written else ""
@@ -222,7 +252,7 @@ def _print_summary(result) -> None:
     )
     records = result.records
     total = sum(r.size[0] * r.size[1] for r in records) or 1
-    rows = [("class", "id", "images", "coverage", "parts")]
+    rows = [("class", "id", "images", "coverage", "objects")]
     for class_id, label in enumerate(result.labels, start=1):
         rows.append(
             (
@@ -230,7 +260,7 @@ def _print_summary(result) -> None:
                 str(class_id),
                 str(sum(1 for r in records if r.pixels[label])),
                 f"{sum(r.pixels[label] for r in records) / total:.1%}",
-                str(sum(r.instances[label] for r in records)),
+                str(sum(r.objects[label] for r in records)),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -1,4 +1,8 @@
-"""The output formats of a labelled folder, shared by the library, the CLI and the web app."""
+"""The output formats of a labelled folder, shared by the library, the CLI and the web app.
+
+The formats themselves are exporters registered by name (:mod:`sansa.export.exporter`);
+:class:`OutputFormat` names the built-in ones for typed code.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,22 @@ from sansa.errors import SansaError
 
 
 class OutputFormat(str, enum.Enum):
-    """What :class:`~sansa.export.FolderWriter` writes for each target (paths relative to the out folder).
+    """The built-in formats (:func:`sansa.export.exporter.format_names` lists every registered one):
+    what :class:`~sansa.export.FolderWriter` writes for each target (paths relative to the out folder).
 
     Every format is made from the same label map (``Segmentation.label_map``): where classes
-    overlap, the class of highest logit owns the pixel, so all formats agree.
+    overlap, the class of highest logit owns the pixel, and objects split their class's pixels,
+    so all formats agree. Object formats write one annotation per object (``per_class``: per class).
     """
 
     PNG = "png"  #: ``masks/<stem>_<label>.png``: one binary PNG per class per image (255 = class)
     INDEXED = "indexed"  #: ``labels/<stem>.png``: one palette PNG per image, pixel = class id (0 background)
-    COCO = "coco"  #: ``annotations.json`` (or a ``coco/`` dataset, see :class:`CocoLayout`): RLE or polygons, score
-    YOLO = "yolo"  #: ``yolo/``: an Ultralytics dataset, ``images/``, ``labels/<stem>.txt`` polygons, ``data.yaml``
-    #: (flat: a stem's sub-folders joined with ``+``)
-    OVERLAY = "overlay"  #: ``overlays/<stem>.jpg``: the image with coloured class masks, contours and a legend
-    LABELSTUDIO = "labelstudio"  #: ``labelstudio/tasks.json`` + ``config.xml``: Label Studio tasks, brush RLE regions
+    COCO = "coco"  #: ``annotations.json`` (or a ``coco/`` dataset, see :class:`CocoLayout`): one annotation per object
+    YOLO = "yolo"  #: ``yolo/``: an Ultralytics dataset, ``images/``, ``labels/<stem>.txt`` a polygon per object,
+    #: ``data.yaml`` (flat: a stem's sub-folders joined with ``+``)
+    INSTANCES = "instances"  #: ``instances/<stem>.png``, 16-bit object ids, + ``instances.json`` (class, score, box)
+    OVERLAY = "overlay"  #: ``overlays/<stem>.jpg``: the image with coloured classes, each object outlined, a legend
+    LABELSTUDIO = "labelstudio"  #: ``labelstudio/tasks.json`` + ``config.xml``: Label Studio tasks, a region per object
 
 
 class CocoLayout(str, enum.Enum):
@@ -42,15 +49,16 @@ class ImageMode(str, enum.Enum):
 DEFAULT_FORMATS: tuple[OutputFormat, ...] = (OutputFormat.PNG, OutputFormat.COCO, OutputFormat.OVERLAY)
 
 
-def parse_formats(formats: Iterable[OutputFormat | str]) -> tuple[OutputFormat, ...]:
+def parse_formats(formats: Iterable[OutputFormat | str]) -> tuple[str, ...]:
     """Validate and de-duplicate format names (``"coco"``, ``OutputFormat.PNG``, ...), keeping their order."""
-    parsed: list[OutputFormat] = []
+    from sansa.export.exporter import format_names
+
+    known = format_names()
+    parsed: list[str] = []
     for value in formats:
-        try:
-            fmt = OutputFormat(value.lower() if isinstance(value, str) else value)
-        except ValueError:
-            known = ", ".join(f.value for f in OutputFormat)
-            raise SansaError(f"format: unknown format {value!r} (known: {known})") from None
+        fmt = value.value if isinstance(value, OutputFormat) else str(value).lower()
+        if fmt not in known:
+            raise SansaError(f"format: unknown format {value!r} (known: {', '.join(known)})")
         if fmt not in parsed:
             parsed.append(fmt)
     if not parsed:

@@ -1,90 +1,152 @@
-"""Label Studio's own task JSON: each image a task, each class a brush region (brush RLE).
+"""Label Studio's own task JSON: each image a task, each object a region.
 
 ``labelstudio/`` holds::
 
-    tasks.json    [{"data": {"image": "/data/local-files/?d=<name>"}, "annotations": [{"result": [...]}]}, ...]
-    config.xml    the labelling config the results fit (<Image name="image"> + <BrushLabels name="label">)
+    tasks.json    [{"data": {"image": "/data/local-files/?d=<name>"},
+                    "predictions": [{"model_version": "...", "score": ..., "result": [...]}]}, ...]
+    config.xml    the labelling config the results fit (<Image name="image"> + one labels control)
 
-Import: create a project with ``config.xml`` as its labelling config, then import ``tasks.json``
-(Label Studio's Import button, or ``POST /api/projects/<id>/import``). Images: start Label Studio
-with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``
-set to the image folder (the names are relative to it) and add that folder as the project's
-Local Files storage. Each region is a ``brushlabels`` result at the image's own size with the
-class's ``score``; masks are the label map's classes, so they never overlap, and decode
-(Label Studio's editor, ``label-studio-converter``) to exactly the PNG masks.
+Results are written as ``predictions`` (with a ``model_version``), so imported tasks stay
+unlabelled and in the review queue; ``annotations=True`` writes them as annotations instead
+(every task then counts as labelled). Regions are one per object (one per class with
+``per_class``), in the control the export was asked for:
+
+=========== ===================================================================================
+control     region
+=========== ===================================================================================
+brush       ``brushlabels``: the object's mask as Label Studio's brush RLE (exact)
+polygon     ``polygonlabels``: the object's outline, its pieces joined (as in YOLO)
+rectangle   ``rectanglelabels``: the object's box
+keypoint    ``keypointlabels``: the object's most inner pixel (farthest from its edge)
+=========== ===================================================================================
+
+Coordinates are percent of the image (0..100, ``x`` right, ``y`` down); each region carries its
+object's ``score``. Import: create a project with ``config.xml`` as its labelling config, then
+import ``tasks.json`` (Label Studio's Import button, or ``POST /api/projects/<id>/import``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+import cv2
 import numpy as np
 
 from sansa import atomic
 from sansa.export import brush_rle as rle
 from sansa.export.palette import class_color
+from sansa.export.shapes import polygons
+from sansa.export.yolo import join_pieces
+from sansa.records import SegmentedObject
 
 FOLDER = "labelstudio"
 IMAGE_NAME, CONTROL_NAME = "image", "label"
 LOCAL_FILES_URL = "/data/local-files/?d="
+#: control name -> (labelling config tag, result type)
+CONTROLS = {
+    "brush": ("BrushLabels", "brushlabels"),
+    "polygon": ("PolygonLabels", "polygonlabels"),
+    "rectangle": ("RectangleLabels", "rectanglelabels"),
+    "keypoint": ("KeyPointLabels", "keypointlabels"),
+}
 
 
-def target_results(name: str, label_map: np.ndarray, labels: Sequence[str], scores: Mapping[str, float]) -> list[dict]:
-    """One target's brush regions, one per class present.
+def object_results(name: str, objects: Sequence[SegmentedObject], control: str = "brush") -> list[dict]:
+    """One target's regions, one per object.
 
     Args:
-        name: the target's name (relative to the image root); seeds the regions' ids.
-        label_map: ``uint16 [H, W]``: 0 background, ``i + 1`` = ``labels[i]``.
-        labels: the class names.
-        scores: per class, the decoder's IoU estimate.
+        name: the target's name (relative to the image root); seeds the regions' ids, so the
+            same objects always give the same bytes.
+        objects: ``bool [H, W]`` masks (see :class:`~sansa.records.SegmentedObject`).
+        control: ``brush``, ``polygon``, ``rectangle`` or ``keypoint`` (see the module's docstring).
     """
-    height, width = label_map.shape
+    kind = CONTROLS[control][1]
     results = []
-    for class_id, label in enumerate(labels, start=1):
-        mask = label_map == class_id
-        if not mask.any():
+    for index, obj in enumerate(objects):
+        if not obj.mask.any():
             continue
-        region_id = hashlib.sha256(f"{name}\n{label}".encode()).hexdigest()[:10]  # same bytes on every run
-        result = {
-            "id": region_id,
-            "from_name": CONTROL_NAME,
-            "to_name": IMAGE_NAME,
-            "type": "brushlabels",
-            "original_width": int(width),
-            "original_height": int(height),
-            "image_rotation": 0,
-            "value": {"format": "rle", "rle": rle.encode(mask), "brushlabels": [label]},
-        }
-        if label in scores:
-            result["score"] = round(float(scores[label]), 4)
-        results.append(result)
+        height, width = obj.mask.shape
+        region_id = hashlib.sha256(f"{name}\n{obj.label}\n{index}".encode()).hexdigest()[:10]
+        value = {**_value(control, obj), kind: [obj.label]}
+        results.append(
+            {
+                "id": region_id,
+                "from_name": CONTROL_NAME,
+                "to_name": IMAGE_NAME,
+                "type": kind,
+                "original_width": int(width),
+                "original_height": int(height),
+                "image_rotation": 0,
+                "value": value,
+                "score": round(float(obj.score), 4),
+            }
+        )
     return results
 
 
-def label_config(labels: Sequence[str]) -> str:
-    """The labelling config of the exported results: the image and a BrushLabels of the classes."""
+def _value(control: str, obj: SegmentedObject) -> dict:
+    """The region's ``value`` without its labels."""
+    height, width = obj.mask.shape
+    scale = np.array([100.0 / width, 100.0 / height])
+    if control == "brush":
+        return {"format": "rle", "rle": rle.encode(obj.mask)}
+    if control == "polygon":
+        points = np.round(join_pieces(polygons(obj.mask)) * scale, 4)
+        return {"points": points.tolist(), "closed": True}
+    if control == "rectangle":
+        x0, y0, x1, y1 = (float(v) for v in np.asarray(obj.box, dtype=np.float64))
+        (px, py), (pw, ph) = np.round([x0, y0] * scale, 4), np.round([x1 - x0, y1 - y0] * scale, 4)
+        return {"x": float(px), "y": float(py), "width": float(pw), "height": float(ph), "rotation": 0}
+    x, y = np.round((_inner_pixel(obj.mask) + 0.5) * scale, 4)
+    return {"x": float(x), "y": float(y), "width": 0.5}
+
+
+def _inner_pixel(mask: np.ndarray) -> np.ndarray:
+    """``(x, y)`` of the mask's pixel farthest from its edge (a keypoint always on the object)."""
+    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return np.array([col, row], dtype=np.float64)
+
+
+def label_config(labels: Sequence[str], control: str = "brush") -> str:
+    """The labelling config of the exported results: the image and one labels control of the classes."""
+    tag = CONTROLS[control][0]
     lines = [
         "<View>",
         f'  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}" zoom="true"/>',
-        f'  <BrushLabels name="{CONTROL_NAME}" toName="{IMAGE_NAME}">',
+        f'  <{tag} name="{CONTROL_NAME}" toName="{IMAGE_NAME}">',
     ]
     for class_id, label in enumerate(labels, start=1):
         color = "#{:02x}{:02x}{:02x}".format(*class_color(class_id))
         lines.append(f"    <Label value={quoteattr(label)} background={quoteattr(color)}/>")
-    return "\n".join(lines + ["  </BrushLabels>", "</View>", ""])
+    return "\n".join(lines + [f"  </{tag}>", "</View>", ""])
 
 
-def task(name: str, results: list[dict]) -> dict:
-    """One Label Studio task: the image as a local-files URL and the regions as its annotation."""
-    url = LOCAL_FILES_URL + urllib.parse.quote(name, safe="/")
-    return {"data": {IMAGE_NAME: url}, "annotations": [{"result": results, "ground_truth": False}]}
+def task(name: str, results: list[dict], model_version: str, annotations: bool = False) -> dict:
+    """One Label Studio task: the image as a local-files URL, the regions as a prediction of
+    ``model_version`` (its score the mean of the regions'), or as an annotation."""
+    data = {IMAGE_NAME: LOCAL_FILES_URL + urllib.parse.quote(name, safe="/")}
+    if annotations:
+        return {"data": data, "annotations": [{"result": results, "ground_truth": False}]}
+    scores = [r["score"] for r in results if "score" in r]
+    score = round(float(np.mean(scores)), 4) if scores else 0.0
+    return {"data": data, "predictions": [{"model_version": model_version, "score": score, "result": results}]}
 
 
-def write_dataset(out_dir: Path, labels: Sequence[str], targets: Sequence[tuple[str, list[dict]]]) -> None:
+def write_dataset(
+    out_dir: Path,
+    labels: Sequence[str],
+    targets: Sequence[tuple[str, list[dict]]],
+    *,
+    model_version: str,
+    control: str = "brush",
+    annotations: bool = False,
+) -> None:
     """Write ``tasks.json`` and ``config.xml`` into ``out_dir`` (atomically), targets in the given order."""
-    atomic.write_json(Path(out_dir) / "tasks.json", [task(name, results) for name, results in targets], indent=None)
-    atomic.write_text(Path(out_dir) / "config.xml", label_config(labels))
+    tasks = [task(name, results, model_version, annotations) for name, results in targets]
+    atomic.write_json(Path(out_dir) / "tasks.json", tasks, indent=None)
+    atomic.write_text(Path(out_dir) / "config.xml", label_config(labels, control))

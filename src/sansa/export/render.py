@@ -6,6 +6,8 @@ Images are RGB ``uint8 [H, W, 3]``; label maps ``uint16 [H, W]`` (0 background, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -31,13 +33,21 @@ def indexed_png(label_map: np.ndarray, num_classes: int) -> bytes:
 
 
 def overlay(
-    image: np.ndarray, label_map: np.ndarray, labels: list[str], legend: bool = True, colors: np.ndarray | None = None
+    image: np.ndarray,
+    label_map: np.ndarray,
+    labels: list[str],
+    legend: bool = True,
+    colors: np.ndarray | None = None,
+    outlines: Sequence[tuple[int, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """The image with each class tinted in its colour, outlined, and a legend with pixel coverage.
 
     Args:
         colors: ``uint8 [len(labels) + 1, 3]``, row ``i`` the colour of class id ``i`` (default:
             :func:`sansa.export.palette.palette_array`).
+        outlines: ``(class id, bool [H, W] mask)`` of each object to outline in its class's
+            colour (touching objects of one class show the line between them); ``None``: each
+            class's outline.
 
     Returns:
         RGB ``uint8 [H, W, 3]``, the size of ``image``.
@@ -49,8 +59,15 @@ def overlay(
     out[foreground] = (1 - OVERLAY_ALPHA) * out[foreground] + OVERLAY_ALPHA * tint
     out = out.round().astype(np.uint8)
     thickness = _thickness(image.shape[:2])
-    for class_id in range(1, len(labels) + 1):
-        contours, _ = cv2.findContours((label_map == class_id).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    if outlines is None:
+        outlines = [(class_id, label_map == class_id) for class_id in range(1, len(labels) + 1)]
+    for class_id, mask in outlines:
+        pixels = mask.astype(np.uint8)
+        x, y, w, h = cv2.boundingRect(pixels)  # contours of the mask's box only: many objects stay cheap
+        if w == 0:
+            continue
+        crop = np.ascontiguousarray(pixels[y : y + h, x : x + w])
+        contours, _ = cv2.findContours(crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE, offset=(x, y))
         cv2.drawContours(out, contours, -1, tuple(int(c) for c in colors[class_id]), thickness)
     if legend:
         total = max(label_map.size, 1)
@@ -63,10 +80,15 @@ def overlay(
 
 
 def overlay_jpeg(
-    image: np.ndarray, label_map: np.ndarray, labels: list[str], colors: np.ndarray | None = None
+    image: np.ndarray,
+    label_map: np.ndarray,
+    labels: list[str],
+    colors: np.ndarray | None = None,
+    outlines: Sequence[tuple[int, np.ndarray]] | None = None,
 ) -> bytes:
-    """:func:`overlay` encoded as JPEG (``colors`` as there)."""
-    return encode_image(overlay(image, label_map, labels, colors=colors), "JPEG", quality=JPEG_QUALITY)
+    """:func:`overlay` encoded as JPEG (``colors`` and ``outlines`` as there)."""
+    image = overlay(image, label_map, labels, colors=colors, outlines=outlines)
+    return encode_image(image, "JPEG", quality=JPEG_QUALITY)
 
 
 def draw_prompt(image: np.ndarray, points=None, point_labels=None, box=None, scribble=None) -> np.ndarray:

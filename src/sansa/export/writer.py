@@ -5,19 +5,22 @@ kept, suffix dropped; ``<label>``: the class name made file-name safe)::
 
     masks/<stem>_<label>.png     binary PNG per class (png)
     labels/<stem>.png            palette PNG, pixel = class id (indexed)
-    overlays/<stem>.jpg          image + coloured classes + legend (overlay)
-    yolo/labels/<flat>.txt       polygons (yolo), with yolo/data.yaml and yolo/images/<flat>.<ext>
+    overlays/<stem>.jpg          image + coloured classes, each object outlined, legend (overlay)
+    yolo/labels/<flat>.txt       a polygon per object (yolo), with yolo/data.yaml and yolo/images/<flat>.<ext>
                                  (<flat>: the stem, sub-folders joined with "+")
-    annotations.json             COCO dataset (coco), or with coco_layout="dataset":
+    annotations.json             COCO dataset, an annotation per object (coco), or with coco_layout="dataset":
     coco/annotations/instances_default.json + coco/images/<stem>.<ext>
-    labelstudio/tasks.json       Label Studio tasks with brush RLE regions, and config.xml (labelstudio)
+    instances/<stem>.png         16-bit object ids, with instances.json: id -> class, score, box (instances)
+    labelstudio/tasks.json       Label Studio tasks, a region per object, and config.xml (labelstudio)
     classes.json                 class id -> name and palette colour
-    .sansa/parts/<hash>.json     what was written for each target (for resuming and COCO)
+    .sansa/parts/<hash>.json     what was written for each target (for resuming and dataset files)
 
-Each file is written atomically; a target's part file is written last, so a target counts as
-done only when all its outputs are complete. Dataset files (``annotations.json``,
-``yolo/data.yaml``, ``classes.json``) are assembled from the part files at :meth:`close`, in name
-order: a run killed and restarted gives the same bytes as a run never interrupted.
+Each format is an exporter (:mod:`sansa.export.exporter`): the writer hands it each target and
+writes the files it returns, and at :meth:`close` hands it every target's record to make its
+dataset files. Each file is written atomically; a target's part file is written last, so a
+target counts as done only when all its outputs are complete. Dataset files are assembled from
+the part files at :meth:`close`, in name order: a run killed and restarted gives the same bytes
+as a run never interrupted.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from pathlib import Path
 import numpy as np
 
 from sansa import atomic, fs
+from sansa._version import __version__
 from sansa.errors import SansaError
-from sansa.export import coco, dataset, labelstudio, names, render, yolo
+from sansa.export import dataset, names
+from sansa.export.exporter import Exporter, ExportSettings, Finished, Target, exporter_class
 from sansa.export.formats import CocoLayout, ImageMode, OutputFormat, parse_choice, parse_formats
+from sansa.export.objects import export_objects, objects_per_class
 from sansa.export.palette import classes_table
-from sansa.export.shapes import components
+from sansa.records import SegmentedObject
 
 STATE_DIR = ".sansa"
-MAX_INDEXED_CLASSES = 255  # class ids of an 8-bit palette PNG
 
 
 @dataclass
@@ -50,7 +55,7 @@ class TargetRecord:
         size: ``(H, W)``.
         files: output files, relative to the out folder.
         pixels: pixels per class.
-        instances: connected parts per class.
+        objects: objects exported per class (one per class present with ``per_class``).
         made_from: what the result was made from (the caller's provenance record), or ``None``.
     """
 
@@ -59,7 +64,7 @@ class TargetRecord:
     size: tuple[int, int]
     files: list[str] = field(default_factory=list)
     pixels: dict[str, int] = field(default_factory=dict)
-    instances: dict[str, int] = field(default_factory=dict)
+    objects: dict[str, int] = field(default_factory=dict)
     made_from: dict | None = None
 
 
@@ -70,13 +75,17 @@ class FolderWriter:
         out_dir: the output folder (created). Re-opening a folder resumes it; its classes must
             be the same.
         labels: class names; class id ``i + 1`` is ``labels[i]`` (0 is background).
-        formats: :class:`OutputFormat` values or their names.
-        coco_instances: one COCO annotation per connected part instead of one per class.
+        formats: format names (:func:`sansa.export.exporter.format_names`) or :class:`OutputFormat` values.
+        per_class: one annotation per class (its whole mask) instead of one per object, in the
+            object formats (coco, yolo, instances, labelstudio, overlay outlines).
         coco_polygons: COCO polygons instead of RLE.
         coco_layout: ``"file"`` (``annotations.json``) or ``"dataset"`` (``coco/annotations/
             instances_default.json`` + ``coco/images/``, as datumaro and CVAT import).
         dataset_images: how ``yolo/images/`` and ``coco/images/`` get the targets' images from
             their files (``source`` of :meth:`write`): ``"copy"`` or ``"link"`` (hard links).
+        labelstudio_control: the Label Studio regions: ``brush``, ``polygon``, ``rectangle`` or ``keypoint``.
+        labelstudio_annotations: Label Studio results as annotations instead of predictions.
+        model_version: the Label Studio predictions' ``model_version``.
         prepare: check the folder's classes, remove a killed run's temporaries, drop damaged
             records and load the records of earlier runs. ``False`` in a worker process writing
             into a folder that one driver prepared (and that assembles the dataset files).
@@ -91,21 +100,32 @@ class FolderWriter:
         labels: list[str],
         formats: Sequence[OutputFormat | str],
         *,
-        coco_instances: bool = False,
+        per_class: bool = False,
         coco_polygons: bool = False,
         coco_layout: CocoLayout | str = CocoLayout.FILE,
         dataset_images: ImageMode | str = ImageMode.COPY,
+        labelstudio_control: str = "brush",
+        labelstudio_annotations: bool = False,
+        model_version: str = f"sansa-{__version__}",
         prepare: bool = True,
     ) -> None:
         self.out_dir = fs.as_path(out_dir)  # a Path, or a UPath for a URL (see sansa.fs)
         self.labels = list(labels)
         self.formats = parse_formats(formats)
-        self.coco_instances = coco_instances
-        self.coco_polygons = coco_polygons
-        self.coco_layout = parse_choice(CocoLayout, coco_layout, "coco_layout")
-        self.dataset_images = parse_choice(ImageMode, dataset_images, "dataset_images")
-        _check_labels(self.labels, self.formats)
-        self._tokens = names.label_tokens(self.labels)
+        _check_labels(self.labels)
+        self.settings = ExportSettings(
+            labels=tuple(self.labels),
+            per_class=bool(per_class),
+            coco_polygons=bool(coco_polygons),
+            coco_layout=parse_choice(CocoLayout, coco_layout, "coco_layout"),  # type: ignore[arg-type]
+            dataset_images=parse_choice(ImageMode, dataset_images, "dataset_images"),  # type: ignore[arg-type]
+            labelstudio_control=str(labelstudio_control),
+            labelstudio_annotations=bool(labelstudio_annotations),
+            model_version=str(model_version),
+        )
+        self.exporters: list[Exporter] = [exporter_class(f)(self.settings) for f in self.formats]
+        for exporter in self.exporters:
+            exporter.check()
         self._parts_dir = self.out_dir / STATE_DIR / "parts"
         self.damaged: list[Path] = []  # unreadable records dropped on opening (their targets are redone)
         self._parts: dict[str, dict] = {}
@@ -159,6 +179,7 @@ class FolderWriter:
         labels: Sequence[str],
         scores: Mapping[str, float],
         *,
+        objects: Sequence[SegmentedObject] | None = None,
         stem: str | None = None,
         made_from: dict | None = None,
         source: str | Path | None = None,
@@ -170,7 +191,9 @@ class FolderWriter:
             image: the target, RGB ``uint8 [H, W, 3]`` (for overlays).
             label_map: ``uint16 [H, W]``: 0 background, ``i + 1`` = ``labels[i]``.
             labels: the label map's classes; must be this writer's labels.
-            scores: per class, the decoder's IoU estimate (COCO ``score``).
+            scores: per class, the decoder's IoU estimate (the score of a whole-class annotation).
+            objects: the target's objects (``Segmentation.objects``: inside their classes' pixels,
+                disjoint). ``None`` or empty: one object per class (as with ``per_class``).
             stem: the output stem (default: :meth:`claim_stem`).
             made_from: what the result was made from, kept in its record.
             source: the target's image file, copied or linked into the ``yolo/`` and ``coco/``
@@ -181,9 +204,31 @@ class FolderWriter:
         if tuple(image.shape[:2]) != tuple(label_map.shape[:2]):
             raise ValueError(f"image {image.shape[:2]} and label map {label_map.shape[:2]} differ in size")
         stem = stem if stem is not None else self.claim_stem(name)
-        files = self._encode(stem, image, label_map)
         source = Path(source) if source is not None and Path(source).is_file() else None
-        image_files = self._dataset_image_files(stem, source)
+        whole_classes = self.settings.per_class or not objects
+        target = Target(
+            name=name,
+            stem=stem,
+            image=image,
+            label_map=label_map,
+            scores={k: float(v) for k, v in scores.items()},
+            objects=export_objects(label_map, self.labels, scores, objects, self.settings.per_class),
+            source=source,
+            whole_classes=whole_classes,
+        )
+        files: dict[str, bytes] = {}
+        image_files: list[str] = []
+        records: dict[str, object] = {}
+        for exporter in self.exporters:
+            encoded = exporter.encode(target)
+            files.update(encoded.files)
+            image_files += [path for path in encoded.images if path not in image_files]
+            if encoded.record is not None:
+                records[exporter.name] = encoded.record
+        for path, data in files.items():
+            atomic.write_bytes(self.out_dir / path, data)
+        for path in image_files:
+            dataset.place_image(self.out_dir / path, source, image, self.settings.dataset_images)
         part: dict = {
             "name": name,
             "stem": stem,
@@ -191,28 +236,10 @@ class FolderWriter:
             "width": int(label_map.shape[1]),
             "labels": self.labels,
             "products": self._products(),
-        }
-        if image_files:
-            part["image_name"] = dataset.image_name(stem, source)
-        if OutputFormat.COCO in self.formats:
-            part["coco"] = coco.target_annotations(
-                label_map,
-                self.labels,
-                {k: float(v) for k, v in scores.items()},
-                self.coco_instances,
-                self.coco_polygons,
-            )
-        if OutputFormat.LABELSTUDIO in self.formats:
-            part["labelstudio"] = labelstudio.target_results(name, label_map, self.labels, scores)
-        for path, data in files.items():
-            atomic.write_bytes(self.out_dir / path, data)
-        for path in image_files:
-            dataset.place_image(self.out_dir / path, source, image, self.dataset_images)
-        part["files"] = list(files) + image_files
-        part["pixels"] = {label: int(np.count_nonzero(label_map == i)) for i, label in enumerate(self.labels, 1)}
-        part["instances"] = {
-            label: len(components(label_map == i)) if part["pixels"][label] else 0
-            for i, label in enumerate(self.labels, 1)
+            "files": list(files) + image_files,
+            "pixels": {label: int(np.count_nonzero(label_map == i)) for i, label in enumerate(self.labels, 1)},
+            "objects": objects_per_class(target.objects, self.labels),
+            "records": records,
         }
         if made_from is not None:
             part["made_from"] = made_from
@@ -221,57 +248,22 @@ class FolderWriter:
         self._stems[stem] = name
         return _record(part)
 
-    def _encode(self, stem: str, image: np.ndarray, label_map: np.ndarray) -> dict[str, bytes]:
-        """Every per-target file's bytes, by path relative to the out folder."""
-        files: dict[str, bytes] = {}
-        if OutputFormat.PNG in self.formats:
-            for class_id, token in enumerate(self._tokens, start=1):
-                files[f"masks/{stem}_{token}.png"] = render.binary_png(label_map == class_id)
-        if OutputFormat.INDEXED in self.formats:
-            files[f"labels/{stem}.png"] = render.indexed_png(label_map, len(self.labels))
-        if OutputFormat.OVERLAY in self.formats:
-            files[f"overlays/{stem}.jpg"] = render.overlay_jpeg(image, label_map, self.labels)
-        if OutputFormat.YOLO in self.formats:
-            lines = yolo.label_lines(label_map, self.labels)
-            files[f"yolo/labels/{dataset.flat_stem(stem)}.txt"] = "".join(line + "\n" for line in lines).encode()
-        return files
-
     # -- dataset --------------------------------------------------------------------------
     def close(self) -> None:
-        """Write the dataset files (``classes.json``, and ``annotations.json``/``yolo/data.yaml``)."""
+        """Write the dataset files: ``classes.json``, and each format's (``annotations.json``, ...)."""
         atomic.write_json(self.out_dir / "classes.json", classes_table(self.labels))
-        if OutputFormat.COCO in self.formats:
-            coco_product = self._coco_product()
-            in_dataset = self.coco_layout is CocoLayout.DATASET
+        for exporter in self.exporters:
+            product = exporter.product()
             targets = [
-                {
-                    "file_name": p["image_name"] if in_dataset else p["name"],
-                    "width": p["width"],
-                    "height": p["height"],
-                    "annotations": p["coco"],
-                }
+                Finished(p["name"], p["height"], p["width"], p.get("records", {}).get(exporter.name))
                 for _, p in sorted(self._parts.items())
-                if coco_product in p["products"]
+                if product in p["products"]
             ]
-            atomic.write_json(self.out_dir / self._coco_file(), coco.assemble(self.labels, targets), indent=None)
-        if OutputFormat.YOLO in self.formats:
-            atomic.write_text(self.out_dir / "yolo" / "data.yaml", yolo.data_yaml(self.labels))
-        if OutputFormat.LABELSTUDIO in self.formats:
-            targets = [(p["name"], p["labelstudio"]) for _, p in sorted(self._parts.items()) if "labelstudio" in p]
-            labelstudio.write_dataset(self.out_dir / labelstudio.FOLDER, self.labels, targets)
+            exporter.finish(self.out_dir, targets)
 
     def outputs(self) -> list[Path]:
         """The output folders and dataset files of the chosen formats."""
-        coco_path = "annotations.json" if self.coco_layout is CocoLayout.FILE else "coco"
-        paths = {
-            OutputFormat.PNG: "masks",
-            OutputFormat.INDEXED: "labels",
-            OutputFormat.OVERLAY: "overlays",
-            OutputFormat.YOLO: "yolo",
-            OutputFormat.COCO: coco_path,
-            OutputFormat.LABELSTUDIO: labelstudio.FOLDER,
-        }
-        return [self.out_dir / paths[f] for f in self.formats] + [self.out_dir / "classes.json"]
+        return [self.out_dir / path for e in self.exporters for path in e.outputs()] + [self.out_dir / "classes.json"]
 
     def __enter__(self) -> FolderWriter:
         return self
@@ -283,29 +275,7 @@ class FolderWriter:
     # -- internals ------------------------------------------------------------------------
     def _products(self) -> list[str]:
         """What a part must have been written with to count for this writer."""
-        products = {
-            OutputFormat.COCO: self._coco_product(),
-            OutputFormat.YOLO: f"yolo:images-{self.dataset_images.value}",
-        }
-        return [products.get(f, f.value) for f in self.formats]
-
-    def _coco_product(self) -> str:
-        kind = "polygons" if self.coco_polygons else "rle"
-        unit = "instances" if self.coco_instances else "classes"
-        layout = "" if self.coco_layout is CocoLayout.FILE else f":dataset-{self.dataset_images.value}"
-        return f"coco:{kind}:{unit}{layout}"
-
-    def _coco_file(self) -> str:
-        return "annotations.json" if self.coco_layout is CocoLayout.FILE else "coco/annotations/instances_default.json"
-
-    def _dataset_image_files(self, stem: str, source: Path | None) -> list[str]:
-        """The dataset folders' image files of one target (relative to the out folder)."""
-        files = []
-        if OutputFormat.YOLO in self.formats:
-            files.append(f"yolo/images/{dataset.image_name(dataset.flat_stem(stem), source)}")
-        if OutputFormat.COCO in self.formats and self.coco_layout is CocoLayout.DATASET:
-            files.append(f"coco/images/{dataset.image_name(stem, source)}")
-        return files
+        return [exporter.product() for exporter in self.exporters]
 
     def _part_path(self, rel: str) -> Path:
         return self._parts_dir / f"{names.digest(rel)[:20]}.json"
@@ -344,13 +314,11 @@ class FolderWriter:
         return parts
 
 
-def _check_labels(labels: list[str], formats: tuple[OutputFormat, ...]) -> None:
+def _check_labels(labels: list[str]) -> None:
     if not labels:
         raise SansaError("labels: no class to write")
     if len(set(labels)) != len(labels):
         raise SansaError(f"labels: class names repeat: {labels}")
-    if OutputFormat.INDEXED in formats and len(labels) > MAX_INDEXED_CLASSES:
-        raise SansaError(f"format indexed: holds at most {MAX_INDEXED_CLASSES} classes, got {len(labels)}")
 
 
 def _record(part: dict) -> TargetRecord:
@@ -360,6 +328,6 @@ def _record(part: dict) -> TargetRecord:
         size=(int(part["height"]), int(part["width"])),
         files=list(part["files"]),
         pixels=dict(part["pixels"]),
-        instances=dict(part["instances"]),
+        objects=dict(part["objects"] if "objects" in part else part["instances"]),  # "instances": before objects
         made_from=part.get("made_from"),
     )

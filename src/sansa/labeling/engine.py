@@ -354,7 +354,7 @@ def _save_run(
             "precision": precision,
             "labels": plan.labels,
             "references": refs,
-            "formats": [f.value for f in plan.writer.formats],
+            "formats": list(plan.writer.formats),
             "targets": {
                 "root": str(plan.root),
                 "count": len(plan.targets),
@@ -396,6 +396,7 @@ class Segmented:
         label_map: ``uint16 [H, W]``: 0 background, ``i + 1`` = the export's ``labels[i]``.
         scores: per class, the score written to COCO (1.0 for hand-made masks).
         source: the image file, for the ``yolo/`` and ``coco/`` dataset folders.
+        objects: the objects to write (see :meth:`sansa.export.FolderWriter.write`); empty: one per class.
     """
 
     name: str
@@ -403,6 +404,7 @@ class Segmented:
     label_map: np.ndarray
     scores: dict[str, float]
     source: Path | None = None
+    objects: Sequence[Any] = ()
 
 
 def export_results(
@@ -427,7 +429,15 @@ def export_results(
     writer = FolderWriter(out, list(labels), export.parsed_formats(), **export.writer_options())
     records = []
     for result in results:
-        record = writer.write(result.name, result.image, result.label_map, labels, result.scores, source=result.source)
+        record = writer.write(
+            result.name,
+            result.image,
+            result.label_map,
+            labels,
+            result.scores,
+            objects=result.objects,
+            source=result.source,
+        )
         records.append(record)
         if on_written is not None:
             on_written(result, record)

@@ -199,28 +199,35 @@ class ExportOptions:
     """What is written per target.
 
     Attributes:
-        formats: :class:`~sansa.export.OutputFormat` names; ``None``: ``sansa.export.DEFAULT_FORMATS``.
-        coco_instances: one COCO annotation per connected part (default: one per class).
+        formats: format names (``sansa.export.exporter.format_names()``); ``None``: ``sansa.export.DEFAULT_FORMATS``.
+        per_class: one annotation per class instead of one per object (COCO, YOLO, instances,
+            Label Studio, overlay outlines).
         coco_polygons: COCO polygons instead of RLE.
         coco_layout: ``"file"`` (``annotations.json``) or ``"dataset"`` (``coco/`` as datumaro and
             CVAT import).
         dataset_images: ``"copy"`` or ``"link"``: how ``yolo/images/`` and ``coco/images/`` get
             the targets.
+        labelstudio_control: Label Studio regions: ``brush``, ``polygon``, ``rectangle`` or ``keypoint``.
+        labelstudio_annotations: Label Studio results as annotations instead of predictions.
     """
 
     formats: tuple[str, ...] | None = None
-    coco_instances: bool = False
+    per_class: bool = False
     coco_polygons: bool = False
     coco_layout: str = "file"
     dataset_images: str = "copy"
+    labelstudio_control: str = "brush"
+    labelstudio_annotations: bool = False
 
     def writer_options(self) -> dict:
         """The :class:`~sansa.export.FolderWriter` keyword arguments of these options."""
         return {
-            "coco_instances": self.coco_instances,
+            "per_class": self.per_class,
             "coco_polygons": self.coco_polygons,
             "coco_layout": self.coco_layout,
             "dataset_images": self.dataset_images,
+            "labelstudio_control": self.labelstudio_control,
+            "labelstudio_annotations": self.labelstudio_annotations,
         }
 
     def parsed_formats(self) -> tuple:
@@ -294,6 +301,7 @@ class Job:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Job:
         export = dict(values.get("export") or {})
+        export.pop("coco_instances", None)  # a run of an earlier version: objects replace it
         if export.get("formats") is not None:
             export["formats"] = tuple(export["formats"])
         return cls(

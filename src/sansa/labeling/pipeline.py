@@ -136,6 +136,7 @@ def write_member(writer: FolderWriter, member: Member, segmentation: Any, inputs
         segmentation.label_map,
         segmentation.labels,
         scores,
+        objects=segmentation.objects,
         stem=member.target.stem,
         made_from={"target": member.source, "inputs": inputs_digest},
         source=member.target.path,

@@ -321,10 +321,10 @@ def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
 
 def _export_formats() -> list[str]:
     try:
-        from sansa.export import OutputFormat
+        from sansa.export.exporter import format_names
     except ImportError:
         return []
-    return [f.value for f in OutputFormat]
+    return format_names()
 
 
 def run(

@@ -72,7 +72,7 @@ class ExportJob:
         self.formats = parse_formats(formats if formats is not None else DEFAULT_FORMATS)
         self.options = dict(options or {})
         FolderWriter(Path("."), ["check"], self.formats, **self.options, prepare=False)  # bad options fail here
-        self.overlays = OutputFormat.OVERLAY in self.formats
+        self.overlays = OutputFormat.OVERLAY.value in self.formats
         self.service, self.session = service, session
         self.id = uuid.uuid4().hex[:12]
         with service.lock:
@@ -131,8 +131,8 @@ class ExportJob:
         from sansa.labeling import ExportOptions, Segmented, export_results
 
         records = []
-        formats = [f for f in self.formats if f is not OutputFormat.OVERLAY] or [OutputFormat.PNG]
-        export = ExportOptions(formats=tuple(f.value for f in formats), **self.options)
+        formats = [f for f in self.formats if f != OutputFormat.OVERLAY.value] or [OutputFormat.PNG.value]
+        export = ExportOptions(formats=tuple(formats), **self.options)
         palette = np.array([(0, 0, 0), *self.colors], dtype=np.uint8)
         items = {item.name: item for item in self.items}
 
@@ -163,7 +163,7 @@ class ExportJob:
             self.done += 1
 
         export_results(out, self.labels, export, segmented(), failures=self.failures, on_written=written)
-        if OutputFormat.PNG not in self.formats:  # overlays only: the PNG masks were a vehicle
+        if OutputFormat.PNG.value not in self.formats:  # overlays only: the PNG masks were a vehicle
             shutil.rmtree(out / "masks", ignore_errors=True)
         _recolor(out, self.colors)
         atomic.write_json(out / "images.json", records)
@@ -225,7 +225,7 @@ def start(
     service: SansaService, session: Session, formats: Sequence[str] | None, options: dict[str, Any] | None = None
 ) -> ExportStatus:
     """Start an export of the session (replacing its previous export's zip); ``options`` go to
-    :class:`sansa.export.FolderWriter` (``coco_layout``, ``coco_polygons``, ``coco_instances``)."""
+    :class:`sansa.export.FolderWriter` (``coco_layout``, ``coco_polygons``, ``per_class``)."""
     job = ExportJob(service, session, formats, options)
     with service.lock:
         previous, session.export = session.export, job

@@ -198,7 +198,9 @@ class ExportRequest(BaseModel):
     formats: list[str] | None = Field(default=None, description="default: sansa.export's")
     coco_layout: str | None = Field(default=None, description="file (annotations.json) or dataset (CVAT, datumaro)")
     coco_polygons: bool | None = Field(default=None, description="COCO polygons instead of RLE")
-    coco_instances: bool | None = Field(default=None, description="one COCO annotation per connected part")
+    per_class: bool | None = Field(
+        default=None, description="one annotation per class instead of one per object (COCO, YOLO, instances)"
+    )
 
     def options(self) -> dict:
         return self.model_dump(exclude_none=True, exclude={"formats"})

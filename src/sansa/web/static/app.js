@@ -511,7 +511,7 @@ function renderExport(status) {
 }
 
 const FORMAT_NAMES = { coco: "COCO", png: "PNG masks", yolo: "YOLO", indexed: "Indexed PNG", overlay: "Overlays",
-  labelstudio: "Label Studio" };
+  labelstudio: "Label Studio", instances: "Object ids" };
 const FORMATS_CHECKED = ["coco", "png", "yolo"];
 
 // The formats the server can write, as checkboxes (the usual three checked).
