@@ -15,11 +15,13 @@ Routes (JSON unless said; the OpenAPI schema is at ``/docs``)::
     PUT    /api/sessions/{sid}/references         mark an image for a class (replaces its prompt)
     POST   /api/sessions/{sid}/references/promote make a target a reference, from its prediction
     DELETE /api/sessions/{sid}/references/{id}
-    GET    /api/sessions/{sid}/targets/{name}     per-class scores + overlay;  /overlay.png  the overlay
+    GET    /api/sessions/{sid}/targets/{name}     per-class scores + overlay;  /overlay.png  the overlay;
+                                                  /features.png  its PCA feature map (sansa.web.features)
     POST   /api/sessions/{sid}/propagate          segment every target in the background; GET polls it
     DELETE /api/sessions/{sid}/propagate          cancel
     GET    /api/sessions/{sid}/review             targets and corrected targets with state, score, counts
     PUT    /api/sessions/{sid}/review/{name}      accept / reject a target (null: undo)
+    GET    /api/sessions/{sid}/margins            each target's feature margin to another class (review sort)
     POST   /api/sessions/{sid}/exports            export in the background; GET .../exports/{id} polls it,
                                                   GET .../exports/{id}/download streams the zip
     GET    /api/sessions/{sid}/export?formats=    the same export, answered when it is written
@@ -45,7 +47,7 @@ from starlette.background import BackgroundTask
 
 from sansa.errors import SansaError
 from sansa.predictor import SansaPredictor
-from sansa.web import exporting, propagate, render, security
+from sansa.web import exporting, features, propagate, render, security
 from sansa.web.errors import Conflict, TooLarge, status_of
 from sansa.web.folder import MAX_UPLOAD_BYTES, ImageFolder
 from sansa.web.review import review_list
@@ -119,6 +121,7 @@ def create_app(
     _add_image_routes(app, service, info)
     _add_session_routes(app, service)
     _add_review_and_export_routes(app, service)
+    features.add_routes(app, service)  # the PCA feature layer and the review list's margins
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

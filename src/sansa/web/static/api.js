@@ -56,6 +56,9 @@ export const api = {
   removeReference: (sid, id) => call("DELETE", `/api/sessions/${sid}/references/${id}`),
   target: (sid, name, side, rev) => call("GET", `/api/sessions/${sid}/targets/${q(name)}?max_side=${side}&v=${rev}`),
   review: (sid) => call("GET", `/api/sessions/${sid}/review`),
+  margins: (sid) => call("GET", `/api/sessions/${sid}/margins`),
+  featuresUrl: (sid, name, side, rev) =>
+    withToken(`/api/sessions/${sid}/targets/${q(name)}/features.png?max_side=${side}&v=${rev}`),
   decide: (sid, name, state) => call("PUT", `/api/sessions/${sid}/review/${q(name)}`, { state }),
   startExport: (sid, formats, options = {}) => call("POST", `/api/sessions/${sid}/exports`, { formats, ...options }),
   exportStatus: (sid, id) => call("GET", `/api/sessions/${sid}/exports/${id}`),

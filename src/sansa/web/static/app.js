@@ -227,6 +227,21 @@ async function openImage(name) {
   $("empty").classList.add("hidden");
   editor.open(name, img);
   renderStatus();
+  showFeatures();
+}
+
+// The features layer (sansa/web/features.py): the open image coloured by its features' first three
+// principal components, fitted on the references; fetched again when the image or references change.
+const FEATURES_SIDE = 1024;
+async function showFeatures() {
+  const name = S.current;
+  if (!$("features-layer").checked || !name) { editor.setLayer(null); return; }
+  try {
+    const img = await loadImage(api.featuresUrl(S.sid, name, FEATURES_SIDE, S.rev));
+    if (S.current === name && $("features-layer").checked) editor.setLayer(img);
+  } catch (err) {
+    toast(`${name}: the features layer could not be made`, true);
+  }
 }
 
 function step(delta) {
@@ -624,6 +639,7 @@ function wire() {
   $("clear").onclick = () => editor.edit("clear");
   $("propagate").onclick = () => propagate();
   $("review-open").onclick = () => review.enter();
+  $("features-layer").onchange = () => { $("features-layer").blur(); showFeatures(); };
   $("export").onclick = () => exportZip();
   $("new-session").onclick = () => newSession().catch((err) => toast(err.message, true));
   $("promote-open").onclick = () => promote(S.current);

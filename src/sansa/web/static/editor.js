@@ -158,6 +158,7 @@ export class Editor {
     this.pan = [0, 0]; // screen pixels, from the fitted position
     this.spaceHeld = false;
     this.overlay = null; // an image drawn over the photo (review: the predicted masks)
+    this.layer = null; // the features layer (PCA map), drawn over the photo, under the overlay
     this.readOnly = false; // review: the view can be zoomed and panned, nothing drawn
     canvas.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
     window.addEventListener("keydown", (e) => { if (e.key === " " && !e.target.closest("input, select, textarea")) this.space(true, e); });
@@ -194,11 +195,17 @@ export class Editor {
   close() {
     this.image = null;
     this.overlay = null;
+    this.layer = null;
     this.redraw();
   }
 
   setOverlay(img) {
     this.overlay = img;
+    this.redraw();
+  }
+
+  setLayer(img) {
+    this.layer = img;
     this.redraw();
   }
 
@@ -415,6 +422,13 @@ export class Editor {
     ctx.imageSmoothingEnabled = scale < 2; // zoomed in: see the pixels
     ctx.drawImage(img, ox, oy, width * scale, height * scale);
     ctx.restore();
+    if (this.layer) {
+      ctx.globalAlpha = 0.8;
+      ctx.imageSmoothingEnabled = false; // one colour per feature cell
+      ctx.drawImage(this.layer, ox, oy, width * scale, height * scale);
+      ctx.globalAlpha = 1;
+      ctx.imageSmoothingEnabled = scale < 2;
+    }
     if (this.overlay) ctx.drawImage(this.overlay, ox, oy, width * scale, height * scale);
     const state = this.states.get(this.key());
     const painting = state?.kind === "mask";

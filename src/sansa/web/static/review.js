@@ -26,6 +26,8 @@ export class Review {
     this.counts = {};
     this.current = null;
     $("review-filter").onchange = () => { $("review-filter").blur(); this.applyFilter(); }; // keys step again
+    $("review-sort").onchange = () => { $("review-sort").blur(); this.applySort(); };
+    this.margins = {}; // target name -> its feature margin (sansa/web/features.py), for the sort
     $("review-prev").onclick = () => this.step(-1);
     $("review-next").onclick = () => this.step(1);
     $("review-accept").onclick = () => this.decide("accepted");
@@ -37,7 +39,27 @@ export class Review {
 
   get filter() { return $("review-filter").value; }
 
-  filtered() { return this.items.filter(FILTERS[this.filter]); }
+  // The items in the chosen order: the folder's, or the lowest feature margin first (the targets
+  // whose objects sit nearest another class's references; those without a margin last).
+  ordered() {
+    if ($("review-sort").value !== "margin") return this.items;
+    const key = (item) => this.margins[item.name] ?? Infinity;
+    return [...this.items].sort((a, b) => key(a) - key(b));
+  }
+
+  filtered() { return this.ordered().filter(FILTERS[this.filter]); }
+
+  async applySort() {
+    if ($("review-sort").value === "margin") {
+      try {
+        this.margins = (await api.margins(this.hooks.sid())).margins;
+      } catch (err) {
+        this.hooks.toast(err.message, true);
+      }
+    }
+    this.render();
+    await this.show(this.filtered()[0]?.name || null);
+  }
 
   async enter() {
     if (!(await this.hooks.prepare())) return;
@@ -61,6 +83,7 @@ export class Review {
 
   async refresh() {
     this.take(await api.review(this.hooks.sid()));
+    if ($("review-sort").value === "margin") this.margins = (await api.margins(this.hooks.sid())).margins;
   }
 
   take(list) {
@@ -83,7 +106,9 @@ export class Review {
     const state = item ? item.state : "";
     $("review-state").textContent = state;
     $("review-state").dataset.state = state;
-    $("review-score").textContent = item && item.score !== null ? `score ${item.score.toFixed(2)}` : "";
+    const margin = item ? this.margins[item.name] : null;
+    $("review-score").textContent = (item && item.score !== null ? `score ${item.score.toFixed(2)}` : "")
+      + ($("review-sort").value === "margin" && typeof margin === "number" ? ` · margin ${margin.toFixed(2)}` : "");
     $("review-score").classList.toggle("low", !!item && item.score !== null && item.score < LOW_SCORE);
     for (const id of ["review-accept", "review-reject", "review-fix"]) $(id).disabled = !item || state === "fixed";
     $("review-undo").disabled = !item || !["accepted", "rejected"].includes(state);
@@ -110,7 +135,7 @@ export class Review {
 
   // The next (or previous) item of the filtered list, counted from the current one's place.
   async step(delta) {
-    const order = this.items.map((i) => i.name);
+    const order = this.ordered().map((i) => i.name);
     const here = order.indexOf(this.current);
     const list = this.filtered().map((i) => i.name);
     if (!list.length) return this.show(null);
