@@ -299,3 +299,12 @@ def test_cli_coco_instances_is_gone_with_a_one_line_pointer(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--coco-instances: removed" in err and "--per-class" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_an_object_of_a_thousand_pieces_joins_without_recursion():
+    mask = np.zeros((6, 2200), bool)
+    mask[2:4, ::2] = True  # 1100 pieces in a row: a chain deeper than Python's recursion limit
+    joined = yolo.join_pieces(shapes.polygons(mask))
+    drawn = shapes.rasterize_polygons([np.floor(joined) + 0.25], *mask.shape)
+    assert not (mask & ~drawn).any() and not ((drawn & ~mask) & ~bridges(np.floor(joined) + 0.25, mask.shape)).any()

@@ -65,40 +65,60 @@ def join_pieces(pieces: Sequence[np.ndarray]) -> np.ndarray:
     """
     if len(pieces) == 1:
         return np.asarray(pieces[0], dtype=np.float32)
-    trees = [cKDTree(p) for p in pieces]
+    sizes = np.array([len(p) for p in pieces])
+    points, owner = np.concatenate(pieces), np.repeat(np.arange(len(pieces)), sizes)
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    in_tree = np.zeros(len(pieces), bool)
+    best = np.full(len(pieces), np.inf)  # per piece: the closest distance to the tree so far,
+    parent, parent_vertex, own_vertex = (np.zeros(len(pieces), int) for _ in range(3))  # and where
     links: dict[int, list[tuple[int, int, int]]] = {i: [] for i in range(len(pieces))}  # (vertex, child, entry)
-    best = {j: (*_closest(trees[0], pieces[j]), 0) for j in range(1, len(pieces))}
-    while best:
-        child = min(best, key=lambda j: best[j][0])
-        _, vertex, entry, parent = best.pop(child)
-        links[parent].append((vertex, child, entry))
-        for j in best:
-            distance, a, b = _closest(trees[child], pieces[j])
-            if distance < best[j][0]:
-                best[j] = (distance, a, b, child)
+    added = 0
+    for _ in range(len(pieces) - 1):
+        in_tree[added] = True
+        outside = np.flatnonzero(~in_tree[owner])  # vertices of pieces not joined yet, in piece order
+        distances, nearest = cKDTree(pieces[added]).query(points[outside])
+        order = np.lexsort((distances, owner[outside]))  # by piece, closest first
+        heads = order[np.concatenate([[True], np.diff(owner[outside][order]) != 0])]
+        closer = heads[distances[heads] < best[owner[outside][heads]]]
+        for vertex in closer:  # pieces now closest to the piece just added
+            piece = owner[outside][vertex]
+            best[piece], parent[piece] = distances[vertex], added
+            parent_vertex[piece], own_vertex[piece] = nearest[vertex], outside[vertex] - first[piece]
+        added = int(np.argmin(np.where(in_tree, np.inf, best)))
+        links[int(parent[added])].append((int(parent_vertex[added]), added, int(own_vertex[added])))
     return np.array(_walk(pieces, links, 0, 0)[:-1], dtype=np.float32)
 
 
-def _closest(tree: cKDTree, points: np.ndarray) -> tuple[float, int, int]:
-    """``(distance, vertex in the tree's piece, vertex of points)`` of the closest pair."""
-    distances, nearest = tree.query(points)
-    k = int(np.argmin(distances))
-    return float(distances[k]), int(nearest[k]), k
-
-
 def _walk(pieces: Sequence[np.ndarray], links: dict, piece: int, entry: int) -> list[np.ndarray]:
-    """The vertices of ``piece`` from ``entry`` round back to ``entry``, with linked pieces spliced in."""
-    points = pieces[piece]
-    detours: dict[int, list[tuple[int, int]]] = {}
-    for vertex, child, child_entry in links[piece]:
-        detours.setdefault(vertex, []).append((child, child_entry))
-    path = []
-    for step in range(len(points) + 1):
-        k = (entry + step) % len(points)
-        path.append(points[k])
-        for child, child_entry in detours.pop(k, []):  # each link once, on the first visit
-            path += _walk(pieces, links, child, child_entry)
+    """The vertices of ``piece`` from ``entry`` round back to ``entry``, with each linked piece
+    walked the same way at its link's vertex, then that vertex again (depth first, on a stack of
+    its own: a chain of thousands of pieces needs no recursion)."""
+    detours: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for parent, children in links.items():
+        for vertex, child, child_entry in children:
+            detours.setdefault((parent, vertex), []).append((child, child_entry))
+    path: list[np.ndarray] = []
+    stack = [[piece, entry, 0, -1]]  # piece, its entry vertex, steps round it, detours done here (-1: not arrived)
+    while stack:
+        frame = stack[-1]
+        current, start, step, done = frame
+        points = pieces[current]
+        k = (start + step) % len(points)
+        if done == -1:  # arrive at vertex k
             path.append(points[k])
+            frame[3] = done = 0
+        children = detours.get((current, k), []) if step < len(points) else []
+        if done < len(children):
+            frame[3] = done + 1
+            stack.append([*children[done], 0, -1])
+        elif step < len(points):
+            frame[2], frame[3] = step + 1, -1
+        else:  # round and back at the entry: return to the parent's vertex
+            stack.pop()
+            if stack:
+                parent, parent_start, parent_step, _ = stack[-1]
+                parent_points = pieces[parent]
+                path.append(parent_points[(parent_start + parent_step) % len(parent_points)])
     return path
 
 
