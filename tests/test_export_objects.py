@@ -308,3 +308,20 @@ def test_an_object_of_a_thousand_pieces_joins_without_recursion():
     joined = yolo.join_pieces(shapes.polygons(mask))
     drawn = shapes.rasterize_polygons([np.floor(joined) + 0.25], *mask.shape)
     assert not (mask & ~drawn).any() and not ((drawn & ~mask) & ~bridges(np.floor(joined) + 0.25, mask.shape)).any()
+
+
+def test_empty_objects_are_left_out_and_a_class_without_objects_is_one_object(tmp_path):
+    scene = SCENES["split_by_an_occluder"]
+    cats = [o for o in objects_of(scene) if o.label == "cat"]
+    empty = SegmentedObject("cat", np.zeros(scene.shape, bool), np.zeros(4, np.float32), 0.1)
+    label_map = label_map_of(objects_of(scene), scene.shape)  # the dog has pixels but no object given
+    with FolderWriter(tmp_path, LABELS, ["coco"]) as writer:
+        record = writer.write("i.png", np.zeros((*scene.shape, 3), np.uint8), label_map, LABELS, SCORES,
+                              objects=[*cats, empty])  # fmt: skip
+    assert record.objects == {"cat": 2, "dog": 1}
+    data = json.loads((tmp_path / "annotations.json").read_text())
+    assert [(a["category_id"], a["area"], a["score"]) for a in data["annotations"]] == [
+        (1, 12, 0.9),
+        (1, 1, 0.8),
+        (2, 6, 0.7),  # the dog's whole mask, with the class's score
+    ]

@@ -57,7 +57,8 @@ def export_objects(
             raise ValueError(f"object of class {obj.label!r}, not one of {list(labels)}")
         if obj.mask.shape != label_map.shape:
             raise ValueError(f"object mask {obj.mask.shape} differs from the label map's {label_map.shape}")
-        by_class[obj.label].append(obj)
+        if obj.mask.any():  # an empty object has nothing to annotate
+            by_class[obj.label].append(obj)
     whole = {o.label: o for o in class_objects(label_map, labels, scores)}
     return [obj for label in labels for obj in (by_class[label] or ([whole[label]] if label in whole else []))]
 
