@@ -7,12 +7,15 @@ import pytest
 from tests.test_web_browser import (  # noqa: F401
     CHROMIUM,
     browser_page,
+    drag,
     mark_box,
     open_image,
     page,
     page_url,
     scene_folder,
     screenshot,
+    status_ref,
+    wait_saved,
 )
 
 pytestmark = [
@@ -27,7 +30,6 @@ def test_features_layer_and_review_by_margin(page):  # noqa: F811
     page.locator("#class-name").fill("leaf")
     page.locator("#class-name").press("Enter")
     page.wait_for_selector(".class-item.active[data-name='leaf']")
-    mark_box(page, "scene_1.png", (150, 150, 300, 230))
 
     open_image(page, "scene_2.png")
     with page.expect_response(lambda r: "/features.png" in r.url) as answer:
@@ -36,6 +38,11 @@ def test_features_layer_and_review_by_margin(page):  # noqa: F811
     screenshot(page, "features_layer.png")
     with page.expect_response(lambda r: "/features.png" in r.url and "scene_3.png" in r.url):
         open_image(page, "scene_3.png")  # the layer follows the open image
+    with page.expect_response(lambda r: "/features.png" in r.url and "scene_3.png" in r.url):
+        page.keyboard.press("b")  # a new reference: the layer's components are fitted again
+        drag(page, (150, 150), (300, 230))
+    status_ref(page, "leaf: box prompt")
+    wait_saved(page)
     page.locator("#features-layer").uncheck()
 
     page.locator("#review-open").click()  # propagates first

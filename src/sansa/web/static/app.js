@@ -363,6 +363,7 @@ function referencesChanged(bump = true) {
   renderStatus();
   renderProgress();
   editor.redraw();
+  if ($("features-layer").checked) showFeatures(); // its components are fitted on the references
 }
 
 // -- targets ------------------------------------------------------------------------------------
