@@ -305,3 +305,18 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("sansa inspect: error:")
     assert not (tmp_path / "o").exists()
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line(tiny_inspected, tmp_path):
+    from sansa.errors import SansaError
+
+    predictor, targets = tiny_inspected
+    inspection = inspect_features(predictor, targets[:1], plain=False)
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(SansaError, match="taken/inspect: cannot write the inspection there \\(Not a directory\\)"):
+        inspection.save(blocker / "inspect")
+    assert blocker.read_text() == "a file, not a folder"
+    written = inspection.save(tmp_path / "fine")
+    assert [p.name for p in written] == ["pca_maps.png", "objects.png", "objects.html", "summary.txt", "summary.json"]
+    assert all(p.stat().st_size > 0 for p in written) and not list((tmp_path / "fine").glob("*.tmp*"))

@@ -182,19 +182,20 @@ class Inspection:
     def save(self, out: str | os.PathLike) -> list[Path]:
         """Write :data:`FILES` into folder ``out`` (created; each file written atomically)."""
         folder = Path(out)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise SansaError(f"--out {folder}: cannot create the folder ({err.strerror or err})") from None
         contents = {
             "pca_maps.png": atomic.encode_image(self.pca_grid(), "PNG", optimize=True),
             "objects.png": self.scatter_png(),
             "objects.html": self.scatter_html().encode("utf-8"),
             "summary.txt": self.summary_text().encode("utf-8"),
         }
-        for name, data in contents.items():
-            atomic.write_bytes(folder / name, data)
-        atomic.write_json(folder / "summary.json", self.to_dict())
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in contents.items():
+                atomic.write_bytes(folder / name, data)
+            atomic.write_json(folder / "summary.json", self.to_dict())
+        except OSError as err:
+            where = err.filename or folder
+            raise SansaError(f"{where}: cannot write the inspection there ({err.strerror or err})") from None
         return [folder / name for name in FILES]
 
 
