@@ -180,7 +180,7 @@ def _save_template(database: Path, template: Path) -> None:
 def _installed_version(venv: Path) -> str:
     """The Label Studio version installed in ``venv`` (from its package metadata)."""
     found = sorted(venv.glob("lib/python*/site-packages/label_studio-*.dist-info"))
-    return found[-1].name.split("-")[1] if found else "unknown"
+    return found[-1].name.removesuffix(".dist-info").split("-", 1)[1] if found else "unknown"
 
 
 def _tail(path: Path, lines: int = 30) -> str:

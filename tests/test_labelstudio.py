@@ -462,6 +462,33 @@ def test_cli_refuses_unsafe_or_wrong_options_in_one_line(args, message, monkeypa
 
 
 # -- the labelstudio export format --------------------------------------------------------
+def test_export_paths_relative_to_label_studios_document_root(tmp_path):
+    """labelstudio_root: each task's ?d= path is its file relative to Label Studio's document root (the
+    local-files recipe); a file outside the root, or a root that is no folder, is one line."""
+    import json
+
+    from PIL import Image
+
+    from sansa.export import FolderWriter
+
+    root = tmp_path / "root"
+    (root / "photos" / "sub").mkdir(parents=True)
+    label_map = np.zeros((4, 4), np.uint16)
+    label_map[:2, :2] = 1
+    image = np.zeros((4, 4, 3), np.uint8)
+    for path in (root / "photos" / "sub" / "a b.png", tmp_path / "x.png"):
+        Image.fromarray(image).save(path)
+    with FolderWriter(tmp_path / "out", ["cat"], ["labelstudio"], labelstudio_root=root) as writer:
+        writer.write("sub/a b.png", image, label_map, ["cat"], {"cat": 0.9}, source=root / "photos" / "sub" / "a b.png")
+    tasks = json.loads((tmp_path / "out" / "labelstudio" / "tasks.json").read_text())
+    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=photos/sub/a%20b.png"]
+    with pytest.raises(SansaError, match="not under labelstudio_root"):
+        with FolderWriter(tmp_path / "out2", ["cat"], ["labelstudio"], labelstudio_root=root) as writer:
+            writer.write("x.png", image, label_map, ["cat"], {}, source=tmp_path / "x.png")
+    with pytest.raises(SansaError, match="is not a folder"):
+        FolderWriter(tmp_path / "out3", ["cat"], ["labelstudio"], labelstudio_root=tmp_path / "nope")
+
+
 def test_export_format_writes_tasks_and_config(tmp_path):
     """tasks.json: one task per image (URL-quoted local-files path), one brush region per class present
     (a result without objects), decoding to the label map, as a prediction with a model version (the

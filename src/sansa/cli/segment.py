@@ -107,6 +107,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="labelstudio: write the regions as annotations (tasks count as labelled) instead of predictions",
     )
     run.add_argument(
+        "--labelstudio-root",
+        metavar="DIR",
+        help="labelstudio: Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT; the tasks' ?d= paths are the "
+        "targets relative to it (default: relative to the targets folder; see the README's local-files recipe)",
+    )
+    run.add_argument(
         "--batch-size", type=int, metavar="N", help="targets encoded together (default: 4 on a GPU, 1 on the CPU)"
     )
     add_model_options(parser)
@@ -207,6 +213,7 @@ def _export_options(args: argparse.Namespace) -> dict:
         "dataset_images",
         "labelstudio_control",
         "labelstudio_annotations",
+        "labelstudio_root",
     )
     if args.format:
         options["formats"] = tuple(args.format)

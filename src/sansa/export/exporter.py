@@ -46,6 +46,8 @@ class ExportSettings:
         dataset_images: how dataset folders get their images (copies or hard links).
         labelstudio_control: Label Studio regions: ``brush``, ``polygon``, ``rectangle``, ``keypoint``.
         labelstudio_annotations: Label Studio results as annotations instead of predictions.
+        labelstudio_root: Label Studio's local-files document root (absolute): the tasks'
+            ``?d=`` paths are the targets' files relative to it; ``None``: relative to the image root.
         model_version: the ``model_version`` of Label Studio predictions.
     """
 
@@ -56,6 +58,7 @@ class ExportSettings:
     dataset_images: ImageMode = ImageMode.COPY
     labelstudio_control: str = "brush"
     labelstudio_annotations: bool = False
+    labelstudio_root: str | None = None
     model_version: str = "sansa"
 
     @property

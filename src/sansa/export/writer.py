@@ -85,6 +85,8 @@ class FolderWriter:
             their files (``source`` of :meth:`write`): ``"copy"`` or ``"link"`` (hard links).
         labelstudio_control: the Label Studio regions: ``brush``, ``polygon``, ``rectangle`` or ``keypoint``.
         labelstudio_annotations: Label Studio results as annotations instead of predictions.
+        labelstudio_root: Label Studio's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``: the tasks'
+            ``?d=`` paths are the targets' files relative to it (they must lie under it).
         model_version: the Label Studio predictions' ``model_version``.
         prepare: check the folder's classes, remove a killed run's temporaries, drop damaged
             records and load the records of earlier runs. ``False`` in a worker process writing
@@ -106,6 +108,7 @@ class FolderWriter:
         dataset_images: ImageMode | str = ImageMode.COPY,
         labelstudio_control: str = "brush",
         labelstudio_annotations: bool = False,
+        labelstudio_root: str | Path | None = None,
         model_version: str = f"sansa-{__version__}",
         prepare: bool = True,
     ) -> None:
@@ -121,6 +124,7 @@ class FolderWriter:
             dataset_images=parse_choice(ImageMode, dataset_images, "dataset_images"),  # type: ignore[arg-type]
             labelstudio_control=str(labelstudio_control),
             labelstudio_annotations=bool(labelstudio_annotations),
+            labelstudio_root=str(Path(labelstudio_root).resolve()) if labelstudio_root is not None else None,
             model_version=str(model_version),
         )
         self.exporters: list[Exporter] = [exporter_class(f)(self.settings) for f in self.formats]

@@ -209,6 +209,8 @@ class ExportOptions:
             the targets.
         labelstudio_control: Label Studio regions: ``brush``, ``polygon``, ``rectangle`` or ``keypoint``.
         labelstudio_annotations: Label Studio results as annotations instead of predictions.
+        labelstudio_root: Label Studio's local-files document root; the tasks' ``?d=`` paths are
+            relative to it (``None``: relative to the image root).
     """
 
     formats: tuple[str, ...] | None = None
@@ -218,6 +220,7 @@ class ExportOptions:
     dataset_images: str = "copy"
     labelstudio_control: str = "brush"
     labelstudio_annotations: bool = False
+    labelstudio_root: str | None = None
 
     def writer_options(self) -> dict:
         """The :class:`~sansa.export.FolderWriter` keyword arguments of these options."""
@@ -228,6 +231,7 @@ class ExportOptions:
             "dataset_images": self.dataset_images,
             "labelstudio_control": self.labelstudio_control,
             "labelstudio_annotations": self.labelstudio_annotations,
+            "labelstudio_root": self.labelstudio_root,
         }
 
     def parsed_formats(self) -> tuple:
