@@ -59,12 +59,15 @@ def join_pieces(pieces: Sequence[np.ndarray]) -> np.ndarray:
     """One closed outline through every piece, ``float32 [P, 2]``.
 
     The pieces (``[P_i, 2]`` closed outlines) are linked by a minimum spanning tree over their
-    closest vertex pairs (Prim's algorithm); the outline walks each piece once, round from the
-    vertex it entered at, and at each link's vertex detours into the linked piece and comes
-    back to the same vertex.
+    closest outline points (Prim's algorithm; outlines are first sampled every half pixel, so
+    pieces that touch, as those cut around a hole, link where they touch, never across the
+    hole); the outline walks each piece once, round from the point it entered at, and at each
+    link's point detours into the linked piece and comes back to the same point. Points in the
+    middle of straight runs are dropped again at the end.
     """
     if len(pieces) == 1:
         return np.asarray(pieces[0], dtype=np.float32)
+    pieces = [_sampled(np.asarray(p, dtype=np.float64)) for p in pieces]
     sizes = np.array([len(p) for p in pieces])
     points, owner = np.concatenate(pieces), np.repeat(np.arange(len(pieces)), sizes)
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -86,7 +89,26 @@ def join_pieces(pieces: Sequence[np.ndarray]) -> np.ndarray:
             parent_vertex[piece], own_vertex[piece] = nearest[vertex], outside[vertex] - first[piece]
         added = int(np.argmin(np.where(in_tree, np.inf, best)))
         links[int(parent[added])].append((int(parent_vertex[added]), added, int(own_vertex[added])))
-    return np.array(_walk(pieces, links, 0, 0)[:-1], dtype=np.float32)
+    return _without_straight_runs(np.array(_walk(pieces, links, 0, 0)[:-1])).astype(np.float32)
+
+
+def _sampled(outline: np.ndarray, step: float = 0.5) -> np.ndarray:
+    """A closed outline ``[P, 2]`` with points added along each edge, at most ``step`` apart."""
+    ends = np.roll(outline, -1, axis=0)
+    counts = np.maximum(1, np.ceil(np.abs(ends - outline).max(axis=1) / step)).astype(int)
+    fractions = np.concatenate([np.arange(n) / n for n in counts])
+    starts = np.repeat(np.arange(len(outline)), counts)
+    return outline[starts] + fractions[:, None] * (ends[starts] - outline[starts])
+
+
+def _without_straight_runs(outline: np.ndarray) -> np.ndarray:
+    """A closed outline without the points lying between two others on a straight line, going on
+    in the same direction (turns, and the way back along a link, are kept)."""
+    before = outline - np.roll(outline, 1, axis=0)
+    after = np.roll(outline, -1, axis=0) - outline
+    cross = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    straight = (np.abs(cross) < 1e-9) & ((before * after).sum(axis=1) > 0)
+    return outline[~straight]
 
 
 def _walk(pieces: Sequence[np.ndarray], links: dict, piece: int, entry: int) -> list[np.ndarray]:
