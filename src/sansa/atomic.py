@@ -29,8 +29,10 @@ if TYPE_CHECKING:  # kept light: the CLI imports this module before any command 
     import numpy as np
     from PIL import Image
 
+    from sansa.fs import AnyPath
 
-def write_bytes(path: Path, data: bytes) -> None:
+
+def write_bytes(path: AnyPath, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, creating its folder (``path`` may be a ``UPath``: see
     :mod:`sansa.fs`).
 
@@ -107,12 +109,12 @@ def current_umask() -> int:
 _UMASK_LOCK = threading.Lock()
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: AnyPath, text: str) -> None:
     """Write UTF-8 text atomically."""
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: Path, value: Any, indent: int | None = 2) -> None:
+def write_json(path: AnyPath, value: Any, indent: int | None = 2) -> None:
     """Write JSON atomically (keys in insertion order, so equal values give equal bytes)."""
     write_text(path, json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
 
@@ -128,7 +130,7 @@ def encode_image(image: Image.Image | np.ndarray, fmt: str, **options: Any) -> b
     return buffer.getvalue()
 
 
-def remove_temporaries(folder: Path) -> int:
+def remove_temporaries(folder: AnyPath) -> int:
     """Delete temporaries a killed run left under ``folder``; returns how many."""
     count = 0
     if not isinstance(folder, (str, os.PathLike)):  # a UPath

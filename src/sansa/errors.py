@@ -7,7 +7,11 @@ Every error a person can cause (a wrong file, a prompt outside the image, an emp
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 
 class SansaError(Exception):
@@ -34,7 +38,7 @@ class OutputError(SansaError, OSError):
     """A file could not be written (read-only folder, full disk, ...): one line naming the path."""
 
     @classmethod
-    def of(cls, path: Path | str, err: OSError, doing: str = "cannot write") -> OutputError:
+    def of(cls, path: str | os.PathLike[str] | AnyPath, err: OSError, doing: str = "cannot write") -> OutputError:
         """``"<path>: cannot write (No space left on device)"``, keeping ``err``'s ``errno``."""
         reason = err.strerror or str(err) or type(err).__name__
         error = cls(f"{path}: {doing} ({reason})")

@@ -30,6 +30,7 @@ import numpy as np
 from sansa.data.common import resize_nearest, squash
 from sansa.data.episode import Episode, FewShotDataset
 from sansa.data.prompts import ScribbleStyle, empty_prompt, sample_prompt
+from sansa.errors import SansaError
 from sansa.metrics import IoUAccumulator, intersection_union
 from sansa.records import Prompt, PromptType
 
@@ -200,7 +201,9 @@ def evaluate(
     if hasattr(segmenter, "add_reference"):
         segmenter = PredictorSegmenter(segmenter)
     prompt = PromptType(prompt)
-    size = int(image_size or dataset.image_size)
+    size = image_size or getattr(dataset, "image_size", None)
+    if size is None:
+        raise SansaError(f"image_size: {dataset.name} has none of its own; give one")
     metric = IoUAccumulator(dataset.class_ids())
     scores = {s.index: s for s in previous if s.index < len(episodes)}
     for s in scores.values():
@@ -214,7 +217,11 @@ def evaluate(
         prediction = _predict(segmenter, item, prompt)
         inter, union = intersection_union(prediction, item.target, item.ignore)
         score = EpisodeScore(
-            item.index, item.episode.class_id, tuple(map(int, inter)), tuple(map(int, union)), item.empty
+            item.index,
+            item.episode.class_id,
+            (int(inter[0]), int(inter[1])),
+            (int(union[0]), int(union[1])),
+            item.empty,
         )
         metric.add(score.class_id, inter, union)
         scores[score.index] = score

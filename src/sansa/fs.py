@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any
 from sansa.errors import ImageError, OutputError, SansaError
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from upath import UPath
+
+    # A folder or file sansa writes to: a local Path, or a UPath for a URL (see as_path).
+    AnyPath: TypeAlias = "Path | UPath"
 
 # Stores where an object is written whole by one request (no temporary needed, none left behind).
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"})
@@ -39,8 +44,10 @@ def is_url(path: Any) -> bool:
     return bool(_URL.match(os.fspath(path) if isinstance(path, os.PathLike) else str(path)))
 
 
-def as_path(path: str | os.PathLike) -> Path | UPath:
+def as_path(path: str | os.PathLike[str] | AnyPath) -> AnyPath:
     """A local :class:`~pathlib.Path`, or a ``UPath`` (pathlib API over fsspec) for a URL."""
+    if not isinstance(path, (str, os.PathLike)):  # already a UPath
+        return path
     if not is_url(path):
         return Path(path).expanduser()
     _need("upath", "universal_pathlib", str(path))

@@ -289,7 +289,8 @@ def _pil_to_mask(img: Image.Image) -> np.ndarray:
     if img.mode == "P":
         return np.asarray(img) > 0  # palette index 0 is background
     array = np.asarray(img)
-    return array.any(axis=2) if array.ndim == 3 else array > 0
+    mask: np.ndarray = np.asarray(array.any(axis=2)) if array.ndim == 3 else array > 0
+    return mask
 
 
 def load_mask(source: Any, name: str = "mask") -> np.ndarray:
@@ -308,7 +309,7 @@ def load_mask(source: Any, name: str = "mask") -> np.ndarray:
         source = source.detach().cpu().numpy()
     array = np.asarray(source)
     if array.ndim == 3 and array.shape[2] in (1, 3, 4):
-        array = array.any(axis=2)
+        array = np.asarray(array.any(axis=2))
     if array.ndim != 2:
         raise ImageError(f"{describe(source, name)}: expected a mask of shape [H, W]")
     return array.astype(bool)

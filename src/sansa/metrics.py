@@ -19,7 +19,7 @@ sums in float32 and agrees with these to about 5e-8 (a difference far below the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class IoUAccumulator:
         """Add one episode: ``bool [H, W]`` prediction and ground truth of class ``class_id``."""
         self.add(class_id, *intersection_union(prediction, target))
 
-    def add(self, class_id: int, intersection: np.ndarray, union: np.ndarray) -> None:
+    def add(self, class_id: int, intersection: np.ndarray | Sequence[int], union: np.ndarray | Sequence[int]) -> None:
         """Add one episode's ``[background, foreground]`` intersection and union counts."""
         if class_id not in self._row:
             raise KeyError(f"class {class_id} is not one of this fold's classes")

@@ -61,7 +61,7 @@ def _thin(points: np.ndarray, limit: int) -> np.ndarray:
     if len(points) <= limit:
         return points
     keep = np.round(np.linspace(0, len(points) - 1, limit)).astype(int)
-    return points[keep]
+    return points.take(keep, axis=0)
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,8 @@ class Segmentation:
 
     def mask(self, label: str) -> np.ndarray:
         """``bool [H, W]``: the pixels the label map gives to ``label`` (overlaps resolved)."""
-        return self.label_map == self.labels.index(label) + 1
+        mask: np.ndarray = self.label_map == self.labels.index(label) + 1
+        return mask
 
     def __repr__(self) -> str:
         classes = ", ".join(

@@ -57,7 +57,8 @@ class ModelTransform:
         if prompt.box is not None:
             parts.append((prompt.box.reshape(2, 2), np.asarray(BOX_CORNER_LABELS)))
         if prompt.points is not None:
-            parts.append((prompt.points, prompt.labels))
+            labels = np.ones(len(prompt.points)) if prompt.labels is None else prompt.labels
+            parts.append((prompt.points, labels))
         if prompt.scribble is not None:
             parts.append((prompt.scribble, np.ones(len(prompt.scribble))))
         xy = np.concatenate([p[0] for p in parts]).astype(np.float32)

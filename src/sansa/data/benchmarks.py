@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def build_dataset(
     folds = SPECS[benchmark].folds
     if not 0 <= fold < folds:
         raise DatasetError(f"fold: {benchmark.value} has folds 0..{folds - 1}, got {fold}")
-    reader = {
+    readers: dict[Benchmark, Callable[..., FewShotDataset]] = {
         Benchmark.COCO20I: coco.Coco20i,
         Benchmark.LVIS92I: lvis.Lvis92i,
         Benchmark.FSS1000: fss.Fss1000,
@@ -84,5 +85,5 @@ def build_dataset(
         Benchmark.PASCAL_PART: parts.PascalPart,
         Benchmark.PACO_PART: parts.PacoPart,
         Benchmark.FOLDER: FolderDataset,
-    }[benchmark]
-    return reader(root, fold, split, shots)
+    }
+    return readers[benchmark](root, fold, split, shots)

@@ -176,7 +176,7 @@ def squash(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, 
     ``F.interpolate(mode='nearest')``, i.e. output pixel ``i`` takes input pixel
     ``floor(i * in / out)`` (no half-pixel centring, unlike PIL NEAREST).
     """
-    img = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    img = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
     return img, resize_nearest(mask, size)
 
 

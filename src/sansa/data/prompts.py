@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 from scipy import ndimage
@@ -46,8 +47,17 @@ class ScribbleStyle(str, enum.Enum):
 
 MAX_POINTS = 20
 MAX_STROKES = 20
+
+
 # Stroke shape (the reference's "rand_curve" / "rand_curve_small" presets, chosen 50/50).
-_STROKE_PRESETS = (
+class _WalkPreset(TypedDict):
+    vertices: tuple[int, int]
+    max_speed: float
+    accel: tuple[float, float]
+    init_speed: float
+
+
+_STROKE_PRESETS: tuple[_WalkPreset, ...] = (
     {"vertices": (10, 30), "max_speed": 20.0, "accel": (15.0, 0.5), "init_speed": 6.0},
     {"vertices": (6, 22), "max_speed": 12.0, "accel": (8.0, 0.5), "init_speed": 3.0},
 )
@@ -123,13 +133,13 @@ def empty_prompt(kind: PromptType | str, height: int, width: int) -> Prompt:
 
 def _prompt_type(kind: PromptType | str) -> PromptType:
     try:
-        kind = PromptType(kind)
+        parsed = PromptType(kind)
     except ValueError:
-        kind = None
-    if kind is None or kind is PromptType.MIXED:
+        parsed = None
+    if parsed is None or parsed is PromptType.MIXED:
         choices = ", ".join(k.value for k in PromptType if k is not PromptType.MIXED)
         raise PromptError(f"prompt kind: expected one of {choices}")
-    return kind
+    return parsed
 
 
 def sample_points(mask: np.ndarray, rng: np.random.Generator, num_points: int | None = None) -> np.ndarray:

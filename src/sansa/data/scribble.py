@@ -25,13 +25,14 @@ same scribble as ``authors_scribble(mask, s)``.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 PRESETS = ("rand_curve", "rand_curve_small")
 _EVAL_SEED = 321  # the authors fix the preset and the stroke count with random.Random(321)
-RAND_CURVE = {
+RAND_CURVE: dict[str, Any] = {
     "vertices": (10, 30),  # randint bounds: 10..29 vertices after the start
     "max_speed": 20.0,
     "accel": (15.0, 0.5),  # speed, heading

@@ -15,11 +15,15 @@ are joined with ``+``, a character no stem contains (``sub/img`` -> ``sub+img``)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sansa import atomic
 from sansa.export.formats import ImageMode
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 #: Suffixes every consumer reads (Ultralytics' ``IMG_FORMATS`` minus rare ones); others become PNG.
 DATASET_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
@@ -36,7 +40,7 @@ def image_name(stem: str, source: Path | None) -> str:
     return stem + (suffix if suffix in DATASET_SUFFIXES else ".png")
 
 
-def place_image(dest: Path, source: Path | None, image: np.ndarray, mode: ImageMode) -> None:
+def place_image(dest: AnyPath, source: Path | None, image: np.ndarray, mode: ImageMode) -> None:
     """Put a target's image at ``dest`` atomically.
 
     Args:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import TypeVar
 
 from sansa.errors import SansaError
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 class OutputFormat(str, enum.Enum):
@@ -66,7 +69,7 @@ def parse_formats(formats: Iterable[OutputFormat | str]) -> tuple[str, ...]:
     return tuple(parsed)
 
 
-def parse_choice(kind: type[enum.Enum], value: enum.Enum | str, argument: str) -> enum.Enum:
+def parse_choice(kind: type[E], value: E | str, argument: str) -> E:
     """``kind(value)``, or a one-line :class:`SansaError` naming ``argument`` and the choices."""
     try:
         return kind(value.lower() if isinstance(value, str) else value)

@@ -52,7 +52,7 @@ def polygons(mask: np.ndarray) -> list[np.ndarray]:
     """
     result = []
     for piece, (x0, y0) in hole_free_pieces(mask):
-        big = np.kron(piece.astype(np.uint8), np.ones((2, 2), np.uint8))
+        big: np.ndarray = np.kron(piece.astype(np.uint8), np.ones((2, 2), np.uint8))
         contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         offset = np.array([x0, y0], dtype=np.float32)
         result += [(c.reshape(-1, 2).astype(np.float32) + 0.5) / 2 + offset for c in contours]

@@ -87,15 +87,20 @@ def fetch_sam2(file: HubFile, settings: HubSettings, model: str) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import LocalEntryNotFoundError
 
-    where = {
-        "repo_id": file.repo_id,
-        "filename": file.filename,
-        "revision": file.revision,
-        "cache_dir": settings.hf_cache_dir,
-        "endpoint": settings.hf_endpoint,
-    }
+    def download(local_files_only: bool = False) -> Path:
+        return Path(
+            hf_hub_download(
+                file.repo_id,
+                file.filename,
+                revision=file.revision,
+                cache_dir=settings.hf_cache_dir,
+                endpoint=settings.hf_endpoint,
+                local_files_only=local_files_only,
+            )
+        )
+
     try:
-        return Path(hf_hub_download(**where, local_files_only=True))
+        return download(local_files_only=True)
     except LocalEntryNotFoundError:
         if settings.offline:
             raise DownloadError(
@@ -113,7 +118,7 @@ def fetch_sam2(file: HubFile, settings: HubSettings, model: str) -> Path:
             + f"; {_sam2_manual(file, settings)}"
         )
     try:
-        return Path(hf_hub_download(**where))
+        return download()
     except Exception as err:  # whatever the hub client raises becomes the one-line answer;
         # its generic "cannot locate the file" error carries the precise HTTP error as its cause
         raise DownloadError(

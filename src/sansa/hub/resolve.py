@@ -69,10 +69,11 @@ def resolve_pretrained(
 def _settings(settings: HubSettings | None, cache_dir: str | os.PathLike | None, offline: bool | None) -> HubSettings:
     if settings is None:
         return HubSettings.from_env(cache_dir, offline)
-    changes = {"cache_dir": Path(cache_dir)} if cache_dir is not None else {}
+    if cache_dir is not None:
+        settings = dataclasses.replace(settings, cache_dir=Path(cache_dir))
     if offline is not None:
-        changes["offline"] = bool(offline)
-    return dataclasses.replace(settings, **changes)
+        settings = dataclasses.replace(settings, offline=bool(offline))
+    return settings
 
 
 def cached_or_download_adapter(model: PretrainedModel, settings: HubSettings) -> Path:

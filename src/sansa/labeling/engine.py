@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,9 +34,14 @@ from sansa.export.writer import FolderWriter, TargetRecord
 from sansa.labeling import folder as out_folder
 from sansa.labeling import pipeline
 from sansa.labeling.batches import Batch, fixed_batches
-from sansa.labeling.job import Job, ReferenceEntry, prompt_to_dict
+from sansa.labeling.job import ExportOptions, Job, ReferenceEntry, prompt_to_dict
 from sansa.labeling.pipeline import Outcome
 from sansa.targets import Target, file_sha256, find_targets, unchanged
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
+    from sansa.predictor import SansaPredictor
+    from sansa.records import Reference
 
 Notes = Callable[[str], None]
 
@@ -77,7 +82,7 @@ class Plan:
     started: float = field(default_factory=time.time)
 
     @property
-    def out(self) -> Path:
+    def out(self) -> AnyPath:
         return self.job.out_dir
 
     def close(self) -> None:
@@ -89,13 +94,13 @@ class Plan:
 class RunResult:
     """What a finished run did: counts, records of every finished target, the files it wrote."""
 
-    out: Path
+    out: AnyPath
     labels: list[str]
     targets: list[Target]
     root: Path
     outcome: Outcome
     records: list[TargetRecord]
-    outputs: list[Path]
+    outputs: list[AnyPath]
     seconds: float
 
     @property
@@ -221,7 +226,7 @@ def _default_batch_size(job: Job) -> int:
 
 
 # -- driver: references ----------------------------------------------------------------------------
-def encode_references(predictor: Any, plan: Plan) -> list[Any]:
+def encode_references(predictor: SansaPredictor, plan: Plan) -> list[Reference]:
     """Encode every reference into ``predictor``'s memory; returns the :class:`~sansa.records.Reference`
     records (their ``memory`` can be handed to other predictors with ``add_encoded``)."""
     references = []
@@ -236,7 +241,7 @@ def encode_references(predictor: Any, plan: Plan) -> list[Any]:
     return references
 
 
-def save_reference_pictures(plan: Plan, references: Sequence[Any]) -> list[dict[str, str]]:
+def save_reference_pictures(plan: Plan, references: Sequence[Reference]) -> list[dict[str, str]]:
     """``references/NN_<label>_<image>_mask.png`` and ``.jpg`` (the image with the mask and prompt):
     what SANSA understood of each reference. Returns their paths relative to the out folder."""
     from sansa import atomic
@@ -260,7 +265,7 @@ def save_reference_pictures(plan: Plan, references: Sequence[Any]) -> list[dict[
 
 
 # -- anywhere: one batch -------------------------------------------------------------------------
-def process_batch(predictor: Any, writer: FolderWriter, batch: Batch, inputs_digest: str) -> Outcome:
+def process_batch(predictor: SansaPredictor, writer: FolderWriter, batch: Batch, inputs_digest: str) -> Outcome:
     """Segment one fixed batch and write its unfinished targets (files, then each target's record).
 
     Every readable member is encoded, finished or not, so a result never depends on where an
@@ -287,8 +292,8 @@ def process_batch(predictor: Any, writer: FolderWriter, batch: Batch, inputs_dig
 def finalise(
     plan: Plan,
     outcome: Outcome,
-    references: Sequence[Any],
-    reference_files: Sequence[dict],
+    references: Sequence[Reference],
+    reference_files: Sequence[dict[str, str]],
     device: str,
     reload: bool = False,
     precision: str = "fp32",
@@ -330,8 +335,8 @@ def finish_dataset(writer: FolderWriter, failures: Sequence[dict[str, str]]) -> 
 def _save_run(
     plan: Plan,
     outcome: Outcome,
-    references: Sequence[Any],
-    reference_files: Sequence[dict],
+    references: Sequence[Reference],
+    reference_files: Sequence[dict[str, str]],
     device: str,
     precision: str,
     seconds: float,
@@ -370,7 +375,7 @@ def _save_run(
 
 
 @contextlib.contextmanager
-def output_errors(out: Path) -> Iterator[None]:
+def output_errors(out: AnyPath) -> Iterator[None]:
     """Any file-system error of the output folder (read-only, full, gone) as one line naming the path."""
     try:
         yield
@@ -410,7 +415,7 @@ class Segmented:
 def export_results(
     out: Path,
     labels: Sequence[str],
-    export: Any,
+    export: ExportOptions,
     results: Iterable[Segmented],
     *,
     failures: Sequence[dict[str, str]] = (),

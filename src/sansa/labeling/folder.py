@@ -20,11 +20,16 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sansa import atomic
 from sansa.errors import SansaError
 from sansa.export.writer import STATE_DIR
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+    from sansa.fs import AnyPath
 
 LOCK_NAME = "lock"
 INPUTS_NAME = "inputs.json"
@@ -38,8 +43,8 @@ class FolderLock:
     Use as a context manager, or :meth:`acquire` / :meth:`release`.
     """
 
-    def __init__(self, folder: Path, command: str = "") -> None:
-        self.folder = folder if not isinstance(folder, (str, os.PathLike)) else Path(folder)  # or a UPath
+    def __init__(self, folder: str | os.PathLike[str] | AnyPath, command: str = "") -> None:
+        self.folder: AnyPath = folder if not isinstance(folder, (str, os.PathLike)) else Path(folder)  # or a UPath
         self.path = self.folder / STATE_DIR / LOCK_NAME
         self.command = command or " ".join(["sansa", *sys.argv[1:]])
         self._fd: int | None = None
@@ -55,9 +60,10 @@ class FolderLock:
             return self
         if self.folder.exists() and not self.folder.is_dir():
             raise SansaError(f"{self.folder}: exists and is not a folder")
+        lock_file = self.folder / STATE_DIR / LOCK_NAME  # a local Path here
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as err:
             raise atomic.OutputError.of(self.path, err) from None
         try:
@@ -69,7 +75,7 @@ class FolderLock:
                 f"{self.folder}: in use by another run ({holder}); wait for it to end, or use another --out"
             ) from None
         self._fd = fd
-        holder = {
+        this_run = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "command": self.command,
@@ -77,7 +83,7 @@ class FolderLock:
         }
         try:  # who holds it, for the message of a refused run (a full disk only loses the name)
             os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            os.pwrite(fd, (json.dumps(this_run) + "\n").encode(), 0)
         except OSError:
             pass
         return self
@@ -115,7 +121,7 @@ def inputs_digest(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(_comparable(inputs), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_inputs(folder: Path, inputs: dict[str, Any], has_results: bool) -> None:
+def check_inputs(folder: AnyPath, inputs: dict[str, Any], has_results: bool) -> None:
     """Refuse (one line) when ``folder`` holds results made from other inputs; else record ``inputs``.
 
     Args:
@@ -154,7 +160,7 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "other settings"
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: AnyPath) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -163,7 +169,7 @@ def _read_json(path: Path) -> Any:
         return {}  # damaged: never equal to real inputs
 
 
-def clear_results(folder: Path) -> None:
+def clear_results(folder: AnyPath) -> None:
     """Remove what earlier runs wrote into ``folder`` (``--overwrite``); other files stay.
 
     Only with the folder's lock held: nothing else is writing there.
@@ -184,7 +190,7 @@ def clear_results(folder: Path) -> None:
             child.unlink()
 
 
-def _clear_url_results(folder: Any) -> None:
+def _clear_url_results(folder: UPath) -> None:
     """:func:`clear_results` for a folder at a URL."""
     store, root = folder.fs, folder.path
     for name in [*RUN_FILES, *RUN_FOLDERS, STATE_DIR]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -30,12 +30,20 @@ from sansa.images import load_image
 from sansa.labeling.batches import Batch
 from sansa.targets import Target, fingerprint
 
+if TYPE_CHECKING:
+    import torch
+
+    from sansa.predictor import SansaPredictor
+    from sansa.records import Segmentation
+    from sansa.transforms import ModelTransform
+
 PREFETCH = 2  # batches decoded ahead of the model
 BEHIND = 2  # batches of outputs waiting for the writers
 THREADS = 2  # readers, and as many writers
 
 T = TypeVar("T")
 R = TypeVar("R")
+V = TypeVar("V")
 
 
 @dataclass
@@ -83,9 +91,9 @@ class Member:
 
     target: Target
     write: bool
-    source: dict | None
+    source: dict[str, Any] | None
     image: np.ndarray
-    inputs: Any
+    inputs: torch.Tensor
 
 
 @dataclass
@@ -97,10 +105,11 @@ class ReadBatch:
     failures: list[dict[str, str]]
 
 
-def read_batch(transform: Any, batch: Batch) -> ReadBatch:
+def read_batch(transform: ModelTransform, batch: Batch) -> ReadBatch:
     """Read, decode and resize ``batch``'s targets (``transform``: the predictor's
     :class:`~sansa.transforms.ModelTransform`); an unreadable target is a failure entry."""
-    members, failures = [], []
+    members: list[Member] = []
+    failures: list[dict[str, str]] = []
     for target, write in zip(batch.targets, batch.write, strict=True):
         source = fingerprint(target.path)  # before reading: a later change shows on resume
         try:
@@ -113,7 +122,7 @@ def read_batch(transform: Any, batch: Batch) -> ReadBatch:
     return ReadBatch(batch, members, failures)
 
 
-def segment_members(predictor: Any, read: ReadBatch) -> list[tuple[Member, Any]]:
+def segment_members(predictor: SansaPredictor, read: ReadBatch) -> list[tuple[Member, Segmentation]]:
     """Encode ``read``'s members as one batch and segment every class in each:
     ``(member, Segmentation)`` pairs, in order."""
     if not read.members:
@@ -127,7 +136,7 @@ def segment_members(predictor: Any, read: ReadBatch) -> list[tuple[Member, Any]]
     return list(zip(read.members, segmentations, strict=True))
 
 
-def write_member(writer: FolderWriter, member: Member, segmentation: Any, inputs_digest: str) -> None:
+def write_member(writer: FolderWriter, member: Member, segmentation: Segmentation, inputs_digest: str) -> None:
     """Write one target's files, then its record (with what it was made from)."""
     scores = {label: p.score for label, p in segmentation.predictions.items()}
     writer.write(
@@ -144,24 +153,25 @@ def write_member(writer: FolderWriter, member: Member, segmentation: Any, inputs
 
 
 def pipelined_batches(
-    predictor: Any,
+    predictor: SansaPredictor,
     writer: FolderWriter,
     batches: list[Batch],
     inputs_digest: str,
     prefetch: int = PREFETCH,
     behind: int = BEHIND,
     threads: int = THREADS,
-) -> Iterator[Any]:
+) -> Iterator[Outcome]:
     """Process ``batches`` as :func:`process_batch` does, overlapping reading, the model and writing.
 
     Yields:
         One :class:`~sansa.labeling.pipeline.Outcome` per batch, in batch order, once its files are written.
     """
     with ThreadPoolExecutor(threads, "sansa-write") as writers:
-        waiting = WriteBehind(behind)
+        waiting: WriteBehind[tuple[Outcome, float]] = WriteBehind(behind)
         for _, future in read_ahead(functools.partial(read_batch, predictor.transform), batches, prefetch, threads):
             read = future.result()
-            started, outcome, futures = time.time(), Outcome(failures=read.failures), []
+            started, outcome = time.time(), Outcome(failures=read.failures)
+            futures: list[Future[None]] = []
             for member, segmentation in segment_members(predictor, read):
                 if member.write:
                     futures.append(writers.submit(write_member, writer, member, segmentation, inputs_digest))
@@ -172,7 +182,7 @@ def pipelined_batches(
             yield _timed(done, done_started)
 
 
-def _timed(outcome: Any, started: float) -> Any:
+def _timed(outcome: Outcome, started: float) -> Outcome:
     outcome.seconds = time.time() - started
     return outcome
 
@@ -208,7 +218,7 @@ def read_ahead(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-class WriteBehind:
+class WriteBehind(Generic[V]):
     """Writes handed to writer threads, awaited in submission order once more than ``limit``
     items wait, so the producer runs at most ``limit`` items ahead of the slowest write (memory
     bounded by what ``limit`` items hold). A write's error is raised by :meth:`add` or :meth:`drain`.
@@ -216,18 +226,18 @@ class WriteBehind:
 
     def __init__(self, limit: int = BEHIND) -> None:
         self.limit = max(0, limit)
-        self._waiting: collections.deque[tuple[Any, list[Future]]] = collections.deque()
+        self._waiting: collections.deque[tuple[V, list[Future[None]]]] = collections.deque()
 
-    def add(self, value: Any, futures: list[Future]) -> list[Any]:
+    def add(self, value: V, futures: list[Future[None]]) -> list[V]:
         """Queue ``value`` (what ``futures`` write); returns the values whose writes are done, oldest first."""
         self._waiting.append((value, futures))
         return [self._finish_oldest() for _ in range(len(self._waiting) - self.limit)]
 
-    def drain(self) -> list[Any]:
+    def drain(self) -> list[V]:
         """Wait for every queued write; returns their values, oldest first."""
         return [self._finish_oldest() for _ in range(len(self._waiting))]
 
-    def _finish_oldest(self) -> Any:
+    def _finish_oldest(self) -> V:
         value, futures = self._waiting.popleft()
         for future in futures:
             future.result()  # a write error (full disk) surfaces here

@@ -33,7 +33,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from sansa.labeling import engine
 from sansa.labeling.batches import Batch
 from sansa.labeling.job import Job
 from sansa.labeling.pipeline import Outcome, pipelined_batches
+
+if TYPE_CHECKING:
+    from sansa.records import Reference
 
 # Fixed batches per Ray Data block (at most; small runs get smaller blocks, two per actor): a block
 # is one actor call (pipelined through its batches) and the unit a dead actor's work is retried in.
@@ -81,7 +84,7 @@ class RayOptions:
         return "cuda" if self.gpus_per_actor > 0 else "cpu"
 
 
-def run_ray(job: Any, notes: Any = None, command: str = "", **options: Any) -> Any:
+def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **options: Any) -> engine.RunResult:
     """Run ``job`` on Ray (see the module docstring); :func:`sansa.labeling.run` with ``executor="ray"``.
 
     Args:
@@ -139,8 +142,8 @@ def connect(address: str | None) -> None:
 
 
 def label_batches(
-    job: Any, batches: Sequence[Any], inputs_digest: str, references: Sequence[Any], options: RayOptions
-) -> Iterator[Any]:
+    job: Job, batches: Sequence[Batch], inputs_digest: str, references: Sequence[Reference], options: RayOptions
+) -> Iterator[Outcome]:
     """Process ``batches`` on an actor pool; yields each batch's
     :class:`~sansa.labeling.pipeline.Outcome` as it completes (in any order).
 
@@ -198,8 +201,8 @@ class LabelActor:
 
     def __init__(
         self,
-        job: dict,
-        references: list,
+        job: dict[str, Any],
+        references: list[Any],
         inputs_digest: str,
         device: str,
         on_start: Callable[[Any], None] | None = None,
@@ -224,7 +227,7 @@ class LabelActor:
         return {"outcome": [json.dumps(outcome.to_dict()) for outcome in outcomes]}
 
 
-def for_workers(job: Any) -> Any:
+def for_workers(job: Job) -> Job:
     """``job`` with its output folder and model files as absolute paths (workers run elsewhere)."""
     from sansa import fs
 
@@ -243,7 +246,7 @@ def for_workers(job: Any) -> Any:
     return dataclasses.replace(job, out=out, model=model)
 
 
-def shippable(reference: Any) -> Any:
+def shippable(reference: Reference) -> Reference:
     """A reference record with what segmenting needs (class, prompt, memory entry on the CPU), not
     its full-size mask and logits."""
     memory = reference.memory.to("cpu") if hasattr(reference.memory, "to") else reference.memory
@@ -271,8 +274,8 @@ def _import_ray() -> Any:
 
 def _cause(err: BaseException) -> str:
     """The user-facing line of a Ray error: its innermost cause's first line."""
-    while getattr(err, "cause", None) is not None and err.cause is not err:
-        err = err.cause
+    while (cause := getattr(err, "cause", None)) is not None and cause is not err:
+        err = cause
     return f"{type(err).__name__}: {_first_line(err)}"
 
 

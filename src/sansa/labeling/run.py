@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sansa.errors import SansaError
 from sansa.labeling.engine import (
@@ -24,6 +24,9 @@ from sansa.labeling.engine import (
 from sansa.labeling.job import Job
 from sansa.labeling.pipeline import Outcome, pipelined_batches
 from sansa.labeling.ray import run_ray
+
+if TYPE_CHECKING:
+    from sansa.predictor import SansaPredictor
 
 
 def run(
@@ -63,7 +66,7 @@ def run(
             plan.close()
 
 
-def _local_batches(predictor: Any, plan: Plan, pipelined: bool) -> Outcome:
+def _local_batches(predictor: SansaPredictor, plan: Plan, pipelined: bool) -> Outcome:
     """Every batch of the plan on this process, with a progress bar; ``seconds`` is the loop's wall time."""
     from tqdm import tqdm
 

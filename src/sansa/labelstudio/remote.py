@@ -245,7 +245,7 @@ class LabelStudio:
         raise RemoteError(f"{_redact(url)}: more than {MAX_REDIRECTS} redirects")
 
     def _authorization(self) -> str:
-        if self.token.count(".") != 2:  # a legacy token
+        if (self.token or "").count(".") != 2:  # a legacy token
             return f"Token {self.token}"
         if self._access is None:  # a personal access token: a JWT refresh token
             body = json.dumps({"refresh": self.token}).encode()

@@ -58,8 +58,10 @@ def annotation_prompts(results: list[dict], config: LabelConfig, height: int, wi
     points: dict[str, list[list[float]]] = {}
     for result in results:
         control = config.control_named(result.get("from_name", ""))
+        if control is None:
+            continue
         value = result.get("value") or {}
-        labels = value.get(control.type) if control is not None else None
+        labels = value.get(control.type)
         if not labels or result.get("type") != control.type:
             continue
         for label in labels:

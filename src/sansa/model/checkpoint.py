@@ -21,11 +21,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from sansa.errors import CheckpointError
 from sansa.model.adapters import block_stages, bottleneck_width, is_adapter_key
+
+if TYPE_CHECKING:
+    from sansa.model._sam2 import Hiera
+    from sansa.model.sansa import SansaModel
 
 # Meta's checkpoints carry the object-score head; SANSA builds SAM2 without it.
 UNUSED_SAM2_PREFIXES = ("sam_mask_decoder.obj_score_token.", "sam_mask_decoder.pred_obj_score_head.", "no_obj_ptr")
@@ -131,7 +136,7 @@ def state_dict_of(obj: Mapping, path: str | os.PathLike, what: str) -> dict[str,
     return out
 
 
-def load_sam2_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> None:
+def load_sam2_checkpoint(model: SansaModel, path: str | os.PathLike) -> None:
     """Load Meta's SAM2 (release 1.0) weights into ``model.sam``, strictly."""
     what = "SAM2 checkpoint"
     weights = state_dict_of(read_checkpoint(path, what), path, what)
@@ -198,7 +203,7 @@ def _block_widths(weights: Mapping[str, torch.Tensor]) -> dict[int, tuple[int, i
 
 def infer_adapter_layout(
     weights: Mapping[str, torch.Tensor],
-    trunk: torch.nn.Module,
+    trunk: Hiera,
     stage_sizes: Sequence[int],
     path: str | os.PathLike,
     backbone: str,

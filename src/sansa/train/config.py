@@ -193,7 +193,7 @@ def _convert(value: Any, hint: Any, name: str) -> Any:
         if not isinstance(value, (list, tuple)):
             value = [value]
         return tuple(_convert(v, args[0], f"{name}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _dataclass_from(hint, value, name)
     try:
         if hint is bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,7 +65,7 @@ class EpisodeSample:
 
     images: torch.Tensor
     masks: torch.Tensor
-    prompts: list[dict]
+    prompts: list[dict[str, Any]]
     supervised: torch.Tensor
     seed: int
 
@@ -80,7 +81,7 @@ class EpisodeBatch:
 
     images: torch.Tensor
     masks: torch.Tensor
-    prompts: list[list[dict]]
+    prompts: list[list[dict[str, Any]]]
     supervised: torch.Tensor
     seeds: list[int]
 
@@ -181,7 +182,8 @@ class EpisodeSource(torch.utils.data.Dataset):
             rgb, mask = squash(rgb, mask, self.resolution)
             images.append(self.transform.image(np.array(rgb)))  # PIL's arrays are read-only
             masks.append(torch.from_numpy(mask))
-        prompts, supervised = [], [False] * self.shots + [True] * self.targets
+        prompts: list[dict[str, Any]] = []
+        supervised = [False] * self.shots + [True] * self.targets
         for k in range(self.shots):
             mask = masks[k].numpy()
             if not mask.any():

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -25,11 +26,14 @@ from sansa.model.adapters import freeze_all_but_adapters
 from sansa.model.sansa import SansaModel
 from sansa.train import distributed as dist_utils
 from sansa.train.checkpoint import LAST, FrozenGuard, load_resume, metadata, save_checkpoint
-from sansa.train.config import TrainConfig, save_config
+from sansa.train.config import TrainConfig, ValSpec, save_config
 from sansa.train.datasets import build_training_datasets
 from sansa.train.episodes import EpisodeSource, StepSchedule, episode_loader
 from sansa.train.losses import MaskLoss
 from sansa.train.objective import EpisodeObjective, set_training_mode
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 @dataclass
@@ -72,7 +76,7 @@ def _resolution(config: TrainConfig, datasets: Sequence[FewShotDataset]) -> int:
     sizes = {getattr(d, "image_size", None) for d in datasets}
     if len(sizes) != 1 or None in sizes:
         raise SansaError("resolution: the datasets have different (or no) evaluation sizes; set resolution")
-    return int(sizes.pop())
+    return int(sizes.pop() or 0)
 
 
 class Trainer:
@@ -111,7 +115,7 @@ class Trainer:
         objective = EpisodeObjective(self.model, loss, config.shots)
         self.objective = _data_parallel(objective) if ctx.distributed else objective
         self.step = 0
-        self.writer = None
+        self.writer: SummaryWriter | None = None
 
     # -- the run ----------------------------------------------------------------------
     def run(self, until_step: int | None = None) -> TrainResult:
@@ -134,7 +138,7 @@ class Trainer:
                     self._save(self.out / f"epoch_{epoch + 1}.pth", resumable=False)
                     result.checkpoint = last
                     if self.config.val is not None:
-                        result.validation.append(self._validate(epoch + 1))
+                        result.validation.append(self._validate(epoch + 1, self.config.val))
             if self.step % self.schedule.steps_per_epoch:  # stopped inside an epoch
                 self._save(last, resumable=True)
                 result.checkpoint = last
@@ -214,12 +218,12 @@ class Trainer:
         self.writer.add_scalar("train/episodes_per_s", rate, self.step)
         self.writer.add_scalar("train/images_per_s", rate * (self.config.shots + self.config.targets), self.step)
 
-    def _validate(self, epoch: int) -> dict:
+    def _validate(self, epoch: int, val: ValSpec) -> dict[str, Any]:
         from sansa.train.validation import validate
 
         self.model.eval()
         try:
-            metrics = validate(self.model, self.config.val, self.ctx)
+            metrics = validate(self.model, val, self.ctx)
         finally:
             set_training_mode(self.model)
         if self.ctx.is_main:
@@ -238,7 +242,8 @@ def _data_parallel(objective: EpisodeObjective) -> DistributedDataParallel:
     """DDP over the adapters; SAM2's buffers are frozen and equal on every rank, so never re-sent."""
     params = inspect.signature(DistributedDataParallel.__init__).parameters
     flag = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
-    return DistributedDataParallel(objective, **{flag: False})
+    off: dict[str, Any] = {flag: False}
+    return DistributedDataParallel(objective, **off)
 
 
 def _cosine(step: int, total: int) -> float:
