@@ -97,11 +97,11 @@ def test_job_record_survives_json(prompt):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"references": []}, "no reference"),
-        ({"targets": []}, "--targets: give at least one"),
-        ({"batch_size": 0}, "--batch-size: must be at least 1"),
+        ({"references": []}, "references: no reference given"),
+        ({"targets": []}, "targets: give at least one"),
+        ({"batch_size": 0}, "batch_size: must be at least 1"),
         ({"export": ExportOptions(("tiff",))}, "unknown format 'tiff'"),
-        ({"targets": ["nowhere"]}, "--targets nowhere: no such file or folder"),
+        ({"targets": ["nowhere"]}, "targets nowhere: no such file or folder"),
     ],
 )
 def test_bad_jobs_are_refused_before_the_folder_is_made(folder, changes, message):
@@ -148,7 +148,7 @@ def test_steps_on_two_workers_give_the_bytes_of_one_run(folder):
 def test_model_spec_refuses_mixed_sources():
     with pytest.raises(SansaError, match="give one or the other"):
         ModelSpec(model="x", sam2_checkpoint="y.pt").load()
-    with pytest.raises(SansaError, match="need --sam2-checkpoint"):
+    with pytest.raises(SansaError, match="adapter or backbone without sam2_checkpoint"):
         ModelSpec(adapter="a.pth").load()
     assert ModelSpec(backbone="test_tiny", random_weights=True).identity() == {
         "backbone": "test_tiny",

@@ -113,8 +113,8 @@ def test_segment_many_takes_a_folder_or_glob(predictor, photos, spec):
 @pytest.mark.parametrize(
     ("given", "words"),
     [
-        ("no/such/folder", "targets: no/such/folder: no such folder or file"),
-        ("*.nothing-matches", "targets: *.nothing-matches: no images"),
+        ("no/such/folder", "targets no/such/folder: no such folder or file"),
+        ("*.nothing-matches", "targets *.nothing-matches: no images"),
     ],
 )
 def test_segment_many_refuses_a_string_it_cannot_use(predictor, tmp_path, monkeypatch, given, words):

@@ -27,6 +27,7 @@ import torch
 from sansa.devices import autocast, choose_precision, resolve_device, resolve_precision
 from sansa.errors import SansaError
 from sansa.images import ImageLike, load_image
+from sansa.model.build import DEFAULT_BACKBONE
 from sansa.model.memory import MemoryTokens
 from sansa.model.sansa import Decoded, ImageFeatures, SansaModel
 from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference, Segmentation
@@ -45,15 +46,17 @@ class SansaPredictor:
 
     Args:
         model: a :class:`SansaModel` (weights loaded).
-        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
-        precision: ``"fp32"`` (exact), ``"bf16"`` or ``"fp16"``: the image encoder runs under
+        device: ``"auto"`` or ``None`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+        precision: ``"fp32"`` or ``None`` (exact), ``"bf16"`` or ``"fp16"``: the image encoder runs under
             ``torch.autocast`` to that type (weights stay fp32; see :meth:`encode`). Refused where
             the device lacks native support (see :func:`sansa.devices.resolve_precision`).
             ``"auto"``: bf16 where the device computes it natively and fast (a CUDA GPU with bf16,
             a CPU with AMX), fp32 elsewhere. :attr:`precision` is what runs (``"auto"`` resolved).
     """
 
-    def __init__(self, model: SansaModel, device: str | torch.device | None = "auto", precision: str = "fp32") -> None:
+    def __init__(
+        self, model: SansaModel, device: str | torch.device | None = "auto", precision: str | None = "fp32"
+    ) -> None:
         self.device = resolve_device(device)
         self.precision = choose_precision(precision, self.device)  # what runs: "auto" resolved
         self._autocast_dtype = resolve_precision(self.precision, self.device)
@@ -68,9 +71,9 @@ class SansaPredictor:
         cls,
         sam2_checkpoint: str | os.PathLike | None,
         adapter_checkpoint: str | os.PathLike | None = None,
-        model: str | os.PathLike = "hiera_large",
+        model: str | os.PathLike = DEFAULT_BACKBONE,
         device: str | torch.device | None = "auto",
-        precision: str = "fp32",
+        precision: str | None = "fp32",
     ) -> SansaPredictor:
         """Build from Meta's SAM2 release-1.0 checkpoint and a SANSA adapter file.
 
@@ -100,7 +103,7 @@ class SansaPredictor:
         device: str | torch.device | None = "auto",
         cache_dir: str | os.PathLike | None = None,
         offline: bool | None = None,
-        precision: str = "fp32",
+        precision: str | None = "fp32",
     ) -> SansaPredictor:
         """A released SANSA model by name, downloaded once and cached (see ``sansa models``).
 
@@ -390,13 +393,10 @@ def _expand_targets(spec: str | os.PathLike) -> list[str]:
     from sansa.targets import find_targets
 
     if not glob.has_magic(os.fspath(spec)) and not Path(spec).exists():
-        raise SansaError(f"targets: {os.fspath(spec)}: no such folder or file (give a folder, a glob or a list)")
-    try:
-        found, _ = find_targets([os.fspath(spec)], recursive=False)
-    except SansaError as err:  # its messages name the CLI's --targets
-        raise SansaError(str(err).replace("--targets ", "targets: ", 1)) from None
+        raise SansaError(f"targets {os.fspath(spec)}: no such folder or file (give a folder, a glob or a list)")
+    found, _ = find_targets([os.fspath(spec)], recursive=False)
     if not found:
-        raise SansaError(f"targets: {os.fspath(spec)}: no images found")
+        raise SansaError(f"targets {os.fspath(spec)}: no images found")
     return [target.path for target in found]
 
 

@@ -71,10 +71,10 @@ def find_targets(inputs: Sequence[str], recursive: bool, exclude: Any = None) ->
         elif path.is_file():
             paths = [path] if path.suffix.lower() in IMAGE_SUFFIXES else _read_list(path)
         else:
-            raise SansaError(f"--targets {item}: no such file or folder")
+            raise SansaError(f"targets {item}: no such file or folder")
         paths = [p for p in paths if skip is None or not p.resolve().is_relative_to(skip)]
         if not paths:
-            raise SansaError(f"--targets {item}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+            raise SansaError(f"targets {item}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
         found.update((p.resolve(), None) for p in paths)
     root = Path(os.path.commonpath([p.parent for p in found]))
     targets = [Target(str(p), p.relative_to(root).as_posix()) for p in found]
@@ -85,7 +85,7 @@ def _read_list(path: Path) -> list[Path]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
-        raise SansaError(f"--targets {path}: not a readable list of paths ({err.__class__.__name__})") from None
+        raise SansaError(f"targets {path}: not a readable list of paths ({err.__class__.__name__})") from None
     entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     return [p if p.is_absolute() else path.parent / p for p in map(Path, entries)]
 
@@ -147,7 +147,7 @@ def find_url_targets(inputs: list[str], recursive: bool, exclude: Any = None) ->
     found: dict[str, None] = {}
     for item in inputs:
         if not fs.is_url(item):
-            raise SansaError(f"--targets {item}: local paths and URLs cannot be mixed")
+            raise SansaError(f"targets {item}: local paths and URLs cannot be mixed")
         store, path = fs.filesystem(item)
         if any(ch in path for ch in "*?["):
             paths = sorted(store.glob(path))
@@ -162,11 +162,11 @@ def find_url_targets(inputs: list[str], recursive: bool, exclude: Any = None) ->
         elif store.isfile(path):
             paths = [path] if _is_image(path, IMAGE_SUFFIXES) else _read_url_list(store, path, item)
         else:
-            raise SansaError(f"--targets {item}: no such file or folder")
+            raise SansaError(f"targets {item}: no such file or folder")
         skip = str(exclude).rstrip("/") + "/" if fs.is_url(exclude) else None
         paths = [p for p in paths if skip is None or not store.unstrip_protocol(p).startswith(skip)]
         if not paths:
-            raise SansaError(f"--targets {item}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+            raise SansaError(f"targets {item}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
         found.update((store.unstrip_protocol(p), None) for p in paths)
     targets = list(found)
     return targets, common_folder(targets)
@@ -177,7 +177,7 @@ def common_folder(urls: list[str]) -> str:
     -> ``s3://b/x``)."""
     schemes = {url.split("://", 1)[0] for url in urls}
     if len(schemes) != 1:
-        raise SansaError(f"--targets: URLs of several schemes ({', '.join(sorted(schemes))})")
+        raise SansaError(f"targets: URLs of several schemes ({', '.join(sorted(schemes))})")
     scheme = schemes.pop()
     paths = [url.split("://", 1)[1] for url in urls]
     return f"{scheme}://{posixpath.commonpath([posixpath.dirname(p) for p in paths])}"
@@ -193,7 +193,7 @@ def _read_url_list(store: Any, path: str, item: str) -> list[str]:
     try:
         lines = store.cat_file(path).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
-        raise SansaError(f"--targets {item}: not a readable list of paths ({err.__class__.__name__})") from None
+        raise SansaError(f"targets {item}: not a readable list of paths ({err.__class__.__name__})") from None
     entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     folder = posixpath.dirname(path)
     return [

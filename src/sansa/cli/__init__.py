@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -74,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _apply_max_pixels(args)
         return int(args.handler(args) or 0)
     except SansaError as err:
-        print(f"sansa {args.command}: error: {err}", file=sys.stderr)
+        message = as_flags(str(err), option_flags(parser, args.command))
+        print(f"sansa {args.command}: error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a program that stopped reading (`sansa models | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -82,6 +84,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sansa {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def option_flags(parser: argparse.ArgumentParser, command: str | None) -> dict[str, str]:
+    """``{parameter: flag}`` of ``command``'s options (``sam2_checkpoint`` -> ``--sam2-checkpoint``):
+    their ``dest`` is the library parameter they are passed to."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    chosen = sub.choices.get(command) if sub is not None and command else None
+    actions = chosen._actions if chosen is not None else []
+    return {a.dest: max(a.option_strings, key=len) for a in actions if a.option_strings and a.dest != "help"}
+
+
+def as_flags(message: str, flags: dict[str, str]) -> str:
+    """A library message with the parameters it names written as the command's flags.
+
+    A library message about parameters names them, by their Python names, before its first
+    ``": "``: ``targets photos/: no such file or folder``, ``random_weights cannot be combined with
+    model: ...``. Only that head is rewritten: the explanation after it stays as written, so its
+    words ("the targets") and a references file's keys (``neg_points``) stay what they are.
+    """
+    head, colon, tail = message.partition(": ")
+    if not colon:
+        return message
+    for name in sorted(flags, key=len, reverse=True):
+        head = re.sub(rf"(?<![\w/.-]){re.escape(name)}(?![\w/.-])", flags[name], head)
+    return head + colon + tail
 
 
 def _apply_max_pixels(args: argparse.Namespace) -> None:

@@ -3,11 +3,13 @@
 A :class:`Job` names the references (image paths with :class:`~sansa.records.Prompt` records,
 mask prompts inline as PNG), the targets as the user gave them, the output folder, formats and
 export options, the batch size and the model. ``Job.from_dict(job.to_dict())`` gives an equal
-job, so a job can be saved, shipped to other processes (Ray actors) and rebuilt there::
+job, so a job can be saved, shipped to other processes (Ray actors) and rebuilt there:
 
-    job = Job(references=[ReferenceEntry.create("ref.jpg", "dog", Prompt.create(box=[4, 4, 40, 30]))],
-              targets=["photos/"], out="labels/", model=ModelSpec(model="sansa-universal"))
-    text = json.dumps(job.to_dict())
+    >>> import json
+    >>> job = Job(references=[ReferenceEntry("ref.jpg", "dog", Prompt.create(box=[4, 4, 40, 30]))],
+    ...           targets=["photos/"], out="labels/", model=ModelSpec(model="sansa-universal"))
+    >>> Job.from_dict(json.loads(json.dumps(job.to_dict()))) == job
+    True
 
 Coordinates in prompts: pixels of the reference image, ``x`` = column, ``y`` = row.
 """
@@ -18,12 +20,18 @@ import base64
 import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sansa.errors import SansaError
 from sansa.records import Prompt
+
+if TYPE_CHECKING:
+    from sansa.export import OutputFormat
+    from sansa.fs import AnyPath
+    from sansa.predictor import SansaPredictor
+    from sansa.references import ReferenceSpec
 
 
 # -- prompts ------------------------------------------------------------------------------------
@@ -78,7 +86,7 @@ class ReferenceEntry:
     source: str = ""
 
     @classmethod
-    def from_spec(cls, spec: Any) -> ReferenceEntry:
+    def from_spec(cls, spec: ReferenceSpec) -> ReferenceEntry:
         """From a :class:`sansa.references.ReferenceSpec` (reads its mask file, if any)."""
         from sansa.errors import PromptError
 
@@ -131,10 +139,10 @@ class ModelSpec:
     precision: str | None = None
 
     def __post_init__(self) -> None:
-        files = [f"--{k.replace('_', '-')}" for k in ("model", "sam2_checkpoint", "adapter") if getattr(self, k)]
+        files = [k for k in ("model", "sam2_checkpoint", "adapter") if getattr(self, k)]
         if self.random_weights and files:  # the files would be ignored while the run records them
             raise SansaError(
-                f"--random-weights cannot be combined with {' and '.join(files)}: random weights "
+                f"random_weights cannot be combined with {' and '.join(files)}: random weights "
                 "would ignore it; drop one"
             )
 
@@ -151,30 +159,27 @@ class ModelSpec:
 
         return choose_precision(self.precision, resolve_device(device or self.device))
 
-    def load(self, device: str | None = None) -> Any:
+    def load(self, device: str | None = None) -> SansaPredictor:
         """The :class:`~sansa.predictor.SansaPredictor` (``device`` overrides the spec's)."""
+        from sansa.hub import DEFAULT_MODEL
+        from sansa.model.build import DEFAULT_BACKBONE
         from sansa.predictor import SansaPredictor
 
-        where = {"device": device or self.device} if (device or self.device) else {}
-        if self.precision is not None:
-            where["precision"] = self.precision
-        if self.random_weights:
-            import torch
-
-            from sansa.model.build import build_sansa
-
-            with torch.random.fork_rng():  # seeded: every run (and a resumed run) gets the same random model
-                torch.manual_seed(0)
-                model = build_sansa(**({"model": self.backbone} if self.backbone else {}))
-            return SansaPredictor(model, **where)
+        device = device or self.device
+        backbone = self.backbone or DEFAULT_BACKBONE
+        if self.random_weights:  # seeded: every run (and a resumed run) gets the same random model
+            return SansaPredictor.from_checkpoint(None, model=backbone, device=device, precision=self.precision)
         if self.sam2_checkpoint is not None:
             if self.model is not None:
-                raise SansaError("--model and --sam2-checkpoint: give one or the other")
-            backbone = {"model": self.backbone} if self.backbone else {}
-            return SansaPredictor.from_checkpoint(self.sam2_checkpoint, self.adapter, **backbone, **where)
+                raise SansaError("model and sam2_checkpoint: give one or the other")
+            return SansaPredictor.from_checkpoint(
+                self.sam2_checkpoint, self.adapter, model=backbone, device=device, precision=self.precision
+            )
         if self.adapter is not None or self.backbone is not None:
-            raise SansaError("--adapter/--backbone need --sam2-checkpoint (or use --model NAME)")
-        return SansaPredictor.from_pretrained(**({"name": self.model} if self.model else {}), **where)
+            raise SansaError(
+                "adapter or backbone without sam2_checkpoint: give sam2_checkpoint too, or name a released model"
+            )
+        return SansaPredictor.from_pretrained(self.model or DEFAULT_MODEL, device=device, precision=self.precision)
 
     def identity(self) -> dict[str, Any]:
         """What the results depend on: names, and each checkpoint file's size and modification time."""
@@ -222,7 +227,7 @@ class ExportOptions:
     labelstudio_annotations: bool = False
     labelstudio_root: str | None = None
 
-    def writer_options(self) -> dict:
+    def writer_options(self) -> dict[str, Any]:
         """The :class:`~sansa.export.FolderWriter` keyword arguments of these options."""
         return {
             "per_class": self.per_class,
@@ -234,7 +239,7 @@ class ExportOptions:
             "labelstudio_root": self.labelstudio_root,
         }
 
-    def parsed_formats(self) -> tuple:
+    def parsed_formats(self) -> tuple[OutputFormat, ...]:
         from sansa.export import DEFAULT_FORMATS, parse_formats
 
         return parse_formats(self.formats) if self.formats is not None else DEFAULT_FORMATS
@@ -272,7 +277,7 @@ class Job:
         return list(dict.fromkeys(r.label for r in self.references))
 
     @property
-    def out_dir(self) -> Any:
+    def out_dir(self) -> AnyPath:
         """The output folder: a ``Path``, or a ``UPath`` for a URL (``s3://bucket/labels``; see :mod:`sansa.fs`)."""
         from sansa import fs
 
@@ -281,11 +286,11 @@ class Job:
     def check(self) -> None:
         """Raise a one-line :class:`SansaError` for a job that cannot run (before any file is touched)."""
         if not self.references:
-            raise SansaError("no reference: give REFERENCE with --mask/--box/--points/--scribble, or --references FILE")
+            raise SansaError("references: no reference given (mark one with a mask, box, points or a scribble)")
         if not self.targets:
-            raise SansaError("--targets: give at least one folder, glob, image or list file")
+            raise SansaError("targets: give at least one folder, glob, image or list file")
         if self.batch_size is not None and self.batch_size < 1:
-            raise SansaError(f"--batch-size: must be at least 1, got {self.batch_size}")
+            raise SansaError(f"batch_size: must be at least 1, got {self.batch_size}")
         self.export.parsed_formats()
 
     def to_dict(self) -> dict[str, Any]:

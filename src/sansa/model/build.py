@@ -19,6 +19,8 @@ from sansa.model import _sam2 as s2
 from sansa.model.sansa import SansaModel
 from sansa.model.variants import VARIANTS, Sam2Variant, get_variant
 
+# The backbone when none is named: SAM2 Hiera-L, the one the released SANSA models adapt.
+DEFAULT_BACKBONE = "hiera_large"
 DEFAULT_ADAPTER_STAGES = (2, 3)
 DEFAULT_CHANNEL_FACTOR = 0.3
 _OBJECT_SCORE_FLAGS = ("pred_obj_scores", "pred_obj_scores_mlp", "fixed_no_obj_ptr")
@@ -171,7 +173,7 @@ def _device_context(device: str | torch.device) -> Iterator[None]:
 
 
 def build_sansa(
-    model: str | os.PathLike = "hiera_large",
+    model: str | os.PathLike = DEFAULT_BACKBONE,
     adapter_stages: Sequence[int] = DEFAULT_ADAPTER_STAGES,
     channel_factor: float = DEFAULT_CHANNEL_FACTOR,
     device: str | torch.device = "cpu",
