@@ -17,7 +17,7 @@ import collections
 import functools
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -190,7 +190,7 @@ def _timed(outcome: Outcome, started: float) -> Outcome:
 # -- building blocks (also used by the web app's propagation) -------------------------------------
 def read_ahead(
     read: Callable[[T], R], items: Iterable[T], ahead: int = PREFETCH, threads: int = THREADS
-) -> Iterator[tuple[T, Future[R]]]:
+) -> Generator[tuple[T, Future[R]], None, None]:
     """Yield ``(item, future of read(item))`` in the order of ``items``, ``read`` running on
     ``threads`` reader threads for the yielded item and at most ``ahead`` items after it.
 

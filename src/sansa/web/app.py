@@ -37,7 +37,7 @@ import webbrowser
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -76,9 +76,10 @@ from sansa.web.service import SansaService
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_HOST, DEFAULT_PORT = security.DEFAULT_HOST, security.DEFAULT_PORT
-ERRORS = {code: {"model": ErrorOut} for code in (400, 404, 409, 413, 415, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 404, 409, 413, 415, 422)}
 THUMB_SIDES = (160, 320)  # the gallery's and the targets grid's (static/app.js)
 MaxSide = Annotated[int | None, Query(ge=16, le=4096, description="longer side of the returned image")]
+ThumbSide = Annotated[int, Query(ge=16, le=4096, description="longer side of the returned image")]
 
 
 def create_app(
@@ -179,7 +180,7 @@ def _add_image_routes(app: FastAPI, service: SansaService, info: ServerInfo) -> 
         return folder.list()
 
     @app.get("/api/images/{name}/thumb", response_class=Response)
-    def thumbnail(name: str, max_side: MaxSide = 384) -> Response:
+    def thumbnail(name: str, max_side: ThumbSide = 384) -> Response:
         return Response(
             folder.thumbnail(name, max_side), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
         )
@@ -281,7 +282,7 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
 
 
 def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
-    zip_response = {200: {"content": {"application/zip": {}}}}
+    zip_response: dict[int | str, dict[str, Any]] = {200: {"content": {"application/zip": {}}}}
 
     @app.get("/api/sessions/{sid}/review")
     def review(sid: str) -> ReviewList:

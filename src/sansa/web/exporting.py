@@ -80,7 +80,8 @@ class ExportJob:
             self.colors = [hex_to_rgb(session.classes[label]) for label in self.labels]
             planned = plan(service, session, self.labels)
             self.items, self.left_out, self.failures = planned.items, planned.left_out, planned.failures
-        self.state, self.done, self.error = JobState.RUNNING, 0, None
+        self.state, self.done = JobState.RUNNING, 0
+        self.error: str | None = None
         self.total = len(self.items) + 1  # + the zip
         self.folder = Path(tempfile.mkdtemp(prefix="sansa-export-"))
         self.path = self.folder / ZIP_NAME

@@ -7,6 +7,7 @@ reach anything else.
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 import re
@@ -79,7 +80,9 @@ class ImageFolder:
 
         A file's header is read again only when its size or modification time changes.
         """
-        images, skipped, seen = [], [], {}
+        images: builtins.list[ImageInfo] = []
+        skipped: builtins.list[SkippedImage] = []
+        seen = {}
         for path in list_images(self.root):
             if path.resolve().parent != self.root:  # a link to a file elsewhere: never served
                 continue
@@ -87,12 +90,15 @@ class ImageFolder:
             key = (path.name, stat.st_mtime_ns, stat.st_size)
             entry = self._sizes.get(key) or _size_entry(path)
             seen[key] = entry
-            (images if isinstance(entry, ImageInfo) else skipped).append(entry)
+            if isinstance(entry, ImageInfo):
+                images.append(entry)
+            else:
+                skipped.append(entry)
         with self._lock:
             self._sizes = seen
         return ImageList(folder=str(self.root), images=images, skipped=skipped)
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         return [info.name for info in self.list().images]
 
     def load(self, name: str) -> np.ndarray:

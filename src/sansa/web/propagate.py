@@ -78,7 +78,7 @@ class PropagationJob:
         )
 
     def _run(self) -> None:
-        saves = WriteBehind(self.behind)
+        saves: WriteBehind[str] = WriteBehind(self.behind)
         try:
             state = self._segment_all(saves)
             saves.drain()  # also when cancelled: what was segmented is saved
@@ -88,7 +88,7 @@ class PropagationJob:
         except Exception as err:  # a background thread must report, never die silently
             self.error, self.state = f"{type(err).__name__}: {err}", JobState.FAILED
 
-    def _segment_all(self, saves: WriteBehind) -> JobState:
+    def _segment_all(self, saves: WriteBehind[str]) -> JobState:
         """Every target in order, read ahead; returns ``DONE``, or ``CANCELLED`` at the first
         target after a cancel or a change of the session's references."""
         reads = read_ahead(self._prepare, self.targets, self.prefetch, READERS)
