@@ -14,6 +14,8 @@ filesystems (``file://``, ``sftp://``) a temporary beside the destination is mov
 
 from __future__ import annotations
 
+import datetime
+import importlib
 import os
 import posixpath
 import re
@@ -143,7 +145,6 @@ def open_binary(url: str):
 
 
 def _mtime_ns(info: dict) -> int:
-    import datetime
 
     value = next((info[k] for k in ("LastModified", "mtime", "last_modified", "updated", "created") if k in info), 0)
     if isinstance(value, datetime.datetime):
@@ -161,7 +162,6 @@ def _first_line(err: Exception) -> str:
 
 
 def _need(module: str, package: str, url: str):
-    import importlib
 
     try:
         return importlib.import_module(module)

@@ -26,11 +26,14 @@ import torch
 
 from sansa.devices import autocast, choose_precision, resolve_device, resolve_precision
 from sansa.errors import SansaError
+from sansa.hub import resolve_pretrained
 from sansa.images import ImageLike, load_image
-from sansa.model.build import DEFAULT_BACKBONE
+from sansa.model.build import DEFAULT_BACKBONE, build_sansa
+from sansa.model.loading import load_sansa
 from sansa.model.memory import MemoryTokens
 from sansa.model.sansa import Decoded, ImageFeatures, SansaModel
 from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference, Segmentation
+from sansa.targets import find_targets
 from sansa.transforms import ModelTransform
 
 # Targets encoded together by segment_many (and `sansa segment`) on a GPU. On the CPU one at a
@@ -90,7 +93,6 @@ class SansaPredictor:
             device: where to run.
             precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see the class).
         """
-        from sansa.model.loading import load_sansa
 
         if sam2_checkpoint is None:
             return cls(_random_model(model, adapter_checkpoint), device=device, precision=precision)
@@ -114,7 +116,6 @@ class SansaPredictor:
             offline: never download; use only cached files (default: ``HF_HUB_OFFLINE``).
             precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see the class).
         """
-        from sansa.hub import resolve_pretrained
 
         files = resolve_pretrained(name, cache_dir=cache_dir, offline=offline)
         return cls.from_checkpoint(
@@ -379,7 +380,6 @@ class SansaPredictor:
 
 def _random_model(model: str | os.PathLike, adapter_checkpoint: str | os.PathLike | None) -> SansaModel:
     """A seeded random-weight model (the same every call)."""
-    from sansa.model.build import build_sansa
 
     if adapter_checkpoint is not None:
         raise SansaError("adapter_checkpoint: give sam2_checkpoint too (None builds random weights)")
@@ -390,7 +390,6 @@ def _random_model(model: str | os.PathLike, adapter_checkpoint: str | os.PathLik
 
 def _expand_targets(spec: str | os.PathLike) -> list[str]:
     """The images of a folder or glob (sorted); a string is never iterated as characters."""
-    from sansa.targets import find_targets
 
     if not glob.has_magic(os.fspath(spec)) and not Path(spec).exists():
         raise SansaError(f"targets {os.fspath(spec)}: no such folder or file (give a folder, a glob or a list)")

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sansa.data import coco, fss, lvis, parts, pascal
 from sansa.data.common import DatasetError, Split
 from sansa.data.episode import FewShotDataset
+from sansa.data.folder import FolderDataset
 
 
 class Benchmark(str, enum.Enum):
@@ -70,8 +72,6 @@ def build_dataset(
         split: ``test`` (= ``val``: the fold's classes) or ``train`` (the other classes).
         shots: classes with no more than ``shots`` images cannot form an episode and are left out.
     """
-    from sansa.data import coco, fss, lvis, parts, pascal
-    from sansa.data.folder import FolderDataset
 
     benchmark = as_benchmark(benchmark)
     folds = SPECS[benchmark].folds

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sansa.data.pickles import UnsafePickleError, load_pickle
 from sansa.errors import SansaError
 from sansa.images import ImageError, open_lazily
 
@@ -75,7 +76,6 @@ def read_pickle(path: Path, hint: str, layout: Layout) -> Any:
     another layout than ``layout`` is a one-line :class:`DatasetError` naming the file and what
     was expected.
     """
-    from sansa.data.pickles import UnsafePickleError, load_pickle
 
     try:
         value = load_pickle(require(path, hint))

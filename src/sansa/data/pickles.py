@@ -16,6 +16,7 @@ short element list crashes numpy).
 
 from __future__ import annotations
 
+import codecs
 import io
 import pickle
 from collections import OrderedDict, defaultdict
@@ -85,7 +86,6 @@ def _sized(kind: type, args: tuple) -> None:
 
 def _encode(text: Any, encoding: str) -> bytes:
     """Protocol-2 pickles spell bytes as ``_codecs.encode(text, 'latin1')``: text encodings only."""
-    import codecs
 
     if not isinstance(text, str) or not isinstance(encoding, str):
         raise pickle.UnpicklingError("refers to _codecs.encode with non-text arguments")

@@ -198,8 +198,6 @@ def get_model(name: str, models: Mapping[str, PretrainedModel] | None = None) ->
     """
     models = MODELS if models is None else models
     if name not in models:
-        from sansa.model.variants import VARIANTS  # only on this error path
-
         hint = ""
         if name in VARIANTS:
             hint = (

@@ -20,6 +20,8 @@ Every target's files and record are written atomically, the record last; a kille
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,8 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sansa.errors import SansaError
+from sansa import atomic, fs
+from sansa._version import __version__
+from sansa.errors import OutputError, PromptError, SansaError
+from sansa.export import render
+from sansa.export.names import safe_stem, safe_token
 from sansa.export.writer import FolderWriter, TargetRecord
+from sansa.images import load_image, load_image_and_bytes
 from sansa.labeling import folder as out_folder
 from sansa.labeling import pipeline
 from sansa.labeling.batches import Batch, fixed_batches
@@ -112,11 +119,6 @@ class RunResult:
 # -- driver: prepare ----------------------------------------------------------------------------
 def load_references(job: Job) -> list[LoadedReference]:
     """Read each reference image once, check its prompt lies inside it (one-line errors naming it)."""
-    import hashlib
-
-    from sansa import fs
-    from sansa.errors import PromptError
-    from sansa.images import load_image, load_image_and_bytes
 
     loaded = []
     for entry in job.references:
@@ -137,8 +139,6 @@ def load_references(job: Job) -> list[LoadedReference]:
 
 def inputs_record(job: Job, references: Sequence[LoadedReference]) -> dict[str, Any]:
     """What every result of the job is made from: each reference (class, prompt, image) and the model."""
-    import hashlib
-    import json
 
     refs = [
         {
@@ -244,9 +244,6 @@ def encode_references(predictor: SansaPredictor, plan: Plan) -> list[Reference]:
 def save_reference_pictures(plan: Plan, references: Sequence[Reference]) -> list[dict[str, str]]:
     """``references/NN_<label>_<image>_mask.png`` and ``.jpg`` (the image with the mask and prompt):
     what SANSA understood of each reference. Returns their paths relative to the out folder."""
-    from sansa import atomic
-    from sansa.export import render
-    from sansa.export.names import safe_stem, safe_token
 
     saved = []
     for index, (loaded, reference) in enumerate(zip(plan.references, references, strict=True), start=1):
@@ -320,7 +317,6 @@ def finalise(
 def finish_dataset(writer: FolderWriter, failures: Sequence[dict[str, str]]) -> None:
     """``classes.json``, ``annotations.json``, ``yolo/data.yaml`` from the records, and the failures
     (``failures.txt``: ``path: error`` lines; ``failures.json``), or no failure files when none."""
-    from sansa import atomic
 
     writer.close()
     out = writer.out_dir
@@ -342,8 +338,6 @@ def _save_run(
     seconds: float,
 ) -> None:
     """``run.json``: what ran (options, model, references, targets, outcome)."""
-    from sansa import atomic
-    from sansa._version import __version__
 
     refs = [
         {"image": loaded.entry.image, "label": ref.label, "prompt": ref.prompt.type.value, "score": ref.score, **files}
@@ -382,7 +376,6 @@ def output_errors(out: AnyPath) -> Iterator[None]:
     except OSError as err:
         if isinstance(err, SansaError):
             raise
-        from sansa.errors import OutputError
 
         if not isinstance(out, Path):  # a URL: the file system's own message
             raise OutputError.of(out, err) from None

@@ -24,7 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sansa.errors import SansaError
+from sansa import fs
+from sansa.errors import PromptError, SansaError
+from sansa.export import DEFAULT_FORMATS, parse_formats
+from sansa.hub import DEFAULT_MODEL
 from sansa.records import Prompt
 
 if TYPE_CHECKING:
@@ -88,7 +91,6 @@ class ReferenceEntry:
     @classmethod
     def from_spec(cls, spec: ReferenceSpec) -> ReferenceEntry:
         """From a :class:`sansa.references.ReferenceSpec` (reads its mask file, if any)."""
-        from sansa.errors import PromptError
 
         try:
             prompt = spec.prompt()
@@ -161,7 +163,6 @@ class ModelSpec:
 
     def load(self, device: str | None = None) -> SansaPredictor:
         """The :class:`~sansa.predictor.SansaPredictor` (``device`` overrides the spec's)."""
-        from sansa.hub import DEFAULT_MODEL
         from sansa.model.build import DEFAULT_BACKBONE
         from sansa.predictor import SansaPredictor
 
@@ -240,7 +241,6 @@ class ExportOptions:
         }
 
     def parsed_formats(self) -> tuple[OutputFormat, ...]:
-        from sansa.export import DEFAULT_FORMATS, parse_formats
 
         return parse_formats(self.formats) if self.formats is not None else DEFAULT_FORMATS
 
@@ -279,7 +279,6 @@ class Job:
     @property
     def out_dir(self) -> AnyPath:
         """The output folder: a ``Path``, or a ``UPath`` for a URL (``s3://bucket/labels``; see :mod:`sansa.fs`)."""
-        from sansa import fs
 
         return fs.as_path(self.out)
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sansa import atomic, fs
 from sansa.errors import SansaError
 from sansa.labeling import engine
 from sansa.labeling.batches import Batch
@@ -94,7 +95,6 @@ def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **op
     Returns:
         The :class:`~sansa.labeling.engine.RunResult`, as a one-process run gives it.
     """
-    from sansa import atomic
 
     ray_options = RayOptions(**options)
     ray_options.check()
@@ -229,7 +229,6 @@ class LabelActor:
 
 def for_workers(job: Job) -> Job:
     """``job`` with its output folder and model files as absolute paths (workers run elsewhere)."""
-    from sansa import fs
 
     def absolute(path: str | None) -> str | None:
         if path is None or fs.is_url(path) or not Path(path).expanduser().exists():

@@ -16,6 +16,7 @@ import math
 import os
 import pathlib
 import pickle
+import pickletools
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -92,7 +93,6 @@ _HARMLESS_BUILTINS = ("set", "frozenset", "slice", "complex", "bytearray", "rang
 
 def _unsafe_global(path: Path) -> str | None:
     """The first ``module.name`` a plain (not zipped) pickle would import that is not tensor or container data."""
-    import pickletools
 
     strings: list[str] = []
     try:

@@ -26,7 +26,7 @@ import torch
 from sansa.atomic import write_bytes
 from sansa.errors import CheckpointError
 from sansa.model.adapters import adapter_state_dict, is_adapter_key
-from sansa.model.checkpoint import read_checkpoint
+from sansa.model.checkpoint import load_adapter_weights, read_adapter_checkpoint, read_checkpoint
 from sansa.model.sansa import SansaModel
 
 FORMAT = "sansa-train/1"
@@ -132,7 +132,6 @@ def load_resume(
         CheckpointError: the file is not a resumable ``sansa train`` checkpoint, or was made
             with different training settings (``training_fields`` of the config).
     """
-    from sansa.model.checkpoint import load_adapter_weights, read_adapter_checkpoint
 
     what = "training checkpoint"
     obj = read_checkpoint(path, what)

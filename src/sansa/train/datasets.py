@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sansa.data import build_dataset
+from sansa.data.benchmarks import SPECS, as_benchmark
 from sansa.data.episode import FewShotDataset
 from sansa.errors import SansaError
 from sansa.train.config import DataSpec
@@ -43,8 +45,6 @@ class AllClasses:
 
 def build_training_dataset(spec: DataSpec, shots: int) -> FewShotDataset:
     """The training split of ``spec``: the classes outside its fold, or every class (``fold`` None)."""
-    from sansa.data import build_dataset
-    from sansa.data.benchmarks import SPECS, as_benchmark
 
     if spec.fold is not None:
         return build_dataset(spec.benchmark, spec.root, spec.fold, "train", shots)

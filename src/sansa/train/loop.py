@@ -23,6 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from sansa.data.episode import FewShotDataset
 from sansa.errors import SansaError
 from sansa.model.adapters import freeze_all_but_adapters
+from sansa.model.build import build_sansa
+from sansa.model.checkpoint import load_sam2_checkpoint
 from sansa.model.sansa import SansaModel
 from sansa.train import distributed as dist_utils
 from sansa.train.checkpoint import LAST, FrozenGuard, load_resume, metadata, save_checkpoint
@@ -31,6 +33,7 @@ from sansa.train.datasets import build_training_datasets
 from sansa.train.episodes import EpisodeSource, StepSchedule, episode_loader
 from sansa.train.losses import MaskLoss
 from sansa.train.objective import EpisodeObjective, set_training_mode
+from sansa.train.validation import validate
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -56,8 +59,6 @@ class TrainResult:
 def build_model(config: TrainConfig, device: torch.device) -> SansaModel:
     """SANSA with the config's backbone and adapters; SAM2 weights from ``sam2_checkpoint``
     (random, from the seed, without one); only the adapters trainable; training mode set."""
-    from sansa.model.build import build_sansa
-    from sansa.model.checkpoint import load_sam2_checkpoint
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # the same fresh adapters (and random SAM2) on every rank
@@ -219,7 +220,6 @@ class Trainer:
         self.writer.add_scalar("train/images_per_s", rate * (self.config.shots + self.config.targets), self.step)
 
     def _validate(self, epoch: int, val: ValSpec) -> dict[str, Any]:
-        from sansa.train.validation import validate
 
         self.model.eval()
         try:

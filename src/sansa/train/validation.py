@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import torch
 
+from sansa.data import build_dataset, sample_episodes
 from sansa.evaluation import EpisodeScore, evaluate
 from sansa.metrics import IoUAccumulator
 from sansa.model.sansa import SansaModel
+from sansa.predictor import SansaPredictor
 from sansa.train.config import ValSpec
 from sansa.train.distributed import DistContext, all_reduce_sum
 
 
 def validate(model: SansaModel, spec: ValSpec, ctx: DistContext) -> dict[str, float]:
     """mIoU and FB-IoU (percent) of ``model`` on ``spec``'s episodes, reduced over ranks."""
-    from sansa.data import build_dataset, sample_episodes
-    from sansa.predictor import SansaPredictor
 
     dataset = build_dataset(spec.benchmark, spec.root, spec.fold or 0, "test", spec.shots)
     episodes = sample_episodes(dataset, spec.shots, spec.episodes, spec.seed)

@@ -46,6 +46,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from sansa.errors import SansaError
+from sansa.export.exporter import format_names
 from sansa.predictor import SansaPredictor
 from sansa.web import exporting, features, propagate, render, security
 from sansa.web.errors import Conflict, TooLarge, status_of
@@ -324,10 +325,6 @@ def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
 
 
 def _export_formats() -> list[str]:
-    try:
-        from sansa.export.exporter import format_names
-    except ImportError:
-        return []
     return format_names()
 
 

@@ -37,8 +37,11 @@ import numpy as np
 
 from sansa import atomic
 from sansa.errors import SansaError
-from sansa.export.writer import TargetRecord
+from sansa.export import DEFAULT_FORMATS, FolderWriter, OutputFormat, parse_formats
+from sansa.export import render as export_render
+from sansa.export.writer import STATE_DIR, TargetRecord
 from sansa.images import open_lazily
+from sansa.labeling import ExportOptions, Segmented, export_results
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.render import hex_to_rgb
 from sansa.web.schema import ExportStatus, JobState, ReviewState, Source
@@ -67,7 +70,6 @@ class ExportJob:
         formats: Sequence[str] | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
-        from sansa.export import DEFAULT_FORMATS, FolderWriter, OutputFormat, parse_formats
 
         self.formats = parse_formats(formats if formats is not None else DEFAULT_FORMATS)
         self.options = dict(options or {})
@@ -127,9 +129,6 @@ class ExportJob:
     def _write(self, out: Path) -> None:
         """The export's files, written by :func:`sansa.labeling.export_results` as a run writes them,
         plus overlays in the page's colours and ``images.json``."""
-        from sansa.export import OutputFormat
-        from sansa.export import render as export_render
-        from sansa.labeling import ExportOptions, Segmented, export_results
 
         records = []
         formats = [f for f in self.formats if f != OutputFormat.OVERLAY.value] or [OutputFormat.PNG.value]
@@ -170,7 +169,6 @@ class ExportJob:
         atomic.write_json(out / "images.json", records)
 
     def _zip(self, out: Path) -> None:
-        from sansa.export.writer import STATE_DIR
 
         with zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(out.rglob("*")):
