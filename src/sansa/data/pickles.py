@@ -21,7 +21,7 @@ import io
 import pickle
 from collections import OrderedDict, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy._core import multiarray, numeric
@@ -147,6 +147,8 @@ class _Copying:
 class _CheckedArray(np.ndarray):
     """An array being unpickled: its state is checked before numpy allocates (then a plain ndarray)."""
 
+    _budget: _Budget
+
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise pickle.UnpicklingError("refers to a numpy array with an unknown state")
@@ -186,7 +188,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         dtype = np.dtype(dtype)
         if self.budget.take(dtype, shape):  # numpy writes (0,): the data comes with the state, from the file
             raise pickle.UnpicklingError(f"refers to numpy's _reconstruct of a non-empty array {shape} {dtype}")
-        array = multiarray._reconstruct(_CheckedArray, shape, dtype)
+        array = cast(_CheckedArray, multiarray._reconstruct(_CheckedArray, shape, dtype))
         array._budget = self.budget
         return array
 
@@ -197,7 +199,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def _frombuffer(self, buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
         """numpy's protocol-5 reconstructor: the data is the buffer, of the file's own bytes."""
         self.budget.take(dtype, shape)
-        return numeric._frombuffer(buffer, dtype, shape, order)
+        array: np.ndarray = numeric._frombuffer(buffer, dtype, shape, order)  # type: ignore[attr-defined]
+        return array
 
 
 def _plain(value: Any, seen: dict[int, Any]) -> Any:
