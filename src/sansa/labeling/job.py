@@ -8,7 +8,8 @@ job, so a job can be saved, shipped to other processes (Ray actors) and rebuilt 
     >>> import json
     >>> job = Job(references=[ReferenceEntry("ref.jpg", "dog", Prompt.create(box=[4, 4, 40, 30]))],
     ...           targets=["photos/"], out="labels/", model=ModelSpec(model="sansa-universal"))
-    >>> Job.from_dict(json.loads(json.dumps(job.to_dict()))) == job
+    >>> text = json.dumps(job.to_dict())
+    >>> Job.from_dict(json.loads(text)).to_dict() == job.to_dict()
     True
 
 Coordinates in prompts: pixels of the reference image, ``x`` = column, ``y`` = row.
@@ -28,6 +29,7 @@ from sansa import fs
 from sansa.errors import PromptError, SansaError
 from sansa.export import DEFAULT_FORMATS, parse_formats
 from sansa.hub import DEFAULT_MODEL
+from sansa.images import load_mask, open_image_file
 from sansa.records import Prompt
 
 if TYPE_CHECKING:
@@ -57,8 +59,6 @@ def prompt_to_dict(prompt: Prompt) -> dict[str, Any]:
 def prompt_from_dict(values: dict[str, Any]) -> Prompt:
     """The inverse of :func:`prompt_to_dict` (no re-thinning: the record is already normalised)."""
     if "mask_png" in values:
-        from sansa.images import load_mask, open_image_file
-
         return Prompt(mask=load_mask(open_image_file(base64.b64decode(values["mask_png"]), "mask_png")))
     arrays = {
         key: np.asarray(values[key], dtype=np.int32 if key == "labels" else np.float32)
