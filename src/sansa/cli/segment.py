@@ -7,10 +7,15 @@ Argument parsing, then :func:`sansa.labeling.run` (discovery, fixed batches, res
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sansa.cli import given
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 EPILOG = """examples:
   sansa segment ref.jpg --mask ref_mask.png --label dog --targets photos/ --out labels/
@@ -277,11 +282,11 @@ def _print_summary(result) -> None:
     print("outputs: " + " ".join(_short(p) + ("/" if p.is_dir() else "") for p in result.outputs))
 
 
-def _short(path: Path) -> str:
+def _short(path: str | os.PathLike[str] | AnyPath) -> str:
     """``path`` relative to the working folder when it is under it."""
     from sansa.fs import is_url
 
-    if is_url(path):
+    if is_url(path) or not isinstance(path, (str, os.PathLike)):
         return str(path)
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))

@@ -12,6 +12,7 @@ also a valid COCO results file.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,9 @@ def object_annotations(objects: Sequence[SegmentedObject], labels: list[str], us
     for obj in objects:
         rle = to_rle(obj.mask)
         if use_polygons:
-            segmentation: dict | list = [_flat_polygon(p) for p in polygons(obj.mask)]
-            area = polygon_area(segmentation, *obj.mask.shape)
+            flat = [_flat_polygon(p) for p in polygons(obj.mask)]
+            segmentation: dict[str, Any] | list[list[float]] = flat
+            area = polygon_area(flat, *obj.mask.shape)
         else:
             segmentation, area = rle, obj.area
         annotations.append(
@@ -69,7 +71,8 @@ def assemble(labels: list[str], targets: list[dict]) -> dict:
             :func:`object_annotations`). Image ids are 1..N in this order, annotation ids
             1..M, so the same targets always give the same file.
     """
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, target in enumerate(targets, start=1):
         images.append(
             {"id": image_id, "file_name": target["file_name"], "width": target["width"], "height": target["height"]}

@@ -20,12 +20,15 @@ import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from sansa.export.formats import CocoLayout, ImageMode
 from sansa.records import SegmentedObject
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 BUILTIN_PACKAGE = "sansa.export.exporters"
 #: The order formats are listed in (help texts, the web app); others follow by name.
@@ -153,7 +156,7 @@ class Exporter:
         """The files (and record) of one target."""
         raise NotImplementedError
 
-    def finish(self, out_dir: Path, targets: Sequence[Finished]) -> None:
+    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
         """Write the dataset files from every written target's record (in name order)."""
 
     def outputs(self) -> list[str]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import urllib.parse
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 import cv2
@@ -42,6 +42,9 @@ from sansa.export.palette import class_color
 from sansa.export.shapes import polygons
 from sansa.export.yolo import join_pieces
 from sansa.records import SegmentedObject
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 FOLDER = "labelstudio"
 IMAGE_NAME, CONTROL_NAME = "image", "label"
@@ -138,7 +141,7 @@ def task(name: str, results: list[dict], model_version: str, annotations: bool =
 
 
 def write_dataset(
-    out_dir: Path,
+    out_dir: AnyPath,
     labels: Sequence[str],
     targets: Sequence[tuple[str, list[dict]]],
     *,
@@ -148,5 +151,5 @@ def write_dataset(
 ) -> None:
     """Write ``tasks.json`` and ``config.xml`` into ``out_dir`` (atomically), targets in the given order."""
     tasks = [task(name, results, model_version, annotations) for name, results in targets]
-    atomic.write_json(Path(out_dir) / "tasks.json", tasks, indent=None)
-    atomic.write_text(Path(out_dir) / "config.xml", label_config(labels, control))
+    atomic.write_json(out_dir / "tasks.json", tasks, indent=None)
+    atomic.write_text(out_dir / "config.xml", label_config(labels, control))

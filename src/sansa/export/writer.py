@@ -26,9 +26,11 @@ as a run never interrupted.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +43,9 @@ from sansa.export.formats import CocoLayout, ImageMode, OutputFormat, parse_choi
 from sansa.export.objects import export_objects, objects_per_class
 from sansa.export.palette import classes_table
 from sansa.records import SegmentedObject
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 STATE_DIR = ".sansa"
 
@@ -98,7 +103,7 @@ class FolderWriter:
 
     def __init__(
         self,
-        out_dir: Path,
+        out_dir: str | os.PathLike[str] | AnyPath,
         labels: list[str],
         formats: Sequence[OutputFormat | str],
         *,
@@ -131,7 +136,7 @@ class FolderWriter:
         for exporter in self.exporters:
             exporter.check()
         self._parts_dir = self.out_dir / STATE_DIR / "parts"
-        self.damaged: list[Path] = []  # unreadable records dropped on opening (their targets are redone)
+        self.damaged: list[AnyPath] = []  # unreadable records dropped on opening (their targets are redone)
         self._parts: dict[str, dict] = {}
         if prepare:
             self._open_folder()
@@ -265,7 +270,7 @@ class FolderWriter:
             ]
             exporter.finish(self.out_dir, targets)
 
-    def outputs(self) -> list[Path]:
+    def outputs(self) -> list[AnyPath]:
         """The output folders and dataset files of the chosen formats."""
         return [self.out_dir / path for e in self.exporters for path in e.outputs()] + [self.out_dir / "classes.json"]
 
@@ -281,7 +286,7 @@ class FolderWriter:
         """What a part must have been written with to count for this writer."""
         return [exporter.product() for exporter in self.exporters]
 
-    def _part_path(self, rel: str) -> Path:
+    def _part_path(self, rel: str) -> AnyPath:
         return self._parts_dir / f"{names.digest(rel)[:20]}.json"
 
     def _open_folder(self) -> None:
@@ -304,7 +309,8 @@ class FolderWriter:
         """The records of earlier runs; a damaged one (a disk fault, a hand edit) is removed and
         listed in :attr:`damaged`: its target counts as not done."""
         parts = {}
-        for path in sorted(self._parts_dir.glob("*.json")):
+        files: list[AnyPath] = list(self._parts_dir.glob("*.json"))
+        for path in sorted(files, key=str):
             try:
                 part = json.loads(path.read_text(encoding="utf-8"))
                 _record(part)  # every field a record needs is there

@@ -8,6 +8,7 @@ for all); scatter coordinates ``float [N, 3]`` (components 1-3 of the objects' f
 from __future__ import annotations
 
 import html
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,9 +135,7 @@ def scatter_png(
     handles, names = figure.axes[0].get_legend_handles_labels()
     figure.legend(handles, names, loc="lower center", ncol=min(4, max(1, len(names))), fontsize=8, frameon=False)
     figure.subplots_adjust(left=0.02, right=0.98, top=0.93, bottom=0.14, wspace=0.08)
-    from io import BytesIO
-
-    buffer = BytesIO()
+    buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
 

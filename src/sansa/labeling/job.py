@@ -33,7 +33,6 @@ from sansa.images import load_mask, open_image_file
 from sansa.records import Prompt
 
 if TYPE_CHECKING:
-    from sansa.export import OutputFormat
     from sansa.fs import AnyPath
     from sansa.predictor import SansaPredictor
     from sansa.references import ReferenceSpec
@@ -240,8 +239,8 @@ class ExportOptions:
             "labelstudio_root": self.labelstudio_root,
         }
 
-    def parsed_formats(self) -> tuple[OutputFormat, ...]:
-
+    def parsed_formats(self) -> tuple[str, ...]:
+        """The format names to write (validated; the defaults when none were given)."""
         return parse_formats(self.formats) if self.formats is not None else DEFAULT_FORMATS
 
 

@@ -33,6 +33,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
 
 from sansa.errors import SansaError
 from sansa.labelstudio import interactive
@@ -43,6 +46,8 @@ from sansa.labelstudio.results import MAX_OBJECTS, MIN_AREA, annotation_prompts,
 from sansa.model.sansa import SansaModel
 from sansa.predictor import SansaPredictor
 from sansa.records import Reference
+
+T = TypeVar("T")
 
 log = logging.getLogger("sansa.labelstudio")
 
@@ -276,16 +281,14 @@ class SansaBackend:
             return
         for annotation_id in [i for i, a in state.annotations.items() if a.task == task_id]:
             del state.annotations[annotation_id]
-        data = task.get("data") if isinstance(task.get("data"), dict) else {}
-        annotations = task.get("annotations") if isinstance(task.get("annotations"), list) else []
-        for annotation in annotations:
+        data = _json_field(task, "data", dict)
+        for annotation in _json_field(task, "annotations", list):
             record = _record(annotation, task_id, data.get(state.config.image_key))
             if record is not None:
                 state.annotations[record.id] = record
 
     def _on_annotation(self, state: Project, payload: dict, trusted: bool) -> None:
-        task = payload.get("task") if isinstance(payload.get("task"), dict) else {}
-        annotation = payload.get("annotation") if isinstance(payload.get("annotation"), dict) else {}
+        task, annotation = _json_field(payload, "task", dict), _json_field(payload, "annotation", dict)
         task_id = _as_id(task.get("id", annotation.get("task")))
         if task_id is None:
             return
@@ -301,8 +304,8 @@ class SansaBackend:
                     state.annotations[record.id] = record
 
     def _on_delete(self, state: Project, payload: dict, trusted: bool) -> None:
-        listed = payload.get("annotations") if isinstance(payload.get("annotations"), list) else []
-        gone = {_as_id(a.get("id")) for a in listed if isinstance(a, dict)} - {None}
+        listed = _json_field(payload, "annotations", list)
+        gone = {i for a in listed if isinstance(a, dict) and (i := _as_id(a.get("id"))) is not None}
         with self._state:
             tasks = {state.annotations[i].task for i in gone if i in state.annotations}
         if self.label_studio.connected:
@@ -341,6 +344,8 @@ class SansaBackend:
             state.encoded[annotation_id] = (record.digest, references)
 
     def _references_of(self, state: Project, record: AnnotationRecord) -> list[Reference]:
+        if state.config is None:  # no labelling config yet: nothing reads the annotation
+            return []
         image = self.label_studio.image(record.image, record.task)
         height, width = image.shape[:2]
         references = []
@@ -426,19 +431,25 @@ class SansaBackend:
                     job.cancel()
                 post = job.record(task_id, outcome)
                 self._state.notify_all()
-            if post:
+            if post and outcome.prediction is not None:
                 self._post(job, task_id, outcome.prediction)
             if outcome.error is None and self.options.delete_old and self.label_studio.connected:
                 self._delete_old(task_id, job.version)
             job.report(force=not job.pending)
 
     def _compute(
-        self, state: Project, annotations: dict[int, AnnotationRecord], config: LabelConfig, task: dict, version: str
+        self,
+        state: Project,
+        annotations: dict[int, AnnotationRecord],
+        config: LabelConfig | None,
+        task: dict[str, Any],
+        version: str,
     ) -> Outcome:
         """One task's prediction from the references of ``annotations``, or why there is none."""
         task_id = task.get("id")
         try:
-            image = self.label_studio.image((task.get("data") or {}).get(config.image_key), _as_id(task_id))
+            config = _known(config)
+            image = self._task_image(task, config)
             with self._model:
                 self._encode(state, annotations)
                 if not state.predictor.references:
@@ -471,15 +482,34 @@ class SansaBackend:
         except SansaError as err:
             log.warning("task %s: older predictions not deleted: %s", task_id, err)
 
+    def _task_image(self, task: dict[str, Any], config: LabelConfig) -> np.ndarray:
+        """The task's image: its data's ``config.image_key`` entry, read from Label Studio."""
+        source = _json_field(task, "data", dict).get(config.image_key)
+        if not isinstance(source, str):
+            raise SansaError(f"no image under {config.image_key!r} in the task's data")
+        return self.label_studio.image(source, _as_id(task.get("id")))
+
     def _interactive(self, state: Project, task: dict, context: dict, version: str) -> list[dict]:
         """The clicked object and its class everywhere in the task's image (interactive mode)."""
         with self._state:
-            annotations, config = dict(state.annotations), state.config
-        image = self.label_studio.image((task.get("data") or {}).get(config.image_key), _as_id(task.get("id")))
+            annotations, config = dict(state.annotations), _known(state.config)
+        image = self._task_image(task, config)
         with self._model:
             self._encode(state, annotations)
             results, score = interactive.clicked_results(state.predictor, image, context, config, self.options)
         return [{"result": results, "score": score, "model_version": version}]
+
+
+def _known(config: LabelConfig | None) -> LabelConfig:
+    if config is None:
+        raise SansaError("the project's labelling config is not known yet")
+    return config
+
+
+def _json_field(values: dict[str, Any], key: str, kind: type[T]) -> T:
+    """``values[key]`` when it is a ``kind`` (a JSON object or array), else an empty one."""
+    value = values.get(key)
+    return value if isinstance(value, kind) else kind()
 
 
 def _record(annotation: dict, task_id: int, image: str | None) -> AnnotationRecord | None:

@@ -83,12 +83,13 @@ def parse_config(xml: str) -> LabelConfig:
     controls = []
     for tag in root.iter():
         kind = CONTROL_TYPES.get(tag.tag)
-        if kind is None or tag.get("toName") not in images or not tag.get("name"):
+        name, to_name = tag.get("name"), tag.get("toName")
+        if kind is None or not name or not to_name or to_name not in images:
             continue
-        labels = tuple(label.get("value") for label in tag.iter("Label") if label.get("value"))
+        labels = tuple(value for label in tag.iter("Label") if (value := label.get("value")))
         if labels:
             smart = (tag.get("smart") or tag.get("smartOnly") or "").lower() == "true"
-            controls.append(Control(tag.get("name"), tag.get("toName"), kind, labels, smart))
+            controls.append(Control(name, to_name, kind, labels, smart))
     if not controls:
         supported = ", ".join(CONTROL_TYPES)
         raise SansaError(f"label config: no {supported} control with labels on an <Image> tag")

@@ -87,7 +87,7 @@ class Job:
         if outcome.error is not None:
             return []
         del self.outcomes[task_id]
-        return [outcome.prediction]
+        return [outcome.prediction] if outcome.prediction is not None else []
 
     def cancel(self) -> int:
         """Drop the queued tasks; returns how many were dropped."""

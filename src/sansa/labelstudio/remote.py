@@ -205,7 +205,7 @@ class LabelStudio:
         return self.url + "/" + source.lstrip("/")
 
     def _same_host(self, url: str) -> bool:
-        return bool(self.url) and _same_origin(url, self.url)
+        return self.url is not None and _same_origin(url, self.url)
 
     def _get(self, url: str, auth: bool) -> bytes:
         return self._request(url, auth)

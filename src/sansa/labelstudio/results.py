@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -156,6 +157,7 @@ def object_results(mask: np.ndarray, label: str, control: Control, score: float 
     height, width = mask.shape
     if not mask.any():
         return []
+    value: dict[str, Any]
     if control.type == "brushlabels":
         value = {"format": "rle", "rle": rle.encode(mask)}
     elif control.type == "polygonlabels":

@@ -28,6 +28,7 @@ import hmac
 import logging
 import socket
 from collections.abc import Iterable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -102,7 +103,7 @@ def create_app(backend: SansaBackend, secret: str | None = None, allow_hosts: It
         tasks = _required(body, "tasks")
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise SansaError("tasks: expected a list of task objects")
-        params = body.get("params") if isinstance(body.get("params"), dict) else {}
+        params: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
         context = params.get("context") if isinstance(params.get("context"), dict) else body.get("context")
         results = backend.predict(
             tasks,

@@ -16,9 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from sansa.model._sam2 import Hiera, MultiScaleBlock
 
 ADAPTER_SCALE = 0.1
 _RESIDUAL = "_sansa_adapter_input"
@@ -68,7 +72,7 @@ def _keep_residual(norm2: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
     setattr(norm2, _RESIDUAL, args[0])
 
 
-def _add_adapter(block: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+def _add_adapter(block: MultiScaleBlock, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
     residual = getattr(block.norm2, _RESIDUAL)
     setattr(block.norm2, _RESIDUAL, None)
     if not block.adapter.enabled:
@@ -77,7 +81,7 @@ def _add_adapter(block: nn.Module, args: tuple, output: torch.Tensor) -> torch.T
 
 
 def inject_adapters(
-    trunk: nn.Module, stage_sizes: Sequence[int], stages: Iterable[int], channel_factor: float
+    trunk: Hiera, stage_sizes: Sequence[int], stages: Iterable[int], channel_factor: float
 ) -> list[int]:
     """Give every block of the chosen stages an :class:`Adapter`.
 

@@ -8,12 +8,15 @@ the images in ``coco/images/`` (datumaro, CVAT). Encoding: :mod:`sansa.export.co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sansa import atomic
 from sansa.export import coco, dataset
 from sansa.export.exporter import Encoded, Exporter, Finished, Target
 from sansa.export.formats import CocoLayout
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 FILE = "annotations.json"
 DATASET_FILE = "coco/annotations/instances_default.json"
@@ -42,7 +45,7 @@ class CocoExporter(Exporter):
         record = {"file_name": image_name, "annotations": annotations}
         return Encoded(images=[f"coco/images/{image_name}"], record=record)
 
-    def finish(self, out_dir: Path, targets: Sequence[Finished]) -> None:
+    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
         images = [{**t.record, "width": t.width, "height": t.height} for t in targets]
         path = out_dir / (DATASET_FILE if self.in_dataset else FILE)
         atomic.write_json(path, coco.assemble(self.labels, images), indent=None)

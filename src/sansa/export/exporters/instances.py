@@ -16,7 +16,7 @@ with ``ids == object["id"]`` on the PNG (Pillow opens it as mode ``I;16`` or ``I
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -24,6 +24,9 @@ from PIL import Image
 from sansa import atomic
 from sansa.errors import SansaError
 from sansa.export.exporter import Encoded, Exporter, Finished, Target
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 FOLDER, INDEX = "instances", "instances.json"
 MAX_OBJECTS = 65_535  # ids of a 16-bit PNG
@@ -56,7 +59,7 @@ class InstancesExporter(Exporter):
         png = atomic.encode_image(Image.fromarray(ids), "PNG")
         return Encoded(files={path: png}, record={"file": path, "objects": rows})
 
-    def finish(self, out_dir: Path, targets: Sequence[Finished]) -> None:
+    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
         images = [
             {"name": t.name, "file": t.record["file"], "width": t.width, "height": t.height, **t.record}
             for t in targets

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sansa.errors import SansaError
 from sansa.export import labelstudio
 from sansa.export.exporter import Encoded, Exporter, Finished, Target
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 
 class LabelStudioExporter(Exporter):
@@ -48,7 +51,7 @@ class LabelStudioExporter(Exporter):
             raise SansaError(f"{target.source}: not under labelstudio_root {root} (Label Studio could not serve it)")
         return Path(relative).as_posix()
 
-    def finish(self, out_dir: Path, targets: Sequence[Finished]) -> None:
+    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
         labelstudio.write_dataset(
             out_dir / labelstudio.FOLDER,
             self.labels,

@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sansa import atomic
 from sansa.export import dataset, yolo
 from sansa.export.exporter import Encoded, Exporter, Finished, Target
+
+if TYPE_CHECKING:
+    from sansa.fs import AnyPath
 
 
 class YoloExporter(Exporter):
@@ -34,7 +37,7 @@ class YoloExporter(Exporter):
             images=[f"yolo/images/{dataset.image_name(flat, target.source)}"],
         )
 
-    def finish(self, out_dir: Path, targets: Sequence[Finished]) -> None:
+    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
         atomic.write_text(out_dir / "yolo" / "data.yaml", yolo.data_yaml(self.labels))
 
     def outputs(self) -> list[str]:
