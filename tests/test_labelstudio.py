@@ -446,7 +446,7 @@ def test_server_routes_and_secret(tiny_model, fake):
         (["--local-files-root", "/no/such/folder"], "not a folder"),
         ([], "--label-studio-url: Label Studio's address is needed"),
         (["--label-studio-url", "ftp://x"], "expected http://HOST:PORT"),
-        (["--label-studio-url", "http://x", "--answer-within", "0"], "answer_within: must be more than 0"),
+        (["--label-studio-url", "http://x", "--answer-within", "0"], "--answer-within: must be more than 0"),
         (["--label-studio-url", "http://x", "--allow-host", "a b"], "--allow-host 'a b'"),
     ],
 )
