@@ -44,6 +44,8 @@ class LabelStudioExporter(Exporter):
 
     def _path_under_root(self, target: Target) -> str:
         """The target's file relative to Label Studio's document root (POSIX), as ``?d=`` wants it."""
+        if self.settings.labelstudio_root is None:
+            raise SansaError("labelstudio_root: not set")
         root = Path(self.settings.labelstudio_root)
         if target.source is None:
             raise SansaError(f"{target.name}: labelstudio_root needs the target's image file")
