@@ -125,8 +125,8 @@ class FolderWriter:
             labels=tuple(self.labels),
             per_class=bool(per_class),
             coco_polygons=bool(coco_polygons),
-            coco_layout=parse_choice(CocoLayout, coco_layout, "coco_layout"),  # type: ignore[arg-type]
-            dataset_images=parse_choice(ImageMode, dataset_images, "dataset_images"),  # type: ignore[arg-type]
+            coco_layout=parse_choice(CocoLayout, coco_layout, "coco_layout"),
+            dataset_images=parse_choice(ImageMode, dataset_images, "dataset_images"),
             labelstudio_control=str(labelstudio_control),
             labelstudio_annotations=bool(labelstudio_annotations),
             labelstudio_root=str(Path(labelstudio_root).resolve()) if labelstudio_root is not None else None,
