@@ -114,26 +114,21 @@ def _thickness(size: tuple[int, int]) -> int:
 
 
 def _draw_legend(image: np.ndarray, rows: list[tuple[str, np.ndarray]]) -> None:
-    """Swatches and names in the top-left corner, on a dark box (ASCII text: Hershey fonts)."""
-    scale = max(0.35, min(image.shape[:2]) / 700)
-    thickness = max(1, round(scale * 1.5))
-    (_, text_h), _ = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    line_h, pad = int(text_h * 1.8), max(2, text_h // 2)
-    texts = [text.encode("ascii", "replace").decode("ascii") for text, _ in rows]
-    width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for t in texts)
-    box_w, box_h = min(image.shape[1], width + line_h + 3 * pad), min(image.shape[0], line_h * len(rows) + pad)
+    """Swatches and names in the top-left corner, on a dark box; names in any script
+    (:mod:`sansa.export.text`: DejaVu Sans from matplotlib, then fallbacks)."""
+    from PIL import ImageDraw
+
+    from sansa.export import text as legend_text
+
+    size = max(10, round(min(image.shape[:2]) / 28))  # text height in pixels
+    line_h, pad = round(size * 1.5), max(2, size // 3)
+    width = max(legend_text.text_width(name, size) for name, _ in rows)
+    box_w, box_h = min(image.shape[1], width + size + 3 * pad), min(image.shape[0], line_h * len(rows) + pad)
     image[:box_h, :box_w] = (image[:box_h, :box_w] * 0.35).astype(np.uint8)
-    for row, (text, (_, color)) in enumerate(zip(texts, rows, strict=True)):
+    canvas = Image.fromarray(image[:box_h, :box_w])
+    draw = ImageDraw.Draw(canvas)
+    for row, (name, color) in enumerate(rows):
         top = pad + row * line_h
-        swatch = (pad, top, pad + text_h, top + text_h)
-        cv2.rectangle(image, swatch[:2], swatch[2:], tuple(int(c) for c in color), -1)
-        cv2.putText(
-            image,
-            text,
-            (2 * pad + text_h, top + text_h),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (255, 255, 255),
-            thickness,
-            cv2.LINE_AA,
-        )
+        draw.rectangle((pad, top, pad + size - 1, top + size - 1), fill=tuple(int(c) for c in color))
+        legend_text.draw_text(draw, (2 * pad + size, top - size // 8), name, size, (255, 255, 255))
+    image[:box_h, :box_w] = np.asarray(canvas)
