@@ -4,7 +4,8 @@ Exports of ``sansa segment`` (the CLI) and of ``sansa serve`` (the web app's zip
 server on loopback) are read by pycocotools, faster-coco-eval and supervision in this process,
 and by Ultralytics and datumaro in their own venvs (``tests/consumer_env.py``; their pins clash
 with ours). What each tool decodes must have, per image and class, exactly the pixels of the
-export's PNG masks, and the export's class names.
+export's PNG masks, and the export's class names. Two targets have names as users write them
+(``写真 #1.jpg``, ``sub/café é.png``): every tool finds them under those names.
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ def png_pixels(out: Path, stems: list[str]) -> dict[str, dict[str, int]]:
 
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory) -> Path:
-    """``ref.png`` + ``ref_mask.png`` and ``photos/`` with a JPEG, a PNG and one in a sub-folder."""
+    """``ref.png`` + ``ref_mask.png`` and ``photos/`` with a JPEG, a PNG and one in a sub-folder
+    (two of them named with CJK, ``#``, accents and spaces)."""
     base = tmp_path_factory.mktemp("consumers")
     write_reference(base)
     (base / "photos" / "sub").mkdir(parents=True)
-    Image.fromarray(scene(1)).save(base / "photos" / "a.jpg", quality=95)
+    Image.fromarray(scene(1)).save(base / "photos" / "写真 #1.jpg", quality=95)
     Image.fromarray(scene(2)).save(base / "photos" / "b.png")
-    Image.fromarray(scene(3)).save(base / "photos" / "sub" / "c.png")
+    Image.fromarray(scene(3)).save(base / "photos" / "sub" / "café é.png")
     (base / "refs.yaml").write_text(
         "references:\n"
         "  - {image: ref.png, mask: ref_mask.png, label: square}\n"
@@ -63,7 +65,7 @@ def photos(tmp_path_factory) -> Path:
     return base
 
 
-STEMS = ["a", "b", "sub/c"]
+STEMS = ["b", "sub/café é", "写真 #1"]  # sorted; the names as written
 
 
 @pytest.fixture(scope="session")
@@ -276,5 +278,7 @@ def test_datumaro_imports_the_coco_dataset_layout(cli_exports):
     assert found["names"] == LABELS
     assert sorted(found["images"]) == STEMS
     assert all(image["media"] and image["size"] == [48, 64] for image in found["images"].values())
-    assert (out / "coco/images/sub/c.png").samefile(cli_exports["dataset"].parent / "photos/sub/c.png")  # linked
+    assert (out / "coco/images/sub/café é.png").samefile(out.parent / "photos/sub/café é.png")  # linked
+    coco = json.loads((out / "coco/annotations/instances_default.json").read_text())
+    assert sorted(i["file_name"] for i in coco["images"]) == ["b.png", "sub/café é.png", "写真 #1.jpg"]
     assert {stem: image["pixels"] for stem, image in found["images"].items()} == png_pixels(out, STEMS)

@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 
 from sansa import atomic
 from sansa.errors import SansaError
-from sansa.export import FolderWriter, OutputFormat, class_color, names, parse_formats, shapes, yolo
+from sansa.export import FolderWriter, OutputFormat, class_color, names, parse_formats, render, shapes, yolo
 from sansa.records import Prediction, Segmentation
 
 
@@ -194,14 +194,78 @@ def test_overlay_has_the_image_size_and_tints_classes(tmp_path):
     ("name", "stem"),
     [
         ("img1.jpg", "img1"),
-        ("sub/img 1.jpg", "sub/img_1"),
-        ("../evil/.hidden.png", "_../evil/_.hidden"),
+        ("sub/img 1.jpg", "sub/img 1"),  # names as users wrote them (issue 22)
+        ("写真 #1.jpg", "写真 #1"),
+        ("写真.jpg", "写真"),
+        ("画像.jpg", "画像"),
+        ("a_b.jpg", "a_b"),
+        ("Zoë's café (2).png", "Zoë's café (2)"),
+        ("e\u0301.jpg", "\u00e9"),  # NFD (as macOS gives it) stored as NFC
+        ("../evil/.hidden.png", "__/evil/_.hidden"),
         ("a/b/c.d.tif", "a/b/c.d"),
+        ('a:b*c?"d"<e>|f.png', "a_b_c__d__e__f"),  # what NTFS/exFAT cannot hold
+        ("x+y.jpg", "x_y"),  # "+" joins YOLO's flat names
+        ("tab\there\x7f.png", "tab_here_"),
+        ("dots..jpg", "dots_"),  # Windows drops a trailing dot
+        ("trailing .jpg", "trailing_"),
+        ("back\\slash.jpg", "back/slash"),
     ],
 )
 def test_safe_stems(name, stem):
     assert names.safe_stem(name) == stem
     assert ".." not in Path(names.safe_stem(name)).parts
+
+
+def test_a_long_name_ends_in_a_hash_within_the_file_system_limit():
+    stem = names.safe_stem("写" * 200 + ".jpg")
+    assert len(stem.encode()) <= names.MAX_PART_BYTES and stem.startswith("写" * 40) and "-" in stem
+    assert stem != names.safe_stem("写" * 199 + "x.jpg")
+
+
+# (the targets, in writing order; their stems): a hash only on a real collision
+STEM_CASES = [
+    (["写真.jpg", "画像.jpg"], ["写真", "画像"]),
+    (["a_b.jpg", "a b.jpg"], ["a_b", "a b"]),
+    (["写真 #1.jpg", "写真 #2.jpg"], ["写真 #1", "写真 #2"]),
+    (["a.jpg", "a.png"], ["a", "a-{a.png}"]),  # one stem, two files
+    (["A.jpg", "a.jpg"], ["A", "a-{a.jpg}"]),  # one file on macOS and Windows
+    (["\u00e9.jpg", "e\u0301.png"], ["\u00e9", "\u00e9-{e\u0301.png}"]),  # NFC and NFD: one name on macOS
+    (["a:b.jpg", "a_b.jpg"], ["a_b", "a_b-{a_b.jpg}"]),  # ":" replaced: a real collision
+]
+
+
+@pytest.mark.parametrize("targets, stems", STEM_CASES, ids=[" ".join(c[0]) for c in STEM_CASES])
+def test_a_hash_only_on_a_real_collision(tmp_path, targets, stems):
+    expected = [
+        s.split("-{")[0] + (f"-{names.digest(s[s.index('{') + 1 : -1])[:8]}" if "{" in s else "") for s in stems
+    ]
+    with FolderWriter(tmp_path / "out", LABELS, ["png"]) as writer:
+        written = [write(writer, LABEL_MAPS["one_square"], t).stem for t in targets]
+    assert written == expected
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest == {t: [f"masks/{s}_cat.png", f"masks/{s}_dog.png"] for t, s in zip(targets, expected, strict=True)}
+    assert all((tmp_path / "out" / f).is_file() for files in manifest.values() for f in files)
+
+
+def test_the_manifest_lists_every_output_of_every_format(tmp_path):
+    out = tmp_path / "out"
+    with FolderWriter(out, ["猫", "chien"], ["png", "indexed", "overlay", "yolo", "coco"], coco_layout="dataset") as w:
+        seg = segmentation(LABEL_MAPS["one_square"], labels=["猫", "chien"])
+        w.write("sub/写真 #1.jpg", image_for(seg.label_map), seg.label_map, seg.labels, {"猫": 0.5, "chien": 0.5})
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert sorted(manifest["sub/写真 #1.jpg"]) == sorted(
+        [
+            "masks/sub/写真 #1_猫.png",
+            "masks/sub/写真 #1_chien.png",
+            "labels/sub/写真 #1.png",
+            "overlays/sub/写真 #1.jpg",
+            "yolo/labels/sub+写真 #1.txt",
+            "yolo/images/sub+写真 #1.png",
+            "coco/images/sub/写真 #1.png",
+        ]
+    )
+    coco = json.loads((out / "coco/annotations/instances_default.json").read_text(encoding="utf-8"))
+    assert [i["file_name"] for i in coco["images"]] == ["sub/写真 #1.png"]
 
 
 def test_clashing_stems_stay_unique_and_resume_the_same(tmp_path):
@@ -316,4 +380,39 @@ def test_parse_formats(values, expected):
 
 
 def test_label_tokens_are_safe_and_unique():
-    assert names.label_tokens(["a b", "a_b", "x/y"]) == ["a_b", "a_b-2", "x_y"]
+    assert names.label_tokens(["a b", "a_b", "x/y"]) == ["a b", "a_b", "x_y"]  # kept as written (issue 22)
+    assert names.label_tokens(["猫", "Cat", "cat", "x:y", "x_y"]) == ["猫", "Cat", "cat-3", "x_y", "x_y-5"]
+
+
+# (class name, a name drawn differently if the legend fell back to "?"): issue 22
+LEGEND_NAMES = [
+    ("café", "caf?"),
+    ("Ärger über Öl", "?rger ?ber ?l"),
+    ("Жук", "???"),
+    ("ψάρι", "?????"),
+    ("猫", "?"),
+    ("写真 #1", "?? #1"),
+]
+
+
+@pytest.mark.parametrize("name, as_question_marks", LEGEND_NAMES, ids=[n[0] for n in LEGEND_NAMES])
+def test_the_overlay_legend_draws_names_in_any_script(name, as_question_marks):
+    from sansa.export import text
+
+    image, label_map = np.full((120, 160, 3), 128, np.uint8), np.zeros((120, 160), np.uint16)
+    drawn = render.overlay(image, label_map, [name])
+    fallback = render.overlay(image, label_map, [as_question_marks])
+    assert (drawn != fallback).any(), f"{name!r} was drawn as {as_question_marks!r}"
+    assert text.font_files()[0].name == "DejaVuSans.ttf"  # from matplotlib, a dependency
+    if all(ord(c) < 0x2E80 for c in name):  # not CJK: DejaVu Sans has every glyph
+        assert [index for index, _ in text.runs(name)] == [0]
+
+
+def test_cjk_names_use_a_cjk_font_where_one_is_installed():
+    from sansa.export import text
+
+    image, label_map = np.full((120, 160, 3), 128, np.uint8), np.zeros((120, 160), np.uint16)
+    indices = {index for index, _ in text.runs("猫写")}
+    if indices == {len(text.font_files()) - 1}:
+        pytest.skip("no CJK font on this system (no dependency ships one): drawn as Last Resort boxes")
+    assert (render.overlay(image, label_map, ["猫"]) != render.overlay(image, label_map, ["写"])).any()

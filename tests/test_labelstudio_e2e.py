@@ -24,6 +24,7 @@ import logging
 import os
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -303,8 +304,9 @@ def test_labelstudio_export_imports_and_converts(label_studio, tmp_path):  # noq
     document_root = label_studio.data_dir / "files"  # the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT
     folder = document_root / f"photos-{tmp_path.name}"
     folder.mkdir()
-    for i in range(3):
-        Image.fromarray(scene(i)[0]).save(folder / f"scene {i}.png")  # a space: URL-quoted in the task
+    files = ["scene 0.png", "写真 #1.png", "café é.png"]  # spaces, CJK, "#", accents: URL-quoted in the task
+    for i, file in enumerate(files):
+        Image.fromarray(scene(i)[0]).save(folder / file)
     reference = tmp_path / "reference"
     reference.mkdir()
     Image.fromarray(scene(3)[0]).save(reference / "ref.png")
@@ -331,19 +333,20 @@ def test_labelstudio_export_imports_and_converts(label_studio, tmp_path):  # noq
     export = {"exportType": "JSON", "download_all_tasks": "true"}
     imported = client.get(f"/api/projects/{project_id}/export", params=export).json()
     quoted = folder.name
-    assert sorted(t["data"]["image"] for t in imported) == [
-        f"/data/local-files/?d={quoted}/scene%20{i}.png" for i in range(3)
-    ]
+    assert sorted(t["data"]["image"] for t in imported) == sorted(
+        f"/data/local-files/?d={quoted}/{urllib.parse.quote(file)}" for file in files
+    )
     for task in imported:  # every image through Label Studio
         fetched = client.get(task["data"]["image"])
-        name = task["data"]["image"].rsplit("/", 1)[1].replace("%20", " ")
+        name = urllib.parse.unquote(task["data"]["image"].rsplit("/", 1)[1])
         assert fetched.status_code == 200 and fetched.content == (folder / name).read_bytes(), task["data"]["image"]
     regions, pixels = 0, []
     for task in imported:
         assert task["annotations"] == [], "imported tasks must stay unlabelled (predictions only)"
         (prediction,) = predictions_of(client, task["id"])  # the export lists only their ids
         assert prediction["model_version"].startswith("sansa-")
-        stem = safe_stem(task["data"]["image"].rsplit("/", 1)[1].replace("%20", " "))
+        stem = safe_stem(urllib.parse.unquote(task["data"]["image"].rsplit("/", 1)[1]))
+        assert stem in ("scene 0", "写真 #1", "café é")  # the names as written
         masks = class_masks({"result": [dict(r, from_name="tag", to_name="image") for r in prediction["result"]]})
         for label in CLASSES:
             png = np.asarray(Image.open(out / "masks" / f"{stem}_{label}.png")) > 0

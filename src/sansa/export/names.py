@@ -1,8 +1,15 @@
-"""Target names to safe, unique output stems.
+"""Target names to output stems that keep what users wrote, and stay unique.
 
-A target's *name* is its path relative to the image root (``sub/img1.jpg``), in POSIX form. Its
-*stem* keeps the sub-folders (outputs mirror the input tree), drops the suffix, and replaces
-anything but letters, digits, ``.``, ``_`` and ``-`` with ``_``; no part can be ``..`` or hidden.
+A target's *name* is its path relative to the image root (``sub/写真 #1.jpg``), in POSIX form. Its
+*stem* keeps the sub-folders (outputs mirror the input tree), drops the suffix, and keeps the name
+as written (Unicode, in NFC form: what macOS and Linux both store as one name), replacing only what
+a common file system or an output format cannot hold: control characters, ``/``, backslash, ``: * ? " < > |``
+(NTFS and exFAT refuse them), ``+`` (it joins the sub-folders of YOLO's flat names), a trailing dot
+or space (Windows drops them); no part is ``..`` or hidden, and none is longer than
+:data:`MAX_PART_BYTES` (a short hash then ends it).
+
+Two stems *collide* when a case-insensitive, normalisation-insensitive file system (macOS, Windows)
+would take them for one file: :func:`collision_key`. Only then is a short hash of the name appended.
 """
 
 from __future__ import annotations
@@ -10,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
 from pathlib import Path, PurePosixPath
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|+]')
+MAX_PART_BYTES = 160  # leaves room for "_<class>.png" and a hash within the usual 255-byte limit
 
 
 def relative_name(name: str | os.PathLike, image_root: Path | None) -> str:
@@ -27,9 +36,21 @@ def relative_name(name: str | os.PathLike, image_root: Path | None) -> str:
 
 
 def safe_token(text: str) -> str:
-    """A file-name-safe version of ``text`` (never empty, never hidden, never ``..``)."""
-    token = _UNSAFE.sub("_", text).strip("_") or "_"
-    return "_" + token if token.startswith(".") else token
+    """``text`` as a file name part: NFC, with only what file systems or formats cannot hold
+    replaced by ``_`` (never empty, never hidden, never ``..``, at most :data:`MAX_PART_BYTES`)."""
+    token = _UNSAFE.sub("_", unicodedata.normalize("NFC", text)) or "_"
+    token = token[: len(token.rstrip(". "))] + "_" * (len(token) - len(token.rstrip(". ")))
+    token = "_" + token if token.startswith(".") else token
+    data = token.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_PART_BYTES:
+        token = data[: MAX_PART_BYTES - 9].decode("utf-8", "ignore") + "-" + digest(text)[:8]
+    return token
+
+
+def collision_key(stem: str) -> str:
+    """What a case- and normalisation-insensitive file system sees of ``stem``: two stems with the
+    same key would be one file there."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", stem).casefold())
 
 
 def safe_stem(name: str) -> str:
@@ -55,5 +76,6 @@ def label_tokens(labels: list[str]) -> list[str]:
     tokens: list[str] = []
     for class_id, label in enumerate(labels, start=1):
         token = safe_token(label)
-        tokens.append(token if token not in tokens else f"{token}-{class_id}")
+        taken = {collision_key(t) for t in tokens}
+        tokens.append(token if collision_key(token) not in taken else f"{token}-{class_id}")
     return tokens

@@ -13,6 +13,7 @@ kept, suffix dropped; ``<label>``: the class name made file-name safe)::
     instances/<stem>.png         16-bit object ids, with instances.json: id -> class, score, box (instances)
     labelstudio/tasks.json       Label Studio tasks, a region per object, and config.xml (labelstudio)
     classes.json                 class id -> name and palette colour
+    manifest.json                target name -> every file written for it (as the user named it)
     .sansa/parts/<hash>.json     what was written for each target (for resuming and dataset files)
 
 Each format is an exporter (:mod:`sansa.export.exporter`): the writer hands it each target and
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from sansa.fs import AnyPath
 
 STATE_DIR = ".sansa"
+MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -141,7 +143,7 @@ class FolderWriter:
         if prepare:
             self._open_folder()
             self._parts = self._load_parts()
-        self._stems = {part["stem"]: name for name, part in self._parts.items()}
+        self._stems = {names.collision_key(part["stem"]): name for name, part in self._parts.items()}
 
     # -- per target -----------------------------------------------------------------------
     def is_done(self, name: str) -> bool:
@@ -163,21 +165,22 @@ class FolderWriter:
     def reload(self) -> None:
         """Re-read the records from disk (after other processes wrote targets)."""
         self._parts = self._load_parts()
-        self._stems = {part["stem"]: name for name, part in self._parts.items()}
+        self._stems = {names.collision_key(part["stem"]): name for name, part in self._parts.items()}
 
     def stem_for(self, name: str) -> str:
         """The output stem of target ``name``: its earlier one, else its name made file-name safe
-        (with a short hash of the name when another target already has that stem)."""
+        (with a short hash of the name only when another target's stem would be the same file on a
+        case- or normalisation-insensitive file system)."""
         known = self._parts.get(name)
         if known is not None:
             return known["stem"]
         stem = names.safe_stem(name)
-        return stem if self._stems.get(stem, name) == name else names.disambiguate(stem, name)
+        return stem if self._stems.get(names.collision_key(stem), name) == name else names.disambiguate(stem, name)
 
     def claim_stem(self, name: str) -> str:
         """:meth:`stem_for`, reserved for ``name`` (so the next clashing name gets another one)."""
         stem = self.stem_for(name)
-        self._stems.setdefault(stem, name)
+        self._stems.setdefault(names.collision_key(stem), name)
         return stem
 
     def write(
@@ -254,13 +257,15 @@ class FolderWriter:
             part["made_from"] = made_from
         atomic.write_json(self._part_path(name), part, indent=None)  # last: marks the target done
         self._parts[name] = part
-        self._stems[stem] = name
+        self._stems[names.collision_key(stem)] = name
         return _record(part)
 
     # -- dataset --------------------------------------------------------------------------
     def close(self) -> None:
         """Write the dataset files: ``classes.json``, and each format's (``annotations.json``, ...)."""
         atomic.write_json(self.out_dir / "classes.json", classes_table(self.labels))
+        manifest = {name: part["files"] for name, part in sorted(self._parts.items())}
+        atomic.write_json(self.out_dir / MANIFEST, manifest)  # target -> every file written for it
         for exporter in self.exporters:
             product = exporter.product()
             targets = [
@@ -272,7 +277,8 @@ class FolderWriter:
 
     def outputs(self) -> list[AnyPath]:
         """The output folders and dataset files of the chosen formats."""
-        return [self.out_dir / path for e in self.exporters for path in e.outputs()] + [self.out_dir / "classes.json"]
+        dataset_files = [self.out_dir / "classes.json", self.out_dir / MANIFEST]
+        return [self.out_dir / path for e in self.exporters for path in e.outputs()] + dataset_files
 
     def __enter__(self) -> FolderWriter:
         return self
