@@ -416,3 +416,40 @@ def test_cjk_names_use_a_cjk_font_where_one_is_installed():
     if indices == {len(text.font_files()) - 1}:
         pytest.skip("no CJK font on this system (no dependency ships one): drawn as Last Resort boxes")
     assert (render.overlay(image, label_map, ["猫"]) != render.overlay(image, label_map, ["写"])).any()
+
+
+# (formats of the first run, formats added on resume, options): issue 22
+ADDED_FORMATS = [
+    (["png"], ["png", "yolo"], {}),
+    (["png", "coco"], ["png", "coco", "overlay", "indexed"], {}),
+    (["coco"], ["coco", "yolo"], {"coco_layout": "dataset"}),
+    (["yolo"], ["yolo", "labelstudio", "png"], {}),
+]
+
+
+@pytest.mark.parametrize(
+    "first, then, options", ADDED_FORMATS, ids=[" -> ".join(" ".join(f) for f in c[:2]) for c in ADDED_FORMATS]
+)
+def test_adding_a_format_on_resume_writes_only_its_files(tmp_path, first, then, options):
+    out = tmp_path / "out"
+    targets = ["写真 #1.jpg", "sub/b.jpg"]
+    with FolderWriter(out, LABELS, first, **options) as writer:
+        for name in targets:
+            write(writer, LABEL_MAPS["two_parts_two_classes"], name)
+    first_files = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    per_target = {
+        out / f: ((out / f).stat().st_mtime_ns, (out / f).stat().st_ino) for fs in first_files.values() for f in fs
+    }
+    assert per_target
+    with FolderWriter(out, LABELS, then, **options) as writer:
+        assert not any(writer.is_done(name) for name in targets)
+        for name in targets:
+            write(writer, LABEL_MAPS["two_parts_two_classes"], name)
+        assert all(writer.is_done(name) for name in targets)
+    for path, stamp in per_target.items():  # each target's files of the first formats: untouched
+        assert (path.stat().st_mtime_ns, path.stat().st_ino) == stamp, f"{path.relative_to(out)} was rewritten"
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    for name in targets:  # the manifest lists the old files and the new format's
+        assert set(first_files[name]) < set(manifest[name]) and all((out / f).is_file() for f in manifest[name])
+    with FolderWriter(out, LABELS, then, **options) as writer:  # and a third run has nothing to do
+        assert all(writer.is_done(name) for name in targets)

@@ -226,3 +226,21 @@ def test_bad_input_is_one_line_and_exit_2(data, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("sansa segment: error: ") and message in err
+
+
+@pytest.mark.slow
+def test_adding_a_format_on_resume_writes_only_its_files(data):
+    """Issue 22: a second run with one more format wrote every target's files again."""
+    from hostile import sansa
+
+    first = sansa("segment", *BASE, "--out", "out", "--format", "png", "overlay", *MODEL, cwd=data)
+    assert first.returncode == 0, first.stderr
+    out = data / "out"
+    stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for d in ("masks", "overlays") for p in (out / d).rglob("*.*")}
+    assert len(stamps) == 6
+    second = sansa("segment", *BASE, "--out", "out", "--format", "png", "overlay", "yolo", *MODEL, cwd=data)
+    assert second.returncode == 0, second.stderr
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in stamps} == stamps  # not written again
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["t0.png"] == ["masks/t0_thing.png", "overlays/t0.jpg", "yolo/labels/t0.txt", "yolo/images/t0.png"]
+    assert all((out / f).is_file() for files in manifest.values() for f in files)

@@ -226,7 +226,7 @@ def test_export_defaults_to_the_export_modules_formats(client, sid):
         OutputFormat.YOLO: "yolo",
         OutputFormat.INDEXED: "labels",
     }
-    assert folders == {expected[f] for f in DEFAULT_FORMATS} | {"classes.json", "images.json"}
+    assert folders == {expected[f] for f in DEFAULT_FORMATS} | {"classes.json", "images.json", "manifest.json"}
 
 
 # -- rejections ---------------------------------------------------------------------------------

@@ -231,7 +231,12 @@ class FolderWriter:
         files: dict[str, bytes] = {}
         image_files: list[str] = []
         records: dict[str, object] = {}
+        kept = self._kept_outputs(name, stem)  # a format added on resume: the others stay as written
         for exporter in self.exporters:
+            if exporter.product() in kept:
+                if exporter.name in self._parts[name].get("records", {}):
+                    records[exporter.name] = self._parts[name]["records"][exporter.name]
+                continue
             encoded = exporter.encode(target)
             files.update(encoded.files)
             image_files += [path for path in encoded.images if path not in image_files]
@@ -241,6 +246,7 @@ class FolderWriter:
             atomic.write_bytes(self.out_dir / path, data)
         for path in image_files:
             dataset.place_image(self.out_dir / path, source, image, self.settings.dataset_images)
+        outputs = self._outputs_by_product(files, image_files, kept)
         part: dict = {
             "name": name,
             "stem": stem,
@@ -248,7 +254,8 @@ class FolderWriter:
             "width": int(label_map.shape[1]),
             "labels": self.labels,
             "products": self._products(),
-            "files": list(files) + image_files,
+            "files": list(dict.fromkeys([*(p for paths in outputs.values() for p in paths), *files, *image_files])),
+            "outputs": outputs,
             "pixels": {label: int(np.count_nonzero(label_map == i)) for i, label in enumerate(self.labels, 1)},
             "objects": objects_per_class(target.objects, self.labels),
             "records": records,
@@ -291,6 +298,34 @@ class FolderWriter:
     def _products(self) -> list[str]:
         """What a part must have been written with to count for this writer."""
         return [exporter.product() for exporter in self.exporters]
+
+    def _kept_outputs(self, name: str, stem: str) -> dict[str, list[str]]:
+        """Product -> files of the formats target ``name`` already has, complete, under ``stem``
+        (an earlier run's): written again they would be the same bytes."""
+        part = self._parts.get(name)
+        if part is None or part["stem"] != stem or not isinstance(part.get("outputs"), dict):
+            return {}
+        return {
+            product: list(paths)
+            for product, paths in part["outputs"].items()
+            if product in part["products"] and all((self.out_dir / p).is_file() for p in paths)
+        }
+
+    def _outputs_by_product(
+        self, files: Mapping[str, bytes], image_files: list[str], kept: dict[str, list[str]]
+    ) -> dict[str, list[str]]:
+        """Product -> the files of one target that belong to it (kept ones included)."""
+        written = [*files, *image_files]
+        out: dict[str, list[str]] = {}
+        for exporter in self.exporters:
+            product = exporter.product()
+            out[product] = kept.get(product) or [p for p in written if self._belongs(exporter, p)]
+        return out
+
+    @staticmethod
+    def _belongs(exporter: Exporter, path: str) -> bool:
+        """Whether ``path`` lies in one of ``exporter``'s output folders or files."""
+        return any(path == o or path.startswith(o.rstrip("/") + "/") for o in exporter.outputs())
 
     def _part_path(self, rel: str) -> AnyPath:
         return self._parts_dir / f"{names.digest(rel)[:20]}.json"
