@@ -12,8 +12,13 @@ import torch
 from sansa.errors import CheckpointError
 from sansa.model.adapters import adapter_state_dict
 from sansa.model.build import build_sansa
-from sansa.model.loading import load_sansa
+from sansa.predictor import SansaPredictor
 from tests.conftest import golden_path
+
+
+def load_sansa(sam2, adapter, model):
+    """The model ``SansaPredictor.from_checkpoint`` loads (on the CPU)."""
+    return SansaPredictor.from_checkpoint(sam2, adapter, model=model, device="cpu").model
 
 
 class NotAllowed:

@@ -61,7 +61,6 @@ class PredictorSegmenter:
     def __init__(self, predictor: Any) -> None:
         self.predictor = predictor
         self._key: Hashable | None = None
-        self.memories_built = 0
 
     def segment(
         self, references: Sequence[Reference], query: np.ndarray, reuse_key: Hashable | None = None
@@ -72,7 +71,6 @@ class PredictorSegmenter:
             for image, prompt in references:
                 self.predictor.add_reference(image, prompt=prompt)
             self._key = reuse_key
-            self.memories_built += 1
         return self.predictor.predict(query).mask
 
 

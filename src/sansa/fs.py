@@ -105,11 +105,6 @@ def _write(path: UPath, data: bytes) -> None:
         raise
 
 
-def refresh(path: UPath) -> None:
-    """Forget cached listings of ``path``'s filesystem (other processes wrote there)."""
-    path.fs.invalidate_cache()
-
-
 def read_bytes(url: str) -> bytes:
     """The whole file at ``url``.
 

@@ -1,4 +1,5 @@
-"""Few-shot segmentation metrics as ``update`` / ``reset`` / ``compute`` objects.
+"""Few-shot segmentation metrics: :class:`IoUAccumulator` (``update`` per episode, then ``miou``,
+``fb_iou``, ``class_iou``).
 
 Protocol (HSNet's, used by every paper of the field): each episode contributes the
 intersection and union of the binary query prediction with the ground truth, for the
@@ -98,24 +99,3 @@ class IoUAccumulator:
     def background_iou(self) -> float:
         """Total background intersection / total background union."""
         return float(self.intersection[:, 0].sum() / max(int(self.union[:, 0].sum()), 1))
-
-
-class MeanIoU(IoUAccumulator):
-    """``compute()`` -> mIoU (fraction)."""
-
-    def compute(self) -> float:
-        return self.miou()
-
-
-class FBIoU(IoUAccumulator):
-    """``compute()`` -> FB-IoU (fraction)."""
-
-    def compute(self) -> float:
-        return self.fb_iou()
-
-
-class ClassIoU(IoUAccumulator):
-    """``compute()`` -> ``{class id: foreground IoU}``."""
-
-    def compute(self) -> dict[int, float]:
-        return self.class_iou()

@@ -28,8 +28,13 @@ from sansa.devices import autocast, choose_precision, resolve_device, resolve_pr
 from sansa.errors import SansaError
 from sansa.hub import resolve_pretrained
 from sansa.images import ImageLike, load_image
-from sansa.model.build import DEFAULT_BACKBONE, build_sansa
-from sansa.model.loading import load_sansa
+from sansa.model.build import DEFAULT_BACKBONE, build_sansa, resolve_backbone
+from sansa.model.checkpoint import (
+    infer_adapter_layout,
+    load_adapter_weights,
+    load_sam2_checkpoint,
+    read_adapter_checkpoint,
+)
 from sansa.model.memory import MemoryTokens
 from sansa.model.sansa import Decoded, ImageFeatures, SansaModel
 from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference, Segmentation
@@ -96,7 +101,7 @@ class SansaPredictor:
 
         if sam2_checkpoint is None:
             return cls(_random_model(model, adapter_checkpoint), device=device, precision=precision)
-        return cls(load_sansa(sam2_checkpoint, adapter_checkpoint, model), device=device, precision=precision)
+        return cls(_trained_model(sam2_checkpoint, adapter_checkpoint, model), device=device, precision=precision)
 
     @classmethod
     def from_pretrained(
@@ -376,6 +381,28 @@ class SansaPredictor:
     def _prediction(self, decoded: Decoded, index: int, label: str, size: tuple[int, int]) -> Prediction:
         logits = self.transform.logits_to_image(decoded.low_res_logits[index : index + 1], *size)[0]
         return Prediction(logits=logits.cpu().numpy(), score=float(decoded.iou[index]), label=label)
+
+
+def _trained_model(
+    sam2_checkpoint: str | os.PathLike[str],
+    adapter_checkpoint: str | os.PathLike[str] | None,
+    model: str | os.PathLike[str],
+) -> SansaModel:
+    """A SANSA model with Meta's SAM2 weights and (optionally) trained adapters, in eval mode.
+
+    The adapter file's stages and channel factor are inferred from its tensor shapes and
+    checked against the backbone; any mismatch is a :class:`~sansa.errors.CheckpointError`.
+    """
+    if adapter_checkpoint is None:
+        sansa = build_sansa(model)
+    else:
+        weights = read_adapter_checkpoint(adapter_checkpoint)
+        sam, stage_sizes, name = resolve_backbone(model)
+        layout = infer_adapter_layout(weights, sam.image_encoder.trunk, stage_sizes, adapter_checkpoint, name)
+        sansa = SansaModel(sam, stage_sizes, layout.stages, layout.channel_factor)
+        load_adapter_weights(sansa, weights, adapter_checkpoint)
+    load_sam2_checkpoint(sansa, sam2_checkpoint)
+    return sansa.eval()
 
 
 def _random_model(model: str | os.PathLike, adapter_checkpoint: str | os.PathLike | None) -> SansaModel:

@@ -17,7 +17,9 @@ relative to the file)::
         label: cat
 
 Coordinates are pixels of the reference image, ``x`` = column, ``y`` = row. A bare list (no
-``references:`` key) and JSON with the same structure are read too.
+``references:`` key) and JSON with the same structure are read too. :func:`check_specs` checks
+a file's references without a model (images readable, prompts inside them), for a tool that
+validates a references file before a run.
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ def _walk(pieces: Sequence[np.ndarray], links: dict, piece: int, entry: int) -> 
 
 
 def parse_lines(text: str, height: int, width: int) -> list[tuple[int, np.ndarray]]:
-    """``(class index, float32 [P, 2] pixel vertices)`` per line of a label file."""
+    """``(class index, float32 [P, 2] pixel vertices)`` per line of a label file: the labels read
+    back as YOLO readers read them (the inverse of :func:`label_lines`, up to the quarter pixel)."""
     shapes = []
     for line in text.splitlines():
         values = line.split()

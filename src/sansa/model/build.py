@@ -193,8 +193,3 @@ def build_sansa(
     if str(device) != "meta":
         sansa.to(device)
     return sansa.eval()
-
-
-def variant_names() -> list[str]:
-    """The registered backbone names."""
-    return list(VARIANTS)

@@ -101,7 +101,7 @@ class SansaModel(nn.Module):
         self.stage_sizes = tuple(stage_sizes)
         self.adapter_stages = tuple(adapter_stages)
         self.channel_factor = channel_factor
-        self.adapted_blocks = inject_adapters(sam.image_encoder.trunk, stage_sizes, adapter_stages, channel_factor)
+        inject_adapters(sam.image_encoder.trunk, stage_sizes, adapter_stages, channel_factor)
 
     @property
     def image_size(self) -> int:
