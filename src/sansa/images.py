@@ -33,7 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sansa import fs
 from sansa.errors import ImageError
 
-ImageLike = str | os.PathLike | Image.Image | np.ndarray
+ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
 
 DEFAULT_MAX_PIXELS = 64_000_000
 MAX_PIXELS_ENV = "SANSA_MAX_PIXELS"
@@ -124,7 +124,7 @@ def _refused(source: Path | bytes, label: str) -> ImageError:
     return UnsupportedFormat(f"{label}: {article} {kind} file, not a raster image sansa reads ({allowed}); refused")
 
 
-def open_lazily(source: str | os.PathLike | bytes, name: str = "image") -> Image.Image:
+def open_lazily(source: str | os.PathLike[str] | bytes, name: str = "image") -> Image.Image:
     """Open an image file (or its bytes) without decoding: header read, format and pixel limit checked.
 
     For callers that decode in a way of their own (``draft``, raw mode, no EXIF rotation); close it
@@ -174,7 +174,7 @@ def describe(source: Any, name: str = "image") -> str:
     return f"{name} ({type(source).__name__})"
 
 
-def _file(path: str | os.PathLike) -> Path:
+def _file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     try:
         if path.is_dir():
@@ -186,7 +186,7 @@ def _file(path: str | os.PathLike) -> Path:
     return path
 
 
-def open_image_file(source: str | os.PathLike | bytes, name: str = "image") -> Image.Image:
+def open_image_file(source: str | os.PathLike[str] | bytes, name: str = "image") -> Image.Image:
     """Open an image file (or its bytes) fully, so corrupt files fail here, with EXIF orientation applied.
 
     The pixel limit is checked from the header before decoding (:class:`ImageTooLarge`).
@@ -201,7 +201,7 @@ def open_image_file(source: str | os.PathLike | bytes, name: str = "image") -> I
         raise ImageError(f"{label}: not a readable image ({err.__class__.__name__}: {err})") from None
 
 
-def load_image_and_bytes(path: str | os.PathLike) -> tuple[np.ndarray, bytes]:
+def load_image_and_bytes(path: str | os.PathLike[str]) -> tuple[np.ndarray, bytes]:
     """Read a local image file once: its pixels as :func:`load_image` gives them, and its bytes
     (to hash what was read, without reading the file a second time)."""
     try:
@@ -211,7 +211,7 @@ def load_image_and_bytes(path: str | os.PathLike) -> tuple[np.ndarray, bytes]:
     return _pil_to_rgb_array(open_image_file(data, str(path))), data
 
 
-def read_size(source: str | os.PathLike | bytes, name: str = "image") -> tuple[int, int]:
+def read_size(source: str | os.PathLike[str] | bytes, name: str = "image") -> tuple[int, int]:
     """``(width, height)`` of an image file (or its bytes) as shown (EXIF rotation applied), from its header.
 
     Nothing is decoded; raises :class:`ImageTooLarge` over the pixel limit, :class:`ImageError` if unreadable.
@@ -315,6 +315,6 @@ def load_mask(source: Any, name: str = "mask") -> np.ndarray:
     return array.astype(bool)
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     """The image files directly inside ``folder``, sorted by name."""
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

@@ -59,15 +59,15 @@ class IoUAccumulator:
     """
 
     def __init__(self, class_ids: Iterable[int]) -> None:
-        self.class_ids = list(dict.fromkeys(int(c) for c in class_ids))
+        self.class_ids: list[int] = list(dict.fromkeys(int(c) for c in class_ids))
         self._row = {c: i for i, c in enumerate(self.class_ids)}
         self.reset()
 
     def reset(self) -> None:
         """Forget every episode."""
-        self.intersection = np.zeros((len(self.class_ids), 2), dtype=np.int64)
-        self.union = np.zeros((len(self.class_ids), 2), dtype=np.int64)
-        self.episodes = np.zeros(len(self.class_ids), dtype=np.int64)
+        self.intersection: np.ndarray = np.zeros((len(self.class_ids), 2), dtype=np.int64)
+        self.union: np.ndarray = np.zeros((len(self.class_ids), 2), dtype=np.int64)
+        self.episodes: np.ndarray = np.zeros(len(self.class_ids), dtype=np.int64)
 
     def update(self, prediction: np.ndarray, target: np.ndarray, class_id: int) -> None:
         """Add one episode: ``bool [H, W]`` prediction and ground truth of class ``class_id``."""

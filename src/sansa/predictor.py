@@ -65,11 +65,11 @@ class SansaPredictor:
     def __init__(
         self, model: SansaModel, device: str | torch.device | None = "auto", precision: str | None = "fp32"
     ) -> None:
-        self.device = resolve_device(device)
-        self.precision = choose_precision(precision, self.device)  # what runs: "auto" resolved
+        self.device: torch.device = resolve_device(device)
+        self.precision: str = choose_precision(precision, self.device)  # what runs: "auto" resolved
         self._autocast_dtype = resolve_precision(self.precision, self.device)
-        self.model = model.to(self.device).eval()
-        self.transform = ModelTransform(model.image_size)
+        self.model: SansaModel = model.to(self.device).eval()
+        self.transform: ModelTransform = ModelTransform(model.image_size)
         self._references: list[Reference] = []
         self._memory: dict[str, MemoryTokens] = {}
 
@@ -77,9 +77,9 @@ class SansaPredictor:
     @classmethod
     def from_checkpoint(
         cls,
-        sam2_checkpoint: str | os.PathLike | None,
-        adapter_checkpoint: str | os.PathLike | None = None,
-        model: str | os.PathLike = DEFAULT_BACKBONE,
+        sam2_checkpoint: str | os.PathLike[str] | None,
+        adapter_checkpoint: str | os.PathLike[str] | None = None,
+        model: str | os.PathLike[str] = DEFAULT_BACKBONE,
         device: str | torch.device | None = "auto",
         precision: str | None = "fp32",
     ) -> SansaPredictor:
@@ -108,7 +108,7 @@ class SansaPredictor:
         cls,
         name: str = "sansa-universal",
         device: str | torch.device | None = "auto",
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         offline: bool | None = None,
         precision: str | None = "fp32",
     ) -> SansaPredictor:
@@ -315,7 +315,7 @@ class SansaPredictor:
         return 1 if self.device.type == "cpu" else ACCELERATOR_BATCH_SIZE
 
     def segment_many(
-        self, targets: Iterable[ImageLike] | str | os.PathLike, batch_size: int | None = None
+        self, targets: Iterable[ImageLike] | str | os.PathLike[str], batch_size: int | None = None
     ) -> Iterator[Segmentation]:
         """Stream :meth:`segment_batch` over any number of targets, ``batch_size`` at a time
         (default: :attr:`default_batch_size`).
@@ -405,7 +405,7 @@ def _trained_model(
     return sansa.eval()
 
 
-def _random_model(model: str | os.PathLike, adapter_checkpoint: str | os.PathLike | None) -> SansaModel:
+def _random_model(model: str | os.PathLike[str], adapter_checkpoint: str | os.PathLike[str] | None) -> SansaModel:
     """A seeded random-weight model (the same every call)."""
 
     if adapter_checkpoint is not None:
@@ -415,7 +415,7 @@ def _random_model(model: str | os.PathLike, adapter_checkpoint: str | os.PathLik
         return build_sansa(model)
 
 
-def _expand_targets(spec: str | os.PathLike) -> list[str]:
+def _expand_targets(spec: str | os.PathLike[str]) -> list[str]:
     """The images of a folder or glob (sorted); a string is never iterated as characters."""
 
     if not glob.has_magic(os.fspath(spec)) and not Path(spec).exists():

@@ -148,7 +148,7 @@ def _path(value: Any, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def load_reference_file(path: str | os.PathLike) -> list[ReferenceSpec]:
+def load_reference_file(path: str | os.PathLike[str]) -> list[ReferenceSpec]:
     """Read a YAML or JSON reference file (see the module docstring for the format)."""
     import yaml
 

@@ -91,7 +91,7 @@ def _read_list(path: Path) -> list[Path]:
 
 
 # -- what a file was ------------------------------------------------------------------------------
-def file_stat(path: str | os.PathLike) -> dict[str, int] | None:
+def file_stat(path: str | os.PathLike[str]) -> dict[str, int] | None:
     """``{"bytes", "mtime_ns"}`` of a file (or URL), or ``None`` when it cannot be read."""
     if fs.is_url(path):
         return fs.stat(str(path))
@@ -102,7 +102,7 @@ def file_stat(path: str | os.PathLike) -> dict[str, int] | None:
     return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def file_sha256(path: str | os.PathLike) -> str | None:
+def file_sha256(path: str | os.PathLike[str]) -> str | None:
     """The file's SHA-256 (hex), or ``None`` when it cannot be read."""
     digest = hashlib.sha256()
     try:
@@ -114,14 +114,14 @@ def file_sha256(path: str | os.PathLike) -> str | None:
     return digest.hexdigest()
 
 
-def fingerprint(path: str | os.PathLike) -> dict[str, Any] | None:
+def fingerprint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """What a target file is: size, modification time and content hash (``None``: unreadable)."""
     stat = file_stat(path)
     sha = file_sha256(path) if stat is not None else None
     return {**stat, "sha256": sha} if stat is not None and sha is not None else None
 
 
-def unchanged(path: str | os.PathLike, recorded: dict[str, Any] | None) -> bool:
+def unchanged(path: str | os.PathLike[str], recorded: dict[str, Any] | None) -> bool:
     """Whether the file is still what ``recorded`` (a :func:`fingerprint`) says: the same size and
     time, or, when only the time moved, the same content."""
     if not recorded:

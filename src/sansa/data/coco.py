@@ -59,8 +59,8 @@ class Coco20i:
     image_size = 640
 
     def __init__(self, root: str | Path, fold: int, split: Split | str = Split.TEST, shots: int = 1) -> None:
-        self.base = require(Path(root) / "COCO2014", HINT)
-        self.split = as_split(split)
+        self.base: Path = require(Path(root) / "COCO2014", HINT)
+        self.split: Split = as_split(split)
         held_out = fold_classes(fold)
         part = "trn" if self.split is Split.TRAIN else "val"
         lists = read_pickle(self.base / "splits" / part / f"fold{fold}.pkl", HINT, FOLD_PICKLE)
@@ -68,7 +68,7 @@ class Coco20i:
         self._entries = {c: [str(name) for name in lists.get(c, [])] for c in wanted}
         self._images = {c: list(dict.fromkeys(entries)) for c, entries in self._entries.items()}
         self._classes = [c for c in wanted if len(self._images[c]) > 1]
-        self.name = f"coco20i-fold{fold}-{self.split.value}"
+        self.name: str = f"coco20i-fold{fold}-{self.split.value}"
 
     def class_ids(self) -> list[int]:
         return list(self._classes)

@@ -186,14 +186,14 @@ def _supports(pools: _Pools, class_id: int, query: str, shots: int, rng: np.rand
     return tuple(_pick(pools, class_id, rng, exclude=used) for _ in range(shots))
 
 
-def save_episodes(episodes: EpisodeList, path: str | os.PathLike) -> Path:
+def save_episodes(episodes: EpisodeList, path: str | os.PathLike[str]) -> Path:
     """Write an episode list as JSON, atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     write_text(path, json.dumps(episodes.to_json(), indent=1) + "\n")
     return path
 
 
-def load_episodes(path: str | os.PathLike) -> EpisodeList:
+def load_episodes(path: str | os.PathLike[str]) -> EpisodeList:
     """Read an episode list written by :func:`save_episodes` (or by another implementation)."""
     path = Path(path)
     try:

@@ -33,7 +33,7 @@ class FolderDataset:
     def __init__(
         self, root: str | Path, fold: int = 0, split: Split | str = Split.TEST, shots: int = 1, image_size: int = 640
     ) -> None:
-        self.root = Path(root)
+        self.root: Path = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: not a folder")
         as_split(split)
@@ -43,7 +43,7 @@ class FolderDataset:
             raise DatasetError(f"{self.root}: no '<class>/images/' folders (expected <class>/images + <class>/masks)")
         self._images = [self._list(name) for name in self._names]
         self._classes = [i for i, keys in enumerate(self._images) if len(keys) > 1]
-        self.name = f"folder-{self.root.name}"
+        self.name: str = f"folder-{self.root.name}"
 
     def _list(self, name: str) -> list[str]:
         keys = []

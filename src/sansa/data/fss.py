@@ -37,12 +37,12 @@ class Fss1000:
     def __init__(self, root: str | Path, fold: int = 0, split: Split | str = Split.TEST, shots: int = 1) -> None:
         if fold not in (0, -1):
             raise DatasetError(f"fold: FSS-1000 has one fixed split (fold 0), got {fold}")
-        self.base = require(Path(root) / "FSS-1000", HINT)
-        self.split = as_split(split)
+        self.base: Path = require(Path(root) / "FSS-1000", HINT)
+        self.split: Split = as_split(split)
         self._names = sorted(set(read_lines(self.base / "splits" / _SPLIT_FILES[self.split], HINT)))
         self._images = [self._list(name) for name in self._names]
         self._classes = [i for i, keys in enumerate(self._images) if len(keys) > 1]
-        self.name = f"fss1000-{self.split.value}"
+        self.name: str = f"fss1000-{self.split.value}"
 
     def _list(self, name: str) -> list[str]:
         folder = require(self.base / "data" / name, HINT)

@@ -71,8 +71,8 @@ class Lvis92i:
     image_size = 640
 
     def __init__(self, root: str | Path, fold: int, split: Split | str = Split.TEST, shots: int = 1) -> None:
-        self.base = require(Path(root) / "LVIS", HINT)
-        self.split = as_split(split)
+        self.base: Path = require(Path(root) / "LVIS", HINT)
+        self.split: Split = as_split(split)
         val = read_pickle(self.base / "lvis_val.pkl", HINT, ANNOTATIONS)
         members = fold_members(val, fold, shots)
         if self.split is Split.TRAIN:
@@ -80,7 +80,7 @@ class Lvis92i:
             self._classes = [c for c in self._anno if len(self._anno[c]) > shots and c not in set(members)]
         else:
             self._anno, self._classes = val, members
-        self.name = f"lvis92i-fold{fold}-{self.split.value}"
+        self.name: str = f"lvis92i-fold{fold}-{self.split.value}"
 
     def class_ids(self) -> list[int]:
         return list(self._classes)

@@ -93,8 +93,8 @@ class PascalPart:
     def __init__(self, root: str | Path, fold: int, split: Split | str = Split.TEST, shots: int = 1) -> None:
         if not 0 <= fold < len(PASCAL_PART_FOLDS):
             raise DatasetError(f"fold: Pascal-Part has folds 0-3, got {fold}")
-        self.base = require(Path(root) / "Pascal-Part" / "VOCdevkit" / "VOC2010", PASCAL_HINT)
-        self.split = as_split(split)
+        self.base: Path = require(Path(root) / "Pascal-Part" / "VOCdevkit" / "VOC2010", PASCAL_HINT)
+        self.split: Split = as_split(split)
         part_split = "train" if self.split is Split.TRAIN else "val"
         index = read_json(self.base / "all_obj_part_to_image.json", PASCAL_HINT)
         objects = index[PASCAL_PART_FOLDS[fold]]["object"]
@@ -108,7 +108,7 @@ class PascalPart:
         total = sum(len(lists[part_split]) for info in objects.values() for lists in info["part"].values())
         self.episodes = min(total, self.episodes)
         self._shots = shots
-        self.name = f"pascalpart-fold{fold}-{self.split.value}"
+        self.name: str = f"pascalpart-fold{fold}-{self.split.value}"
         self._objects: dict[int, list[str]] = {}
         self._annotation = lru_cache(maxsize=256)(self._read_annotation)
 
@@ -170,8 +170,8 @@ class PacoPart:
     def __init__(self, root: str | Path, fold: int, split: Split | str = Split.TEST, shots: int = 1) -> None:
         if not 0 <= fold < PACO_FOLDS:
             raise DatasetError(f"fold: PACO-Part has folds 0-3, got {fold}")
-        self.base = require(Path(root) / "PACO-Part", PACO_HINT)
-        self.split = as_split(split)
+        self.base: Path = require(Path(root) / "PACO-Part", PACO_HINT)
+        self.split: Split = as_split(split)
         train = read_pickle(self.base / "paco" / "paco_part_train.pkl", PACO_HINT, PACO_PICKLE)
         val = read_pickle(self.base / "paco" / "paco_part_val.pkl", PACO_HINT, PACO_PICKLE)
         order = list(train["cid2img"])
@@ -186,7 +186,7 @@ class PacoPart:
             self._classes = [c for c in order if c not in set(tested) and len(self._images(c)) > 1]
         else:
             self._classes = [c for c in tested if len(self._images(c)) > 1]
-        self.name = f"pacopart-fold{fold}-{self.split.value}"
+        self.name: str = f"pacopart-fold{fold}-{self.split.value}"
 
     def _object_keys(self, class_id: int, images: list[dict]) -> list[str]:
         keys: dict[str, None] = {}

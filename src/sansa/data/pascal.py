@@ -48,8 +48,8 @@ class Pascal5i:
     image_size = 518
 
     def __init__(self, root: str | Path, fold: int, split: Split | str = Split.TEST, shots: int = 1) -> None:
-        self.base = require(Path(root) / "VOC2012", HINT)
-        self.split = as_split(split)
+        self.base: Path = require(Path(root) / "VOC2012", HINT)
+        self.split: Split = as_split(split)
         part = "trn" if self.split is Split.TRAIN else "val"
         folds = [f for f in range(FOLDS) if f != fold] if part == "trn" else [fold]
         self._pairs: list[tuple[str, int]] = []
@@ -65,7 +65,7 @@ class Pascal5i:
             self._images.setdefault(c, []).append(name)
         self._classes = sorted(c for c, names in self._images.items() if len(set(names)) > 1)
         self._pairs = [(n, c) for n, c in self._pairs if c in self._classes]
-        self.name = f"pascal5i-fold{fold}-{self.split.value}"
+        self.name: str = f"pascal5i-fold{fold}-{self.split.value}"
 
     def class_ids(self) -> list[int]:
         return list(self._classes)

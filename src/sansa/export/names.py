@@ -24,7 +24,7 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|+]')
 MAX_PART_BYTES = 160  # leaves room for "_<class>.png" and a hash within the usual 255-byte limit
 
 
-def relative_name(name: str | os.PathLike, image_root: Path | None) -> str:
+def relative_name(name: str | os.PathLike[str], image_root: Path | None) -> str:
     """``name`` relative to ``image_root`` when it lies under it, in POSIX form."""
     path = Path(name)
     if image_root is not None:

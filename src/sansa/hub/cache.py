@@ -96,7 +96,7 @@ class HubSettings:
     @classmethod
     def from_env(
         cls,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         offline: bool | None = None,
         environ: Mapping[str, str] = os.environ,
         **overrides,

@@ -36,7 +36,7 @@ class ResolvedModel:
 
 def resolve_pretrained(
     name: str = DEFAULT_MODEL,
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     offline: bool | None = None,
     *,
     models: Mapping[str, PretrainedModel] | None = None,
@@ -66,7 +66,9 @@ def resolve_pretrained(
     return ResolvedModel(model.name, model.backbone, sam2, adapter)
 
 
-def _settings(settings: HubSettings | None, cache_dir: str | os.PathLike | None, offline: bool | None) -> HubSettings:
+def _settings(
+    settings: HubSettings | None, cache_dir: str | os.PathLike[str] | None, offline: bool | None
+) -> HubSettings:
     if settings is None:
         return HubSettings.from_env(cache_dir, offline)
     if cache_dir is not None:

@@ -179,7 +179,7 @@ class Inspection:
             lines.append("every predicted object is nearer its own class's references than any other's")
         return "\n".join(line.rstrip() for line in lines) + "\n"
 
-    def save(self, out: str | os.PathLike) -> list[Path]:
+    def save(self, out: str | os.PathLike[str]) -> list[Path]:
         """Write :data:`FILES` into folder ``out`` (created; each file written atomically)."""
         folder = Path(out)
         contents = {

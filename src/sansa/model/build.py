@@ -99,7 +99,7 @@ def build_sam2(variant: Sam2Variant) -> s2.SAM2Base:
     )
 
 
-def build_sam2_from_config(path: str | os.PathLike) -> tuple[s2.SAM2Base, tuple[int, ...]]:
+def build_sam2_from_config(path: str | os.PathLike[str]) -> tuple[s2.SAM2Base, tuple[int, ...]]:
     """Build SAM2 from a ``sam2`` Hydra-format YAML file (object-score head off).
 
     Returns:
@@ -125,7 +125,7 @@ def build_sam2_from_config(path: str | os.PathLike) -> tuple[s2.SAM2Base, tuple[
         raise SansaError(f"{path}: not a usable sam2 model config ({type(err).__name__}: {err})") from None
 
 
-def resolve_backbone(model: str | os.PathLike) -> tuple[s2.SAM2Base, tuple[int, ...], str]:
+def resolve_backbone(model: str | os.PathLike[str]) -> tuple[s2.SAM2Base, tuple[int, ...], str]:
     """A named variant or a config path -> ``(sam, stage_sizes, name)``."""
     if isinstance(model, str) and not model.endswith((".yaml", ".yml")):
         try:
@@ -173,7 +173,7 @@ def _device_context(device: str | torch.device) -> Iterator[None]:
 
 
 def build_sansa(
-    model: str | os.PathLike = DEFAULT_BACKBONE,
+    model: str | os.PathLike[str] = DEFAULT_BACKBONE,
     adapter_stages: Sequence[int] = DEFAULT_ADAPTER_STAGES,
     channel_factor: float = DEFAULT_CHANNEL_FACTOR,
     device: str | torch.device = "cpu",

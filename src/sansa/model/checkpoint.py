@@ -53,7 +53,7 @@ def _numpy_safe_globals() -> list:
     return found
 
 
-def read_checkpoint(path: str | os.PathLike, what: str) -> dict:
+def read_checkpoint(path: str | os.PathLike[str], what: str) -> dict:
     """Unpickle a checkpoint safely.
 
     Args:
@@ -122,7 +122,7 @@ def _looks_like_zip(path: Path) -> bool:
         return handle.read(4) == b"PK\x03\x04"
 
 
-def state_dict_of(obj: Mapping, path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
+def state_dict_of(obj: Mapping, path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint: its ``'model'`` entry (or itself), ``module.`` prefixes removed."""
     tensors = obj.get("model", obj)
     bare_dict_of_others = "model" not in obj and not all(isinstance(v, torch.Tensor) for v in obj.values())
@@ -136,7 +136,7 @@ def state_dict_of(obj: Mapping, path: str | os.PathLike, what: str) -> dict[str,
     return out
 
 
-def load_sam2_checkpoint(model: SansaModel, path: str | os.PathLike) -> None:
+def load_sam2_checkpoint(model: SansaModel, path: str | os.PathLike[str]) -> None:
     """Load Meta's SAM2 (release 1.0) weights into ``model.sam``, strictly."""
     what = "SAM2 checkpoint"
     weights = state_dict_of(read_checkpoint(path, what), path, what)
@@ -175,7 +175,7 @@ class AdapterLayout:
     channel_factor: float
 
 
-def read_adapter_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_adapter_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The adapter tensors of an authors' (or our) adapter file, keys as in ``SansaModel``."""
     what = "adapter checkpoint"
     weights = state_dict_of(read_checkpoint(path, what), path, what)
@@ -205,7 +205,7 @@ def infer_adapter_layout(
     weights: Mapping[str, torch.Tensor],
     trunk: Hiera,
     stage_sizes: Sequence[int],
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     backbone: str,
 ) -> AdapterLayout:
     """Infer adapter stages and channel factor from tensor shapes, checking they fit ``trunk``."""
@@ -245,7 +245,9 @@ def _channel_factor(pairs: Sequence[tuple[int, int]], what: str) -> float:
     raise CheckpointError(f"{what}: adapter widths fit no single channel factor")
 
 
-def load_adapter_weights(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+def load_adapter_weights(
+    model: torch.nn.Module, weights: Mapping[str, torch.Tensor], path: str | os.PathLike[str]
+) -> None:
     """Load adapter tensors; every model adapter tensor must be given, and every given one used."""
     target = {k: v for k, v in model.state_dict().items() if is_adapter_key(k)}
     if set(target) != set(weights):

@@ -98,9 +98,9 @@ class SansaModel(nn.Module):
         if sam.pred_obj_scores:
             raise ValueError("SANSA needs SAM2 built with pred_obj_scores=False")
         self.sam = sam
-        self.stage_sizes = tuple(stage_sizes)
-        self.adapter_stages = tuple(adapter_stages)
-        self.channel_factor = channel_factor
+        self.stage_sizes: tuple[int, ...] = tuple(stage_sizes)
+        self.adapter_stages: tuple[int, ...] = tuple(adapter_stages)
+        self.channel_factor: float = channel_factor
         inject_adapters(sam.image_encoder.trunk, stage_sizes, adapter_stages, channel_factor)
 
     @property

@@ -97,7 +97,7 @@ def metadata(model: SansaModel, config: dict, step: int, epoch: int, digest: str
 
 
 def save_checkpoint(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     model: SansaModel,
     meta: dict,
     optimizer: torch.optim.Optimizer | None = None,
@@ -120,7 +120,7 @@ def save_checkpoint(
 
 
 def load_resume(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     model: SansaModel,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,

@@ -275,7 +275,7 @@ def _apply(values: dict, path: list[str], value: Any) -> None:
 
 
 def load_config(
-    path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (), **values: Any
+    path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = (), **values: Any
 ) -> TrainConfig:
     """Defaults, then a YAML file, then ``KEY=VALUE`` overrides, then keyword values.
 
@@ -309,7 +309,7 @@ def load_config(
         raise SansaError(f"{path}: {err}" if path is not None else str(err)) from None
 
 
-def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
+def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> Path:
     """Write the resolved configuration as YAML, atomically."""
     path = Path(path)
     write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
