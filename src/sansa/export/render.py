@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from sansa.atomic import encode_image
+from sansa.export import text as legend_text
 from sansa.export.palette import palette_array, png_palette
 
 OVERLAY_ALPHA = 0.45  # weight of the class colour over the image
@@ -117,8 +118,6 @@ def _draw_legend(image: np.ndarray, rows: list[tuple[str, np.ndarray]]) -> None:
     """Swatches and names in the top-left corner, on a dark box; names in any script
     (:mod:`sansa.export.text`: DejaVu Sans from matplotlib, then fallbacks)."""
     from PIL import ImageDraw
-
-    from sansa.export import text as legend_text
 
     size = max(10, round(min(image.shape[:2]) / 28))  # text height in pixels
     line_h, pad = round(size * 1.5), max(2, size // 3)
