@@ -84,7 +84,7 @@ class EpisodeScore:
     union: tuple[int, int]
     empty_supports: int = 0  # supports whose mask was empty at S x S (prompted as the authors do)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "class_id": self.class_id,
@@ -94,7 +94,7 @@ class EpisodeScore:
         }
 
     @classmethod
-    def from_json(cls, doc: dict) -> EpisodeScore:
+    def from_json(cls, doc: dict[str, Any]) -> EpisodeScore:
         return cls(
             int(doc["index"]),
             int(doc["class_id"]),
@@ -114,7 +114,7 @@ class EvalResult:
     scores: list[EpisodeScore]
     seconds: float = 0.0
     evaluated: int = 0  # episodes computed in this run (the others were resumed)
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def miou(self) -> float:
@@ -128,7 +128,7 @@ class EvalResult:
     def class_iou(self) -> dict[int, float]:
         return self.metric.class_iou()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """Summary numbers in percent, per class with name and episode count."""
         episodes = dict(zip(self.metric.class_ids, self.metric.episodes.tolist(), strict=True))
         return {

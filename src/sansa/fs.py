@@ -139,7 +139,7 @@ def open_binary(url: str):
     return fs.open(path, "rb")
 
 
-def _mtime_ns(info: dict) -> int:
+def _mtime_ns(info: dict[str, Any]) -> int:
 
     value = next((info[k] for k in ("LastModified", "mtime", "last_modified", "updated", "created") if k in info), 0)
     if isinstance(value, datetime.datetime):

@@ -14,6 +14,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from sansa._version import __version__
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def given(args: argparse.Namespace, *names: str) -> dict:
+def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The options among ``names`` that the user actually set (not ``None``)."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 

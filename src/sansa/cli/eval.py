@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from sansa.atomic import write_text
 from sansa.cli import given
@@ -29,7 +30,7 @@ Data layouts and downloads: README, "Benchmarks: sansa eval".
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="evaluate on a few-shot benchmark (COCO-20i, LVIS-92i, FSS-1000, ...)",
@@ -178,20 +179,20 @@ class RunConfig:
     seed: int = 0
     size: int | None = None
     workers: int = 2
-    model: dict = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
     protocol: str = PROTOCOL  # folders of runs made under an older protocol are not resumed
 
     def with_fold(self, fold: int) -> RunConfig:
         return replace(self, fold=fold)
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         """The fields that must match for a run to be resumed (not ``workers``: results do not depend on it)."""
         doc = asdict(self)
         doc.pop("workers")
         return doc
 
 
-def run_fold(config: RunConfig, predictor, out: Path, episode_file: str | None = None, dataset=None) -> dict:
+def run_fold(config: RunConfig, predictor, out: Path, episode_file: str | None = None, dataset=None) -> dict[str, Any]:
     """Evaluate one fold into ``out``: config, episodes, scores (resumable), results JSON + Markdown.
 
     ``dataset``: the fold's reader if already built (else built from ``config``).
@@ -253,7 +254,7 @@ def _check_config(path: Path, config: RunConfig) -> None:
         write_text(path, json.dumps(asdict(config), indent=1) + "\n")
 
 
-def _read_scores(path: Path) -> list:
+def _read_scores(path: Path) -> list[Any]:
     """Scores of finished episodes; a line cut short by an interruption is ignored."""
     from sansa.evaluation import EpisodeScore
 
@@ -268,7 +269,7 @@ def _read_scores(path: Path) -> list:
     return scores
 
 
-def summarize_folds(results: list[dict], out: Path) -> dict:
+def summarize_folds(results: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     """The paper's number for a multi-fold benchmark: the mean of the folds' mIoU (and FB-IoU)."""
     summary = {
         "config": {k: v for k, v in results[0]["config"].items() if k not in ("fold", "episode_file")},
@@ -294,7 +295,7 @@ def summarize_folds(results: list[dict], out: Path) -> dict:
     return summary
 
 
-def fold_markdown(doc: dict) -> str:
+def fold_markdown(doc: dict[str, Any]) -> str:
     """A short Markdown report of one fold: headline numbers, then per-class IoU."""
     cfg, timing = doc["config"], doc["timing"]
     classes = "".join(f"| {c['id']} | {c['name']} | {c['iou']:.1f} | {c['episodes']} |\n" for c in doc["classes"])

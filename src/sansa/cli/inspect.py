@@ -26,7 +26,7 @@ writes into --out:
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``inspect`` command."""
     from sansa.cli.common import MODEL_HELP, add_model_options
     from sansa.cli.segment import add_reference_arguments

@@ -44,7 +44,7 @@ SETUP_NOTES = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``label-studio`` command."""
     parser = subparsers.add_parser(
         "label-studio",

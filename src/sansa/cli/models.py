@@ -21,7 +21,7 @@ examples:
   sansa segment ref.jpg --mask ref.png --targets imgs/ --model sansa-generalist"""
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``sansa models`` and its sub-commands."""
     parser = subparsers.add_parser(
         "models",

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sansa.cli import given
 
@@ -37,7 +37,7 @@ cannot be written).
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``segment`` command."""
     from sansa.cli.common import MODEL_HELP, add_model_options
     from sansa.export.exporter import format_names
@@ -173,7 +173,7 @@ def handle(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _executor(args: argparse.Namespace) -> dict:
+def _executor(args: argparse.Namespace) -> dict[str, Any]:
     """``executor="ray"`` and the Ray options the user set (``--ray``), or nothing (this process)."""
     from sansa.errors import SansaError
 
@@ -203,7 +203,7 @@ def job_from_args(args: argparse.Namespace):
     )
 
 
-def _export_options(args: argparse.Namespace) -> dict:
+def _export_options(args: argparse.Namespace) -> dict[str, Any]:
     from sansa.errors import SansaError
 
     if args.coco_instances:
@@ -225,7 +225,7 @@ def _export_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _reference_specs(args: argparse.Namespace) -> list:
+def _reference_specs(args: argparse.Namespace) -> list[Any]:
     """References from the command line (first) and from ``--references``."""
     from sansa.errors import SansaError
     from sansa.references import load_reference_file, spec_from_values

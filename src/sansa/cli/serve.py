@@ -26,7 +26,7 @@ start), requests from other sites (Origin) and to other host names (Host, see --
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="label a folder in the browser (web app)",

@@ -37,7 +37,7 @@ FLAGS = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train adapters (episodic, resumable, data parallel under torchrun)",

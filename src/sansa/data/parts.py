@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,7 +145,7 @@ class PascalPart:
             weights.append(listed.count(image_id) / named)
         return weights
 
-    def _read_annotation(self, image_id: str) -> dict:
+    def _read_annotation(self, image_id: str) -> dict[str, Any]:
         return read_json(self.base / "Annotations_Part_json_merged_part_classes" / f"{image_id}.json", PASCAL_HINT)
 
     def load(self, key: str, class_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +189,7 @@ class PacoPart:
             self._classes = [c for c in tested if len(self._images(c)) > 1]
         self.name: str = f"pacopart-fold{fold}-{self.split.value}"
 
-    def _object_keys(self, class_id: int, images: list[dict]) -> list[str]:
+    def _object_keys(self, class_id: int, images: list[dict[str, Any]]) -> list[str]:
         keys: dict[str, None] = {}
         for entry in images:
             for img_id, file_name in entry.items():

@@ -78,7 +78,7 @@ ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-def _sized(kind: type, args: tuple) -> None:
+def _sized(kind: type, args: tuple[Any, ...]) -> None:
     """``bytes(...)``/``bytearray(...)`` from data only: ``bytes(10**10)`` would allocate 10 GB."""
     if args and isinstance(args[0], int):
         raise pickle.UnpicklingError(f"refers to builtins.{kind.__name__} with a size ({args[0]})")

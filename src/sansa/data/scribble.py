@@ -94,7 +94,7 @@ def _start_points(mask: np.ndarray, count: int, seed: int) -> np.ndarray:
     return torch.stack([x, y.float()], dim=1).numpy()
 
 
-def _stroke(start: np.ndarray, state: np.random.RandomState) -> tuple[np.ndarray, np.ndarray, tuple, int]:
+def _stroke(start: np.ndarray, state: np.random.RandomState) -> tuple[np.ndarray, np.ndarray, tuple[Any, ...], int]:
     """Control points ``xs, ys`` (float64 ``[V + 1]``), the line's velocity and the brush width."""
     p = RAND_CURVE
     brush = int(state.randint(*p["brush"]))
@@ -115,7 +115,7 @@ def _stroke(start: np.ndarray, state: np.random.RandomState) -> tuple[np.ndarray
 
 
 def _move(
-    xs: np.ndarray, ys: np.ndarray, velocity: tuple, state: np.random.RandomState
+    xs: np.ndarray, ys: np.ndarray, velocity: tuple[Any, ...], state: np.random.RandomState
 ) -> tuple[np.ndarray, np.ndarray]:
     """The stroke shifted by its (integer) velocity, half its vertices jittered."""
     p = RAND_CURVE

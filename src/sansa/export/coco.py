@@ -21,7 +21,9 @@ from sansa.export.shapes import bbox_xywh, polygon_area, polygons, to_rle
 from sansa.records import SegmentedObject
 
 
-def object_annotations(objects: Sequence[SegmentedObject], labels: list[str], use_polygons: bool = False) -> list[dict]:
+def object_annotations(
+    objects: Sequence[SegmentedObject], labels: list[str], use_polygons: bool = False
+) -> list[dict[str, Any]]:
     """One annotation per object, without ``id``/``image_id`` (given when the dataset is assembled).
 
     Args:
@@ -58,12 +60,12 @@ def _flat_polygon(points: np.ndarray) -> list[float]:
     return [round(float(v), 2) for v in points.reshape(-1)]
 
 
-def categories(labels: list[str]) -> list[dict]:
+def categories(labels: list[str]) -> list[dict[str, Any]]:
     """COCO categories: ``id`` = class id (1-based, as in the indexed PNGs)."""
     return [{"id": i, "name": name, "supercategory": "object"} for i, name in enumerate(labels, start=1)]
 
 
-def assemble(labels: list[str], targets: list[dict]) -> dict:
+def assemble(labels: list[str], targets: list[dict[str, Any]]) -> dict[str, Any]:
     """The COCO dataset from per-target records, in the given order.
 
     Args:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import urllib.parse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import quoteattr
 
 import cv2
@@ -58,7 +58,7 @@ CONTROLS = {
 }
 
 
-def object_results(name: str, objects: Sequence[SegmentedObject], control: str = "brush") -> list[dict]:
+def object_results(name: str, objects: Sequence[SegmentedObject], control: str = "brush") -> list[dict[str, Any]]:
     """One target's regions, one per object.
 
     Args:
@@ -91,7 +91,7 @@ def object_results(name: str, objects: Sequence[SegmentedObject], control: str =
     return results
 
 
-def _value(control: str, obj: SegmentedObject) -> dict:
+def _value(control: str, obj: SegmentedObject) -> dict[str, Any]:
     """The region's ``value`` without its labels."""
     height, width = obj.mask.shape
     scale = np.array([100.0 / width, 100.0 / height])
@@ -129,7 +129,7 @@ def label_config(labels: Sequence[str], control: str = "brush") -> str:
     return "\n".join(lines + [f"  </{tag}>", "</View>", ""])
 
 
-def task(name: str, results: list[dict], model_version: str, annotations: bool = False) -> dict:
+def task(name: str, results: list[dict[str, Any]], model_version: str, annotations: bool = False) -> dict[str, Any]:
     """One Label Studio task: the image as a local-files URL, the regions as a prediction of
     ``model_version`` (its score the mean of the regions'), or as an annotation."""
     data = {IMAGE_NAME: LOCAL_FILES_URL + urllib.parse.quote(name, safe="/")}
@@ -143,7 +143,7 @@ def task(name: str, results: list[dict], model_version: str, annotations: bool =
 def write_dataset(
     out_dir: AnyPath,
     labels: Sequence[str],
-    targets: Sequence[tuple[str, list[dict]]],
+    targets: Sequence[tuple[str, list[dict[str, Any]]]],
     *,
     model_version: str,
     control: str = "brush",

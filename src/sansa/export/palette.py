@@ -8,6 +8,7 @@ continue along the golden-ratio hue sequence, so every id has a fixed colour.
 from __future__ import annotations
 
 import colorsys
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def png_palette(num_classes: int) -> list[int]:
     return colors + [0] * (768 - len(colors))
 
 
-def classes_table(labels: list[str]) -> list[dict]:
+def classes_table(labels: list[str]) -> list[dict[str, Any]]:
     """``classes.json`` rows: id, name and ``[R, G, B]`` colour, background first."""
     names = ["background", *labels]
     return [{"id": i, "name": name, "color": list(class_color(i))} for i, name in enumerate(names)]

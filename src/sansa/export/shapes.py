@@ -14,25 +14,27 @@ class's hole is never covered by the outer class's polygons.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 
-def to_rle(mask: np.ndarray) -> dict:
+def to_rle(mask: np.ndarray) -> dict[str, Any]:
     """COCO compressed RLE ``{"size": [H, W], "counts": str}`` of a ``bool [H, W]`` mask."""
     rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def from_rle(rle: dict) -> np.ndarray:
+def from_rle(rle: dict[str, Any]) -> np.ndarray:
     """``bool [H, W]`` from a COCO RLE (``counts`` as ``str`` or ``bytes``)."""
     counts = rle["counts"]
     encoded = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
     return mask_utils.decode(encoded).astype(bool)
 
 
-def bbox_xywh(rle: dict) -> list[float]:
+def bbox_xywh(rle: dict[str, Any]) -> list[float]:
     """COCO box ``[x, y, width, height]`` in pixel-edge coordinates (a 1-pixel mask is 1 x 1)."""
     encoded = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
     return [float(v) for v in mask_utils.toBbox(encoded)]

@@ -23,6 +23,7 @@ Whole classes (``per_class``, or results without objects) keep one line per piec
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -74,7 +75,7 @@ def join_pieces(pieces: Sequence[np.ndarray]) -> np.ndarray:
     in_tree = np.zeros(len(pieces), bool)
     best = np.full(len(pieces), np.inf)  # per piece: the closest distance to the tree so far,
     parent, parent_vertex, own_vertex = (np.zeros(len(pieces), int) for _ in range(3))  # and where
-    links: dict[int, list[tuple[int, int, int]]] = {i: [] for i in range(len(pieces))}  # (vertex, child, entry)
+    links: dict[int, list[Any]] = {i: [] for i in range(len(pieces))}  # (vertex, child, entry)
     added = 0
     for _ in range(len(pieces) - 1):
         in_tree[added] = True
@@ -111,7 +112,7 @@ def _without_straight_runs(outline: np.ndarray) -> np.ndarray:
     return outline[~straight]
 
 
-def _walk(pieces: Sequence[np.ndarray], links: dict, piece: int, entry: int) -> list[np.ndarray]:
+def _walk(pieces: Sequence[np.ndarray], links: dict[int, list[Any]], piece: int, entry: int) -> list[np.ndarray]:
     """The vertices of ``piece`` from ``entry`` round back to ``entry``, with each linked piece
     walked the same way at its link's vertex, then that vertex again (depth first, on a stack of
     its own: a chain of thousands of pieces needs no recursion)."""

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sansa.atomic import write_text
 from sansa.errors import CheckpointError, DownloadError
@@ -140,7 +141,7 @@ class Manifest:
     def __init__(self, folder: Path) -> None:
         self.path = folder / MANIFEST
 
-    def read(self) -> dict[str, dict]:
+    def read(self) -> dict[str, dict[str, Any]]:
         """The entries; an unreadable manifest counts as empty (entries are re-recorded on use)."""
         try:
             data = json.loads(self.path.read_text())
@@ -149,7 +150,7 @@ class Manifest:
         files = data.get("files") if isinstance(data, dict) else None
         return files if isinstance(files, dict) else {}
 
-    def get(self, filename: str) -> dict | None:
+    def get(self, filename: str) -> dict[str, Any] | None:
         entry = self.read().get(filename)
         return entry if isinstance(entry, dict) else None
 

@@ -18,6 +18,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -126,7 +127,7 @@ class Inspection:
             captions.append(text)
         return scatter_html(self._panels(), labels, self.classes, refs, captions)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready values (``summary.json``)."""
         return {
             "images": [
@@ -277,7 +278,7 @@ def _encode_and_segment(
 
 
 def _reference_images(
-    references: list, given: Sequence[ImageLike] | None
+    references: list[Any], given: Sequence[ImageLike] | None
 ) -> tuple[list[np.ndarray], list[str], list[int]]:
     """Each distinct reference image once (a file named twice is read once), their names, and
     which of them each reference lies on."""
@@ -309,7 +310,9 @@ def _reference_images(
     return pixels, names, ref_of
 
 
-def _reference_label_maps(references: list, ref_of: list[int], pixels: list[np.ndarray], classes: list[str]) -> list:
+def _reference_label_maps(
+    references: list[Any], ref_of: list[int], pixels: list[np.ndarray], classes: list[str]
+) -> list[Any]:
     """``uint16 [H, W]`` per reference image: its references' masks (a later one drawn over an earlier one)."""
     maps = [np.zeros(p.shape[:2], dtype=np.uint16) for p in pixels]
     for reference, image in zip(references, ref_of, strict=True):
@@ -329,7 +332,7 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:+.2f}"
 
 
-def _summary_dict(summary: ClassSummary) -> dict:
+def _summary_dict(summary: ClassSummary) -> dict[str, Any]:
     return {
         "label": summary.label,
         "references": summary.references,
@@ -340,6 +343,6 @@ def _summary_dict(summary: ClassSummary) -> dict:
     }
 
 
-def _margin_dict(margin: TargetMargin) -> dict:
+def _margin_dict(margin: TargetMargin) -> dict[str, Any]:
     value = None if margin.margin is None else round(margin.margin, 6)
     return {"image": margin.image, "label": margin.label, "nearest": margin.nearest, "margin": value}

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -37,10 +37,10 @@ if TYPE_CHECKING:
 UNUSED_SAM2_PREFIXES = ("sam_mask_decoder.obj_score_token.", "sam_mask_decoder.pred_obj_score_head.", "no_obj_ptr")
 SAM2_1_ONLY_KEYS = ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight")
 ADAPTER_PREFIX = "sam.image_encoder.trunk.blocks."
-_SAFE_GLOBALS: list = [argparse.Namespace, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath]
+_SAFE_GLOBALS: list[Any] = [argparse.Namespace, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath]
 
 
-def _numpy_safe_globals() -> list:
+def _numpy_safe_globals() -> list[Any]:
     import numpy as np
 
     found = [np.dtype, *{type(np.dtype(t)) for t in ("float32", "float64", "int64", "int32", "bool")}]
@@ -53,7 +53,7 @@ def _numpy_safe_globals() -> list:
     return found
 
 
-def read_checkpoint(path: str | os.PathLike[str], what: str) -> dict:
+def read_checkpoint(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     """Unpickle a checkpoint safely.
 
     Args:

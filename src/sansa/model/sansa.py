@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +127,7 @@ class SansaModel(nn.Module):
         self,
         pix_feat: torch.Tensor,
         feats: ImageFeatures,
-        point_inputs: dict | None = None,
+        point_inputs: dict[str, Any] | None = None,
         mask_inputs: torch.Tensor | None = None,
         multimask: bool = False,
     ) -> Decoded:
@@ -201,7 +202,7 @@ class SansaModel(nn.Module):
         fused = fused.permute(1, 2, 0).reshape(batch, channels, h, w)
         return self.decode(fused, feats, multimask=True)
 
-    def forward(self, images: torch.Tensor, prompts: Sequence[dict], num_references: int) -> list[Decoded]:
+    def forward(self, images: torch.Tensor, prompts: Sequence[dict[str, Any]], num_references: int) -> list[Decoded]:
         """One episode as a pseudo-video, differentiable (for training).
 
         Args:
@@ -215,7 +216,9 @@ class SansaModel(nn.Module):
         """
         return self.forward_features(self.encode_images(images), prompts, num_references)
 
-    def forward_features(self, feats: ImageFeatures, prompts: Sequence[dict], num_references: int) -> list[Decoded]:
+    def forward_features(
+        self, feats: ImageFeatures, prompts: Sequence[dict[str, Any]], num_references: int
+    ) -> list[Decoded]:
         """:meth:`forward` on frames already encoded (so that a training step can run the image
         encoder once on the frames of many episodes)."""
         entries: list[MemoryEntry] = []

@@ -20,6 +20,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -81,7 +82,7 @@ class TrainState:
     epoch: int
 
 
-def metadata(model: SansaModel, config: dict, step: int, epoch: int, digest: str) -> dict:
+def metadata(model: SansaModel, config: dict[str, Any], step: int, epoch: int, digest: str) -> dict[str, Any]:
     """The ``"sansa"`` entry: base model, adapter layout, resolved config, progress."""
     return {
         "format": FORMAT,
@@ -99,13 +100,13 @@ def metadata(model: SansaModel, config: dict, step: int, epoch: int, digest: str
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: SansaModel,
-    meta: dict,
+    meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> Path:
     """Write adapters + metadata (+ optimiser and schedule for a resumable file), atomically."""
     path = Path(path)
-    payload: dict = {
+    payload: dict[str, Any] = {
         "model": {k: v.detach().cpu().clone() for k, v in adapter_state_dict(model).items()},
         "sansa": meta,
     }
@@ -124,7 +125,7 @@ def load_resume(
     model: SansaModel,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    training_fields: dict,
+    training_fields: dict[str, Any],
 ) -> TrainState:
     """Restore adapters, optimiser and schedule from a resumable checkpoint of the same run.
 

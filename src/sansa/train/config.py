@@ -157,11 +157,11 @@ class TrainConfig:
     # Fields that change how a run is executed but not what it computes: a resumed run may differ in them.
     RUNTIME_FIELDS = ("out", "num_workers", "device", "log_every", "save_every", "val")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON types only (enums as their values, tuples as lists)."""
         return _plain(dataclasses.asdict(self))
 
-    def training_fields(self) -> dict:
+    def training_fields(self) -> dict[str, Any]:
         """:meth:`to_dict` without the runtime fields (what must match to resume)."""
         return {k: v for k, v in self.to_dict().items() if k not in self.RUNTIME_FIELDS}
 
@@ -231,7 +231,7 @@ def _dataclass_from(cls: type, values: Any, name: str) -> Any:
         raise SansaError(f"{where}missing {missing}") from None
 
 
-def config_from_dict(values: dict) -> TrainConfig:
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """A validated :class:`TrainConfig` from plain values (as in YAML)."""
     return _dataclass_from(TrainConfig, values, "")
 
@@ -248,7 +248,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _apply(values: dict, path: list[str], value: Any) -> None:
+def _apply(values: dict[str, Any], path: list[str], value: Any) -> None:
     node: Any = values
     for i, part in enumerate(path[:-1]):
         child = (
@@ -287,7 +287,7 @@ def load_config(
     Raises:
         SansaError: a missing/unreadable file, an unknown option or a value of the wrong type.
     """
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         try:

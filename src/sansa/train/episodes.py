@@ -91,7 +91,7 @@ class EpisodeBatch:
     def to(self, device: torch.device) -> EpisodeBatch:
         """A copy on ``device`` (prompt dicts are copied, never changed in place)."""
 
-        def move(prompt: dict) -> dict:
+        def move(prompt: dict[str, Any]) -> dict[str, Any]:
             return {k: move(v) if isinstance(v, dict) else v.to(device, non_blocking=True) for k, v in prompt.items()}
 
         return EpisodeBatch(

@@ -53,7 +53,7 @@ class TrainResult:
     step: int
     checkpoint: Path | None
     losses: list[float] = field(default_factory=list)
-    validation: list[dict] = field(default_factory=list)
+    validation: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_model(config: TrainConfig, device: torch.device) -> SansaModel:
