@@ -237,6 +237,7 @@ def test_a_damaged_stored_file_is_treated_as_missing_and_said_once(
         assert state["session_id"] == sid and state["notes"] == [], state["notes"]
 
 
+@pytest.mark.slow
 def test_a_damaged_session_file_starts_a_new_session_with_a_note(tiny_model, saved, tmp_path):
     original, sid = saved
     root = tmp_path / "served"
