@@ -258,10 +258,19 @@ def test_a_damaged_session_file_starts_a_new_session_with_a_note(tiny_model, sav
             assert response.status_code == 404 and "could not be read" in response.json()["detail"]
 
 
-def test_a_postscript_file_in_the_served_folder_is_refused(tiny_model, tmp_path):
+def test_a_postscript_file_in_the_served_folder_is_refused(tiny_model, tmp_path, monkeypatch):
+    import os
+
+    from hostile import fake_ghostscript
+    from PIL import EpsImagePlugin
+
+    bin_dir, ran = fake_ghostscript(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)
     root = tmp_path / "served"
     root.mkdir()
     (root / "im0.png").write_bytes(png(90))
+    (root / "im1.png").write_bytes(png(140))
     (root / "photo.png").write_bytes(eps())
     with serve(tiny_model, root) as server:
         skipped = {s["name"]: s["reason"] for s in server.client.get("/api/images").json()["skipped"]}
@@ -270,3 +279,18 @@ def test_a_postscript_file_in_the_served_folder_is_refused(tiny_model, tmp_path)
         assert response.status_code == 400 and "a PostScript/EPS file" in response.json()["detail"]
         response = server.client.post("/api/images", files={"file": ("upload.png", eps())})
         assert response.status_code == 415 and not (root / "upload.png").exists()
+        sid = server.client.post("/api/sessions").json()["session_id"]
+        server.client.post(f"/api/sessions/{sid}/classes", json={"name": "thing"})
+        response = server.client.put(
+            f"/api/sessions/{sid}/references",
+            json={"image": "photo.png", "label": "thing", "prompt": {"box": [1, 1, 9, 9]}},
+        )
+        assert response.status_code == 400 and "a PostScript/EPS file" in response.json()["detail"]
+        response = server.client.put(
+            f"/api/sessions/{sid}/references",
+            json={"image": "im0.png", "label": "thing", "prompt": {"box": [4, 4, 40, 30]}},
+        )
+        assert response.status_code == 200, response.text
+        status = server.wait(sid)  # propagation: photo.png is no target (never decoded)
+        assert status["state"] == "done" and status["total"] == 1, status
+    assert not ran.exists(), "Ghostscript ran"
