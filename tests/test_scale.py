@@ -87,19 +87,53 @@ def run_json(files: dict[str, bytes]) -> dict:
 
 @pytest.fixture(scope="module")
 def single(data) -> dict[str, bytes]:
-    """The single-process run's files (exit 1: the unreadable target is a failure entry). One torch
-    thread, as each Ray actor has (``num_cpus=1``): faster on a busy 2-core machine."""
+    """The single-process run's files (exit 1: the unreadable target is a failure entry), at torch's
+    default thread count and one lane per core (Ray actors run one thread each)."""
+    assert main(command(data, str(data / "single"))) == 1
+    files = local_files(data / "single")
+    assert sum(name.startswith(".sansa/parts/") for name in files) == COUNT - 1
+    return files
+
+
+def test_model_calls_do_not_depend_on_the_thread_count(tiny_model):
+    """The predictor's logits (not only its label maps) at 1 and 2 torch threads are the same bits:
+    each model call on the CPU runs at a fixed intra-op thread count."""
     import torch
+
+    from sansa import SansaPredictor
+
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 12:40] = True
+    logits = {}
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            predictor = SansaPredictor(tiny_model, device="cpu")
+            reference = predictor.add_reference(scene(0), mask=mask, label="thing")
+            segmentation = predictor.segment(scene(7))
+            logits[count] = (reference.logits.tobytes(), segmentation.predictions["thing"].logits.tobytes())
+            assert torch.get_num_threads() == count  # restored after each call
+    finally:
+        torch.set_num_threads(threads)
+    assert logits[1] == logits[2]
+
+
+def test_one_thread_one_lane_same_bytes(data, single):
+    """A run at 1 torch thread and 1 lane writes the bytes of the default run (2 threads, 2 lanes here)."""
+    import torch
+
+    from sansa.cli.segment import job_from_args
+    from sansa.labeling import run
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(command(data, str(data / "single"))) == 1
+        job = job_from_args(build_parser().parse_args(command(data, str(data / "one-lane"))))
+        assert run(job, lanes=1).exit_code == 1
     finally:
         torch.set_num_threads(threads)
-    files = local_files(data / "single")
-    assert sum(name.startswith(".sansa/parts/") for name in files) == COUNT - 1
-    return files
+    assert tree(local_files(data / "one-lane")) == tree(single)
 
 
 def test_two_actors_same_bytes_and_resume(data, single, ray_local, capsys):
@@ -150,6 +184,41 @@ def test_s3_targets(data, single, s3_server, capsys):
         assert files[name] == single[name], name
     assert json.loads(files["failures.json"])[0]["path"] == f"{url}/zz_broken.png"
     assert main(args) == 1
+    assert "0 written, 2 already done, 1 failed" in capsys.readouterr().out
+
+
+ALL_FORMATS = ["--format", "png", "indexed", "coco", "yolo", "overlay", "labelstudio"]
+
+
+@pytest.mark.parametrize("layout", ["file", "dataset"])
+def test_every_format_on_s3(data, s3_server, layout, capsys):
+    """Every format (and both COCO layouts) written to s3://... (one process) has the bytes of the
+    same run into a local folder, run.json and failures included; a re-run finds everything done."""
+    from sansa import fs
+
+    targets = data / f"few-{layout}"
+    targets.mkdir()
+    for name in ("t00.png", "t01.png", "zz_broken.png"):
+        (targets / name).write_bytes((data / "targets" / name).read_bytes())
+
+    def args(out: str) -> list[str]:
+        line = command(data, out, "--coco-layout", layout)
+        line[line.index("--targets") + 1] = str(targets)
+        start = line.index("--format")
+        return [*line[:start], *ALL_FORMATS, *line[start + len(FORMATS) :]]
+
+    url = s3_server.bucket("formats") + f"/{layout}"
+    assert main(args(str(data / f"formats-{layout}"))) == 1
+    assert main(args(url)) == 1
+    store, root = fs.filesystem(url)
+    store.invalidate_cache()
+    on_s3 = {path[len(root) + 1 :]: store.cat_file(path) for path in sorted(store.find(root))}
+    local = local_files(data / f"formats-{layout}")
+    assert tree(on_s3) == tree(local)
+    assert run_json(on_s3) == run_json(local)
+    assert {"labelstudio/tasks.json", "failures.json", "classes.json"} <= set(on_s3)
+    capsys.readouterr()
+    assert main(args(url)) == 1
     assert "0 written, 2 already done, 1 failed" in capsys.readouterr().out
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -110,3 +112,29 @@ def resolve_precision(precision: str | None, device: torch.device) -> torch.dtyp
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
     """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op for ``None`` (fp32)."""
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+# -- threads --------------------------------------------------------------------------------
+# Intra-op threads of every model call on the CPU. Float sums (matrix products, convolutions) are
+# split by thread count, so another count gives other last bits in the logits (and, rarely, another
+# mask pixel): at one fixed count a target's result is the same in every process and on every
+# machine with the same CPU kind (one-process runs, Ray actors, resumed runs, the web app). The
+# labelling run uses the cores for several targets at once instead (``sansa.labeling.pipeline``).
+CPU_MODEL_THREADS = 1
+
+
+@contextlib.contextmanager
+def pinned_threads(device: torch.device, threads: int | None = CPU_MODEL_THREADS) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads on this thread when ``device`` is the CPU
+    (restored afterwards); a no-op on GPUs and for ``threads=None`` (torch's current setting)."""
+    if device.type != "cpu" or threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    if before != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if before != threads:
+            torch.set_num_threads(before)

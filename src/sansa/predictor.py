@@ -13,6 +13,7 @@ memory, so every target is segmented independently of the others.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import glob
@@ -24,7 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from sansa.devices import autocast, choose_precision, resolve_device, resolve_precision
+from sansa.devices import (
+    CPU_MODEL_THREADS,
+    autocast,
+    choose_precision,
+    pinned_threads,
+    resolve_device,
+    resolve_precision,
+)
 from sansa.errors import SansaError
 from sansa.hub import resolve_pretrained
 from sansa.images import ImageLike, load_image
@@ -60,6 +68,12 @@ class SansaPredictor:
             the device lacks native support (see :func:`sansa.devices.resolve_precision`).
             ``"auto"``: bf16 where the device computes it natively and fast (a CUDA GPU with bf16,
             a CPU with AMX), fp32 elsewhere. :attr:`precision` is what runs (``"auto"`` resolved).
+
+    Attributes:
+        cpu_threads: intra-op threads of each model call on the CPU (default
+            :data:`sansa.devices.CPU_MODEL_THREADS`: results independent of the machine's core
+            count); ``None``: torch's current setting (faster single images on many cores, results
+            that depend on the thread count).
     """
 
     def __init__(
@@ -70,6 +84,7 @@ class SansaPredictor:
         self._autocast_dtype = resolve_precision(self.precision, self.device)
         self.model: SansaModel = model.to(self.device).eval()
         self.transform: ModelTransform = ModelTransform(model.image_size)
+        self.cpu_threads: int | None = CPU_MODEL_THREADS
         self._references: list[Reference] = []
         self._memory: dict[str, MemoryTokens] = {}
 
@@ -183,7 +198,7 @@ class SansaPredictor:
             raise SansaError("prompt: give a Prompt record or mask/points/labels/box/scribble, not both")
         height, width = pixels.shape[:2]
         prompt.check_fits(height, width)
-        with torch.inference_mode():
+        with self._computing():
             feats = self.encode([pixels])
             decoded = self._decode_reference(feats, prompt, height, width)
             entry = self.model.encode_memory(feats, decoded)
@@ -240,7 +255,7 @@ class SansaPredictor:
         if label not in self.labels:  # before the costly encoding
             raise SansaError(f"label: no reference of class {label!r} (known: {', '.join(self.labels)})")
         pixels = load_image(target, "target")
-        with torch.inference_mode():
+        with self._computing():
             feats = self.encode([pixels])
             decoded = self.model.decode_targets(feats, self.memory(label))
         return self._prediction(decoded, 0, label, pixels.shape[:2])
@@ -277,7 +292,7 @@ class SansaPredictor:
         """Run the image encoder on ``[B, 3, S, S]`` model inputs (:meth:`ModelTransform.image`
         of each image), with this predictor's precision; features come back fp32. Every encoding
         of a target goes through here (:meth:`encode`, the labelling loops, the web app)."""
-        with torch.inference_mode(), autocast(self.device, self._autocast_dtype):
+        with self._computing(), autocast(self.device, self._autocast_dtype):
             feats = self.model.encode_images(inputs.to(self.device))
         return feats if self._autocast_dtype is None else feats.to(dtype=torch.float32)
 
@@ -297,7 +312,7 @@ class SansaPredictor:
         """
         self._require_references()
         per_target: list[dict[str, Prediction]] = [{} for _ in sizes]
-        with torch.inference_mode():
+        with self._computing():
             for labels in self._class_chunks(len(sizes)):
                 memory = MemoryTokens.stack([self.memory(label) for label in labels])
                 decoded = self.model.decode_targets(ImageFeatures.cat([feats] * len(labels)), memory)
@@ -344,11 +359,17 @@ class SansaPredictor:
             entries = [r.memory for r in self._references if r.label == label]
             if not entries:
                 raise SansaError(f"label: no reference of class {label!r} (known: {', '.join(self.labels) or 'none'})")
-            with torch.inference_mode():
+            with self._computing():
                 self._memory[label] = self.model.assemble_memory(entries)
         return self._memory[label]
 
     # -- internals ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _computing(self) -> Iterator[None]:
+        """Inference mode, at :attr:`cpu_threads` intra-op threads on the CPU."""
+        with torch.inference_mode(), pinned_threads(self.device, self.cpu_threads):
+            yield
+
     def _require_references(self) -> None:
         if not self._references:
             raise SansaError("no reference added yet: call add_reference() first")

@@ -149,7 +149,8 @@ def write_dataset(
     control: str = "brush",
     annotations: bool = False,
 ) -> None:
-    """Write ``tasks.json`` and ``config.xml`` into ``out_dir`` (atomically), targets in the given order."""
+    """Write ``tasks.json`` and ``config.xml`` into ``out_dir`` (a ``Path``, or a ``UPath`` on an
+    object store: see :mod:`sansa.fs`) atomically, targets in the given order."""
     tasks = [task(name, results, model_version, annotations) for name, results in targets]
     atomic.write_json(out_dir / "tasks.json", tasks, indent=None)
     atomic.write_text(out_dir / "config.xml", label_config(labels, control))

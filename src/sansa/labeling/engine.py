@@ -320,6 +320,7 @@ def finish_dataset(writer: FolderWriter, failures: Sequence[dict[str, str]]) -> 
 
     writer.close()
     out = writer.out_dir
+    failures = sorted(failures, key=lambda f: (f.get("target") or f["path"], f["path"]))  # any finishing order
     if failures:
         atomic.write_json(out / "failures.json", list(failures))
         atomic.write_text(out / "failures.txt", "".join(f"{f['path']}: {f['error']}\n" for f in failures))

@@ -7,6 +7,11 @@ the sequential loop (:func:`~sansa.labeling.engine.process_batch`) gives it, so 
 the same bytes; memory is bounded by the queues: at most ``prefetch`` decoded batches ahead and
 ``behind`` batches of outputs waiting to be written.
 
+On the CPU the model runs each call at a fixed intra-op thread count (``SansaPredictor.cpu_threads``,
+so results do not depend on the machine) and the cores are used by *lanes* instead
+(:func:`lane_batches`): each lane is a thread running this loop over its share of the batches,
+the model shared (no copy of the weights), a lane's batch computed exactly as alone.
+
 A kill at any moment leaves what the sequential loop leaves: finished targets (files, then record)
 and unfinished ones without a record, possibly out of order; a resumed run redoes their batches.
 """
@@ -16,6 +21,9 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
+import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +48,7 @@ if TYPE_CHECKING:
 PREFETCH = 2  # batches decoded ahead of the model
 BEHIND = 2  # batches of outputs waiting for the writers
 THREADS = 2  # readers, and as many writers
+MAX_LANES = 8  # model lanes at most by default: each holds a batch's activations
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -180,6 +189,70 @@ def pipelined_batches(
                 yield _timed(done, done_started)
         for done, done_started in waiting.drain():
             yield _timed(done, done_started)
+
+
+def model_lanes(predictor: SansaPredictor, cpus: int | None = None) -> int:
+    """Lanes that use ``cpus`` cores (default: this process's) at the predictor's fixed thread count:
+    ``cpus // cpu_threads`` (at most :data:`MAX_LANES`) on the CPU, 1 on a GPU."""
+    threads = getattr(predictor, "cpu_threads", None)
+    if predictor.device.type != "cpu" or not threads:
+        return 1
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_LANES, cpus // threads))
+
+
+def lane_batches(
+    predictor: SansaPredictor, writer: FolderWriter, batches: list[Batch], inputs_digest: str, lanes: int = 1
+) -> Iterator[Outcome]:
+    """:func:`pipelined_batches` on ``lanes`` threads at once, batch ``i`` on lane ``i % lanes``.
+
+    Every batch gets the bytes it gets alone (a model call's result depends on its batch only; the
+    predictor pins its intra-op threads). Memory: ``lanes`` times one lane's queues.
+
+    Yields:
+        One :class:`Outcome` per batch as lanes finish them (in any order). Closing the generator
+        stops the lanes after their current batch; a lane's error is raised here.
+    """
+    if lanes <= 1 or len(batches) <= 1:
+        yield from pipelined_batches(predictor, writer, batches, inputs_digest)
+        return
+    for label in predictor.labels:  # the memory cache filled once, before threads read it
+        predictor.memory(label)
+    done: queue.Queue[tuple[str, Any]] = queue.Queue()  # ("outcome", Outcome) | ("error", exc) | ("end", None)
+    stop = threading.Event()
+
+    def lane(share: list[Batch]) -> None:
+        try:
+            for outcome in pipelined_batches(predictor, writer, share, inputs_digest):
+                done.put(("outcome", outcome))
+                if stop.is_set():
+                    break
+        except BaseException as err:  # handed to the consumer
+            done.put(("error", err))
+        finally:
+            done.put(("end", None))
+
+    threads = [
+        threading.Thread(target=lane, args=(batches[k::lanes],), name=f"sansa-lane-{k}", daemon=True)
+        for k in range(min(lanes, len(batches)))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        running = len(threads)
+        while running:
+            kind, value = done.get()
+            if kind == "end":
+                running -= 1
+            elif kind == "error":
+                raise value
+            else:
+                yield value
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 def _timed(outcome: Outcome, started: float) -> Outcome:

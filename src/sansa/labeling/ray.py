@@ -42,7 +42,7 @@ from sansa.errors import SansaError
 from sansa.labeling import engine
 from sansa.labeling.batches import Batch
 from sansa.labeling.job import Job
-from sansa.labeling.pipeline import Outcome, pipelined_batches
+from sansa.labeling.pipeline import Outcome, lane_batches, model_lanes
 
 if TYPE_CHECKING:
     from sansa.records import Reference
@@ -196,6 +196,7 @@ class LabelActor:
             reference to this constructor and it is fetched here, once).
         inputs_digest: kept in each target's record.
         device: where to run the model.
+        cpus: the CPUs it reserves: lanes of batches segmented at once on the CPU.
         on_start: see :attr:`RayOptions.on_actor_start`.
     """
 
@@ -205,12 +206,14 @@ class LabelActor:
         references: list[Any],
         inputs_digest: str,
         device: str,
+        cpus: float = 1.0,
         on_start: Callable[[Any], None] | None = None,
     ) -> None:
         import ray
 
         self.job = Job.from_dict(job)
         self.predictor = self.job.model.load(device)
+        self.lanes = model_lanes(self.predictor, max(1, int(cpus)))
         for reference in ray.get(references[0]):
             self.predictor.add_encoded(reference)
         self.writer = engine.writer_for(self.job, worker=True)
@@ -223,7 +226,7 @@ class LabelActor:
         order; an unreadable target is a failure entry in its batch's outcome, as in one process."""
 
         batches = [Batch.from_dict(json.loads(str(text))) for text in rows["batch"]]
-        outcomes = pipelined_batches(self.predictor, self.writer, batches, self.inputs_digest)
+        outcomes = lane_batches(self.predictor, self.writer, batches, self.inputs_digest, self.lanes)
         return {"outcome": [json.dumps(outcome.to_dict()) for outcome in outcomes]}
 
 

@@ -22,7 +22,7 @@ from sansa.labeling.engine import (
     save_reference_pictures,
 )
 from sansa.labeling.job import Job
-from sansa.labeling.pipeline import Outcome, pipelined_batches
+from sansa.labeling.pipeline import Outcome, lane_batches, model_lanes
 from sansa.labeling.ray import run_ray
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def run(
     notes: Notes | None = None,
     command: str = "",
     pipelined: bool = True,
+    lanes: int | None = None,
     **executor_options: Any,
 ) -> RunResult:
     """Run a labelling job to the end (a re-run resumes; see the module docstring).
@@ -45,6 +46,8 @@ def run(
         command: how the run was started, shown to a second run refused by the folder lock.
         pipelined: read targets ahead of the model and write outputs behind it on threads
             (:mod:`sansa.labeling.pipeline`; same bytes); ``False``: one batch after the other.
+        lanes: batches segmented at once on this process (default: one per core on the CPU, where
+            each model call runs at a fixed thread count; 1 on a GPU). Same bytes at any count.
     """
     if executor == "ray":
         return run_ray(job, notes=notes, command=command, **executor_options)
@@ -58,7 +61,7 @@ def run(
             references = encode_references(predictor, plan)
             reference_files = save_reference_pictures(plan, references)
             outcome = Outcome(skipped=list(plan.skipped))
-            outcome.add(_local_batches(predictor, plan, pipelined))
+            outcome.add(_local_batches(predictor, plan, pipelined, lanes or model_lanes(predictor)))
             return finalise(
                 plan, outcome, references, reference_files, str(predictor.device), precision=predictor.precision
             )
@@ -66,19 +69,19 @@ def run(
             plan.close()
 
 
-def _local_batches(predictor: SansaPredictor, plan: Plan, pipelined: bool) -> Outcome:
+def _local_batches(predictor: SansaPredictor, plan: Plan, pipelined: bool, lanes: int) -> Outcome:
     """Every batch of the plan on this process, with a progress bar; ``seconds`` is the loop's wall time."""
     from tqdm import tqdm
 
     started, outcome = time.time(), Outcome()
     if pipelined:
-        outcomes = pipelined_batches(predictor, plan.writer, plan.batches, plan.inputs_digest)
+        outcomes = lane_batches(predictor, plan.writer, plan.batches, plan.inputs_digest, lanes)
     else:
         outcomes = (process_batch(predictor, plan.writer, b, plan.inputs_digest) for b in plan.batches)
     total = sum(sum(b.write) for b in plan.batches)
     with tqdm(total=total, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
-        for batch, batch_outcome in zip(plan.batches, outcomes, strict=True):
+        for batch_outcome in outcomes:
             outcome.add(batch_outcome)
-            progress.update(sum(batch.write))
+            progress.update(len(batch_outcome.written) + len(batch_outcome.failures))
     outcome.seconds = time.time() - started
     return outcome

@@ -6,7 +6,8 @@ In an adapted block, after the attention residual ``x``::
 
 ``sam2``'s block code is not edited: a pre-hook on ``block.norm2`` keeps the residual stream
 ``x`` it reads, and a forward hook on the block adds ``adapter(x)`` to the block's output, in
-the same order of additions as the authors' code. The adapter is registered as
+the same order of additions as the authors' code (the residual is kept per thread, so threads may
+run the same model at once: the labelling run's model lanes). The adapter is registered as
 ``block.adapter``, so its state-dict keys are the authors'
 (``sam.image_encoder.trunk.blocks.<i>.adapter.{adapter_layer_norm_before,down_proj,up_proj}.*``).
 """
@@ -14,6 +15,7 @@ the same order of additions as the authors' code. The adapter is registered as
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from sansa.model._sam2 import Hiera, MultiScaleBlock
 
 ADAPTER_SCALE = 0.1
-_RESIDUAL = "_sansa_adapter_input"
+_RESIDUALS = threading.local()  # per thread: id(block.norm2) -> the residual stream it read
 
 
 class Adapter(nn.Module):
@@ -69,12 +71,13 @@ def bottleneck_width(block_input_width: int, channel_factor: float) -> int:
 
 
 def _keep_residual(norm2: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-    setattr(norm2, _RESIDUAL, args[0])
+    if not hasattr(_RESIDUALS, "kept"):
+        _RESIDUALS.kept = {}
+    _RESIDUALS.kept[id(norm2)] = args[0]
 
 
 def _add_adapter(block: MultiScaleBlock, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-    residual = getattr(block.norm2, _RESIDUAL)
-    setattr(block.norm2, _RESIDUAL, None)
+    residual = _RESIDUALS.kept.pop(id(block.norm2))
     if not block.adapter.enabled:
         return output
     return output + block.adapter(residual)
