@@ -122,3 +122,38 @@ def test_atomic_write_to_url(s3_server, tmp_path, scheme):
     fs.refresh(out)
     assert [p.rsplit("/", 1)[1] for p in store.find(root)] == ["x.json"]
     assert atomic.remove_temporaries(out) == 0
+
+
+@pytest.mark.parametrize(
+    ("errors", "calls", "outcome"),
+    [
+        ([ConnectionResetError("reset by peer")] * 2, 3, None),  # transient: retried, then written
+        ([TimeoutError("timed out")], 2, None),
+        ([ConnectionRefusedError("refused")] * 4, 4, "cannot write (ConnectionRefusedError: refused)"),
+        ([PermissionError(13, "Access Denied")], 1, "cannot write (PermissionError: [Errno 13] Access Denied)"),
+    ],
+)
+def test_transient_store_errors_are_retried(s3_server, monkeypatch, errors, calls, outcome):
+    """A store write that fails transiently is tried again (with backoff) and then succeeds; a
+    permanent error, or a store that keeps failing, is one line naming the URL (no memory address)."""
+    base = s3_server.bucket("retries") + f"/{calls}"
+    out = fs.as_path(base)
+    real, seen = out.fs.pipe_file, []
+    monkeypatch.setattr(fs, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+
+    def flaky(path, data, **kwargs):
+        seen.append(path)
+        if len(seen) <= len(errors):
+            raise errors[len(seen) - 1]
+        return real(path, data, **kwargs)
+
+    monkeypatch.setattr(out.fs, "pipe_file", flaky)
+    if outcome is None:
+        atomic.write_bytes(out / "x.bin", b"data")
+        monkeypatch.undo()
+        assert (fs.as_path(base) / "x.bin").read_bytes() == b"data"
+    else:
+        with pytest.raises(SansaError) as caught:
+            atomic.write_bytes(out / "x.bin", b"data")
+        assert str(caught.value) == f"{base}/x.bin: {outcome}"
+    assert len(seen) == calls

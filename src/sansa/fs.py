@@ -76,16 +76,65 @@ def is_object_store(path: UPath) -> bool:
     return bool(OBJECT_STORES & set([protocols] if isinstance(protocols, str) else protocols))
 
 
+# A request to a store that fails for a reason that may pass (a connection refused or reset, a
+# timeout, a 5xx answer) is tried again after 0.5, 1 and 2 s; other errors are raised at once.
+RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
 def write_bytes(path: UPath, data: bytes) -> None:
-    """Write ``data`` to a URL path atomically (see the module docstring).
+    """Write ``data`` to a URL path atomically (see the module docstring), retrying transient errors.
 
     Raises:
-        OutputError: one line naming the URL (no permission, no such bucket, ...).
+        OutputError: one line naming the URL and the cause (no permission, no such bucket, the store
+            does not answer), without a traceback or memory addresses.
     """
     try:
-        _write(path, data)
-    except OSError as err:
-        raise OutputError.of(str(path), err) from None
+        retrying(lambda: _write(path, data))
+    except Exception as err:  # s3fs and botocore raise more than OSError (a store gone: EndpointConnectionError)
+        if isinstance(err, SansaError):
+            raise
+        raise OutputError(f"{path}: cannot write ({describe(err)})") from None
+
+
+def retrying(call: Any, delays: tuple[float, ...] | None = None) -> Any:
+    """``call()``, tried again after each of ``delays`` (default :data:`RETRY_DELAYS_S`) while it
+    fails with a transient error."""
+    import time
+
+    for delay in (*(RETRY_DELAYS_S if delays is None else delays), None):
+        try:
+            return call()
+        except Exception as err:
+            if delay is None or isinstance(err, (_PERMANENT, SansaError)) or not _transient(err):
+                raise
+            time.sleep(delay)
+    return None
+
+
+def _transient(err: Exception) -> bool:
+    """A connection refused, reset or timed out, or a server error (5xx, throttling)."""
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    names = {type(e).__name__ for e in _chain(err)}
+    if names & {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError"}:
+        return True
+    text = " ".join(str(e) for e in _chain(err))
+    return any(word in text for word in ("SlowDown", "ServiceUnavailable", "InternalError", "503", "500"))
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        chain.append(err)
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return chain
+
+
+def describe(err: BaseException) -> str:
+    """``Type: first line`` of an error, without memory addresses (``<_io.BytesIO object at 0x..>``)."""
+    return f"{type(err).__name__}: {_first_line(err)}"
 
 
 def _write(path: UPath, data: bytes) -> None:
@@ -113,11 +162,11 @@ def read_bytes(url: str) -> bytes:
     """
     fs, path = filesystem(url)
     try:
-        return fs.cat_file(path)
+        return retrying(lambda: fs.cat_file(path))
     except FileNotFoundError:
         raise ImageError(f"{url}: no such file") from None
-    except (OSError, ValueError) as err:
-        raise ImageError(f"{url}: cannot be read ({err.__class__.__name__}: {_first_line(err)})") from None
+    except Exception as err:  # botocore's errors are not all OSErrors
+        raise ImageError(f"{url}: cannot be read ({describe(err)})") from None
 
 
 def stat(url: str) -> dict[str, int] | None:
@@ -152,8 +201,9 @@ def _mtime_ns(info: dict[str, Any]) -> int:
     return int(float(value) * 1e9) if value else 0
 
 
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+def _first_line(err: BaseException) -> str:
+    text = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
 def _need(module: str, package: str, url: str):

@@ -132,15 +132,45 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     scale.add_argument(
         "--actors",
-        type=int,
-        metavar="N",
-        help="model replicas (default: one per CPU, or one per GPU with --gpus-per-actor)",
+        metavar="N|MIN-MAX",
+        help="model replicas: N (a fixed pool) or MIN-MAX (Ray Data's autoscaling pool; MIN- : no upper "
+        "limit); default 1- : grows to what the cluster offers",
     )
     scale.add_argument(
         "--gpus-per-actor",
         type=float,
         metavar="G",
         help="GPUs each actor reserves (0.5: two share one; default: CPU actors)",
+    )
+    scale.add_argument(
+        "--cpus-per-actor",
+        type=float,
+        metavar="C",
+        help="CPUs each actor reserves; a CPU actor segments C targets at once (default: 1, or 2 with GPUs)",
+    )
+    scale.add_argument(
+        "--memory-per-actor",
+        type=float,
+        metavar="GIB",
+        help="memory each actor reserves, in GiB (default: 4, 1.5 for test_tiny, +0.5 per extra CPU)",
+    )
+    scale.add_argument(
+        "--max-failures",
+        type=int,
+        metavar="N",
+        help="targets that may fail to be written (after retries) before the job stops; they are listed "
+        "in failures.txt and redone by the next run (default: 0)",
+    )
+    scale.add_argument(
+        "--worker-env",
+        action="append",
+        metavar="NAME[=VALUE]",
+        help="an environment variable for every worker (NAME alone: this shell's value); repeatable",
+    )
+    scale.add_argument(
+        "--runtime-env",
+        metavar="JSON|FILE",
+        help="a Ray runtime environment for the workers (pip, env_vars, working_dir, ...), as JSON or a JSON/YAML file",
     )
     parser.set_defaults(handler=handle)
 
@@ -173,15 +203,37 @@ def handle(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+RAY_OPTIONS = (
+    "actors",
+    "gpus_per_actor",
+    "cpus_per_actor",
+    "memory_per_actor",
+    "max_failures",
+    "worker_env",
+    "runtime_env",
+)
+
+
 def _executor(args: argparse.Namespace) -> dict[str, Any]:
     """``executor="ray"`` and the Ray options the user set (``--ray``), or nothing (this process)."""
     from sansa.errors import SansaError
 
+    options = given(args, *RAY_OPTIONS)
     if args.ray is None:
-        if args.actors is not None or args.gpus_per_actor is not None:
-            raise SansaError("--actors/--gpus-per-actor: only with --ray")
+        if options:
+            flags = "/".join("--" + k.replace("_", "-") for k in options)
+            raise SansaError(f"{flags}: only with --ray")
         return {}
-    return {"executor": "ray", "address": args.ray or None, **given(args, "actors", "gpus_per_actor")}
+    from sansa.labeling.ray_cluster import parse_actors, parse_runtime_env
+
+    if "actors" in options:
+        options["actors"] = parse_actors(options["actors"])
+    if "runtime_env" in options:
+        options["runtime_env"] = parse_runtime_env(options["runtime_env"])
+    return {"executor": "ray", "address": args.ray or None, **options}
+
+
+_NOT_RECORDED = ("handler", "command", "worker_env", "runtime_env")  # may hold credentials
 
 
 def job_from_args(args: argparse.Namespace):
@@ -199,7 +251,7 @@ def job_from_args(args: argparse.Namespace):
         recursive=bool(args.recursive),
         batch_size=args.batch_size,
         overwrite=bool(args.overwrite),
-        options={k: v for k, v in vars(args).items() if v is not None and k not in ("handler", "command")},
+        options={k: v for k, v in vars(args).items() if v is not None and k not in _NOT_RECORDED},
     )
 
 

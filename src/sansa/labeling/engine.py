@@ -374,15 +374,26 @@ def output_errors(out: AnyPath) -> Iterator[None]:
     """Any file-system error of the output folder (read-only, full, gone) as one line naming the path."""
     try:
         yield
-    except OSError as err:
-        if isinstance(err, SansaError):
+    except Exception as err:
+        if isinstance(err, SansaError) or not (isinstance(err, OSError) or _store_error(err)):
             raise
+        if not isinstance(out, Path):  # a URL: the store's own message, one line
+            from sansa.fs import describe
 
-        if not isinstance(out, Path):  # a URL: the file system's own message
-            raise OutputError.of(out, err) from None
+            raise OutputError(f"{out}: the object store failed ({describe(err)}); run again to resume") from None
+        if not isinstance(err, OSError):  # targets on a store, the output local
+            from sansa.fs import describe
+
+            raise SansaError(f"--targets: the object store failed ({describe(err)}); run again to resume") from None
         path = Path(err.filename) if err.filename else out
         inside = path.resolve().is_relative_to(out.resolve())
         raise OutputError.of(path, err, "cannot write" if inside else "cannot read") from None
+
+
+def _store_error(err: BaseException) -> bool:
+    """An error of an object-store client (botocore, aiohttp, s3fs, gcsfs, adlfs), which need not be an OSError."""
+    module = type(err).__module__.split(".")[0]
+    return module in ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "fsspec")
 
 
 @dataclass(frozen=True)

@@ -62,28 +62,46 @@ class Outcome:
     Attributes:
         written: names of targets written by this run.
         skipped: names of targets already done by an earlier run.
-        failures: ``{"target", "path", "error"}`` per unreadable target.
+        failures: ``{"target", "path", "error"}`` per unreadable target, or per target that could
+            not be written (after retries; see ``errors``).
         seconds: spent segmenting and writing targets.
+        errors: how many of ``failures`` are targets not written because of an error other than an
+            unreadable image (an object store gone, an actor lost); they count against a run's
+            error budget (``--max-failures``).
     """
 
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    errors: int = 0
 
     def add(self, other: Outcome) -> Outcome:
         self.written += other.written
         self.skipped += other.skipped
         self.failures += other.failures
         self.seconds += other.seconds
+        self.errors += other.errors
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"written": self.written, "skipped": self.skipped, "failures": self.failures, "seconds": self.seconds}
+        return {
+            "written": self.written,
+            "skipped": self.skipped,
+            "failures": self.failures,
+            "seconds": self.seconds,
+            "errors": self.errors,
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Outcome:
-        return cls(list(values["written"]), list(values["skipped"]), list(values["failures"]), values["seconds"])
+        return cls(
+            list(values["written"]),
+            list(values["skipped"]),
+            list(values["failures"]),
+            values["seconds"],
+            int(values.get("errors", 0)),
+        )
 
 
 # -- the steps of one batch (also the sequential loop's, engine.process_batch) -----------------------

@@ -43,6 +43,7 @@ from sansa.labeling import engine
 from sansa.labeling.batches import Batch
 from sansa.labeling.job import Job
 from sansa.labeling.pipeline import Outcome, lane_batches, model_lanes
+from sansa.labeling.ray_cluster import RayOptions, connect, import_ray, quiet_ray_data
 
 if TYPE_CHECKING:
     from sansa.records import Reference
@@ -50,39 +51,8 @@ if TYPE_CHECKING:
 # Fixed batches per Ray Data block (at most; small runs get smaller blocks, two per actor): a block
 # is one actor call (pipelined through its batches) and the unit a dead actor's work is retried in.
 BATCHES_PER_BLOCK = 4
-_CONNECT_HELP = "start one with `ray start --head`, or leave the address out for a local instance"
-
-
-@dataclasses.dataclass(frozen=True)
-class RayOptions:
-    """Where and how wide a job runs on Ray.
-
-    Attributes:
-        address: ``None``: ``RAY_ADDRESS`` when set (as under ``ray job submit``), else a new
-            local instance; ``"auto"``: the cluster already running on this machine; else a
-            cluster address (``host:6379``, ``ray://host:10001``).
-        actors: model replicas (default: as many as the cluster's GPUs allow with
-            ``gpus_per_actor``, else one per CPU).
-        gpus_per_actor: GPUs each actor reserves (fractions share a GPU); ``0``: CPU actors.
-        on_actor_start: called in each actor once it is ready, with its handle (monitoring, and
-            the fault tests that ``ray.kill`` an actor mid-run).
-    """
-
-    address: str | None = None
-    actors: int | None = None
-    gpus_per_actor: float = 0.0
-    on_actor_start: Callable[[Any], None] | None = None
-
-    def check(self) -> None:
-        if self.actors is not None and self.actors < 1:
-            raise SansaError(f"--actors: must be at least 1, got {self.actors}")
-        if self.gpus_per_actor < 0:
-            raise SansaError(f"--gpus-per-actor: must be 0 or more, got {self.gpus_per_actor}")
-
-    @property
-    def device(self) -> str:
-        """Where actors run the model: ``cuda`` when they reserve GPUs, else ``cpu``."""
-        return "cuda" if self.gpus_per_actor > 0 else "cpu"
+RETRIES = 3  # further tries of a block's unfinished batches after an error in an actor
+BACKOFF_S = 1.0  # seconds before the first retry, doubled before each next one
 
 
 def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **options: Any) -> engine.RunResult:
@@ -90,28 +60,34 @@ def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **op
 
     Args:
         job: a :class:`~sansa.labeling.job.Job`.
-        options: :class:`RayOptions` fields (``address``, ``actors``, ``gpus_per_actor``, ...).
+        options: :class:`~sansa.labeling.ray_cluster.RayOptions` fields (``address``, ``actors``, ...).
 
     Returns:
         The :class:`~sansa.labeling.engine.RunResult`, as a one-process run gives it.
+
+    Raises:
+        SansaError: one line: no cluster (checked before the output folder is touched), a batch
+            that failed in a way that is not a target's, or more than ``max_failures`` targets
+            that could not be written.
     """
 
     ray_options = RayOptions(**options)
     ray_options.check()
-    _import_ray()
+    import_ray()
     if job.batch_size is None and ray_options.gpus_per_actor > 0:
         from sansa.predictor import ACCELERATOR_BATCH_SIZE
 
         job = dataclasses.replace(job, batch_size=ACCELERATOR_BATCH_SIZE)  # the actors' device, not the driver's
+    job.check()
+    connect(ray_options)
+    quiet_ray_data()
     plan = engine.prepare(job, notes, command)
     try:
-        connect(ray_options.address)
         predictor = job.model.load("cpu" if ray_options.device == "cpu" else None)
         references = engine.encode_references(predictor, plan)
         reference_files = engine.save_reference_pictures(plan, references)
         outcome = Outcome(skipped=list(plan.skipped))
-        for batch_outcome in label_batches(job, plan.batches, plan.inputs_digest, references, ray_options):
-            outcome.add(batch_outcome)
+        outcome.add(_progress(label_batches(job, plan.batches, plan.inputs_digest, references, ray_options), plan))
         atomic.remove_temporaries(plan.out)  # left by an actor killed mid-write; every actor is done now
         return engine.finalise(
             plan,
@@ -129,16 +105,22 @@ def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **op
         plan.close()
 
 
-def connect(address: str | None) -> None:
-    """Join the Ray cluster at ``address`` (see :class:`RayOptions`), unless this process already has."""
-    ray = _import_ray()
-    if ray.is_initialized():
-        return
-    try:
-        ray.init(address=address, configure_logging=False, log_to_driver=True)
-    except (ConnectionError, ValueError, RuntimeError) as err:
-        where = f"--ray {address}" if address else "--ray"
-        raise SansaError(f"{where}: cannot join a Ray cluster ({_first_line(err)}); {_CONNECT_HELP}") from None
+def _progress(outcomes: Iterator[Outcome], plan: Any) -> Outcome:
+    """Add up the batches' outcomes with one progress line (images/s, ETA); ``seconds`` is wall time."""
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    started, total = time.time(), Outcome()
+    with tqdm(
+        total=sum(sum(b.write) for b in plan.batches), unit="img", desc="segment", disable=None, file=sys.stderr
+    ) as bar:
+        for outcome in outcomes:
+            total.add(outcome)
+            bar.update(len(outcome.written) + len(outcome.failures))
+    total.seconds = time.time() - started
+    return total
 
 
 def label_batches(
@@ -153,36 +135,53 @@ def label_batches(
         inputs_digest: kept in each target's record.
         references: the driver's encoded :class:`~sansa.records.Reference` records: their memory
             is put in the object store once and handed to each actor at construction.
+        options: the pool (``actors``: fixed or ``(min, max)``), each actor's reservation and the
+            error budget (``max_failures``).
     """
-    ray = _import_ray()
+    ray = import_ray()
     if not batches:
         return
     shipped = ray.put([shippable(reference) for reference in references])
     rows = [{"batch": json.dumps(batch.to_dict())} for batch in batches]
-    actors = _pool_size(ray, options)
-    blocks = min(len(rows), max(math.ceil(len(rows) / BATCHES_PER_BLOCK), 2 * actors))  # every actor gets work
+    low, high = options.pool
+    blocks = min(len(rows), max(math.ceil(len(rows) / BATCHES_PER_BLOCK), 2 * (high or low)))  # every actor gets work
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     results = dataset.map_batches(
         LabelActor,
         batch_size=None,
-        compute=ray.data.ActorPoolStrategy(size=actors),  # a whole block per call
+        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),  # a whole block per call
         fn_constructor_kwargs={
             "job": for_workers(job).to_dict(),
             "references": [shipped],
             "inputs_digest": inputs_digest,
             "device": options.device,
+            "cpus": options.cpus,
             "on_start": options.on_actor_start,
         },
-        num_cpus=1,
+        num_cpus=options.cpus,
         num_gpus=options.gpus_per_actor or None,
+        memory=options.memory_bytes(job.model.backbone or job.model.model),
     )
+    errors = 0
     try:
         for row in results.iter_rows():
-            yield Outcome.from_dict(json.loads(row["outcome"]))
+            outcome = Outcome.from_dict(json.loads(row["outcome"]))
+            errors += outcome.errors
+            if errors > options.max_failures:
+                first = next(f for f in outcome.failures if f.get("error", "").startswith(NOT_WRITTEN))
+                raise SansaError(
+                    f"{errors} target(s) could not be written (more than --max-failures {options.max_failures}): "
+                    f"{first['target']}: {first['error']}; finished targets are kept, run the same command "
+                    "again to resume"
+                )
+            yield outcome
     except ray.exceptions.RayError as err:  # not an unreadable image (a failure entry): the output, the model
         raise SansaError(
             f"a batch failed on Ray ({_cause(err)}); finished targets are kept, run the same command again to resume"
         ) from None
+
+
+NOT_WRITTEN = "not written: "
 
 
 class LabelActor:
@@ -222,12 +221,42 @@ class LabelActor:
             on_start(ray.get_runtime_context().current_actor)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list[str]]:
-        """``rows["batch"]``: a block's JSON batches -> ``{"outcome": [JSON outcome per batch]}``, in
-        order; an unreadable target is a failure entry in its batch's outcome, as in one process."""
-
+        """``rows["batch"]``: a block's JSON batches -> ``{"outcome": [JSON outcome per batch]}``; an
+        unreadable target is a failure entry in its batch's outcome, as in one process."""
         batches = [Batch.from_dict(json.loads(str(text))) for text in rows["batch"]]
-        outcomes = lane_batches(self.predictor, self.writer, batches, self.inputs_digest, self.lanes)
-        return {"outcome": [json.dumps(outcome.to_dict()) for outcome in outcomes]}
+        return {"outcome": [json.dumps(outcome.to_dict()) for outcome in self.label(batches)]}
+
+    def label(self, batches: list[Batch]) -> list[Outcome]:
+        """Segment and write ``batches``; after an error (an object store that does not answer), the
+        unfinished batches are tried again :data:`RETRIES` times with backoff (rewriting a target
+        gives the same bytes), then their targets are failure entries counted in ``errors``."""
+        import time
+
+        owner = {t.name: b.index for b in batches for t, w in zip(b.targets, b.write, strict=True) if w}
+        done: dict[int, Outcome] = {}
+        for attempt in range(RETRIES + 1):
+            todo = [b for b in batches if b.index not in done]
+            try:
+                for outcome in lane_batches(self.predictor, self.writer, todo, self.inputs_digest, self.lanes):
+                    done[owner[(outcome.written or [f["target"] for f in outcome.failures])[0]]] = outcome
+                break
+            except Exception as err:  # noqa: BLE001 (any error: retried, then reported per target)
+                if attempt < RETRIES:
+                    time.sleep(BACKOFF_S * 2**attempt)
+                    continue
+                error = NOT_WRITTEN + _first_line(err)
+                for batch in todo:
+                    if batch.index not in done:
+                        done[batch.index] = _failed(batch, error)
+        return [done[b.index] for b in batches]
+
+
+def _failed(batch: Batch, error: str) -> Outcome:
+    """The outcome of a batch none of whose targets could be written."""
+    failures = [
+        {"target": t.name, "path": t.path, "error": error} for t, w in zip(batch.targets, batch.write, strict=True) if w
+    ]
+    return Outcome(failures=failures, errors=len(failures))
 
 
 def for_workers(job: Job) -> Job:
@@ -256,24 +285,6 @@ def shippable(reference: Reference) -> Reference:
     return dataclasses.replace(reference, memory=memory, logits=empty, mask=empty.astype(bool))
 
 
-def _pool_size(ray: Any, options: RayOptions) -> int:
-    if options.actors is not None:
-        return options.actors
-    resources = ray.cluster_resources()
-    if options.gpus_per_actor > 0:
-        return max(1, int(resources.get("GPU", 0) // options.gpus_per_actor))
-    return max(1, int(resources.get("CPU", 1)))
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise SansaError("--ray: Ray is not installed: pip install 'sansa-segment[scale]'") from None
-    return ray
-
-
 def _cause(err: BaseException) -> str:
     """The user-facing line of a Ray error: its innermost cause's first line."""
     while (cause := getattr(err, "cause", None)) is not None and cause is not err:
@@ -282,4 +293,7 @@ def _cause(err: BaseException) -> str:
 
 
 def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    import re
+
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)  # no memory addresses in messages

@@ -50,7 +50,8 @@ def run(
             each model call runs at a fixed thread count; 1 on a GPU). Same bytes at any count.
     """
     if executor == "ray":
-        return run_ray(job, notes=notes, command=command, **executor_options)
+        with output_errors(job.out_dir):
+            return run_ray(job, notes=notes, command=command, **executor_options)
     if executor != "local":
         raise SansaError(f"executor: unknown executor {executor!r} (known: local, ray)")
     job.model.check()
