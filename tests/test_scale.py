@@ -389,3 +389,80 @@ def test_what_ships(tiny_predictor, tiny_model):
         "targets": [{"path": "/data/t.png", "name": "t.png", "stem": "t"}],
         "write": [True],
     }
+
+
+class FlakyWriter:
+    """A job's writer whose writes of some targets fail: ``flaky`` names fail that many times first."""
+
+    def __init__(self, writer, flaky: dict[str, int]) -> None:
+        self.writer, self.flaky, self.tries = writer, dict(flaky), {}
+
+    def write(self, name, *args, **kwargs):
+        self.tries[name] = self.tries.get(name, 0) + 1
+        if self.tries[name] <= self.flaky.get(name, 0):
+            raise ConnectionResetError(f"store reset writing {name} at 0x7f00deadbeef")
+        return self.writer.write(name, *args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("flaky", "written", "not_written"),
+    [
+        ({"t01.png": 2}, ["t00.png", "t01.png", "t02.png", "t03.png"], []),  # retried, then written
+        ({"t02.png": 99}, ["t00.png", "t01.png"], ["t02.png", "t03.png"]),  # its batch given up
+    ],
+)
+def test_actor_retries_then_lists_failures(data, tmp_path, monkeypatch, flaky, written, not_written):
+    """An actor tries a block's unfinished batches again after an error; what still fails becomes
+    failure entries (one line, no memory address) counted against --max-failures."""
+    from sansa.cli.segment import job_from_args
+    from sansa.labeling import engine
+    from sansa.labeling import ray as label_ray
+    from sansa.labeling.batches import Batch
+    from sansa.targets import Target
+
+    monkeypatch.setattr(label_ray, "BACKOFF_S", 0.0)
+    job = job_from_args(build_parser().parse_args(command(data, str(tmp_path / "out"))))
+    plan = engine.prepare(job)
+    try:
+        predictor = job.model.load()
+        for reference in engine.encode_references(predictor, plan):
+            predictor.add_encoded(reference)
+        actor = label_ray.LabelActor.__new__(label_ray.LabelActor)
+        actor.predictor, actor.inputs_digest, actor.lanes = predictor, plan.inputs_digest, 1
+        actor.writer = FlakyWriter(engine.writer_for(job, worker=True), flaky)
+        names = ["t00.png", "t01.png", "t02.png", "t03.png"]
+        batches = [
+            Batch(i, [Target(str(data / "targets" / n), n, n[:-4]) for n in names[2 * i : 2 * i + 2]], [True, True])
+            for i in range(2)
+        ]
+        outcomes = actor.label(batches)
+    finally:
+        plan.close()
+    assert sorted(n for o in outcomes for n in o.written) == written
+    failures = [f for o in outcomes for f in o.failures]
+    assert [f["target"] for f in failures] == not_written
+    assert sum(o.errors for o in outcomes) == len(not_written)
+    for failure in failures:
+        assert failure["error"] == "not written: ConnectionResetError: store reset writing t02.png"
+
+
+def test_failure_budget():
+    """Past --max-failures the run stops with one line naming the first target not written."""
+    from sansa.errors import SansaError
+    from sansa.labeling.pipeline import Outcome
+    from sansa.labeling.ray import within_budget
+
+    def lost(name: str) -> Outcome:
+        failure = {"target": name, "path": f"/d/{name}", "error": "not written: OSError: gone"}
+        return Outcome(failures=[failure], errors=1)
+
+    outcomes = [Outcome(written=["a"]), lost("b"), Outcome(written=["c"]), lost("d")]
+    assert len(list(within_budget(outcomes, 2))) == 4
+    seen = []
+    with pytest.raises(SansaError) as caught:
+        seen.extend(within_budget(outcomes, 1))
+    assert len(seen) == 3
+    assert str(caught.value) == (
+        "2 target(s) could not be written (more than --max-failures 1): d: not written: OSError: gone; "
+        "finished targets are kept, run the same command again to resume"
+    )

@@ -205,7 +205,7 @@ def pipelined_batches(
                     outcome.written.append(member.target.name)
             for done, done_started in waiting.add((outcome, started), futures):
                 yield _timed(done, done_started)
-        for done, done_started in waiting.drain():
+        for done, done_started in waiting.drained():
             yield _timed(done, done_started)
 
 
@@ -326,7 +326,12 @@ class WriteBehind(Generic[V]):
 
     def drain(self) -> list[V]:
         """Wait for every queued write; returns their values, oldest first."""
-        return [self._finish_oldest() for _ in range(len(self._waiting))]
+        return list(self.drained())
+
+    def drained(self) -> Iterator[Any]:
+        """:meth:`drain` one value at a time: an older value is given before a newer write's error."""
+        while self._waiting:
+            yield self._finish_oldest()
 
     def _finish_oldest(self) -> V:
         value, futures = self._waiting.popleft()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,19 +162,9 @@ def label_batches(
         num_gpus=options.gpus_per_actor or None,
         memory=options.memory_bytes(job.model.backbone or job.model.model),
     )
-    errors = 0
     try:
-        for row in results.iter_rows():
-            outcome = Outcome.from_dict(json.loads(row["outcome"]))
-            errors += outcome.errors
-            if errors > options.max_failures:
-                first = next(f for f in outcome.failures if f.get("error", "").startswith(NOT_WRITTEN))
-                raise SansaError(
-                    f"{errors} target(s) could not be written (more than --max-failures {options.max_failures}): "
-                    f"{first['target']}: {first['error']}; finished targets are kept, run the same command "
-                    "again to resume"
-                )
-            yield outcome
+        outcomes = (Outcome.from_dict(json.loads(row["outcome"])) for row in results.iter_rows())
+        yield from within_budget(outcomes, options.max_failures)
     except ray.exceptions.RayError as err:  # not an unreadable image (a failure entry): the output, the model
         raise SansaError(
             f"a batch failed on Ray ({_cause(err)}); finished targets are kept, run the same command again to resume"
@@ -182,6 +172,24 @@ def label_batches(
 
 
 NOT_WRITTEN = "not written: "
+
+
+def within_budget(outcomes: Iterable[Outcome], max_failures: int) -> Iterator[Outcome]:
+    """``outcomes`` as they come, until more than ``max_failures`` targets could not be written.
+
+    Raises:
+        SansaError: one line naming the count and the first such target with its cause.
+    """
+    errors = 0
+    for outcome in outcomes:
+        errors += outcome.errors
+        if errors > max_failures:
+            first = next(f for f in outcome.failures if f["error"].startswith(NOT_WRITTEN))
+            raise SansaError(
+                f"{errors} target(s) could not be written (more than --max-failures {max_failures}): "
+                f"{first['target']}: {first['error']}; finished targets are kept, run the same command again to resume"
+            )
+        yield outcome
 
 
 class LabelActor:
@@ -244,7 +252,8 @@ class LabelActor:
                 if attempt < RETRIES:
                     time.sleep(BACKOFF_S * 2**attempt)
                     continue
-                error = NOT_WRITTEN + _first_line(err)
+                cause = _first_line(err) if isinstance(err, SansaError) else f"{type(err).__name__}: {_first_line(err)}"
+                error = NOT_WRITTEN + cause
                 for batch in todo:
                     if batch.index not in done:
                         done[batch.index] = _failed(batch, error)
