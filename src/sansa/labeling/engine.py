@@ -185,7 +185,7 @@ def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
         out_folder.check_inputs(job.out_dir, inputs, has_results=bool(writer.names()))
         digest = out_folder.inputs_digest(inputs)
         targets = [Target(t.path, t.name, writer.claim_stem(t.name)) for t in targets]
-        done = [_is_done(writer, t, digest) for t in targets]
+        done = _done_flags(writer, targets, digest)
         batch_size = job.batch_size or _default_batch_size(job)
         batches = [
             Batch(index, batch, [not d for d in done[index * batch_size : index * batch_size + len(batch)]])
@@ -207,6 +207,21 @@ def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
         writer,
         lock,
     )
+
+
+STAT_THREADS = 32  # requests in flight asking a store whether targets changed
+
+
+def _done_flags(writer: FolderWriter, targets: Sequence[Target], digest: str) -> list[bool]:
+    """:func:`_is_done` of each target; for targets on a store, many requests in flight."""
+    from sansa import fs
+
+    if not targets or not fs.is_url(targets[0].path):
+        return [_is_done(writer, t, digest) for t in targets]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(STAT_THREADS, "sansa-stat") as pool:
+        return list(pool.map(lambda t: _is_done(writer, t, digest), targets))
 
 
 def _is_done(writer: FolderWriter, target: Target, digest: str) -> bool:
