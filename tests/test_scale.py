@@ -466,3 +466,37 @@ def test_failure_budget():
         "2 target(s) could not be written (more than --max-failures 1): d: not written: OSError: gone; "
         "finished targets are kept, run the same command again to resume"
     )
+
+
+@pytest.mark.parametrize(
+    ("raised", "message"),
+    [
+        (
+            "auth",
+            "--ray 10.0.0.5:6379: the cluster requires a token (RAY_AUTH_MODE=token) and this process has none "
+            "or another: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) as on the cluster",
+        ),
+        (
+            "gone",
+            "--ray 10.0.0.5:6379: cannot join a Ray cluster (Could not find any running Ray instance); "
+            "start one with `ray start --head`, or leave the address out for a local instance",
+        ),
+    ],
+)
+def test_cluster_checked_before_the_output(data, monkeypatch, capsys, raised, message):
+    """A cluster that cannot be joined (none there, or one wanting a token this process lacks) is one
+    line naming the cause, exit 2, and the output folder is never created."""
+    import ray
+
+    def refuse(*args, **kwargs):
+        if raised == "auth":
+            raise ray.exceptions.AuthenticationError("Authentication failed: InvalidAuthToken")
+        raise ConnectionError("Could not find any running Ray instance\nmore lines")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    out = data / f"no-cluster-{raised}"
+    assert main(command(data, str(out), "--ray", "10.0.0.5:6379")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"sansa segment: error: {message}"
+    assert not out.exists()
