@@ -500,3 +500,31 @@ def test_cluster_checked_before_the_output(data, monkeypatch, capsys, raised, me
     err = capsys.readouterr().err.strip()
     assert err == f"sansa segment: error: {message}"
     assert not out.exists()
+
+
+def test_worker_settings_stay_out_of_run_json(data, monkeypatch):
+    """--worker-env and --runtime-env (which may hold credentials) reach the Ray options but are
+    never recorded in the job's options (run.json); NAME alone takes the driver's value."""
+    from sansa.cli.segment import _executor, job_from_args
+
+    monkeypatch.setenv("SANSA_TEST_SECRET", "s3cr3t")
+    args = build_parser().parse_args(
+        command(
+            data,
+            str(data / "unused"),
+            "--ray",
+            "--worker-env",
+            "SANSA_TEST_SECRET",
+            "--worker-env",
+            "OTHER=x",
+            "--runtime-env",
+            '{"env_vars": {"TOKEN": "t0k"}}',
+        )
+    )
+    from sansa.labeling.ray_cluster import RayOptions
+
+    executor = _executor(args)
+    options = RayOptions(**{k: v for k, v in executor.items() if k != "executor"})
+    assert options.job_runtime_env() == {"env_vars": {"TOKEN": "t0k", "SANSA_TEST_SECRET": "s3cr3t", "OTHER": "x"}}
+    recorded = json.dumps(job_from_args(args).options)
+    assert "s3cr3t" not in recorded and "t0k" not in recorded and "SANSA_TEST_SECRET" not in recorded
