@@ -28,7 +28,7 @@ pytest.importorskip("ray")
 pytest.importorskip("s3fs")
 
 MODEL = ["--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
-FORMATS = ["--format", "png", "indexed", "coco", "yolo", "overlay"]
+FORMATS = ["--format", "png", "indexed", "coco", "yolo", "instances", "overlay"]
 COUNT = 40  # targets, the last one unreadable
 TIMES = ("seconds", "segmenting_seconds", "finished")
 NOT_OUTPUTS = (".sansa/lock",)  # who holds the folder (pid, time): not a result
@@ -187,7 +187,7 @@ def test_s3_targets(data, single, s3_server, capsys):
     assert "0 written, 2 already done, 1 failed" in capsys.readouterr().out
 
 
-ALL_FORMATS = ["--format", "png", "indexed", "coco", "yolo", "overlay", "labelstudio"]
+ALL_FORMATS = ["--format", "png", "indexed", "coco", "yolo", "instances", "overlay", "labelstudio"]
 
 
 @pytest.mark.parametrize("layout", ["file", "dataset"])

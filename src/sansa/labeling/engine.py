@@ -317,6 +317,7 @@ def finalise(
         reload: re-read the records from disk first (when other processes wrote the targets).
     """
     writer = plan.writer
+    outcome.written.sort()  # lanes and actors finish batches in any order; targets are sorted by name
     if reload:
         writer.reload()
     finish_dataset(writer, outcome.failures)
