@@ -145,11 +145,12 @@ def label_batches(
     rows = [{"batch": json.dumps(batch.to_dict())} for batch in batches]
     low, high = options.pool
     blocks = min(len(rows), max(math.ceil(len(rows) / BATCHES_PER_BLOCK), 2 * (high or low)))  # every actor gets work
+    high = min(high or blocks, blocks)  # never more actors than blocks (a resume with little left)
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     results = dataset.map_batches(
         LabelActor,
         batch_size=None,
-        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),  # a whole block per call
+        compute=ray.data.ActorPoolStrategy(min_size=min(low, high), max_size=high),  # a whole block per call
         fn_constructor_kwargs={
             "job": for_workers(job).to_dict(),
             "references": [shipped],

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,8 @@ def quiet_ray_data() -> None:
     context.print_on_execution_start = False
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module="ray.data")  # advice on pool sizes
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data")
 
 
 def import_ray() -> Any:
