@@ -300,6 +300,21 @@ def process_batch(predictor: SansaPredictor, writer: FolderWriter, batch: Batch,
     return outcome
 
 
+def tally(outcomes: Iterable[Outcome], plan: Plan) -> Outcome:
+    """Add up the batches' outcomes (in any order) under one progress line (images/s, ETA; in a
+    terminal); ``seconds`` is wall time, from the first batch to the last (also across actors)."""
+    from tqdm import tqdm
+
+    started, outcome = time.time(), Outcome()
+    total = sum(sum(b.write) for b in plan.batches)
+    with tqdm(total=total, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
+        for batch_outcome in outcomes:
+            outcome.add(batch_outcome)
+            progress.update(len(batch_outcome.written) + len(batch_outcome.failures))
+    outcome.seconds = time.time() - started
+    return outcome
+
+
 # -- driver: finalise ------------------------------------------------------------------------------
 def finalise(
     plan: Plan,

@@ -87,7 +87,7 @@ def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **op
         references = engine.encode_references(predictor, plan)
         reference_files = engine.save_reference_pictures(plan, references)
         outcome = Outcome(skipped=list(plan.skipped))
-        outcome.add(_progress(label_batches(job, plan.batches, plan.inputs_digest, references, ray_options), plan))
+        outcome.add(engine.tally(label_batches(job, plan.batches, plan.inputs_digest, references, ray_options), plan))
         atomic.remove_temporaries(plan.out)  # left by an actor killed mid-write; every actor is done now
         return engine.finalise(
             plan,
@@ -103,24 +103,6 @@ def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **op
         )
     finally:
         plan.close()
-
-
-def _progress(outcomes: Iterator[Outcome], plan: Any) -> Outcome:
-    """Add up the batches' outcomes with one progress line (images/s, ETA); ``seconds`` is wall time."""
-    import sys
-    import time
-
-    from tqdm import tqdm
-
-    started, total = time.time(), Outcome()
-    with tqdm(
-        total=sum(sum(b.write) for b in plan.batches), unit="img", desc="segment", disable=None, file=sys.stderr
-    ) as bar:
-        for outcome in outcomes:
-            total.add(outcome)
-            bar.update(len(outcome.written) + len(outcome.failures))
-    total.seconds = time.time() - started
-    return total
 
 
 def label_batches(

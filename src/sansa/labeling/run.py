@@ -5,8 +5,6 @@ on Ray), finalise the dataset files and ``run.json``. See :mod:`sansa.labeling` 
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 from sansa.errors import SansaError
@@ -20,6 +18,7 @@ from sansa.labeling.engine import (
     prepare,
     process_batch,
     save_reference_pictures,
+    tally,
 )
 from sansa.labeling.job import Job
 from sansa.labeling.pipeline import Outcome, lane_batches, model_lanes
@@ -72,17 +71,8 @@ def run(
 
 def _local_batches(predictor: SansaPredictor, plan: Plan, pipelined: bool, lanes: int) -> Outcome:
     """Every batch of the plan on this process, with a progress bar; ``seconds`` is the loop's wall time."""
-    from tqdm import tqdm
-
-    started, outcome = time.time(), Outcome()
     if pipelined:
         outcomes = lane_batches(predictor, plan.writer, plan.batches, plan.inputs_digest, lanes)
     else:
         outcomes = (process_batch(predictor, plan.writer, b, plan.inputs_digest) for b in plan.batches)
-    total = sum(sum(b.write) for b in plan.batches)
-    with tqdm(total=total, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
-        for batch_outcome in outcomes:
-            outcome.add(batch_outcome)
-            progress.update(len(batch_outcome.written) + len(batch_outcome.failures))
-    outcome.seconds = time.time() - started
-    return outcome
+    return tally(outcomes, plan)
