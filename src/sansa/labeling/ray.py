@@ -2,8 +2,8 @@
 
 The driver does what only one process may do; workers do the rest::
 
-    driver                                  actors (--actors N, --gpus-per-actor G)
-    ------                                  ---------------------------------------
+    driver                                  actors (--actors N|MIN-MAX, --cpus-per-actor C,
+    ------                                  --gpus-per-actor G; see ray_cluster.RayOptions)
     prepare: checks, discovery, lock,       load the model once;
       resume, fixed batches                 get the references' memory once (object store)
     encode the references once; ray.put  ->
@@ -21,9 +21,12 @@ The bytes are those of a one-process run: the same fixed batches of the sorted t
 same references' memory (computed once, on the driver), the same writer, the same pipelined loop
 (:func:`~sansa.labeling.pipeline.pipelined_batches`; an actor's memory is bounded by its queues).
 A task ships only its block's batches (target paths, names, stems). A block whose actor dies is
-retried by Ray on a restarted actor (rewriting a target gives the same bytes); an unreadable image
-is a failure entry; a driver killed and started again resumes like a one-process run (finished
-targets are skipped).
+retried by Ray on a restarted actor (rewriting a target gives the same bytes); an error in a block
+(a store that does not answer) is retried by the actor with backoff, then its targets are failure
+entries counted against ``max_failures``; an unreadable image is a failure entry; a driver killed
+and started again resumes like a one-process run (finished targets are skipped). A CPU actor runs
+``C`` lanes (:func:`~sansa.labeling.pipeline.lane_batches`), each model call at one thread, so its
+bytes are those of any other process.
 """
 
 from __future__ import annotations
