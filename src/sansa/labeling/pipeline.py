@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 PREFETCH = 2  # batches decoded ahead of the model
 BEHIND = 2  # batches of outputs waiting for the writers
 THREADS = 2  # readers, and as many writers
-MAX_LANES = 8  # model lanes at most by default: each holds a batch's activations
+LANE_MEMORY = 1 << 30  # bytes of free memory asked per model lane (one batch's activations and queues)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -211,13 +211,21 @@ def pipelined_batches(
 
 def model_lanes(predictor: SansaPredictor, cpus: int | None = None) -> int:
     """Lanes that use ``cpus`` cores (default: this process's) at the predictor's fixed thread count:
-    ``cpus // cpu_threads`` (at most :data:`MAX_LANES`) on the CPU, 1 on a GPU."""
+    ``cpus // cpu_threads`` on the CPU, at most one per :data:`LANE_MEMORY` of free memory; 1 on a GPU."""
     threads = getattr(predictor, "cpu_threads", None)
     if predictor.device.type != "cpu" or not threads:
         return 1
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(MAX_LANES, cpus // threads))
+    return max(1, min(cpus // threads, _free_memory() // LANE_MEMORY))
+
+
+def _free_memory() -> int:
+    """Bytes of memory available now (Linux, macOS); a large number where unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
 
 
 def lane_batches(
