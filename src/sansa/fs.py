@@ -125,11 +125,12 @@ def _transient(err: Exception) -> bool:
 
 
 def _chain(err: BaseException) -> list[BaseException]:
-    chain, seen = [], set()
-    while err is not None and id(err) not in seen:
-        chain.append(err)
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
+    """``err`` and the errors it was raised from (``__cause__``, else ``__context__``)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
     return chain
 
 

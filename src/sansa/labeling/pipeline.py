@@ -212,7 +212,7 @@ def pipelined_batches(
 def model_lanes(predictor: SansaPredictor, cpus: int | None = None) -> int:
     """Lanes that use ``cpus`` cores (default: this process's) at the predictor's fixed thread count:
     ``cpus // cpu_threads`` on the CPU, at most one per :data:`LANE_MEMORY` of free memory; 1 on a GPU."""
-    threads = getattr(predictor, "cpu_threads", None)
+    threads: int | None = predictor.cpu_threads
     if predictor.device.type != "cpu" or not threads:
         return 1
     if cpus is None:
