@@ -31,7 +31,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class TargetRecord:
     files: list[str] = field(default_factory=list)
     pixels: dict[str, int] = field(default_factory=dict)
     objects: dict[str, int] = field(default_factory=dict)
-    made_from: dict | None = None
+    made_from: dict[str, Any] | None = None
 
 
 class FolderWriter:
@@ -119,11 +120,11 @@ class FolderWriter:
         model_version: str = f"sansa-{__version__}",
         prepare: bool = True,
     ) -> None:
-        self.out_dir = fs.as_path(out_dir)  # a Path, or a UPath for a URL (see sansa.fs)
-        self.labels = list(labels)
-        self.formats = parse_formats(formats)
+        self.out_dir: AnyPath = fs.as_path(out_dir)  # a Path, or a UPath for a URL (see sansa.fs)
+        self.labels: list[str] = list(labels)
+        self.formats: tuple[str, ...] = parse_formats(formats)
         _check_labels(self.labels)
-        self.settings = ExportSettings(
+        self.settings: ExportSettings = ExportSettings(
             labels=tuple(self.labels),
             per_class=bool(per_class),
             coco_polygons=bool(coco_polygons),
@@ -195,7 +196,7 @@ class FolderWriter:
         *,
         objects: Sequence[SegmentedObject] | None = None,
         stem: str | None = None,
-        made_from: dict | None = None,
+        made_from: dict[str, Any] | None = None,
         source: str | Path | None = None,
     ) -> TargetRecord:
         """Write one target in every format, each file atomically, then its record (marks it done).
@@ -292,7 +293,9 @@ class FolderWriter:
     def __enter__(self) -> FolderWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:  # an interrupted run leaves the previous dataset files as they were
             self.close()
 

@@ -140,14 +140,15 @@ class EpisodeSource(torch.utils.data.Dataset):
     ) -> None:
         if not datasets:
             raise SansaError("data: no training dataset given")
-        self.datasets = list(datasets)
-        self.probabilities = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
-        self.shots, self.targets = shots, targets
-        self.prompt = PromptMode(prompt)
-        self.resolution = resolution
-        self.transform = ModelTransform(image_size)
-        self.seed = seed
-        self.classes = [_usable_classes(d) for d in self.datasets]
+        self.datasets: list[FewShotDataset] = list(datasets)
+        self.probabilities: np.ndarray = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+        self.shots: int = shots
+        self.targets: int = targets
+        self.prompt: PromptMode = PromptMode(prompt)
+        self.resolution: int = resolution
+        self.transform: ModelTransform = ModelTransform(image_size)
+        self.seed: int = seed
+        self.classes: list[list[int]] = [_usable_classes(d) for d in self.datasets]
 
     def pairs(self) -> int:
         """Number of (image, class) pairs over the mix (the default epoch length)."""

@@ -86,17 +86,18 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, ctx: dist_utils.DistContext, datasets: Sequence[FewShotDataset] | None = None
     ) -> None:
-        self.config, self.ctx = config, ctx
-        self.out = Path(config.out)
+        self.config: TrainConfig = config
+        self.ctx: dist_utils.DistContext = ctx
+        self.out: Path = Path(config.out)
         dist_utils.seed_everything(config.seed, ctx.rank)
         if ctx.device.type == "cuda" and config.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         datasets = list(datasets) if datasets is not None else build_training_datasets(config.data, config.shots)
-        self.model = build_model(config, ctx.device)
-        self.guard = FrozenGuard(self.model)
+        self.model: SansaModel = build_model(config, ctx.device)
+        self.guard: FrozenGuard = FrozenGuard(self.model)
         weights = [d.weight for d in config.data] if len(config.data) == len(datasets) else [1.0] * len(datasets)
-        self.source = EpisodeSource(
+        self.source: EpisodeSource = EpisodeSource(
             datasets,
             weights,
             config.shots,
