@@ -19,6 +19,7 @@ import importlib
 import os
 import posixpath
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,6 @@ def write_bytes(path: UPath, data: bytes) -> None:
 def retrying(call: Any, delays: tuple[float, ...] | None = None) -> Any:
     """``call()``, tried again after each of ``delays`` (default :data:`RETRY_DELAYS_S`) while it
     fails with a transient error."""
-    import time
 
     for delay in (*(RETRY_DELAYS_S if delays is None else delays), None):
         try:

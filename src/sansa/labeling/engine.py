@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from sansa.errors import OutputError, PromptError, SansaError
 from sansa.export import render
 from sansa.export.names import safe_stem, safe_token
 from sansa.export.writer import FolderWriter, TargetRecord
+from sansa.fs import describe
 from sansa.images import load_image, load_image_and_bytes
 from sansa.labeling import folder as out_folder
 from sansa.labeling import pipeline
@@ -214,11 +216,9 @@ STAT_THREADS = 32  # requests in flight asking a store whether targets changed
 
 def _done_flags(writer: FolderWriter, targets: Sequence[Target], digest: str) -> list[bool]:
     """:func:`_is_done` of each target; for targets on a store, many requests in flight."""
-    from sansa import fs
 
     if not targets or not fs.is_url(targets[0].path):
         return [_is_done(writer, t, digest) for t in targets]
-    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(STAT_THREADS, "sansa-stat") as pool:
         return list(pool.map(lambda t: _is_done(writer, t, digest), targets))
@@ -409,12 +409,8 @@ def output_errors(out: AnyPath) -> Iterator[None]:
         if isinstance(err, SansaError) or not (isinstance(err, OSError) or _store_error(err)):
             raise
         if not isinstance(out, Path):  # a URL: the store's own message, one line
-            from sansa.fs import describe
-
             raise OutputError(f"{out}: the object store failed ({describe(err)}); run again to resume") from None
         if not isinstance(err, OSError):  # targets on a store, the output local
-            from sansa.fs import describe
-
             raise SansaError(f"--targets: the object store failed ({describe(err)}); run again to resume") from None
         path = Path(err.filename) if err.filename else out
         inside = path.resolve().is_relative_to(out.resolve())

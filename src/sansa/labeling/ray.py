@@ -34,6 +34,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,7 +226,6 @@ class LabelActor:
         """Segment and write ``batches``; after an error (an object store that does not answer), the
         unfinished batches are tried again :data:`RETRIES` times with backoff (rewriting a target
         gives the same bytes), then their targets are failure entries counted in ``errors``."""
-        import time
 
         owner = {t.name: b.index for b in batches for t, w in zip(b.targets, b.write, strict=True) if w}
         done: dict[int, Outcome] = {}
@@ -288,7 +289,6 @@ def _cause(err: BaseException) -> str:
 
 
 def _first_line(err: BaseException) -> str:
-    import re
 
     text = (str(err).strip().splitlines() or [type(err).__name__])[0]
     return re.sub(r" at 0x[0-9a-fA-F]+", "", text)  # no memory addresses in messages

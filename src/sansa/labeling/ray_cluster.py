@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -223,7 +224,6 @@ def _show(actors: Any) -> str:
 
 
 def _first_line(err: BaseException) -> str:
-    import re
 
     text = (str(err).strip().splitlines() or [type(err).__name__])[0]
     return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
