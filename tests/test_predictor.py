@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from sansa.errors import SansaError
+from sansa.objects import ObjectOptions
 from sansa.records import Prediction, Segmentation
 
 
@@ -25,7 +27,7 @@ def two_class_predictor(tiny_predictor):
 
 def test_multi_class_pass_equals_single_class_runs(two_class_predictor):
     targets = [_image(10), _image(11, 40, 30)]
-    segmentations = two_class_predictor.segment_batch(targets)
+    segmentations = two_class_predictor.segment_batch(targets, keep_logits=True)
     for target, segmentation in zip(targets, segmentations, strict=True):
         assert segmentation.labels == ["cat", "dog"]
         assert segmentation.size == target.shape[:2]
@@ -37,9 +39,9 @@ def test_multi_class_pass_equals_single_class_runs(two_class_predictor):
 
 def test_segment_many_streams_in_batches_and_keeps_order(two_class_predictor):
     targets = [_image(20 + i, 32 + 4 * i, 40) for i in range(5)]
-    streamed = list(two_class_predictor.segment_many(targets, batch_size=2))
+    streamed = list(two_class_predictor.segment_many(targets, batch_size=2, keep_logits=True))
     assert [s.size for s in streamed] == [t.shape[:2] for t in targets]
-    one_by_one = [two_class_predictor.segment(t) for t in targets]
+    one_by_one = [two_class_predictor.segment(t, keep_logits=True) for t in targets]
     for a, b in zip(streamed, one_by_one, strict=True):
         np.testing.assert_allclose(a.predictions["dog"].logits, b.predictions["dog"].logits, atol=1e-5)
 
@@ -78,7 +80,7 @@ def test_classes_batched_through_memory_attention_equal_single_class_runs(tiny_p
     tiny_predictor.add_reference(_image(40), points=[[12, 20]], label="c")  # c now longer: its own group
     tiny_predictor.add_reference(_image(41), points=[[30, 20]], label="d")
     targets = [_image(50), _image(51, 30, 50)]
-    segmentations = tiny_predictor.segment_batch(targets)
+    segmentations = tiny_predictor.segment_batch(targets, keep_logits=True)
     assert segmentations[0].labels == ["a", "b", "c", "d"]
     for target, segmentation in zip(targets, segmentations, strict=True):
         for label in segmentation.labels:
@@ -96,3 +98,54 @@ def test_stacked_memories_repeat_per_target():
     assert memory[0, :, 0].tolist() == [0.0, 0.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="different lengths"):
         MemoryTokens.stack([memories[0], MemoryTokens(torch.zeros(4, 1, 2), torch.zeros(4, 1, 2), 1)])
+
+
+def test_segment_finds_objects_that_tile_each_class(two_class_predictor):
+    """Each class's pixels are exactly its objects' union, no pixel in two objects; the only
+    change objects make to the label map is dropping specks under min_area."""
+    target = _image(12, 64, 80)
+    plain = two_class_predictor.segment(target, objects=False, keep_logits=True)
+    options = ObjectOptions(min_area=8, points_per_class=3)
+    seg = two_class_predictor.segment(target, objects=options)
+    assert plain.objects == [] and seg.objects
+    assert [o.label for o in seg.objects] == sorted((o.label for o in seg.objects), key=seg.labels.index)
+    owners = np.zeros(seg.size, dtype=int)
+    for o in seg.objects:
+        assert o.mask.shape == seg.size and o.mask.dtype == bool and o.area >= 8
+        owners += o.mask
+        assert (seg.label_map[o.mask] == seg.labels.index(o.label) + 1).all()
+    assert owners.max() == 1 and ((owners > 0) == (seg.label_map > 0)).all()
+    dropped = seg.label_map != plain.label_map
+    assert (seg.label_map[dropped] == 0).all()
+    for class_id in (1, 2):  # dropped: pieces under min_area touching no pixel the class kept
+        count, pieces = cv2.connectedComponents(
+            (dropped & (plain.label_map == class_id)).astype(np.uint8), connectivity=4
+        )
+        kept = np.pad(seg.label_map == class_id, 1)
+        for piece in range(1, count):
+            ys, xs = np.nonzero(pieces == piece)
+            assert len(ys) < 8
+            assert not any(kept[ys + 1 + dy, xs + 1 + dx].any() for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)))
+    resolved = Segmentation.from_predictions(list(plain.predictions.values()))
+    assert plain.label_map.tolist() == resolved.label_map.tolist()
+    assert seg.predictions["cat"].logits is None and seg.predictions["cat"].mask.dtype == bool
+    assert plain.predictions["cat"].logits.dtype == np.float32
+
+
+def test_segment_many_skips_bad_targets_in_order_with_distinct_names(two_class_predictor, tmp_path, caplog):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    targets = [_image(1), str(broken), _image(2), _image(3)]
+    with pytest.raises(SansaError, match="broken.png"):
+        list(two_class_predictor.segment_many(targets, objects=False))
+    results = list(two_class_predictor.segment_many(targets, batch_size=2, on_error="skip", objects=False))
+    assert [type(r).__name__ for r in results] == ["Segmentation", "FailedTarget", "Segmentation", "Segmentation"]
+    assert [r.name for r in results] == ["target 0", str(broken), "target 2", "target 3"]
+    assert "broken.png" in results[1].error and "broken.png" in caplog.text
+
+
+def test_predictor_repr_names_backbone_device_and_classes(two_class_predictor):
+    assert repr(two_class_predictor) == (
+        "SansaPredictor(backbone=test_tiny, adapters=[2, 3], device=cpu, precision=fp32, references=3, "
+        "classes={'cat': 1, 'dog': 2})"
+    )

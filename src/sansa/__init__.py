@@ -7,6 +7,7 @@ number of target images::
     predictor = SansaPredictor.from_pretrained("sansa-universal")
     predictor.add_reference("ref.jpg", box=[40, 60, 300, 280])
     prediction = predictor.predict("target.jpg")   # .mask bool [H, W], .logits, .score
+    seg = predictor.segment("target.jpg")          # every class: .label_map, .objects, .to_supervision()
 
 Importing this package has no side effects: heavy modules (torch, sam2) load on first use.
 """
@@ -21,6 +22,10 @@ from sansa._version import __version__
 _EXPORTS = {
     "SansaPredictor": "sansa.predictor",
     "Prediction": "sansa.records",
+    "Segmentation": "sansa.records",
+    "SegmentedObject": "sansa.records",
+    "FailedTarget": "sansa.records",
+    "ObjectOptions": "sansa.records",
     "Prompt": "sansa.records",
     "Reference": "sansa.records",
     "SansaModel": "sansa.model.sansa",
@@ -35,7 +40,15 @@ if TYPE_CHECKING:
     from sansa.model.build import build_sansa
     from sansa.model.sansa import SansaModel
     from sansa.predictor import SansaPredictor
-    from sansa.records import Prediction, Prompt, Reference
+    from sansa.records import (
+        FailedTarget,
+        ObjectOptions,
+        Prediction,
+        Prompt,
+        Reference,
+        Segmentation,
+        SegmentedObject,
+    )
 
 
 def __getattr__(name: str) -> Any:

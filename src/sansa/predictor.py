@@ -17,6 +17,7 @@ import contextlib
 import copy
 import dataclasses
 import glob
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -45,9 +46,20 @@ from sansa.model.checkpoint import (
 )
 from sansa.model.memory import MemoryTokens
 from sansa.model.sansa import Decoded, ImageFeatures, SansaModel
-from sansa.records import DEFAULT_LABEL, Prediction, Prompt, Reference, Segmentation
+from sansa.objects import Decoder, ObjectOptions, find_objects
+from sansa.records import (
+    DEFAULT_LABEL,
+    FailedTarget,
+    Prediction,
+    Prompt,
+    Reference,
+    Segmentation,
+    resolve_label_map,
+)
 from sansa.targets import find_targets
 from sansa.transforms import ModelTransform
+
+logger = logging.getLogger(__name__)
 
 # Targets encoded together by segment_many (and `sansa segment`) on a GPU. On the CPU one at a
 # time is faster: Hiera-T took 3.0 s per image alone and 4.2 s per image in batches of 4 here.
@@ -68,6 +80,8 @@ class SansaPredictor:
             the device lacks native support (see :func:`sansa.devices.resolve_precision`).
             ``"auto"``: bf16 where the device computes it natively and fast (a CUDA GPU with bf16,
             a CPU with AMX), fp32 elsewhere. :attr:`precision` is what runs (``"auto"`` resolved).
+        objects: how :meth:`segment` and the others split each class into objects (default:
+            :class:`~sansa.objects.ObjectOptions`'s defaults); kept as :attr:`objects`.
 
     Attributes:
         cpu_threads: intra-op threads of each model call on the CPU (default
@@ -77,7 +91,11 @@ class SansaPredictor:
     """
 
     def __init__(
-        self, model: SansaModel, device: str | torch.device | None = "auto", precision: str | None = "fp32"
+        self,
+        model: SansaModel,
+        device: str | torch.device | None = "auto",
+        precision: str | None = "fp32",
+        objects: ObjectOptions | None = None,
     ) -> None:
         self.device: torch.device = resolve_device(device)
         self.precision: str = choose_precision(precision, self.device)  # what runs: "auto" resolved
@@ -85,8 +103,18 @@ class SansaPredictor:
         self.model: SansaModel = model.to(self.device).eval()
         self.transform: ModelTransform = ModelTransform(model.image_size)
         self.cpu_threads: int | None = CPU_MODEL_THREADS
+        self.objects = objects if objects is not None else ObjectOptions()
         self._references: list[Reference] = []
         self._memory: dict[str, MemoryTokens] = {}
+
+    def __repr__(self) -> str:
+        classes = ", ".join(f"{label!r}: {sum(r.label == label for r in self._references)}" for label in self.labels)
+        objects = "" if self.objects == ObjectOptions() else f", objects={self.objects}"
+        return (
+            f"SansaPredictor(backbone={_backbone_name(self.model)}, adapters={list(self.model.adapter_stages)}, "
+            f"device={self.device}, precision={self.precision}, references={len(self._references)}, "
+            f"classes={{{classes}}}{objects})"
+        )
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -241,12 +269,14 @@ class SansaPredictor:
         self._memory.clear()
 
     # -- targets --------------------------------------------------------------------------
-    def predict(self, target: ImageLike, label: str | None = None) -> Prediction:
+    def predict(self, target: ImageLike, label: str | None = None, keep_logits: bool = True) -> Prediction:
         """Segment one class in one target image.
 
         Args:
             target: a path, PIL image or ``uint8 [H, W, 3]`` array.
             label: the class; may be left out when all references share one class.
+            keep_logits: keep ``.logits`` (``float32 [H, W]``); this one-class call keeps them by
+                default, :meth:`segment` and the others do not.
 
         Returns:
             A :class:`Prediction` at the target's own size.
@@ -258,18 +288,36 @@ class SansaPredictor:
         with self._computing():
             feats = self.encode([pixels])
             decoded = self.model.decode_targets(feats, self.memory(label))
-        return self._prediction(decoded, 0, label, pixels.shape[:2])
+            logits = self.transform.logits_to_image(decoded.low_res_logits, *pixels.shape[:2])[0]
+        mask = (logits > 0).cpu().numpy()
+        kept = logits.cpu().numpy() if keep_logits else None
+        return Prediction(logits=kept, score=float(decoded.iou[0]), label=label, mask=mask)
 
-    def segment(self, target: ImageLike, name: str | None = None) -> Segmentation:
-        """Segment every class in one target: the image is encoded once, each class decoded from it."""
-        return self.segment_batch([target], [name] if name is not None else None)[0]
+    def segment(
+        self,
+        target: ImageLike,
+        name: str | None = None,
+        objects: ObjectOptions | bool = True,
+        keep_logits: bool = False,
+    ) -> Segmentation:
+        """Segment every class in one target: the image is encoded once, each class decoded from
+        it, and each class's objects found from the same encoding (see :meth:`segment_encoded`)."""
+        names = [name] if name is not None else None
+        return self.segment_batch([target], names, objects=objects, keep_logits=keep_logits)[0]
 
-    def segment_batch(self, targets: Sequence[ImageLike], names: Sequence[str] | None = None) -> list[Segmentation]:
+    def segment_batch(
+        self,
+        targets: Sequence[ImageLike],
+        names: Sequence[str] | None = None,
+        objects: ObjectOptions | bool = True,
+        keep_logits: bool = False,
+    ) -> list[Segmentation]:
         """Segment every class in several targets, encoding them as one batch.
 
         Args:
             targets: paths, PIL images or ``uint8 [H, W, 3]`` arrays (sizes may differ).
             names: display names (default: the paths, or ``target <i>``).
+            objects, keep_logits: see :meth:`segment_encoded`.
 
         Returns:
             One :class:`Segmentation` per target, at that target's own size.
@@ -277,7 +325,8 @@ class SansaPredictor:
         self._require_references()
         images = [load_image(t, "target") for t in targets]
         names = list(names) if names is not None else [_name_of(t, f"target {i}") for i, t in enumerate(targets)]
-        return self.segment_encoded(self.encode(images), [im.shape[:2] for im in images], names)
+        sizes = [im.shape[:2] for im in images]
+        return self.segment_encoded(self.encode(images), sizes, names, objects=objects, keep_logits=keep_logits)
 
     def encode(self, images: Sequence[np.ndarray]) -> ImageFeatures:
         """Run the image encoder on RGB ``uint8 [H, W, 3]`` images (for callers that cache encodings).
@@ -297,32 +346,45 @@ class SansaPredictor:
         return feats if self._autocast_dtype is None else feats.to(dtype=torch.float32)
 
     def segment_encoded(
-        self, feats: ImageFeatures, sizes: Sequence[tuple[int, int]], names: Sequence[str]
+        self,
+        feats: ImageFeatures,
+        sizes: Sequence[tuple[int, int]],
+        names: Sequence[str],
+        objects: ObjectOptions | bool = True,
+        keep_logits: bool = False,
     ) -> list[Segmentation]:
-        """Every class in ``B`` already encoded targets.
+        """Every class in ``B`` already encoded targets, and each class's objects.
 
         Classes whose memories have the same length go through memory attention and the decoder
         as one batch (``classes x targets``), in chunks of at most ``ATTENTION_BUDGET`` memory
-        tokens times batch, so that many classes cost little more than one.
+        tokens times batch, so that many classes cost little more than one. Objects cost decoder
+        calls only: clicks inside each class's mask, on the target's features (see :mod:`sansa.objects`).
 
         Args:
             feats: :meth:`encode` output for ``B`` targets.
-            sizes: ``(H, W)`` of each target: the size the logits are returned at.
+            sizes: ``(H, W)`` of each target: the size the results are returned at.
             names: each target's display name.
+            objects: ``True``: find objects with :attr:`objects` (this predictor's
+                :class:`~sansa.objects.ObjectOptions`); an ``ObjectOptions``: with those;
+                ``False``: no objects (``Segmentation.objects`` stays empty).
+            keep_logits: keep each class's ``float32 [H, W]`` logits in ``Prediction.logits``
+                (4 bytes a pixel a class; masks are kept either way).
         """
         self._require_references()
-        per_target: list[dict[str, Prediction]] = [{} for _ in sizes]
+        options = self.objects if objects is True else (objects or None)
+        decoded: list[dict[str, tuple[torch.Tensor, float]]] = [{} for _ in sizes]
         with self._computing():
             for labels in self._class_chunks(len(sizes)):
                 memory = MemoryTokens.stack([self.memory(label) for label in labels])
-                decoded = self.model.decode_targets(ImageFeatures.cat([feats] * len(labels)), memory)
+                out = self.model.decode_targets(ImageFeatures.cat([feats] * len(labels)), memory)
                 for c, label in enumerate(labels):
-                    for b, size in enumerate(sizes):
-                        per_target[b][label] = self._prediction(decoded, c * len(sizes) + b, label, size)
-        return [
-            Segmentation.from_predictions([p[label] for label in self.labels], name)
-            for p, name in zip(per_target, names, strict=True)
-        ]
+                    for b in range(len(sizes)):
+                        index = c * len(sizes) + b
+                        decoded[b][label] = (out.low_res_logits[index], float(out.iou[index]))
+            return [
+                self._segmentation(feats[b], decoded[b], sizes[b], names[b], options, keep_logits)
+                for b in range(len(sizes))
+            ]
 
     @property
     def default_batch_size(self) -> int:
@@ -330,28 +392,46 @@ class SansaPredictor:
         return 1 if self.device.type == "cpu" else ACCELERATOR_BATCH_SIZE
 
     def segment_many(
-        self, targets: Iterable[ImageLike] | str | os.PathLike[str], batch_size: int | None = None
-    ) -> Iterator[Segmentation]:
+        self,
+        targets: Iterable[ImageLike] | str | os.PathLike[str],
+        batch_size: int | None = None,
+        on_error: str = "raise",
+        objects: ObjectOptions | bool = True,
+        keep_logits: bool = False,
+    ) -> Iterator[Segmentation | FailedTarget]:
         """Stream :meth:`segment_batch` over any number of targets, ``batch_size`` at a time
-        (default: :attr:`default_batch_size`).
+        (default: :attr:`default_batch_size`), in order.
 
         Args:
             targets: images (paths, PIL images, arrays), or one folder (its images, sorted) or
-                glob (``"photos/**/*.jpg"``) given as a string or path.
+                glob (``"photos/**/*.jpg"``) given as a string or path. Targets that are not
+                paths are named ``target <i>``, ``i`` counting every target given.
+            on_error: ``"raise"``: stop at the first target that cannot be read; ``"skip"``: log
+                it and yield a :class:`~sansa.records.FailedTarget` in its place.
+            objects, keep_logits: see :meth:`segment_encoded`.
         """
         batch_size = self.default_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise SansaError(f"batch_size: must be at least 1, got {batch_size}")
+        if on_error not in ("raise", "skip"):
+            raise SansaError(f"on_error: 'raise' or 'skip', got {on_error!r}")
         if isinstance(targets, (str, os.PathLike)):
             targets = _expand_targets(targets)
-        batch: list[ImageLike] = []
-        for target in targets:
-            batch.append(target)
-            if len(batch) == batch_size:
-                yield from self.segment_batch(batch)
-                batch = []
-        if batch:
-            yield from self.segment_batch(batch)
+        self._require_references()
+        pending: list[tuple[str, np.ndarray | FailedTarget]] = []
+        for index, target in enumerate(targets):
+            name = _name_of(target, f"target {index}")
+            try:
+                pending.append((name, load_image(target, "target")))
+            except SansaError as err:
+                if on_error == "raise":
+                    raise
+                logger.warning("%s: skipped: %s", name, err)
+                pending.append((name, FailedTarget(name, str(err))))
+            if sum(isinstance(item, np.ndarray) for _, item in pending) == batch_size:
+                yield from self._segment_pending(pending, objects, keep_logits)
+                pending = []
+        yield from self._segment_pending(pending, objects, keep_logits)
 
     def memory(self, label: str) -> MemoryTokens:
         """The assembled memory of one class (computed once, cached until its references change)."""
@@ -399,9 +479,63 @@ class SansaPredictor:
         inputs = self.transform.point_prompt(prompt, height, width)
         return self.model.decode_prompt(feats, {k: v.to(self.device) for k, v in inputs.items()})
 
-    def _prediction(self, decoded: Decoded, index: int, label: str, size: tuple[int, int]) -> Prediction:
-        logits = self.transform.logits_to_image(decoded.low_res_logits[index : index + 1], *size)[0]
-        return Prediction(logits=logits.cpu().numpy(), score=float(decoded.iou[index]), label=label)
+    def _segment_pending(
+        self, pending: list[tuple[str, np.ndarray | FailedTarget]], objects: ObjectOptions | bool, keep_logits: bool
+    ) -> Iterator[Segmentation | FailedTarget]:
+        """Segment the images of ``pending`` as one batch; yield results and failures in order."""
+        images = [(name, item) for name, item in pending if isinstance(item, np.ndarray)]
+        done = iter([])
+        if images:
+            sizes = [image.shape[:2] for _, image in images]
+            feats = self.encode([image for _, image in images])
+            done = iter(self.segment_encoded(feats, sizes, [n for n, _ in images], objects, keep_logits))
+        for _, item in pending:
+            yield item if isinstance(item, FailedTarget) else next(done)
+
+    def _segmentation(
+        self,
+        frame: ImageFeatures,
+        decoded: dict[str, tuple[torch.Tensor, float]],
+        size: tuple[int, int],
+        name: str,
+        objects: ObjectOptions | None,
+        keep_logits: bool,
+    ) -> Segmentation:
+        """One target's :class:`Segmentation` from each class's decoder logits ``[1, S/4, S/4]``."""
+        labels = self.labels
+        logits = self.transform.logits_to_image(torch.stack([decoded[label][0] for label in labels]), *size)
+        label_map = resolve_label_map(logits)
+        masks = (logits > 0).cpu().numpy()
+        predictions = {
+            label: Prediction(
+                logits=logits[c].cpu().numpy() if keep_logits else None,
+                score=decoded[label][1],
+                label=label,
+                mask=masks[c],
+            )
+            for c, label in enumerate(labels)
+        }
+        del logits
+        segmentation = Segmentation(predictions, labels, label_map, name)
+        if objects is not None:
+            scores = [decoded[label][1] for label in labels]
+            segmentation.objects, segmentation.label_map = find_objects(
+                self._point_decoder(frame), label_map, labels, scores, objects, self.model.image_size
+            )
+        return segmentation
+
+    def _point_decoder(self, frame: ImageFeatures) -> Decoder:
+        """Single clicks (model coordinates ``[N, 2]``) decoded on one target's features: three
+        candidate masks each (see :meth:`SansaModel.decode_points`), returned on the CPU."""
+
+        def decode(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            coords = points.to(self.device, torch.float32)[:, None, :]
+            labels = torch.ones(len(points), 1, dtype=torch.int32, device=self.device)
+            with self._computing():
+                logits, iou = self.model.decode_points(frame, coords, labels)
+            return logits.cpu(), iou.cpu()
+
+        return decode
 
 
 def _trained_model(
@@ -434,6 +568,17 @@ def _random_model(model: str | os.PathLike[str], adapter_checkpoint: str | os.Pa
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return build_sansa(model)
+
+
+def _backbone_name(model: SansaModel) -> str:
+    """The registered backbone ``model`` is built on (``hiera_large``), else its trunk's shape."""
+    from sansa.model.variants import VARIANTS
+
+    width = model.sam.image_encoder.trunk.channel_list[-1]
+    for variant in VARIANTS.values():
+        if tuple(variant.stages) == model.stage_sizes and variant.embed_dim == width:
+            return variant.name
+    return f"Hiera({width} wide, stages {list(model.stage_sizes)})"
 
 
 def _expand_targets(spec: str | os.PathLike[str]) -> list[str]:

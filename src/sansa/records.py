@@ -7,13 +7,14 @@ Coordinate convention everywhere: pixels of the image the prompt belongs to, ``x
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from sansa.errors import PromptError
+from sansa.errors import PromptError, SansaError
 
 DEFAULT_LABEL = "object"
 # A scribble longer than this is thinned evenly along its length: the reference code's scribbles
@@ -24,6 +25,8 @@ MAX_SCRIBBLE_POINTS = 64
 # the web app's model lock for 36 s), and a scribble is read in full before it is thinned.
 MAX_POINTS = 256
 MAX_SCRIBBLE_INPUT = 65_536
+MIN_AREA_FRACTION = 1e-4  # ObjectOptions' default min_area: 0.01% of the target's pixels ...
+MIN_AREA_FLOOR = 16  # ... and at least this many pixels
 
 
 class PromptType(str, enum.Enum):
@@ -207,19 +210,24 @@ class Prediction:
     """SANSA's segmentation of one class in one target image.
 
     Attributes:
-        logits: ``float32 [H, W]`` mask logits at the target's own size.
+        logits: ``float32 [H, W]`` mask logits at the target's own size, or ``None`` where they
+            were not kept (``keep_logits=False``, the default of ``segment*``: 4 bytes a pixel).
         score: the decoder's IoU estimate for the chosen mask (0..1).
         label: the class.
-        mask: ``bool [H, W]``, foreground where ``sigmoid(logits) > 0.5``.
+        mask: ``bool [H, W]``, foreground where ``sigmoid(logits) > 0.5`` (the class on its own,
+            before overlaps with other classes are resolved); computed from ``logits`` when not given.
     """
 
-    logits: np.ndarray
+    logits: np.ndarray | None
     score: float
     label: str = DEFAULT_LABEL
-    mask: np.ndarray = field(init=False, repr=False)
+    mask: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.mask = self.logits > 0
+        if self.mask is None:
+            if self.logits is None:
+                raise ValueError("Prediction: give logits or mask")
+            self.mask = self.logits > 0
 
     def __repr__(self) -> str:
         return (
@@ -254,6 +262,62 @@ class SegmentedObject:
     def __repr__(self) -> str:
         box = ", ".join(f"{v:g}" for v in np.asarray(self.box).tolist())
         return f"SegmentedObject(label={self.label!r}, box=[{box}], area={self.area}, score={self.score:.3f})"
+
+
+@dataclass(frozen=True)
+class ObjectOptions:
+    """How each class's mask is split into objects. The defaults suit ordinary photos.
+
+    Attributes:
+        min_area: the smallest object, in pixels of the target; ``None``: 0.01% of the target's
+            pixels, at least 16. Smaller pieces join the object they touch, or are dropped.
+        max_objects: the most objects per class (the largest are kept; smaller ones are dropped).
+        points_per_class: the point density: at most this many decoder prompts per class
+            (distance-transform peaks of its mask, widest first). 0 decodes nothing: objects are
+            then the class's connected regions.
+        overlap: mask IoU above which the lower-scored of two candidates of a class is a duplicate.
+        min_inside: the share of a candidate's pixels that must lie in its class's mask.
+        pred_iou: the decoder's IoU estimate a candidate needs (SAM's ``pred_iou_thresh``).
+        stability: the stability score a candidate needs (SAM's ``stability_score_thresh``).
+    """
+
+    min_area: int | None = None
+    max_objects: int = 100
+    points_per_class: int = 4
+    overlap: float = 0.7
+    min_inside: float = 0.8
+    pred_iou: float = 0.8
+    stability: float = 0.95
+
+    def __post_init__(self) -> None:
+        for name in ("max_objects", "points_per_class") + (("min_area",) if self.min_area is not None else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise SansaError(f"{name}: must be a whole number >= 0, got {value!r}")
+        for name in ("overlap", "min_inside", "pred_iou", "stability"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise SansaError(f"{name}: must be a number from 0 to 1, got {value!r}")
+
+    @classmethod
+    def create(cls, **given: Any) -> ObjectOptions:
+        """From what a front end's user set (``None`` values are left to the defaults); an
+        unknown name is a one-line :class:`SansaError`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise SansaError(f"object options: unknown {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from the defaults (for records of what a run was made with)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v != getattr(ObjectOptions(), k)}
+
+    def area_floor(self, height: int, width: int) -> int:
+        """``min_area`` for an ``height x width`` target."""
+        if self.min_area is not None:
+            return int(self.min_area)
+        return max(MIN_AREA_FLOOR, round(MIN_AREA_FRACTION * height * width))
 
 
 @dataclass(eq=False)
@@ -298,13 +362,38 @@ class Segmentation:
 
     @classmethod
     def from_predictions(cls, predictions: list[Prediction], name: str = "") -> Segmentation:
-        """Resolve overlaps per pixel: the foreground class of highest logit wins."""
-        logits = np.stack([p.logits for p in predictions])  # [C, H, W]
-        winner = logits.argmax(axis=0)
-        foreground = np.take_along_axis(logits, winner[None], axis=0)[0] > 0
-        label_map = np.where(foreground, winner + 1, 0).astype(np.uint16)
+        """Resolve overlaps per pixel: the foreground class of highest logit wins (the predictions
+        must hold their logits). No objects are found here (see ``SansaPredictor.segment``)."""
+        if any(p.logits is None for p in predictions):
+            raise ValueError("from_predictions: needs predictions with logits (keep_logits=True)")
+        logits = np.stack([p.logits for p in predictions])  # type: ignore[misc]  # [C, H, W]
         labels = [p.label for p in predictions]
-        return cls({p.label: p for p in predictions}, labels, label_map, name)
+        return cls({p.label: p for p in predictions}, labels, resolve_label_map(logits), name)
+
+
+def resolve_label_map(logits: Any) -> np.ndarray:
+    """``uint16 [H, W]`` from class logits ``float32 [C, H, W]`` (numpy, or a torch tensor on any
+    device): 0 where no class is foreground, else ``1 +`` the index of the class of highest logit
+    (the first on a tie)."""
+    winner, best = logits.argmax(0), logits.amax(0) if hasattr(logits, "amax") else logits.max(0)
+    if hasattr(winner, "cpu"):  # torch
+        winner, best = winner.cpu().numpy(), best.cpu().numpy()
+    label_map = (winner + 1).astype(np.uint16)
+    label_map[best <= 0] = 0
+    return label_map
+
+
+@dataclass(frozen=True)
+class FailedTarget:
+    """A target that could not be segmented (``segment_many(..., on_error="skip")``).
+
+    Attributes:
+        name: the target's name (its path, or ``target <i>``).
+        error: why, in one line.
+    """
+
+    name: str
+    error: str
 
 
 def _size(array: np.ndarray) -> str:

@@ -48,3 +48,57 @@ def load_predictor(args: argparse.Namespace):
     return ModelSpec(
         **given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights", "device", "precision")
     ).load()
+
+
+OBJECT_FLAGS = {  # flag -> ObjectOptions field
+    "min_area": "min_area",
+    "max_objects": "max_objects",
+    "object_points": "points_per_class",
+    "object_overlap": "overlap",
+}
+
+
+def add_object_options(parser: argparse.ArgumentParser) -> None:
+    """``--min-area``, ``--max-objects``, ``--object-points``, ``--object-overlap``: how each class
+    is split into objects (defaults: :class:`~sansa.records.ObjectOptions`'s, quoted in the help)."""
+    from sansa.records import MIN_AREA_FLOOR, MIN_AREA_FRACTION, ObjectOptions
+
+    defaults = ObjectOptions()
+    group = parser.add_argument_group("objects (each class's mask split into objects)")
+    group.add_argument(
+        "--min-area",
+        type=int,
+        metavar="PX",
+        help=f"smallest object in pixels; smaller pieces join the object they touch or are dropped "
+        f"(default: {MIN_AREA_FRACTION:.2%} of the image, at least {MIN_AREA_FLOOR})",
+    )
+    group.add_argument(
+        "--max-objects", type=int, metavar="N", help=f"most objects per class (default: {defaults.max_objects})"
+    )
+    group.add_argument(
+        "--object-points",
+        type=int,
+        metavar="N",
+        help="decoder prompts per class (more finds more touching objects, costs more); 0: objects are "
+        f"the connected regions (default: {defaults.points_per_class})",
+    )
+    group.add_argument(
+        "--object-overlap",
+        type=float,
+        metavar="IOU",
+        help=f"mask IoU above which two candidates are one object (default: {defaults.overlap})",
+    )
+
+
+def object_options(args: argparse.Namespace):
+    """The :class:`~sansa.records.ObjectOptions` of the object flags the user set."""
+    from sansa.errors import SansaError
+    from sansa.records import ObjectOptions
+
+    set_by_user = given(args, *OBJECT_FLAGS)
+    for flag, value in set_by_user.items():  # errors name the flag the user typed
+        try:
+            ObjectOptions.create(**{OBJECT_FLAGS[flag]: value})
+        except SansaError as err:
+            raise SansaError(f"--{flag.replace('_', '-')}: {str(err).split(': ', 1)[1]}") from None
+    return ObjectOptions.create(**{OBJECT_FLAGS[flag]: value for flag, value in set_by_user.items()})

@@ -39,7 +39,7 @@ cannot be written).
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``segment`` command."""
-    from sansa.cli.common import MODEL_HELP, add_model_options
+    from sansa.cli.common import MODEL_HELP, add_model_options, add_object_options
     from sansa.export.exporter import format_names
     from sansa.export.formats import DEFAULT_FORMATS
 
@@ -120,6 +120,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument(
         "--batch-size", type=int, metavar="N", help="targets encoded together (default: 4 on a GPU, 1 on the CPU)"
     )
+    add_object_options(parser)
     add_model_options(parser)
     scale = parser.add_argument_group("Ray: label on many processes or machines (pip install 'sansa-segment[scale]')")
     scale.add_argument(
@@ -239,6 +240,7 @@ _NOT_RECORDED = ("handler", "command", "worker_env", "runtime_env")  # may hold 
 def job_from_args(args: argparse.Namespace):
     """The :class:`~sansa.labeling.Job` the command line describes (only what the user set)."""
     from sansa import labeling
+    from sansa.cli.common import object_options
 
     return labeling.Job(
         references=[labeling.ReferenceEntry.from_spec(spec) for spec in _reference_specs(args)],
@@ -248,6 +250,7 @@ def job_from_args(args: argparse.Namespace):
         model=labeling.ModelSpec(
             **given(args, "model", "sam2_checkpoint", "adapter", "backbone", "random_weights", "device", "precision")
         ),
+        objects=object_options(args),
         recursive=bool(args.recursive),
         batch_size=args.batch_size,
         overwrite=bool(args.overwrite),

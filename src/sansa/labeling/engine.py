@@ -140,7 +140,8 @@ def load_references(job: Job) -> list[LoadedReference]:
 
 
 def inputs_record(job: Job, references: Sequence[LoadedReference]) -> dict[str, Any]:
-    """What every result of the job is made from: each reference (class, prompt, image) and the model."""
+    """What every result of the job is made from: each reference (class, prompt, image), the model
+    and the object options set."""
 
     refs = [
         {
@@ -153,7 +154,8 @@ def inputs_record(job: Job, references: Sequence[LoadedReference]) -> dict[str, 
         }
         for r in references
     ]
-    return {"references": refs, "model": job.model.identity()}
+    objects = job.objects.changed()  # defaults unrecorded: folders of earlier versions still resume
+    return {"references": refs, "model": job.model.identity(), **({"objects": objects} if objects else {})}
 
 
 def writer_for(job: Job, worker: bool = False) -> FolderWriter:

@@ -30,7 +30,7 @@ from sansa.errors import PromptError, SansaError
 from sansa.export import DEFAULT_FORMATS, parse_formats
 from sansa.hub import DEFAULT_MODEL
 from sansa.images import load_mask, open_image_file
-from sansa.records import Prompt
+from sansa.records import ObjectOptions, Prompt
 
 if TYPE_CHECKING:
     from sansa.fs import AnyPath
@@ -254,6 +254,8 @@ class Job:
         out: the output folder (resumed when it holds results of the same inputs).
         export: formats and their options.
         model: the model to load.
+        objects: how each class is split into objects (only what the user set differs from the
+            defaults; see :class:`~sansa.records.ObjectOptions`).
         recursive: also look in sub-folders of target folders.
         batch_size: targets encoded together (``None``: the predictor's default for its device).
         overwrite: delete earlier results in ``out`` (made from other inputs) and start over.
@@ -265,6 +267,7 @@ class Job:
     out: str
     export: ExportOptions = field(default_factory=ExportOptions)
     model: ModelSpec = field(default_factory=ModelSpec)
+    objects: ObjectOptions = field(default_factory=ObjectOptions)
     recursive: bool = False
     batch_size: int | None = None
     overwrite: bool = False
@@ -280,6 +283,13 @@ class Job:
         """The output folder: a ``Path``, or a ``UPath`` for a URL (``s3://bucket/labels``; see :mod:`sansa.fs`)."""
 
         return fs.as_path(self.out)
+
+    def load_predictor(self, device: str | None = None) -> Any:
+        """The model (:meth:`ModelSpec.load`, ``device`` overriding the spec's) as a predictor
+        that finds objects with this job's :attr:`objects`."""
+        predictor = self.model.load(device)
+        predictor.objects = self.objects
+        return predictor
 
     def check(self) -> None:
         """Raise a one-line :class:`SansaError` for a job that cannot run (before any file is touched)."""
@@ -299,6 +309,7 @@ class Job:
             "out": self.out,
             "export": {**asdict(self.export), "formats": _list(self.export.formats)},
             "model": asdict(self.model),
+            "objects": self.objects.changed(),
             "recursive": self.recursive,
             "batch_size": self.batch_size,
             "overwrite": self.overwrite,
@@ -317,6 +328,7 @@ class Job:
             out=values["out"],
             export=ExportOptions(**export),
             model=ModelSpec(**(values.get("model") or {})),
+            objects=ObjectOptions(**(values.get("objects") or {})),
             recursive=bool(values.get("recursive")),
             batch_size=values.get("batch_size"),
             overwrite=bool(values.get("overwrite")),

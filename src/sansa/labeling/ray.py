@@ -207,7 +207,7 @@ class LabelActor:
         import ray
 
         self.job = Job.from_dict(job)
-        self.predictor = self.job.model.load(device)
+        self.predictor = self.job.load_predictor(device)
         self.lanes = model_lanes(self.predictor, max(1, int(cpus)))
         for reference in ray.get(references[0]):
             self.predictor.add_encoded(reference)

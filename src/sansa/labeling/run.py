@@ -57,7 +57,7 @@ def run(
     with output_errors(job.out_dir):
         plan = prepare(job, notes, command)
         try:
-            predictor = job.model.load()
+            predictor = job.load_predictor()
             references = encode_references(predictor, plan)
             reference_files = save_reference_pictures(plan, references)
             outcome = Outcome(skipped=list(plan.skipped))

@@ -19,6 +19,7 @@ from sam2.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, Memory
 from sam2.modeling.position_encoding import PositionEmbeddingSine  # noqa: E402
 from sam2.modeling.sam.transformer import RoPEAttention  # noqa: E402
 from sam2.modeling.sam2_base import SAM2Base  # noqa: E402
+from sam2.utils import amg  # noqa: E402
 
 if not _hydra_was_initialised and GlobalHydra.instance().is_initialized():
     GlobalHydra.instance().clear()
@@ -37,4 +38,5 @@ __all__ = [
     "PositionEmbeddingSine",
     "RoPEAttention",
     "SAM2Base",
+    "amg",
 ]

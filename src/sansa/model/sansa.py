@@ -152,6 +152,39 @@ class SansaModel(nn.Module):
         no_mem = self.sam.no_mem_embed.view(1, -1, 1, 1)
         return self.decode(feats.top + no_mem, feats, point_inputs=point_inputs)
 
+    def decode_points(
+        self,
+        feats: ImageFeatures,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        multimask: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode ``N`` prompts at once on one frame's features, without memory: SAM2's image path,
+        the call ``SAM2ImagePredictor`` makes (and :meth:`decode_prompt`, one prompt at a time).
+        The frame's features are shared by the prompts (the decoder repeats them), never encoded again.
+
+        Args:
+            feats: one frame's features (a batch of 1).
+            point_coords: ``float32 [N, P, 2]`` model coordinates ``(x, y)`` in ``0..S``.
+            point_labels: ``int32 [N, P]`` (1 object, 0 not, 2/3 box corners).
+            multimask: three candidate masks per prompt (as for an ambiguous single click) or one.
+
+        Returns:
+            ``float32 [N, M, S/4, S/4]`` mask logits and ``[N, M]`` the decoder's IoU estimates,
+            ``M = 3`` with ``multimask`` else 1.
+        """
+        sparse, dense = self.sam.sam_prompt_encoder(points=(point_coords, point_labels), boxes=None, masks=None)
+        logits, iou, _, _ = self.sam.sam_mask_decoder(
+            image_embeddings=feats.top + self.sam.no_mem_embed.view(1, -1, 1, 1),
+            image_pe=self.sam.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=True,
+            high_res_features=feats.high_res,
+        )
+        return logits.float(), iou.float()
+
     def decode_mask(self, feats: ImageFeatures, mask: torch.Tensor) -> Decoded:
         """A reference prompted by a mask ``[1, 1, S, S]`` (0/1): the mask is the output.
 
