@@ -484,7 +484,7 @@ class SansaPredictor:
     ) -> Iterator[Segmentation | FailedTarget]:
         """Segment the images of ``pending`` as one batch; yield results and failures in order."""
         images = [(name, item) for name, item in pending if isinstance(item, np.ndarray)]
-        done = iter([])
+        done: Iterator[Segmentation] = iter([])
         if images:
             sizes = [image.shape[:2] for _, image in images]
             feats = self.encode([image for _, image in images])

@@ -221,7 +221,7 @@ class Prediction:
     logits: np.ndarray | None
     score: float
     label: str = DEFAULT_LABEL
-    mask: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    mask: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         if self.mask is None:
@@ -307,7 +307,7 @@ class ObjectOptions:
         unknown = sorted(set(given) - known)
         if unknown:
             raise SansaError(f"object options: unknown {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in given.items() if v is not None})
 
     def changed(self) -> dict[str, Any]:
         """The options that differ from the defaults (for records of what a run was made with)."""
@@ -378,8 +378,8 @@ def resolve_label_map(logits: Any) -> np.ndarray:
     winner, best = logits.argmax(0), logits.amax(0) if hasattr(logits, "amax") else logits.max(0)
     if hasattr(winner, "cpu"):  # torch
         winner, best = winner.cpu().numpy(), best.cpu().numpy()
-    label_map = (winner + 1).astype(np.uint16)
-    label_map[best <= 0] = 0
+    label_map: np.ndarray = (np.asarray(winner) + 1).astype(np.uint16)
+    label_map[np.asarray(best) <= 0] = 0
     return label_map
 
 
