@@ -233,3 +233,67 @@ def test_selection_without_the_class_filter_equals_sam2s_automatic_mask_generato
     assert [m.tobytes() for m in data["masks"].numpy()] == [e["segmentation"].tobytes() for e in expected]
     np.testing.assert_allclose(data["iou_preds"].numpy(), [e["predicted_iou"] for e in expected], atol=1e-6)
     np.testing.assert_allclose(data["stability_score"].numpy(), [e["stability_score"] for e in expected], atol=1e-6)
+
+
+# -- the result's conversions --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def segmented(tiny):
+    image = (np.random.default_rng(8).random((48, 64, 3)) * 255).astype(np.uint8)
+    tiny.reset()
+    tiny.add_reference(image, box=[4, 4, 30, 40], label="cat")
+    tiny.add_reference(image, box=[30, 10, 60, 44], label="dog")
+    return image, tiny.segment(image, objects=ObjectOptions(min_area=8))
+
+
+def test_to_supervision_holds_every_object(segmented):
+    _, seg = segmented
+    detections = seg.to_supervision()
+    assert len(detections) == len(seg.objects) > 0
+    assert detections.mask.dtype == bool and detections.mask.shape == (len(seg.objects), 48, 64)
+    for i, o in enumerate(seg.objects):
+        assert (detections.mask[i] == o.mask).all()
+        assert detections.xyxy[i].tolist() == o.box.tolist()
+        assert seg.labels[detections.class_id[i]] == detections.data["class_name"][i] == o.label
+        assert detections.confidence[i] == pytest.approx(o.score)
+
+
+def test_to_supervision_without_supervision_is_one_line(segmented, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "supervision", None)
+    with pytest.raises(SansaError, match=r"to_supervision: needs the supervision package \(pip install supervision\)"):
+        segmented[1].to_supervision()
+
+
+def test_plot_outlines_each_object_and_save_writes_it(segmented, tmp_path):
+    from PIL import Image
+
+    from sansa.export import render
+
+    image, seg = segmented
+    picture = seg.plot(image)
+    outlines = [(seg.labels.index(o.label) + 1, o.mask) for o in seg.objects]
+    assert (picture == render.overlay(image, seg.label_map, seg.labels, outlines=outlines)).all()
+    seg.save(tmp_path / "seg.png", image)
+    assert (np.asarray(Image.open(tmp_path / "seg.png")) == picture).all()
+    with pytest.raises(SansaError, match="plot: give the image"):
+        seg.plot()
+    with pytest.raises(SansaError, match="does not match the segmentation"):
+        seg.plot(image[:10])
+
+
+@pytest.mark.slow
+def test_objects_benchmark_names_the_machine_and_gives_a_ratio():
+    """``benchmarks/objects.py`` on the tiny model: the CPU line, then a row with both times and their ratio."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "objects.py"
+    command = [sys.executable, str(script), "--backbone", "test_tiny", "--classes", "1", "--targets", "1"]
+    out = subprocess.run(command + ["--repeats", "1"], capture_output=True, text=True, timeout=600, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("CPU: ") and "load average" in lines[0]
+    row = next(line for line in lines if line.startswith("| test_tiny | 1 |")).split("|")
+    plain, with_objects, ratio = float(row[3]), float(row[4]), float(row[5])
+    assert ratio == pytest.approx(with_objects / plain, rel=0.1)  # times printed to 1 ms

@@ -148,7 +148,8 @@ def test_records_print_in_one_short_line(predictor):
         f"score={prediction.score:.3f})"
     )
     assert texts["segmentation"] == (
-        f"Segmentation(name='t.png', size=48x64, classes={{'dog': {coverage} score {prediction.score:.3f}}})"
+        f"Segmentation(name='t.png', size=48x64, classes={{'dog': {coverage} score {prediction.score:.3f}}}, "
+        f"objects={len(seg.objects)})"
     )
     assert all("\n" not in t and "array" not in t and len(t) < 160 for t in texts.values())
 

@@ -358,7 +358,71 @@ class Segmentation:
             else f"{label!r}: {_coverage(self.label_map == i)}"
             for i, label in enumerate(self.labels, start=1)
         )
-        return f"Segmentation(name={self.name!r}, size={_size(self.label_map)}, classes={{{classes}}})"
+        return (
+            f"Segmentation(name={self.name!r}, size={_size(self.label_map)}, classes={{{classes}}}, "
+            f"objects={len(self.objects)})"
+        )
+
+    def to_supervision(self) -> Any:
+        """The objects as a ``supervision.Detections`` (needs the ``supervision`` package).
+
+        Returns:
+            ``mask`` ``bool [N, H, W]``, ``xyxy`` ``float32 [N, 4]`` (pixel edges, as
+            :attr:`SegmentedObject.box`), ``class_id`` (index into :attr:`labels`), ``confidence``
+            (the objects' scores) and ``data["class_name"]``, in :attr:`objects` order. A
+            segmentation made without objects gives no detections.
+        """
+        try:
+            import supervision as sv
+        except ImportError:
+            raise SansaError("to_supervision: needs the supervision package (pip install supervision)") from None
+        height, width = self.size
+        objects = self.objects
+        return sv.Detections(
+            xyxy=np.asarray([o.box for o in objects], dtype=np.float32).reshape(-1, 4),
+            mask=np.asarray([o.mask for o in objects], dtype=bool).reshape(-1, height, width),
+            class_id=np.asarray([self.labels.index(o.label) for o in objects], dtype=int),
+            confidence=np.asarray([o.score for o in objects], dtype=np.float32),
+            data={"class_name": np.asarray([o.label for o in objects], dtype=str)},
+        )
+
+    def plot(self, image: Any = None, legend: bool = True) -> np.ndarray:
+        """The target with each class tinted in its colour, each object outlined, and a legend (the
+        ``overlay`` export's picture).
+
+        Args:
+            image: the target (path, PIL image or ``uint8 [H, W, 3]`` array); default: the file
+                :attr:`name` names.
+
+        Returns:
+            RGB ``uint8 [H, W, 3]``.
+        """
+        from sansa.export import render
+        from sansa.images import load_image
+
+        if image is None:
+            import os
+
+            if not self.name or not os.path.isfile(self.name):
+                raise SansaError(f"plot: give the image ({self.name or 'this segmentation'!r} is not a file)")
+            image = self.name
+        pixels = load_image(image, "image")
+        if pixels.shape[:2] != self.size:
+            raise SansaError(f"image: {_size(pixels)} does not match the segmentation ({_size(self.label_map)})")
+        outlines = [(self.labels.index(o.label) + 1, o.mask) for o in self.objects] or None
+        return render.overlay(pixels, self.label_map, self.labels, legend=legend, outlines=outlines)
+
+    def save(self, path: Any, image: Any = None) -> None:
+        """Write :meth:`plot`'s picture to ``path`` (JPEG for ``.jpg``/``.jpeg``, else PNG), atomically."""
+        from pathlib import Path
+
+        from PIL import Image
+
+        from sansa.atomic import encode_image, write_bytes
+
+        path = Path(path)
+        kind = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+        write_bytes(path, encode_image(Image.fromarray(self.plot(image)), kind))
 
     @classmethod
     def from_predictions(cls, predictions: list[Prediction], name: str = "") -> Segmentation:
