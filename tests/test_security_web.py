@@ -19,6 +19,7 @@ from PIL import Image
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
+from sansa.errors import SansaError  # noqa: E402
 from sansa.web.app import create_app, serve_in_thread  # noqa: E402
 from sansa.web.security import Guard, split_host  # noqa: E402
 
@@ -158,16 +159,32 @@ def test_the_page_carries_its_token_and_the_refusal_explains_how_to_open_it(serv
     refused = http.get("/")
     assert refused.status_code == 401 and "text/html" in refused.headers["content-type"]
     assert "?token=" in refused.text and token not in refused.text
+    assert f"http://127.0.0.1:{port}/?token=" in refused.text  # the address it was asked at, not port 8000
 
 
-def test_a_token_of_another_launch_is_refused(server, http, tiny_model, folder):
+def test_a_token_of_another_folder_is_refused(server, http, tiny_model, tmp_path):
     from sansa import SansaPredictor
 
-    other = create_app(SansaPredictor(tiny_model, device="cpu"), folder)
+    other = create_app(SansaPredictor(tiny_model, device="cpu"), tmp_path)
     assert other.state.token != server[2] and len(other.state.token) >= 32
     assert http.get("/api/info", headers={"X-Sansa-Token": other.state.token}).status_code == 401
-    fixed = create_app(SansaPredictor(tiny_model, device="cpu"), folder, token="chosen-by-the-caller")
-    assert fixed.state.token == "chosen-by-the-caller"
+
+
+def test_the_token_is_the_folders_kept_private_across_restarts_and_settable(tiny_model, tmp_path):
+    from sansa import SansaPredictor
+
+    def launch(**kwargs) -> str:
+        return create_app(SansaPredictor(tiny_model, device="cpu"), tmp_path, **kwargs).state.token
+
+    first = launch()
+    saved = tmp_path / ".sansa" / "web" / "token"
+    assert launch() == first == saved.read_text().strip()  # a restart keeps open tabs working
+    assert saved.stat().st_mode & 0o777 == 0o600  # only its owner can read it
+    assert launch(token="chosen-by-the-caller") == "chosen-by-the-caller" == launch()  # --token sets it
+    saved.write_text("x\n")  # damaged: a new one, never the damaged text
+    assert launch() not in ("x", "chosen-by-the-caller")
+    with pytest.raises(SansaError, match="--token"):
+        launch(token="short")
 
 
 def test_a_cross_site_upload_writes_nothing_and_other_clients_cannot_evict_a_session(server, http, folder):

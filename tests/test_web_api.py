@@ -185,7 +185,8 @@ def test_promote_makes_a_target_a_mask_reference(client, sid):
     assert response.json()["prompt_type"] == "mask"
     assert response.json()["area"] == target["classes"][0]["area"]
     targets = client.post(f"/api/sessions/{sid}/propagate").json()["total"]
-    assert targets == 2  # im1, im3: im0 and the promoted im2 are references
+    assert targets == 3  # im1, im2, im3: im0 is a reference; im2's other classes stay predicted (a fix is per class)
+    assert client.get(f"/api/sessions/{sid}").json()["fixes"] == {"im2.png": ["shape"]}
 
 
 def test_remove_reference_and_class(client, sid):
@@ -416,6 +417,20 @@ def test_class_colours_stay_distinct(client, sid, steps):
     assert len(set(colors)) == len(colors)
 
 
+def test_renaming_a_class_encodes_nothing_and_keeps_its_predictions(client, sid, monkeypatch):
+    from sansa import SansaPredictor
+
+    add_box(client, sid)
+    before = client.get(f"/api/sessions/{sid}/targets/im2.png").json()["classes"]
+    calls = []
+    encode = SansaPredictor.encode
+    monkeypatch.setattr(SansaPredictor, "encode", lambda self, *a, **k: calls.append(1) or encode(self, *a, **k))
+    assert client.patch(f"/api/sessions/{sid}/classes/shape", json={"name": "fruit"}).status_code == 200
+    assert calls == []  # no image encoded again (a 12-Mpx reference took 10 s)
+    after = client.get(f"/api/sessions/{sid}/targets/im2.png").json()["classes"]
+    assert [(c["label"], c["area"], c["score"]) for c in after] == [("fruit", c["area"], c["score"]) for c in before]
+
+
 def test_rename_and_recolour_a_class(client, sid):
     add_box(client, sid)
     client.post(f"/api/sessions/{sid}/classes", json={"name": "other", "color": "#00ff00"})
@@ -464,8 +479,11 @@ def test_export_has_every_image_with_a_mask_and_says_where_it_comes_from(fresh):
     coco = json.loads(files["annotations.json"])
     ids = {i["id"]: i["file_name"] for i in coco["images"]}
     assert sorted(ids.values()) == ["im0.png", "im1.png", "im2.png"]
+    other_id = next(c["id"] for c in coco["categories"] if c["name"] == "other")
     for ann in coco["annotations"]:
-        assert ann.get("score", 1.0) == 1.0  # all hand-made
+        accepted = ids[ann["image_id"]] == "im2.png" and ann["category_id"] == other_id
+        assert (ann.get("score", 1.0) == 1.0) != accepted  # hand-made, but for im2's class not fixed
+    assert records["im2.png"]["classes"]["other"]["pixels"] > 0  # a fix is per class: "other" stays accepted
     mask = np.asarray(Image.open(io.BytesIO(files["masks/im1_other.png"]))) > 0
     assert mask.sum() == 20 * 20 and mask[20:40, 5:25].all()  # the user's own mask, as drawn
     corrected = np.asarray(Image.open(io.BytesIO(files["masks/im2_shape.png"]))) > 0
@@ -656,3 +674,59 @@ def test_sansa_serve_listens_on_loopback(folder):
         server.terminate()
         output = server.communicate(timeout=20)[0]
     assert "Traceback" not in output, output
+
+
+# (edits sent, pixels of the mask after them): strokes and polygons applied to the mask the server holds
+EDITS = [
+    ([{"op": "fill", "points": [[10, 10], [30, 10], [30, 20], [10, 20]]}], 21 * 11),
+    (
+        [
+            {"op": "fill", "points": [[10, 10], [30, 10], [30, 20], [10, 20]]},
+            {"op": "cut", "points": [[10, 10], [20, 10], [20, 20], [10, 20]]},
+        ],
+        10 * 11,
+    ),
+    ([{"op": "paint", "points": [[5, 30], [45, 30]], "width": 5}], None),  # a 40-pixel stroke, 5 wide
+    ([{"op": "fill", "points": [[-20, -20], [100, -20], [100, 100], [-20, 100]]}], SIZE[0] * SIZE[1]),  # clipped
+]
+
+
+@pytest.mark.parametrize(("edits", "pixels"), EDITS)
+def test_a_mask_is_edited_by_strokes_sent_as_edits(client, sid, edits, pixels):
+    body = {"image": "im1.png", "label": "shape", "prompt": {"edits": edits}}
+    out = client.put(f"/api/sessions/{sid}/references", json=body)
+    assert out.status_code == 200, out.text
+    area = out.json()["area"]
+    if pixels is None:  # round ends: between the rectangle and the rectangle plus a disc
+        assert 40 * 5 <= area <= 40 * 5 + 30
+    else:
+        assert area == pixels
+    assert out.json()["prompt_type"] == "mask" and out.json()["prompt"] is None  # kept as a mask PNG
+
+
+def test_edits_apply_to_the_current_mask_and_bad_edits_are_one_line_errors(client, sid):
+    url = f"/api/sessions/{sid}/references"
+
+    def put(prompt: dict, image: str = "im1.png"):
+        return client.put(url, json={"image": image, "label": "shape", "prompt": prompt})
+
+    square = [[10, 10], [30, 10], [30, 20], [10, 20]]
+    assert put({"edits": [{"op": "fill", "points": square}]}).json()["area"] == 21 * 11
+    erased = put({"edits": [{"op": "erase", "points": [[5, 15], [35, 15]], "width": 3}]}).json()["area"]
+    assert 21 * 11 - 21 * 4 <= erased <= 21 * 11 - 21 * 3  # a 3-wide line across it, from the square it held
+    add_box(client, sid, "im0.png")
+    for prompt, image, status, words in (
+        ({"edits": [{"op": "fill", "points": square}], "box": BOX}, "im1.png", 400, "send the changes alone"),
+        ({"edits": [{"op": "paint", "points": [[1, 1]]}]}, "im1.png", 400, "needs its width"),
+        ({"edits": [{"op": "fill", "points": square}]}, "im0.png", 409, "not a mask prompt"),
+        (
+            {"edits": [{"op": "cut", "points": [[0, 0], [64, 0], [64, 48], [0, 48]]}]},
+            "im1.png",
+            400,
+            "nothing of the mask",
+        ),
+        ({"edits": [{"op": "smudge", "points": square}]}, "im1.png", 422, "prompt.edits.0.op"),
+    ):
+        response = put(prompt, image)
+        assert response.status_code == status and words in response.json()["detail"], response.text
+    assert put({"edits": []}).json()["area"] == erased  # nothing changed by the refusals

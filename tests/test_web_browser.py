@@ -284,6 +284,7 @@ def export_zip(page, tmp_path: Path, formats=("coco", "png")) -> tuple[zipfile.Z
     page.evaluate("""() => { window.__notes = [];
         new MutationObserver(() => window.__notes.push(document.getElementById('export-note').textContent))
           .observe(document.getElementById('export-note'), {childList: true, characterData: true, subtree: true}); }""")
+    page.once("dialog", lambda dialog: dialog.accept())  # "N targets are not segmented...: propagate first?"
     with page.expect_download() as download:
         page.locator("#export").click()
     path = tmp_path / "export.zip"

@@ -199,6 +199,7 @@ class SansaPredictor:
         label: str = DEFAULT_LABEL,
         name: str | None = None,
         prompt: Prompt | None = None,
+        features: ImageFeatures | None = None,
     ) -> Reference:
         """Encode a reference image and its prompt into memory (once).
 
@@ -212,6 +213,8 @@ class SansaPredictor:
             label: the class this reference is an example of.
             name: a display name (defaults to the file name).
             prompt: instead of the five above, a ready :class:`~sansa.records.Prompt` record.
+            features: the image's encoding (:meth:`encode` of this image), when the caller has it
+                cached (an editor changing a reference's mask stroke by stroke): not encoded again.
 
         Returns:
             The :class:`Reference`, with the mask SANSA understood (``.mask``, ``.logits``).
@@ -227,7 +230,7 @@ class SansaPredictor:
         height, width = pixels.shape[:2]
         prompt.check_fits(height, width)
         with self._computing():
-            feats = self.encode([pixels])
+            feats = features if features is not None else self.encode([pixels])
             decoded = self._decode_reference(feats, prompt, height, width)
             entry = self.model.encode_memory(feats, decoded)
             logits = self.transform.logits_to_image(decoded.low_res_logits, height, width)[0]

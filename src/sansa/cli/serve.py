@@ -18,8 +18,9 @@ EXAMPLES = (
 On the page: pick reference images from the gallery, mark an object (click, box, scribble, brush or
 lasso), watch the other images segment, "Propagate to all", then export COCO / PNG / YOLO as a zip.
 Press ? on the page for the keyboard shortcuts. Images are read only from FOLDER (uploads go there).
-Only that page can use the server: every call needs the token in the printed address (new at each
-start), requests from other sites (Origin) and to other host names (Host, see --allow-host) are refused.
+Only that page can use the server: every call needs the token in the printed address (kept in
+FOLDER/.sansa/web/token, so open tabs survive a restart; --token sets it); requests from other
+sites (Origin) and to other host names (Host, see --allow-host) are refused.
 
 """
     + MODEL_HELP
@@ -45,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also answer requests addressed to this host name (repeatable; default: only the "
         "bound address and localhost, against DNS rebinding)",
     )
+    parser.add_argument(
+        "--token",
+        help="the access token of the page's address (16-128 letters, digits, - or _; default: the folder's, "
+        "kept in FOLDER/.sansa/web/token across restarts)",
+    )
     add_model_options(parser)
     parser.set_defaults(handler=run)
 
@@ -53,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     folder, security = _web("folder"), _web("security")
     folder.ImageFolder(args.folder)  # a missing folder (or a file), a bad --allow-host or port: before the model
     security.parse_allow_hosts(args.allow_host or ())
+    if args.token is not None:
+        security.check_token(args.token)
     address = given(args, "host", "port")
     sock = security.listen(**address)
     app_module = _web("app")
@@ -66,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
     predictor = load_predictor(args)
-    app = app_module.create_app(predictor, args.folder, model_name=_model_name(args), allow_hosts=args.allow_host or ())
+    app = app_module.create_app(
+        predictor, args.folder, model_name=_model_name(args), allow_hosts=args.allow_host or (), **given(args, "token")
+    )
     app_module.run(app, sock=sock, **given(args, "open_browser"))
     return 0
 

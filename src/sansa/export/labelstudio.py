@@ -115,8 +115,11 @@ def _inner_pixel(mask: np.ndarray) -> np.ndarray:
     return np.array([col, row], dtype=np.float64)
 
 
-def label_config(labels: Sequence[str], control: str = "brush") -> str:
-    """The labelling config of the exported results: the image and one labels control of the classes."""
+def label_config(
+    labels: Sequence[str], control: str = "brush", colors: Sequence[tuple[int, int, int]] | None = None
+) -> str:
+    """The labelling config of the exported results: the image and one labels control of the classes,
+    in ``colors`` (RGB per class; default: the palette's)."""
     tag = CONTROLS[control][0]
     lines = [
         "<View>",
@@ -124,7 +127,7 @@ def label_config(labels: Sequence[str], control: str = "brush") -> str:
         f'  <{tag} name="{CONTROL_NAME}" toName="{IMAGE_NAME}">',
     ]
     for class_id, label in enumerate(labels, start=1):
-        color = "#{:02x}{:02x}{:02x}".format(*class_color(class_id))
+        color = "#{:02x}{:02x}{:02x}".format(*(colors[class_id - 1] if colors else class_color(class_id)))
         lines.append(f"    <Label value={quoteattr(label)} background={quoteattr(color)}/>")
     return "\n".join(lines + [f"  </{tag}>", "</View>", ""])
 

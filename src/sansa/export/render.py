@@ -54,11 +54,11 @@ def overlay(
         RGB ``uint8 [H, W, 3]``, the size of ``image``.
     """
     colors = palette_array(len(labels)) if colors is None else np.asarray(colors, dtype=np.uint8)
-    out = image.astype(np.float32)
-    foreground = label_map > 0
+    out = np.array(image, dtype=np.uint8, copy=True)
+    foreground = label_map > 0  # only those pixels are blended (a 12-Mpx image is mostly background)
     tint = colors[label_map[foreground]].astype(np.float32)
-    out[foreground] = (1 - OVERLAY_ALPHA) * out[foreground] + OVERLAY_ALPHA * tint
-    out = out.round().astype(np.uint8)
+    blended = (1 - OVERLAY_ALPHA) * out[foreground].astype(np.float32) + OVERLAY_ALPHA * tint
+    out[foreground] = blended.round().astype(np.uint8)
     thickness = _thickness(image.shape[:2])
     if outlines is None:
         outlines = [(class_id, label_map == class_id) for class_id in range(1, len(labels) + 1)]

@@ -23,6 +23,7 @@ Routes (JSON unless said; the OpenAPI schema is at ``/docs``)::
     PUT    /api/sessions/{sid}/review/{name}      accept / reject a target (null: undo)
     GET    /api/sessions/{sid}/margins            each target's feature margin to another class (review sort)
     POST   /api/sessions/{sid}/exports            export in the background; GET .../exports/{id} polls it,
+                                                  DELETE .../exports/{id} cancels it,
                                                   GET .../exports/{id}/download streams the zip
     GET    /api/sessions/{sid}/export?formats=    the same export, answered when it is written
 """
@@ -39,7 +40,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Query, Request, UploadFile
+import numpy as np
+from fastapi import FastAPI, File, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -49,9 +51,10 @@ from sansa.errors import SansaError
 from sansa.export.exporter import format_names
 from sansa.predictor import SansaPredictor
 from sansa.web import exporting, features, propagate, render, security
-from sansa.web.errors import Conflict, TooLarge, status_of
+from sansa.web.errors import Conflict, Stale, TooLarge, human_size, status_of
 from sansa.web.folder import MAX_UPLOAD_BYTES, ImageFolder
-from sansa.web.review import review_list
+from sansa.web.results import shown
+from sansa.web.review import review_list, target_classes
 from sansa.web.schema import (
     ClassCreate,
     ClassInfo,
@@ -70,10 +73,10 @@ from sansa.web.schema import (
     ReviewRequest,
     ServerInfo,
     SessionState,
-    TargetClass,
     TargetOut,
 )
 from sansa.web.service import SansaService
+from sansa.web.session import Session
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_HOST, DEFAULT_PORT = security.DEFAULT_HOST, security.DEFAULT_PORT
@@ -81,6 +84,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in
 THUMB_SIDES = (160, 320)  # the gallery's and the targets grid's (static/app.js)
 MaxSide = Annotated[int | None, Query(ge=16, le=4096, description="longer side of the returned image")]
 ThumbSide = Annotated[int, Query(ge=16, le=4096, description="longer side of the returned image")]
+REVISION_HEADER = "X-Sansa-Revision"
+Revision = Annotated[
+    int | None,
+    Header(alias=REVISION_HEADER, description="the session revision the change was made on (stale: 409)"),
+]
+Hide = Annotated[list[str] | None, Query(description="classes left out of the overlay")]
 
 
 def create_app(
@@ -100,7 +109,8 @@ def create_app(
         max_upload_bytes: the largest image upload or mask prompt accepted.
         cache_size: target image encodings kept in memory.
         model_name: shown on the page (default: the model's input size).
-        token: the token every API call must carry (default: a new random one, ``app.state.token``).
+        token: the token every API call must carry (default: the folder's, kept in ``.sansa/web/token``
+            across restarts, made at the first start; ``app.state.token``).
         allow_hosts: names besides the bound address and ``localhost`` the server may be reached as.
 
     Sessions are saved in ``folder/.sansa/web/``; the page resumes the last one. Thumbnails of
@@ -119,6 +129,7 @@ def create_app(
         formats=_export_formats(),
     )
     _install_errors(app, max_upload_bytes)
+    token = service.store.token(security.new_token, security.check_token(token) if token else None)
     security.install(app, token, allow_hosts)  # Host, Origin and token checks before anything else
     _add_image_routes(app, service, info)
     _add_session_routes(app, service)
@@ -147,7 +158,8 @@ def _install_errors(app: FastAPI, max_upload_bytes: int) -> None:
 
     @app.exception_handler(SansaError)
     def sansa_error(_: Request, err: SansaError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=status_of(err))
+        body = {"detail": str(err), **({"stale": True} if isinstance(err, Stale) else {})}
+        return JSONResponse(body, status_code=status_of(err))
 
     @app.exception_handler(OSError)
     def os_error(_: Request, err: OSError) -> JSONResponse:  # a full disk, a folder made read-only meanwhile
@@ -164,7 +176,8 @@ def _install_errors(app: FastAPI, max_upload_bytes: int) -> None:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > body_limit:
             return JSONResponse(
-                {"detail": f"request of {length} bytes is over the limit of {body_limit}"}, status_code=413
+                {"detail": f"request of {human_size(int(length))} is over the limit of {human_size(body_limit)}"},
+                status_code=413,
             )
         return await call_next(request)
 
@@ -194,7 +207,7 @@ def _add_image_routes(app: FastAPI, service: SansaService, info: ServerInfo) -> 
     def upload(file: Annotated[UploadFile, File(description="an image file")]) -> ImageInfo:
         data = file.file.read(folder.max_upload_bytes + 1)
         if len(data) > folder.max_upload_bytes:
-            raise TooLarge(f"upload {file.filename!r}: over the limit of {folder.max_upload_bytes} bytes")
+            raise TooLarge(f"upload {file.filename!r}: over the limit of {human_size(folder.max_upload_bytes)}")
         return folder.save_upload(file.filename, data)
 
 
@@ -212,55 +225,74 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
         return service.state(service.session(sid))
 
     @app.post("/api/sessions/{sid}/classes", status_code=201)
-    def add_class(sid: str, body: ClassCreate) -> ClassInfo:
-        return service.add_class(service.session(sid), body.name, body.color)
+    def add_class(sid: str, body: ClassCreate, response: Response, revision: Revision = None) -> ClassInfo:
+        with _change(service, sid, revision, response) as session:
+            return service.add_class(session, body.name, body.color)
 
     @app.patch("/api/sessions/{sid}/classes/{name}")
-    def update_class(sid: str, name: str, body: ClassUpdate) -> ClassInfo:
-        return service.update_class(service.session(sid), name, body.name, body.color)
+    def update_class(
+        sid: str, name: str, body: ClassUpdate, response: Response, revision: Revision = None
+    ) -> ClassInfo:
+        with _change(service, sid, revision, response) as session:
+            return service.update_class(session, name, body.name, body.color)
 
     @app.delete("/api/sessions/{sid}/classes/{name}")
-    def remove_class(sid: str, name: str) -> SessionState:
-        session = service.session(sid)
-        service.remove_class(session, name)
+    def remove_class(sid: str, name: str, response: Response, revision: Revision = None) -> SessionState:
+        with _change(service, sid, revision, response) as session:
+            service.remove_class(session, name)
+        return service.state(session)
+
+    @app.post("/api/sessions/{sid}/trash/{trash_id}/restore")
+    def restore_class(sid: str, trash_id: str, response: Response, revision: Revision = None) -> SessionState:
+        with _change(service, sid, revision, response) as session:
+            service.restore_class(session, trash_id)
         return service.state(session)
 
     @app.put("/api/sessions/{sid}/references")
-    def put_reference(sid: str, body: ReferenceRequest) -> ReferenceOut:
-        return service.put_reference(service.session(sid), body)
+    def put_reference(sid: str, body: ReferenceRequest, response: Response, revision: Revision = None) -> ReferenceOut:
+        with _change(service, sid, revision, response) as session:
+            return service.put_reference(session, body)
 
     @app.post("/api/sessions/{sid}/references/promote")
-    def promote(sid: str, body: PromoteRequest) -> ReferenceOut:
-        return service.promote(service.session(sid), body.image, body.label)
+    def promote(sid: str, body: PromoteRequest, response: Response, revision: Revision = None) -> ReferenceOut:
+        with _change(service, sid, revision, response) as session:
+            return service.promote(session, body.image, body.label)
 
     @app.delete("/api/sessions/{sid}/references/{ref_id}")
-    def remove_reference(sid: str, ref_id: str) -> SessionState:
-        session = service.session(sid)
-        service.remove_reference(session, ref_id)
+    def remove_reference(
+        sid: str,
+        ref_id: str,
+        response: Response,
+        revision: Revision = None,
+        keep_fix: Annotated[bool, Query(description="a fixed class erased to nothing stays fixed (empty)")] = False,
+    ) -> SessionState:
+        with _change(service, sid, revision, response) as session:
+            service.remove_reference(session, ref_id, keep_fix)
         return service.state(session)
 
     @app.get("/api/sessions/{sid}/targets/{name}")
-    def target(sid: str, name: str, max_side: MaxSide = None) -> TargetOut:
+    def target(sid: str, name: str, max_side: MaxSide = None, hide: Hide = None) -> TargetOut:
         session = service.session(sid)
         with service.lock:
-            label_map, labels, scores = service.label_map(session, name, max_side)
+            composed = shown(service, session, name, max_side)
             version = session.version
-            colors = session.colors(labels)
-        classes = [
-            TargetClass(label=label, score=scores[label], area=int((label_map == i).sum()))
-            for i, label in enumerate(labels, start=1)
-        ]
-        png = render.overlay_png(label_map, colors, max_side)
-        return TargetOut(name=name, version=version, classes=classes, overlay_png=render.data_url(png))
+        png = _overlay(session, composed.label_map, composed.labels, hide, max_side)
+        return TargetOut(
+            name=name,
+            version=version,
+            source=composed.source,
+            stale=composed.stale,
+            classes=target_classes(composed),
+            overlay_png=render.data_url(png),
+        )
 
     @app.get("/api/sessions/{sid}/targets/{name}/overlay.png", response_class=Response)
-    def overlay(sid: str, name: str, max_side: MaxSide = None) -> Response:
+    def overlay(sid: str, name: str, max_side: MaxSide = None, hide: Hide = None) -> Response:
         session = service.session(sid)
         with service.lock:
-            label_map, labels, _ = service.label_map(session, name, max_side)
-            colors = session.colors(labels)
+            composed = shown(service, session, name, max_side)
         return Response(
-            render.overlay_png(label_map, colors, max_side),
+            _overlay(session, composed.label_map, composed.labels, hide, max_side),
             media_type="image/png",
             headers={"Cache-Control": "no-store"},
         )
@@ -290,9 +322,9 @@ def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
         return review_list(service, service.session(sid))
 
     @app.put("/api/sessions/{sid}/review/{name}")
-    def decide(sid: str, name: str, body: ReviewRequest) -> ReviewList:
-        session = service.session(sid)
-        service.review(session, name, body.state)
+    def decide(sid: str, name: str, body: ReviewRequest, response: Response, revision: Revision = None) -> ReviewList:
+        with _change(service, sid, revision, response) as session:
+            service.review(session, name, body.state)
         return review_list(service, session)
 
     @app.post("/api/sessions/{sid}/exports", status_code=202)
@@ -302,6 +334,13 @@ def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
     @app.get("/api/sessions/{sid}/exports/{export_id}")
     def export_status(sid: str, export_id: str) -> ExportStatus:
         return exporting.job_of(service.session(sid), export_id).status()
+
+    @app.delete("/api/sessions/{sid}/exports/{export_id}")
+    def cancel_export(sid: str, export_id: str) -> ExportStatus:
+        job = exporting.job_of(service.session(sid), export_id)
+        job.cancel()
+        job.join(timeout=30)
+        return job.status()
 
     @app.get("/api/sessions/{sid}/exports/{export_id}/download", response_class=FileResponse, responses=zip_response)
     def download(sid: str, export_id: str) -> FileResponse:
@@ -322,6 +361,27 @@ def _add_review_and_export_routes(app: FastAPI, service: SansaService) -> None:
         return FileResponse(
             job.path, media_type="application/zip", filename=exporting.ZIP_NAME, background=BackgroundTask(job.discard)
         )
+
+
+@contextmanager
+def _change(service: SansaService, sid: str, revision: int | None, response: Response) -> Iterator[Session]:
+    """A change of session ``sid`` made on ``revision``: refused (409) when another tab changed the
+    session since; the answer carries the session's new revision (``X-Sansa-Revision``)."""
+    session = service.session(sid)
+    with service.lock:
+        service.expect(session, revision)
+        yield session
+        response.headers[REVISION_HEADER] = str(session.revision)
+
+
+def _overlay(
+    session: Session, label_map: np.ndarray, labels: list[str], hide: list[str] | None, max_side: int | None
+) -> bytes:
+    """The overlay PNG of a composed map, classes in ``hide`` left out."""
+    if hide:
+        hidden = [i for i, label in enumerate(labels, start=1) if label in hide]
+        label_map = np.where(np.isin(label_map, hidden), 0, label_map).astype(np.uint16)
+    return render.overlay_png(label_map, session.colors(labels), max_side)
 
 
 def _export_formats() -> list[str]:

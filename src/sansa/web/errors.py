@@ -19,12 +19,26 @@ class Conflict(WebError):
     status = 409
 
 
+class Stale(Conflict):
+    """A change made on an older revision of a session (another tab changed it meanwhile)."""
+
+
 class TooLarge(WebError):
     status = 413
 
 
 class NotAnImage(WebError):
     status = 415
+
+
+def human_size(count: int) -> str:
+    """``33554432`` -> ``"32 MiB"``: a size for a message (binary units, at most one decimal)."""
+    size = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} {unit}" if unit == "bytes" or size == int(size) else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 def status_of(error: SansaError) -> int:

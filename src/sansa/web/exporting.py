@@ -44,11 +44,13 @@ from sansa.images import open_lazily
 from sansa.labeling import ExportOptions, Segmented, export_results
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.render import hex_to_rgb
+from sansa.web.results import composable, is_reference, shown_if_current
 from sansa.web.schema import ExportStatus, JobState, ReviewState, Source
 from sansa.web.service import SansaService
-from sansa.web.session import Session, TargetResult
+from sansa.web.session import Session
 
 ZIP_NAME = "sansa-export.zip"
+COMPRESSED = (".png", ".jpg", ".jpeg")  # stored in the zip as they are
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class ExportJob:
             self.items, self.left_out, self.failures = planned.items, planned.left_out, planned.failures
         self.state, self.done = JobState.RUNNING, 0
         self.error: str | None = None
+        self._stop = threading.Event()
         self.total = len(self.items) + 1  # + the zip
         self.folder = Path(tempfile.mkdtemp(prefix="sansa-export-"))
         self.path = self.folder / ZIP_NAME
@@ -95,6 +98,10 @@ class ExportJob:
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
+
+    def cancel(self) -> None:
+        """Stop before the next image; the job ends ``cancelled`` and its files are removed."""
+        self._stop.set()
 
     def discard(self) -> None:
         """Delete the zip and its folder (a newer export replaces it)."""
@@ -118,9 +125,14 @@ class ExportJob:
         try:
             out = self.folder / "files"
             self._write(out)
+            if self._stop.is_set():
+                raise _Cancelled
             self._zip(out)
             shutil.rmtree(out, ignore_errors=True)
             self.done, self.state = self.total, JobState.DONE
+        except _Cancelled:
+            self.state = JobState.CANCELLED
+            self.discard()
         except SansaError as err:
             self.error, self.state = str(err), JobState.FAILED
         except Exception as err:  # a background thread must report, never die silently
@@ -138,6 +150,8 @@ class ExportJob:
 
         def segmented() -> Iterator[Segmented]:
             for item in self.items:
+                if self._stop.is_set():
+                    raise _Cancelled
                 label_map, scores = item.mapping()
                 yield Segmented(
                     item.name,
@@ -165,7 +179,7 @@ class ExportJob:
         export_results(out, self.labels, export, segmented(), failures=self.failures, on_written=written)
         if OutputFormat.PNG.value not in self.formats:  # overlays only: the PNG masks were a vehicle
             shutil.rmtree(out / "masks", ignore_errors=True)
-        _recolor(out, self.colors)
+        _recolor(out, self.labels, self.colors)
         atomic.write_json(out / "images.json", records)
 
     def _zip(self, out: Path) -> None:
@@ -173,7 +187,13 @@ class ExportJob:
         with zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(out.rglob("*")):
                 if path.is_file() and STATE_DIR not in path.relative_to(out).parts:
-                    archive.write(path, path.relative_to(out).as_posix())
+                    packed = path.suffix.lower() in COMPRESSED  # deflating a PNG or JPEG again gains nothing
+                    kind = zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED
+                    archive.write(path, path.relative_to(out).as_posix(), compress_type=kind)
+
+
+class _Cancelled(Exception):
+    """The export was cancelled (:meth:`ExportJob.cancel`)."""
 
 
 @dataclass
@@ -187,28 +207,24 @@ class Plan:
 
 
 def plan(service: SansaService, session: Session, labels: list[str]) -> Plan:
-    """What to export (see :class:`Plan`).
+    """What to export (see :class:`Plan`): each image as it shows (:func:`sansa.web.results.shown`).
 
     Raises:
         Conflict: nothing marked yet, or a target has no result for the current references.
     """
-    if not session.slots:
+    if not session.slots and not session.fixes:
         raise Conflict("no reference yet: mark an object on a reference image first")
     items, left_out, missing, failures = [], [], [], []
-    references = session.reference_images()
     job = session.job
     unreadable = job.failed if job is not None and job.version == session.version else {}
     for name in service.folder.names():
-        if name in references:
-            items.append(_reference_item(session, name, labels))
-        elif session.reviews.get(name) == ReviewState.REJECTED or name in unreadable:
+        reference = is_reference(session, name)
+        if not reference and (session.reviews.get(name) == ReviewState.REJECTED or name in unreadable):
             left_out.append(name)
             if name in unreadable:
                 failures.append({"path": name, "error": unreadable[name]})
-        elif name in session.accepted:
-            items.append(_result_item(name, Source.ACCEPTED, session.accepted[name], labels))
-        elif (result := service.current_result(session, name)) is not None:
-            items.append(_result_item(name, Source.PREDICTED, result, labels))
+        elif (source := composable(service, session, name)) is not None:
+            items.append(Item(name, source, _mapping(service, session, name, labels)))
         else:
             missing.append(name)
     if missing:
@@ -240,25 +256,22 @@ def job_of(session: Session, export_id: str) -> ExportJob:
     return job
 
 
-def _reference_item(session: Session, name: str, labels: list[str]) -> Item:
-    slots = [s for s in session.slots.values() if s.image == name]
-    source = Source.CORRECTED if any(s.source == Source.CORRECTED for s in slots) else Source.REFERENCE
+def _mapping(
+    service: SansaService, session: Session, name: str, labels: list[str]
+) -> Callable[[], tuple[np.ndarray, dict[str, float]]]:
+    """Image ``name``'s composed map in the export's class ids (the page's classes when the export
+    started), composed when written (one image's map in memory at a time)."""
 
     def mapping() -> tuple[np.ndarray, dict[str, float]]:
-        label_map = np.zeros(slots[0].reference.size, dtype=np.uint16)
-        for slot in sorted(slots, key=lambda s: -labels.index(s.reference.label)):  # first class on top
-            label_map[slot.reference.mask] = labels.index(slot.reference.label) + 1
-        return label_map, {s.reference.label: 1.0 for s in slots}
+        with service.lock:
+            composed = shown_if_current(service, session, name)
+        if composed is None:
+            raise Conflict(f"export: {name!r} lost its result while exporting (references changed); export again")
+        ids = [0] + [labels.index(x) + 1 if x in labels else 0 for x in composed.labels]
+        lookup = np.array(ids, dtype=np.uint16)
+        return lookup[composed.label_map], {k: v for k, v in composed.scores.items() if k in labels}
 
-    return Item(name, source, mapping)
-
-
-def _result_item(name: str, source: Source, result: TargetResult, labels: list[str]) -> Item:
-    def mapping() -> tuple[np.ndarray, dict[str, float]]:
-        lookup = np.array([0] + [labels.index(x) + 1 if x in labels else 0 for x in result.labels], dtype=np.uint16)
-        return lookup[result.label_map], {k: v for k, v in result.scores.items() if k in labels}
-
-    return Item(name, source, mapping)
+    return mapping
 
 
 def _image_record(
@@ -276,8 +289,13 @@ def _image_record(
     }
 
 
-def _recolor(out: Path, colors: list[tuple[int, int, int]]) -> None:
-    """Give ``classes.json`` and the indexed PNGs the page's class colours."""
+def _recolor(out: Path, labels: list[str], colors: list[tuple[int, int, int]]) -> None:
+    """Give ``classes.json``, the indexed PNGs and Label Studio's config the page's class colours."""
+    from sansa.export import labelstudio
+
+    config = out / labelstudio.FOLDER / "config.xml"
+    if config.is_file():
+        atomic.write_text(config, labelstudio.label_config(labels, colors=colors))
     table_path = out / "classes.json"
     table = json.loads(table_path.read_text())
     for row in table:

@@ -30,7 +30,7 @@ from sansa.images import (
     open_lazily,
     read_size,
 )
-from sansa.web.errors import Conflict, NotAnImage, NotFound, TooLarge, WebError
+from sansa.web.errors import Conflict, NotAnImage, NotFound, TooLarge, WebError, human_size
 from sansa.web.schema import ImageInfo, ImageList, SkippedImage
 
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
@@ -158,7 +158,9 @@ class ImageFolder:
             WebError: an unsafe file name. Conflict: the name is taken.
         """
         if len(data) > self.max_upload_bytes:
-            raise TooLarge(f"upload {filename!r}: {len(data)} bytes is over the limit of {self.max_upload_bytes}")
+            raise TooLarge(
+                f"upload {filename!r}: {human_size(len(data))} is over the limit of {human_size(self.max_upload_bytes)}"
+            )
         name = Path(filename or "").name
         if len(name.encode()) > MAX_NAME_BYTES:
             raise WebError(f"upload {name[:40]!r}...: name longer than {MAX_NAME_BYTES} bytes")

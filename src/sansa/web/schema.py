@@ -6,6 +6,7 @@ Coordinates are pixels of the full-size image a prompt belongs to: ``x`` = colum
 from __future__ import annotations
 
 import enum
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -90,6 +91,14 @@ class ClassUpdate(BaseModel):
         return value
 
 
+class MaskEdit(BaseModel):
+    """One change of a mask (:mod:`sansa.web.strokes`): the brush, eraser or lasso as drawn."""
+
+    op: Literal["paint", "erase", "fill", "cut"] = Field(description="paint/erase a stroke, fill/cut a polygon")
+    points: list[Point] = Field(min_length=1, max_length=65536, description="[[x, y], ...] in image pixels")
+    width: float | None = Field(default=None, gt=0, le=100000, description="the brush diameter (paint, erase)")
+
+
 class PromptIn(BaseModel):
     """What the user marked on a reference; a mask cannot be combined with the other kinds."""
 
@@ -101,6 +110,11 @@ class PromptIn(BaseModel):
         default=None,
         description="the object's pixels: a PNG, base64 or data: URL, "
         "at the image's size; non-zero alpha or value = object",
+    )
+    edits: list[MaskEdit] | None = Field(
+        default=None,
+        max_length=1000,
+        description="instead of mask_png: changes to this reference's current mask (empty before: none)",
     )
 
 
@@ -141,9 +155,22 @@ class ReferenceOut(BaseModel):
     mask_png: str = Field(description="the decoded reference mask as a data: URL (PNG in the class colour)")
 
 
+class DeletedClass(BaseModel):
+    """A class deleted from the session, kept with its references until restored."""
+
+    id: str
+    name: str
+    color: str
+    references: int = Field(description="references deleted with it")
+    fixed: int = Field(description="of them, fixed targets")
+
+
 class SessionState(BaseModel):
     session_id: str
     version: int = Field(description="bumped whenever references or classes change")
+    revision: int = Field(default=0, description="bumped by every change; changes carry it (X-Sansa-Revision)")
+    fixes: dict[str, list[str]] = Field(default_factory=dict, description="target -> classes fixed on it")
+    trash: list[DeletedClass] = Field(default_factory=list, description="deleted classes, restorable")
     classes: list[ClassInfo]
     references: list[ReferenceOut]
     reviews: dict[str, ReviewState] = Field(default_factory=dict, description="target -> review decision")
@@ -156,11 +183,14 @@ class TargetClass(BaseModel):
     label: str
     score: float
     area: int
+    source: Source = Field(default=Source.PREDICTED, description="where this class's mask comes from")
 
 
 class TargetOut(BaseModel):
     name: str
     version: int = Field(description="the session version these masks belong to")
+    source: Source = Field(default=Source.PREDICTED, description="what the export writes for this image")
+    stale: bool = Field(default=False, description="accepted with older references than the current ones")
     classes: list[TargetClass]
     overlay_png: str = Field(description="the label map as a data: URL (palette PNG, classes in their colours)")
 
@@ -185,6 +215,7 @@ class ReviewItem(BaseModel):
     state: str = Field(description="unreviewed, accepted, rejected or fixed (corrected into a reference)")
     score: float | None = Field(description="lowest decoder score of the classes found; None before propagation")
     classes: list[TargetClass] = Field(default_factory=list)
+    stale: bool = Field(default=False, description="accepted with older references than the current ones")
 
 
 class ReviewList(BaseModel):

@@ -30,6 +30,7 @@ import hmac
 import html
 import ipaddress
 import json
+import re
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -129,7 +130,8 @@ class Guard:
             await send({"type": "websocket.close", "code": 1008})
             return
         if scope.get("path") == "/" and status == 401:
-            await _respond(send, status, _login_page(detail).encode(), b"text/html; charset=utf-8")
+            page = _login_page(detail, _headers(scope).get("host", ""))
+            await _respond(send, status, page.encode(), b"text/html; charset=utf-8")
         else:
             await _respond(send, status, json.dumps({"detail": detail}).encode(), b"application/json")
 
@@ -191,6 +193,13 @@ def page_html(page: str, token: str) -> str:
     return page.replace("<head>", f"<head>\n  {meta}", 1)
 
 
+def check_token(token: str) -> str:
+    """``token`` if it can be a token (16 to 128 letters, digits, ``-`` or ``_``), else a one-line error."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", token):
+        raise SansaError("--token: use 16 to 128 letters, digits, - or _ (it travels in the page's address)")
+    return token
+
+
 def install(app: Any, token: str | None = None, allow_hosts: Iterable[str] = ()) -> str:
     """Protect a Starlette/FastAPI ``app`` with :class:`Guard`; its token is ``app.state.token`` (returned)."""
     token = token or new_token()
@@ -243,13 +252,15 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
     await send({"type": "http.response.body", "body": body})
 
 
-def _login_page(reason: str) -> str:
+def _login_page(reason: str, host: str) -> str:
+    """The page answered to ``/`` without the right token; ``host``: the (checked) Host it was asked as."""
     return (
         "<!doctype html><meta charset='utf-8'><title>SANSA: token needed</title>"
         "<body style='font-family:sans-serif;max-width:40em;margin:4em auto'>"
         "<h1>Open the address <code>sansa serve</code> printed</h1>"
-        f"<p>{html.escape(reason)}</p><p>It looks like <code>http://127.0.0.1:8000/?token=…</code>; "
-        "the token changes each time the server starts.</p></body>"
+        f"<p>{html.escape(reason)}</p><p>It looks like <code>http://{html.escape(host)}/?token=…</code>; "
+        "the token is kept in the folder's <code>.sansa/web/token</code> across restarts "
+        "(<code>sansa serve --token</code> sets one).</p></body>"
     )
 
 

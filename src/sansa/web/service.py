@@ -14,6 +14,7 @@ a session not in memory (after a restart, or dropped to bound memory) is read ba
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections import OrderedDict
@@ -30,10 +31,11 @@ from sansa.model.sansa import ImageFeatures
 from sansa.predictor import SansaPredictor
 from sansa.records import Prompt, Segmentation
 from sansa.web import render
-from sansa.web.errors import Conflict, NotFound
+from sansa.web.errors import Conflict, NotFound, Stale, WebError
 from sansa.web.folder import ImageFolder
 from sansa.web.schema import (
     ClassInfo,
+    DeletedClass,
     PromptIn,
     ReferenceOut,
     ReferenceRequest,
@@ -45,6 +47,7 @@ from sansa.web.session import Session, Slot, TargetResult
 from sansa.web.store import DamagedFile, SessionStore, is_reference
 
 __all__ = ["Prepared", "SansaService", "Session", "Slot", "TargetResult"]
+TRASH_LIMIT = 20  # deleted classes kept restorable per session
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,9 @@ class SansaService:
             return SessionState(
                 session_id=session.id,
                 version=session.version,
+                revision=session.revision,
+                fixes={k: list(v) for k, v in session.fixes.items() if v},
+                trash=[_deleted_class(entry) for entry in session.trash],
                 classes=classes,
                 references=refs,
                 reviews=dict(session.reviews),
@@ -145,20 +151,33 @@ class SansaService:
             )
 
     def save(self, session: Session) -> None:
-        """Write ``session.json`` (classes, references and prompts, reviews, version)."""
-        refs = [
-            {"id": s.id, "image": s.image, "label": s.reference.label, "source": s.source.value, "prompt": s.prompt}
-            for s in session.slots.values()
-        ]
+        """Write ``session.json`` (classes, references and prompts, reviews, fixes, deleted classes,
+        version); every save is a change, so it moves the session's revision."""
+        session.revision += 1
         record = {
             "format": 1,
             "id": session.id,
             "version": session.version,
+            "revision": session.revision,
             "classes": [{"name": n, "color": c} for n, c in session.classes.items()],
-            "references": refs,
+            "references": [_slot_record(s) for s in session.slots.values()],
             "reviews": {k: v.value for k, v in session.reviews.items()},
+            "fixes": session.fixes,
+            "trash": session.trash,
         }
         self.store.save(session.id, record)
+
+    def expect(self, session: Session, revision: int | None) -> None:
+        """Refuse a change made on an older revision of the session (another tab changed it since).
+
+        Raises:
+            Stale: ``revision`` is not the session's current one (``None``: not checked).
+        """
+        if revision is not None and revision != session.revision:
+            raise Stale(
+                f"this session was changed in another tab or window (revision {session.revision}, "
+                f"this page had {revision}): showing the current state"
+            )
 
     def save_result(self, session: Session, name: str) -> Future[None]:
         """Save target ``name``'s result (as it is now) on the saver thread: compressing and writing
@@ -196,11 +215,60 @@ class SansaService:
             return ClassInfo(name=name, color=session.classes[name])
 
     def remove_class(self, session: Session, name: str) -> None:
+        """Delete class ``name`` with its references and fixes, into the session's trash (saved:
+        :meth:`restore_class` brings it back, also after a restart); the oldest of more than
+        ``TRASH_LIMIT`` deleted classes is dropped for good."""
         with self.lock:
             self._require_class(session, name)
-            for slot in [s for s in session.slots.values() if s.reference.label == name]:
-                self._drop_slot(session, slot)
+            slots = [s for s in session.slots.values() if s.reference.label == name]
+            session.trash.append(
+                {
+                    "id": uuid.uuid4().hex[:12],
+                    "name": name,
+                    "color": session.classes[name],
+                    "position": list(session.classes).index(name),
+                    "references": [_slot_record(s) for s in slots],
+                    "fixes": sorted(image for image, labels in session.fixes.items() if name in labels),
+                }
+            )
+            for slot in slots:
+                self._drop_slot(session, slot, keep_mask=True)
+            for labels in session.fixes.values():
+                if name in labels:
+                    labels.remove(name)
             del session.classes[name]
+            while len(session.trash) > TRASH_LIMIT:
+                for ref in session.trash.pop(0)["references"]:
+                    self.store.remove_mask(session.id, ref["id"])
+            session.changed()
+            self.save(session)
+
+    def restore_class(self, session: Session, trash_id: str) -> None:
+        """Bring back a deleted class (:meth:`remove_class`) with its references and fixes.
+
+        Raises:
+            NotFound: no such deleted class. Conflict: a class of that name exists again.
+        """
+        with self.lock:
+            entry = next((e for e in session.trash if e["id"] == trash_id), None)
+            if entry is None:
+                raise NotFound(f"deleted class {trash_id!r}: not in this session's trash")
+            name = entry["name"]
+            if name in session.classes:
+                raise Conflict(f"class {name!r}: exists again; rename it before restoring the deleted one")
+            used = {c.lower() for c in session.classes.values()}
+            color = entry["color"] if entry["color"].lower() not in used else self._free_color(session)
+            order = list(session.classes.items())
+            order.insert(min(entry["position"], len(order)), (name, color))
+            session.classes = dict(order)
+            for ref in entry["references"]:
+                try:
+                    self._restore_reference(session, ref)
+                except (SansaError, OSError, ValueError) as err:
+                    session.notes.append(f"reference {ref['image']} ({name}): not restored: {err}")
+            for image in entry["fixes"]:
+                session.fixes.setdefault(image, []).append(name)
+            session.trash.remove(entry)
             session.changed()
             self.save(session)
 
@@ -210,31 +278,63 @@ class SansaService:
         with self.lock:
             self._require_class(session, request.label)
             size = self.folder.load(request.image).shape[:2]
-            prompt = _prompt(request.prompt, size, self.folder.max_upload_bytes)
-            stored = None if request.prompt.mask_png is not None else request.prompt.model_dump(exclude_none=True)
-            old = session.slot_of(request.image, request.label)
-            source = old.source if old is not None else Source.REFERENCE
+            if request.prompt.edits is not None:
+                prompt = self._edited(session, request, size)
+            else:
+                prompt = _prompt(request.prompt, size, self.folder.max_upload_bytes)
+            is_mask = request.prompt.mask_png is not None or request.prompt.edits is not None
+            stored = None if is_mask else request.prompt.model_dump(exclude_none=True)
+            fixed = request.label in session.fixes.get(request.image, [])
+            source = Source.CORRECTED if fixed else Source.REFERENCE
             return self._set_reference(session, request.image, request.label, prompt, source, stored)
+
+    def _edited(self, session: Session, request: ReferenceRequest, size: tuple[int, int]) -> Prompt:
+        """The mask prompt of ``request.prompt.edits`` applied to the class's current mask on the image."""
+        from sansa.web import strokes
+
+        if any(v is not None for k, v in request.prompt if k != "edits"):
+            raise WebError("prompt.edits: send the changes alone (no mask_png, points, box or scribble with them)")
+        old = session.slot_of(request.image, request.label)
+        if old is not None and old.reference.prompt.mask is None:
+            raise Conflict(f"image {request.image!r}: its {request.label!r} reference is not a mask prompt")
+        base = old.reference.mask if old is not None else np.zeros(size, dtype=bool)
+        mask = strokes.apply(base, request.prompt.edits or [])
+        if not mask.any():
+            raise WebError("prompt.edits: nothing of the mask is left; remove the reference instead")
+        return Prompt.create(mask=mask)
 
     def promote(self, session: Session, image: str, label: str) -> ReferenceOut:
         """Make a target a reference of ``label``, its current prediction as the mask prompt (to be corrected)."""
+        from sansa.web.results import is_reference, shown
+
         with self.lock:
             self._require_class(session, label)
-            if image in session.reference_images():
-                raise Conflict(f"image {image!r}: is already a reference; edit its mask instead")
-            label_map, labels, _ = self.label_map(session, image)
-            mask = label_map == labels.index(label) + 1 if label in labels else None
-            if mask is None or not mask.any():
+            if is_reference(session, image) or session.slot_of(image, label) is not None:
+                raise Conflict(f"image {image!r}: is already a reference of {label!r}; edit its mask instead")
+            composed = shown(self, session, image)
+            mask = composed.label_map == composed.labels.index(label) + 1
+            if not mask.any():
                 raise Conflict(
                     f"image {image!r}: nothing of class {label!r} is predicted there; mark it with a prompt instead"
                 )
+            fixed = session.fixes.setdefault(image, [])
+            if label not in fixed:
+                fixed.append(label)
             return self._set_reference(session, image, label, Prompt.create(mask=mask), Source.CORRECTED, None)
 
-    def remove_reference(self, session: Session, reference_id: str) -> None:
+    def remove_reference(self, session: Session, reference_id: str, keep_fix: bool = False) -> None:
+        """Forget a reference. A fixed class's mask erased to nothing keeps the fix (``keep_fix``: the
+        class is empty on that image); otherwise the image is a plain target again for that class."""
         with self.lock:
             if reference_id not in session.slots:
                 raise NotFound(f"reference {reference_id!r}: no such reference in this session")
-            self._drop_slot(session, session.slots[reference_id])
+            slot = session.slots[reference_id]
+            fixed = session.fixes.get(slot.image, [])
+            if not keep_fix and slot.reference.label in fixed:
+                fixed.remove(slot.reference.label)
+                if not fixed:
+                    del session.fixes[slot.image]
+            self._drop_slot(session, slot)
             session.changed()
             self.save(session)
 
@@ -243,8 +343,8 @@ class SansaService:
         """Accept (the prediction is kept as it is now), reject, or undo the decision on target ``name``."""
         with self.lock:
             self.folder.path(name)
-            if name in session.reference_images():
-                raise Conflict(f"image {name!r}: is a reference; its own mask is exported, there is nothing to review")
+            if name in session.reference_images() or session.fixed(name):
+                raise Conflict(f"image {name!r}: is a reference (or fixed): its own masks are exported")
             if state == ReviewState.ACCEPTED:
                 label_map, labels, scores = self.label_map(session, name)
                 session.accepted[name] = TargetResult.pack(session.version, label_map, labels, scores)
@@ -320,8 +420,9 @@ class SansaService:
             return self._features[key]
 
     def targets(self, session: Session) -> list[str]:
-        """The folder's images that are not references of this session."""
-        references = session.reference_images()
+        """The folder's images that are not reference examples of this session (fixed targets are:
+        their classes not fixed stay predicted)."""
+        references = {s.image for s in session.slots.values() if s.source == Source.REFERENCE}
         return [name for name in self.folder.names() if name not in references]
 
     # -- internals ----------------------------------------------------------------------
@@ -353,6 +454,9 @@ class SansaService:
             version=record["version"],
             classes={c["name"]: c["color"] for c in record["classes"]},
             reviews={k: ReviewState(v) for k, v in record["reviews"].items()},
+            revision=record.get("revision", 0),
+            fixes=record.get("fixes", {}),
+            trash=record.get("trash", []),
         )
         lost = False  # a reference not restored now (its image unreadable): kept on disk for the next try
         for ref in record["references"]:
@@ -422,16 +526,13 @@ class SansaService:
         return color
 
     def _rename(self, session: Session, old: str, new: str) -> None:
-        """Rename a class: its references are encoded again under the new name (same prompts, same
-        masks), so the propagated and accepted results stay current with their labels renamed."""
+        """Rename a class: its references keep their encoded memory under the new name (nothing is
+        encoded again), so the propagated and accepted results stay current with their labels renamed."""
         for slot in [s for s in session.slots.values() if s.reference.label == old]:
-            pixels = self.folder.load(slot.image)
-            reference = session.predictor.add_reference(
-                pixels, prompt=slot.reference.prompt, label=new, name=slot.image
-            )
-            session.predictor.remove_reference(session.index_of(slot))
-            slot.reference = reference
+            reference = session.predictor.remove_reference(session.index_of(slot))
+            slot.reference = session.predictor.add_encoded(dataclasses.replace(reference, label=new))
         session.classes = {new if n == old else n: c for n, c in session.classes.items()}
+        session.fixes = {image: [new if x == old else x for x in labels] for image, labels in session.fixes.items()}
         saves = []
         for kind, maps in (("results", session.results), ("accepted", session.accepted)):
             for name, result in list(maps.items()):
@@ -449,24 +550,29 @@ class SansaService:
     ) -> ReferenceOut:
         old = session.slot_of(image, label)
         pixels = self.folder.load(image)
-        reference = session.predictor.add_reference(pixels, prompt=prompt, label=label, name=image)
+        features = self.features(image)  # cached: a mask edited stroke by stroke is encoded once
+        reference = session.predictor.add_reference(pixels, prompt=prompt, label=label, name=image, features=features)
         if old is not None:  # dropped only once the new prompt is accepted
             self._drop_slot(session, old)
         slot = Slot(old.id if old else uuid.uuid4().hex[:12], image, reference, source, stored)
         session.slots[slot.id] = slot
         if stored is None:
             self.store.save_mask(session.id, slot.id, reference.mask)
-        if session.reviews.pop(image, None) is not None:
+        if source == Source.CORRECTED:  # per class: the image's other classes stay accepted
+            if session.reviews.get(image) == ReviewState.REJECTED:
+                del session.reviews[image]
+        elif session.reviews.pop(image, None) is not None:
             session.accepted.pop(image, None)
             self.store.remove_map(session.id, "accepted", image)
         session.changed()
         self.save(session)
         return self._reference_out(session, slot)
 
-    def _drop_slot(self, session: Session, slot: Slot) -> None:
+    def _drop_slot(self, session: Session, slot: Slot, keep_mask: bool = False) -> None:
         session.predictor.remove_reference(session.index_of(slot))
         del session.slots[slot.id]
-        self.store.remove_mask(session.id, slot.id)
+        if not keep_mask:  # a deleted class's masks stay for its restore
+            self.store.remove_mask(session.id, slot.id)
 
     def _reference_out(self, session: Session, slot: Slot) -> ReferenceOut:
         ref = slot.reference
@@ -482,6 +588,23 @@ class SansaService:
             area=int(ref.mask.sum()),
             mask_png=render.data_url(render.mask_png(ref.mask, color)),
         )
+
+
+def _slot_record(slot: Slot) -> dict[str, Any]:
+    """A reference as ``session.json`` keeps it (a mask prompt's mask is ``masks/<id>.png``)."""
+    return {
+        "id": slot.id,
+        "image": slot.image,
+        "label": slot.reference.label,
+        "source": slot.source.value,
+        "prompt": slot.prompt,
+    }
+
+
+def _deleted_class(entry: dict[str, Any]) -> DeletedClass:
+    refs = entry["references"]
+    fixed = sum(1 for r in refs if r.get("source") == Source.CORRECTED.value)
+    return DeletedClass(id=entry["id"], name=entry["name"], color=entry["color"], references=len(refs), fixed=fixed)
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:

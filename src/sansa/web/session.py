@@ -83,7 +83,11 @@ class Session:
     """What one page has built: classes, references, propagated results and review decisions.
 
     ``version`` moves whenever references or classes change (results of an older version are
-    stale); accepted predictions are kept as they were when accepted.
+    stale); accepted predictions are kept as they were when accepted. ``revision`` moves with every
+    saved change of any kind: a page's change made on an older revision is refused (another tab
+    changed the session meanwhile). ``fixes``: per target, the classes the user fixed on it (their
+    masks are the slots of that image and class; a fixed class without a slot was erased: empty).
+    ``trash``: deleted classes with their references, as saved, newest last (restorable).
     """
 
     id: str
@@ -95,6 +99,9 @@ class Session:
     reviews: dict[str, ReviewState] = field(default_factory=dict)
     accepted: dict[str, TargetResult] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    revision: int = 0
+    fixes: dict[str, list[str]] = field(default_factory=dict)
+    trash: list[dict[str, Any]] = field(default_factory=list)
     job: PropagationJob | None = None
     export: ExportJob | None = None
 
@@ -110,6 +117,10 @@ class Session:
     def index_of(self, slot: Slot) -> int:
         """The position of ``slot``'s reference in the predictor."""
         return next(i for i, r in enumerate(self.predictor.references) if r is slot.reference)
+
+    def fixed(self, image: str) -> bool:
+        """Whether the user fixed a class of target ``image`` (it is no longer a plain target)."""
+        return bool(self.fixes.get(image))
 
     def changed(self) -> None:
         self.version += 1

@@ -3,6 +3,7 @@
 Layout::
 
     .sansa/web/current                        the id of the session ``sansa serve`` resumes
+    .sansa/web/token                          the folder's access token (mode 0600), kept across restarts
     .sansa/web/sessions/<id>/session.json     classes and colours, references and their prompts,
                                               review decisions, the session version
     .sansa/web/sessions/<id>/masks/<ref>.png  the mask of each mask-prompt reference (binary PNG)
@@ -31,9 +32,10 @@ import io
 import json
 import os
 import re
+import tempfile
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -41,11 +43,13 @@ from typing import IO, Any
 import numpy as np
 
 from sansa import atomic
+from sansa.fs import TEMP_SUFFIX
 from sansa.images import load_mask
 
 STORE_DIR = Path(".sansa") / "web"
 FORMAT = 1
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 REVIEW_STATES = ("accepted", "rejected")  # the values of ``reviews`` in session.json
 MAX_META_BYTES = 1 << 20  # a stored map's metadata (names, labels, scores) is a few hundred bytes
 
@@ -93,6 +97,29 @@ class SessionStore:
     def exists(self, sid: str) -> bool:
         return bool(_SESSION_ID.match(sid)) and (self._dir(sid) / "session.json").is_file()
 
+    def token(self, make: Callable[[], str], given: str | None = None) -> str:
+        """The folder's access token: ``given`` (then kept), else the one saved, else a new one from
+        ``make()`` (then kept). Saved readable by the owner only (0600), so open tabs keep working
+        across restarts of the server."""
+        path = self.root / "token"
+        if given is None:
+            try:
+                saved = path.read_text().strip()
+                if _TOKEN.match(saved):
+                    return saved
+            except OSError:
+                pass
+        token = given or make()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".token.", suffix=TEMP_SUFFIX)  # 0600
+            with os.fdopen(fd, "w") as handle:
+                handle.write(token + "\n")
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only folder and cache: the token lasts as long as the server
+        return token
+
     # -- reading -------------------------------------------------------------------------
     def load(self, sid: str) -> tuple[dict[str, Any], list[str]]:
         """``session.json`` of session ``sid`` (see :meth:`SansaService.save`), each field type-checked,
@@ -126,6 +153,7 @@ class SessionStore:
         if not isinstance(record.get("references", []), list):
             raise DamagedFile(f"{path.name}: its references are not a list")
         record.setdefault("references", [])
+        notes += _check_extras(record, path.name)
         return record, notes
 
     def load_mask(self, sid: str, ref_id: str) -> np.ndarray:
@@ -265,6 +293,41 @@ def _npy_data(member: IO[bytes], shape: tuple[int, ...], dtype: np.dtype) -> np.
     if len(data) != size:
         raise DamagedFile(f"cut short ({len(data)} of {size} bytes)")
     return np.frombuffer(data, dtype).reshape(shape)
+
+
+def _check_extras(record: dict[str, Any], file: str) -> list[str]:
+    """Type-check ``revision``, ``fixes`` (image -> fixed classes) and ``trash`` (deleted classes) of
+    a ``session.json`` in place; what is damaged is left out, one note each."""
+    notes = []
+    if type(record.get("revision", 0)) is not int:
+        record["revision"] = 0
+    fixes = record.get("fixes", {})
+    if not (
+        isinstance(fixes, dict)
+        and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in fixes.values())
+    ):
+        notes.append(f"{file}: its fixed classes are damaged and were left out")
+        fixes = {}
+    record["fixes"] = {k: list(v) for k, v in fixes.items()}
+    trash = record.get("trash", [])
+    kept = [e for e in trash if _is_deleted_class(e)] if isinstance(trash, list) else []
+    if not isinstance(trash, list) or len(kept) != len(trash):
+        notes.append(f"{file}: damaged deleted classes were left out (they cannot be restored)")
+    record["trash"] = kept
+    return notes
+
+
+def _is_deleted_class(entry: Any) -> bool:
+    """Whether ``entry`` has the form of a deleted class as :meth:`SansaService.remove_class` saves it."""
+    return (
+        isinstance(entry, dict)
+        and all(isinstance(entry.get(k), str) for k in ("id", "name", "color"))
+        and type(entry.get("position")) is int
+        and isinstance(entry.get("references"), list)
+        and all(is_reference(r) for r in entry["references"])
+        and isinstance(entry.get("fixes"), list)
+        and all(isinstance(x, str) for x in entry["fixes"])
+    )
 
 
 def _writable(folder: Path) -> bool:

@@ -1,12 +1,14 @@
 // The page: classes, gallery, reference editor, live target overlays, review, propagation and export.
 // The session lives on the server (saved in the folder's .sansa/web/): the page resumes it on load.
-import { api } from "./api.js";
+import { api, hooks as apiHooks } from "./api.js";
 import { Editor } from "./editor.js";
 import { Review } from "./review.js";
 
 const $ = (id) => document.getElementById(id);
 const TARGET_SIDE = 320; // longer side of the overlays in the targets grid
 const SYNC_DELAY_MS = 80; // debounce of prompt edits before they go to the server
+const EDITOR_SIDE = 2048; // longest side of the predicted masks shown over the open image
+const HEARTBEAT_MS = 3000; // how often the page checks the server is there
 
 const S = {
   sid: null,
@@ -15,17 +17,22 @@ const S = {
   active: null, // class name
   refs: new Map(), // "image\nlabel" -> {id, image, label, source, score, area, prompt_type, img}
   reviews: {}, // target -> "accepted" | "rejected"
+  fixes: {}, // target -> classes fixed on it (its other classes stay predicted or accepted)
+  trash: [], // deleted classes: [{id, name, color, references, fixed}]
   current: null, // image open in the editor
   rev: 0, // bumped on every reference change (targets refresh when it moves)
   paint: 0, // bumped when colours change (overlays are redrawn, results stay current)
   propagatedRev: -1,
   propagating: false,
   exporting: false,
+  offline: false, // the server does not answer (calls wait and retry)
+  hidden: new Set(JSON.parse(localStorage.getItem("sansa.hidden") || "[]")), // classes not drawn (this browser)
 };
 
 const editor = new Editor($("canvas"), {
   onChange: (state, image, label) => scheduleSync(image, label),
-  masksFor: (image) => [...S.refs.values()].filter((r) => r.image === image && r.img)
+  isFixed: (image, label) => (S.fixes[image] || []).includes(label),
+  masksFor: (image) => [...S.refs.values()].filter((r) => r.image === image && r.img && !S.hidden.has(r.label))
     .sort((a, b) => (a.label === S.active) - (b.label === S.active)),
   sizeOf: (name) => S.images.find((i) => i.name === name),
   notify: (text) => toast(text),
@@ -36,6 +43,7 @@ const review = new Review({
   rev: () => `${S.rev}.${S.paint}`,
   editor,
   open: (name) => openImage(name),
+  hidden: (name) => markedLabels(name),
   promote: (name) => promote(name),
   prepare: async () => !!S.refs.size && (S.propagatedRev === S.rev || (await propagate())),
   changed: (items) => {
@@ -48,12 +56,15 @@ const review = new Review({
 });
 
 // -- helpers ------------------------------------------------------------------------------------
-function toast(text, error = false) {
-  const el = document.createElement("div");
-  el.className = "toast" + (error ? " error" : "");
-  el.textContent = text;
-  $("toasts").append(el);
-  setTimeout(() => el.remove(), error ? 6000 : 3000);
+function toast(text, error = false, action = null) {
+  const node = el("div", { className: "toast" + (error ? " error" : ""), textContent: text });
+  if (action) {
+    const button = el("button", { className: "btn small", textContent: action.label });
+    button.onclick = () => { node.remove(); action.run(); };
+    node.append(" ", button);
+  }
+  $("toasts").append(node);
+  setTimeout(() => node.remove(), action ? 10000 : error ? 6000 : 3000);
 }
 
 function el(tag, props = {}, ...children) {
@@ -74,15 +85,29 @@ function loadImage(src) {
 const colorOf = (label) => S.classes.find((c) => c.name === label)?.color || "#fff";
 const refKey = (image, label) => `${image}\n${label}`;
 const referenceImages = () => new Set([...S.refs.values()].map((r) => r.image));
-const targetNames = () => { const refs = referenceImages(); return S.images.map((i) => i.name).filter((n) => !refs.has(n)); };
-const overlayRev = () => `${S.rev}.${S.paint}`;
+const isFixed = (name) => !!S.fixes[name]?.length;
+// the grid's targets: neither references nor fixed (those open in the editor)
+const targetNames = () => {
+  const refs = referenceImages();
+  return S.images.map((i) => i.name).filter((n) => !refs.has(n) && !isFixed(n));
+};
+// a reference example: marked as a reference, not a fixed target
+const isReference = (name) => [...S.refs.values()].some((r) => r.image === name && r.source !== "corrected");
+// classes drawn from the page's own masks on `name` (the predicted overlay leaves them out)
+const markedLabels = (name) => [...new Set([...S.refs.values()].filter((r) => r.image === name).map((r) => r.label)
+  .concat(S.fixes[name] || []))];
+const overlayRev = () => `${S.rev}.${S.paint}.${[...S.hidden].join(",")}`;
+const hiddenLabels = () => [...S.hidden].filter((h) => S.classes.some((c) => c.name === h));
 
 // -- session ------------------------------------------------------------------------------------
 // Take the server's session (on load, after a restart, or a new session) as the page's state.
 async function applyState(state) {
   S.sid = state.session_id;
+  api.setRevision(state.revision);
   S.classes = state.classes;
   S.reviews = state.reviews;
+  S.fixes = state.fixes || {};
+  S.trash = state.trash || [];
   S.refs.clear();
   editor.reset();
   for (const r of state.references) {
@@ -97,6 +122,15 @@ async function applyState(state) {
   for (const note of state.notes) toast(note, true);
   selectClass(S.active);
   referencesChanged(false);
+  if (S.current) refreshEditorOverlay();
+}
+
+// Another tab changed the session: show the server's state (the refused change is dropped).
+async function reloadState() {
+  for (const entry of syncs.values()) { clearTimeout(entry.timer); entry.dirty = entry.failed = false; }
+  renderSaved();
+  await applyState(await api.session(S.sid));
+  if (review.active) await review.refresh();
 }
 
 async function newSession() {
@@ -124,13 +158,44 @@ async function addClass(name) {
   selectClass(info.name);
 }
 
+// Delete a class: asks first when it has references or fixes; undoable (the server keeps it in
+// the session's trash, so "Restore" works after a reload or a restart too).
 async function removeClass(name) {
+  const refs = [...S.refs.values()].filter((r) => r.label === name);
+  const fixed = refs.filter((r) => r.source === "corrected").length;
+  const what = `${refs.length} reference${refs.length === 1 ? "" : "s"}` + (fixed ? ` (${fixed} fixed)` : "");
+  if (refs.length && !confirm(`Delete class “${name}” and its ${what}? You can restore it afterwards.`)) return;
   const state = await api.removeClass(S.sid, name);
+  S.trash = state.trash;
   S.classes = state.classes;
+  S.fixes = state.fixes;
   for (const [key, ref] of S.refs) if (ref.label === name) { S.refs.delete(key); editor.forget(ref.image, name); }
   if (S.active === name) S.active = S.classes[0]?.name || null;
   referencesChanged();
   selectClass(S.active);
+  const deleted = S.trash[S.trash.length - 1];
+  if (deleted) toast(`Deleted class “${name}”`, false, { label: "Undo", run: () => restoreClass(deleted.id) });
+}
+
+async function restoreClass(id) {
+  try {
+    await applyState(await api.restoreClass(S.sid, id));
+    toast("Class restored");
+  } catch (err) {
+    toast(err.message, true);
+  }
+}
+
+function renderTrash() {
+  $("trash").replaceChildren(...S.trash.slice(-5).reverse().map((t) => {
+    const restore = el("button", { className: "btn small", textContent: "Restore", title: `Bring back ${t.name}` });
+    restore.onclick = () => restoreClass(t.id);
+    const item = el("li", { className: "trash-item" },
+      el("span", { className: "name", textContent: `${t.name} · ${t.references} ref${t.references === 1 ? "" : "s"}` }), restore);
+    item.dataset.name = t.name;
+    return item;
+  }));
+  $("trash-panel").classList.toggle("hidden", !S.trash.length);
 }
 
 async function updateClass(name, changes) {
@@ -145,6 +210,16 @@ async function updateClass(name, changes) {
     toast(err.message, true);
     renderClasses();
   }
+}
+
+// Show or hide a class's masks everywhere on the page (the export is not affected).
+function toggleClass(name) {
+  if (S.hidden.has(name)) S.hidden.delete(name); else S.hidden.add(name);
+  localStorage.setItem("sansa.hidden", JSON.stringify([...S.hidden]));
+  renderClasses();
+  renderTargets();
+  editor.redraw();
+  if (S.current) refreshEditorOverlay();
 }
 
 function selectClass(name) {
@@ -177,6 +252,7 @@ function renameInPlace(item, c) {
 }
 
 function renderClasses() {
+  renderTrash();
   const counts = {};
   for (const r of S.refs.values()) counts[r.label] = (counts[r.label] || 0) + 1;
   $("classes").replaceChildren(...S.classes.map((c, i) => {
@@ -187,8 +263,11 @@ function renderClasses() {
     swatch.onclick = (e) => e.stopPropagation();
     swatch.querySelector("input").onchange = (e) => updateClass(c.name, { color: e.target.value });
     const name = el("span", { className: "name", textContent: c.name, title: "Double-click to rename" });
+    const eye = el("button", { className: "eye" + (S.hidden.has(c.name) ? " off" : ""), textContent: S.hidden.has(c.name) ? "◌" : "◉",
+      title: `${S.hidden.has(c.name) ? "Show" : "Hide"} ${c.name} on the images` });
+    eye.onclick = (e) => { e.stopPropagation(); toggleClass(c.name); };
     const item = el("li", { className: "class-item" + (c.name === S.active ? " active" : "") },
-      swatch, name,
+      swatch, eye, name,
       el("span", { className: "refs", textContent: `${counts[c.name] || 0} ref${counts[c.name] === 1 ? "" : "s"}` }),
       ...(i < 9 ? [el("kbd", { textContent: String(i + 1) })] : []), del);
     item.style.setProperty("--c", c.color);
@@ -211,8 +290,8 @@ function renderGallery() {
     }));
     const thumb = el("div", { className: "thumb" + (info.name === S.current ? " open" : ""), title: info.name },
       el("img", { src: api.thumbUrl(info.name, 160), alt: info.name, loading: "lazy" }), badges);
-    const corrected = [...S.refs.values()].some((r) => r.image === info.name && r.source === "corrected");
-    if (labels.length) thumb.append(el("span", { className: "tag", textContent: corrected ? "FIXED" : "REF" }));
+    if (isFixed(info.name) && !isReference(info.name)) thumb.append(el("span", { className: "tag", textContent: "FIXED" }));
+    else if (labels.length) thumb.append(el("span", { className: "tag", textContent: "REF" }));
     thumb.dataset.name = info.name;
     thumb.onclick = () => openImage(info.name);
     return thumb;
@@ -222,12 +301,20 @@ function renderGallery() {
 async function openImage(name) {
   S.current = name;
   renderGallery();
-  const img = await loadImage(api.imageUrl(name));
+  editor.setOverlay(null);
+  let img;
+  try {
+    img = await loadImage(api.imageUrl(name));
+  } catch (err) {
+    if (S.current === name) await imageGone(name);
+    return;
+  }
   if (S.current !== name) return;
   $("empty").classList.add("hidden");
   editor.open(name, img);
   renderStatus();
   showFeatures();
+  refreshEditorOverlay(); // in the background: the image can be worked on meanwhile
 }
 
 // The features layer (sansa/web/features.py): the open image coloured by its features' first three
@@ -241,6 +328,35 @@ async function showFeatures() {
     if (S.current === name && $("features-layer").checked) editor.setLayer(img);
   } catch (err) {
     toast(`${name}: the features layer could not be made`, true);
+  }
+}
+
+// The open image could not be read (deleted or replaced on disk): say so, close it, and show the
+// folder as it is now.
+async function imageGone(name) {
+  S.images = (await api.images()).images;
+  const still = S.images.some((i) => i.name === name);
+  toast(still ? `${name}: could not be read` : `${name}: no longer in the folder`, true);
+  S.current = null;
+  editor.close();
+  $("empty").classList.remove("hidden");
+  renderGallery();
+  renderTargets();
+  renderStatus();
+}
+
+// The predicted (or accepted) masks of the open target over it, as the export writes them; the
+// classes marked by hand on it are drawn by the editor instead.
+async function refreshEditorOverlay() {
+  const name = S.current;
+  if (!name || !S.refs.size || isReference(name)) { editor.setOverlay(null); return; }
+  const rev = overlayRev();
+  try {
+    const out = await api.target(S.sid, name, EDITOR_SIDE, rev, [...markedLabels(name), ...hiddenLabels()]);
+    const img = await loadImage(out.overlay_png);
+    if (S.current === name && rev === overlayRev()) editor.setOverlay(img);
+  } catch (err) {
+    if (err.status !== 409 && S.current === name) toast(`${name}: ${err.message}`, true);
   }
 }
 
@@ -274,7 +390,7 @@ function renderStatus() {
     $("promote-open").classList.toggle("hidden", !S.refs.size);
   }
   for (const b of document.querySelectorAll(".tool[data-tool]")) b.classList.toggle("active", b.dataset.tool === editor.tool);
-  $("brush-size").textContent = ["brush", "eraser"].includes(editor.tool) ? `${editor.brush * 2}px` : "";
+  $("brush-size").textContent = ["brush", "eraser"].includes(editor.tool) && editor.brush ? `${editor.brush * 2} px` : "";
 }
 
 function escapeHtml(text) { return text.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`); }
@@ -291,7 +407,7 @@ function unsaved() { return [...syncs.values()].some((e) => e.dirty || e.busy); 
 
 function renderSaved() {
   const chip = $("save-state");
-  const failed = [...syncs.values()].some((e) => e.failed);
+  const failed = [...syncs.values()].some((e) => e.failed) || (S.offline && unsaved());
   chip.textContent = failed ? "Not saved" : unsaved() ? "Saving…" : "Saved";
   chip.classList.toggle("pending", unsaved());
 }
@@ -313,19 +429,27 @@ async function flush(image, label) {
   entry.busy = true;
   entry.dirty = false;
   try {
-    const prompt = editor.state(image, label).toPrompt();
+    const state = editor.state(image, label);
+    const prompt = state.toPrompt();
+    const sent = prompt?.edits?.length || 0; // edits sent now (more may come while this one is out)
     const old = S.refs.get(key);
     if (!prompt) {
-      if (old) await api.removeReference(S.sid, old.id);
+      // a fixed class erased to nothing stays fixed (empty); "Clear" makes it a plain target again
+      const keepFix = old?.source === "corrected" && !editor.state(image, label).cleared;
+      if (old) S.fixes = (await api.removeReference(S.sid, old.id, keepFix)).fixes;
       S.refs.delete(key);
+      if (state.kind === "mask" && !entry.again) state.ops = []; // the server holds no mask now
     } else {
       const out = await api.putReference(S.sid, image, label, prompt);
+      if (sent && state.ops) state.ops.splice(0, sent);
+      else if (prompt.mask_png && state.ops === null && !entry.again) state.ops = []; // in step with the server
       S.refs.set(key, { ...out, img: await loadImage(out.mask_png) });
     }
     entry.failed = false;
     referencesChanged();
   } catch (err) {
-    entry.dirty = entry.failed = true; // not saved: the next edit tries again, leaving the page warns
+    // not saved: the next edit tries again, leaving the page warns (a stale change is dropped)
+    entry.dirty = entry.failed = !err.stale;
     toast(err.message, true);
   } finally {
     entry.busy = false;
@@ -341,6 +465,7 @@ async function promote(name) {
     const out = await api.promote(S.sid, name, S.active);
     const img = await loadImage(out.mask_png);
     S.refs.set(refKey(name, S.active), { ...out, img });
+    S.fixes[name] = [...new Set([...(S.fixes[name] || []), S.active])];
     const state = editor.state(name, S.active);
     state.push();
     state.loadMask(img);
@@ -364,6 +489,8 @@ function referencesChanged(bump = true) {
   renderProgress();
   editor.redraw();
   if ($("features-layer").checked) showFeatures(); // its components are fitted on the references
+  if (bump && S.current) refreshEditorOverlay();
+  if (bump && review.active) review.refresh().catch((err) => toast(err.message, true)); // its counts follow
 }
 
 // -- targets ------------------------------------------------------------------------------------
@@ -439,7 +566,7 @@ async function pumpOverlays() {
       if (!name || !S.refs.size) break;
       const card = cards.get(name), rev = overlayRev();
       try {
-        const out = await api.target(S.sid, name, TARGET_SIDE, rev);
+        const out = await api.target(S.sid, name, TARGET_SIDE, rev, hiddenLabels());
         showTarget(card, out, rev);
       } catch (err) {
         card.dataset.rev = rev;
@@ -460,17 +587,35 @@ function showTarget(card, out, rev) {
     return chip;
   }));
   card.dataset.rev = rev;
+  card.dataset.source = out.source;
+  card.dataset.outdated = out.stale ? "1" : "";
+  card.querySelector(".verdict").title = out.stale
+    ? "Accepted with older references: the export writes it as accepted; review it again to take the new prediction" : "";
   card.classList.toggle("stale", rev !== overlayRev());
 }
 
 // -- propagate and export -----------------------------------------------------------------------
+// "~12 s left" from the rate so far (a job's first items, e.g. encodings being cached, can skew it)
+function remaining(clock, done, total) {
+  if (!clock.start || done === clock.first) { clock.start = performance.now(); clock.first = done; return ""; }
+  const rate = (done - clock.first) / ((performance.now() - clock.start) / 1000);
+  if (!(rate > 0) || done >= total) return "";
+  const s = Math.ceil((total - done) / rate);
+  return ` · ~${s < 90 ? `${s} s` : `${Math.round(s / 60)} min`} left`;
+}
+const propagationClock = {}, exportClock = {};
+
 function renderProgress(status) {
   const bar = $("progress-bar"), text = $("progress-text");
+  $("propagate-stop").classList.toggle("hidden", !S.propagating);
   if (status) {
     const fraction = status.total ? status.done / status.total : 1;
     bar.style.width = `${Math.round(fraction * 100)}%`;
-    text.textContent = status.state === "running" ? `${status.done} / ${status.total} images`
+    text.textContent = status.state === "running"
+      ? `${status.done} / ${status.total} images${remaining(propagationClock, status.done, status.total)}`
       : status.state === "done" ? `${status.total} images ✓` : status.state === "failed" ? "failed" : "stopped";
+  } else if (S.stopped && S.stopped.rev === S.rev && !S.propagating) {
+    text.textContent = S.stopped.text; // kept until the next run or change
   } else if (S.propagatedRev === S.rev && !S.propagating) {
     bar.style.width = "100%";
     text.textContent = `${targetNames().length} images ✓`;
@@ -481,7 +626,7 @@ function renderProgress(status) {
   $("propagate").disabled = S.propagating || !S.refs.size;
   $("export").disabled = S.exporting;
   if (!S.exporting) {
-    $("export-note").textContent = S.propagatedRev === S.rev ? "Ready to export." : "Propagates first if needed.";
+    $("export-note").textContent = S.propagatedRev === S.rev ? "Ready to export." : "Some targets are not propagated: export offers to propagate first.";
   }
 }
 
@@ -491,7 +636,9 @@ async function propagate() {
   if (!S.refs.size) { toast("Mark a reference first", true); return false; }
   if (S.propagating) return false;
   S.propagating = true;
+  S.stopped = null;
   const rev = S.rev;
+  for (const k of Object.keys(propagationClock)) delete propagationClock[k];
   $("model-chip").classList.add("busy");
   try {
     let status = await api.propagate(S.sid);
@@ -502,6 +649,10 @@ async function propagate() {
       renderProgress(status);
     }
     if (status.state === "failed") throw new Error(status.error || "propagation failed");
+    if (status.state === "cancelled") {
+      S.stopped = { rev, text: `stopped · ${status.done} / ${status.total} images` };
+      toast(`Stopped: ${status.done} of ${status.total} images propagated (the rest when you propagate again)`);
+    }
     for (const failed of status.failed || []) toast(`${failed.name}: ${failed.reason}`, true);
     if (status.state === "done" && rev === S.rev) {
       S.propagatedRev = rev;
@@ -522,7 +673,9 @@ function renderExport(status) {
   const fraction = status.total ? status.done / status.total : 0;
   $("export-bar").style.width = `${Math.round(fraction * 100)}%`;
   $("export-progress").classList.toggle("hidden", status.state !== "running");
-  $("export-note").textContent = status.state === "running" ? `Exporting… ${status.done} / ${status.total}`
+  $("export-cancel").classList.toggle("hidden", status.state !== "running");
+  $("export-note").textContent = status.state === "running"
+    ? `Exporting… ${status.done} / ${status.total}${remaining(exportClock, status.done, status.total)}`
     : status.state === "done" ? `Exported ${status.images} images ✓` : `Export ${status.state}`;
 }
 
@@ -549,17 +702,31 @@ async function exportZip() {
   const formats = [...document.querySelectorAll("#formats input:checked")].map((i) => i.value);
   if (!formats.length) return toast("Choose at least one export format", true);
   if (S.exporting) return;
-  if (S.propagatedRev !== S.rev && !(await propagate())) return;
+  if (S.propagatedRev !== S.rev) { // never silently: say what is stale, offer to propagate first
+    const state = await api.session(S.sid);
+    const stale = state.targets - state.propagated;
+    if (stale > 0) {
+      const what = `${stale} of ${state.targets} targets are not segmented with the current references`;
+      $("export-note").textContent = `${what}.`;
+      if (!confirm(`${what}. Propagate them first, then export?`)) return;
+      if (!(await propagate())) return;
+    } else {
+      S.propagatedRev = S.rev;
+    }
+  }
   S.exporting = true;
   renderProgress();
+  for (const k of Object.keys(exportClock)) delete exportClock[k];
   try {
     let status = await api.startExport(S.sid, formats, exportOptions());
+    S.exportId = status.id;
     renderExport(status);
     while (status.state === "running") {
       await sleep(200);
       status = await api.exportStatus(S.sid, status.id);
       renderExport(status);
     }
+    if (status.state === "cancelled") { $("export-note").textContent = "Export cancelled."; return; }
     if (status.state !== "done") throw new Error(status.error || "export failed");
     api.download(status.download, "sansa-export.zip");
     const left = status.left_out.length ? ` (${status.left_out.length} left out: rejected or unreadable)` : "";
@@ -570,6 +737,7 @@ async function exportZip() {
   } finally {
     S.exporting = false;
     $("export-progress").classList.add("hidden");
+    $("export-cancel").classList.add("hidden");
     $("export").disabled = false;
   }
 }
@@ -597,10 +765,21 @@ function onReviewKey(e, k) {
   else if (k === "r") review.decide("rejected");
   else if (k === "f") review.fix();
   else if (k === "u") review.decide(null);
+  else if (k === "o") review.toggleOrder();
+  else if (k === "t") review.nextFilter();
   else if (e.key === "ArrowRight") review.step(1);
   else if (e.key === "ArrowLeft") review.step(-1);
   else return false;
   return true;
+}
+
+// Brush size in image pixels (the same on every zoom): [ and ] by a quarter.
+function resizeBrush(factor) {
+  if (!editor.brush) return;
+  const next = Math.round(editor.brush * factor);
+  editor.brush = Math.min(2000, Math.max(1, next === editor.brush ? editor.brush + Math.sign(factor - 1) : next));
+  renderStatus();
+  editor.redraw();
 }
 
 function onKey(e) {
@@ -625,20 +804,45 @@ function onKey(e) {
   else if (k === "v" && S.refs.size) review.enter();
   else if (e.key === "ArrowRight") step(1);
   else if (e.key === "ArrowLeft") step(-1);
-  else if (e.key === "[") { editor.brush = Math.max(2, editor.brush - 2); renderStatus(); editor.redraw(); }
-  else if (e.key === "]") { editor.brush = Math.min(80, editor.brush + 2); renderStatus(); editor.redraw(); }
+  else if (e.key === "[") resizeBrush(1 / 1.25);
+  else if (e.key === "]") resizeBrush(1.25);
   else return;
   e.preventDefault();
 }
 
 // -- start --------------------------------------------------------------------------------------
+// The server went away (stopped, restarting): a banner while calls wait; the heartbeat notices
+// it even while the page is idle, and the banner goes by itself once the server answers.
+function watchServer() {
+  apiHooks.offline = (down) => {
+    S.offline = down;
+    $("offline").classList.toggle("hidden", !down);
+    renderSaved(); // edits waiting for the server are not saved yet
+  };
+  apiHooks.stale = () => reloadState();
+  let beating = false;
+  setInterval(async () => {
+    if (beating || document.hidden) return;
+    beating = true;
+    try { await api.info(); } catch (_) { /* answered: the server is there */ } finally { beating = false; }
+  }, HEARTBEAT_MS);
+}
+
 function wire() {
+  watchServer();
   for (const b of document.querySelectorAll(".tool[data-tool]")) b.onclick = () => setTool(b.dataset.tool);
   $("undo").onclick = () => editor.edit("undo");
   $("redo").onclick = () => editor.edit("redo");
   $("fit").onclick = () => editor.fit();
+  $("opacity").oninput = (e) => {
+    editor.opacity = Number(e.target.value) / 100;
+    document.body.style.setProperty("--mask-opacity", String(Math.min(1, editor.opacity / 0.55)));
+    editor.redraw();
+  };
   $("clear").onclick = () => editor.edit("clear");
   $("propagate").onclick = () => propagate();
+  $("propagate-stop").onclick = () => api.stopPropagation(S.sid).catch((err) => toast(err.message, true));
+  $("export-cancel").onclick = () => api.cancelExport(S.sid, S.exportId).catch((err) => toast(err.message, true));
   $("review-open").onclick = () => review.enter();
   $("features-layer").onchange = () => { $("features-layer").blur(); showFeatures(); };
   $("export").onclick = () => exportZip();

@@ -18,6 +18,10 @@ export class PromptState {
     this.mask = null; // canvas at image size; alpha > 0 = object
     this.history = [];
     this.future = []; // undone steps, for redo
+    this.cleared = false; // the last edit was "Clear" (a fixed class cleared is no longer fixed)
+    // mask strokes not yet sent, as edits of the mask the server holds (sansa/web/strokes.py);
+    // null: the server's mask is not known to match, the whole mask goes as a PNG next time
+    this.ops = null;
   }
 
   maskCanvas() {
@@ -58,6 +62,7 @@ export class PromptState {
   }
 
   restore(snap) {
+    this.ops = null;
     Object.assign(this, { kind: snap.kind, points: snap.points, box: snap.box, strokes: snap.strokes });
     if (snap.mask) this.maskCanvas().getContext("2d").putImageData(snap.mask, 0, 0);
     else if (this.mask) this.mask.getContext("2d").clearRect(0, 0, this.width, this.height);
@@ -73,6 +78,7 @@ export class PromptState {
   }
 
   clear() {
+    this.ops = null;
     this.kind = null;
     this.points = [];
     this.box = null;
@@ -84,6 +90,7 @@ export class PromptState {
   useKind(kind) {
     const dropped = this.kind !== null && this.kind !== kind && !this.isEmpty();
     if (this.kind !== kind) this.clear();
+    if (kind === "mask" && this.ops === null && dropped === false && this.isEmpty()) this.ops = [];
     this.kind = kind;
     return dropped;
   }
@@ -103,7 +110,7 @@ export class PromptState {
   // The prompt as the API's PromptIn, or null when nothing is marked.
   toPrompt() {
     if (this.isEmpty()) return null;
-    if (this.kind === "mask") return { mask_png: this.mask.toDataURL("image/png") };
+    if (this.kind === "mask") return this.ops?.length ? { edits: [...this.ops] } : { mask_png: this.mask.toDataURL("image/png") };
     const prompt = {};
     if (this.points.length) {
       prompt.points = this.points.map(([x, y]) => [x, y]);
@@ -126,7 +133,11 @@ export class PromptState {
     }
     ctx.putImageData(pixels, 0, 0);
     this.kind = "mask";
+    this.ops = []; // the server's mask, as it is
   }
+
+  // A stroke or polygon drawn on the mask, kept to send as an edit (see ops).
+  record(op) { if (this.ops !== null) this.ops.push(op); }
 }
 
 const HINTS = {
@@ -150,7 +161,8 @@ export class Editor {
     this.label = null;
     this.color = "#ffffff";
     this.tool = "box";
-    this.brush = 14; // radius in screen pixels
+    this.brush = null; // radius in image pixels (null: chosen for the image when it opens)
+    this.opacity = 0.55; // of the masks drawn over the photo (the slider)
     this.drag = null;
     this.hover = null;
     this.frame = 0;
@@ -188,6 +200,7 @@ export class Editor {
   open(name, img) {
     if (this.image?.name !== name) this.fit(false);
     this.image = { name, img, width: img.naturalWidth, height: img.naturalHeight };
+    if (this.brush === null) this.brush = Math.max(1, Math.round(Math.max(img.naturalWidth, img.naturalHeight) / 50));
     this.drag = null;
     this.redraw();
   }
@@ -270,6 +283,7 @@ export class Editor {
     const state = this.state();
     if (!state || this.readOnly) return;
     const done = action === "undo" ? state.undo() : action === "redo" ? state.redo() : (state.push(), state.clear(), true);
+    state.cleared = action === "clear";
     if (done) this.changed(state);
   }
 
@@ -311,7 +325,7 @@ export class Editor {
     const negative = e.button === 2 || e.shiftKey;
     this.canvas.setPointerCapture(e.pointerId);
     if (this.tool === "point") {
-      this.begin(state, "clicks");
+      if (!this.begin(state, "clicks")) return;
       state.points.push([round(p[0]), round(p[1]), negative ? 0 : 1]);
       this.changed(state);
     } else if (this.tool === "box") {
@@ -322,7 +336,7 @@ export class Editor {
       this.drag = { type: "lasso", points: [p], cut: negative };
     } else {
       this.begin(state, "mask");
-      this.drag = { type: "paint", erase: this.tool === "eraser" || e.button === 2, last: p };
+      this.drag = { type: "paint", erase: this.tool === "eraser" || e.button === 2, last: p, points: [p] };
       this.paint(state, p, p);
     }
   }
@@ -338,6 +352,7 @@ export class Editor {
     else if (drag?.type === "paint") {
       this.paint(this.state(), drag.last, p);
       drag.last = p;
+      drag.points.push(p);
     }
     this.redraw();
   }
@@ -353,10 +368,10 @@ export class Editor {
       const [x0, x1] = [drag.start[0], drag.end[0]].sort((a, b) => a - b);
       const [y0, y1] = [drag.start[1], drag.end[1]].sort((a, b) => a - b);
       if (x1 - x0 < minSide || y1 - y0 < minSide) return this.redraw();
-      this.begin(state, "clicks");
+      if (!this.begin(state, "clicks")) return this.redraw();
       state.box = [x0, y0, x1, y1].map(round);
     } else if (drag.type === "stroke") {
-      this.begin(state, "clicks");
+      if (!this.begin(state, "clicks")) return this.redraw();
       state.strokes.push(drag.points.map(([x, y]) => [round(x), round(y)]));
     } else if (drag.type === "lasso") {
       if (drag.points.length < 3) return this.redraw();
@@ -369,17 +384,28 @@ export class Editor {
       ctx.closePath();
       ctx.fill();
       ctx.globalCompositeOperation = "source-over";
+      state.record({ op: drag.cut ? "cut" : "fill", points: drag.points.map(([x, y]) => [round(x), round(y)]) });
+    } else if (drag.type === "paint") {
+      state.record({ op: drag.erase ? "erase" : "paint", width: 2 * this.brush,
+        points: drag.points.map(([x, y]) => [round(x), round(y)]) });
     }
     this.changed(state);
   }
 
-  // One undo step per action; a prompt of the other kind is dropped (undo restores it).
+  // One undo step per action; a prompt of the other kind is dropped (undo restores it). A fixed
+  // mask is never dropped for clicks or a box: returns false and says how to go on.
   begin(state, kind) {
+    if (kind === "clicks" && state.kind === "mask" && !state.isEmpty() && this.hooks.isFixed(this.image.name, this.label)) {
+      this.hooks.notify("This is a fixed mask: correct it with the brush, lasso or eraser (Clear it first to use clicks or a box)");
+      return false;
+    }
     state.push();
+    state.cleared = false;
     if (state.useKind(kind)) {
       this.hooks.notify(kind === "mask" ? "Painting a mask: the clicks/box/scribble were cleared (Z to undo)"
         : "Clicks/box/scribble: the painted mask was cleared (Z to undo)");
     }
+    return true;
   }
 
   paint(state, from, to) {
@@ -387,7 +413,7 @@ export class Editor {
     ctx.globalCompositeOperation = this.drag?.erase ? "destination-out" : "source-over";
     ctx.strokeStyle = ctx.fillStyle = "#fff";
     ctx.lineCap = "round";
-    ctx.lineWidth = (2 * this.brush) / this.view().scale;
+    ctx.lineWidth = 2 * this.brush;
     ctx.beginPath();
     ctx.moveTo(...from);
     ctx.lineTo(...to);
@@ -429,12 +455,14 @@ export class Editor {
       ctx.globalAlpha = 1;
       ctx.imageSmoothingEnabled = scale < 2;
     }
+    const strength = Math.min(1, this.opacity / 0.55); // the PNG masks carry their own translucency
+    ctx.globalAlpha = strength;
     if (this.overlay) ctx.drawImage(this.overlay, ox, oy, width * scale, height * scale);
     const state = this.states.get(this.key());
     const painting = state?.kind === "mask";
     for (const m of this.hooks.masksFor(name)) {
       if (painting && m.label === this.label) continue;
-      ctx.globalAlpha = m.label === this.label ? 1 : 0.6;
+      ctx.globalAlpha = strength * (m.label === this.label ? 1 : 0.6);
       ctx.drawImage(m.img, ox, oy, width * scale, height * scale);
     }
     ctx.globalAlpha = 1;
@@ -457,7 +485,7 @@ export class Editor {
     t.globalCompositeOperation = "source-in";
     t.fillStyle = this.color;
     t.fillRect(0, 0, state.width, state.height);
-    ctx.globalAlpha = 0.55;
+    ctx.globalAlpha = this.opacity;
     ctx.drawImage(tint, 0, 0);
     ctx.globalAlpha = 1;
   }
@@ -533,7 +561,7 @@ export class Editor {
   drawCursor(ctx, scale, ox, oy) {
     if (!this.hover || this.readOnly || this.spaceHeld || !["brush", "eraser"].includes(this.tool)) return;
     ctx.beginPath();
-    ctx.arc(ox + this.hover[0] * scale, oy + this.hover[1] * scale, this.brush, 0, 2 * Math.PI);
+    ctx.arc(ox + this.hover[0] * scale, oy + this.hover[1] * scale, this.brush * scale, 0, 2 * Math.PI);
     ctx.strokeStyle = this.tool === "eraser" ? "#ff5c6c" : "#fff";
     ctx.lineWidth = 1.5;
     ctx.stroke();

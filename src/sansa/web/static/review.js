@@ -4,7 +4,6 @@
 import { api } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
-const REVIEW_SIDE = 2048; // longest side of the overlay shown over the full-size target
 export const LOW_SCORE = 0.5;
 
 const FILTERS = {
@@ -39,11 +38,13 @@ export class Review {
 
   get filter() { return $("review-filter").value; }
 
-  // The items in the chosen order: the folder's, or the lowest feature margin first (the targets
-  // whose objects sit nearest another class's references; those without a margin last).
+  // The items in the chosen order: the folder's; by score, least confident first (no score last);
+  // or the lowest feature margin first (the targets whose objects sit nearest another class's
+  // references; those without a margin last).
   ordered() {
-    if ($("review-sort").value !== "margin") return this.items;
-    const key = (item) => this.margins[item.name] ?? Infinity;
+    const sort = $("review-sort").value;
+    if (sort === "folder") return this.items;
+    const key = sort === "score" ? (i) => (i.score === null ? Infinity : i.score) : (i) => this.margins[i.name] ?? Infinity;
     return [...this.items].sort((a, b) => key(a) - key(b));
   }
 
@@ -59,6 +60,21 @@ export class Review {
     }
     this.render();
     await this.show(this.filtered()[0]?.name || null);
+  }
+
+  // From the keyboard: O switches the order, T the next filter.
+  toggleOrder() {
+    const select = $("review-sort");
+    select.selectedIndex = (select.selectedIndex + 1) % select.options.length;
+    this.hooks.toast(select.options[select.selectedIndex].text);
+    return this.applySort(); // from the start of the new order
+  }
+
+  nextFilter() {
+    const select = $("review-filter");
+    select.selectedIndex = (select.selectedIndex + 1) % select.options.length;
+    this.hooks.toast(`Showing: ${select.options[select.selectedIndex].text}`);
+    return this.applyFilter();
   }
 
   async enter() {
@@ -107,6 +123,7 @@ export class Review {
     $("review-state").textContent = state;
     $("review-state").dataset.state = state;
     const margin = item ? this.margins[item.name] : null;
+    $("review-stale").textContent = item?.stale ? "accepted with older references" : "";
     $("review-score").textContent = (item && item.score !== null ? `score ${item.score.toFixed(2)}` : "")
       + ($("review-sort").value === "margin" && typeof margin === "number" ? ` · margin ${margin.toFixed(2)}` : "");
     $("review-score").classList.toggle("low", !!item && item.score !== null && item.score < LOW_SCORE);
@@ -121,16 +138,7 @@ export class Review {
     if (!name) { editor.setOverlay(null); return; }
     const item = this.item(name);
     editor.readOnly = item.state !== "fixed";
-    editor.setOverlay(null);
-    await this.hooks.open(name);
-    if (item.state === "fixed" || this.current !== name) return;
-    try {
-      const out = await api.target(this.hooks.sid(), name, REVIEW_SIDE, this.hooks.rev());
-      const img = await loadImage(out.overlay_png);
-      if (this.current === name) editor.setOverlay(img);
-    } catch (err) {
-      this.hooks.toast(`${name}: ${err.message}`, true);
-    }
+    await this.hooks.open(name); // with what the export writes for it over the image
   }
 
   // The next (or previous) item of the filtered list, counted from the current one's place.
@@ -168,18 +176,8 @@ export class Review {
     if (!item || item.state === "fixed") return;
     const name = item.name;
     this.hooks.editor.readOnly = false;
-    this.hooks.editor.setOverlay(null);
     if (await this.hooks.promote(name)) await this.refresh();
     else this.hooks.editor.readOnly = true;
     if (this.current === name) this.render();
   }
-}
-
-function loadImage(src) {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error("could not load the overlay"));
-    img.src = src;
-  });
 }

@@ -1,0 +1,137 @@
+"""What an image of a session shows: one composition used by the targets grid, the editor, review
+and the export, so the screen and the zip can never disagree.
+
+Per image (classes in the page's order, class id ``i + 1`` = the page's ``i``-th class):
+
+============= ====================================================================================
+image kind    its label map
+============= ====================================================================================
+reference     the masks the user marked on it (one per class marked)
+target        the accepted map (as it was when accepted) if accepted, else the current prediction;
+              then each class the user *fixed* on it replaced by the fixed mask (per class: the
+              other classes stay predicted or accepted). A fixed class whose mask was erased is empty.
+============= ====================================================================================
+
+An accepted map made with older references than the session's is ``stale``: the page marks it
+(the export still writes it, as the user accepted it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sansa.web.schema import ReviewState, Source
+from sansa.web.session import Session, TargetResult
+
+if TYPE_CHECKING:
+    from sansa.web.service import SansaService
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An image's composed masks.
+
+    Attributes:
+        label_map: ``uint16 [H, W]``, 0 background, ``i + 1`` = ``labels[i]`` (the session's classes).
+        labels: the session's classes, in the page's order.
+        scores: per class present: 1.0 for hand-made masks, the decoder's score for predictions.
+        source: where the image's masks come from as a whole (reference, corrected, accepted, predicted).
+        sources: per class present, where its mask comes from.
+        stale: accepted with references older than the session's current ones.
+    """
+
+    label_map: np.ndarray
+    labels: list[str]
+    scores: dict[str, float]
+    source: Source
+    sources: dict[str, Source] = field(default_factory=dict)
+    stale: bool = False
+
+    def areas(self) -> dict[str, int]:
+        counts = np.bincount(self.label_map.ravel(), minlength=len(self.labels) + 1)
+        return {label: int(counts[i]) for i, label in enumerate(self.labels, start=1)}
+
+
+def is_reference(session: Session, name: str) -> bool:
+    """Whether ``name`` is a reference example (marked as a reference, not a fixed target)."""
+    return any(s.image == name and s.source == Source.REFERENCE for s in session.slots.values())
+
+
+def composable(service: SansaService, session: Session, name: str) -> Source | None:
+    """What :func:`shown` with ``fresh=False`` would compose ``name`` from (its whole-image source),
+    without composing it; ``None`` when the target has no current result."""
+    if is_reference(session, name):
+        return Source.REFERENCE
+    accepted = session.reviews.get(name) == ReviewState.ACCEPTED and name in session.accepted
+    if not accepted and service.current_result(session, name) is None:
+        return None
+    return Source.CORRECTED if session.fixed(name) else Source.ACCEPTED if accepted else Source.PREDICTED
+
+
+def shown(service: SansaService, session: Session, name: str, max_side: int | None = None) -> Shown:
+    """The composed masks of image ``name`` (see the module's table); a target whose prediction is
+    not current is segmented now, at most ``max_side`` on its longer side (stored maps and hand-made
+    masks keep their full size). Call with ``service.lock`` held."""
+    composed = _compose(service, session, name, max_side, fresh=True)
+    assert composed is not None  # fresh: always composed
+    return composed
+
+
+def shown_if_current(service: SansaService, session: Session, name: str) -> Shown | None:
+    """:func:`shown` from what is stored only: ``None`` for a target not propagated with the current
+    references. Call with ``service.lock`` held."""
+    return _compose(service, session, name, None, fresh=False)
+
+
+def _compose(service: SansaService, session: Session, name: str, max_side: int | None, fresh: bool) -> Shown | None:
+    labels = list(session.classes)
+    if is_reference(session, name):
+        return _reference(session, name, labels)
+    accepted = session.accepted.get(name) if session.reviews.get(name) == ReviewState.ACCEPTED else None
+    base = accepted or service.current_result(session, name)
+    if base is not None:
+        label_map, scores = _in_page_order(base, labels)
+    elif fresh:
+        label_map, found, scores = service.label_map(session, name, max_side)
+        label_map, scores = _in_page_order(TargetResult.pack(session.version, label_map, found, scores), labels)
+    else:
+        return None
+    source = Source.ACCEPTED if accepted is not None else Source.PREDICTED
+    sources = {label: source for label in scores}
+    fixed = session.fixes.get(name, [])
+    for label in reversed([x for x in labels if x in fixed]):  # the first class on top
+        index = labels.index(label) + 1
+        label_map[label_map == index] = 0
+        slot = session.slot_of(name, label)
+        if slot is not None:
+            label_map[_resized(slot.reference.mask, label_map.shape)] = index
+        scores[label], sources[label] = 1.0, Source.CORRECTED
+    stale = accepted is not None and accepted.version != session.version
+    return Shown(label_map, labels, scores, Source.CORRECTED if fixed else source, sources, stale)
+
+
+def _reference(session: Session, name: str, labels: list[str]) -> Shown:
+    slots = [s for s in session.slots.values() if s.image == name and s.reference.label in labels]
+    label_map = np.zeros(slots[0].reference.size, dtype=np.uint16)
+    for slot in sorted(slots, key=lambda s: -labels.index(s.reference.label)):  # the first class on top
+        label_map[slot.reference.mask] = labels.index(slot.reference.label) + 1
+    scores = {s.reference.label: 1.0 for s in slots}
+    return Shown(label_map, labels, scores, Source.REFERENCE, {label: Source.REFERENCE for label in scores})
+
+
+def _in_page_order(result: TargetResult, labels: list[str]) -> tuple[np.ndarray, dict[str, float]]:
+    """``result``'s map with class ids of the page's order (classes no longer in the session: 0)."""
+    lookup = np.array([0] + [labels.index(x) + 1 if x in labels else 0 for x in result.labels], dtype=np.uint16)
+    return lookup[result.label_map], {k: v for k, v in result.scores.items() if k in labels}
+
+
+def _resized(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``mask`` (``bool [H, W]``) at ``shape`` by nearest neighbour (a fresh prediction may be smaller)."""
+    if mask.shape == shape:
+        return mask
+    rows = (np.arange(shape[0]) * mask.shape[0] // shape[0])[:, None]
+    cols = (np.arange(shape[1]) * mask.shape[1] // shape[1])[None, :]
+    return mask[rows, cols]
