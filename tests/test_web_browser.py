@@ -132,6 +132,12 @@ def open_image(page, name: str) -> None:
     page.locator(f".thumb[data-name='{name}']").click()
     page.wait_for_selector("#empty.hidden", state="attached")
     page.wait_for_function("n => document.getElementById('status-image').textContent.startsWith(n)", arg=name)
+    settle(page)
+
+
+def settle(page) -> None:
+    """Two animation frames: the layout (the hint banner above the image) and the editor's view settle."""
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 def wait_for_overlays(page, count: int) -> None:
