@@ -321,6 +321,7 @@ def test_reload_restores_the_session_and_unsaved_edits_warn(page):
     mark_box(page)
     page.locator("#class-name").fill("leaf")
     page.locator("#class-name").press("Enter")
+    page.wait_for_selector(".class-item.active[data-name='leaf']")  # the server answered: marks go to leaf
     open_image(page, "scene_1.png")
     page.keyboard.press("p")
     page.mouse.click(*to_screen(page, 160, 120))
