@@ -35,3 +35,25 @@ def test_library_parameters_become_flags(library, cli):
 def test_flags_come_from_the_command_parser():
     assert FLAGS["sam2_checkpoint"] == "--sam2-checkpoint" and FLAGS["targets"] == "--targets"
     assert "help" not in FLAGS and option_flags(build_parser(), None) == {}
+
+
+def test_choices_come_from_the_library_and_the_parser_stays_light():
+    """``--coco-layout``/``--dataset-images``/``--prompt`` list their enums' values; building the
+    parser (every ``sansa --help``) loads neither torch, sam2, scipy nor OpenCV."""
+    import subprocess
+    import sys
+
+    from sansa.export.formats import CocoLayout, ImageMode
+    from sansa.records import PromptType
+
+    segment = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["segment"]._actions}
+    assert list(segment["coco_layout"].choices) == [c.value for c in CocoLayout]
+    assert list(segment["dataset_images"].choices) == [m.value for m in ImageMode]
+    evaluate = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["eval"]._actions}
+    assert list(evaluate["prompt"].choices) == [k.value for k in PromptType if k is not PromptType.MIXED]
+    code = (
+        "import sys; from sansa.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'sam2', 'scipy', 'cv2') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

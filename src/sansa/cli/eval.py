@@ -31,6 +31,8 @@ Data layouts and downloads: README, "Benchmarks: sansa eval".
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sansa.records import PromptType
+
     parser = subparsers.add_parser(
         "eval",
         help="evaluate on a few-shot benchmark (COCO-20i, LVIS-92i, FSS-1000, ...)",
@@ -60,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--shots", type=int, metavar="K", help="supports per episode (default: 1)")
     parser.add_argument(
         "--prompt",
-        choices=("mask", "point", "box", "scribble"),
+        choices=[kind.value for kind in PromptType if kind is not PromptType.MIXED],
         help="how supports are prompted, generated from their masks (default: mask)",
     )
     parser.add_argument(

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``segment`` command."""
     from sansa.cli.common import MODEL_HELP, add_model_options, add_object_options
     from sansa.export.exporter import format_names
-    from sansa.export.formats import DEFAULT_FORMATS
+    from sansa.export.formats import DEFAULT_FORMATS, CocoLayout, ImageMode
 
     parser = subparsers.add_parser(
         "segment",
@@ -91,13 +91,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument(
         "--coco-layout",
-        choices=("file", "dataset"),
+        choices=[layout.value for layout in CocoLayout],
         help="COCO: annotations.json (file), or coco/annotations/instances_default.json + "
         "coco/images/ as datumaro and CVAT import (dataset) (default: file)",
     )
     run.add_argument(
         "--dataset-images",
-        choices=("copy", "link"),
+        choices=[mode.value for mode in ImageMode],
         help="images of the yolo/ and coco/ dataset folders: copies, or hard links to the targets (default: copy)",
     )
     run.add_argument(
