@@ -24,7 +24,15 @@ LAYERS = [
     ("sansa", "sansa._version", "sansa.errors"),  # `sansa` itself imports only _version eagerly
     ("sansa.fs",),
     ("sansa.atomic", "sansa.images", "sansa.records", "sansa.devices", "sansa.metrics"),
-    ("sansa.targets", "sansa.references", "sansa.transforms", "sansa.export", "sansa.model", "sansa.data"),
+    (
+        "sansa.targets",
+        "sansa.references",
+        "sansa.transforms",
+        "sansa.objects",
+        "sansa.export",
+        "sansa.model",
+        "sansa.data",
+    ),
     ("sansa.hub", "sansa.predictor", "sansa.evaluation"),
     ("sansa.labeling", "sansa.train", "sansa.inspection"),
     ("sansa.web", "sansa.labelstudio", "sansa.cli", "sansa.__main__"),  # front ends

@@ -46,6 +46,7 @@ from sansa.model.checkpoint import (
 )
 from sansa.model.memory import MemoryTokens
 from sansa.model.sansa import Decoded, ImageFeatures, SansaModel
+from sansa.model.variants import VARIANTS
 from sansa.objects import Decoder, ObjectOptions, find_objects
 from sansa.records import (
     DEFAULT_LABEL,
@@ -575,8 +576,6 @@ def _random_model(model: str | os.PathLike[str], adapter_checkpoint: str | os.Pa
 
 def _backbone_name(model: SansaModel) -> str:
     """The registered backbone ``model`` is built on (``hiera_large``), else its trunk's shape."""
-    from sansa.model.variants import VARIANTS
-
     width = model.sam.image_encoder.trunk.channel_list[-1]
     for variant in VARIANTS.values():
         if tuple(variant.stages) == model.stage_sizes and variant.embed_dim == width:
