@@ -39,6 +39,11 @@ LAYERS = [
 ]
 # Imported inside functions on purpose, though in the standard library: platform-only modules.
 PLATFORM_MODULES = {"fcntl", "msvcrt", "winreg"}
+# (importer, imported) inside a function, pointing up a layer: to straighten, each with its reason.
+UPWARD_ON_PURPOSE = {
+    # Segmentation.plot()/save() draw with the overlay export's renderer (to move into sansa.export)
+    ("sansa.records", "sansa.export.render"),
+}
 # (importer, imported): deferred for a reason other than a heavy package.
 DEFERRED_ON_PURPOSE = {
     # the registry lists the package of built-in exporters, which import the registry themselves
@@ -162,7 +167,7 @@ def test_imports_point_down(inside_functions):
         f"{MODULES[m].relative_to(SRC)}:{line}: {m} (layer {_layer(m)}) imports {target} (layer {_layer(target)})"
         for m in sorted(MODULES)
         for target, line in _sansa_imports(m, inside_functions)
-        if _layer(target) > _layer(m)
+        if _layer(target) > _layer(m) and not (inside_functions and (m, target) in UPWARD_ON_PURPOSE)
     ]
     assert upward == []
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sansa.atomic import encode_image, write_bytes
 from sansa.errors import PromptError, SansaError
 
 DEFAULT_LABEL = "object"
@@ -401,8 +404,6 @@ class Segmentation:
         from sansa.images import load_image
 
         if image is None:
-            import os
-
             if not self.name or not os.path.isfile(self.name):
                 raise SansaError(f"plot: give the image ({self.name or 'this segmentation'!r} is not a file)")
             image = self.name
@@ -414,11 +415,7 @@ class Segmentation:
 
     def save(self, path: Any, image: Any = None) -> None:
         """Write :meth:`plot`'s picture to ``path`` (JPEG for ``.jpg``/``.jpeg``, else PNG), atomically."""
-        from pathlib import Path
-
         from PIL import Image
-
-        from sansa.atomic import encode_image, write_bytes
 
         path = Path(path)
         kind = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
