@@ -30,7 +30,7 @@ from sansa.export.palette import class_color
 from sansa.model.sansa import ImageFeatures
 from sansa.predictor import SansaPredictor
 from sansa.records import Prompt, Segmentation
-from sansa.web import render
+from sansa.web import render, results, strokes
 from sansa.web.errors import Conflict, NotFound, Stale, WebError
 from sansa.web.folder import ImageFolder
 from sansa.web.schema import (
@@ -290,8 +290,6 @@ class SansaService:
 
     def _edited(self, session: Session, request: ReferenceRequest, size: tuple[int, int]) -> Prompt:
         """The mask prompt of ``request.prompt.edits`` applied to the class's current mask on the image."""
-        from sansa.web import strokes
-
         if any(v is not None for k, v in request.prompt if k != "edits"):
             raise WebError("prompt.edits: send the changes alone (no mask_png, points, box or scribble with them)")
         old = session.slot_of(request.image, request.label)
@@ -305,13 +303,11 @@ class SansaService:
 
     def promote(self, session: Session, image: str, label: str) -> ReferenceOut:
         """Make a target a reference of ``label``, its current prediction as the mask prompt (to be corrected)."""
-        from sansa.web.results import is_reference, shown
-
         with self.lock:
             self._require_class(session, label)
-            if is_reference(session, image) or session.slot_of(image, label) is not None:
+            if results.is_reference(session, image) or session.slot_of(image, label) is not None:
                 raise Conflict(f"image {image!r}: is already a reference of {label!r}; edit its mask instead")
-            composed = shown(self, session, image)
+            composed = results.shown(self, session, image)
             mask = composed.label_map == composed.labels.index(label) + 1
             if not mask.any():
                 raise Conflict(
