@@ -189,7 +189,7 @@ REFUSED = [
         "--random-weights cannot be combined with --sam2-checkpoint and --adapter",
     ),
     (["train", "--set", "bogus_key=3"], "--set bogus_key=3: unknown option 'bogus_key' (known: adapter_stages"),
-    (["train", "--set", "val.bogus=3"], "val: unknown option 'bogus'"),
+    (["train", "--set", "val.bogus=3"], "unknown option 'val.bogus' (known: benchmark, episodes"),
     (["train", "--set", "=3"], "--set '=3': expected KEY=VALUE"),
     (["serve", "ref.png", *TINY], "ref.png: is a file; give the folder of images to serve"),
 ]

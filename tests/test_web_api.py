@@ -328,13 +328,17 @@ def fresh(tiny_model, tmp_path):
     from contextlib import contextmanager
 
     from sansa import SansaPredictor
+    from sansa.objects import ObjectOptions
 
     for i in range(4):
         write_image(tmp_path / f"im{i}.png", i)
+    # Every predicted pixel kept: on these 48x64 noise images the tiny random model's classes are
+    # specks, which the default min_area would drop from the label map (tests/test_objects.py pins that).
+    keep_specks = ObjectOptions(min_area=1)
 
     @contextmanager
     def server():
-        app = create_app(SansaPredictor(tiny_model, device="cpu"), tmp_path)
+        app = create_app(SansaPredictor(tiny_model, device="cpu", objects=keep_specks), tmp_path)
         token = {"X-Sansa-Token": app.state.token}  # a new token at each start, as `sansa serve` makes
         with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=token, timeout=30) as http:
             yield http
