@@ -142,7 +142,7 @@ class Exporter:
 
     def __init__(self, settings: ExportSettings) -> None:
         self.settings = settings
-        self.labels = list(settings.labels)
+        self.labels: list[str] = list(settings.labels)
 
     def check(self) -> None:
         """Raise :class:`~sansa.errors.SansaError` when the format cannot hold these settings."""

@@ -49,7 +49,7 @@ from sansa.records import Reference
 
 T = TypeVar("T")
 
-log = logging.getLogger("sansa.labelstudio")
+log: logging.Logger = logging.getLogger("sansa.labelstudio")
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 DELETE_EVENTS = ("ANNOTATIONS_DELETED",)

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-log = logging.getLogger("sansa.labelstudio")
+log: logging.Logger = logging.getLogger("sansa.labelstudio")
 
 PROGRESS_EVERY_S = 10.0
 

@@ -13,7 +13,7 @@ class PngExporter(Exporter):
 
     def __init__(self, settings: ExportSettings) -> None:
         super().__init__(settings)
-        self.tokens = names.label_tokens(self.labels)
+        self.tokens: list[str] = names.label_tokens(self.labels)
 
     def encode(self, target: Target) -> Encoded:
         files = {
