@@ -13,6 +13,7 @@ import ast
 import doctest
 import importlib
 import re
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     for original in STAND_INS:
         assert original in text, f"README no longer says {original}: update STAND_INS"
     _images(tmp_path)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # examples that name the checkout's files
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
     for block in blocks:
