@@ -64,3 +64,11 @@ def test_torch_hub_entry_points_load_from_a_checkout(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(DownloadError, match="sansa-universal: .* not cached and offline mode is on"):
         torch.hub.load(str(REPO), "sansa_universal", source="local", offline=True)
+
+
+@pytest.mark.parametrize("command", ["segment", "serve", "label-studio", "inspect", "eval", "train", "models"])
+def test_every_command_prints_its_help(command):
+    """``sansa COMMAND --help`` exits 0 (a bare ``%`` in a help text made argparse raise instead)."""
+    out = subprocess.run([sys.executable, "-m", "sansa", command, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("usage: sansa " + command)

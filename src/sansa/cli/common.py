@@ -70,7 +70,7 @@ def add_object_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="PX",
         help=f"smallest object in pixels; smaller pieces join the object they touch or are dropped "
-        f"(default: {MIN_AREA_FRACTION:.2%} of the image, at least {MIN_AREA_FLOOR})",
+        f"(default: {MIN_AREA_FRACTION * 100:.2f}%% of the image, at least {MIN_AREA_FLOOR})",
     )
     group.add_argument(
         "--max-objects", type=int, metavar="N", help=f"most objects per class (default: {defaults.max_objects})"

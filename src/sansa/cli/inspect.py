@@ -29,7 +29,7 @@ writes into --out:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``inspect`` command."""
     from sansa.cli.common import MODEL_HELP, add_model_options
-    from sansa.cli.segment import add_reference_arguments
+    from sansa.cli.segment import add_reference_arguments, add_target_arguments
 
     parser = subparsers.add_parser(
         "inspect",
@@ -40,14 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_reference_arguments(parser)
     run = parser.add_argument_group("targets and outputs")
-    run.add_argument(
-        "--targets",
-        nargs="+",
-        metavar="PATH",
-        required=True,
-        help="folders, globs ('dir/**/*.jpg'), image files or list files (one path a line)",
-    )
-    run.add_argument("--recursive", action="store_true", default=None, help="also look in sub-folders")
+    add_target_arguments(run)
     run.add_argument("--out", metavar="DIR", required=True, help="folder for the pictures and the summary")
     run.add_argument(
         "--no-plain",

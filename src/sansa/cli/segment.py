@@ -37,6 +37,18 @@ cannot be written).
 """
 
 
+def add_target_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--targets`` and ``--recursive`` (shared by ``segment`` and ``inspect``)."""
+    group.add_argument(
+        "--targets",
+        nargs="+",
+        metavar="PATH",
+        required=True,
+        help="folders, globs ('dir/**/*.jpg'), image files or list files (one path a line)",
+    )
+    group.add_argument("--recursive", action="store_true", default=None, help="also look in sub-folders")
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``segment`` command."""
     from sansa.cli.common import MODEL_HELP, add_model_options, add_object_options
@@ -52,14 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_reference_arguments(parser)
     run = parser.add_argument_group("targets and outputs")
-    run.add_argument(
-        "--targets",
-        nargs="+",
-        metavar="PATH",
-        required=True,
-        help="folders, globs ('dir/**/*.jpg'), image files or list files (one path a line)",
-    )
-    run.add_argument("--recursive", action="store_true", default=None, help="also look in sub-folders")
+    add_target_arguments(run)
     run.add_argument("--out", metavar="DIR", required=True, help="output folder (resumed if it exists)")
     run.add_argument(
         "--overwrite",
