@@ -226,7 +226,7 @@ def test_a_concurrent_run_is_refused_naming_the_holder(base, work):
             os.sched_yield()
         before = tree(work / "out", temporaries=False)  # the first run's writers still make temporaries
         message = one_line(sansa(*run_args(label="other"), cwd=work))
-        assert f"error: out: in use by another run (pid {first.pid} on {socket.gethostname()}, started " in message
+        assert f"error: --out: in use by another run (pid {first.pid} on {socket.gethostname()}, started " in message
         assert "sansa segment ref.png --box" in message
         assert tree(work / "out", temporaries=False) == before  # refused before touching it
     finally:

@@ -126,10 +126,10 @@ def _write_inputs(folder: Path) -> None:
         (
             "fp16",
             "avx2 fma",
-            "sansa segment: error: precision: fp16 on the CPU needs native fp16 support, and this CPU "
+            "sansa segment: error: --precision: fp16 on the CPU needs native fp16 support, and this CPU "
             "lacks the flags avx512_fp16 / amx_fp16 / fphp (use --precision fp32 or a GPU)",
         ),
-        ("bf16", "avx2 fma", "sansa segment: error: precision: bf16 on the CPU needs native bf16 support"),
+        ("bf16", "avx2 fma", "sansa segment: error: --precision: bf16 on the CPU needs native bf16 support"),
         ("fp8", "", "argument --precision: invalid choice: 'fp8'"),
     ],
 )

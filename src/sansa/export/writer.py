@@ -234,7 +234,7 @@ class FolderWriter:
         files: dict[str, bytes] = {}
         image_files: list[str] = []
         records: dict[str, object] = {}
-        kept = self._kept_outputs(name, stem)  # a format added on resume: the others stay as written
+        kept = self._kept_outputs(name, stem, made_from)  # a format added on resume: the others stay as written
         for exporter in self.exporters:
             if exporter.product() in kept:
                 if exporter.name in self._parts[name].get("records", {}):
@@ -304,11 +304,14 @@ class FolderWriter:
         """What a part must have been written with to count for this writer."""
         return [exporter.product() for exporter in self.exporters]
 
-    def _kept_outputs(self, name: str, stem: str) -> dict[str, list[str]]:
-        """Product -> files of the formats target ``name`` already has, complete, under ``stem``
-        (an earlier run's): written again they would be the same bytes."""
+    def _kept_outputs(self, name: str, stem: str, made_from: dict[str, Any] | None) -> dict[str, list[str]]:
+        """Product -> files of the formats target ``name`` already has, complete, under ``stem``,
+        from an earlier run made from the same file and inputs (``made_from``, as a labelling run
+        records it): written again they would be the same bytes. A changed target keeps nothing."""
         part = self._parts.get(name)
         if part is None or part["stem"] != stem or not isinstance(part.get("outputs"), dict):
+            return {}
+        if part.get("made_from") != made_from:
             return {}
         return {
             product: list(paths)
