@@ -323,7 +323,7 @@ def test_cli_errors_are_one_line(capsys):
     from sansa.cli import main
 
     assert main(["train", "--set", "lr=abc"]) == 2
-    assert capsys.readouterr().err.strip() == "sansa train: error: lr: expected float, got 'abc'"
+    assert capsys.readouterr().err.strip() == "sansa train: error: --lr: expected float, got 'abc'"
 
 
 # (config file text, the one line `sansa train cfg.yaml` prints after "cfg.yaml: ")
