@@ -169,19 +169,19 @@ def test_killed_run_resumes_to_identical_outputs(data, monkeypatch):
     argv = [*BASE, "--format", "png", "indexed", "coco", "yolo", "overlay", "--batch-size", "2"]
     assert segment(*argv, "--out", "whole") == 0
 
-    original, calls = FolderWriter.write, []
+    original = FolderWriter.write
 
-    def dies_in_the_second_batch(self, *args, **kwargs):
-        calls.append(args[0])
-        if len(calls) == 4:  # t0, t1 (batch 1), t2 written; killed before t3
+    def dies_writing_t3(self, *args, **kwargs):
+        if args[0] == "t3.png":  # batches run on parallel lanes and write on threads: killed by name
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(FolderWriter, "write", dies_in_the_second_batch)
+    monkeypatch.setattr(FolderWriter, "write", dies_writing_t3)
     assert segment(*argv, "--out", "killed") == 130
     monkeypatch.setattr(FolderWriter, "write", original)
     partial = tree(data / "killed")
-    assert sorted(n for n in partial if n.startswith("masks/")) == [f"masks/t{i}_thing.png" for i in range(3)]
+    masks = {n for n in partial if n.startswith("masks/")}
+    assert masks <= {f"masks/t{i}_thing.png" for i in range(3)}
     assert "annotations.json" not in partial and "yolo/data.yaml" not in partial
     leftover = data / "killed" / "masks" / f".t3_thing.png.x{TEMP_SUFFIX}"  # as a hard kill mid-write leaves
     leftover.write_bytes(b"half a png")
