@@ -88,6 +88,15 @@ def golden(name: str) -> str:
 
 
 SEG = ["segment", "ref.png", "--targets", "targets", "--out", "out"]
+GOLDEN_MODEL = [
+    *SEG,
+    "--box",
+    "1,1,9,9",
+    "--sam2-checkpoint",
+    "{golden}/sam2_checkpoint.pt",
+    "--backbone",
+    "{golden}/sam2_config.yaml",
+]
 # (argv, message): refused in one line, exit 2, no output folder, nothing executed
 REFUSED = [
     ([*SEG, "--points", many_points(300), *TINY], "points: 300 given, at most 256 per reference"),
@@ -109,31 +118,11 @@ REFUSED = [
         "--random-weights cannot be combined with --model",
     ),
     (
-        [
-            *SEG,
-            "--box",
-            "1,1,9,9",
-            "--sam2-checkpoint",
-            "{golden}/sam2_checkpoint.pt",
-            "--backbone",
-            "{golden}/sam2_config.yaml",
-            "--adapter",
-            "evil_adapter.pth",
-        ],
+        [*GOLDEN_MODEL, "--adapter", "evil_adapter.pth"],
         "evil_adapter.pth: holds a pickled posix.system",
     ),
     (
-        [
-            *SEG,
-            "--box",
-            "1,1,9,9",
-            "--sam2-checkpoint",
-            "{golden}/sam2_checkpoint.pt",
-            "--backbone",
-            "{golden}/sam2_config.yaml",
-            "--adapter",
-            "evil_plain.pth",
-        ],
+        [*GOLDEN_MODEL, "--adapter", "evil_plain.pth"],
         "evil_plain.pth: holds a pickled posix.system",
     ),
     (

@@ -652,20 +652,8 @@ def test_cli_missing_folder_is_a_one_line_error(tmp_path):
 def test_sansa_serve_listens_on_loopback(folder):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "sansa",
-        "serve",
-        str(folder),
-        "--port",
-        str(port),
-        "--backbone",
-        "test_tiny",
-        "--random-weights",
-        "--device",
-        "cpu",
-    ]
+    command = [sys.executable, "-m", "sansa", "serve", str(folder), "--port", str(port)]
+    command += ["--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         ready = server.stdout.readline()  # printed only once the socket is bound: the address with the token
