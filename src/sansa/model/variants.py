@@ -10,6 +10,7 @@ tens of milliseconds; its tensors have the shapes of the golden fixtures' model)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -44,52 +45,48 @@ class Sam2Variant:
         return [self.embed_dim * 2**i for i in reversed(range(len(self.stages)))]
 
 
+def _release(
+    size: str,
+    short: str,
+    embed_dim: int,
+    num_heads: int,
+    stages: tuple[int, ...],
+    global_att_blocks: tuple[int, ...],
+    **rest: Any,
+) -> Sam2Variant:
+    """A SAM2 release-1.0 model: its Hugging Face repo, checkpoint and sam2 config follow from its
+    ``size`` (``base_plus``) and ``short`` name (``b+``); the rest are :class:`Sam2Variant`'s numbers."""
+    return Sam2Variant(
+        f"hiera_{size}",
+        embed_dim,
+        num_heads,
+        stages,
+        global_att_blocks,
+        hf_repo=f"facebook/sam2-hiera-{size.replace('_', '-')}",
+        checkpoint_file=f"sam2_hiera_{size}.pt",
+        sam2_config=f"configs/sam2/sam2_hiera_{short}.yaml",
+        **rest,
+    )
+
+
+# (size, short name): the four release-1.0 models, smallest first
+RELEASES = (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))
+
 VARIANTS: dict[str, Sam2Variant] = {
     v.name: v
     for v in (
-        Sam2Variant(
-            "hiera_tiny",
-            96,
-            1,
-            (1, 2, 7, 2),
-            (5, 7, 9),
-            window_pos_embed_bkg_spatial_size=(7, 7),
-            hf_repo="facebook/sam2-hiera-tiny",
-            checkpoint_file="sam2_hiera_tiny.pt",
-            sam2_config="configs/sam2/sam2_hiera_t.yaml",
-        ),
-        Sam2Variant(
-            "hiera_small",
-            96,
-            1,
-            (1, 2, 11, 2),
-            (7, 10, 13),
-            window_pos_embed_bkg_spatial_size=(7, 7),
-            hf_repo="facebook/sam2-hiera-small",
-            checkpoint_file="sam2_hiera_small.pt",
-            sam2_config="configs/sam2/sam2_hiera_s.yaml",
-        ),
-        Sam2Variant(
-            "hiera_base_plus",
-            112,
-            2,
-            (2, 3, 16, 3),
-            (12, 16, 20),
-            hf_repo="facebook/sam2-hiera-base-plus",
-            checkpoint_file="sam2_hiera_base_plus.pt",
-            sam2_config="configs/sam2/sam2_hiera_b+.yaml",
-        ),
-        Sam2Variant(
-            "hiera_large",
+        _release("tiny", "t", 96, 1, (1, 2, 7, 2), (5, 7, 9), window_pos_embed_bkg_spatial_size=(7, 7)),
+        _release("small", "s", 96, 1, (1, 2, 11, 2), (7, 10, 13), window_pos_embed_bkg_spatial_size=(7, 7)),
+        _release("base_plus", "b+", 112, 2, (2, 3, 16, 3), (12, 16, 20)),
+        _release(
+            "large",
+            "l",
             144,
             2,
             (2, 6, 36, 4),
             (23, 33, 43),
             window_spec=(8, 4, 16, 8),
             window_pos_embed_bkg_spatial_size=(7, 7),
-            hf_repo="facebook/sam2-hiera-large",
-            checkpoint_file="sam2_hiera_large.pt",
-            sam2_config="configs/sam2/sam2_hiera_l.yaml",
         ),
         Sam2Variant(
             "test_tiny",
@@ -105,16 +102,8 @@ VARIANTS: dict[str, Sam2Variant] = {
     )
 }
 
-ALIASES = {
-    "tiny": "hiera_tiny",
-    "t": "hiera_tiny",
-    "small": "hiera_small",
-    "s": "hiera_small",
-    "base_plus": "hiera_base_plus",
-    "b+": "hiera_base_plus",
-    "large": "hiera_large",
-    "l": "hiera_large",
-}
+# "large" and "l" -> "hiera_large", ...
+ALIASES = {alias: f"hiera_{size}" for size, short in RELEASES for alias in (size, short)}
 
 
 def get_variant(name: str) -> Sam2Variant:
