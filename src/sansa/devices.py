@@ -109,7 +109,7 @@ def resolve_precision(precision: str | None, device: torch.device) -> torch.dtyp
     return _DTYPES[name]
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[None]:
     """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op for ``None`` (fp32)."""
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from sansa.errors import ImageError, OutputError, SansaError
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
+    from typing import IO, TypeAlias
 
+    from fsspec import AbstractFileSystem
     from upath import UPath
 
     # A folder or file sansa writes to: a local Path, or a UPath for a URL (see as_path).
@@ -63,7 +64,7 @@ def as_path(path: str | os.PathLike[str] | AnyPath) -> AnyPath:
         raise SansaError(f"{path}: {_reason(err)}") from None
 
 
-def filesystem(url: str):
+def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """``(fs, path)``: the fsspec filesystem of ``url`` and the path within it."""
     fsspec = _need("fsspec", "fsspec", url)
     try:
@@ -205,7 +206,7 @@ def stat(url: str) -> dict[str, int] | None:
     return {"bytes": int(info.get("size") or 0), "mtime_ns": _mtime_ns(info)}
 
 
-def open_binary(url: str):
+def open_binary(url: str) -> IO[bytes]:
     """The file at ``url`` opened for reading bytes (a context manager)."""
     fs, path = filesystem(url)
     return fs.open(path, "rb")

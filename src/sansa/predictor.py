@@ -60,7 +60,7 @@ from sansa.records import (
 from sansa.targets import find_targets
 from sansa.transforms import ModelTransform
 
-logger = logging.getLogger(__name__)
+logger: logging.Logger = logging.getLogger(__name__)
 
 # Targets encoded together by segment_many (and `sansa segment`) on a GPU. On the CPU one at a
 # time is faster: Hiera-T took 3.0 s per image alone and 4.2 s per image in batches of 4 here.
@@ -104,7 +104,7 @@ class SansaPredictor:
         self.model: SansaModel = model.to(self.device).eval()
         self.transform: ModelTransform = ModelTransform(model.image_size)
         self.cpu_threads: int | None = CPU_MODEL_THREADS
-        self.objects = objects if objects is not None else ObjectOptions()
+        self.objects: ObjectOptions = objects if objects is not None else ObjectOptions()
         self._references: list[Reference] = []
         self._memory: dict[str, MemoryTokens] = {}
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from sansa.cli import given
+
+if TYPE_CHECKING:
+    from sansa.predictor import SansaPredictor
+    from sansa.records import ObjectOptions
 
 MODEL_HELP = """model (pick one way):
   --model NAME                 a released model, downloaded and cached (see `sansa models`)
@@ -41,7 +46,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_predictor(args: argparse.Namespace):
+def load_predictor(args: argparse.Namespace) -> SansaPredictor:
     """A :class:`~sansa.predictor.SansaPredictor` from the model options the user set."""
     from sansa.labeling.job import ModelSpec
 
@@ -90,7 +95,7 @@ def add_object_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def object_options(args: argparse.Namespace):
+def object_options(args: argparse.Namespace) -> ObjectOptions:
     """The :class:`~sansa.records.ObjectOptions` of the object flags the user set."""
     from sansa.errors import SansaError
     from sansa.records import ObjectOptions

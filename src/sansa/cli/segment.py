@@ -16,6 +16,7 @@ from sansa.cli import given
 
 if TYPE_CHECKING:
     from sansa.fs import AnyPath
+    from sansa.labeling import Job
 
 EPILOG = """examples:
   sansa segment ref.jpg --mask ref_mask.png --label dog --targets photos/ --out labels/
@@ -242,7 +243,7 @@ def _executor(args: argparse.Namespace) -> dict[str, Any]:
 _NOT_RECORDED = ("handler", "command", "worker_env", "runtime_env")  # may hold credentials
 
 
-def job_from_args(args: argparse.Namespace):
+def job_from_args(args: argparse.Namespace) -> Job:
     """The :class:`~sansa.labeling.Job` the command line describes (only what the user set)."""
     from sansa import labeling
     from sansa.cli.common import object_options

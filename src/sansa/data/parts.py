@@ -87,7 +87,7 @@ class PascalPart:
     """Pascal-Part, one super-category (fold). Keys are ``<image id>#<object index>``."""
 
     sampling = Sampling.CYCLE_CLASSES
-    episodes = 2500  # at most; see the module docstring
+    episodes: int = 2500  # at most; see the module docstring
     image_size = 518
     distinct_supports = True
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image
 
 from sansa.atomic import encode_image
@@ -92,19 +93,28 @@ def overlay_jpeg(
     return encode_image(image, "JPEG", quality=JPEG_QUALITY)
 
 
-def draw_prompt(image: np.ndarray, points=None, point_labels=None, box=None, scribble=None) -> np.ndarray:
+def draw_prompt(
+    image: np.ndarray,
+    points: ArrayLike | None = None,
+    point_labels: ArrayLike | None = None,
+    box: ArrayLike | None = None,
+    scribble: ArrayLike | None = None,
+) -> np.ndarray:
     """Draw a reference prompt in place and return the image: box (white), clicks (green
-    positive, red negative), scribble (green line). Coordinates are image pixels ``(x, y)``."""
+    positive, red negative), scribble (green line). Coordinates are image pixels ``(x, y)``:
+    ``points`` ``[P, 2]`` with ``point_labels`` ``[P]`` (1 positive, 0 negative; default all
+    positive), ``box`` ``[4]`` ``x0, y0, x1, y1``, ``scribble`` ``[S, 2]``."""
     thickness = _thickness(image.shape[:2])
     if box is not None:
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0, x1, y1 = (int(round(float(v))) for v in np.asarray(box).reshape(4))
         cv2.rectangle(image, (x0, y0), (x1, y1), (255, 255, 255), thickness)
     if scribble is not None:
         line = np.round(np.asarray(scribble)).astype(np.int32).reshape(-1, 1, 2)
         cv2.polylines(image, [line], False, POSITIVE, thickness)
     if points is not None:
-        labels = np.ones(len(points), dtype=int) if point_labels is None else point_labels
-        for (x, y), label in zip(np.round(np.asarray(points)).astype(int), labels, strict=True):
+        clicks = np.round(np.asarray(points)).astype(int).reshape(-1, 2)
+        labels = np.ones(len(clicks), dtype=int) if point_labels is None else np.asarray(point_labels).reshape(-1)
+        for (x, y), label in zip(clicks, labels, strict=True):
             cv2.circle(image, (int(x), int(y)), 3 * thickness, POSITIVE if label else NEGATIVE, -1)
             cv2.circle(image, (int(x), int(y)), 3 * thickness, (255, 255, 255), 1)
     return image

@@ -100,7 +100,7 @@ class HubSettings:
         cache_dir: str | os.PathLike[str] | None = None,
         offline: bool | None = None,
         environ: Mapping[str, str] = os.environ,
-        **overrides,
+        **overrides: Any,
     ) -> HubSettings:
         """Settings from the arguments given, else the environment, else the defaults.
 
@@ -139,7 +139,7 @@ class Manifest:
     """``manifest.json`` of a cache folder: ``{filename: {"sha256", "size", "source"}}``."""
 
     def __init__(self, folder: Path) -> None:
-        self.path = folder / MANIFEST
+        self.path: Path = folder / MANIFEST
 
     def read(self) -> dict[str, dict[str, Any]]:
         """The entries; an unreadable manifest counts as empty (entries are re-recorded on use)."""

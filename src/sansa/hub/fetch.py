@@ -22,7 +22,7 @@ from sansa.errors import DownloadError
 from sansa.hub.cache import HubSettings, Manifest, download_problem, prepare_cache_dir
 from sansa.hub.registry import DriveFile, HubFile
 
-log = logging.getLogger(__name__)
+log: logging.Logger = logging.getLogger(__name__)
 ALTERNATIVE = (
     "or load files you have: SansaPredictor.from_checkpoint(SAM2_FILE, ADAPTER_FILE, model=BACKBONE) "
     "in Python, --sam2-checkpoint FILE --adapter FILE on the command line"

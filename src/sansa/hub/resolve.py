@@ -14,7 +14,7 @@ from sansa.hub.cache import HubSettings, Manifest, check_cached_adapter
 from sansa.hub.fetch import download_adapter, fetch_sam2
 from sansa.hub.registry import DEFAULT_MODEL, Availability, PretrainedModel, get_model
 
-log = logging.getLogger(__name__)
+log: logging.Logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

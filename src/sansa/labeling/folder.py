@@ -45,8 +45,8 @@ class FolderLock:
 
     def __init__(self, folder: str | os.PathLike[str] | AnyPath, command: str = "") -> None:
         self.folder: AnyPath = folder if not isinstance(folder, (str, os.PathLike)) else Path(folder)  # or a UPath
-        self.path = self.folder / STATE_DIR / LOCK_NAME
-        self.command = command or " ".join(["sansa", *sys.argv[1:]])
+        self.path: AnyPath = self.folder / STATE_DIR / LOCK_NAME
+        self.command: str = command or " ".join(["sansa", *sys.argv[1:]])
         self._fd: int | None = None
 
     def acquire(self) -> FolderLock:

@@ -324,7 +324,7 @@ class WriteBehind(Generic[V]):
     """
 
     def __init__(self, limit: int = BEHIND) -> None:
-        self.limit = max(0, limit)
+        self.limit: int = max(0, limit)
         self._waiting: collections.deque[tuple[V, list[Future[None]]]] = collections.deque()
 
     def add(self, value: V, futures: list[Future[None]]) -> list[V]:

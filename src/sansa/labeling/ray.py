@@ -51,6 +51,8 @@ from sansa.labeling.pipeline import Outcome, lane_batches, model_lanes
 from sansa.labeling.ray_cluster import RayOptions, connect, import_ray, quiet_ray_data
 
 if TYPE_CHECKING:
+    from sansa.export.writer import FolderWriter
+    from sansa.predictor import SansaPredictor
     from sansa.records import Reference
 
 # Fixed batches per Ray Data block (at most; small runs get smaller blocks, two per actor): a block
@@ -206,13 +208,13 @@ class LabelActor:
     ) -> None:
         import ray
 
-        self.job = Job.from_dict(job)
-        self.predictor = self.job.load_predictor(device)
-        self.lanes = model_lanes(self.predictor, max(1, int(cpus)))
+        self.job: Job = Job.from_dict(job)
+        self.predictor: SansaPredictor = self.job.load_predictor(device)
+        self.lanes: int = model_lanes(self.predictor, max(1, int(cpus)))
         for reference in ray.get(references[0]):
             self.predictor.add_encoded(reference)
-        self.writer = engine.writer_for(self.job, worker=True)
-        self.inputs_digest = inputs_digest
+        self.writer: FolderWriter = engine.writer_for(self.job, worker=True)
+        self.inputs_digest: str = inputs_digest
         if on_start is not None:
             on_start(ray.get_runtime_context().current_actor)
 

@@ -16,6 +16,13 @@ project's Settings > Model. Parts:
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what checkers see of the lazy exports below
+    from sansa.labelstudio.backend import SansaBackend as SansaBackend
+    from sansa.labelstudio.config import LabelConfig as LabelConfig
+    from sansa.labelstudio.config import parse_config as parse_config
+    from sansa.labelstudio.remote import LabelStudio as LabelStudio
 
 # Loaded on first use: the brush RLE codec (used by the export formats) must not pull in torch.
 _EXPORTS = {
@@ -27,7 +34,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'sansa.labelstudio' has no attribute {name!r}")

@@ -92,7 +92,7 @@ class AnnotationRecord:
     id: int
     task: int
     image: str
-    results: list[dict]
+    results: list[dict[str, Any]]
     digest: str
 
 
@@ -128,10 +128,12 @@ class SansaBackend:
         model_name: str = "sansa",
         options: BackendOptions | None = None,
     ) -> None:
-        self.prototype = model if isinstance(model, SansaPredictor) else SansaPredictor(model, device=device)
-        self.model_name = model_name
-        self.label_studio = label_studio or LabelStudio()
-        self.options = options or BackendOptions()
+        self.prototype: SansaPredictor = (
+            model if isinstance(model, SansaPredictor) else SansaPredictor(model, device=device)
+        )
+        self.model_name: str = model_name
+        self.label_studio: LabelStudio = label_studio or LabelStudio()
+        self.options: BackendOptions = options or BackendOptions()
         self.projects: dict[int, Project] = {}
         self.jobs: dict[int, Job] = {}
         self._state = threading.Condition(threading.RLock())
@@ -165,11 +167,11 @@ class SansaBackend:
 
     def predict(
         self,
-        tasks: list[dict],
+        tasks: list[dict[str, Any]],
         project: str | int,
         label_config: str | None = None,
-        context: dict | None = None,
-    ) -> list:
+        context: dict[str, Any] | None = None,
+    ) -> list[list[dict[str, Any]]] | list[dict[str, Any]]:
         """Label Studio's ``/predict``: per task, in order, ``[prediction]`` or ``[]`` (none).
 
         The tasks' own annotations (Label Studio sends them along) update the references first.
@@ -190,14 +192,15 @@ class SansaBackend:
                 self._take_task(state, task)
             version = self.model_version(state)
             if not state.annotations:
-                return [[] for _ in tasks]
+                none: list[list[dict[str, Any]]] = [[] for _ in tasks]
+                return none
         if context and interactive.has_prompt(context):
             if len(tasks) != 1:
                 raise SansaError(f"context: interactive mode predicts one task, got {len(tasks)}")
             return self._interactive(state, tasks[0], context, version)
         return self._queued(state, tasks, task_ids, version)
 
-    def webhook(self, payload: dict, trusted: bool = False) -> dict:
+    def webhook(self, payload: dict[str, Any], trusted: bool = False) -> dict[str, Any]:
         """Label Studio's ``/webhook``: annotation events update the references.
 
         The event only says which task changed; the task is read back from Label Studio when
@@ -274,7 +277,7 @@ class SansaBackend:
                 self._take_task(state, task)
             state.synced = True
 
-    def _take_task(self, state: Project, task: dict) -> None:
+    def _take_task(self, state: Project, task: dict[str, Any]) -> None:
         """Make the task's submitted annotations the references of that task (replacing the old ones)."""
         task_id = _as_id(task.get("id")) if isinstance(task, dict) else None
         if state.config is None or task_id is None:
@@ -287,7 +290,7 @@ class SansaBackend:
             if record is not None:
                 state.annotations[record.id] = record
 
-    def _on_annotation(self, state: Project, payload: dict, trusted: bool) -> None:
+    def _on_annotation(self, state: Project, payload: dict[str, Any], trusted: bool) -> None:
         task, annotation = _json_field(payload, "task", dict), _json_field(payload, "annotation", dict)
         task_id = _as_id(task.get("id", annotation.get("task")))
         if task_id is None:
@@ -303,7 +306,7 @@ class SansaBackend:
                 with self._state:
                     state.annotations[record.id] = record
 
-    def _on_delete(self, state: Project, payload: dict, trusted: bool) -> None:
+    def _on_delete(self, state: Project, payload: dict[str, Any], trusted: bool) -> None:
         listed = _json_field(payload, "annotations", list)
         gone = {i for a in listed if isinstance(a, dict) and (i := _as_id(a.get("id"))) is not None}
         with self._state:
@@ -356,7 +359,9 @@ class SansaBackend:
         return references
 
     # -- predictions ----------------------------------------------------------------------
-    def _queued(self, state: Project, tasks: list[dict], task_ids: list[int], version: str) -> list[list[dict]]:
+    def _queued(
+        self, state: Project, tasks: list[dict[str, Any]], task_ids: list[int], version: str
+    ) -> list[list[dict[str, Any]]]:
         """Queue the tasks in the project's job and answer what is done within ``answer_within``."""
         deadline = time.monotonic() + self.options.answer_within
         with self._state:
@@ -464,7 +469,7 @@ class SansaBackend:
         results, score = segmentation_results(segmentation, config, self.options.min_area, self.options.max_objects)
         return Outcome(prediction={"result": results, "score": score, "model_version": version})
 
-    def _post(self, job: Job, task_id: int, prediction: dict) -> None:
+    def _post(self, job: Job, task_id: int, prediction: dict[str, Any]) -> None:
         try:
             self.label_studio.post_prediction(task_id, prediction)
         except SansaError as err:
@@ -489,7 +494,9 @@ class SansaBackend:
             raise SansaError(f"no image under {config.image_key!r} in the task's data")
         return self.label_studio.image(source, _as_id(task.get("id")))
 
-    def _interactive(self, state: Project, task: dict, context: dict, version: str) -> list[dict]:
+    def _interactive(
+        self, state: Project, task: dict[str, Any], context: dict[str, Any], version: str
+    ) -> list[dict[str, Any]]:
         """The clicked object and its class everywhere in the task's image (interactive mode)."""
         with self._state:
             annotations, config = dict(state.annotations), _known(state.config)
@@ -512,7 +519,7 @@ def _json_field(values: dict[str, Any], key: str, kind: type[T]) -> T:
     return value if isinstance(value, kind) else kind()
 
 
-def _record(annotation: dict, task_id: int, image: str | None) -> AnnotationRecord | None:
+def _record(annotation: dict[str, Any], task_id: int, image: str | None) -> AnnotationRecord | None:
     """The annotation as a reference source, or ``None`` when it cannot be one (skipped, empty)."""
     if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
         return None
@@ -565,6 +572,6 @@ def _task_id(task) -> int:
     return task_id
 
 
-def _annotated(task: dict) -> bool:
+def _annotated(task: dict[str, Any]) -> bool:
     """Whether the task has an annotation that was not skipped."""
     return any(isinstance(a, dict) and not a.get("was_cancelled") for a in task.get("annotations") or [])

@@ -11,6 +11,8 @@ other object of the class in the image is returned too, one region each.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from sansa.errors import SansaError
@@ -19,18 +21,21 @@ from sansa.labelstudio.results import object_results, objects_of
 from sansa.predictor import SansaPredictor
 from sansa.records import Prompt
 
+if TYPE_CHECKING:
+    from sansa.labelstudio.backend import BackendOptions
+
 PROMPT_TYPES = ("keypointlabels", "rectanglelabels")
 #: an object of the class overlapping the clicked one by more than this share of its area is the same object
 SAME_OBJECT_OVERLAP = 0.5
 
 
-def has_prompt(context: dict) -> bool:
+def has_prompt(context: dict[str, Any]) -> bool:
     """Whether a ``/predict`` context holds a click or a box."""
     results = context.get("result") if isinstance(context, dict) else None
     return isinstance(results, list) and any(isinstance(r, dict) and r.get("type") in PROMPT_TYPES for r in results)
 
 
-def clicked_prompt(context: dict, config: LabelConfig, height: int, width: int) -> tuple[str, Prompt]:
+def clicked_prompt(context: dict[str, Any], config: LabelConfig, height: int, width: int) -> tuple[str, Prompt]:
     """The class and the prompt (points with labels and/or a box, pixels) the context's clicks make.
 
     Raises :class:`SansaError` (one line) when the context has no click or box of a known class.
@@ -60,8 +65,8 @@ def clicked_prompt(context: dict, config: LabelConfig, height: int, width: int) 
 
 
 def clicked_results(
-    predictor: SansaPredictor, image: np.ndarray, context: dict, config: LabelConfig, options
-) -> tuple[list[dict], float]:
+    predictor: SansaPredictor, image: np.ndarray, context: dict[str, Any], config: LabelConfig, options: BackendOptions
+) -> tuple[list[dict[str, Any]], float]:
     """Regions: the clicked object first, then the class's other objects in this image.
 
     Args:

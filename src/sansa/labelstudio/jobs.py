@@ -18,6 +18,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 log: logging.Logger = logging.getLogger("sansa.labelstudio")
 
@@ -28,7 +29,7 @@ PROGRESS_EVERY_S = 10.0
 class Outcome:
     """One task's prediction (``result``, ``score``, ``model_version``), or why it has none."""
 
-    prediction: dict | None = None
+    prediction: dict[str, Any] | None = None
     error: str | None = None
 
 
@@ -49,7 +50,7 @@ class Job:
 
     project: int
     version: str
-    tasks: dict[int, dict] = field(default_factory=dict)
+    tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
     pending: deque[int] = field(default_factory=deque)
     running: int | None = None
     outcomes: dict[int, Outcome] = field(default_factory=dict)
@@ -61,7 +62,7 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     reported: float = field(default_factory=time.monotonic)
 
-    def queue(self, task_id: int, task: dict) -> None:
+    def queue(self, task_id: int, task: dict[str, Any]) -> None:
         """Queue a task unless it is queued, running or done and not yet answered (a failed one is retried)."""
         if task_id in self.pending or task_id == self.running:
             return
@@ -77,7 +78,7 @@ class Job:
         """Whether the task's outcome is known."""
         return task_id in self.outcomes
 
-    def take(self, task_id: int) -> list[dict]:
+    def take(self, task_id: int) -> list[dict[str, Any]]:
         """The task's answer for ``/predict``: ``[prediction]`` if done, ``[]`` if failed or not
         done yet (then it is posted when done). The outcome is forgotten once answered."""
         outcome = self.outcomes.get(task_id)

@@ -31,6 +31,7 @@ import urllib.parse
 import urllib.request
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ MAX_REDIRECTS = 5
 #: task data values of these schemes live in a project's cloud storage (Label Studio presigns them)
 CLOUD_SCHEMES = ("s3", "gs", "gcs", "azure-blob", "azure-spi", "azure")
 
-log = logging.getLogger("sansa.labelstudio")
+log: logging.Logger = logging.getLogger("sansa.labelstudio")
 
 
 class LabelStudio:
@@ -61,10 +62,10 @@ class LabelStudio:
     def __init__(
         self, url: str | None = None, token: str | None = None, local_files_root: str | Path | None = None
     ) -> None:
-        self.url = url.rstrip("/") if url else None
-        self.token = token or None
+        self.url: str | None = url.rstrip("/") if url else None
+        self.token: str | None = token or None
         self._given_token = self.token is not None
-        self.local_files_root = Path(local_files_root).resolve() if local_files_root else None
+        self.local_files_root: Path | None = Path(local_files_root).resolve() if local_files_root else None
         self._access: str | None = None
         self._images: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -106,18 +107,18 @@ class LabelStudio:
         self.get_json(f"/api/projects/{int(project)}")
 
     # -- API ------------------------------------------------------------------------------
-    def annotated_tasks(self, project: int) -> list[dict]:
+    def annotated_tasks(self, project: int) -> list[dict[str, Any]]:
         """Every task of ``project`` that has annotations, with its annotations."""
         tasks = self.get_json(f"/api/projects/{int(project)}/export?exportType=JSON&download_all_tasks=false")
         if not isinstance(tasks, list):
             raise RemoteError(f"Label Studio: project {project} export is not a task list")
         return tasks
 
-    def task(self, task_id: int) -> dict:
+    def task(self, task_id: int) -> dict[str, Any]:
         """One task with its annotations."""
         return self.get_json(f"/api/tasks/{int(task_id)}")
 
-    def tasks(self, project: int, task_ids: list[int]) -> list[dict]:
+    def tasks(self, project: int, task_ids: list[int]) -> list[dict[str, Any]]:
         """The given tasks of ``project`` with their annotations (Label Studio's export, filtered by id)."""
         ids = ",".join(str(int(i)) for i in task_ids)
         tasks = self.get_json(f"/api/projects/{int(project)}/export?exportType=JSON&download_all_tasks=true&ids={ids}")
@@ -125,11 +126,11 @@ class LabelStudio:
             raise RemoteError(f"Label Studio: project {project} export is not a task list")
         return tasks
 
-    def post_prediction(self, task_id: int, prediction: dict) -> None:
+    def post_prediction(self, task_id: int, prediction: dict[str, Any]) -> None:
         """Store ``prediction`` (``result``, ``score``, ``model_version``) on a task."""
         self.send_json("POST", "/api/predictions", {"task": int(task_id), **prediction})
 
-    def predictions(self, task_id: int) -> list[dict]:
+    def predictions(self, task_id: int) -> list[dict[str, Any]]:
         """The predictions stored on a task."""
         answer = self.get_json(f"/api/predictions?task={int(task_id)}")
         return answer if isinstance(answer, list) else answer.get("results", [])
@@ -138,11 +139,11 @@ class LabelStudio:
         """Delete one stored prediction."""
         self.send_json("DELETE", f"/api/predictions/{int(prediction_id)}", None)
 
-    def get_json(self, path: str):
+    def get_json(self, path: str) -> Any:
         """``GET`` an API path; one-line :class:`RemoteError` on any failure (non-JSON answers too)."""
         return _json(self._get(self._absolute(path), auth=True), path)
 
-    def send_json(self, method: str, path: str, body) -> object:
+    def send_json(self, method: str, path: str, body: object) -> object:
         """``POST``/``PATCH``/``DELETE`` an API path with a JSON body; the answer's JSON (``None`` if empty)."""
         data = None if body is None else json.dumps(body).encode()
         answer = self._request(self._absolute(path), auth=True, method=method, data=data)
@@ -284,7 +285,7 @@ def _same_origin(url: str, other: str) -> bool:
     return origin(url) == origin(other)
 
 
-def _json(data: bytes, path: str):
+def _json(data: bytes, path: str) -> Any:
     """The JSON of an API answer; :class:`RemoteError` when it is not JSON (a login or proxy page)."""
     try:
         return json.loads(data.decode("utf-8"))

@@ -46,7 +46,9 @@ class ReferencePrompt:
     prompt: Prompt
 
 
-def annotation_prompts(results: list[dict], config: LabelConfig, height: int, width: int) -> list[ReferencePrompt]:
+def annotation_prompts(
+    results: list[dict[str, Any]], config: LabelConfig, height: int, width: int
+) -> list[ReferencePrompt]:
     """The references an annotation's results make, in a stable order (masks, boxes, points per class).
 
     Args:
@@ -81,7 +83,9 @@ def annotation_prompts(results: list[dict], config: LabelConfig, height: int, wi
     return prompts
 
 
-def _region_mask(control: Control, value: dict, result: dict, height: int, width: int) -> np.ndarray:
+def _region_mask(
+    control: Control, value: dict[str, Any], result: dict[str, Any], height: int, width: int
+) -> np.ndarray:
     if control.type == "brushlabels":
         if value.get("format", "rle") != "rle" or "rle" not in value:
             raise SansaError(f"result {result.get('id', '?')}: brush region without an RLE")
@@ -95,13 +99,13 @@ def _region_mask(control: Control, value: dict, result: dict, height: int, width
     return rasterize_polygons([shape * [width / 100.0, height / 100.0]], height, width)
 
 
-def _box(value: dict, height: int, width: int) -> list[float]:
+def _box(value: dict[str, Any], height: int, width: int) -> list[float]:
     x, y = float(value["x"]) * width / 100.0, float(value["y"]) * height / 100.0
     w, h = float(value["width"]) * width / 100.0, float(value["height"]) * height / 100.0
     return [max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)]
 
 
-def _point(value: dict, height: int, width: int) -> list[float]:
+def _point(value: dict[str, Any], height: int, width: int) -> list[float]:
     x, y = float(value["x"]) * width / 100.0, float(value["y"]) * height / 100.0
     return [min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))]
 
@@ -122,7 +126,7 @@ def objects_of(segmentation: Segmentation) -> list[SegmentedObject]:
 
 def segmentation_results(
     segmentation: Segmentation, config: LabelConfig, min_area: int = MIN_AREA, max_objects: int = MAX_OBJECTS
-) -> tuple[list[dict], float]:
+) -> tuple[list[dict[str, Any]], float]:
     """One Label Studio region per object of the classes the config has, and their mean score.
 
     Args:
@@ -145,7 +149,7 @@ def segmentation_results(
     return results, round(sum(scores) / len(scores), 4) if scores else 0.0
 
 
-def object_results(mask: np.ndarray, label: str, control: Control, score: float | None = None) -> list[dict]:
+def object_results(mask: np.ndarray, label: str, control: Control, score: float | None = None) -> list[dict[str, Any]]:
     """The Label Studio region of one object (none for an empty mask), in the control's type.
 
     Args:
@@ -198,14 +202,14 @@ def _percent(xy: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.round(xy * [100.0 / width, 100.0 / height], 4)
 
 
-def _rectangle(part: np.ndarray, height: int, width: int) -> dict:
+def _rectangle(part: np.ndarray, height: int, width: int) -> dict[str, Any]:
     rows, cols = np.nonzero(part)
     x0, y0 = _percent(np.array([cols.min(), rows.min()], dtype=np.float64), height, width)
     x1, y1 = _percent(np.array([cols.max() + 1, rows.max() + 1], dtype=np.float64), height, width)
     return {"x": float(x0), "y": float(y0), "width": float(x1 - x0), "height": float(y1 - y0), "rotation": 0}
 
 
-def _keypoint(part: np.ndarray, height: int, width: int) -> dict:
+def _keypoint(part: np.ndarray, height: int, width: int) -> dict[str, Any]:
     rows, cols = np.nonzero(part)
     x, y = _percent(np.array([cols.mean() + 0.5, rows.mean() + 0.5]), height, width)
     return {"x": float(x), "y": float(y), "width": 0.5}

@@ -39,7 +39,7 @@ from sansa.errors import RemoteError, SansaError
 from sansa.labelstudio.backend import SansaBackend
 from sansa.web.security import Guard, listen, parse_allow_hosts
 
-log = logging.getLogger("sansa.labelstudio")
+log: logging.Logger = logging.getLogger("sansa.labelstudio")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090

@@ -44,11 +44,11 @@ class Adapter(nn.Module):
 
     def __init__(self, width: int, bottleneck: int, scale: float = ADAPTER_SCALE) -> None:
         super().__init__()
-        self.scale = scale
-        self.enabled = True
-        self.adapter_layer_norm_before = nn.LayerNorm(width)
-        self.down_proj = nn.Linear(width, bottleneck)
-        self.up_proj = nn.Linear(bottleneck, width)
+        self.scale: float = scale
+        self.enabled: bool = True
+        self.adapter_layer_norm_before: nn.LayerNorm = nn.LayerNorm(width)
+        self.down_proj: nn.Linear = nn.Linear(width, bottleneck)
+        self.up_proj: nn.Linear = nn.Linear(bottleneck, width)
         with torch.no_grad():
             nn.init.kaiming_uniform_(self.down_proj.weight, a=math.sqrt(5))
             nn.init.zeros_(self.down_proj.bias)

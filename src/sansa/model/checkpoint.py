@@ -122,7 +122,7 @@ def _looks_like_zip(path: Path) -> bool:
         return handle.read(4) == b"PK\x03\x04"
 
 
-def state_dict_of(obj: Mapping, path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:
+def state_dict_of(obj: Mapping[str, Any], path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint: its ``'model'`` entry (or itself), ``module.`` prefixes removed."""
     tensors = obj.get("model", obj)
     bare_dict_of_others = "model" not in obj and not all(isinstance(v, torch.Tensor) for v in obj.values())

@@ -54,8 +54,8 @@ class FrozenGuard:
     """
 
     def __init__(self, model: SansaModel) -> None:
-        self.model = model
-        self.digest = frozen_digest(model)
+        self.model: SansaModel = model
+        self.digest: str = frozen_digest(model)
 
     def check(self, optimizer: torch.optim.Optimizer | None = None) -> str:
         """Raise ``RuntimeError`` if anything but the adapters changed or could; returns the digest."""

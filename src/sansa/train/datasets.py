@@ -22,9 +22,9 @@ class AllClasses:
     """
 
     def __init__(self, parts: Sequence[FewShotDataset], name: str) -> None:
-        self.parts = list(parts)
-        self.name = name
-        self.image_size = getattr(self.parts[0], "image_size", None)
+        self.parts: list[FewShotDataset] = list(parts)
+        self.name: str = name
+        self.image_size: int | None = getattr(self.parts[0], "image_size", None)
         self._owner: dict[int, FewShotDataset] = {}
         for part in self.parts:
             for class_id in part.class_ids():

@@ -114,7 +114,7 @@ def collate(samples: Sequence[EpisodeSample]) -> EpisodeBatch:
     )
 
 
-class EpisodeSource(torch.utils.data.Dataset):
+class EpisodeSource(torch.utils.data.Dataset[EpisodeSample]):
     """A map-style dataset of training episodes: ``source[(epoch, index)] -> EpisodeSample``.
 
     Args:
@@ -285,7 +285,7 @@ def episode_loader(
     start_step: int,
     num_workers: int,
     pin_memory: bool = False,
-) -> torch.utils.data.DataLoader:
+) -> torch.utils.data.DataLoader[EpisodeSample]:
     """This rank's batches of ``epoch`` from ``start_step`` on (workers only load; they never draw)."""
     return torch.utils.data.DataLoader(
         source,

@@ -108,15 +108,19 @@ class Trainer:
             config.seed,
         )
         per_epoch = config.episodes_per_epoch or self.source.pairs()
-        self.schedule = StepSchedule(per_epoch, config.batch_size, ctx.rank, ctx.world_size)
-        self.total_steps = self.schedule.steps_per_epoch * config.epochs
+        self.schedule: StepSchedule = StepSchedule(per_epoch, config.batch_size, ctx.rank, ctx.world_size)
+        self.total_steps: int = self.schedule.steps_per_epoch * config.epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _cosine(s, self.total_steps))
+        self.optimizer: torch.optim.AdamW = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: _cosine(s, self.total_steps)
+        )
         loss = MaskLoss(config.focal_alpha, config.focal_gamma, config.focal_weight, config.dice_weight)
         objective = EpisodeObjective(self.model, loss, config.shots)
-        self.objective = _data_parallel(objective) if ctx.distributed else objective
-        self.step = 0
+        self.objective: EpisodeObjective | DistributedDataParallel = (
+            _data_parallel(objective) if ctx.distributed else objective
+        )
+        self.step: int = 0
         self.writer: SummaryWriter | None = None
 
     # -- the run ----------------------------------------------------------------------
@@ -181,14 +185,14 @@ class Trainer:
         out.loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.config.grad_clip > 0:  # 0 disables clipping (it must never zero the gradients)
-            self.grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip))
+            self.grad_norm: float = float(torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip))
         else:
             self.grad_norm = float(
                 torch.linalg.vector_norm(
                     torch.stack([torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None])
                 )
             )
-        self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
+        self.lr: float = float(self.scheduler.get_last_lr()[0])  # the rate this step used
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
