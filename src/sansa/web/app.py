@@ -94,7 +94,7 @@ Hide = Annotated[list[str] | None, Query(description="classes left out of the ov
 
 def create_app(
     predictor: SansaPredictor,
-    folder: str | os.PathLike,
+    folder: str | os.PathLike[str],
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     cache_size: int = 32,
     model_name: str | None = None,

@@ -73,23 +73,27 @@ class ExportJob:
         options: dict[str, Any] | None = None,
     ) -> None:
 
-        self.formats = parse_formats(formats if formats is not None else DEFAULT_FORMATS)
-        self.options = dict(options or {})
+        self.formats: tuple[str, ...] = parse_formats(formats if formats is not None else DEFAULT_FORMATS)
+        self.options: dict[str, Any] = dict(options or {})
         FolderWriter(Path("."), ["check"], self.formats, **self.options, prepare=False)  # bad options fail here
-        self.overlays = OutputFormat.OVERLAY.value in self.formats
-        self.service, self.session = service, session
-        self.id = uuid.uuid4().hex[:12]
+        self.overlays: bool = OutputFormat.OVERLAY.value in self.formats
+        self.service: SansaService = service
+        self.session: Session = session
+        self.id: str = uuid.uuid4().hex[:12]
         with service.lock:
-            self.labels = list(session.classes)
-            self.colors = [hex_to_rgb(session.classes[label]) for label in self.labels]
+            self.labels: list[str] = list(session.classes)
+            self.colors: list[tuple[int, int, int]] = [hex_to_rgb(session.classes[label]) for label in self.labels]
             planned = plan(service, session, self.labels)
-            self.items, self.left_out, self.failures = planned.items, planned.left_out, planned.failures
-        self.state, self.done = JobState.RUNNING, 0
+            self.items: list[Item] = planned.items
+            self.left_out: list[str] = planned.left_out
+            self.failures: list[dict[str, str]] = planned.failures
+        self.state: JobState = JobState.RUNNING
+        self.done: int = 0
         self.error: str | None = None
         self._stop = threading.Event()
-        self.total = len(self.items) + 1  # + the zip
-        self.folder = Path(tempfile.mkdtemp(prefix="sansa-export-"))
-        self.path = self.folder / ZIP_NAME
+        self.total: int = len(self.items) + 1  # + the zip
+        self.folder: Path = Path(tempfile.mkdtemp(prefix="sansa-export-"))
+        self.path: Path = self.folder / ZIP_NAME
         self._thread = threading.Thread(target=self._run, name=f"sansa-export-{self.id}", daemon=True)
 
     def start(self) -> ExportJob:

@@ -48,8 +48,10 @@ class ImageFolder:
         cache_size: decoded images kept in memory (RGB ``uint8 [H, W, 3]``).
     """
 
-    def __init__(self, root: str | os.PathLike, max_upload_bytes: int = MAX_UPLOAD_BYTES, cache_size: int = 8) -> None:
-        self.root = Path(root).resolve()
+    def __init__(
+        self, root: str | os.PathLike[str], max_upload_bytes: int = MAX_UPLOAD_BYTES, cache_size: int = 8
+    ) -> None:
+        self.root: Path = Path(root).resolve()
         if self.root.is_file():
             raise ImageError(f"{root}: is a file; give the folder of images to serve")
         if not self.root.is_dir():

@@ -46,11 +46,14 @@ class PropagationJob:
         prefetch: int = PREFETCH,
         behind: int = BEHIND,
     ) -> None:
-        self.service, self.session, self.targets = service, session, list(targets)
-        self.version = session.version
-        self.prefetch, self.behind = prefetch, behind
-        self.state = JobState.RUNNING
-        self.done = 0
+        self.service: SansaService = service
+        self.session: Session = session
+        self.targets: list[str] = list(targets)
+        self.version: int = session.version
+        self.prefetch: int = prefetch
+        self.behind: int = behind
+        self.state: JobState = JobState.RUNNING
+        self.done: int = 0
         self.error: str | None = None
         self.failed: dict[str, str] = {}  # target -> why it could not be read (the others go on)
         self._stop = threading.Event()

@@ -6,7 +6,7 @@ Coordinates are pixels of the full-size image a prompt belongs to: ``x`` = colum
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -233,7 +233,8 @@ class ExportRequest(BaseModel):
         default=None, description="one annotation per class instead of one per object (COCO, YOLO, instances)"
     )
 
-    def options(self) -> dict:
+    def options(self) -> dict[str, Any]:
+        """The export options given (``None`` ones and ``formats`` left out), as keyword arguments."""
         return self.model_dump(exclude_none=True, exclude={"formats"})
 
 

@@ -50,6 +50,7 @@ PUBLIC_PATHS = ("/favicon.ico", "/docs", "/docs/oauth2-redirect", "/openapi.json
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]  # an ASGI app
 
 
 def new_token() -> str:
@@ -113,9 +114,10 @@ class Guard:
         allow_hosts: extra names the server may be reached as (``name`` or ``name:port``).
     """
 
-    def __init__(self, app: Callable, token: str | None, allow_hosts: Iterable[str] = ()) -> None:
-        self.app, self.token = app, token
-        self.extra = parse_allow_hosts(allow_hosts)
+    def __init__(self, app: App, token: str | None, allow_hosts: Iterable[str] = ()) -> None:
+        self.app: App = app
+        self.token: str | None = token
+        self.extra: set[tuple[str, int | None]] = parse_allow_hosts(allow_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):

@@ -81,10 +81,10 @@ class SansaService:
     def __init__(
         self, predictor: SansaPredictor, folder: ImageFolder, cache_size: int = 32, max_sessions: int = 16
     ) -> None:
-        self.predictor = predictor
-        self.folder = folder
-        self.store = SessionStore(folder.root)
-        self.lock = threading.RLock()
+        self.predictor: SansaPredictor = predictor
+        self.folder: ImageFolder = folder
+        self.store: SessionStore = SessionStore(folder.root)
+        self.lock: threading.RLock = threading.RLock()
         self._features: OrderedDict[tuple[str, int], ImageFeatures] = OrderedDict()
         self._cache_size = cache_size
         self._sessions: OrderedDict[str, Session] = OrderedDict()

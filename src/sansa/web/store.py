@@ -72,8 +72,8 @@ class StoredMap:
 class SessionStore:
     """The sessions saved under ``<folder>/.sansa/web``."""
 
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.root = Path(folder) / STORE_DIR
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.root: Path = Path(folder) / STORE_DIR
         self.note: str | None = None
         if not _writable(self.root):
             key = hashlib.sha1(str(Path(folder).resolve()).encode("utf-8")).hexdigest()[:16]
