@@ -14,8 +14,8 @@ from sansa.errors import RemoteError, SansaError
 from sansa.export import brush_rle as rle
 from sansa.labelstudio import LabelStudio, SansaBackend, parse_config
 from sansa.labelstudio.backend import BackendOptions
-from sansa.labelstudio.results import annotation_prompts, object_results, segmentation_results
-from sansa.records import Prediction, Segmentation, SegmentedObject
+from sansa.labelstudio.results import annotation_prompts, control_results, segmentation_results
+from sansa.records import ObjectOptions, Prediction, Segmentation, SegmentedObject
 
 BRUSH = """<View><Image name="img" value="$photo"/>
 <BrushLabels name="brush" toName="img"><Label value="cat"/><Label value="dog"/></BrushLabels></View>"""
@@ -213,7 +213,8 @@ def test_one_region_per_object_in_the_controls_type(xml, kind):
     else:
         boxes = [[r["value"][k] for k in ("x", "y", "width", "height")] for r in results]
         assert boxes == [[10.0, 10.0, 25.0, 40.0], [75.0, 60.0, 15.0, 30.0]]
-    assert object_results(np.zeros((3, 3), bool), "cat", config.control_for("cat")) == []
+    empty = SegmentedObject("cat", np.zeros((3, 3), bool), np.zeros(4, np.float32), 0.5)
+    assert control_results("t", [empty], config.control_for("cat")) == []
 
 
 @pytest.mark.parametrize(
@@ -235,19 +236,24 @@ def test_objects_min_area_and_cap(areas, min_area, max_objects, kept):
         label_map[mask] = 1
         objects.append(SegmentedObject("cat", mask, np.array([x, 0, x + 4, 10], np.float32), 0.9 - index / 10))
         x += 4  # touching: one connected part, still separate objects
-    results, _ = segmentation_results(_segmentation(label_map, ["cat"], objects), config, min_area, max_objects)
+    options = ObjectOptions(min_area=min_area, max_objects=max_objects)
+    results, _ = segmentation_results(_segmentation(label_map, ["cat"], objects), config, options)
     assert [int(rle.decode(r["value"]["rle"], 10, 40).sum()) for r in results] == kept
 
 
 def test_polygon_and_keypoint_results():
     config = parse_config(MIXED)
     mask = _mask(10, 10, (0, 0, 5, 5))
-    (polygon,) = object_results(mask, "dog", config.control_for("dog"))
+    (polygon,) = control_results(
+        "t", [SegmentedObject("dog", mask, np.array([0, 0, 5, 5], np.float32), 0.5)], config.control_for("dog")
+    )
     points = np.array(polygon["value"]["points"])
     assert polygon["type"] == "polygonlabels" and 0.0 <= points.min() and points.max() <= 50.0
     (back,) = annotation_prompts([polygon], config, 10, 10)  # the backend reads its own polygons back exactly
     assert np.array_equal(back.prompt.mask, mask)
-    (point,) = object_results(mask, "bird", config.control_for("bird"))
+    (point,) = control_results(
+        "t", [SegmentedObject("bird", mask, np.array([0, 0, 5, 5], np.float32), 0.5)], config.control_for("bird")
+    )
     assert (point["value"]["x"], point["value"]["y"]) == (25.0, 25.0)
 
 
@@ -840,7 +846,7 @@ def test_interactive_click_returns_the_clicked_object_first(tiny_model):
     tasks = {1: {"id": 1, "data": {"photo": "/data/upload/1/1.png"}, "annotations": []}}
     tasks[1]["annotations"] = [_brush_annotation(11, _mask(32, 48, (5, 5, 20, 20)))]
     fake = FakeLabelStudio(images, tasks)
-    backend = SansaBackend(tiny_model, fake, device="cpu", options=BackendOptions(min_area=1))
+    backend = SansaBackend(tiny_model, fake, device="cpu", options=BackendOptions(objects=ObjectOptions(min_area=1)))
     backend.setup("1.1", INTERACTIVE)
     click = {
         "type": "keypointlabels",
@@ -858,3 +864,102 @@ def test_interactive_click_returns_the_clicked_object_first(tiny_model):
     assert all(r["type"] == "brushlabels" for r in prediction["result"])
     masks = [rle.decode(r["value"]["rle"], 32, 48) for r in prediction["result"]]
     assert not any((a & b).any() for i, a in enumerate(masks) for b in masks[i + 1 :]), "regions overlap"
+
+
+# -- object options: the same as sansa segment's, one region per object -------------------
+#: SAM's candidate filters off: the tiny random model's candidates then become objects
+NO_FILTERS = {"pred_iou": 0.0, "stability": 0.0, "min_inside": 0.0}
+
+
+@pytest.mark.parametrize(
+    "changed, options",
+    [
+        (None, ObjectOptions()),
+        ("min_area", ObjectOptions(min_area=200)),
+        ("max_objects", ObjectOptions(max_objects=1)),
+        ("points_per_class", ObjectOptions(points_per_class=1, **NO_FILTERS)),
+        ("overlap", ObjectOptions(overlap=0.95, **NO_FILTERS)),
+    ],
+)
+def test_backend_prediction_is_one_region_per_object_of_its_options(tiny_model, changed, options):
+    """The backend splits each class with its ObjectOptions, as ``sansa segment`` does: the prediction's
+    regions are exactly the ``labelstudio`` export's regions of the predictor's own objects made with
+    those options (one region each, none under min_area, at most max_objects per class), disjoint."""
+    import dataclasses
+
+    from PIL import Image
+
+    from sansa import SansaPredictor
+    from sansa.export.labelstudio import object_results
+
+    blocks = np.random.default_rng(1).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    image = np.array(Image.fromarray(blocks).resize((64, 48), Image.NEAREST))
+    reference = _mask(48, 64, (4, 4, 20, 20))
+    tasks = {1: {"id": 1, "data": {"photo": "/data/upload/1/0.png"}, "annotations": [_brush_annotation(11, reference)]}}
+    tasks[2] = {"id": 2, "data": {"photo": "/data/upload/1/1.png"}, "annotations": []}
+    fake = FakeLabelStudio({"/data/upload/1/0.png": image, "/data/upload/1/1.png": image[::-1].copy()}, tasks)
+    backend = SansaBackend(tiny_model, fake, device="cpu", options=BackendOptions(objects=options))
+    backend.setup("1.1", BRUSH)
+    (prediction,) = backend.predict([tasks[2]], "1.1")[0]
+
+    own = SansaPredictor(tiny_model, device="cpu")
+    own.add_reference(image, mask=reference, label="cat")
+
+    def regions(objects: ObjectOptions) -> list[dict]:
+        found = own.segment(image[::-1].copy(), name="task 2", objects=objects).objects
+        kept = sorted((o for o in found if o.area >= objects.area_floor(48, 64)), key=lambda o: -o.score)
+        return object_results("task 2", kept[: objects.max_objects], "brush", from_name="brush", to_name="img")
+
+    assert prediction["result"] == regions(options)
+    if changed is not None:  # else the row could not tell whether the backend passed the option on
+        assert regions(options) != regions(dataclasses.replace(options, **{changed: getattr(ObjectOptions(), changed)}))
+    masks = [rle.decode(r["value"]["rle"], 48, 64) for r in prediction["result"]]
+    assert masks and all(m.sum() >= options.area_floor(48, 64) for m in masks)
+    assert len(masks) <= options.max_objects
+    assert not any((a & b).any() for i, a in enumerate(masks) for b in masks[i + 1 :]), "regions overlap"
+
+
+@pytest.mark.parametrize(
+    "flags, env, expected",
+    [
+        ([], {}, ObjectOptions()),
+        (["--min-area", "50", "--object-points", "2"], {}, ObjectOptions(min_area=50, points_per_class=2)),
+        ([], {"SANSA_MAX_OBJECTS": "7", "SANSA_OBJECT_OVERLAP": "0.5"}, ObjectOptions(max_objects=7, overlap=0.5)),
+        (
+            ["--object-overlap", "0.6"],
+            {"SANSA_OBJECT_OVERLAP": "0.9", "SANSA_MIN_AREA": ""},
+            ObjectOptions(overlap=0.6),
+        ),
+    ],
+    ids=["none", "flags", "environment", "a-flag-beats-its-variable"],
+)
+def test_cli_passes_only_the_object_options_set(monkeypatch, flags, env, expected):
+    """``sansa label-studio``'s object options: the flags, else their SANSA_* variables; the rest the library's."""
+    from sansa.cli import build_parser
+    from sansa.cli.labelstudio import backend_options
+
+    for name in ("SANSA_MIN_AREA", "SANSA_MAX_OBJECTS", "SANSA_OBJECT_POINTS", "SANSA_OBJECT_OVERLAP"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    options = backend_options(build_parser().parse_args(["label-studio", *flags]))
+    assert options.objects == expected
+    assert options == BackendOptions(objects=expected)
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--max-objects", "-1"], {}, "--max-objects: must be a whole number >= 0, got -1"),
+        ([], {"SANSA_MIN_AREA": "lots"}, "$SANSA_MIN_AREA: expected int, got 'lots'"),
+    ],
+)
+def test_cli_refuses_bad_object_options_in_one_line(args, env, message, monkeypatch, capsys):
+    from sansa.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:1")
+    assert main(["label-studio", *args, "--backbone", "test_tiny", "--random-weights"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -33,6 +33,7 @@ from labelstudio_server import PREDICT_TIMEOUT_S, label_studio  # noqa: F401 (th
 from PIL import Image
 
 from sansa.export import brush_rle as rle
+from sansa.records import ObjectOptions
 
 SIZE = (96, 72)  # W, H
 CLASSES = ("fruit", "leaf")
@@ -104,11 +105,12 @@ def running_backend(label_studio, tiny_model, token: str | None = None, **option
 #: the README flow's --min-area: the tiny random model's masks are noisy (about 110 parts of 16+ pixels
 #: per image, which Label Studio's editor is slow to draw); 64 leaves about 14
 MIN_AREA = 64
+OBJECTS = ObjectOptions(min_area=MIN_AREA)
 
 
 @pytest.fixture(scope="module")
 def backend_url(label_studio, tiny_model):  # noqa: F811
-    with running_backend(label_studio, tiny_model, min_area=MIN_AREA) as (url, _):
+    with running_backend(label_studio, tiny_model, objects=OBJECTS) as (url, _):
         yield url
 
 
@@ -202,15 +204,18 @@ def class_masks(prediction: dict) -> dict[str, np.ndarray]:
     return masks
 
 
-def own_masks(tiny_model, scenes, references: dict[int, dict[str, np.ndarray]]) -> list:
-    """sansa's own segmentation of every scene from the same references, added in the backend's order."""
+def own_masks(
+    tiny_model, scenes, references: dict[int, dict[str, np.ndarray]], objects: ObjectOptions | None = None
+) -> list:
+    """sansa's own segmentation of every scene from the same references, added in the backend's order,
+    split into objects with ``objects`` (default: the defaults, as the backend's)."""
     from sansa import SansaPredictor
 
     predictor = SansaPredictor(tiny_model, device="cpu")
     for index, masks in references.items():
         for label in CLASSES:
             predictor.add_reference(scenes[index][0], mask=masks[label], label=label)
-    return [predictor.segment(image) for image, _ in scenes]
+    return [predictor.segment(image, objects=objects or ObjectOptions()) for image, _ in scenes]
 
 
 def test_backend_predictions_equal_sansa_masks(project, tiny_model):
@@ -218,7 +223,8 @@ def test_backend_predictions_equal_sansa_masks(project, tiny_model):
     (its objects of at least the backend's --min-area)."""
     client = project["client"]
     retrieve_predictions(client, project["id"])
-    expected = own_masks(tiny_model, project["scenes"], {i: project["scenes"][i][1] for i in REFERENCE_TASKS})
+    references = {i: project["scenes"][i][1] for i in REFERENCE_TASKS}
+    expected = own_masks(tiny_model, project["scenes"], references, OBJECTS)
     found_regions = 0
     versions = set()
     for index, task in enumerate(project["tasks"]):
@@ -231,7 +237,7 @@ def test_backend_predictions_equal_sansa_masks(project, tiny_model):
         assert prediction["model_version"].startswith("sansa-")
         assert 0.0 <= prediction["score"] <= 1.0
         seen = class_masks(prediction)
-        wanted = {label: large_objects(expected[index], label, MIN_AREA) for label in CLASSES}
+        wanted = {label: large_objects(expected[index], label, OBJECTS) for label in CLASSES}
         wanted = {label: mask for label, mask in wanted.items() if mask.any()}
         assert set(seen) == set(wanted), f"task {index}: classes {sorted(seen)}, sansa finds {sorted(wanted)}"
         for label, mask in seen.items():
@@ -241,13 +247,13 @@ def test_backend_predictions_equal_sansa_masks(project, tiny_model):
     assert len(versions) == 1
 
 
-def large_objects(segmentation, label: str, min_area: int = 16) -> np.ndarray:
-    """The class's pixels in objects of at least ``min_area`` pixels (what the backend writes)."""
+def large_objects(segmentation, label: str, options: ObjectOptions | None = None) -> np.ndarray:
+    """The class's pixels in objects of at least ``options``' min_area pixels (what the backend writes)."""
     from sansa.labelstudio.results import objects_of
 
     out = np.zeros(segmentation.size, dtype=bool)
     for obj in objects_of(segmentation):
-        if obj.label == label and obj.area >= min_area:
+        if obj.label == label and obj.area >= (options or ObjectOptions()).area_floor(*segmentation.size):
             out |= obj.mask
     return out
 

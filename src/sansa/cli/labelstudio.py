@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from sansa.cli import given
-from sansa.cli.common import MODEL_HELP, add_model_options
+from sansa.cli.common import MODEL_HELP, OBJECT_FLAGS, add_model_options, add_object_options
+
+if TYPE_CHECKING:
+    from sansa.labelstudio.backend import BackendOptions
 
 SECRET_ENV = "SANSA_LABEL_STUDIO_SECRET"
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 URL_ENV = "LABEL_STUDIO_URL"
+#: the object flags' environment variables: SANSA_MIN_AREA, SANSA_MAX_OBJECTS, SANSA_OBJECT_POINTS, ...
+OBJECT_ENV_PREFIX = "SANSA_"
 
 EXAMPLES = (
     f"""examples:
@@ -26,6 +32,11 @@ Annotating more tasks changes the model version, so predictions are refreshed.
 
 Label Studio 1.22 and newer refuse a model on this computer or the local network unless started
 with ML_BLOCK_LOCAL_IP=false and SSRF_PROTECTION_ENABLED=false (see the README).
+
+Objects: the same options as sansa segment (--min-area, --max-objects, --object-points,
+--object-overlap), or the environment's SANSA_MIN_AREA, SANSA_MAX_OBJECTS, SANSA_OBJECT_POINTS,
+SANSA_OBJECT_OVERLAP where a flag is not given; one region per object, none under --min-area, at
+most --max-objects per class and task.
 
 Label Studio's address (--label-studio-url / ${URL_ENV}) is fixed here: the API token
 (--label-studio-token / ${TOKEN_ENV}, else the one Label Studio sends when it connects) is only
@@ -81,10 +92,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="answer /predict with the tasks done by then, post the rest when done (default: 60; keep it "
         "below Label Studio's ML_TIMEOUT_PREDICT, 100 by default)",
     )
-    parser.add_argument("--min-area", type=int, metavar="PIXELS", help="no region for smaller objects (default: 16)")
-    parser.add_argument(
-        "--max-objects", type=int, metavar="N", help="at most N regions per class and task (default: 100)"
-    )
     parser.add_argument(
         "--skip-annotated", action="store_true", default=None, help="no predictions for tasks that have an annotation"
     )
@@ -95,6 +102,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="delete a task's predictions of older sansa model versions when it gets a new one",
     )
+    add_object_options(parser)
     add_model_options(parser)
     parser.set_defaults(handler=run)
 
@@ -112,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
     from sansa.cli.common import load_predictor
     from sansa.cli.serve import _is_loopback, _model_name
     from sansa.labelstudio import LabelStudio, SansaBackend
-    from sansa.labelstudio.backend import BackendOptions
     from sansa.web.security import listen, parse_allow_hosts
 
     options = given(args, "host", "port")
@@ -121,9 +128,7 @@ def run(args: argparse.Namespace) -> int:
         raise SansaError(f"--port: {port} is not a port number (0..65535)")
     if args.local_files_root is not None and not os.path.isdir(args.local_files_root):
         raise SansaError(f"--local-files-root: {args.local_files_root} is not a folder")
-    backend_options = BackendOptions(
-        **given(args, "answer_within", "min_area", "max_objects", "skip_annotated", "delete_old")
-    )
+    options_for_backend = backend_options(args)
     allow_hosts = args.allow_host or ()
     parse_allow_hosts(allow_hosts)
     secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV) or None
@@ -146,10 +151,36 @@ def run(args: argparse.Namespace) -> int:
     sock = listen(host, port)  # a busy port: one line, before the model loads
     remote = LabelStudio(url, args.label_studio_token or os.environ.get(TOKEN_ENV), args.local_files_root)
     predictor = load_predictor(args)
-    backend = SansaBackend(predictor, remote, model_name=_model_name(args) or "sansa", options=backend_options)
+    backend = SansaBackend(predictor, remote, model_name=_model_name(args) or "sansa", options=options_for_backend)
     _log_to_stderr()
     run_server(create_app(backend, secret, allow_hosts), sock=sock, notes=SETUP_NOTES)
     return 0
+
+
+def backend_options(args: argparse.Namespace) -> BackendOptions:
+    """The backend's options from what the user set: flags, else the object flags' ``SANSA_*``
+    variables; the library's defaults for the rest (:class:`~sansa.records.ObjectOptions`)."""
+    from sansa.cli.common import object_options
+    from sansa.labelstudio.backend import BackendOptions
+
+    _object_flags_from_env(args)
+    return BackendOptions(objects=object_options(args), **given(args, "answer_within", "skip_annotated", "delete_old"))
+
+
+def _object_flags_from_env(args: argparse.Namespace) -> None:
+    """Object flags not given on the command line, from ``SANSA_<FLAG>`` (e.g. ``SANSA_MIN_AREA``,
+    as a container's environment sets them); a bad value is one line naming the variable."""
+    from sansa.errors import SansaError
+
+    kinds = {"min_area": int, "max_objects": int, "object_points": int, "object_overlap": float}
+    for flag in OBJECT_FLAGS:
+        name = OBJECT_ENV_PREFIX + flag.upper()
+        if getattr(args, flag, None) is not None or not os.environ.get(name):
+            continue
+        try:
+            setattr(args, flag, kinds[flag](os.environ[name]))
+        except ValueError:
+            raise SansaError(f"${name}: expected {kinds[flag].__name__}, got {os.environ[name]!r}") from None
 
 
 def _log_to_stderr() -> None:

@@ -56,17 +56,29 @@ CONTROLS = {
     "rectangle": ("RectangleLabels", "rectanglelabels"),
     "keypoint": ("KeyPointLabels", "keypointlabels"),
 }
+#: result type -> control name
+CONTROL_OF_TYPE = {kind: control for control, (_, kind) in CONTROLS.items()}
 
 
-def object_results(name: str, objects: Sequence[SegmentedObject], control: str = "brush") -> list[dict[str, Any]]:
-    """One target's regions, one per object.
+def object_results(
+    name: str,
+    objects: Sequence[SegmentedObject],
+    control: str = "brush",
+    from_name: str = CONTROL_NAME,
+    to_name: str = IMAGE_NAME,
+) -> list[dict[str, Any]]:
+    """One target's regions, one per object (none for an empty mask). The one place regions are
+    made: the ``labelstudio`` export and the Label Studio backend both call it.
 
     Args:
         name: the target's name (relative to the image root); seeds the regions' ids, so the
             same objects always give the same bytes.
         objects: ``bool [H, W]`` masks (see :class:`~sansa.records.SegmentedObject`).
-        control: ``brush``, ``polygon``, ``rectangle`` or ``keypoint`` (see the module's docstring).
+        control: ``brush``, ``polygon``, ``rectangle`` or ``keypoint`` (see the module's docstring),
+            or its result type (``brushlabels``, ...).
+        from_name, to_name: the labels control's and the image's names in the labelling config.
     """
+    control = CONTROL_OF_TYPE.get(control, control)
     kind = CONTROLS[control][1]
     results = []
     for index, obj in enumerate(objects):
@@ -78,8 +90,8 @@ def object_results(name: str, objects: Sequence[SegmentedObject], control: str =
         results.append(
             {
                 "id": region_id,
-                "from_name": CONTROL_NAME,
-                "to_name": IMAGE_NAME,
+                "from_name": from_name,
+                "to_name": to_name,
                 "type": kind,
                 "original_width": int(width),
                 "original_height": int(height),

@@ -42,10 +42,10 @@ from sansa.labelstudio import interactive
 from sansa.labelstudio.config import LabelConfig, parse_config
 from sansa.labelstudio.jobs import Job, Outcome
 from sansa.labelstudio.remote import LabelStudio
-from sansa.labelstudio.results import MAX_OBJECTS, MIN_AREA, annotation_prompts, segmentation_results
+from sansa.labelstudio.results import annotation_prompts, segmentation_results
 from sansa.model.sansa import SansaModel
 from sansa.predictor import SansaPredictor
-from sansa.records import Reference
+from sansa.records import ObjectOptions, Reference
 
 T = TypeVar("T")
 
@@ -66,23 +66,22 @@ class BackendOptions:
     Attributes:
         answer_within: seconds a ``/predict`` call waits for its tasks (keep it below Label
             Studio's ``ML_TIMEOUT_PREDICT``); the rest are posted through the API when done.
-        min_area: objects of fewer pixels get no region.
-        max_objects: at most this many regions per class and task.
+        objects: how each class is split into objects (:class:`~sansa.records.ObjectOptions`:
+            ``min_area``, ``max_objects``, ``points_per_class``, ``overlap``, ...), the same
+            options as ``sansa segment``'s; objects under ``min_area`` get no region, and at
+            most ``max_objects`` regions per class and task are written.
         skip_annotated: tasks that already have an annotation get no prediction.
         delete_old: delete a task's predictions of older sansa model versions when it gets a new one.
     """
 
     answer_within: float = ANSWER_WITHIN_S
-    min_area: int = MIN_AREA
-    max_objects: int = MAX_OBJECTS
+    objects: ObjectOptions = field(default_factory=ObjectOptions)
     skip_annotated: bool = False
     delete_old: bool = False
 
     def __post_init__(self) -> None:
         if not self.answer_within > 0:
             raise SansaError(f"answer_within: must be more than 0 seconds, got {self.answer_within}")
-        if self.min_area < 0 or self.max_objects < 1:
-            raise SansaError(f"min_area >= 0 and max_objects >= 1, got {self.min_area} and {self.max_objects}")
 
 
 @dataclass(frozen=True)
@@ -459,14 +458,14 @@ class SansaBackend:
                 self._encode(state, annotations)
                 if not state.predictor.references:
                     return Outcome(error="no reference could be read (see the log)")
-                segmentation = state.predictor.segment(image, name=f"task {task_id}")
+                segmentation = state.predictor.segment(image, name=f"task {task_id}", objects=self.options.objects)
         except SansaError as err:
             log.warning("task %s: no prediction: %s", task_id, err)
             return Outcome(error=str(err))
         except Exception as err:  # a bug must not stop the worker; the task stays without prediction
             log.exception("task %s: no prediction", task_id)
             return Outcome(error=f"internal error ({type(err).__name__}: {err})")
-        results, score = segmentation_results(segmentation, config, self.options.min_area, self.options.max_objects)
+        results, score = segmentation_results(segmentation, config, self.options.objects)
         return Outcome(prediction={"result": results, "score": score, "model_version": version})
 
     def _post(self, job: Job, task_id: int, prediction: dict[str, Any]) -> None:

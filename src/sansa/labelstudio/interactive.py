@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sansa.errors import SansaError
+from sansa.export.objects import mask_box
 from sansa.labelstudio.config import LabelConfig
-from sansa.labelstudio.results import object_results, objects_of
+from sansa.labelstudio.results import control_results, objects_of
 from sansa.predictor import SansaPredictor
-from sansa.records import Prompt
+from sansa.records import Prompt, SegmentedObject
 
 if TYPE_CHECKING:
     from sansa.labelstudio.backend import BackendOptions
@@ -74,7 +75,9 @@ def clicked_results(
         image: ``uint8 [H, W, 3]``, the open task's image.
         context: ``/predict``'s context (see the module's docstring).
         config: the project's config; regions go to the class's (non-smart) control.
-        options: ``min_area`` and ``max_objects`` as for batch predictions.
+        options: the backend's options (:class:`~sansa.labelstudio.backend.BackendOptions`): its
+            ``objects`` split the image into objects, their ``min_area`` and ``max_objects`` as
+            for batch predictions.
 
     Returns:
         The results and the clicked object's score (the decoder's IoU estimate).
@@ -88,8 +91,8 @@ def clicked_results(
             one_image.add_encoded(reference)
     control = config.control_for(label)
     score = float(clicked.score or 0.0)
-    results = object_results(clicked.mask, label, control, score)
-    segmentation = one_image.segment(image, name="the open task")
+    objects = options.objects
+    segmentation = one_image.segment(image, name="the open task", objects=objects)
     others = []
     for obj in objects_of(segmentation):
         if obj.label != label:
@@ -97,8 +100,8 @@ def clicked_results(
         rest = obj.mask & ~clicked.mask
         if obj.area and np.count_nonzero(obj.mask & clicked.mask) > SAME_OBJECT_OVERLAP * obj.area:
             continue  # the clicked object itself
-        if np.count_nonzero(rest) >= options.min_area:
-            others.append((obj.score, rest))
-    for obj_score, mask in sorted(others, key=lambda item: -item[0])[: max(options.max_objects - 1, 0)]:
-        results += object_results(mask, label, control, obj_score)
-    return results, round(score, 4)
+        if np.count_nonzero(rest) >= objects.area_floor(height, width):
+            others.append(SegmentedObject(label, rest, mask_box(rest), obj.score))
+    others = sorted(others, key=lambda obj: -obj.score)[: max(objects.max_objects - 1, 0)]
+    first = [SegmentedObject(label, clicked.mask, mask_box(clicked.mask), score)] if clicked.mask.any() else []
+    return control_results(segmentation.name, first + others, control), round(score, 4)

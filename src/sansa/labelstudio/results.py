@@ -13,15 +13,16 @@ one points prompt; each rectangle is a box prompt of its own (its ``rotation`` i
 box is the unrotated one).
 
 Writing (:func:`segmentation_results`): one region per object (:class:`~sansa.records.SegmentedObject`)
-in the project's control type: its brush RLE (``brushlabels``), the outline of its largest
-hole-free piece (``polygonlabels``), its box (``rectanglelabels``) or its centre
-(``keypointlabels``). Objects smaller than ``min_area`` pixels are left out, and at most
-``max_objects`` per class are written (the highest-scoring ones).
+in the project's control type, made by the ``labelstudio`` export's own
+:func:`~sansa.export.labelstudio.object_results`: its brush RLE (``brushlabels``), its outline,
+pieces joined (``polygonlabels``), its box (``rectanglelabels``) or its innermost pixel
+(``keypointlabels``). Objects smaller than the options' ``min_area`` pixels are left out, and at
+most ``max_objects`` per class are written (the highest-scoring ones).
 """
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,13 +30,11 @@ import numpy as np
 
 from sansa.errors import SansaError
 from sansa.export import brush_rle as rle
-from sansa.export.shapes import components, polygons, rasterize_polygons
+from sansa.export.labelstudio import object_results
+from sansa.export.objects import mask_box
+from sansa.export.shapes import components, rasterize_polygons
 from sansa.labelstudio.config import Control, LabelConfig
-from sansa.records import Prompt, Segmentation, SegmentedObject
-
-#: the defaults of :func:`segmentation_results` (the CLI passes only what the user set)
-MIN_AREA = 16
-MAX_OBJECTS = 100
+from sansa.records import ObjectOptions, Prompt, Segmentation, SegmentedObject
 
 
 @dataclass(frozen=True)
@@ -120,12 +119,12 @@ def objects_of(segmentation: Segmentation) -> list[SegmentedObject]:
             continue
         score = segmentation.predictions[label].score if label in segmentation.predictions else 0.0
         for part in components(segmentation.mask(label)):
-            found.append(SegmentedObject(label, part, _box_of(part), float(score)))
+            found.append(SegmentedObject(label, part, mask_box(part), float(score)))
     return found
 
 
 def segmentation_results(
-    segmentation: Segmentation, config: LabelConfig, min_area: int = MIN_AREA, max_objects: int = MAX_OBJECTS
+    segmentation: Segmentation, config: LabelConfig, options: ObjectOptions | None = None
 ) -> tuple[list[dict[str, Any]], float]:
     """One Label Studio region per object of the classes the config has, and their mean score.
 
@@ -133,83 +132,31 @@ def segmentation_results(
         segmentation: sansa's result for the task's image.
         config: the project's config (a class goes to the first control that has it; classes
             no control has any more are left out).
-        min_area: objects of fewer pixels are left out.
-        max_objects: at most this many objects per class (the highest-scoring first).
+        options: objects under its ``min_area`` (:meth:`ObjectOptions.area_floor` of the image)
+            get no region, and at most its ``max_objects`` per class do (the highest-scoring);
+            default: :class:`ObjectOptions`'s defaults.
     """
+    options = options or ObjectOptions()
+    min_area = options.area_floor(*segmentation.size)
     per_class: dict[str, list[SegmentedObject]] = {}
     for obj in objects_of(segmentation):
         if obj.label in config.labels and obj.area >= min_area:
             per_class.setdefault(obj.label, []).append(obj)
     results, scores = [], []
     for label, objects in per_class.items():
-        control = config.control_for(label)
-        for obj in sorted(objects, key=lambda o: -o.score)[:max_objects]:
-            results += object_results(obj.mask, label, control, obj.score)
-            scores.append(obj.score)
+        best = sorted(objects, key=lambda o: -o.score)[: options.max_objects]
+        results += control_results(segmentation.name, best, config.control_for(label))
+        scores += [obj.score for obj in best]
     return results, round(sum(scores) / len(scores), 4) if scores else 0.0
 
 
-def object_results(mask: np.ndarray, label: str, control: Control, score: float | None = None) -> list[dict[str, Any]]:
-    """The Label Studio region of one object (none for an empty mask), in the control's type.
+def control_results(name: str, objects: Sequence[SegmentedObject], control: Control) -> list[dict[str, Any]]:
+    """The regions of ``objects`` (one each, none for an empty mask) in ``control``'s type and
+    names: :func:`sansa.export.labelstudio.object_results`, the export's own regions.
 
     Args:
-        mask: ``bool [H, W]`` at the task image's size: the object's pixels.
-        label: the class name (one of ``control.labels``).
-        control: where the result goes (``from_name``/``to_name``/``type``).
-        score: the decoder's confidence, written on the result.
+        name: the image's name (seeds the regions' ids: unique per label and position in ``objects``).
+        objects: ``bool [H, W]`` masks at the task image's size.
+        control: where the results go (``from_name``/``to_name``/``type``).
     """
-    height, width = mask.shape
-    if not mask.any():
-        return []
-    value: dict[str, Any]
-    if control.type == "brushlabels":
-        value = {"format": "rle", "rle": rle.encode(mask)}
-    elif control.type == "polygonlabels":
-        outline = max(polygons(mask), key=_polygon_area)  # a region is one ring: the largest piece's
-        value = {"points": _percent(outline, height, width).tolist(), "closed": True}
-    elif control.type == "rectanglelabels":
-        value = _rectangle(mask, height, width)
-    else:
-        value = _keypoint(mask, height, width)
-    value[control.type] = [label]
-    result = {
-        "id": uuid.uuid4().hex[:10],
-        "from_name": control.name,
-        "to_name": control.to_name,
-        "type": control.type,
-        "original_width": width,
-        "original_height": height,
-        "image_rotation": 0,
-        "value": value,
-    }
-    if score is not None:
-        result["score"] = round(float(score), 4)
-    return [result]
-
-
-def _box_of(mask: np.ndarray) -> np.ndarray:
-    """``float32 [4]`` ``x0, y0, x1, y1`` around a non-empty mask, in pixel edges."""
-    rows, cols = np.nonzero(mask)
-    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float32)
-
-
-def _polygon_area(xy: np.ndarray) -> float:
-    x, y = xy[:, 0], xy[:, 1]
-    return abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))) / 2
-
-
-def _percent(xy: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.round(xy * [100.0 / width, 100.0 / height], 4)
-
-
-def _rectangle(part: np.ndarray, height: int, width: int) -> dict[str, Any]:
-    rows, cols = np.nonzero(part)
-    x0, y0 = _percent(np.array([cols.min(), rows.min()], dtype=np.float64), height, width)
-    x1, y1 = _percent(np.array([cols.max() + 1, rows.max() + 1], dtype=np.float64), height, width)
-    return {"x": float(x0), "y": float(y0), "width": float(x1 - x0), "height": float(y1 - y0), "rotation": 0}
-
-
-def _keypoint(part: np.ndarray, height: int, width: int) -> dict[str, Any]:
-    rows, cols = np.nonzero(part)
-    x, y = _percent(np.array([cols.mean() + 0.5, rows.mean() + 0.5]), height, width)
-    return {"x": float(x), "y": float(y), "width": 0.5}
+    return object_results(name, objects, control.type, from_name=control.name, to_name=control.to_name)
