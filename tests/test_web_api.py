@@ -722,3 +722,65 @@ def test_edits_apply_to_the_current_mask_and_bad_edits_are_one_line_errors(clien
         response = put(prompt, image)
         assert response.status_code == status and words in response.json()["detail"], response.text
     assert put({"edits": []}).json()["area"] == erased  # nothing changed by the refusals
+
+
+def test_a_mask_edited_stroke_by_stroke_segments_as_the_same_mask_sent_whole(client):
+    """Strokes are saved at once and encoded when a target is segmented next: the targets come out
+    exactly as when every edit was encoded at once (the same mask sent as a PNG, in the same order)."""
+
+    def session() -> str:
+        sid = client.post("/api/sessions").json()["session_id"]
+        client.post(f"/api/sessions/{sid}/classes", json={"name": "shape"})
+        return sid
+
+    def put(sid: str, image: str, prompt: dict) -> dict:
+        response = client.put(
+            f"/api/sessions/{sid}/references", json={"image": image, "label": "shape", "prompt": prompt}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    edited = session()
+    put(edited, "im1.png", {"edits": [{"op": "fill", "points": [[8, 6], [44, 6], [44, 32], [8, 32]]}]})
+    add_box(client, edited, "im0.png")
+    erased = put(edited, "im1.png", {"edits": [{"op": "erase", "points": [[4, 20], [50, 22]], "width": 4}]})
+    put(edited, "im1.png", {"edits": [{"op": "paint", "points": [[20, 36], [30, 40]], "width": 3}]})
+    assert erased["prompt_type"] == "mask" and erased["score"] is None
+    mask = client.app_service.session(edited).slot_of("im1.png", "shape").mask.copy()
+    whole = session()
+    add_box(client, whole, "im0.png")
+    assert put(whole, "im1.png", {"mask_png": png_b64(mask)})["area"] == int(mask.sum())
+    for target in ("im2.png", "im3.png"):
+        a, b = (client.get(f"/api/sessions/{s}/targets/{target}").json() for s in (edited, whole))
+        assert a["classes"] == b["classes"] and a["overlay_png"] == b["overlay_png"]
+
+
+def test_a_mask_sent_as_polygons_and_read_back_as_polygons(client, sid):
+    """The polygon tool's prompt: rings filled and holes cut, in order; a mask's outlines read back
+    (tolerance 0) rasterise to exactly its pixels."""
+    from sansa.web import polygons
+    from sansa.web.schema import PolygonRing
+
+    url = f"/api/sessions/{sid}/references"
+    rings = [
+        {"points": [[5, 5], [40, 5], [40, 30], [5, 30]]},
+        {"points": [[10, 10], [20, 10], [20, 20], [10, 20]], "hole": True},
+        {"points": [[14, 14], [16, 14], [16, 16]]},  # a part inside the hole
+    ]
+    out = client.put(url, json={"image": "im1.png", "label": "shape", "prompt": {"polygons": rings}})
+    assert out.status_code == 200, out.text
+    expected = polygons.rasterise([PolygonRing(**r) for r in rings], SIZE)
+    assert out.json()["area"] == int(expected.sum()) == 36 * 26 - 11 * 11 + 6 and out.json()["prompt_type"] == "mask"
+    read = client.get(f"/api/sessions/{sid}/references/{out.json()['id']}/polygons", params={"tolerance": 0})
+    back = [PolygonRing(**r) for r in read.json()["rings"]]
+    assert [r.hole for r in back] == [False, True, False]
+    assert np.array_equal(polygons.rasterise(back, SIZE), expected)
+    for prompt, status, words in (
+        ({"polygons": rings, "mask_png": png_b64(expected)}, 400, "not both"),
+        ({"polygons": [{"points": [[-9, -9], [-5, -9], [-5, -5]]}]}, 400, "cover no pixel"),
+        ({"polygons": [{"points": [[1, 1], [2, 2]]}]}, 422, "prompt.polygons.0.points"),
+    ):
+        response = client.put(url, json={"image": "im1.png", "label": "shape", "prompt": prompt})
+        assert response.status_code == status and words in response.json()["detail"], response.text
+    missing = client.get(f"/api/sessions/{sid}/references/nope/polygons")
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]

@@ -15,6 +15,7 @@ Routes (JSON unless said; the OpenAPI schema is at ``/docs``)::
     PUT    /api/sessions/{sid}/references         mark an image for a class (replaces its prompt)
     POST   /api/sessions/{sid}/references/promote make a target a reference, from its prediction
     DELETE /api/sessions/{sid}/references/{id}
+    GET    /api/sessions/{sid}/references/{id}/polygons  its mask as polygons (the page's polygon tool)
     GET    /api/sessions/{sid}/targets/{name}     per-class scores + overlay;  /overlay.png  the overlay;
                                                   /features.png  its PCA feature map (sansa.web.features)
     POST   /api/sessions/{sid}/propagate          segment every target in the background; GET polls it
@@ -65,6 +66,7 @@ from sansa.web.schema import (
     ImageInfo,
     ImageList,
     JobState,
+    PolygonsOut,
     PromoteRequest,
     PropagateStatus,
     ReferenceOut,
@@ -257,6 +259,16 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
     def promote(sid: str, body: PromoteRequest, response: Response, revision: Revision = None) -> ReferenceOut:
         with _change(service, sid, revision, response) as session:
             return service.promote(session, body.image, body.label)
+
+    @app.get("/api/sessions/{sid}/references/{ref_id}/polygons")
+    def reference_polygons(
+        sid: str,
+        ref_id: str,
+        tolerance: Annotated[
+            float | None, Query(ge=0, le=100, description="pixels a vertex may stray from the mask's edge")
+        ] = None,
+    ) -> PolygonsOut:
+        return service.polygons(service.session(sid), ref_id, tolerance)
 
     @app.delete("/api/sessions/{sid}/references/{ref_id}")
     def remove_reference(

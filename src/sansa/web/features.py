@@ -74,7 +74,7 @@ def margins(service: SansaService, session: Session) -> dict[str, float | None]:
         for slot in session.slots.values():
             if slot.image not in names:
                 names.append(slot.image)
-            regions.append(Region(names.index(slot.image), slot.reference.label, slot.reference.mask, True))
+            regions.append(Region(names.index(slot.image), slot.reference.label, slot.mask, True))
         out: dict[str, float | None] = {}
         for target in service.targets(session):
             result = service.current_result(session, target)

@@ -107,7 +107,7 @@ def _compose(service: SansaService, session: Session, name: str, max_side: int |
         label_map[label_map == index] = 0
         slot = session.slot_of(name, label)
         if slot is not None:
-            label_map[_resized(slot.reference.mask, label_map.shape)] = index
+            label_map[_resized(slot.mask, label_map.shape)] = index
         scores[label], sources[label] = 1.0, Source.CORRECTED
     stale = accepted is not None and accepted.version != session.version
     return Shown(label_map, labels, scores, Source.CORRECTED if fixed else source, sources, stale)
@@ -115,9 +115,9 @@ def _compose(service: SansaService, session: Session, name: str, max_side: int |
 
 def _reference(session: Session, name: str, labels: list[str]) -> Shown:
     slots = [s for s in session.slots.values() if s.image == name and s.reference.label in labels]
-    label_map = np.zeros(slots[0].reference.size, dtype=np.uint16)
+    label_map = np.zeros(slots[0].mask.shape, dtype=np.uint16)
     for slot in sorted(slots, key=lambda s: -labels.index(s.reference.label)):  # the first class on top
-        label_map[slot.reference.mask] = labels.index(slot.reference.label) + 1
+        label_map[slot.mask] = labels.index(slot.reference.label) + 1
     scores = {s.reference.label: 1.0 for s in slots}
     return Shown(label_map, labels, scores, Source.REFERENCE, {label: Source.REFERENCE for label in scores})
 

@@ -99,6 +99,19 @@ class MaskEdit(BaseModel):
     width: float | None = Field(default=None, gt=0, le=100000, description="the brush diameter (paint, erase)")
 
 
+class PolygonRing(BaseModel):
+    """One outline of a mask (:mod:`sansa.web.polygons`): filled, or cut out when ``hole``."""
+
+    points: list[Point] = Field(min_length=3, max_length=65536, description="[[x, y], ...] in image pixels")
+    hole: bool = Field(default=False, description="cut out of the rings before it (a hole of a part)")
+
+
+class PolygonsOut(BaseModel):
+    """A reference mask's outlines, in the order that rasterises them back to the mask."""
+
+    rings: list[PolygonRing]
+
+
 class PromptIn(BaseModel):
     """What the user marked on a reference; a mask cannot be combined with the other kinds."""
 
@@ -115,6 +128,11 @@ class PromptIn(BaseModel):
         default=None,
         max_length=1000,
         description="instead of mask_png: changes to this reference's current mask (empty before: none)",
+    )
+    polygons: list[PolygonRing] | None = Field(
+        default=None,
+        max_length=1000,
+        description="instead of mask_png: the mask as polygons (rings filled, holes cut, in order)",
     )
 
 

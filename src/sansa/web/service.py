@@ -29,13 +29,14 @@ from sansa.errors import SansaError
 from sansa.export.palette import class_color
 from sansa.model.sansa import ImageFeatures
 from sansa.predictor import SansaPredictor
-from sansa.records import Prompt, Segmentation
-from sansa.web import render, results, strokes
+from sansa.records import Prompt, PromptType, Reference, Segmentation
+from sansa.web import polygons, render, results, strokes
 from sansa.web.errors import Conflict, NotFound, Stale, WebError
 from sansa.web.folder import ImageFolder
 from sansa.web.schema import (
     ClassInfo,
     DeletedClass,
+    PolygonsOut,
     PromptIn,
     ReferenceOut,
     ReferenceRequest,
@@ -209,6 +210,7 @@ class SansaService:
             if color is not None:
                 session.classes[name] = self._check_color(session, color.lower(), name)
             if new_name is not None and new_name != name:
+                self.encode_pending(session)  # the predictor's order of references stays the edits' order
                 self._rename(session, name, new_name)
                 name = new_name
             self.save(session)
@@ -258,6 +260,7 @@ class SansaService:
                 raise Conflict(f"class {name!r}: exists again; rename it before restoring the deleted one")
             used = {c.lower() for c in session.classes.values()}
             color = entry["color"] if entry["color"].lower() not in used else self._free_color(session)
+            self.encode_pending(session)
             order = list(session.classes.items())
             order.insert(min(entry["position"], len(order)), (name, color))
             session.classes = dict(order)
@@ -282,7 +285,9 @@ class SansaService:
                 prompt = self._edited(session, request, size)
             else:
                 prompt = _prompt(request.prompt, size, self.folder.max_upload_bytes)
-            is_mask = request.prompt.mask_png is not None or request.prompt.edits is not None
+            is_mask = any(
+                v is not None for v in (request.prompt.mask_png, request.prompt.edits, request.prompt.polygons)
+            )
             stored = None if is_mask else request.prompt.model_dump(exclude_none=True)
             fixed = request.label in session.fixes.get(request.image, [])
             source = Source.CORRECTED if fixed else Source.REFERENCE
@@ -293,9 +298,9 @@ class SansaService:
         if any(v is not None for k, v in request.prompt if k != "edits"):
             raise WebError("prompt.edits: send the changes alone (no mask_png, points, box or scribble with them)")
         old = session.slot_of(request.image, request.label)
-        if old is not None and old.reference.prompt.mask is None:
+        if old is not None and old.pending is None and old.reference.prompt.mask is None:
             raise Conflict(f"image {request.image!r}: its {request.label!r} reference is not a mask prompt")
-        base = old.reference.mask if old is not None else np.zeros(size, dtype=bool)
+        base = old.mask if old is not None else np.zeros(size, dtype=bool)
         mask = strokes.apply(base, request.prompt.edits or [])
         if not mask.any():
             raise WebError("prompt.edits: nothing of the mask is left; remove the reference instead")
@@ -334,6 +339,16 @@ class SansaService:
             session.changed()
             self.save(session)
 
+    def polygons(self, session: Session, reference_id: str, tolerance: float | None = None) -> PolygonsOut:
+        """Reference ``reference_id``'s mask as rings (:func:`sansa.web.polygons.rings`), vertices at
+        most ``tolerance`` pixels off its edge (default: that module's)."""
+        with self.lock:
+            if reference_id not in session.slots:
+                raise NotFound(f"reference {reference_id!r}: no such reference in this session")
+            mask = session.slots[reference_id].mask
+        options = {} if tolerance is None else {"tolerance": tolerance}
+        return PolygonsOut(rings=polygons.rings(mask, **options))
+
     # -- review -------------------------------------------------------------------------
     def review(self, session: Session, name: str, state: ReviewState | None) -> None:
         """Accept (the prediction is kept as it is now), reject, or undo the decision on target ``name``."""
@@ -366,6 +381,7 @@ class SansaService:
         with self.lock:
             if not session.predictor.labels:
                 raise Conflict("no reference yet: mark an object on a reference image first")
+            self.encode_pending(session)
             feats = self.features(name, prepared)
             if size is None:
                 size = (prepared.pixels if prepared is not None else self.folder.load(name)).shape[:2]
@@ -541,19 +557,41 @@ class SansaService:
         for save in saves:
             save.result()
 
+    def encode_pending(self, session: Session) -> None:
+        """Encode the masks saved but not yet encoded (:attr:`Slot.pending`), in the order they were
+        made: the session's memory is then what encoding each edit at once would have made."""
+        with self.lock:
+            for slot in list(session.slots.values()):
+                if slot.pending is not None:
+                    reference = self._encode(session, slot.image, slot.label, slot.pending)
+                    session.predictor.remove_reference(session.index_of(slot))
+                    slot.reference, slot.pending = reference, None
+
+    def _encode(self, session: Session, image: str, label: str, prompt: Prompt) -> Reference:
+        """A reference of ``image`` for ``label`` added to the session's predictor (at its end)."""
+        features = self.features(image)  # cached: a reference edited again is not encoded again
+        pixels = self.folder.load(image)
+        return session.predictor.add_reference(pixels, prompt=prompt, label=label, name=image, features=features)
+
     def _set_reference(
         self, session: Session, image: str, label: str, prompt: Prompt, source: Source, stored: dict[str, Any] | None
     ) -> ReferenceOut:
+        """Set ``image``'s reference of ``label``. A mask replacing a reference's earlier prompt is
+        encoded later (:meth:`encode_pending`, before a target is segmented): a stroke on a 12-Mpx
+        image costs applying it and saving the mask, not the decoder and memory encoder."""
         old = session.slot_of(image, label)
-        pixels = self.folder.load(image)
-        features = self.features(image)  # cached: a mask edited stroke by stroke is encoded once
-        reference = session.predictor.add_reference(pixels, prompt=prompt, label=label, name=image, features=features)
-        if old is not None:  # dropped only once the new prompt is accepted
-            self._drop_slot(session, old)
-        slot = Slot(old.id if old else uuid.uuid4().hex[:12], image, reference, source, stored)
+        if old is not None and prompt.mask is not None:
+            del session.slots[old.id]  # to the end, as a slot set again (restores read them in this order)
+            slot = dataclasses.replace(old, source=source, prompt=None, pending=prompt)
+        else:
+            self.encode_pending(session)
+            reference = self._encode(session, image, label, prompt)
+            if old is not None:  # dropped only once the new prompt is accepted
+                self._drop_slot(session, old)
+            slot = Slot(old.id if old else uuid.uuid4().hex[:12], image, reference, source, stored)
         session.slots[slot.id] = slot
         if stored is None:
-            self.store.save_mask(session.id, slot.id, reference.mask)
+            self.store.save_mask(session.id, slot.id, slot.mask)
         if source == Source.CORRECTED:  # per class: the image's other classes stay accepted
             if session.reviews.get(image) == ReviewState.REJECTED:
                 del session.reviews[image]
@@ -573,16 +611,17 @@ class SansaService:
     def _reference_out(self, session: Session, slot: Slot) -> ReferenceOut:
         ref = slot.reference
         color = session.classes.get(ref.label, "#ffffff")
+        pending = slot.pending is not None
         return ReferenceOut(
             id=slot.id,
             image=slot.image,
             label=ref.label,
             source=slot.source,
             prompt=PromptIn(**slot.prompt) if slot.prompt else None,
-            prompt_type=ref.prompt.type,
-            score=ref.score,
-            area=int(ref.mask.sum()),
-            mask_png=render.data_url(render.mask_png(ref.mask, color)),
+            prompt_type=PromptType.MASK if pending else ref.prompt.type,
+            score=None if pending else ref.score,
+            area=int(slot.mask.sum()),
+            mask_png=render.data_url(render.mask_png(slot.mask, color)),
         )
 
 
@@ -610,8 +649,15 @@ def _hex(rgb: tuple[int, int, int]) -> str:
 def _prompt(prompt: PromptIn, size: tuple[int, int], max_bytes: int) -> Prompt:
     """The page's prompt as a validated :class:`~sansa.records.Prompt` record (``size``: the image's ``(H, W)``)."""
     strokes = [np.asarray(s, dtype=np.float32) for s in prompt.scribble or [] if s]
+    if prompt.polygons is not None and prompt.mask_png is not None:
+        raise WebError("prompt: send the mask as mask_png or as polygons, not both")
+    mask = render.decode_mask_png(prompt.mask_png, size, max_bytes) if prompt.mask_png is not None else None
+    if prompt.polygons is not None:
+        mask = polygons.rasterise(prompt.polygons, size)
+        if not mask.any():
+            raise WebError("prompt.polygons: they cover no pixel of the image; remove the reference instead")
     return Prompt.create(
-        mask=render.decode_mask_png(prompt.mask_png, size, max_bytes) if prompt.mask_png is not None else None,
+        mask=mask,
         points=[list(p) for p in prompt.points] if prompt.points else None,
         labels=prompt.point_labels if prompt.points or prompt.point_labels else None,  # Prompt explains a mistake
         box=list(prompt.box) if prompt.box is not None else None,

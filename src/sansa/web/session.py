@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sansa.predictor import SansaPredictor
-from sansa.records import Reference, Segmentation
+from sansa.records import Prompt, Reference, Segmentation
 from sansa.web.schema import JobState, ReviewState, Source
 from sansa.web.store import StoredMap
 
@@ -26,7 +26,9 @@ class Slot:
 
     ``prompt`` is the page's clicks/box/scribble as sent (``None`` for a mask prompt, whose mask
     is saved as a PNG); ``source`` says whether it was marked as a reference or corrected from a
-    target's prediction.
+    target's prediction. ``pending``: a mask prompt saved but not yet encoded into memory (a mask
+    edited stroke by stroke is encoded once, when a target is segmented next); meanwhile
+    ``reference`` is the last one encoded, which holds the slot's place in the predictor.
     """
 
     id: str
@@ -34,6 +36,16 @@ class Slot:
     reference: Reference
     source: Source = Source.REFERENCE
     prompt: dict[str, Any] | None = None
+    pending: Prompt | None = None
+
+    @property
+    def label(self) -> str:
+        return self.reference.label
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``bool [H, W]``: the reference's mask as the user left it (the pending one, if any)."""
+        return self.pending.mask if self.pending is not None and self.pending.mask is not None else self.reference.mask
 
 
 @dataclass(frozen=True)

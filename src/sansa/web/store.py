@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+from PIL import Image
 
 from sansa import atomic
 from sansa.fs import TEMP_SUFFIX
@@ -191,7 +192,7 @@ class SessionStore:
         atomic.write_json(self._dir(sid) / "session.json", record)
 
     def save_mask(self, sid: str, ref_id: str, mask: np.ndarray) -> None:
-        png = atomic.encode_image(mask.astype(np.uint8) * 255, "PNG")
+        png = atomic.encode_image(Image.fromarray(np.ascontiguousarray(mask, dtype=bool)), "PNG")  # 1 bit a pixel: fast
         atomic.write_bytes(self._dir(sid) / "masks" / f"{_safe(ref_id)}.png", png)
 
     def set_aside_mask(self, sid: str, ref_id: str) -> None:
