@@ -91,6 +91,7 @@ export const api = {
   putReference: (sid, image, label, prompt) =>
     change("PUT", `/api/sessions/${sid}/references`, { image, label, prompt }),
   promote: (sid, image, label) => change("POST", `/api/sessions/${sid}/references/promote`, { image, label }),
+  polygons: (sid, id) => call("GET", `/api/sessions/${sid}/references/${id}/polygons`),
   removeReference: (sid, id, keepFix = false) =>
     change("DELETE", `/api/sessions/${sid}/references/${id}${keepFix ? "?keep_fix=true" : ""}`),
   target: (sid, name, side, rev, hide = []) => call("GET", `/api/sessions/${sid}/targets/${q(name)}?max_side=${side}&v=${rev}`

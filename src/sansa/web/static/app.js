@@ -32,6 +32,7 @@ const S = {
 const editor = new Editor($("canvas"), {
   onChange: (state, image, label) => scheduleSync(image, label),
   isFixed: (image, label) => (S.fixes[image] || []).includes(label),
+  hasReference: (image, label) => S.refs.has(refKey(image, label)),
   masksFor: (image) => [...S.refs.values()].filter((r) => r.image === image && r.img && !S.hidden.has(r.label))
     .sort((a, b) => (a.label === S.active) - (b.label === S.active)),
   sizeOf: (name) => S.images.find((i) => i.name === name),
@@ -225,6 +226,7 @@ function toggleClass(name) {
 function selectClass(name) {
   S.active = name;
   editor.setClass(name, colorOf(name));
+  loadPolygons();
   renderClasses();
   renderStatus();
 }
@@ -312,6 +314,7 @@ async function openImage(name) {
   if (S.current !== name) return;
   $("empty").classList.add("hidden");
   editor.open(name, img);
+  loadPolygons();
   renderStatus();
   showFeatures();
   refreshEditorOverlay(); // in the background: the image can be worked on meanwhile
@@ -397,7 +400,25 @@ function escapeHtml(text) { return text.replace(/[&<>"]/g, (c) => `&#${c.charCod
 
 function setTool(tool) {
   editor.setTool(tool);
+  loadPolygons();
   renderStatus();
+}
+
+// The active class's mask on the open image as polygons (sansa/web/polygons.py), when the polygon
+// tool or the Polygons toggle wants them and the page has none in step with the server's mask.
+async function loadPolygons() {
+  const image = S.current, label = S.active, key = refKey(image, label);
+  const ref = S.refs.get(key), state = editor.wantsPolygons() && editor.state(image, label);
+  if (!state || state.polygons || !ref || syncs.get(key)?.dirty || syncs.get(key)?.busy) return;
+  try {
+    const out = await api.polygons(S.sid, ref.id);
+    if (S.refs.get(key) === ref && !state.polygons && !syncs.get(key)?.dirty) {
+      state.polygons = out.rings;
+      editor.redraw();
+    }
+  } catch (err) {
+    toast(err.message, true);
+  }
 }
 
 // -- sync prompts to the server -----------------------------------------------------------------
@@ -441,9 +462,11 @@ async function flush(image, label) {
       if (state.kind === "mask" && !entry.again) state.ops = []; // the server holds no mask now
     } else {
       const out = await api.putReference(S.sid, image, label, prompt);
+      const img = await loadImage(out.mask_png);
       if (sent && state.ops) state.ops.splice(0, sent);
       else if (prompt.mask_png && state.ops === null && !entry.again) state.ops = []; // in step with the server
-      S.refs.set(key, { ...out, img: await loadImage(out.mask_png) });
+      else if (prompt.polygons && state.polygons === prompt.polygons) state.loadMask(img, prompt.polygons); // the server's pixels
+      S.refs.set(key, { ...out, img });
     }
     entry.failed = false;
     referencesChanged();
@@ -490,6 +513,7 @@ function referencesChanged(bump = true) {
   editor.redraw();
   if ($("features-layer").checked) showFeatures(); // its components are fitted on the references
   if (bump && S.current) refreshEditorOverlay();
+  loadPolygons();
   if (bump && review.active) review.refresh().catch((err) => toast(err.message, true)); // its counts follow
 }
 
@@ -757,7 +781,7 @@ async function upload(files) {
 }
 
 // -- keyboard -----------------------------------------------------------------------------------
-const TOOL_KEYS = { p: "point", b: "box", s: "scribble", m: "brush", l: "lasso", e: "eraser" };
+const TOOL_KEYS = { p: "point", b: "box", s: "scribble", m: "brush", l: "lasso", e: "eraser", g: "polygon" };
 
 function onReviewKey(e, k) {
   if (e.key === "Escape") review.exit();
@@ -789,7 +813,9 @@ function onKey(e) {
   const k = e.key.toLowerCase();
   const ctrl = e.ctrlKey || e.metaKey;
   if (review.active && !ctrl && !e.altKey && onReviewKey(e, k)) { e.preventDefault(); return; }
-  if (e.key === "Escape") { document.activeElement?.blur(); return; }
+  if (e.key === "Escape") { if (!editor.cancelDraft()) document.activeElement?.blur(); return; }
+  if (editor.draft && e.key === "Enter" && !e.shiftKey) { editor.closeDraft(); e.preventDefault(); return; }
+  if (editor.draft && e.key === "Backspace") { editor.undoVertex(); e.preventDefault(); return; }
   if (e.key === "?" || k === "h") help.classList.toggle("hidden");
   else if ((k === "z" && e.shiftKey && ctrl) || (k === "y" && ctrl)) editor.edit("redo");
   else if (k === "z" && !e.shiftKey) editor.edit("undo");
@@ -845,6 +871,12 @@ function wire() {
   $("export-cancel").onclick = () => api.cancelExport(S.sid, S.exportId).catch((err) => toast(err.message, true));
   $("review-open").onclick = () => review.enter();
   $("features-layer").onchange = () => { $("features-layer").blur(); showFeatures(); };
+  $("polygons-layer").onchange = () => {
+    $("polygons-layer").blur();
+    editor.showPolygons = $("polygons-layer").checked;
+    editor.redraw();
+    loadPolygons();
+  };
   $("export").onclick = () => exportZip();
   $("new-session").onclick = () => newSession().catch((err) => toast(err.message, true));
   $("promote-open").onclick = () => promote(S.current);

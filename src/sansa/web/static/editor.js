@@ -22,6 +22,11 @@ export class PromptState {
     // mask strokes not yet sent, as edits of the mask the server holds (sansa/web/strokes.py);
     // null: the server's mask is not known to match, the whole mask goes as a PNG next time
     this.ops = null;
+    // the mask as polygons (polygon tool), [{points: [[x, y], ...], hole}] in pixel indices, drawn
+    // at pixel centres; null: not known (fetched from the server). `polygonsPending`: the mask is
+    // these polygons and they are not sent yet (they go as the prompt, sansa/web/polygons.py)
+    this.polygons = null;
+    this.polygonsPending = false;
   }
 
   maskCanvas() {
@@ -36,7 +41,7 @@ export class PromptState {
   snapshot() {
     const mask = this.mask ? this.mask.getContext("2d").getImageData(0, 0, this.width, this.height) : null;
     return { kind: this.kind, points: structuredClone(this.points), box: this.box && [...this.box],
-      strokes: structuredClone(this.strokes), mask };
+      strokes: structuredClone(this.strokes), mask, polygons: structuredClone(this.polygons) };
   }
 
   push() {
@@ -63,7 +68,9 @@ export class PromptState {
 
   restore(snap) {
     this.ops = null;
-    Object.assign(this, { kind: snap.kind, points: snap.points, box: snap.box, strokes: snap.strokes });
+    this.polygonsPending = false;
+    Object.assign(this, { kind: snap.kind, points: snap.points, box: snap.box, strokes: snap.strokes,
+      polygons: snap.polygons ?? null });
     if (snap.mask) this.maskCanvas().getContext("2d").putImageData(snap.mask, 0, 0);
     else if (this.mask) this.mask.getContext("2d").clearRect(0, 0, this.width, this.height);
   }
@@ -79,6 +86,8 @@ export class PromptState {
 
   clear() {
     this.ops = null;
+    this.polygons = null;
+    this.polygonsPending = false;
     this.kind = null;
     this.points = [];
     this.box = null;
@@ -110,6 +119,7 @@ export class PromptState {
   // The prompt as the API's PromptIn, or null when nothing is marked.
   toPrompt() {
     if (this.isEmpty()) return null;
+    if (this.kind === "mask" && this.polygonsPending) return { polygons: this.polygons };
     if (this.kind === "mask") return this.ops?.length ? { edits: [...this.ops] } : { mask_png: this.mask.toDataURL("image/png") };
     const prompt = {};
     if (this.points.length) {
@@ -121,8 +131,11 @@ export class PromptState {
     return prompt;
   }
 
-  // Take a mask image (any colours; alpha > 0 = object) as the painted mask.
-  loadMask(img) {
+  // Take a mask image (any colours; alpha > 0 = object) as the painted mask (`polygons`: its
+  // outlines, when known).
+  loadMask(img, polygons = null) {
+    this.polygons = polygons;
+    this.polygonsPending = false;
     const ctx = this.maskCanvas().getContext("2d");
     ctx.clearRect(0, 0, this.width, this.height);
     ctx.drawImage(img, 0, 0, this.width, this.height);
@@ -136,8 +149,37 @@ export class PromptState {
     this.ops = []; // the server's mask, as it is
   }
 
-  // A stroke or polygon drawn on the mask, kept to send as an edit (see ops).
-  record(op) { if (this.ops !== null) this.ops.push(op); }
+  // A stroke or polygon drawn on the mask, kept to send as an edit (see ops). After polygons not
+  // yet sent, the whole mask goes as a PNG; the polygons are fetched again once it is saved.
+  record(op) {
+    if (this.polygonsPending) this.ops = null;
+    this.polygonsPending = false;
+    this.polygons = null;
+    if (this.ops !== null) this.ops.push(op);
+  }
+
+  // The mask becomes `rings` (filled in order, holes cut out), to send as polygons.
+  setPolygons(rings) {
+    this.polygons = rings;
+    this.polygonsPending = true;
+    this.ops = [];
+    const ctx = this.maskCanvas().getContext("2d");
+    ctx.clearRect(0, 0, this.width, this.height);
+    ctx.fillStyle = "#fff";
+    for (const ring of rings) {
+      ctx.globalCompositeOperation = ring.hole ? "destination-out" : "source-over";
+      ringPath(ctx, ring.points);
+      ctx.fill();
+    }
+    ctx.globalCompositeOperation = "source-over";
+  }
+}
+
+// A closed path through pixel centres (vertices are pixel indices, as the server fills them).
+function ringPath(ctx, points) {
+  ctx.beginPath();
+  points.forEach(([x, y], i) => (i ? ctx.lineTo(x + 0.5, y + 0.5) : ctx.moveTo(x + 0.5, y + 0.5)));
+  ctx.closePath();
 }
 
 const HINTS = {
@@ -147,7 +189,9 @@ const HINTS = {
   brush: "Paint the object · right-drag erases · [ ] size",
   lasso: "Draw around the object to fill it · Shift cuts out",
   eraser: "Erase from the mask · [ ] size",
+  polygon: "Click to add vertices, click the first one or Enter to close (Shift: a hole) · drag a vertex · click an edge adds one · right-click deletes one",
 };
+const GRAB_PX = 8; // screen pixels within which a vertex or an edge is grabbed
 
 export class Editor {
   // hooks: onChange(state) after each edit; masksFor(image) -> [{label, color, img}] decoded masks;
@@ -172,6 +216,8 @@ export class Editor {
     this.overlay = null; // an image drawn over the photo (review: the predicted masks)
     this.layer = null; // the features layer (PCA map), drawn over the photo, under the overlay
     this.readOnly = false; // review: the view can be zoomed and panned, nothing drawn
+    this.showPolygons = false; // draw the active class's mask as polygons with any tool
+    this.draft = null; // the polygon being drawn: {points, hole}
     canvas.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
     window.addEventListener("keydown", (e) => { if (e.key === " " && !e.target.closest("input, select, textarea")) this.space(true, e); });
     window.addEventListener("keyup", (e) => { if (e.key === " ") this.space(false, e); });
@@ -274,8 +320,12 @@ export class Editor {
   setTool(tool) {
     this.tool = tool;
     this.drag = null;
+    this.draft = null;
     this.redraw();
   }
+
+  // Whether the active class's polygons are wanted (shown or edited) and not known yet.
+  wantsPolygons() { return (this.tool === "polygon" || this.showPolygons) && !!this.image && !!this.label; }
 
   forget(name, label) { this.states.delete(this.key(name, label)); }
 
@@ -334,6 +384,8 @@ export class Editor {
       this.drag = { type: "stroke", points: [p] };
     } else if (this.tool === "lasso") {
       this.drag = { type: "lasso", points: [p], cut: negative };
+    } else if (this.tool === "polygon") {
+      this.polygonDown(state, p, e);
     } else {
       this.begin(state, "mask");
       this.drag = { type: "paint", erase: this.tool === "eraser" || e.button === 2, last: p, points: [p] };
@@ -348,6 +400,7 @@ export class Editor {
     const drag = this.drag;
     if (drag?.type === "pan") this.pan = [drag.pan[0] + e.clientX - drag.from[0], drag.pan[1] + e.clientY - drag.from[1]];
     else if (drag?.type === "box") drag.end = p;
+    else if (drag?.type === "vertex") drag.rings[drag.ring].points[drag.index] = vertexOf(p);
     else if (drag?.type === "stroke" || drag?.type === "lasso") drag.points.push(p);
     else if (drag?.type === "paint") {
       this.paint(this.state(), drag.last, p);
@@ -388,8 +441,104 @@ export class Editor {
     } else if (drag.type === "paint") {
       state.record({ op: drag.erase ? "erase" : "paint", width: 2 * this.brush,
         points: drag.points.map(([x, y]) => [round(x), round(y)]) });
+    } else if (drag.type === "vertex") {
+      if (JSON.stringify(drag.rings) === JSON.stringify(state.polygons)) return this.redraw(); // a click, no move
+      return this.commitPolygons(state, drag.rings);
     }
     this.changed(state);
+  }
+
+  // -- polygon tool ----------------------------------------------------------------------------
+  // The polygons to edit: the mask's (fetched), or none when there is no mask yet; null while
+  // they are being fetched (nothing is changed meanwhile).
+  editablePolygons(state) {
+    if (state.polygons) return state.polygons;
+    if (state.isEmpty() && !this.hooks.hasReference(this.image.name, this.label)) return [];
+    this.hooks.notify("Loading the mask's outlines…");
+    return null;
+  }
+
+  polygonDown(state, p, e) {
+    const rings = this.editablePolygons(state);
+    if (rings === null) return;
+    const near = this.nearestVertex(rings, p);
+    const remove = e.button === 2 || e.altKey;
+    if (near && remove) {
+      const next = structuredClone(rings);
+      const ring = next[near.ring];
+      ring.points.splice(near.index, 1);
+      if (ring.points.length < 3) next.splice(near.ring, 1); // a ring of two vertices is gone
+      return this.commitPolygons(state, next);
+    }
+    if (near && !this.draft) {
+      this.drag = { type: "vertex", rings: structuredClone(rings), ring: near.ring, index: near.index };
+      return;
+    }
+    const edge = !this.draft && !remove && this.nearestEdge(rings, p);
+    if (edge) { // a new vertex on the edge, dragged from there
+      const next = structuredClone(rings);
+      next[edge.ring].points.splice(edge.index + 1, 0, vertexOf(p));
+      this.drag = { type: "vertex", rings: next, ring: edge.ring, index: edge.index + 1 };
+      return;
+    }
+    if (remove) return;
+    if (!this.draft) this.draft = { points: [], hole: e.shiftKey };
+    const first = this.draft.points[0];
+    if (first && this.draft.points.length >= 3 && this.screenDistance(first, vertexOf(p)) <= GRAB_PX) return this.closeDraft();
+    this.draft.points.push(vertexOf(p));
+    this.redraw();
+  }
+
+  // Enter: the polygon being drawn is closed (three vertices at least) and added to the mask.
+  closeDraft() {
+    const draft = this.draft, state = this.state();
+    this.draft = null;
+    if (!draft || draft.points.length < 3 || !state) return this.redraw();
+    const rings = this.editablePolygons(state);
+    if (rings !== null) this.commitPolygons(state, [...structuredClone(rings), draft]);
+  }
+
+  undoVertex() {
+    this.draft?.points.pop();
+    if (this.draft && !this.draft.points.length) this.draft = null;
+    this.redraw();
+  }
+
+  cancelDraft() {
+    if (!this.draft) return false;
+    this.draft = null;
+    this.redraw();
+    return true;
+  }
+
+  // One undo step; the mask becomes the polygons (sent as such, sansa/web/polygons.py).
+  commitPolygons(state, rings) {
+    if (!this.begin(state, "mask")) return this.redraw();
+    state.setPolygons(rings);
+    this.changed(state);
+  }
+
+  screenDistance(a, b) { return Math.hypot(a[0] - b[0], a[1] - b[1]) * this.view().scale; }
+
+  nearestVertex(rings, p) {
+    const v = vertexOf(p);
+    let best = null;
+    rings.forEach((ring, r) => ring.points.forEach((q, i) => {
+      const d = this.screenDistance(q, v);
+      if (d <= GRAB_PX && (!best || d < best.d)) best = { ring: r, index: i, d };
+    }));
+    return best;
+  }
+
+  nearestEdge(rings, p) {
+    const v = vertexOf(p);
+    let best = null;
+    rings.forEach((ring, r) => ring.points.forEach((a, i) => {
+      const b = ring.points[(i + 1) % ring.points.length];
+      const d = this.screenDistance(closestOnSegment(v, a, b), v);
+      if (d <= GRAB_PX && (!best || d < best.d)) best = { ring: r, index: i, d };
+    }));
+    return best;
   }
 
   // One undo step per action; a prompt of the other kind is dropped (undo restores it). A fixed
@@ -471,6 +620,7 @@ export class Editor {
     ctx.scale(scale, scale);
     if (painting) this.drawMask(ctx, state);
     if (state) this.drawPrompt(ctx, state, scale);
+    this.drawPolygons(ctx, state, scale);
     this.drawDrag(ctx, scale);
     ctx.restore();
     this.drawCursor(ctx, scale, ox, oy);
@@ -529,6 +679,37 @@ export class Editor {
     }
   }
 
+  // The active class's polygons (while a vertex is dragged: as dragged) and the one being drawn;
+  // the canvas's data-polygons attribute holds them as shown.
+  drawPolygons(ctx, state, scale) {
+    const show = this.tool === "polygon" || this.showPolygons;
+    const rings = this.drag?.type === "vertex" ? this.drag.rings : state?.polygons;
+    this.canvas.dataset.polygons = show && rings ? JSON.stringify(rings) : "";
+    if (!show) return;
+    const px = 1 / scale;
+    for (const ring of rings || []) {
+      ringPath(ctx, ring.points);
+      ctx.setLineDash(ring.hole ? [6 * px, 4 * px] : []);
+      ctx.strokeStyle = "#000a";
+      ctx.lineWidth = 4 * px;
+      ctx.stroke();
+      ctx.strokeStyle = ring.hole ? "#fff" : this.color;
+      ctx.lineWidth = 2 * px;
+      ctx.stroke();
+      ctx.setLineDash([]);
+      if (this.tool === "polygon") for (const [x, y] of ring.points) vertexHandle(ctx, x, y, px, "#fff");
+    }
+    if (this.draft) {
+      const points = this.hover ? [...this.draft.points, vertexOf(this.hover)] : this.draft.points;
+      ctx.beginPath();
+      points.forEach(([x, y], i) => (i ? ctx.lineTo(x + 0.5, y + 0.5) : ctx.moveTo(x + 0.5, y + 0.5)));
+      ctx.strokeStyle = this.draft.hole ? "#ff5c6c" : this.color;
+      ctx.lineWidth = 2 * px;
+      ctx.stroke();
+      this.draft.points.forEach(([x, y], i) => vertexHandle(ctx, x, y, px, i ? "#fff" : this.color));
+    }
+  }
+
   drawDrag(ctx, scale) {
     const drag = this.drag, px = 1 / scale;
     if (!drag) return;
@@ -575,3 +756,22 @@ function polyline(ctx, points) {
 }
 
 function round(v) { return Math.round(v * 10) / 10; }
+
+// A pointer position (continuous image coordinates) as a vertex: the pixel index it falls in.
+function vertexOf([x, y]) { return [round(x - 0.5), round(y - 0.5)]; }
+
+function closestOnSegment(p, a, b) {
+  const dx = b[0] - a[0], dy = b[1] - a[1];
+  const t = dx || dy ? Math.min(1, Math.max(0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / (dx * dx + dy * dy))) : 0;
+  return [a[0] + t * dx, a[1] + t * dy];
+}
+
+function vertexHandle(ctx, x, y, px, fill) {
+  ctx.beginPath();
+  ctx.arc(x + 0.5, y + 0.5, 4 * px, 0, 2 * Math.PI);
+  ctx.fillStyle = fill;
+  ctx.fill();
+  ctx.lineWidth = 1.5 * px;
+  ctx.strokeStyle = "#000c";
+  ctx.stroke();
+}
