@@ -37,20 +37,57 @@ def test_flags_come_from_the_command_parser():
     assert "help" not in FLAGS and option_flags(build_parser(), None) == {}
 
 
-def test_choices_come_from_the_library_and_the_parser_stays_light():
-    """``--coco-layout``/``--dataset-images``/``--prompt`` list their enums' values; building the
-    parser (every ``sansa --help``) loads neither torch, sam2, scipy nor OpenCV."""
+def _option(command: str, dest: str):
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    return next(a for a in parser._actions if a.dest == dest)
+
+
+def _choice_rows():
+    from sansa.export.formats import CocoLayout, ImageMode
+    from sansa.vocab import Device, LabelStudioControl, Precision, PromptType, ScribbleStyle
+
+    return [
+        # (command, option's dest, the values it must offer)
+        ("segment", "coco_layout", list(CocoLayout)),
+        ("segment", "dataset_images", list(ImageMode)),
+        ("segment", "labelstudio_control", list(LabelStudioControl)),
+        *((command, "device", list(Device)) for command in ("segment", "eval", "serve", "inspect", "train")),
+        *((command, "precision", list(Precision)) for command in ("segment", "eval", "serve", "inspect")),
+        ("eval", "prompt", list(PromptType.kinds())),
+        ("eval", "scribble", list(ScribbleStyle)),
+        ("train", "prompt", list(PromptType)),
+    ]
+
+
+@pytest.mark.parametrize(("command", "dest", "members"), _choice_rows(), ids=lambda v: v if isinstance(v, str) else "")
+def test_choices_come_from_the_library(command, dest, members):
+    assert list(_option(command, dest).choices) == [member.value for member in members]
+
+
+@pytest.mark.parametrize(
+    ("argv", "value"),
+    [
+        (["train", "--prompt", "mixed"], "mixed"),
+        (["train", "--prompt", "multi"], "mixed"),  # the earlier name, as saved configs still have it
+        (["train", "--device", "cpu"], "cpu"),
+    ],
+)
+def test_choices_read_through_their_enum(argv, value):
+    assert vars(build_parser().parse_args(argv))[argv[1].lstrip("-")] == value
+
+
+def test_a_value_outside_the_choices_is_refused_naming_them(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--prompt", "lasso"])
+    err = capsys.readouterr().err
+    assert "--prompt: invalid choice: 'lasso' (choose from" in err and all(k in err for k in ("mask", "mixed"))
+
+
+def test_building_the_parser_stays_light():
+    """Building the parser (every ``sansa --help``) loads neither torch, sam2, scipy nor OpenCV."""
     import subprocess
     import sys
 
-    from sansa.export.formats import CocoLayout, ImageMode
-    from sansa.records import PromptType
-
-    segment = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["segment"]._actions}
-    assert list(segment["coco_layout"].choices) == [c.value for c in CocoLayout]
-    assert list(segment["dataset_images"].choices) == [m.value for m in ImageMode]
-    evaluate = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["eval"]._actions}
-    assert list(evaluate["prompt"].choices) == [k.value for k in PromptType if k is not PromptType.MIXED]
     code = (
         "import sys; from sansa.cli import build_parser; build_parser(); "
         "print(sorted(m for m in ('torch', 'sam2', 'scipy', 'cv2') if m in sys.modules))"

@@ -7,7 +7,7 @@ import pytest
 
 from sansa.data.prompts import EmptyMaskPrompt, empty_prompt, largest_box, sample_prompt, sample_scribble
 from sansa.errors import PromptError
-from sansa.records import PromptType
+from sansa.vocab import PromptType
 
 
 def mask_of(rows: list[str]) -> np.ndarray:

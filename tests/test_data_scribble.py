@@ -22,7 +22,7 @@ from minidata import SCRIBBLE_MASKS
 
 from sansa.data.prompts import sample_prompt
 from sansa.data.scribble import authors_scribble, evaluation_preset, stroke_count
-from sansa.records import PromptType
+from sansa.vocab import PromptType
 
 TOKENS = {
     "large ellipse 640": [8908, 9920, 6244, 10871, 9384, 6458, 7631, 8481, 8514, 7754],

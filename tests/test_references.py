@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from sansa.errors import SansaError
-from sansa.records import PromptType
 from sansa.references import (
     ReferenceSpec,
     check_specs,
@@ -20,6 +19,7 @@ from sansa.references import (
     parse_scribble,
     spec_from_values,
 )
+from sansa.vocab import PromptType
 
 
 @pytest.mark.parametrize(

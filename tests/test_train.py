@@ -13,10 +13,11 @@ import torch
 from sansa.errors import SansaError
 from sansa.train import TrainConfig, load_config, train
 from sansa.train.checkpoint import FrozenGuard, frozen_digest, metadata, save_checkpoint
-from sansa.train.config import PromptMode
+from sansa.train.config import in_current_words
 from sansa.train.distributed import DistContext
 from sansa.train.episodes import EpisodeSource, StepSchedule, collate, episode_loader
 from sansa.train.losses import MaskLoss
+from sansa.vocab import PromptType
 from tests.conftest import REPO, golden_path
 
 
@@ -84,9 +85,19 @@ def test_config_from_yaml_then_overrides_then_values(tmp_path):
         epochs=2,
     )
     assert (config.data[0].root, config.data[0].fold, config.data[0].weight) == ("/data", 1, 0.45)
-    assert (config.lr, config.prompt, config.adapter_stages, config.epochs) == (2e-4, PromptMode.MULTI, (3,), 2)
+    assert (config.lr, config.prompt, config.adapter_stages, config.epochs) == (2e-4, PromptType.MIXED, (3,), 2)
     assert (config.val.benchmark, config.val.episodes) == ("fss1000", 10)
     assert load_config(None, **config.to_dict()) == config  # the saved form reads back identically
+    assert config.to_dict()["prompt"] == "mixed"  # "multi", the earlier name, is written as today's
+
+
+def test_a_checkpoint_saved_under_earlier_names_compares_in_todays_words():
+    """Resuming compares a checkpoint's saved fields with the config's: ``prompt: multi`` (saved
+    before PromptMode and PromptType were one enum) is the same setting as ``mixed``."""
+    fields = load_config(None, prompt="mixed", adapter_stages=[3]).training_fields()
+    assert in_current_words({**fields, "prompt": "multi"}) == fields
+    assert in_current_words({**fields, "prompt": "mask"})["prompt"] == "mask"
+    assert in_current_words({"prompt": "lasso", "gone": 1}) == {"prompt": "lasso", "gone": 1}  # left as saved
 
 
 @pytest.mark.parametrize(
@@ -95,7 +106,8 @@ def test_config_from_yaml_then_overrides_then_values(tmp_path):
         (["lr=abc"], "lr: expected float"),
         (["grad_clip=-1"], "grad_clip"),
         (["targets=0"], "targets: must be at least 1"),
-        (["prompt=lasso"], "prompt: expected one of mask, point, box, scribble, multi"),
+        (["prompt=lasso"], "prompt: expected one of mask, point, box, scribble, mixed"),
+        (["val={benchmark: fss1000, root: /f, prompt: mixed}"], "val.prompt: expected one of mask, point, box"),
         (["bogus=1"], "unknown option 'bogus'"),
         (["data=[{root: /d}]"], "data[0]"),
         (["lr"], "expected KEY=VALUE"),
@@ -136,7 +148,7 @@ def _source(prompt="mask", seed=0, shots=1, targets=1) -> EpisodeSource:
         [0.7, 0.3],
         shots,
         targets,
-        PromptMode(prompt),
+        PromptType(prompt),
         resolution=64,
         image_size=256,
         seed=seed,

@@ -10,8 +10,9 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 
 from sansa.errors import SansaError
+from sansa.vocab import Device, Precision
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_CHOICES = tuple(device.value for device in Device)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -36,7 +37,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 # -- precision ------------------------------------------------------------------------------
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+PRECISIONS = tuple(precision.value for precision in Precision)
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU flags (/proc/cpuinfo; "bf16"/"fphp" are Arm's) under which oneDNN runs the format natively.
 # Without them autocast still works, but emulated: bf16 then fp16 matmul ran 0.3 and 0.004 times

@@ -29,10 +29,11 @@ import numpy as np
 
 from sansa.data.common import resize_nearest, squash
 from sansa.data.episode import Episode, FewShotDataset
-from sansa.data.prompts import ScribbleStyle, empty_prompt, sample_prompt
+from sansa.data.prompts import empty_prompt, sample_prompt
 from sansa.errors import SansaError
 from sansa.metrics import IoUAccumulator, intersection_union
-from sansa.records import Prompt, PromptType
+from sansa.records import Prompt
+from sansa.vocab import PromptType, ScribbleStyle
 
 Reference = tuple[np.ndarray, Prompt]  # (RGB uint8 [S, S, 3], prompt in its pixels)
 

@@ -8,7 +8,6 @@ Coordinate convention everywhere: pixels of the image the prompt belongs to, ``x
 from __future__ import annotations
 
 import dataclasses
-import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from sansa.atomic import encode_image, write_bytes
 from sansa.errors import PromptError, SansaError
+from sansa.vocab import PromptType as PromptType  # re-exported: the records' prompts are of these types
 
 DEFAULT_LABEL = "object"
 # A scribble longer than this is thinned evenly along its length: the reference code's scribbles
@@ -32,18 +32,8 @@ MIN_AREA_FRACTION = 1e-4  # ObjectOptions' default min_area: 0.01% of the target
 MIN_AREA_FLOOR = 16  # ... and at least this many pixels
 
 
-class PromptType(str, enum.Enum):
-    """How a reference is marked. Shared by the library, the CLI and the web schema."""
-
-    MASK = "mask"
-    POINT = "point"
-    BOX = "box"
-    SCRIBBLE = "scribble"
-    MIXED = "mixed"
-
-
 def _as_xy(value: Any, name: str, limit: int) -> np.ndarray:
-    """Points as ``float32 [P, 2]``, at most ``limit``; a list of strokes (``[[x, y], ...]`` each) is concatenated."""
+    """Points as ``float32 [P, 2]``, at most ``limit``; a list of ``[P_i, 2]`` arrays is concatenated."""
     if hasattr(value, "__len__") and len(value) > limit:  # refuse before converting a huge list
         raise PromptError(f"{name}: {len(value)} given, at most {limit} per reference")
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], np.ndarray) and value[0].ndim == 2:

@@ -8,12 +8,13 @@ and are passed on only when the user set them: the library owns the defaults.
 from __future__ import annotations
 
 import argparse
+import enum
 import importlib
 import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sansa._version import __version__
@@ -61,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
 def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The options among ``names`` that the user actually set (not ``None``)."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def choices(vocabulary: Iterable[enum.Enum]) -> dict[str, Any]:
+    """``choices=`` and ``type=`` of an option taking the values of ``vocabulary`` (an enum of
+    :mod:`sansa.vocab` or some of its members). What the user types is read through the enum, so
+    a name it still accepts (``multi`` for ``mixed``) passes as the value it stands for."""
+    members = list(vocabulary)
+    kind = type(members[0])
+
+    def value(text: str) -> Any:
+        try:
+            return kind(text).value
+        except ValueError:
+            return text  # not a value: argparse refuses it, listing the choices
+
+    return {"choices": [member.value for member in members], "type": value}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from sansa.cli import given
+from sansa.cli import choices, given
+from sansa.vocab import Device, Precision
 
 if TYPE_CHECKING:
     from sansa.predictor import SansaPredictor
@@ -37,10 +38,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="random weights (no checkpoint): only to try the tools out",
     )
-    group.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="where to run (default: auto)")
+    group.add_argument("--device", **choices(Device), help="where to run (default: auto)")
     group.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16", "auto"),
+        **choices(Precision),
         help="arithmetic: fp32 (default, exact), bf16/fp16 autocast where the device has it natively, "
         "or auto: bf16 on a CUDA GPU with bf16 or an AMX CPU, fp32 elsewhere (run.json records what ran)",
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sansa.atomic import write_text
-from sansa.cli import given
+from sansa.cli import choices, given
 from sansa.cli.common import MODEL_HELP, add_model_options
 
 PROTOCOL = "authors/1"  # the authors' evaluation protocol as released (see README, Benchmarks)
@@ -31,7 +31,7 @@ Data layouts and downloads: README, "Benchmarks: sansa eval".
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sansa.records import PromptType
+    from sansa.vocab import PromptType, ScribbleStyle
 
     parser = subparsers.add_parser(
         "eval",
@@ -62,12 +62,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--shots", type=int, metavar="K", help="supports per episode (default: 1)")
     parser.add_argument(
         "--prompt",
-        choices=[kind.value for kind in PromptType if kind is not PromptType.MIXED],
+        **choices(PromptType.kinds()),
         help="how supports are prompted, generated from their masks (default: mask)",
     )
     parser.add_argument(
         "--scribble",
-        choices=("authors", "light"),
+        **choices(ScribbleStyle),
         help="scribble generator: authors (the published protocol, thousands of point tokens "
         "per support) or light (at most 64 points, faster; not comparable to the paper) "
         "(default: authors)",

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sansa.cli import given
+from sansa.cli import choices, given
 
 if TYPE_CHECKING:
     from sansa.fs import AnyPath
@@ -55,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from sansa.cli.common import MODEL_HELP, add_model_options, add_object_options
     from sansa.export.exporter import format_names
     from sansa.export.formats import DEFAULT_FORMATS, CocoLayout, ImageMode
+    from sansa.vocab import LabelStudioControl
 
     parser = subparsers.add_parser(
         "segment",
@@ -97,18 +98,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument(
         "--coco-layout",
-        choices=[layout.value for layout in CocoLayout],
+        **choices(CocoLayout),
         help="COCO: annotations.json (file), or coco/annotations/instances_default.json + "
         "coco/images/ as datumaro and CVAT import (dataset) (default: file)",
     )
     run.add_argument(
         "--dataset-images",
-        choices=[mode.value for mode in ImageMode],
+        **choices(ImageMode),
         help="images of the yolo/ and coco/ dataset folders: copies, or hard links to the targets (default: copy)",
     )
     run.add_argument(
         "--labelstudio-control",
-        choices=("brush", "polygon", "rectangle", "keypoint"),
+        **choices(LabelStudioControl),
         help="labelstudio: the regions' control (default: brush)",
     )
     run.add_argument(

@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from sansa.cli import given
+from sansa.cli import choices, given
+from sansa.vocab import Device, PromptType
 
 EXAMPLES = """examples:
   sansa train configs/train/coco20i_fold0.yaml --sam2-checkpoint sam2_hiera_large.pt --set data.0.root=data
@@ -54,14 +55,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-4)")
     parser.add_argument(
         "--prompt",
-        choices=("mask", "point", "box", "scribble", "multi"),
-        help="reference prompts: mask (default) or multi (the promptable model)",
+        **choices(PromptType),
+        help="how references are prompted: one kind (default: mask), or mixed: each reference one of "
+        "the four kinds, drawn uniformly (the promptable model; formerly multi)",
     )
     parser.add_argument("--shots", type=int, metavar="K", help="prompted references per episode (default: 1)")
     parser.add_argument("--targets", type=int, metavar="J", help="targets per episode, fed back as memory (default: 1)")
     parser.add_argument("--seed", type=int, help="the run's seed (default: 0)")
     parser.add_argument("--workers", type=int, metavar="N", help="data-loader processes per GPU (default: 4)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (default: auto)")
+    parser.add_argument("--device", **choices(Device), help="where to train (default: auto)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field (repeatable)")
     parser.set_defaults(handler=run)
 

@@ -26,7 +26,6 @@ prompts an empty support with :func:`empty_prompt`.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -35,15 +34,8 @@ from scipy import ndimage
 
 from sansa.data.scribble import authors_scribble
 from sansa.errors import PromptError
-from sansa.records import Prompt, PromptType
-
-
-class ScribbleStyle(str, enum.Enum):
-    """Which scribble generator (see the module docstring)."""
-
-    AUTHORS = "authors"
-    LIGHT = "light"
-
+from sansa.records import Prompt
+from sansa.vocab import PromptType, ScribbleStyle
 
 MAX_POINTS = 20
 MAX_STROKES = 20
@@ -136,8 +128,8 @@ def _prompt_type(kind: PromptType | str) -> PromptType:
         parsed = PromptType(kind)
     except ValueError:
         parsed = None
-    if parsed is None or parsed is PromptType.MIXED:
-        choices = ", ".join(k.value for k in PromptType if k is not PromptType.MIXED)
+    if parsed not in PromptType.kinds():
+        choices = ", ".join(PromptType.kinds())
         raise PromptError(f"prompt kind: expected one of {choices}")
     return parsed
 

@@ -42,6 +42,7 @@ from sansa.export.palette import class_color
 from sansa.export.shapes import polygons
 from sansa.export.yolo import join_pieces
 from sansa.records import SegmentedObject
+from sansa.vocab import LabelStudioControl
 
 if TYPE_CHECKING:
     from sansa.fs import AnyPath
@@ -51,10 +52,10 @@ IMAGE_NAME, CONTROL_NAME = "image", "label"
 LOCAL_FILES_URL = "/data/local-files/?d="
 #: control name -> (labelling config tag, result type)
 CONTROLS = {
-    "brush": ("BrushLabels", "brushlabels"),
-    "polygon": ("PolygonLabels", "polygonlabels"),
-    "rectangle": ("RectangleLabels", "rectanglelabels"),
-    "keypoint": ("KeyPointLabels", "keypointlabels"),
+    LabelStudioControl.BRUSH: ("BrushLabels", "brushlabels"),
+    LabelStudioControl.POLYGON: ("PolygonLabels", "polygonlabels"),
+    LabelStudioControl.RECTANGLE: ("RectangleLabels", "rectanglelabels"),
+    LabelStudioControl.KEYPOINT: ("KeyPointLabels", "keypointlabels"),
 }
 #: result type -> control name
 CONTROL_OF_TYPE = {kind: control for control, (_, kind) in CONTROLS.items()}
@@ -63,7 +64,7 @@ CONTROL_OF_TYPE = {kind: control for control, (_, kind) in CONTROLS.items()}
 def object_results(
     name: str,
     objects: Sequence[SegmentedObject],
-    control: str = "brush",
+    control: LabelStudioControl | str = LabelStudioControl.BRUSH,
     from_name: str = CONTROL_NAME,
     to_name: str = IMAGE_NAME,
 ) -> list[dict[str, Any]]:
@@ -78,7 +79,7 @@ def object_results(
             or its result type (``brushlabels``, ...).
         from_name, to_name: the labels control's and the image's names in the labelling config.
     """
-    control = CONTROL_OF_TYPE.get(control, control)
+    control = LabelStudioControl(CONTROL_OF_TYPE.get(control, control))
     kind = CONTROLS[control][1]
     results = []
     for index, obj in enumerate(objects):
@@ -103,7 +104,7 @@ def object_results(
     return results
 
 
-def _value(control: str, obj: SegmentedObject) -> dict[str, Any]:
+def _value(control: LabelStudioControl | str, obj: SegmentedObject) -> dict[str, Any]:
     """The region's ``value`` without its labels."""
     height, width = obj.mask.shape
     scale = np.array([100.0 / width, 100.0 / height])
@@ -128,11 +129,13 @@ def _inner_pixel(mask: np.ndarray) -> np.ndarray:
 
 
 def label_config(
-    labels: Sequence[str], control: str = "brush", colors: Sequence[tuple[int, int, int]] | None = None
+    labels: Sequence[str],
+    control: LabelStudioControl | str = LabelStudioControl.BRUSH,
+    colors: Sequence[tuple[int, int, int]] | None = None,
 ) -> str:
     """The labelling config of the exported results: the image and one labels control of the classes,
     in ``colors`` (RGB per class; default: the palette's)."""
-    tag = CONTROLS[control][0]
+    tag = CONTROLS[LabelStudioControl(control)][0]
     lines = [
         "<View>",
         f'  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}" zoom="true"/>',
@@ -161,7 +164,7 @@ def write_dataset(
     targets: Sequence[tuple[str, list[dict[str, Any]]]],
     *,
     model_version: str,
-    control: str = "brush",
+    control: LabelStudioControl | str = LabelStudioControl.BRUSH,
     annotations: bool = False,
 ) -> None:
     """Write ``tasks.json`` and ``config.xml`` into ``out_dir`` (a ``Path``, or a ``UPath`` on an

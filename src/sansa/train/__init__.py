@@ -3,7 +3,7 @@
 ``from sansa.train import load_config, train``; see :mod:`sansa.train.loop`.
 """
 
-from sansa.train.config import DataSpec, PromptMode, TrainConfig, ValSpec, load_config
+from sansa.train.config import DataSpec, TrainConfig, ValSpec, load_config
 from sansa.train.loop import TrainResult, train
 
-__all__ = ["DataSpec", "PromptMode", "TrainConfig", "TrainResult", "ValSpec", "load_config", "train"]
+__all__ = ["DataSpec", "TrainConfig", "TrainResult", "ValSpec", "load_config", "train"]

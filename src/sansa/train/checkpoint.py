@@ -29,6 +29,7 @@ from sansa.errors import CheckpointError
 from sansa.model.adapters import adapter_state_dict, is_adapter_key
 from sansa.model.checkpoint import load_adapter_weights, read_adapter_checkpoint, read_checkpoint
 from sansa.model.sansa import SansaModel
+from sansa.train.config import in_current_words
 
 FORMAT = "sansa-train/1"
 LAST = "last.pth"
@@ -139,7 +140,7 @@ def load_resume(
     meta = obj.get("sansa")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "optimizer" not in obj:
         raise CheckpointError(f"{what} {path}: not a resumable `sansa train` checkpoint")
-    saved = {k: v for k, v in meta["config"].items() if k in training_fields}
+    saved = in_current_words({k: v for k, v in meta["config"].items() if k in training_fields})
     changed = sorted(k for k in training_fields if saved.get(k) != training_fields[k])
     if changed:
         key = changed[0]

@@ -9,6 +9,7 @@ per-iteration cosine to 0, 5 epochs, global batch 32, gradient-norm clip 0.1, FP
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import enum
@@ -23,16 +24,7 @@ import yaml
 
 from sansa.atomic import write_text
 from sansa.errors import SansaError
-
-
-class PromptMode(str, enum.Enum):
-    """How training references are prompted: always one kind, or ``multi`` (uniformly among the four)."""
-
-    MASK = "mask"
-    POINT = "point"
-    BOX = "box"
-    SCRIBBLE = "scribble"
-    MULTI = "multi"
+from sansa.vocab import PromptType
 
 
 @dataclass(frozen=True)
@@ -70,8 +62,12 @@ class ValSpec:
     fold: int = 0
     episodes: int | None = 200
     shots: int = 1
-    prompt: str = "mask"
+    prompt: PromptType = PromptType.MASK
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        kinds = ", ".join(PromptType.kinds())
+        _check(PromptType(self.prompt) in PromptType.kinds(), "val.prompt", f"expected one of {kinds}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,9 @@ class TrainConfig:
         sam2_checkpoint: Meta's SAM2 release-1.0 weights; ``None`` = random weights (tests only).
         adapter_stages: 0-based Hiera stages that get adapters.
         channel_factor: adapter bottleneck as a fraction of the block's input width.
-        prompt: how references are prompted (``mask``, or ``multi`` for the promptable model).
+        prompt: how references are prompted: always one kind (``mask``, ...), or ``mixed`` (each
+            reference one of the four kinds, drawn uniformly: the promptable model; ``multi``
+            in configs written before 2 Dec 2026).
         shots: prompted references per episode.
         targets: ``J >= 1`` targets per episode; each target's prediction is written to memory as a
             pseudo-reference for the next (``J = 1`` is the released code's default).
@@ -114,7 +112,7 @@ class TrainConfig:
     sam2_checkpoint: str | None = None
     adapter_stages: tuple[int, ...] = (2, 3)
     channel_factor: float = 0.3
-    prompt: PromptMode = PromptMode.MASK
+    prompt: PromptType = PromptType.MASK
     shots: int = 1
     targets: int = 1
     resolution: int | None = None
@@ -171,7 +169,23 @@ def _check(ok: bool, name: str, message: str) -> None:
         raise SansaError(f"{name}: {message}")
 
 
+def in_current_words(values: dict[str, Any]) -> dict[str, Any]:
+    """:class:`TrainConfig` fields as an earlier run saved them (a checkpoint's ``config``), each
+    read through its type and written back as this version writes it, so that a value saved under
+    an earlier name (``prompt: multi``) equals today's (``mixed``). Values that no longer read
+    (and unknown fields) stay as they were."""
+    hints = typing.get_type_hints(TrainConfig)
+    current = dict(values)
+    for key, value in values.items():
+        if key in hints:
+            with contextlib.suppress(SansaError):
+                current[key] = _plain(_convert(value, hints[key], key))
+    return current
+
+
 def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
@@ -316,4 +330,4 @@ def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-__all__ = ["DataSpec", "PromptMode", "TrainConfig", "ValSpec", "load_config", "save_config"]
+__all__ = ["DataSpec", "TrainConfig", "ValSpec", "load_config", "save_config"]

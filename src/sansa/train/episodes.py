@@ -24,9 +24,8 @@ from sansa.data.common import squash
 from sansa.data.episode import FewShotDataset, image_of
 from sansa.data.prompts import MAX_POINTS, sample_prompt
 from sansa.errors import SansaError
-from sansa.records import PromptType
-from sansa.train.config import PromptMode
 from sansa.transforms import ModelTransform
+from sansa.vocab import PromptType
 
 PROMPT_KINDS = (PromptType.MASK, PromptType.POINT, PromptType.SCRIBBLE, PromptType.BOX)
 _MAX_REDRAWS = 20  # an episode whose reference mask vanishes at S x S is drawn again (from the same generator)
@@ -133,7 +132,7 @@ class EpisodeSource(torch.utils.data.Dataset[EpisodeSample]):
         weights: Sequence[float],
         shots: int,
         targets: int,
-        prompt: PromptMode,
+        prompt: PromptType | str,
         resolution: int,
         image_size: int,
         seed: int,
@@ -144,7 +143,7 @@ class EpisodeSource(torch.utils.data.Dataset[EpisodeSample]):
         self.probabilities: np.ndarray = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.shots: int = shots
         self.targets: int = targets
-        self.prompt: PromptMode = PromptMode(prompt)
+        self.prompt: PromptType = PromptType(prompt)
         self.resolution: int = resolution
         self.transform: ModelTransform = ModelTransform(image_size)
         self.seed: int = seed
@@ -200,9 +199,9 @@ class EpisodeSource(torch.utils.data.Dataset[EpisodeSample]):
         return EpisodeSample(torch.stack(images), torch.stack(masks), prompts, torch.tensor(supervised), draw.seed)
 
     def _kind(self, rng: np.random.Generator) -> PromptType:
-        if self.prompt is PromptMode.MULTI:
+        if self.prompt is PromptType.MIXED:
             return PROMPT_KINDS[int(rng.integers(len(PROMPT_KINDS)))]
-        return PromptType(self.prompt.value)
+        return self.prompt
 
 
 def _usable_classes(dataset: FewShotDataset) -> list[int]:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from sansa.records import PromptType
+from sansa.vocab import PromptType
 
 Point = tuple[float, float]
 
