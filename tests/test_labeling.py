@@ -78,7 +78,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 )
 def test_job_record_survives_json(prompt):
     job = Job(
-        [ReferenceEntry("r.png", "cat", prompt, [[[1.0, 1.0]]], "refs.yaml: reference 1")],
+        [ReferenceEntry("r.png", "cat", prompt, "refs.yaml: reference 1")],
         ["a/", "b/*.jpg"],
         "out",
         ExportOptions(("coco",), coco_polygons=True),
@@ -91,6 +91,8 @@ def test_job_record_survives_json(prompt):
         a, b = getattr(prompt, key), getattr(again.references[0].prompt, key)
         assert (a is None and b is None) or (np.array_equal(a, b) and a.dtype == b.dtype), key
     assert again.references[0].prompt.type is prompt.type
+    assert [s.tolist() for s in again.references[0].prompt.strokes] == [s.tolist() for s in prompt.strokes]
+    assert all(s.dtype == np.float32 for s in again.references[0].prompt.strokes)
     assert again.export.parsed_formats()[0] == "coco" and again.labels == ["cat"]
 
 

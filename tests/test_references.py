@@ -84,7 +84,11 @@ def test_parse_scribble_strokes(value, strokes):
             {"points": [[3.0, 4.0]], "labels": [0], "box": [0.0, 0.0, 9.0, 9.0]},
             PromptType.MIXED,
         ),
-        ({"scribble": ["1,1;2,2", "3,3"]}, {"scribble": [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]}, PromptType.SCRIBBLE),
+        (
+            {"scribble": ["1,1;2,2", "3,3"]},
+            {"scribble": [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], "strokes": [[[1.0, 1.0], [2.0, 2.0]], [[3.0, 3.0]]]},
+            PromptType.SCRIBBLE,
+        ),
     ],
 )
 def test_spec_to_prompt_record(values, fields, kind):
@@ -95,6 +99,37 @@ def test_spec_to_prompt_record(values, fields, kind):
     for key in ("points", "labels", "box", "scribble"):
         value = getattr(prompt, key)
         assert (value.tolist() if value is not None else None) == fields.get(key), key
+    assert [stroke.tolist() for stroke in prompt.strokes] == fields.get("strokes", [])
+
+
+# (Prompt.create's scribble, the strokes the prompt keeps, its scribble's length): the strokes as
+# drawn, the scribble joined and thinned to MAX_SCRIBBLE_POINTS (64)
+STROKES = [
+    ([[1, 1], [2, 2]], [[[1, 1], [2, 2]]], 2),  # one stroke
+    ([(1, 1), (2, 2)], [[[1, 1], [2, 2]]], 2),  # one stroke of tuples
+    ([[[1, 1], [2, 2]], [[9, 9]]], [[[1, 1], [2, 2]], [[9, 9]]], 3),  # strokes of different lengths
+    ([np.ones((3, 2)), np.zeros((1, 2))], [[[1, 1]] * 3, [[0, 0]]], 4),  # arrays, as the web app sends
+    (np.ones((2, 2, 2)), [[[1, 1]] * 2] * 2, 4),  # [k, n, 2]: k strokes of n points
+    ([[[1, 1]] * 50, [[2, 2]] * 50], [[[1, 1]] * 50, [[2, 2]] * 50], 64),  # all kept, scribble thinned
+]
+
+
+@pytest.mark.parametrize(("scribble", "strokes", "length"), STROKES)
+def test_a_prompt_keeps_its_strokes(scribble, strokes, length):
+    from sansa.records import Prompt
+
+    prompt = Prompt.create(scribble=scribble)
+    assert [stroke.tolist() for stroke in prompt.strokes] == strokes
+    assert all(stroke.dtype == np.float32 for stroke in prompt.strokes) and len(prompt.scribble) == length
+    assert np.array_equal(prompt.scribble[[0, -1]], [strokes[0][0], strokes[-1][-1]])  # ends kept
+
+
+def test_a_prompt_made_from_a_scribble_alone_has_it_as_its_stroke():
+    from sansa.records import Prompt
+
+    scribble = np.array([[1, 2], [3, 4]], np.float32)
+    assert [s.tolist() for s in Prompt(scribble=scribble).strokes] == [scribble.tolist()]
+    assert Prompt(box=np.array([0, 0, 2, 2], np.float32)).strokes == ()
 
 
 def test_spec_mask_prompt_reads_the_file(tmp_path):

@@ -53,6 +53,30 @@ def _as_xy(value: Any, name: str, limit: int) -> np.ndarray:
     return array
 
 
+def _as_strokes(value: Any, limit: int) -> tuple[np.ndarray, ...]:
+    """A scribble as its strokes, each ``float32 [n, 2]``, at most ``limit`` points in all: one stroke
+    (``[[x, y], ...]``, an ``[n, 2]`` array) or several (a list of those, a ``[k, n, 2]`` array)."""
+    if hasattr(value, "__len__") and len(value) > limit:  # refuse before converting a huge list
+        raise PromptError(f"scribble: {len(value)} given, at most {limit} per reference")
+    strokes = tuple(_as_xy(stroke, "scribble", limit) for stroke in (value if _several_strokes(value) else [value]))
+    total = sum(len(stroke) for stroke in strokes)
+    if total > limit:
+        raise PromptError(f"scribble: {total} given, at most {limit} per reference")
+    return strokes
+
+
+def _several_strokes(value: Any) -> bool:
+    """Whether ``value`` is a list of strokes rather than one stroke's points."""
+    if hasattr(value, "ndim"):  # an array or tensor: [k, n, 2]
+        return bool(value.ndim == 3)
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    first = value[0]
+    if hasattr(first, "ndim"):
+        return bool(first.ndim == 2)
+    return isinstance(first, (list, tuple)) and len(first) > 0 and isinstance(first[0], (list, tuple, np.ndarray))
+
+
 def _thin(points: np.ndarray, limit: int) -> np.ndarray:
     if len(points) <= limit:
         return points
@@ -68,8 +92,11 @@ class Prompt:
         points: ``float32 [P, 2]`` clicks ``(x, y)``, with ``labels`` ``int32 [P]``
             (1 = object, 0 = not the object).
         box: ``float32 [4]`` ``x0, y0, x1, y1``.
-        scribble: ``float32 [S, 2]`` points along one or more strokes, all positive.
+        scribble: ``float32 [S, 2]`` points along one or more strokes, all positive: the strokes
+            joined and thinned to at most :data:`MAX_SCRIBBLE_POINTS` (what the decoder reads).
         mask: ``bool [H, W]``, the object's pixels; cannot be combined with the others.
+        strokes: the scribble as drawn, one ``float32 [n, 2]`` array per stroke, not thinned (to
+            draw it); a prompt made with ``scribble`` alone has that as its one stroke.
     """
 
     points: np.ndarray | None = None
@@ -77,6 +104,11 @@ class Prompt:
     box: np.ndarray | None = None
     scribble: np.ndarray | None = None
     mask: np.ndarray | None = None
+    strokes: tuple[np.ndarray, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.scribble is not None and not self.strokes:
+            object.__setattr__(self, "strokes", (self.scribble,))
 
     @classmethod
     def create(
@@ -97,6 +129,7 @@ class Prompt:
         if points is None and box is None and scribble is None:
             raise PromptError("prompt: give a mask, points, a box or a scribble")
         point_array = label_array = box_array = scribble_array = None
+        strokes: tuple[np.ndarray, ...] = ()
         if points is not None:
             point_array = _as_xy(points, "points", MAX_POINTS)
             label_array = _labels(labels, len(point_array))
@@ -109,8 +142,9 @@ class Prompt:
             if box_array[2] <= box_array[0] or box_array[3] <= box_array[1]:
                 raise PromptError(f"box: {box_array.tolist()} is empty (need x1 > x0 and y1 > y0)")
         if scribble is not None:
-            scribble_array = _thin(_as_xy(scribble, "scribble", MAX_SCRIBBLE_INPUT), MAX_SCRIBBLE_POINTS)
-        return cls(points=point_array, labels=label_array, box=box_array, scribble=scribble_array)
+            strokes = _as_strokes(scribble, MAX_SCRIBBLE_INPUT)
+            scribble_array = _thin(np.concatenate(strokes), MAX_SCRIBBLE_POINTS)
+        return cls(points=point_array, labels=label_array, box=box_array, scribble=scribble_array, strokes=strokes)
 
     @property
     def type(self) -> PromptType:

@@ -65,12 +65,7 @@ class ReferenceSpec:
             return Prompt.create(mask=self.mask)
         clicks = (self.points or []) + (self.neg_points or [])
         labels = [1] * len(self.points or []) + [0] * len(self.neg_points or [])
-        strokes = [point for stroke in self.scribble or [] for point in stroke]
-        return Prompt.create(points=clicks or None, labels=labels or None, box=self.box, scribble=strokes or None)
-
-    def strokes(self) -> list[list[list[float]]]:
-        """The scribble's strokes (for drawing them)."""
-        return list(self.scribble or [])
+        return Prompt.create(points=clicks or None, labels=labels or None, box=self.box, scribble=self.scribble or None)
 
 
 def parse_points(value: Any, name: str) -> list[list[float]]:

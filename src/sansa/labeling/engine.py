@@ -50,7 +50,7 @@ from sansa.targets import Target, file_sha256, find_targets, unchanged
 if TYPE_CHECKING:
     from sansa.fs import AnyPath
     from sansa.predictor import SansaPredictor
-    from sansa.records import Reference
+    from sansa.records import Prompt, Reference
 
 Notes = Callable[[str], None]
 
@@ -148,14 +148,20 @@ def inputs_record(job: Job, references: Sequence[LoadedReference]) -> dict[str, 
             "label": r.entry.label,
             "image": r.entry.image,
             "image_sha256": r.sha256,
-            "prompt_sha256": hashlib.sha256(
-                json.dumps(prompt_to_dict(r.entry.prompt), sort_keys=True).encode()
-            ).hexdigest(),
+            "prompt_sha256": _prompt_digest(r.entry.prompt),
         }
         for r in references
     ]
     objects = job.objects.changed()  # defaults unrecorded: folders of earlier versions still resume
     return {"references": refs, "model": job.model.identity(), **({"objects": objects} if objects else {})}
+
+
+def _prompt_digest(prompt: Prompt) -> str:
+    """SHA-256 of what the model reads of ``prompt``: the strokes as drawn are left out (only the
+    reference picture draws them; ``scribble`` holds them joined and thinned), as in folders
+    written before the prompt kept them."""
+    values = {key: value for key, value in prompt_to_dict(prompt).items() if key != "strokes"}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
 def writer_for(job: Job, worker: bool = False) -> FolderWriter:
@@ -269,7 +275,7 @@ def save_reference_pictures(plan: Plan, references: Sequence[Reference]) -> list
         picture = render.overlay(loaded.pixels, label_map, plan.labels, legend=False)
         prompt = reference.prompt
         render.draw_prompt(picture, prompt.points, prompt.labels, prompt.box)
-        for stroke in loaded.entry.strokes:
+        for stroke in prompt.strokes:
             render.draw_prompt(picture, scribble=stroke)
         folder = plan.out / "references"
         atomic.write_bytes(folder / f"{stem}_mask.png", render.binary_png(reference.mask))

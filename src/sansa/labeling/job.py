@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 # -- prompts ------------------------------------------------------------------------------------
 def prompt_to_dict(prompt: Prompt) -> dict[str, Any]:
-    """A :class:`Prompt` as JSON values: lists of ``[x, y]`` and a mask as a base64 PNG."""
+    """A :class:`Prompt` as JSON values: lists of ``[x, y]`` (``strokes``: a list of them) and a mask
+    as a base64 PNG."""
     out: dict[str, Any] = {}
     if prompt.mask is not None:
         from PIL import Image
@@ -52,6 +53,8 @@ def prompt_to_dict(prompt: Prompt) -> dict[str, Any]:
         value = getattr(prompt, key)
         if value is not None:
             out[key] = value.tolist()
+    if prompt.scribble is not None:
+        out["strokes"] = [stroke.tolist() for stroke in prompt.strokes]
     return out
 
 
@@ -64,7 +67,8 @@ def prompt_from_dict(values: dict[str, Any]) -> Prompt:
         for key in ("points", "labels", "box", "scribble")
         if values.get(key) is not None
     }
-    return Prompt(**arrays)
+    strokes = tuple(np.asarray(stroke, dtype=np.float32) for stroke in values.get("strokes") or ())
+    return Prompt(**arrays, strokes=strokes)
 
 
 # -- records --------------------------------------------------------------------------------------
@@ -76,15 +80,12 @@ class ReferenceEntry:
         image: the reference image file.
         label: its class.
         prompt: what was marked on it (already read and validated: a mask file is read once, here).
-        strokes: the scribble's strokes as drawn (``[[[x, y], ...], ...]``), for the reference picture;
-            the prompt holds them joined and thinned.
         source: where the user wrote it (for error messages), e.g. ``refs.yaml: reference 2``.
     """
 
     image: str
     label: str
     prompt: Prompt
-    strokes: list[list[list[float]]] = field(default_factory=list)
     source: str = ""
 
     @classmethod
@@ -97,14 +98,13 @@ class ReferenceEntry:
             raise SansaError(f"{spec.source} ({spec.image}): {err}") from None
         except SansaError as err:
             raise SansaError(f"{spec.source}: {err}") from None
-        return cls(str(spec.image), spec.label, prompt, spec.strokes(), spec.source or str(spec.image))
+        return cls(str(spec.image), spec.label, prompt, spec.source or str(spec.image))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "image": self.image,
             "label": self.label,
             "prompt": prompt_to_dict(self.prompt),
-            "strokes": self.strokes,
             "source": self.source,
         }
 
@@ -114,7 +114,6 @@ class ReferenceEntry:
             values["image"],
             values["label"],
             prompt_from_dict(values["prompt"]),
-            values.get("strokes") or [],
             values.get("source", ""),
         )
 
