@@ -784,3 +784,50 @@ def test_a_mask_sent_as_polygons_and_read_back_as_polygons(client, sid):
         assert response.status_code == status and words in response.json()["detail"], response.text
     missing = client.get(f"/api/sessions/{sid}/references/nope/polygons")
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
+def test_undo_puts_a_reference_back_as_before_its_last_change_also_after_a_restart(client, sid, tiny_model, folder):
+    from sansa import SansaPredictor
+
+    url = f"/api/sessions/{sid}/references"
+    body = {"image": "im1.png", "label": "shape"}
+    square = np.zeros(SIZE, dtype=bool)
+    square[10:30, 10:40] = True
+    add_box(client, sid, "im1.png")
+    client.put(url, json={**body, "prompt": {"mask_png": png_b64(square)}})
+    client.put(url, json={**body, "prompt": {"edits": [{"op": "fill", "points": [[0, 0], [5, 0], [5, 5]]}]}})
+    dropped = client.put(f"{url}?undo=1", json={**body, "prompt": {"mask_png": png_b64(square)}})  # the page's undo
+    assert dropped.status_code == 200, dropped.text
+
+    app = create_app(SansaPredictor(tiny_model, device="cpu"), folder)  # a restart: read back from disk
+    with serve_in_thread(app) as address, httpx.Client(base_url=address, headers=client.headers) as http:
+        revision = http.get(f"/api/sessions/{sid}").json()["revision"]
+
+        def undo(revision: int | None = None) -> httpx.Response:
+            headers = {} if revision is None else {"X-Sansa-Revision": str(revision)}
+            return http.post(f"{url}/undo", json=body, headers=headers)
+
+        stale = undo(revision - 1)
+        assert stale.status_code == 409 and stale.json()["stale"]
+        first = undo(revision)
+        assert first.status_code == 200, first.text
+        (ref,) = [r for r in first.json()["references"] if r["image"] == "im1.png"]
+        assert ref["prompt_type"] == "box" and ref["prompt"]["box"] == BOX  # the dropped step is not undone
+        second = undo().json()
+        assert [r for r in second["references"] if r["image"] == "im1.png"] == []
+        none_left = undo()
+        assert none_left.status_code == 409 and "left to undo" in none_left.json()["detail"]
+
+
+def test_damaged_undo_steps_in_session_json_are_left_out_with_one_note(client, sid):
+    """A hand-edited ``session.json``: undo steps of the wrong form (a path as id, no image, a
+    reference that is not one) are dropped, said once; the well-formed one stays undoable."""
+    store = client.app_service.store
+    path = store.root / "sessions" / sid / "session.json"
+    record = json.loads(path.read_text())
+    good = {"id": "0a1b2c", "image": "im1.png", "label": "shape", "fixed": False, "before": None}
+    record["history"] = [good, {**good, "id": "../../x"}, {**good, "image": None}, {**good, "before": {"id": 1}}]
+    path.write_text(json.dumps(record))
+    loaded, notes = store.load(sid)
+    assert loaded["history"] == [good]
+    assert len(notes) == 1 and "damaged undo steps were left out" in notes[0]

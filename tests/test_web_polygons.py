@@ -102,12 +102,12 @@ def test_draw_a_polygon_then_move_delete_and_add_vertices(page):
     for x, y in [(80, 110), (100, 110), (100, 130), (80, 130)]:  # Shift: a hole
         click_vertex(page, x, y, shift=True)
     page.keyboard.press("Enter")
-    page.wait_for_function("JSON.parse(document.getElementById('canvas').dataset.polygons).length === 2")
+    page.wait_for_function("JSON.parse(document.getElementById('canvas').dataset.polygons || '[]').length === 2")
     rings = saved_polygons(page, 4)
     assert rings[1]["hole"] and not server_mask(page)[110:131, 80:101].any()
 
     page.keyboard.press("z")  # undo: the hole is gone again
-    page.wait_for_function("JSON.parse(document.getElementById('canvas').dataset.polygons).length === 1")
+    page.wait_for_function("JSON.parse(document.getElementById('canvas').dataset.polygons || '[]').length === 1")
     wait_saved(page)
     assert server_mask(page)[110:131, 80:101].all()
 
@@ -126,3 +126,27 @@ def test_a_box_reference_shown_and_edited_as_polygons(page):
     wait_saved(page)
     expected = polygons.rasterise([PolygonRing(**r) for r in shown_polygons(page)], SIZE)
     assert np.array_equal(server_mask(page), expected)
+
+
+def test_undo_after_a_reload_brings_back_the_previous_mask(page):
+    open_image(page, "scene_0.png")
+    page.keyboard.press("m")
+    masks = []
+    for start, end in [((60, 60), (200, 60)), ((120, 100), (250, 200)), ((40, 200), (280, 210))]:
+        drag(page, start, end)
+        page.wait_for_timeout(150)  # sent as its own change (the page waits 80 ms for more)
+        wait_saved(page)
+        masks.append(server_mask(page))
+    page.keyboard.press("z")  # the server's undo: exactly the mask it had before
+    status_ref(page, f"{int(masks[1].sum()):,} px")
+    assert np.array_equal(server_mask(page), masks[1])
+    page.reload()
+    wait_ready(page)
+    open_image(page, "scene_0.png")
+    page.keyboard.press("z")  # the page's memory is gone: the server's undo steps are not
+    status_ref(page, f"{int(masks[0].sum()):,} px")
+    assert np.array_equal(server_mask(page), masks[0])
+    page.keyboard.press("z")
+    status_ref(page, "not a reference")  # before the first stroke: no reference
+    page.keyboard.press("z")
+    page.wait_for_selector(".toast:has-text('left to undo')")

@@ -14,6 +14,7 @@ Routes (JSON unless said; the OpenAPI schema is at ``/docs``)::
     PATCH  /api/sessions/{sid}/classes/{name}     rename and/or recolour it
     PUT    /api/sessions/{sid}/references         mark an image for a class (replaces its prompt)
     POST   /api/sessions/{sid}/references/promote make a target a reference, from its prediction
+    POST   /api/sessions/{sid}/references/undo    an image's reference of a class back to before its last change
     DELETE /api/sessions/{sid}/references/{id}
     GET    /api/sessions/{sid}/references/{id}/polygons  its mask as polygons (the page's polygon tool)
     GET    /api/sessions/{sid}/targets/{name}     per-class scores + overlay;  /overlay.png  the overlay;
@@ -76,6 +77,7 @@ from sansa.web.schema import (
     ServerInfo,
     SessionState,
     TargetOut,
+    UndoRequest,
 )
 from sansa.web.service import SansaService
 from sansa.web.session import Session
@@ -90,6 +92,10 @@ REVISION_HEADER = "X-Sansa-Revision"
 Revision = Annotated[
     int | None,
     Header(alias=REVISION_HEADER, description="the session revision the change was made on (stale: 409)"),
+]
+Undoing = Annotated[
+    int,
+    Query(ge=0, le=1000, description="this change is the page's undo of that many changes (their undo steps dropped)"),
 ]
 Hide = Annotated[list[str] | None, Query(description="classes left out of the overlay")]
 
@@ -251,9 +257,17 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
         return service.state(session)
 
     @app.put("/api/sessions/{sid}/references")
-    def put_reference(sid: str, body: ReferenceRequest, response: Response, revision: Revision = None) -> ReferenceOut:
+    def put_reference(
+        sid: str, body: ReferenceRequest, response: Response, revision: Revision = None, undo: Undoing = 0
+    ) -> ReferenceOut:
         with _change(service, sid, revision, response) as session:
-            return service.put_reference(session, body)
+            return service.put_reference(session, body, undo)
+
+    @app.post("/api/sessions/{sid}/references/undo")
+    def undo_reference(sid: str, body: UndoRequest, response: Response, revision: Revision = None) -> SessionState:
+        with _change(service, sid, revision, response) as session:
+            service.undo(session, body.image, body.label)
+        return service.state(session)
 
     @app.post("/api/sessions/{sid}/references/promote")
     def promote(sid: str, body: PromoteRequest, response: Response, revision: Revision = None) -> ReferenceOut:
@@ -277,9 +291,10 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
         response: Response,
         revision: Revision = None,
         keep_fix: Annotated[bool, Query(description="a fixed class erased to nothing stays fixed (empty)")] = False,
+        undo: Undoing = 0,
     ) -> SessionState:
         with _change(service, sid, revision, response) as session:
-            service.remove_reference(session, ref_id, keep_fix)
+            service.remove_reference(session, ref_id, keep_fix, undo)
         return service.state(session)
 
     @app.get("/api/sessions/{sid}/targets/{name}")

@@ -142,6 +142,13 @@ class ReferenceRequest(BaseModel):
     prompt: PromptIn
 
 
+class UndoRequest(BaseModel):
+    """Which reference to put back as it was before its last saved change."""
+
+    image: str = Field(description="file name in the served folder")
+    label: str = Field(min_length=1, max_length=64, description="the class")
+
+
 class PromoteRequest(BaseModel):
     image: str = Field(description="a target to make a reference, its prediction as the starting mask")
     label: str = Field(min_length=1, max_length=64)

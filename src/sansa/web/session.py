@@ -100,6 +100,8 @@ class Session:
     changed the session meanwhile). ``fixes``: per target, the classes the user fixed on it (their
     masks are the slots of that image and class; a fixed class without a slot was erased: empty).
     ``trash``: deleted classes with their references, as saved, newest last (restorable).
+    ``history``: undo steps, newest last: per change of a reference, the image, class, whether the
+    class was fixed there and the reference before (``None``: none; a mask's kept as ``masks/<id>.png``).
     """
 
     id: str
@@ -114,6 +116,7 @@ class Session:
     revision: int = 0
     fixes: dict[str, list[str]] = field(default_factory=dict)
     trash: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     job: PropagationJob | None = None
     export: ExportJob | None = None
 

@@ -195,6 +195,12 @@ class SessionStore:
         png = atomic.encode_image(Image.fromarray(np.ascontiguousarray(mask, dtype=bool)), "PNG")  # 1 bit a pixel: fast
         atomic.write_bytes(self._dir(sid) / "masks" / f"{_safe(ref_id)}.png", png)
 
+    def keep_mask(self, sid: str, ref_id: str, kept_id: str) -> None:
+        """Keep reference ``ref_id``'s saved mask also as ``kept_id``'s (a hard link where the file
+        system allows: the reference's next save replaces its file, not the kept one)."""
+        masks = self._dir(sid) / "masks"
+        atomic.copy_file(masks / f"{_safe(ref_id)}.png", masks / f"{_safe(kept_id)}.png", link=True)
+
     def set_aside_mask(self, sid: str, ref_id: str) -> None:
         """Rename a damaged mask ``<ref>.png.damaged`` (kept for inspection, never read again)."""
         path = self._dir(sid) / "masks" / f"{_safe(ref_id)}.png"
@@ -297,8 +303,8 @@ def _npy_data(member: IO[bytes], shape: tuple[int, ...], dtype: np.dtype) -> np.
 
 
 def _check_extras(record: dict[str, Any], file: str) -> list[str]:
-    """Type-check ``revision``, ``fixes`` (image -> fixed classes) and ``trash`` (deleted classes) of
-    a ``session.json`` in place; what is damaged is left out, one note each."""
+    """Type-check ``revision``, ``fixes`` (image -> fixed classes), ``trash`` (deleted classes) and
+    ``history`` (undo steps) of a ``session.json`` in place; what is damaged is left out, one note each."""
     notes = []
     if type(record.get("revision", 0)) is not int:
         record["revision"] = 0
@@ -315,7 +321,24 @@ def _check_extras(record: dict[str, Any], file: str) -> list[str]:
     if not isinstance(trash, list) or len(kept) != len(trash):
         notes.append(f"{file}: damaged deleted classes were left out (they cannot be restored)")
     record["trash"] = kept
+    history = record.get("history", [])
+    kept = [e for e in history if _is_history_entry(e)] if isinstance(history, list) else []
+    if not isinstance(history, list) or len(kept) != len(history):
+        notes.append(f"{file}: damaged undo steps were left out (they cannot be undone)")
+    record["history"] = kept
     return notes
+
+
+def _is_history_entry(entry: Any) -> bool:
+    """Whether ``entry`` has the form of an undo step as :meth:`SansaService.put_reference` saves it."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("id"), str)
+        and re.match(r"^[0-9a-f]{1,32}$", entry["id"]) is not None
+        and all(isinstance(entry.get(k), str) for k in ("image", "label"))
+        and type(entry.get("fixed")) is bool
+        and (entry.get("before") is None or is_reference(entry["before"]))
+    )
 
 
 def _is_deleted_class(entry: Any) -> bool:

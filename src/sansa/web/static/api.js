@@ -88,12 +88,14 @@ export const api = {
   updateClass: (sid, name, changes) => change("PATCH", `/api/sessions/${sid}/classes/${q(name)}`, changes),
   removeClass: (sid, name) => change("DELETE", `/api/sessions/${sid}/classes/${q(name)}`),
   restoreClass: (sid, id) => change("POST", `/api/sessions/${sid}/trash/${id}/restore`),
-  putReference: (sid, image, label, prompt) =>
-    change("PUT", `/api/sessions/${sid}/references`, { image, label, prompt }),
+  // undo: how many of the server's undo steps this change takes back (the page's undo)
+  putReference: (sid, image, label, prompt, undo = 0) =>
+    change("PUT", `/api/sessions/${sid}/references${undo ? `?undo=${undo}` : ""}`, { image, label, prompt }),
+  undoReference: (sid, image, label) => change("POST", `/api/sessions/${sid}/references/undo`, { image, label }),
   promote: (sid, image, label) => change("POST", `/api/sessions/${sid}/references/promote`, { image, label }),
   polygons: (sid, id) => call("GET", `/api/sessions/${sid}/references/${id}/polygons`),
-  removeReference: (sid, id, keepFix = false) =>
-    change("DELETE", `/api/sessions/${sid}/references/${id}${keepFix ? "?keep_fix=true" : ""}`),
+  removeReference: (sid, id, keepFix = false, undo = 0) =>
+    change("DELETE", `/api/sessions/${sid}/references/${id}?keep_fix=${keepFix}${undo ? `&undo=${undo}` : ""}`),
   target: (sid, name, side, rev, hide = []) => call("GET", `/api/sessions/${sid}/targets/${q(name)}?max_side=${side}&v=${rev}`
     + hide.map((h) => `&hide=${q(h)}`).join("")),
   review: (sid) => call("GET", `/api/sessions/${sid}/review`),

@@ -30,7 +30,8 @@ const S = {
 };
 
 const editor = new Editor($("canvas"), {
-  onChange: (state, image, label) => scheduleSync(image, label),
+  onChange: (state, image, label, step) => scheduleSync(image, label, step),
+  undoSaved: (image, label, state) => undoSaved(image, label, state),
   isFixed: (image, label) => (S.fixes[image] || []).includes(label),
   hasReference: (image, label) => S.refs.has(refKey(image, label)),
   masksFor: (image) => [...S.refs.values()].filter((r) => r.image === image && r.img && !S.hidden.has(r.label))
@@ -433,11 +434,14 @@ function renderSaved() {
   chip.classList.toggle("pending", unsaved());
 }
 
-function scheduleSync(image, label) {
+// `step`: +1 an edit (a new undo step on the server too), -1 an undo (the server drops its step:
+// its undo history stays the page's, so undo goes on from there after a reload)
+function scheduleSync(image, label, step = 1) {
   const key = refKey(image, label);
-  const entry = syncs.get(key) || { timer: 0, busy: false, again: false, dirty: false, failed: false };
+  const entry = syncs.get(key) || { timer: 0, busy: false, again: false, dirty: false, failed: false, steps: 0 };
   syncs.set(key, entry);
   entry.dirty = true;
+  entry.steps += step;
   renderSaved();
   clearTimeout(entry.timer);
   entry.timer = setTimeout(() => flush(image, label), SYNC_DELAY_MS);
@@ -449,6 +453,8 @@ async function flush(image, label) {
   if (entry.busy) { entry.again = true; return; }
   entry.busy = true;
   entry.dirty = false;
+  const undos = Math.max(0, -entry.steps);
+  entry.steps = 0;
   try {
     const state = editor.state(image, label);
     const prompt = state.toPrompt();
@@ -457,11 +463,11 @@ async function flush(image, label) {
     if (!prompt) {
       // a fixed class erased to nothing stays fixed (empty); "Clear" makes it a plain target again
       const keepFix = old?.source === "corrected" && !editor.state(image, label).cleared;
-      if (old) S.fixes = (await api.removeReference(S.sid, old.id, keepFix)).fixes;
+      if (old) S.fixes = (await api.removeReference(S.sid, old.id, keepFix, undos)).fixes;
       S.refs.delete(key);
       if (state.kind === "mask" && !entry.again) state.ops = []; // the server holds no mask now
     } else {
-      const out = await api.putReference(S.sid, image, label, prompt);
+      const out = await api.putReference(S.sid, image, label, prompt, undos);
       const img = await loadImage(out.mask_png);
       if (sent && state.ops) state.ops.splice(0, sent);
       else if (prompt.mask_png && state.ops === null && !entry.again) state.ops = []; // in step with the server
@@ -479,6 +485,30 @@ async function flush(image, label) {
     if (entry.again) { entry.again = false; flush(image, label); }
     renderSaved();
   }
+}
+
+// Undo of a saved change: the server puts the reference back as it was before its last change
+// (its undo steps are saved: this works after a reload or a restart too). Returns false when an
+// edit is still on its way (the page undoes it); with no step left on the server, the page's own.
+function undoSaved(image, label, state) {
+  const key = refKey(image, label);
+  if (syncs.get(key)?.dirty || syncs.get(key)?.busy) return false;
+  (async () => {
+    try {
+      const session = await api.undoReference(S.sid, image, label);
+      S.fixes = session.fixes || {};
+      const ref = session.references.find((r) => r.image === image && r.label === label);
+      const img = ref && (await loadImage(ref.mask_png));
+      if (ref) S.refs.set(key, { ...ref, img }); else S.refs.delete(key);
+      editor.undone(state, ref, img);
+      referencesChanged();
+    } catch (err) {
+      if (err.status !== 409 || err.stale) toast(err.message, true);
+      else if (state.undo()) editor.changed(state, -1); // nothing saved to undo: the page's own history
+      else toast(err.message);
+    }
+  })();
+  return true;
 }
 
 // Make target `name` a reference of the active class from its prediction, to correct it.

@@ -329,17 +329,33 @@ export class Editor {
 
   forget(name, label) { this.states.delete(this.key(name, label)); }
 
+  // Undo, redo or clear. Undo of a saved change is the server's (hooks.undoSaved: exactly the mask
+  // it had before, also after a reload); an edit not saved yet is undone here.
   edit(action) {
     const state = this.state();
     if (!state || this.readOnly) return;
+    this.draft = null;
+    if (action === "undo" && this.hooks.undoSaved(this.image.name, this.label, state)) return;
     const done = action === "undo" ? state.undo() : action === "redo" ? state.redo() : (state.push(), state.clear(), true);
     state.cleared = action === "clear";
-    if (done) this.changed(state);
+    if (done) this.changed(state, action === "undo" ? -1 : 1);
   }
 
-  changed(state) {
+  // The server's reference after it undid a change (`ref`: null, none), as the state to edit; what
+  // was shown can be redone.
+  undone(state, ref, img) {
+    const shown = state.snapshot();
+    state.history.pop(); // the page's copy of the state the server went back to
+    state.clear();
+    if (ref?.prompt) state.loadPrompt(ref.prompt); else if (ref) state.loadMask(img);
+    state.future.push(shown);
     this.redraw();
-    this.hooks.onChange(state, this.image.name, this.label);
+  }
+
+  // `step`: +1 a new undo step (an edit, a redo), -1 one taken back (undo)
+  changed(state, step = 1) {
+    this.redraw();
+    this.hooks.onChange(state, this.image.name, this.label, step);
   }
 
   // -- geometry ------------------------------------------------------------------------------
