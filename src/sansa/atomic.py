@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,27 @@ def write_bytes(path: AnyPath, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600
             handle.write(data)
+
+
+def write_chunks(path: AnyPath, chunks: Iterable[bytes]) -> None:
+    """Write the concatenation of ``chunks`` to ``path`` atomically without holding it in memory
+    (a large dataset file): locally a temporary beside ``path``; for a ``UPath`` a local temporary
+    file, then one upload (:func:`sansa.fs.put_file`).
+
+    Raises:
+        OutputError: the folder or file cannot be written; the old file (if any) is kept.
+    """
+    if isinstance(path, (str, os.PathLike)):
+        with _replacing(Path(path)) as (fd, _):
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), 0o666 & ~current_umask())
+                handle.writelines(chunks)
+        return
+    with tempfile.TemporaryDirectory(prefix="sansa-upload-") as folder:
+        local = Path(folder) / "upload"
+        with open(local, "wb") as handle:
+            handle.writelines(chunks)
+        fs.put_file(path, local)
 
 
 def copy_file(source: Path, path: Path, link: bool = False) -> None:

@@ -100,6 +100,33 @@ def write_bytes(path: UPath, data: bytes) -> None:
         raise OutputError(f"{path}: cannot write ({describe(err)})") from None
 
 
+def put_file(path: UPath, local: Path) -> None:
+    """Upload the local file ``local`` to the URL path ``path`` atomically (as :func:`write_bytes`;
+    a large file in parts, never whole in memory), retrying transient errors.
+
+    Raises:
+        OutputError: one line naming the URL and the cause.
+    """
+    store, target = path.fs, path.path
+
+    def put() -> None:
+        if is_object_store(path):
+            store.put_file(str(local), target)
+            return
+        parent, name = posixpath.split(target)
+        store.makedirs(parent, exist_ok=True)
+        tmp = posixpath.join(parent, f".{name}.{os.getpid()}{TEMP_SUFFIX}")
+        store.put_file(str(local), tmp)
+        store.mv(tmp, target)
+
+    try:
+        retrying(put)
+    except Exception as err:
+        if isinstance(err, SansaError):
+            raise
+        raise OutputError(f"{path}: cannot write ({describe(err)})") from None
+
+
 def retrying(call: Any, delays: tuple[float, ...] | None = None) -> Any:
     """``call()``, tried again after each of ``delays`` (default :data:`RETRY_DELAYS_S`) while it
     fails with a transient error."""
@@ -203,7 +230,14 @@ def stat(url: str) -> dict[str, int] | None:
         return None
     if info.get("type") == "directory":
         return None
-    return {"bytes": int(info.get("size") or 0), "mtime_ns": _mtime_ns(info)}
+    return listed_stat(info)
+
+
+def listed_stat(info: dict[str, Any]) -> dict[str, int]:
+    """``{"bytes", "mtime_ns"}`` of an fsspec file info (as a listing or ``info`` gives it). Times
+    are whole seconds: an S3 listing tells milliseconds where a ``HEAD`` tells seconds, and both
+    must agree (a resume trusts the listing instead of one request per target)."""
+    return {"bytes": int(info.get("size") or 0), "mtime_ns": _mtime_ns(info) // 10**9 * 10**9}
 
 
 def open_binary(url: str) -> IO[bytes]:

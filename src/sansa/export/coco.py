@@ -11,12 +11,13 @@ also a valid COCO results file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from sansa._version import __version__
+from sansa.export import streamed
 from sansa.export.shapes import bbox_xywh, polygon_area, polygons, to_rle
 from sansa.records import SegmentedObject
 
@@ -65,6 +66,37 @@ def categories(labels: list[str]) -> list[dict[str, Any]]:
     return [{"id": i, "name": name, "supercategory": "object"} for i, name in enumerate(labels, start=1)]
 
 
+def assemble_chunks(labels: list[str], targets: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """The bytes of :func:`assemble`'s dataset as ``atomic.write_json(..., indent=None)`` writes it,
+    in chunks, one target at a time (the annotations wait in a temporary file): the file of a
+    million images without the dataset in memory."""
+    spool = streamed.Spool()
+    count = {"annotations": 0}
+
+    def images() -> Iterator[dict[str, Any]]:
+        for image_id, target in enumerate(targets, start=1):
+            yield {
+                "id": image_id,
+                "file_name": target["file_name"],
+                "width": target["width"],
+                "height": target["height"],
+            }
+            for annotation in target["annotations"]:
+                count["annotations"] += 1
+                prefix = b", " if count["annotations"] > 1 else b""
+                spool.write(prefix + streamed.dumps({"id": count["annotations"], "image_id": image_id, **annotation}))
+
+    yield b'{"info": ' + streamed.dumps(_info()) + b', "licenses": [], "images": '
+    yield from streamed.compact_list(images())
+    yield b', "annotations": ['
+    yield from spool.chunks()
+    yield b'], "categories": ' + streamed.dumps(categories(labels)) + b"}\n"
+
+
+def _info() -> dict[str, Any]:
+    return {"description": "SANSA predictions", "version": __version__}
+
+
 def assemble(labels: list[str], targets: list[dict[str, Any]]) -> dict[str, Any]:
     """The COCO dataset from per-target records, in the given order.
 
@@ -82,7 +114,7 @@ def assemble(labels: list[str], targets: list[dict[str, Any]]) -> dict[str, Any]
         for annotation in target["annotations"]:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **annotation})
     return {
-        "info": {"description": "SANSA predictions", "version": __version__},
+        "info": _info(),
         "licenses": [],
         "images": images,
         "annotations": annotations,

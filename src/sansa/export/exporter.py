@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -156,8 +156,9 @@ class Exporter:
         """The files (and record) of one target."""
         raise NotImplementedError
 
-    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
-        """Write the dataset files from every written target's record (in name order)."""
+    def finish(self, out_dir: AnyPath, targets: Iterable[Finished]) -> None:
+        """Write the dataset files from every written target's record (in name order; an iterable
+        read once: write a large file a target at a time, e.g. :mod:`sansa.export.streamed`)."""
 
     def outputs(self) -> list[str]:
         """The output folders and files of this format, relative to the out folder."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import quoteattr
 
@@ -38,6 +38,7 @@ import numpy as np
 
 from sansa import atomic
 from sansa.export import brush_rle as rle
+from sansa.export import streamed
 from sansa.export.palette import class_color
 from sansa.export.shapes import polygons
 from sansa.export.yolo import join_pieces
@@ -161,7 +162,7 @@ def task(name: str, results: list[dict[str, Any]], model_version: str, annotatio
 def write_dataset(
     out_dir: AnyPath,
     labels: Sequence[str],
-    targets: Sequence[tuple[str, list[dict[str, Any]]]],
+    targets: Iterable[tuple[str, list[dict[str, Any]]]],
     *,
     model_version: str,
     control: LabelStudioControl | str = LabelStudioControl.BRUSH,
@@ -169,6 +170,6 @@ def write_dataset(
 ) -> None:
     """Write ``tasks.json`` and ``config.xml`` into ``out_dir`` (a ``Path``, or a ``UPath`` on an
     object store: see :mod:`sansa.fs`) atomically, targets in the given order."""
-    tasks = [task(name, results, model_version, annotations) for name, results in targets]
-    atomic.write_json(out_dir / "tasks.json", tasks, indent=None)
+    tasks = (task(name, results, model_version, annotations) for name, results in targets)
+    atomic.write_chunks(out_dir / "tasks.json", streamed.list_file(tasks))  # one task at a time
     atomic.write_text(out_dir / "config.xml", label_config(labels, control))

@@ -14,20 +14,24 @@ kept, suffix dropped; ``<label>``: the class name made file-name safe)::
     labelstudio/tasks.json       Label Studio tasks, a region per object, and config.xml (labelstudio)
     classes.json                 class id -> name and palette colour
     manifest.json                target name -> every file written for it (as the user named it)
-    .sansa/parts/<hash>.json     what was written for each target (for resuming and dataset files)
+    .sansa/parts/<hash>.json     what was written for each target (for resuming and dataset files),
+    .sansa/records/<t>.jsonl     until compacted with others into a shard (:mod:`sansa.export.shards`)
 
 Each format is an exporter (:mod:`sansa.export.exporter`): the writer hands it each target and
 writes the files it returns, and at :meth:`close` hands it every target's record to make its
 dataset files. Each file is written atomically; a target's part file is written last, so a
-target counts as done only when all its outputs are complete. Dataset files are assembled from
-the part files at :meth:`close`, in name order: a run killed and restarted gives the same bytes
-as a run never interrupted.
+target counts as done only when all its outputs are complete; :meth:`compact` later moves many
+records into one shard (resuming a million targets reads thousands of objects, not a million).
+Dataset files are assembled from the records at :meth:`close`, in name order, a target at a
+time (never the whole file in memory): a run killed and restarted gives the same bytes as a run
+never interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +43,7 @@ import numpy as np
 from sansa import atomic, fs
 from sansa._version import __version__
 from sansa.errors import SansaError
-from sansa.export import dataset, names
+from sansa.export import dataset, names, shards, streamed
 from sansa.export.exporter import Exporter, ExportSettings, Finished, Target, exporter_class
 from sansa.export.formats import CocoLayout, ImageMode, OutputFormat, parse_choice, parse_formats
 from sansa.export.objects import export_objects, objects_per_class
@@ -139,8 +143,13 @@ class FolderWriter:
         for exporter in self.exporters:
             exporter.check()
         self._parts_dir = self.out_dir / STATE_DIR / "parts"
+        self._shards_dir = self.out_dir / STATE_DIR / shards.SHARDS_DIR
         self.damaged: list[AnyPath] = []  # unreadable records dropped on opening (their targets are redone)
         self._parts: dict[str, dict] = {}
+        self._prepared = bool(prepare)
+        self._journal: list[str] = []  # names whose record this writer wrote as a file, not yet compacted
+        self._loose: set[str] = set()  # names whose newest record on opening was a file of its own
+        self._lock = threading.Lock()  # writes come from writer threads; compact() from another
         if prepare:
             self._open_folder()
             self._parts = self._load_parts()
@@ -266,23 +275,55 @@ class FolderWriter:
         if made_from is not None:
             part["made_from"] = made_from
         atomic.write_json(self._part_path(name), part, indent=None)  # last: marks the target done
-        self._parts[name] = part
-        self._stems[names.collision_key(stem)] = name
+        with self._lock:
+            self._parts[name] = part
+            self._stems[names.collision_key(stem)] = name
+            self._journal.append(name)
         return _record(part)
+
+    def compact(self, minimum: int | None = None) -> int:
+        """Move the records written as files of their own (by this writer, or found on opening)
+        into one shard, when there are at least ``minimum`` (default :data:`sansa.export.shards.SHARD_TARGETS`);
+        then remove those files. Returns how many records moved. A worker's writer then forgets
+        them (its memory stays bounded)."""
+        minimum = max(1, shards.SHARD_TARGETS if minimum is None else minimum)
+        with self._lock:
+            if not (self._journal or self._loose) or len(self._journal) + len(self._loose) < minimum:
+                return 0  # (cheap: called after every batch)
+            todo = sorted(set(self._journal) | self._loose)
+            if len(todo) < minimum:
+                return 0
+            parts = [self._parts[name] for name in todo]
+            self._journal, self._loose = [], set()
+        try:
+            shards.write_shard(self._shards_dir, parts)
+        except BaseException:
+            with self._lock:
+                self._journal += todo  # still files of their own
+            raise
+        shards.remove([self._part_path(name) for name in todo])
+        if not self._prepared:
+            with self._lock:
+                for name in todo:
+                    if name not in self._journal:  # not written again meanwhile
+                        self._parts.pop(name, None)
+        return len(todo)
 
     # -- dataset --------------------------------------------------------------------------
     def close(self) -> None:
         """Write the dataset files: ``classes.json``, and each format's (``annotations.json``, ...)."""
+        self.compact()
         atomic.write_json(self.out_dir / "classes.json", classes_table(self.labels))
-        manifest = {name: part["files"] for name, part in sorted(self._parts.items())}
-        atomic.write_json(self.out_dir / MANIFEST, manifest)  # target -> every file written for it
+        ordered = sorted(self._parts)  # names only: each file is written a target at a time
+        manifest = ((name, self._parts[name]["files"]) for name in ordered)  # target -> every file written for it
+        atomic.write_chunks(self.out_dir / MANIFEST, streamed.indented_mapping(manifest))
         for exporter in self.exporters:
             product = exporter.product()
-            targets = [
+            targets = (
                 Finished(p["name"], p["height"], p["width"], p.get("records", {}).get(exporter.name))
-                for _, p in sorted(self._parts.items())
+                for p in (self._parts[name] for name in ordered)
                 if product in p["products"]
-            ]
+            )
             exporter.finish(self.out_dir, targets)
 
     def outputs(self) -> list[AnyPath]:
@@ -347,7 +388,7 @@ class FolderWriter:
         known = json.loads(config_path.read_text(encoding="utf-8"))["labels"] if config_path.is_file() else None
         if known == self.labels:
             return
-        if known is not None and any(self._parts_dir.glob("*.json")):
+        if known is not None and (any(self._parts_dir.glob("*.json")) or shards.list_shards(self._shards_dir)):
             raise SansaError(
                 f"{self.out_dir}: holds results for classes {known}, not {self.labels}; "
                 "start over with --overwrite, or use another output folder"
@@ -355,9 +396,11 @@ class FolderWriter:
         atomic.write_json(config_path, {"labels": self.labels})  # a new folder, or one with no results yet
 
     def _load_parts(self) -> dict[str, dict]:
-        """The records of earlier runs; a damaged one (a disk fault, a hand edit) is removed and
-        listed in :attr:`damaged`: its target counts as not done."""
-        parts = {}
+        """The records of earlier runs: the shards', oldest first, then the files of their own; a
+        damaged one (a disk fault, a hand edit) is removed and listed in :attr:`damaged`: its
+        target counts as not done (a shard's other records are kept, in a new shard)."""
+        parts = self._load_shards()
+        self._loose = set()
         paths: list[AnyPath] = sorted(self._parts_dir.glob("*.json"), key=str)
         for path, data in zip(paths, fs.read_many(paths), strict=True):  # on a store: many requests in flight
             try:
@@ -372,7 +415,46 @@ class FolderWriter:
                 path.unlink(missing_ok=True)
                 continue
             parts[part["name"]] = part
+            self._loose.add(part["name"])
         return parts
+
+    def _load_shards(self) -> dict[str, dict]:
+        """The records of every shard, oldest first (a later record of a name replaces an earlier one)."""
+        parts: dict[str, dict] = {}
+        paths = shards.list_shards(self._shards_dir)
+        for start in range(0, len(paths), SHARDS_READ_AT_ONCE):  # memory: a window of shards' bytes
+            window = paths[start : start + SHARDS_READ_AT_ONCE]
+            for path, data in zip(window, fs.read_many(window), strict=True):
+                good, bad = _good_records(data)
+                if bad:  # kept without the damaged lines; their targets are redone
+                    self.damaged += [path] * bad
+                    if good:
+                        shards.write_shard(self._shards_dir, good)
+                    shards.remove([path])
+                parts.update((part["name"], part) for part in good)
+        return parts
+
+
+SHARDS_READ_AT_ONCE = 64  # shards fetched at once on opening (many requests in flight on a store)
+
+
+def _good_records(data: bytes | Exception) -> tuple[list[dict], int]:
+    """The well-formed records of a shard's bytes, and how many were damaged."""
+    if isinstance(data, Exception):
+        return [], 1
+    good, bad = [], 0
+    for part in shards.decode(data):
+        try:
+            if isinstance(part, Exception):
+                raise part
+            _record(part)  # every field a record needs is there
+            if not isinstance(part.get("products"), list):
+                raise ValueError("no products")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            bad += 1
+            continue
+        good.append(part)
+    return good, bad
 
 
 def _check_labels(labels: list[str]) -> None:

@@ -7,12 +7,13 @@ The driver does what only one process may do; workers do the rest::
     prepare: checks, discovery, lock,       load the model once;
       resume, fixed batches                 get the references' memory once (object store)
     encode the references once; ray.put  ->
-    Dataset of batches of target paths   -> map_batches, one call per block (<= BATCHES_PER_BLOCK
-      (blocks of <= BATCHES_PER_BLOCK)        fixed batches), pipelined as in one process:
+    Dataset of batches of target paths   -> map_batches, one call per block (<= BLOCK_TARGETS
+      (blocks of <= BLOCK_TARGETS)            targets), pipelined as in one process:
                                                 reader threads  decode + resize batch i+1, i+2
                                                 model           segments batch i
                                                 writer threads  write batch i-1, i-2 (files,
                                                                 then record; atomic)
+                                              at the block's end: its records into one shard
     finalise: annotations.json,          <- per batch: written / failed names (no pixels)
       yolo/data.yaml, classes.json,
       failures, run.json (after removing temporaries of actors killed mid-write)
@@ -55,9 +56,10 @@ if TYPE_CHECKING:
     from sansa.predictor import SansaPredictor
     from sansa.records import Reference
 
-# Fixed batches per Ray Data block (at most; small runs get smaller blocks, two per actor): a block
-# is one actor call (pipelined through its batches) and the unit a dead actor's work is retried in.
-BATCHES_PER_BLOCK = 4
+# Targets per Ray Data block (at most; small runs get smaller blocks, two per actor): a block is one
+# actor call (pipelined through its batches), the unit a dead actor's work is retried in, and its
+# records become one shard (sansa.export.shards): a million targets leave ~4,000 record objects.
+BLOCK_TARGETS = 256
 RETRIES = 3  # further tries of a block's unfinished batches after an error in an actor
 BACKOFF_S = 1.0  # seconds before the first retry, doubled before each next one
 
@@ -133,7 +135,8 @@ def label_batches(
     shipped = ray.put([shippable(reference) for reference in references])
     rows = [{"batch": json.dumps(batch.to_dict())} for batch in batches]
     low, high = options.pool
-    blocks = min(len(rows), max(math.ceil(len(rows) / BATCHES_PER_BLOCK), 2 * (high or low)))  # every actor gets work
+    per_block = max(1, BLOCK_TARGETS // max(len(b.targets) for b in batches))
+    blocks = min(len(rows), max(math.ceil(len(rows) / per_block), 2 * (high or low)))  # every actor gets work
     high = min(high or blocks, blocks)  # never more actors than blocks (a resume with little left)
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     results = dataset.map_batches(
@@ -222,7 +225,12 @@ class LabelActor:
         """``rows["batch"]``: a block's JSON batches -> ``{"outcome": [JSON outcome per batch]}``; an
         unreadable target is a failure entry in its batch's outcome, as in one process."""
         batches = [Batch.from_dict(json.loads(str(text))) for text in rows["batch"]]
-        return {"outcome": [json.dumps(outcome.to_dict()) for outcome in self.label(batches)]}
+        outcomes = self.label(batches)
+        try:
+            self.writer.compact()  # the block's records (and any left from earlier calls) into one shard
+        except Exception:  # noqa: BLE001 (they stay files of their own: read on resume, compacted at the end)
+            pass
+        return {"outcome": [json.dumps(outcome.to_dict()) for outcome in outcomes]}
 
     def label(self, batches: list[Batch]) -> list[Outcome]:
         """Segment and write ``batches``; after an error (an object store that does not answer), the

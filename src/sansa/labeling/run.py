@@ -5,6 +5,7 @@ on Ray), finalise the dataset files and ``run.json``. See :mod:`sansa.labeling` 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sansa.errors import SansaError
@@ -75,4 +76,12 @@ def _local_batches(predictor: SansaPredictor, plan: Plan, pipelined: bool, lanes
         outcomes = lane_batches(predictor, plan.writer, plan.batches, plan.inputs_digest, lanes)
     else:
         outcomes = (process_batch(predictor, plan.writer, b, plan.inputs_digest) for b in plan.batches)
-    return tally(outcomes, plan)
+    return tally(_compacting(outcomes, plan), plan)
+
+
+def _compacting(outcomes: Iterable[Outcome], plan: Plan) -> Iterator[Outcome]:
+    """``outcomes``, the records written so far moved into a shard whenever there are enough
+    (:meth:`~sansa.export.FolderWriter.compact`): a killed run leaves few records to read one by one."""
+    for outcome in outcomes:
+        plan.writer.compact()
+        yield outcome

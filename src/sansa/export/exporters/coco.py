@@ -7,7 +7,7 @@ the images in ``coco/images/`` (datumaro, CVAT). Encoding: :mod:`sansa.export.co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from sansa import atomic
@@ -45,10 +45,10 @@ class CocoExporter(Exporter):
         record = {"file_name": image_name, "annotations": annotations}
         return Encoded(images=[f"coco/images/{image_name}"], record=record)
 
-    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
-        images = [{**t.record, "width": t.width, "height": t.height} for t in targets]
+    def finish(self, out_dir: AnyPath, targets: Iterable[Finished]) -> None:
+        images = ({**t.record, "width": t.width, "height": t.height} for t in targets)
         path = out_dir / (DATASET_FILE if self.in_dataset else FILE)
-        atomic.write_json(path, coco.assemble(self.labels, images), indent=None)
+        atomic.write_chunks(path, coco.assemble_chunks(self.labels, images))  # one target at a time
 
     def outputs(self) -> list[str]:
         return ["coco" if self.in_dataset else FILE]

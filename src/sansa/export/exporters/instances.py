@@ -15,7 +15,7 @@ with ``ids == object["id"]`` on the PNG (Pillow opens it as mode ``I;16`` or ``I
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +23,7 @@ from PIL import Image
 
 from sansa import atomic
 from sansa.errors import SansaError
+from sansa.export import streamed
 from sansa.export.exporter import Encoded, Exporter, Finished, Target
 
 if TYPE_CHECKING:
@@ -59,12 +60,13 @@ class InstancesExporter(Exporter):
         png = atomic.encode_image(Image.fromarray(ids), "PNG")
         return Encoded(files={path: png}, record={"file": path, "objects": rows})
 
-    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
-        images = [
+    def finish(self, out_dir: AnyPath, targets: Iterable[Finished]) -> None:
+        images = (
             {"name": t.name, "file": t.record["file"], "width": t.width, "height": t.height, **t.record}
             for t in targets
-        ]
-        atomic.write_json(out_dir / INDEX, {"classes": self.labels, "images": images}, indent=None)
+        )
+        fields = [("classes", self.labels), ("images", streamed.Items(images))]
+        atomic.write_chunks(out_dir / INDEX, streamed.compact_object(fields))  # one target at a time
 
     def outputs(self) -> list[str]:
         return [FOLDER, INDEX]

@@ -4,7 +4,7 @@ region per object, as predictions (see :mod:`sansa.export.labelstudio`)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,14 +54,14 @@ class LabelStudioExporter(Exporter):
             raise SansaError(f"{target.source}: not under labelstudio_root {root} (Label Studio could not serve it)")
         return Path(relative).as_posix()
 
-    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
+    def finish(self, out_dir: AnyPath, targets: Iterable[Finished]) -> None:
         labelstudio.write_dataset(
             out_dir / labelstudio.FOLDER,
             self.labels,
-            [
+            (
                 (t.record["path"], t.record["results"]) if isinstance(t.record, dict) else (t.name, t.record)
                 for t in targets
-            ],
+            ),
             model_version=self.settings.model_version,
             control=self.settings.labelstudio_control,
             annotations=self.settings.labelstudio_annotations,

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from sansa import atomic
@@ -37,7 +37,7 @@ class YoloExporter(Exporter):
             images=[f"yolo/images/{dataset.image_name(flat, target.source)}"],
         )
 
-    def finish(self, out_dir: AnyPath, targets: Sequence[Finished]) -> None:
+    def finish(self, out_dir: AnyPath, targets: Iterable[Finished]) -> None:
         atomic.write_text(out_dir / "yolo" / "data.yaml", yolo.data_yaml(self.labels))
 
     def outputs(self) -> list[str]:
