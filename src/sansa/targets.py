@@ -35,7 +35,9 @@ class Target:
     stem: str = ""
 
 
-def find_targets(inputs: Sequence[str], recursive: bool, exclude: Any = None) -> tuple[list[Target], Any]:
+def find_targets(
+    inputs: Sequence[str], recursive: bool, exclude: Any = None, stats: dict[str, dict[str, int]] | None = None
+) -> tuple[list[Target], Any]:
     """The target images named by ``inputs``, sorted by name, and the folder names are relative to.
 
     Args:
@@ -43,13 +45,15 @@ def find_targets(inputs: Sequence[str], recursive: bool, exclude: Any = None) ->
             image files, or list files (one path a line, relative to the list file; ``#`` comments).
         recursive: look in sub-folders of folders too.
         exclude: a folder whose files are never targets (the output folder; a ``Path`` or ``UPath``).
+        stats: filled with ``{url: file_stat(url)}`` of URL targets whose listing told their size and
+            time (no request per target when resuming; see :func:`unchanged`).
 
     Returns:
         Unique targets (stems not yet assigned), and the deepest folder holding them all: a
         ``Path``, or a URL string for URL targets (``s3://bucket/photos``; see :mod:`sansa.fs`).
     """
     if any(fs.is_url(item) for item in inputs):  # s3://, gs://, ...: names relative to a URL folder
-        urls, url_root = find_url_targets(list(inputs), recursive, exclude=exclude)
+        urls, url_root = find_url_targets(list(inputs), recursive, exclude=exclude, stats=stats)
         targets = [Target(url, relative_name(url, url_root)) for url in urls]
         return sorted(targets, key=lambda t: t.name), url_root
     found: dict[Path, None] = {}
@@ -121,24 +125,30 @@ def fingerprint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return {**stat, "sha256": sha} if stat is not None and sha is not None else None
 
 
-def unchanged(path: str | os.PathLike[str], recorded: dict[str, Any] | None) -> bool:
+def unchanged(
+    path: str | os.PathLike[str], recorded: dict[str, Any] | None, stat: dict[str, int] | None = None
+) -> bool:
     """Whether the file is still what ``recorded`` (a :func:`fingerprint`) says: the same size and
-    time, or, when only the time moved, the same content."""
+    time, or, when only the time moved, the same content. ``stat``: its :func:`file_stat` if known
+    (from a listing), else asked for."""
     if not recorded:
         return False
-    stat = file_stat(path)
+    stat = stat or file_stat(path)
     if stat is None or stat["bytes"] != recorded.get("bytes"):
         return False
     return stat["mtime_ns"] == recorded.get("mtime_ns") or file_sha256(path) == recorded.get("sha256")
 
 
 # -- targets at fsspec URLs ----------------------------------------------------------------------
-def find_url_targets(inputs: list[str], recursive: bool, exclude: Any = None) -> tuple[list[str], str]:
+def find_url_targets(
+    inputs: list[str], recursive: bool, exclude: Any = None, stats: dict[str, dict[str, int]] | None = None
+) -> tuple[list[str], str]:
     """Target images named by URLs (folders, globs, image files, list files), like the local
     :func:`find_targets`.
 
     Args:
         exclude: a URL folder (or ``UPath``) whose files are never targets (the output folder).
+        stats: filled with each listed target's ``{"bytes", "mtime_ns"}`` (see :func:`find_targets`).
 
     Returns:
         Unique target URLs in input order, and the deepest URL folder holding them all (their
@@ -149,15 +159,16 @@ def find_url_targets(inputs: list[str], recursive: bool, exclude: Any = None) ->
         if not fs.is_url(item):
             raise SansaError(f"targets {item}: local paths and URLs cannot be mixed")
         store, path = fs.filesystem(item)
+        infos: dict[str, dict[str, Any]] = {}  # path -> what its listing told (size, time)
         if any(ch in path for ch in "*?["):
-            paths = sorted(store.glob(path))
-            paths = [p for p in paths if _is_image(p, IMAGE_SUFFIXES) and store.isfile(p)]
+            infos = store.glob(path, detail=True)
+            paths = sorted(p for p, info in infos.items() if _is_image(p, IMAGE_SUFFIXES) and _is_file(info))
         elif store.isdir(path):
-            listed = store.find(path) if recursive else store.ls(path, detail=False)
+            infos = store.find(path, detail=True) if recursive else {i["name"]: i for i in store.ls(path, detail=True)}
             paths = sorted(
                 p
-                for p in listed
-                if _is_image(p, IMAGE_SUFFIXES) and not _hidden(p, path) and (recursive or store.isfile(p))
+                for p, info in infos.items()
+                if _is_image(p, IMAGE_SUFFIXES) and not _hidden(p, path) and _is_file(info)
             )
         elif store.isfile(path):
             paths = [path] if _is_image(path, IMAGE_SUFFIXES) else _read_url_list(store, path, item)
@@ -168,6 +179,8 @@ def find_url_targets(inputs: list[str], recursive: bool, exclude: Any = None) ->
         if not paths:
             raise SansaError(f"targets {item}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
         found.update((store.unstrip_protocol(p), None) for p in paths)
+        if stats is not None:  # what the listing told: no request per target when resuming
+            stats.update((store.unstrip_protocol(p), fs.listed_stat(infos[p])) for p in paths if p in infos)
     targets = list(found)
     return targets, common_folder(targets)
 
@@ -199,6 +212,10 @@ def _read_url_list(store: Any, path: str, item: str) -> list[str]:
     return [
         store._strip_protocol(e) if fs.is_url(e) else posixpath.normpath(posixpath.join(folder, e)) for e in entries
     ]
+
+
+def _is_file(info: dict[str, Any]) -> bool:
+    return info.get("type", "file") == "file"
 
 
 def _is_image(path: str, suffixes: tuple[str, ...]) -> bool:

@@ -180,7 +180,8 @@ def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
     notes = notes or _print_note
     job.check()
     references = load_references(job)
-    targets, root = find_targets(job.targets, job.recursive, exclude=job.out_dir)
+    stats: dict[str, dict[str, int]] = {}  # size and time of URL targets, from their listing
+    targets, root = find_targets(job.targets, job.recursive, exclude=job.out_dir, stats=stats)
     inputs = inputs_record(job, references)
     lock = out_folder.FolderLock(job.out_dir, command).acquire()
     try:
@@ -195,7 +196,7 @@ def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
         out_folder.check_inputs(job.out_dir, inputs, has_results=bool(writer.names()))
         digest = out_folder.inputs_digest(inputs)
         targets = [Target(t.path, t.name, writer.claim_stem(t.name)) for t in targets]
-        done = _done_flags(writer, targets, digest)
+        done = _done_flags(writer, targets, digest, stats)
         batch_size = job.batch_size or _default_batch_size(job)
         batches = [
             Batch(index, batch, [not d for d in done[index * batch_size : index * batch_size + len(batch)]])
@@ -222,23 +223,26 @@ def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
 STAT_THREADS = 32  # requests in flight asking a store whether targets changed
 
 
-def _done_flags(writer: FolderWriter, targets: Sequence[Target], digest: str) -> list[bool]:
-    """:func:`_is_done` of each target; for targets on a store, many requests in flight."""
+def _done_flags(
+    writer: FolderWriter, targets: Sequence[Target], digest: str, stats: dict[str, dict[str, int]]
+) -> list[bool]:
+    """:func:`_is_done` of each target (``stats``: sizes and times known from the listing); for
+    targets on a store whose listing did not tell, many requests in flight."""
 
-    if not targets or not fs.is_url(targets[0].path):
-        return [_is_done(writer, t, digest) for t in targets]
+    if not targets or not fs.is_url(targets[0].path) or all(t.path in stats for t in targets):
+        return [_is_done(writer, t, digest, stats.get(t.path)) for t in targets]
 
     with ThreadPoolExecutor(STAT_THREADS, "sansa-stat") as pool:
-        return list(pool.map(lambda t: _is_done(writer, t, digest), targets))
+        return list(pool.map(lambda t: _is_done(writer, t, digest, stats.get(t.path)), targets))
 
 
-def _is_done(writer: FolderWriter, target: Target, digest: str) -> bool:
+def _is_done(writer: FolderWriter, target: Target, digest: str, stat: dict[str, int] | None = None) -> bool:
     """Finished by an earlier run from the same inputs, and the target file unchanged since."""
     record = writer.record(target.name)
     if record is None or not writer.is_done(target.name):
         return False
     made_from = record.made_from or {}
-    return made_from.get("inputs") == digest and unchanged(target.path, made_from.get("target"))
+    return made_from.get("inputs") == digest and unchanged(target.path, made_from.get("target"), stat)
 
 
 def _default_batch_size(job: Job) -> int:
