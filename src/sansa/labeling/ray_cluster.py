@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import re
+import sys
+import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,20 +177,52 @@ def connect(options: RayOptions) -> None:
         return
     where = f"--ray {options.address}" if options.address else "--ray"
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the core's own error lines: ours says why
-    try:
-        ray.init(
-            address=options.address,
-            runtime_env=options.job_runtime_env(),
-            configure_logging=False,
-            log_to_driver=True,
-        )
-    except Exception as err:  # Ray raises many kinds; every one becomes a line naming the cause
-        if _is_auth_error(err):
-            raise SansaError(
-                f"{where}: the cluster requires a token (RAY_AUTH_MODE=token) and this process has none "
-                "or another: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) as on the cluster"
-            ) from None
-        raise SansaError(f"{where}: cannot join a Ray cluster ({_first_line(err)}); {_CONNECT_HELP}") from None
+    joining = bool(options.address) and options.address != "local"  # no Ray processes started here
+    with _stderr_kept() if joining else contextlib.nullcontext(lambda: "") as said:
+        # Ray's core writes a line per retry to file descriptor 2 (InvalidAuthToken, ...): kept back
+        try:
+            ray.init(
+                address=options.address,
+                runtime_env=options.job_runtime_env(),
+                configure_logging=False,
+                log_to_driver=True,
+            )
+            failure = None
+        except Exception as err:  # Ray raises many kinds; every one becomes a line naming the cause
+            failure = err
+    if failure is None:
+        sys.stderr.write(said())  # joined: whatever Ray said goes on as usual
+        return
+    _refuse(where, failure, said())
+
+
+def _refuse(where: str, err: BaseException, said: str) -> None:
+    """Raise the one-line :class:`SansaError` of a failed ``ray.init`` (``said``: what Ray wrote to stderr)."""
+    if _is_auth_error(err) or _is_auth_error_text(said):
+        raise SansaError(
+            f"{where}: the cluster requires a token (RAY_AUTH_MODE=token) and this process has none "
+            "or another: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) as on the cluster"
+        ) from None
+    raise SansaError(f"{where}: cannot join a Ray cluster ({_first_line(err)}); {_CONNECT_HELP}") from None
+
+
+@contextlib.contextmanager
+def _stderr_kept() -> Iterator[Callable[[], str]]:
+    """Collect what this process writes to file descriptor 2 (Ray's C++ core included) in the block;
+    yields a function giving it as text once the block has ended."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as kept:
+        saved = os.dup(2)
+        text: list[str] = []
+        try:
+            os.dup2(kept.fileno(), 2)
+            yield lambda: "".join(text)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            kept.seek(0)
+            text.append(kept.read().decode("utf-8", "replace"))
 
 
 def quiet_ray_data() -> None:
@@ -213,7 +248,10 @@ def import_ray() -> Any:
 
 
 def _is_auth_error(err: BaseException) -> bool:
-    text = f"{type(err).__name__} {err}"
+    return _is_auth_error_text(f"{type(err).__name__} {err}")
+
+
+def _is_auth_error_text(text: str) -> bool:
     return any(word in text for word in ("AuthenticationError", "InvalidAuthToken", "Unauthenticated", "auth token"))
 
 
