@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -320,3 +321,31 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(tiny_inspected, tmp_path)
     written = inspection.save(tmp_path / "fine")
     assert [p.name for p in written] == ["pca_maps.png", "objects.png", "objects.html", "summary.txt", "summary.json"]
     assert all(p.stat().st_size > 0 for p in written) and not list((tmp_path / "fine").glob("*.tmp*"))
+
+
+def test_adapters_bypassed_on_one_thread_only(tiny_model):
+    """A thread bypassing the adapters leaves them on for another thread running the model meanwhile
+    (model lanes share one model): each gets the bytes it gets alone."""
+    image = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        adapted = tiny_model.encode_images(image).top
+        with adapters_bypassed(tiny_model):
+            plain = tiny_model.encode_images(image).top
+    inside, beside = threading.Event(), threading.Event()
+    got: dict[str, torch.Tensor] = {}
+
+    def bypassing() -> None:
+        with torch.no_grad(), adapters_bypassed(tiny_model):
+            inside.set()
+            beside.wait(timeout=60)  # the other thread runs the model while this one is inside
+            got["bypassed"] = tiny_model.encode_images(image).top
+
+    thread = threading.Thread(target=bypassing)
+    thread.start()
+    assert inside.wait(timeout=60)
+    with torch.no_grad():
+        got["adapted"] = tiny_model.encode_images(image).top
+    beside.set()
+    thread.join(timeout=60)
+    assert torch.equal(got["adapted"], adapted) and torch.equal(got["bypassed"], plain)
+    assert not torch.equal(adapted, plain)

@@ -6,8 +6,9 @@ In an adapted block, after the attention residual ``x``::
 
 ``sam2``'s block code is not edited: a pre-hook on ``block.norm2`` keeps the residual stream
 ``x`` it reads, and a forward hook on the block adds ``adapter(x)`` to the block's output, in
-the same order of additions as the authors' code (the residual is kept per thread, so threads may
-run the same model at once: the labelling run's model lanes). The adapter is registered as
+the same order of additions as the authors' code (the residual is kept per thread, and so is
+:func:`adapters_bypassed`, so threads may run the same model at once: the labelling run's model
+lanes, a plain-SAM2 view beside them). The adapter is registered as
 ``block.adapter``, so its state-dict keys are the authors'
 (``sam.image_encoder.trunk.blocks.<i>.adapter.{adapter_layer_norm_before,down_proj,up_proj}.*``).
 """
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 ADAPTER_SCALE = 0.1
 _RESIDUALS = threading.local()  # per thread: id(block.norm2) -> the residual stream it read
+_BYPASSED = threading.local()  # per thread: ids of the adapters adapters_bypassed turned off here
 
 
 class Adapter(nn.Module):
@@ -39,7 +41,8 @@ class Adapter(nn.Module):
         scale: factor on the output (0.1 in SANSA).
 
     The up-projection starts at zero (weight and bias), so a fresh adapter adds exactly 0.
-    ``enabled`` (a plain attribute, not in the state dict) is what :func:`adapters_bypassed` turns off.
+    ``enabled`` (a plain attribute, not in the state dict) turns it off for every thread;
+    :func:`adapters_bypassed` turns it off for the calling thread only.
     """
 
     def __init__(self, width: int, bottleneck: int, scale: float = ADAPTER_SCALE) -> None:
@@ -78,7 +81,7 @@ def _keep_residual(norm2: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
 
 def _add_adapter(block: MultiScaleBlock, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
     residual = _RESIDUALS.kept.pop(id(block.norm2))
-    if not block.adapter.enabled:
+    if not block.adapter.enabled or id(block.adapter) in _bypassed_here():
         return output
     return output + block.adapter(residual)
 
@@ -118,19 +121,24 @@ def inject_adapters(
 def adapters_bypassed(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` as plain SAM2 inside the ``with`` block: every :class:`Adapter` adds nothing.
 
-    Parameters, state-dict keys and hooks stay as they are; each adapter's ``enabled`` is set back
-    to what it was on leaving, also after an error. Not for concurrent use of one model from threads
-    (the web app runs the model under its lock).
+    Only for the calling thread: other threads running the same model meanwhile keep its adapters.
+    Parameters, state-dict keys, hooks and each adapter's ``enabled`` stay as they are; the
+    adapters count again on leaving, also after an error.
     """
-    adapters = [m for m in model.modules() if isinstance(m, Adapter)]
-    before = [a.enabled for a in adapters]
-    for adapter in adapters:
-        adapter.enabled = False
+    bypassed = _bypassed_here()
+    added = {id(m) for m in model.modules() if isinstance(m, Adapter)} - bypassed
+    bypassed |= added
     try:
         yield model
     finally:
-        for adapter, enabled in zip(adapters, before, strict=True):
-            adapter.enabled = enabled
+        bypassed -= added
+
+
+def _bypassed_here() -> set[int]:
+    """The ids of the adapters bypassed on this thread (a set of its own)."""
+    if not hasattr(_BYPASSED, "ids"):
+        _BYPASSED.ids = set()
+    return _BYPASSED.ids
 
 
 def has_adapters(model: nn.Module) -> bool:
