@@ -7,6 +7,7 @@ tiny random model, every format.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -528,3 +530,85 @@ def test_worker_settings_stay_out_of_run_json(data, monkeypatch):
     assert options.job_runtime_env() == {"env_vars": {"TOKEN": "t0k", "SANSA_TEST_SECRET": "s3cr3t", "OTHER": "x"}}
     recorded = json.dumps(job_from_args(args).options)
     assert "s3cr3t" not in recorded and "t0k" not in recorded and "SANSA_TEST_SECRET" not in recorded
+
+
+# -- real clusters of separate nodes (tests/ray_nodes.py, a child process) ----------------------------
+TOKEN = "sansa-test-token-0123456789abcdef"
+
+
+@contextlib.contextmanager
+def ray_nodes(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A local cluster of separate nodes (``tests/ray_nodes.py ARGS``): ``(GCS address, process)``;
+    stopped (every node) when the block ends."""
+    nodes = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "ray_nodes.py"), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**_env(), "RAY_USAGE_STATS_ENABLED": "0", **(env or {})},
+    )
+    try:
+        address = nodes.stdout.readline().strip()
+        assert address, "the cluster did not start"
+        yield address, nodes
+    finally:
+        nodes.stdin.close()
+        nodes.wait(timeout=120)
+
+
+def _without_token(home: Path) -> dict[str, str]:
+    """This process's environment without any Ray token (none in ``~/.ray`` either: ``home``)."""
+    env = {k: v for k, v in _env().items() if not k.startswith("RAY_AUTH")}
+    return {**env, "HOME": str(home)}
+
+
+@pytest.mark.slow
+def test_token_cluster_without_the_token(data, tmp_path):
+    """A real token-authenticated cluster (RAY_AUTH_MODE=token on its head) joined without the token,
+    or with another one: one line naming the cause, exit 2, the output folder never created."""
+    with ray_nodes(env={"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}) as (address, _):
+        runs = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", "sansa", *command(data, str(tmp_path / name), "--ray", address)],
+                env={**_without_token(tmp_path), **extra},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name, extra in (("none", {}), ("another", {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN[::-1]}))
+        }
+        results = {name: (run.wait(timeout=180), run.communicate()) for name, run in runs.items()}
+    for name, (code, (_, err)) in results.items():
+        assert err.splitlines() == [
+            f"sansa segment: error: --ray {address}: the cluster requires a token (RAY_AUTH_MODE=token) and this "
+            "process has none or another: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) as on "
+            "the cluster"
+        ], name
+        assert code == 2 and not (tmp_path / name).exists()
+
+
+@pytest.mark.slow
+def test_node_lost_mid_run(data, single, tmp_path):
+    """A two-node cluster (a head and a worker node of 1 CPU each, 2 actors): the worker node is lost
+    mid-run (its processes SIGKILL-ed) and replaced; the run completes with the bytes of one process."""
+    out = tmp_path / "out"
+    with ray_nodes("--workers", "1") as (address, nodes):
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "sansa", *command(data, str(out), "--ray", address, "--actors", "2")],
+            env=_without_token(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        parts = out / ".sansa" / "parts"
+        written = _wait(lambda: len(list(parts.glob("*.json"))) >= 4 or None, proc=driver)
+        assert written and len(list(parts.glob("*.json"))) < COUNT - 1, "the loss must land mid-run"
+        nodes.stdin.write("lose\n")
+        nodes.stdin.flush()
+        assert nodes.stdout.readline().strip() == "replaced"
+        code, (_, err) = driver.wait(timeout=300), driver.communicate()
+    assert code == 1, err[-2000:]  # the unreadable target, as in one process
+    files = local_files(out)
+    assert tree(files) == tree(single)
+    assert run_json(files) == run_json(single)
+    assert not list(out.rglob("*.sansa-tmp"))
