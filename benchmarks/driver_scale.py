@@ -1,17 +1,20 @@
 """The labelling driver at scale: start-up, resume and finish time and memory against a local S3 server.
 
 Puts N tiny PNG targets (8x8) on a moto S3 server started here (loopback), then times the driver's
-steps of a `sansa segment` run with COCO output into ``s3://.../labels`` (no model: a stub writes
-each target's record with a fixed label map, as an actor would):
+steps of a `sansa segment --ray` run with COCO output into ``s3://.../labels`` (no model: stub
+"actors" write each block's targets through the run's writer, a fixed label map each, and compact
+the block's records into one shard at its end, as ``LabelActor`` does):
 
-* start-up: ``engine.prepare`` on a fresh output (target listing, fingerprints, batches),
-* resume: ``engine.prepare`` again once every target is done (reading every record back),
-* finish: ``engine.finish_dataset`` (``annotations.json`` assembled from the records),
+* start-up: ``engine.prepare`` on a fresh output (target listing, batches),
+* resume: ``engine.prepare`` again once every target is done (the listing, and the record shards:
+  one object per block; sizes and times of the targets come with the listing),
+* finish: ``engine.finish_dataset`` (``manifest.json`` and ``annotations.json`` streamed from the
+  records, a target at a time),
 
-and the peak of Python allocations in each (tracemalloc). Prints a Markdown table; run it at
-several N to see how each step grows::
+with the requests each made to the store and the peak of Python allocations (tracemalloc). Prints
+a Markdown table; run it at several N to see how each step grows::
 
-    python benchmarks/driver_scale.py --targets 1000 2000 4000
+    python benchmarks/driver_scale.py --targets 10000 100000
 
 Needs ``pip install 'sansa-segment[scale]' moto[server]``.
 """
@@ -29,6 +32,9 @@ import numpy as np
 
 
 def start_s3() -> object:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -52,7 +58,10 @@ def put_targets(bucket: str, count: int) -> str:
     store.mkdir(bucket)
     buffer = io.BytesIO()
     Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buffer, format="PNG")
-    store.pipe({f"{bucket}/photos/t{i:07d}.png": buffer.getvalue() for i in range(count)})
+    for start in range(0, count, 10_000):  # many requests in flight, a bounded dict at a time
+        store.pipe(
+            {f"{bucket}/photos/t{i:07d}.png": buffer.getvalue() for i in range(start, min(count, start + 10_000))}
+        )
     return f"s3://{bucket}/photos"
 
 
@@ -67,9 +76,11 @@ def timed(step) -> tuple[object, float, float]:
     return result, seconds, peak
 
 
-def one_size(count: int) -> dict[str, tuple[float, float]]:
+def one_size(count: int) -> dict[str, tuple[float, float, int, float]]:
+    from sansa import fs
     from sansa.labeling import engine, pipeline
     from sansa.labeling.job import ExportOptions, Job, ModelSpec, ReferenceEntry
+    from sansa.labeling.ray import BLOCK_TARGETS
     from sansa.records import Prompt
 
     targets = put_targets(f"bench-{count}", count)
@@ -87,25 +98,65 @@ def one_size(count: int) -> dict[str, tuple[float, float]]:
     plan, rows["start-up (prepare)"] = _step(lambda: engine.prepare(job))
     label_map = np.zeros((8, 8), np.uint16)
     label_map[2:6, 2:6] = 1
+    listed = {i["name"]: fs.listed_stat(i) for i in _store().find(targets, detail=True).values()}
+    image = np.zeros((8, 8, 3), np.uint8)
 
-    def stub(batch) -> None:  # what an actor writes for a target, without a model
-        member = pipeline.read_batch(_Transform(), batch).members[0]
-        segmentation = _Segmentation(label_map)
-        pipeline.write_member(plan.writer, member, segmentation, plan.inputs_digest)
+    def actor_block(batches) -> None:  # what an actor writes for a block of targets, without a model
+        writer = engine.writer_for(job, worker=True)
+        for batch in batches:
+            target = batch.targets[0]
+            source = {**listed[target.path.removeprefix("s3://")], "sha256": "stub"}  # as fingerprint() gives
+            member = pipeline.Member(target, True, source, image, None)
+            pipeline.write_member(writer, member, _Segmentation(label_map), plan.inputs_digest)
+        writer.compact(minimum=1)  # the block's records: one shard
 
+    blocks = [plan.batches[i : i + BLOCK_TARGETS] for i in range(0, len(plan.batches), BLOCK_TARGETS)]
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(stub, plan.batches))
+        list(pool.map(actor_block, blocks))
     plan.close()
     plan, rows["resume (prepare, all done)"] = _step(lambda: engine.prepare(job))
-    assert not plan.batches and len(plan.skipped) == count
-    _, rows["finish (annotations.json)"] = _step(lambda: engine.finish_dataset(plan.writer, []))
+    assert not plan.batches and len(plan.skipped) == count, (len(plan.batches), len(plan.skipped))
+    _, rows["finish (manifest, annotations.json)"] = _step(lambda: engine.finish_dataset(plan.writer, []))
     plan.close()
     return rows
 
 
-def _step(step) -> tuple[object, tuple[float, float]]:
+def _store():
+    import fsspec
+
+    return fsspec.filesystem("s3", skip_instance_cache=True)
+
+
+def _step(step) -> tuple[object, tuple[float, float, int, float]]:
+    before, waited = REQUESTS["count"], REQUESTS["waiting_s"]
     result, seconds, peak = timed(step)
-    return result, (seconds, peak)
+    return result, (seconds, peak, REQUESTS["count"] - before, REQUESTS["waiting_s"] - waited)
+
+
+# HTTP requests the driver made to the store, and the time with at least one of them in flight
+REQUESTS = {"count": 0, "in_flight": 0, "since": 0.0, "waiting_s": 0.0}
+
+
+def count_requests() -> None:
+    """Count every request botocore sends (the driver's only way to the store) and the time spent
+    waiting for answers (all on fsspec's one event-loop thread: no lock needed)."""
+    from aiobotocore.endpoint import AioEndpoint
+
+    send = AioEndpoint._send
+
+    async def counted(self, request):
+        REQUESTS["count"] += 1
+        if REQUESTS["in_flight"] == 0:
+            REQUESTS["since"] = time.perf_counter()
+        REQUESTS["in_flight"] += 1
+        try:
+            return await send(self, request)
+        finally:
+            REQUESTS["in_flight"] -= 1
+            if REQUESTS["in_flight"] == 0:
+                REQUESTS["waiting_s"] += time.perf_counter() - REQUESTS["since"]
+
+    AioEndpoint._send = counted
 
 
 class _Transform:
@@ -115,7 +166,7 @@ class _Transform:
 
 class _Segmentation:
     def __init__(self, label_map: np.ndarray) -> None:
-        self.label_map, self.labels = label_map, ["thing"]
+        self.label_map, self.labels, self.objects = label_map, ["thing"], []
         self.predictions = {"thing": type("P", (), {"score": 0.9})()}
 
 
@@ -123,16 +174,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, nargs="+", default=[1000, 2000, 4000])
     args = parser.parse_args()
+    import sansa.devices  # noqa: F401 (torch: imported once before any step is timed)
+
     server = start_s3()
+    count_requests()
+    loads = []
     try:
-        results = {count: one_size(count) for count in args.targets}
+        results = {}
+        for count in args.targets:
+            results[count] = one_size(count)
+            loads.append(f"{os.getloadavg()[0]:.1f}")
     finally:
         server.stop()
-    print(f"moto S3 on loopback, load average {os.getloadavg()[0]:.1f}")
-    print("| step | " + " | ".join(f"{n} targets" for n in results) + " |")
+    print(f"moto S3 on loopback; load average after each size: {', '.join(loads)}")
+    print("| step | " + " | ".join(f"{n:,} targets" for n in results) + " |")
     print("|---|" + "---:|" * len(results))
     for step in next(iter(results.values())):
-        cells = [f"{r[step][0]:.1f} s, {r[step][1]:.0f} MiB" for r in results.values()]
+        cells = [
+            f"{r[step][0]:.1f} s ({r[step][3]:.1f} s waiting for {r[step][2]:,} requests), {r[step][1]:.0f} MiB"
+            for r in results.values()
+        ]
         print(f"| {step} | " + " | ".join(cells) + " |")
 
 
