@@ -6,6 +6,10 @@ and ``--small`` 640x480 ones; each case is the wall time of its API request(s), 
 * stroke (PNG): the whole 12-Mpx mask as a PNG (what the page sent before strokes were sent as edits)
 * stroke (edits): one brush stroke (200 points, 60 px wide) as an edit of the mask the server holds
 * lasso (edits): one lasso polygon (400 points, a quarter of the image) as an edit
+* polygon: the mask sent as one 400-vertex polygon (``prompt.polygons``, the polygon tool)
+* the next target overlay: a stroke, then the 640x480 target the page shows asks for its overlay
+  (the edited reference's memory is encoded then: a stroke's save leaves it for later)
+* undo: the server puts the reference back as before its last stroke (``POST .../references/undo``)
 * rename: renaming the class of that 12-Mpx reference (nothing is encoded again)
 * export 12 Mpx: the default formats of the large reference image alone
 * export N: the default formats of N small targets, propagated first (export time only)
@@ -87,6 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         photo(*LARGE_WH, seed=0).save(folder / "large.jpg", quality=90)
+        photo(*SMALL_WH, seed=1).save(folder / "target.jpg", quality=90)
         rows = []
         app = create_app(predictor, folder)
         with (
@@ -108,10 +113,25 @@ def main() -> None:
             stroke = [[float(x), float(1500 + 200 * np.sin(x / 200))] for x in xs]
             angles = np.linspace(0, 2 * np.pi, 400, endpoint=False)
             polygon = [[2000 + 1000 * np.cos(a), 1500 + 750 * np.sin(a)] for a in angles]
+            paint = {"edits": [{"op": "paint", "points": stroke, "width": 60}]}
+
+            def stroke_then_target() -> float:
+                put(paint)
+                return timed(lambda: http.get(f"/api/sessions/{sid}/targets/target.jpg", params={"max_side": 320}))
+
+            def undo() -> float:
+                put(paint)
+                body = {"image": "large.jpg", "label": "object"}
+                return timed(lambda: http.post(f"/api/sessions/{sid}/references/undo", json=body))
+
+            timed(lambda: http.get(f"/api/sessions/{sid}/targets/target.jpg", params={"max_side": 320}))  # encoded
             cases = {
                 "stroke (PNG of the whole mask)": lambda: put({"mask_png": mask_png(mask)}),
-                "stroke (edits)": lambda: put({"edits": [{"op": "paint", "points": stroke, "width": 60}]}),
+                "stroke (edits)": lambda: put(paint),
                 "lasso (edits)": lambda: put({"edits": [{"op": "fill", "points": polygon}]}),
+                "polygon (400 vertices)": lambda: put({"polygons": [{"points": polygon}]}),
+                "the next target overlay after a stroke": stroke_then_target,
+                "undo a stroke": undo,
             }
             for name, case in cases.items():
                 rows.append((name, statistics.median(case() for _ in range(args.repeat))))
@@ -125,6 +145,7 @@ def main() -> None:
                 return seconds
 
             rows.append(("rename a class (12-Mpx reference)", statistics.median(rename() for _ in range(args.repeat))))
+            http.put(f"/api/sessions/{sid}/review/target.jpg", json={"state": "rejected"})  # left out
             rows.append(("export, 12-Mpx reference alone", export_seconds(http, sid)))
         if args.small:
             rows += small_export(predictor, args.small)

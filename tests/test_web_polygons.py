@@ -3,10 +3,14 @@ Chromium: what the server saves is the polygon rasterised, and a reload keeps wh
 
 from __future__ import annotations
 
+import io
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_web_browser import (  # noqa: F401  (page_url, scene_folder: the fixtures)
     CHROMIUM,
     SCENE_SIZE,
@@ -31,7 +35,10 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
 ]
 SIZE = (SCENE_SIZE[1], SCENE_SIZE[0])  # H, W
-SQUARE = [(60, 60), (180, 60), (180, 170), (60, 170)]  # vertices, pixel indices
+# vertices (pixel indices) around the red fruit of scene 0 (centre (95, 105), radius 48), and a hole
+OCTAGON = [(147, 105), (132, 142), (95, 157), (58, 142), (43, 105), (58, 68), (95, 53), (132, 68)]
+HOLE = [(74, 84), (86, 84), (86, 96), (74, 96)]
+POLYGON_SCREENSHOT = Path(__file__).parents[1] / "docs" / "images" / "web-polygon.png"
 
 
 @pytest.fixture()
@@ -79,37 +86,45 @@ def saved_polygons(page, vertices: int) -> list[dict]:
 def test_draw_a_polygon_then_move_delete_and_add_vertices(page):
     open_image(page, "scene_0.png")
     page.keyboard.press("g")
-    for x, y in SQUARE:
+    for x, y in OCTAGON:
         click_vertex(page, x, y)
-    click_vertex(page, *SQUARE[0])  # the first vertex again closes it
+    click_vertex(page, *OCTAGON[0])  # the first vertex again closes it
     status_ref(page, "object: mask prompt")
-    rings = saved_polygons(page, 4)
-    assert [tuple(p) for p in rings[0]["points"]] == SQUARE and not rings[0]["hole"]
-    assert server_mask(page).sum() == 121 * 111  # the edges are in
+    rings = saved_polygons(page, 8)
+    assert [tuple(p) for p in rings[0]["points"]] == OCTAGON and not rings[0]["hole"]
 
-    drag(page, (180.5, 170.5), (220.5, 200.5))  # move a vertex
-    rings = saved_polygons(page, 4)
-    assert rings[0]["points"][2] == [220, 200]
+    drag(page, (132.5, 142.5), (138.5, 148.5))  # move a vertex
+    rings = saved_polygons(page, 8)
+    assert rings[0]["points"][1] == [138, 148]
 
-    click_vertex(page, 180, 60, button="right")  # delete a vertex
-    rings = saved_polygons(page, 3)
-    assert [tuple(p) for p in rings[0]["points"]] == [(60, 60), (220, 200), (60, 170)]
+    click_vertex(page, 58, 68, button="right")  # delete a vertex
+    rings = saved_polygons(page, 7)
+    assert [58, 68] not in rings[0]["points"] and rings[0]["points"][5:] == [[95, 53], [132, 68]]
 
-    drag(page, (60.5, 115.5), (20.5, 115.5))  # an edge grabbed: a vertex added there, dragged out
-    rings = saved_polygons(page, 4)
-    assert rings[0]["points"][-1] == [20, 115]
+    drag(page, (113.5, 60.8), (113.5, 50.5))  # an edge grabbed: a vertex added there, dragged out
+    rings = saved_polygons(page, 8)
+    assert rings[0]["points"][5:] == [[95, 53], [113, 50], [132, 68]]
 
-    for x, y in [(80, 110), (100, 110), (100, 130), (80, 130)]:  # Shift: a hole
+    for x, y in HOLE:  # Shift: a hole
         click_vertex(page, x, y, shift=True)
     page.keyboard.press("Enter")
     page.wait_for_function("JSON.parse(document.getElementById('canvas').dataset.polygons || '[]').length === 2")
-    rings = saved_polygons(page, 4)
-    assert rings[1]["hole"] and not server_mask(page)[110:131, 80:101].any()
+    rings = saved_polygons(page, 8)
+    assert rings[1]["hole"] and not server_mask(page)[84:97, 74:87].any()
+    if os.environ.get("SANSA_UPDATE_SCREENSHOTS"):  # the README's picture, zoomed on the polygon
+        page.mouse.move(*to_screen(page, 95, 105))
+        for _ in range(3):
+            page.mouse.wheel(0, -120)
+        page.mouse.move(*to_screen(page, 150, 60))
+        page.wait_for_timeout(300)
+        shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+        small = shot.resize((1200, round(shot.height * 1200 / shot.width)), Image.Resampling.LANCZOS)
+        small.quantize(colors=128, method=Image.Quantize.FASTOCTREE).save(POLYGON_SCREENSHOT, optimize=True)
 
     page.keyboard.press("z")  # undo: the hole is gone again
     page.wait_for_function("JSON.parse(document.getElementById('canvas').dataset.polygons || '[]').length === 1")
     wait_saved(page)
-    assert server_mask(page)[110:131, 80:101].all()
+    assert server_mask(page)[84:97, 74:87].all()
 
 
 def test_a_box_reference_shown_and_edited_as_polygons(page):
