@@ -831,3 +831,17 @@ def test_damaged_undo_steps_in_session_json_are_left_out_with_one_note(client, s
     loaded, notes = store.load(sid)
     assert loaded["history"] == [good]
     assert len(notes) == 1 and "damaged undo steps were left out" in notes[0]
+
+
+def test_undo_steps_follow_a_renamed_class(client, sid):
+    url = f"/api/sessions/{sid}/references"
+    add_box(client, sid, "im2.png")
+    square = np.zeros(SIZE, dtype=bool)
+    square[2:9, 2:9] = True
+    body = {"image": "im2.png", "label": "shape", "prompt": {"mask_png": png_b64(square)}}
+    assert client.put(url, json=body).status_code == 200
+    assert client.patch(f"/api/sessions/{sid}/classes/shape", json={"name": "form"}).status_code == 200
+    undone = client.post(f"{url}/undo", json={"image": "im2.png", "label": "form"})
+    assert undone.status_code == 200, undone.text
+    (ref,) = [r for r in undone.json()["references"] if r["image"] == "im2.png"]
+    assert (ref["label"], ref["prompt_type"]) == ("form", "box")

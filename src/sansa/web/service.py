@@ -18,9 +18,7 @@ import dataclasses
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +30,7 @@ from sansa.export.palette import class_color
 from sansa.model.sansa import ImageFeatures
 from sansa.predictor import SansaPredictor
 from sansa.records import Prompt, PromptType, Reference, Segmentation
-from sansa.web import polygons, render, results, strokes
+from sansa.web import history, polygons, render, results, strokes
 from sansa.web.errors import Conflict, NotFound, Stale, WebError
 from sansa.web.folder import ImageFolder
 from sansa.web.schema import (
@@ -51,7 +49,6 @@ from sansa.web.store import DamagedFile, SessionStore, is_reference
 
 __all__ = ["Prepared", "SansaService", "Session", "Slot", "TargetResult"]
 TRASH_LIMIT = 20  # deleted classes kept restorable per session
-HISTORY_LIMIT = 100  # reference changes kept undoable per session
 
 
 @dataclass(frozen=True)
@@ -164,7 +161,7 @@ class SansaService:
             "version": session.version,
             "revision": session.revision,
             "classes": [{"name": n, "color": c} for n, c in session.classes.items()],
-            "references": [_slot_record(s) for s in session.slots.values()],
+            "references": [s.record() for s in session.slots.values()],
             "reviews": {k: v.value for k, v in session.reviews.items()},
             "fixes": session.fixes,
             "trash": session.trash,
@@ -233,7 +230,7 @@ class SansaService:
                     "name": name,
                     "color": session.classes[name],
                     "position": list(session.classes).index(name),
-                    "references": [_slot_record(s) for s in slots],
+                    "references": [s.record() for s in slots],
                     "fixes": sorted(image for image, labels in session.fixes.items() if name in labels),
                 }
             )
@@ -283,8 +280,8 @@ class SansaService:
     def put_reference(self, session: Session, request: ReferenceRequest, undoing: int = 0) -> ReferenceOut:
         """Mark ``request.image`` for ``request.label``, replacing that image's earlier prompt for the class
         (undoable: :meth:`undo`; ``undoing``: this change is the page's own undo of that many changes,
-        see :meth:`_remembered`)."""
-        with self.lock, self._remembered(session, request.image, request.label, undoing):
+        see :func:`sansa.web.history.remembered`)."""
+        with self.lock, history.remembered(self.store, session, request.image, request.label, undoing):
             self._require_class(session, request.label)
             size = self.folder.load(request.image).shape[:2]
             if request.prompt.edits is not None:
@@ -314,7 +311,7 @@ class SansaService:
 
     def promote(self, session: Session, image: str, label: str) -> ReferenceOut:
         """Make a target a reference of ``label``, its current prediction as the mask prompt (to be corrected)."""
-        with self.lock, self._remembered(session, image, label):
+        with self.lock, history.remembered(self.store, session, image, label):
             self._require_class(session, label)
             if results.is_reference(session, image) or session.slot_of(image, label) is not None:
                 raise Conflict(f"image {image!r}: is already a reference of {label!r}; edit its mask instead")
@@ -333,13 +330,13 @@ class SansaService:
         """Forget a reference. A fixed class's mask erased to nothing keeps the fix (``keep_fix``: the
         class is empty on that image); otherwise the image is a plain target again for that class.
         Undoable (:meth:`undo`); ``undoing``: this is the page's own undo of that many changes
-        (:meth:`_remembered`)."""
+        (:func:`sansa.web.history.remembered`)."""
         with self.lock:
             if reference_id not in session.slots:
                 raise NotFound(f"reference {reference_id!r}: no such reference in this session")
             slot = session.slots[reference_id]
-            with self._remembered(session, slot.image, slot.label, undoing):
-                self._set_fixed(
+            with history.remembered(self.store, session, slot.image, slot.label, undoing):
+                history.set_fixed(
                     session, slot.image, slot.label, keep_fix and slot.label in session.fixes.get(slot.image, [])
                 )
                 self._drop_slot(session, slot)
@@ -355,12 +352,12 @@ class SansaService:
         """
         with self.lock:
             self._require_class(session, label)
-            entry = self._last_step(session, image, label)
+            entry = history.last_step(session, image, label)
             if entry is None:
                 raise Conflict(f"image {image!r}: no change of class {label!r} left to undo")
             session.history.remove(entry)
             try:
-                self._set_fixed(session, image, label, entry["fixed"])
+                history.set_fixed(session, image, label, entry["fixed"])
                 before = entry["before"]
                 if before is None:
                     slot = session.slot_of(image, label)
@@ -379,60 +376,6 @@ class SansaService:
                 session.history.append(entry)
                 raise
             self.store.remove_mask(session.id, entry["id"])
-
-    @contextmanager
-    def _remembered(self, session: Session, image: str, label: str, undoing: int = 0) -> Iterator[None]:
-        """The change of ``image``'s reference of ``label`` made in the block becomes an undo step
-        (the reference before it is kept; saved with the session in the block). ``undoing``: the
-        change is the page's undo of its last ``undoing`` changes (undone from its memory), so those
-        steps are dropped instead: the page's undo history and the server's stay one list. A failed
-        change leaves the steps as they were."""
-        if undoing:
-            undone = [e for e in session.history if e["image"] == image and e["label"] == label][-undoing:]
-            for entry in undone:
-                session.history.remove(entry)
-            try:
-                yield
-            except BaseException:
-                session.history.extend(undone)
-                raise
-            for entry in undone:
-                self.store.remove_mask(session.id, entry["id"])
-            return
-        old = session.slot_of(image, label)
-        step: dict[str, Any] = {
-            "id": uuid.uuid4().hex[:12],
-            "image": image,
-            "label": label,
-            "fixed": label in session.fixes.get(image, []),
-            "before": _slot_record(old) if old is not None else None,
-        }
-        if old is not None and old.prompt is None:
-            self.store.keep_mask(session.id, old.id, step["id"])
-        session.history.append(step)
-        try:
-            yield
-        except BaseException:
-            session.history.remove(step)
-            self.store.remove_mask(session.id, step["id"])
-            raise
-        while len(session.history) > HISTORY_LIMIT:
-            self.store.remove_mask(session.id, session.history.pop(0)["id"])
-
-    @staticmethod
-    def _last_step(session: Session, image: str, label: str) -> dict[str, Any] | None:
-        return next((e for e in reversed(session.history) if e["image"] == image and e["label"] == label), None)
-
-    @staticmethod
-    def _set_fixed(session: Session, image: str, label: str, fixed: bool) -> None:
-        """Mark ``label`` fixed on target ``image`` or not."""
-        labels = session.fixes.setdefault(image, [])
-        if fixed and label not in labels:
-            labels.append(label)
-        elif not fixed and label in labels:
-            labels.remove(label)
-        if not labels:
-            del session.fixes[image]
 
     def polygons(self, session: Session, reference_id: str, tolerance: float | None = None) -> PolygonsOut:
         """Reference ``reference_id``'s mask as rings (:func:`sansa.web.polygons.rings`), vertices at
@@ -641,11 +584,7 @@ class SansaService:
             slot.reference = session.predictor.add_encoded(dataclasses.replace(reference, label=new))
         session.classes = {new if n == old else n: c for n, c in session.classes.items()}
         session.fixes = {image: [new if x == old else x for x in labels] for image, labels in session.fixes.items()}
-        for step in session.history:  # undo steps follow the class
-            if step["label"] == old:
-                step["label"] = new
-                if step["before"] is not None:
-                    step["before"]["label"] = new
+        history.rename(session, old, new)
         saves = []
         for kind, maps in (("results", session.results), ("accepted", session.accepted)):
             for name, result in list(maps.items()):
@@ -724,17 +663,6 @@ class SansaService:
             area=int(slot.mask.sum()),
             mask_png=render.data_url(render.mask_png(slot.mask, color)),
         )
-
-
-def _slot_record(slot: Slot) -> dict[str, Any]:
-    """A reference as ``session.json`` keeps it (a mask prompt's mask is ``masks/<id>.png``)."""
-    return {
-        "id": slot.id,
-        "image": slot.image,
-        "label": slot.reference.label,
-        "source": slot.source.value,
-        "prompt": slot.prompt,
-    }
 
 
 def _deleted_class(entry: dict[str, Any]) -> DeletedClass:

@@ -42,6 +42,16 @@ class Slot:
     def label(self) -> str:
         return self.reference.label
 
+    def record(self) -> dict[str, Any]:
+        """The reference as ``session.json`` keeps it (a mask prompt's mask is ``masks/<id>.png``)."""
+        return {
+            "id": self.id,
+            "image": self.image,
+            "label": self.label,
+            "source": self.source.value,
+            "prompt": self.prompt,
+        }
+
     @property
     def mask(self) -> np.ndarray:
         """``bool [H, W]``: the reference's mask as the user left it (the pending one, if any)."""
