@@ -165,3 +165,19 @@ def test_undo_after_a_reload_brings_back_the_previous_mask(page):
     status_ref(page, "not a reference")  # before the first stroke: no reference
     page.keyboard.press("z")
     page.wait_for_selector(".toast:has-text('left to undo')")
+
+
+def test_the_polygon_tool_on_a_target_starts_from_its_prediction(page):
+    mark_box(page)
+    open_image(page, "scene_1.png")
+    page.keyboard.press("g")
+    click_vertex(page, 10, 10)  # no mask of the class here yet: its prediction becomes the one to edit
+    status_ref(page, "object: mask prompt")
+    page.wait_for_function("(document.getElementById('canvas').dataset.polygons || '[]') !== '[]'")
+    wait_saved(page)
+    state = page.evaluate("""() => fetch('/api/sessions/current', {headers: {'X-Sansa-Token':
+        document.querySelector('meta[name="sansa-token"]').content}}).then(r => r.json())""")
+    assert state["fixes"] == {"scene_1.png": ["object"]}  # a fixed target, the editor on the polygon tool
+    assert page.locator(".tool.active").get_attribute("data-tool") == "polygon"
+    rings = [PolygonRing(**r) for r in shown_polygons(page)]
+    assert rings == polygons.rings(server_mask(page, "scene_1.png"))

@@ -34,6 +34,7 @@ const editor = new Editor($("canvas"), {
   undoSaved: (image, label, state) => undoSaved(image, label, state),
   isFixed: (image, label) => (S.fixes[image] || []).includes(label),
   hasReference: (image, label) => S.refs.has(refKey(image, label)),
+  fromPrediction: (image, label) => fromPrediction(image, label),
   masksFor: (image) => [...S.refs.values()].filter((r) => r.image === image && r.img && !S.hidden.has(r.label))
     .sort((a, b) => (a.label === S.active) - (b.label === S.active)),
   sizeOf: (name) => S.images.find((i) => i.name === name),
@@ -512,7 +513,21 @@ function undoSaved(image, label, state) {
 }
 
 // Make target `name` a reference of the active class from its prediction, to correct it.
-async function promote(name) {
+// The polygon tool on a target without a mask of the class yet: its prediction becomes the mask to
+// edit (as "Start from prediction" does). False when there is none to start from.
+const noPrediction = new Set(); // image\nlabel where nothing of the class is predicted
+function fromPrediction(image, label) {
+  const key = refKey(image, label);
+  if (!S.refs.size || isReference(image) || S.refs.has(key) || noPrediction.has(key)) return false;
+  if (!S.promoting) {
+    S.promoting = true;
+    promote(image, "polygon").then((done) => { if (!done) noPrediction.add(key); })
+      .finally(() => { S.promoting = false; });
+  }
+  return true;
+}
+
+async function promote(name, tool = "brush") {
   if (!S.active) { toast("Add a class first", true); return false; }
   try {
     const out = await api.promote(S.sid, name, S.active);
@@ -524,8 +539,8 @@ async function promote(name) {
     state.loadMask(img);
     referencesChanged();
     await openImage(name);
-    setTool("brush");
-    toast(`“${name}” is now a corrected reference: fix its mask with the brush and eraser (it stays in the export)`);
+    setTool(tool);
+    toast(`“${name}” is now a corrected reference: fix its mask with the ${tool === "polygon" ? "polygon tool" : "brush and eraser"} (it stays in the export)`);
     return true;
   } catch (err) {
     toast(err.message, true);

@@ -465,11 +465,16 @@ export class Editor {
   }
 
   // -- polygon tool ----------------------------------------------------------------------------
-  // The polygons to edit: the mask's (fetched), or none when there is no mask yet; null while
-  // they are being fetched (nothing is changed meanwhile).
+  // The polygons to edit: the mask's (fetched), the prediction's on a target (it becomes the mask
+  // to correct), or none when there is no mask yet; null while they are fetched (nothing changes).
   editablePolygons(state) {
     if (state.polygons) return state.polygons;
-    if (state.isEmpty() && !this.hooks.hasReference(this.image.name, this.label)) return [];
+    const { name } = this.image;
+    if (state.isEmpty() && !this.hooks.hasReference(name, this.label)) {
+      if (!this.hooks.fromPrediction(name, this.label)) return [];
+      this.hooks.notify("Starting from the prediction…");
+      return null;
+    }
     this.hooks.notify("Loading the mask's outlines…");
     return null;
   }
