@@ -397,7 +397,7 @@ LEGEND_NAMES = [
 
 @pytest.mark.parametrize("name, as_question_marks", LEGEND_NAMES, ids=[n[0] for n in LEGEND_NAMES])
 def test_the_overlay_legend_draws_names_in_any_script(name, as_question_marks):
-    from sansa.export import text
+    from sansa.drawing import text
 
     image, label_map = np.full((120, 160, 3), 128, np.uint8), np.zeros((120, 160), np.uint16)
     drawn = render.overlay(image, label_map, [name])
@@ -409,7 +409,7 @@ def test_the_overlay_legend_draws_names_in_any_script(name, as_question_marks):
 
 
 def test_cjk_names_use_a_cjk_font_where_one_is_installed():
-    from sansa.export import text
+    from sansa.drawing import text
 
     image, label_map = np.full((120, 160, 3), 128, np.uint8), np.zeros((120, 160), np.uint16)
     indices = {index for index, _ in text.runs("猫写")}

@@ -424,7 +424,7 @@ class Segmentation:
         Returns:
             RGB ``uint8 [H, W, 3]``.
         """
-        from sansa.export import render
+        from sansa.drawing import overlay
         from sansa.images import load_image
 
         if image is None:
@@ -435,7 +435,7 @@ class Segmentation:
         if pixels.shape[:2] != self.size:
             raise SansaError(f"image: {_size(pixels)} does not match the segmentation ({_size(self.label_map)})")
         outlines = [(self.labels.index(o.label) + 1, o.mask) for o in self.objects] or None
-        return render.overlay(pixels, self.label_map, self.labels, legend=legend, outlines=outlines)
+        return overlay(pixels, self.label_map, self.labels, legend=legend, outlines=outlines)
 
     def save(self, path: Any, image: Any = None) -> None:
         """Write :meth:`plot`'s picture to ``path`` (JPEG for ``.jpg``/``.jpeg``, else PNG), atomically."""

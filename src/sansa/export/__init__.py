@@ -19,7 +19,7 @@ labelstudio, overlay outlines) write one annotation per object of ``Segmentation
 (``per_class=True``: one per class); png and indexed are per class.
 
 Class ids: 0 background, ``i + 1`` = ``labels[i]`` (YOLO class indices are ``i``); colours in
-:mod:`sansa.export.palette`; both are written to ``classes.json``.
+:mod:`sansa.drawing.palette`; both are written to ``classes.json``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from sansa.export.formats import DEFAULT_FORMATS, CocoLayout, ImageMode, OutputFormat, parse_formats
 
 if TYPE_CHECKING:
+    from sansa.drawing.palette import class_color, classes_table
     from sansa.export.exporter import Exporter, format_names, register
-    from sansa.export.palette import class_color, classes_table
     from sansa.export.writer import FolderWriter, TargetRecord
 
 __all__ = [
@@ -53,8 +53,8 @@ _LAZY = {
     "Exporter": "sansa.export.exporter",
     "format_names": "sansa.export.exporter",
     "register": "sansa.export.exporter",
-    "class_color": "sansa.export.palette",
-    "classes_table": "sansa.export.palette",
+    "class_color": "sansa.drawing.palette",
+    "classes_table": "sansa.drawing.palette",
     "FolderWriter": "sansa.export.writer",
     "TargetRecord": "sansa.export.writer",
 }

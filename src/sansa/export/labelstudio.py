@@ -37,9 +37,9 @@ import cv2
 import numpy as np
 
 from sansa import atomic
+from sansa.drawing.palette import class_color
 from sansa.export import brush_rle as rle
 from sansa.export import streamed
-from sansa.export.palette import class_color
 from sansa.export.shapes import polygons
 from sansa.export.yolo import join_pieces
 from sansa.records import SegmentedObject

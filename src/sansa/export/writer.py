@@ -42,12 +42,12 @@ import numpy as np
 
 from sansa import atomic, fs
 from sansa._version import __version__
+from sansa.drawing.palette import classes_table
 from sansa.errors import SansaError
 from sansa.export import dataset, names, shards, streamed
 from sansa.export.exporter import Exporter, ExportSettings, Finished, Target, exporter_class
 from sansa.export.formats import CocoLayout, ImageMode, OutputFormat, parse_choice, parse_formats
 from sansa.export.objects import export_objects, objects_per_class
-from sansa.export.palette import classes_table
 from sansa.records import SegmentedObject
 
 if TYPE_CHECKING:

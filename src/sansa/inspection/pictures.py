@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sansa.export.palette import class_color, palette_array
-from sansa.export.render import overlay
+from sansa.drawing import overlay
+from sansa.drawing.palette import class_color, palette_array
 
 TILE_HEIGHT = 160  # pixels of each tile of the PCA grid
 HEADER = 22  # pixels of the grid's title row

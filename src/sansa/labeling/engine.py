@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sansa import atomic, fs
+from sansa import atomic, drawing, fs
 from sansa._version import __version__
 from sansa.errors import OutputError, PromptError, SansaError
 from sansa.export import render
@@ -276,11 +276,11 @@ def save_reference_pictures(plan: Plan, references: Sequence[Reference]) -> list
     for index, (loaded, reference) in enumerate(zip(plan.references, references, strict=True), start=1):
         stem = f"{index:02d}_{safe_token(reference.label)}_{safe_stem(Path(loaded.entry.image).name)}"
         label_map = reference.mask.astype(np.uint16) * (plan.labels.index(reference.label) + 1)  # its colour
-        picture = render.overlay(loaded.pixels, label_map, plan.labels, legend=False)
+        picture = drawing.overlay(loaded.pixels, label_map, plan.labels, legend=False)
         prompt = reference.prompt
-        render.draw_prompt(picture, prompt.points, prompt.labels, prompt.box)
+        drawing.draw_prompt(picture, prompt.points, prompt.labels, prompt.box)
         for stroke in prompt.strokes:
-            render.draw_prompt(picture, scribble=stroke)
+            drawing.draw_prompt(picture, scribble=stroke)
         folder = plan.out / "references"
         atomic.write_bytes(folder / f"{stem}_mask.png", render.binary_png(reference.mask))
         atomic.write_bytes(folder / f"{stem}.jpg", atomic.encode_image(picture, "JPEG", quality=render.JPEG_QUALITY))

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sansa.drawing.palette import class_color
 from sansa.errors import SansaError
-from sansa.export.palette import class_color
 from sansa.model.sansa import ImageFeatures
 from sansa.predictor import SansaPredictor
 from sansa.records import Prompt, PromptType, Reference, Segmentation
