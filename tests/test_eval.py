@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,14 @@ from sansa.cli import main
 from sansa.data import build_dataset, sample_episodes
 from sansa.data.common import squash
 from sansa.evaluation import PredictorSegmenter, evaluate
+
+TINY = ["--backbone", "test_tiny", "--random-weights", "--device", "cpu"]
+
+
+def eval_argv(benchmark: str, data: Path, out: Path, *options: str, episodes: int = 1, size: int = 32) -> list[str]:
+    """``sansa eval``'s arguments: ``episodes`` episodes of ``benchmark`` at ``size`` px into ``out``."""
+    where = ["--benchmark", benchmark, "--data", str(data), "--out", str(out)]
+    return ["eval", *where, "--episodes", str(episodes), "--size", str(size), *options]
 
 
 class Oracle:
@@ -121,28 +130,7 @@ def test_reference_memory_reused_only_for_identical_references(folder, prompt, a
 def test_tiny_model_through_sansa_eval_and_resume(tmp_path, capsys):
     data = build_coco(tmp_path / "data")
     out = tmp_path / "out"
-    args = [
-        "eval",
-        "--benchmark",
-        "coco20i",
-        "--fold",
-        "0",
-        "--shots",
-        "1",
-        "--data",
-        str(data),
-        "--episodes",
-        "2",
-        "--size",
-        "64",
-        "--out",
-        str(out),
-        "--backbone",
-        "test_tiny",
-        "--random-weights",
-        "--device",
-        "cpu",
-    ]
+    args = eval_argv("coco20i", data, out, "--fold", "0", "--shots", "1", *TINY, episodes=2, size=64)
     assert main(args) == 0
     doc = json.loads((out / "fold0" / "results.json").read_text())
     assert doc["episodes"] == 2 and doc["config"]["image_size"] == 64
@@ -161,33 +149,7 @@ def test_tiny_model_through_sansa_eval_and_resume(tmp_path, capsys):
 def test_all_folds_are_averaged(tmp_path):
     data = build_pascal(tmp_path / "data")
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "eval",
-                "--benchmark",
-                "pascal5i",
-                "--folds",
-                "all",
-                "--data",
-                str(data),
-                "--episodes",
-                "1",
-                "--size",
-                "32",
-                "--prompt",
-                "point",
-                "--out",
-                str(out),
-                "--backbone",
-                "test_tiny",
-                "--random-weights",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert main(eval_argv("pascal5i", data, out, "--folds", "all", "--prompt", "point", *TINY)) == 0
     summary = json.loads((out / "summary.json").read_text())
     folds = [json.loads((out / f"fold{f}" / "results.json").read_text()) for f in range(4)]
     assert [f["fold"] for f in summary["folds"]] == [0, 1, 2, 3]
@@ -211,58 +173,20 @@ def test_cli_errors(tmp_path, capsys, argv, message):
 @pytest.mark.slow
 def test_golden_fixture_model_one_episode(tmp_path, folder):
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "eval",
-                "--benchmark",
-                "folder",
-                "--data",
-                str(folder),
-                "--episodes",
-                "1",
-                "--size",
-                "32",
-                "--out",
-                str(out),
-                "--sam2-checkpoint",
-                str(golden_path("sam2_checkpoint.pt")),
-                "--adapter",
-                str(golden_path("sansa_adapter.pth")),
-                "--backbone",
-                str(golden_path("sam2_config.yaml")),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    golden = [
+        *("--sam2-checkpoint", str(golden_path("sam2_checkpoint.pt"))),
+        *("--adapter", str(golden_path("sansa_adapter.pth"))),
+        *("--backbone", str(golden_path("sam2_config.yaml"))),
+        *("--device", "cpu"),
+    ]
+    assert main(eval_argv("folder", folder, out, *golden)) == 0
     doc = json.loads((out / "fold0" / "results.json").read_text())
     assert doc["episodes"] == 1 and doc["config"]["model"]["adapter"].endswith("sansa_adapter.pth")
 
 
 def test_scribble_style_and_protocol_are_part_of_the_run(tmp_path, capsys, folder):
     out = tmp_path / "out"
-    args = [
-        "eval",
-        "--benchmark",
-        "folder",
-        "--data",
-        str(folder),
-        "--episodes",
-        "1",
-        "--size",
-        "32",
-        "--prompt",
-        "scribble",
-        "--out",
-        str(out),
-        "--backbone",
-        "test_tiny",
-        "--random-weights",
-        "--device",
-        "cpu",
-    ]
+    args = eval_argv("folder", folder, out, "--prompt", "scribble", *TINY)
     assert main([*args, "--scribble", "light"]) == 0
     config = json.loads((out / "fold0" / "config.json").read_text())
     assert config["scribble"] == "light" and config["protocol"] == "authors/1"

@@ -110,7 +110,12 @@ def option_flags(parser: argparse.ArgumentParser, command: str | None) -> dict[s
     sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
     chosen = sub.choices.get(command) if sub is not None and command else None
     actions = chosen._actions if chosen is not None else []
-    return {a.dest: max(a.option_strings, key=len) for a in actions if a.option_strings and a.dest != "help"}
+    return {a.dest: _long_option(a.option_strings) for a in actions if a.option_strings and a.dest != "help"}
+
+
+def _long_option(options: Sequence[str]) -> str:
+    """The first ``--long`` spelling of an option (``--fold`` of ``--fold/--folds``), else its first."""
+    return next((o for o in options if o.startswith("--")), options[0])
 
 
 def as_flags(message: str, flags: dict[str, str]) -> str:
