@@ -26,6 +26,18 @@ FLAGS = option_flags(build_parser(), "segment")
         ("labels: 3 labels for 2 points", "labels: 3 labels for 2 points"),  # no --labels flag in segment
         ("refs.yaml: neg_points alone mark nothing", "refs.yaml: neg_points alone mark nothing"),
         ("the model is missing", "the model is missing"),  # no head: nothing is a parameter
+        # a parameter given a value as in Python, anywhere: the flag and the value
+        ("device: 'cuda' but no CUDA GPU (try device='cpu')", "--device: 'cuda' but no CUDA GPU (try --device cpu)"),
+        (
+            "out/x: holds other results; start over with overwrite=True, or use another out=DIR",
+            "out/x: holds other results; start over with --overwrite, or use another --out DIR",
+        ),
+        (
+            "a.png: 70 megapixels, over the limit (raise it with max_pixels=N or SANSA_MAX_PIXELS)",
+            "a.png: 70 megapixels, over the limit (raise it with --max-pixels N or SANSA_MAX_PIXELS)",
+        ),
+        ("2 failed (more than max_failures=1): d: gone", "2 failed (more than --max-failures 1): d: gone"),
+        ("a: expected KEY=VALUE, stride=2", "a: expected KEY=VALUE, stride=2"),  # not flags of segment
     ],
 )
 def test_library_parameters_become_flags(library, cli):

@@ -349,7 +349,7 @@ def test_other_inputs_are_refused_before_touching_the_folder(finished, change, m
         Image.fromarray(scene(5)).save(finished / "ref.png")
         change = {}
     before = tree(finished / "out")
-    with pytest.raises(SansaError, match=r"start over with --overwrite, or use another") as info:
+    with pytest.raises(SansaError, match=r"start over with overwrite=True, or use another") as info:
         labeling.prepare(job_for(finished, **change))
     assert message in str(info.value) and "\n" not in str(info.value)
     assert tree(finished / "out") == before

@@ -33,13 +33,13 @@ CPU = torch.device("cpu")
             "avx2 fma",
             "bf16",
             "precision: bf16 on the CPU needs native bf16 support, and this CPU lacks the flags "
-            "avx512_bf16 / amx_bf16 / bf16 (use --precision fp32 or a GPU)",
+            "avx512_bf16 / amx_bf16 / bf16 (use precision='fp32' or a GPU)",
         ),
         (
             "avx2 fma avx512_bf16",
             "fp16",
             "precision: fp16 on the CPU needs native fp16 support, and this CPU lacks the "
-            "flags avx512_fp16 / amx_fp16 / fphp (use --precision fp32 or a GPU)",
+            "flags avx512_fp16 / amx_fp16 / fphp (use precision='fp32' or a GPU)",
         ),
         ("", "fp8", "precision: unknown precision 'fp8'; choose one of fp32, bf16, fp16, auto"),
     ],

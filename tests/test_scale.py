@@ -465,7 +465,7 @@ def test_failure_budget():
         seen.extend(within_budget(outcomes, 1))
     assert len(seen) == 3
     assert str(caught.value) == (
-        "2 target(s) could not be written (more than --max-failures 1): d: not written: OSError: gone; "
+        "2 target(s) could not be written (more than max_failures=1): d: not written: OSError: gone; "
         "finished targets are kept, run the same command again to resume"
     )
 

@@ -183,7 +183,7 @@ def test_the_token_is_the_folders_kept_private_across_restarts_and_settable(tiny
     assert launch(token="chosen-by-the-caller") == "chosen-by-the-caller" == launch()  # --token sets it
     saved.write_text("x\n")  # damaged: a new one, never the damaged text
     assert launch() not in ("x", "chosen-by-the-caller")
-    with pytest.raises(SansaError, match="--token"):
+    with pytest.raises(SansaError, match="^token: use 16 to 128 letters"):
         launch(token="short")
 
 
@@ -362,6 +362,7 @@ SERVE_REFUSED = [
     ([".", "--host", "nowhere.invalid"], "--host nowhere.invalid: not an address of this computer"),
     ([".", "--allow-host", "a b"], "--allow-host 'a b': expected a host name"),
     ([".", "--allow-host", "name:99999"], "--allow-host 'name:99999'"),
+    ([".", "--token", "short"], "--token: use 16 to 128 letters, digits, - or _"),
 ]
 
 

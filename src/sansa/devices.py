@@ -27,9 +27,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SansaError(f"device: {device!r} asked for but no CUDA GPU is available (try --device cpu)")
+        raise SansaError(f"device: {device!r} asked for but no CUDA GPU is available (try device='cpu')")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SansaError("device: 'mps' asked for but Apple's MPS is not available (try --device cpu)")
+        raise SansaError("device: 'mps' asked for but Apple's MPS is not available (try device='cpu')")
     try:
         return torch.device(name)
     except RuntimeError:
@@ -98,14 +98,14 @@ def resolve_precision(precision: str | None, device: torch.device) -> torch.dtyp
     if device.type == "cuda" and name == "bf16" and not torch.cuda.is_bf16_supported():
         raise SansaError(
             f"precision: bf16 asked for but {torch.cuda.get_device_name(device)} has no bf16 "
-            "(use --precision fp16 or fp32)"
+            "(use precision='fp16' or precision='fp32')"
         )
     if device.type == "cpu":
         needed = NATIVE_CPU_FLAGS[name]
         if not cpu_flags() & set(needed):
             raise SansaError(
                 f"precision: {name} on the CPU needs native {name} support, and this CPU lacks the "
-                f"flags {' / '.join(needed)} (use --precision fp32 or a GPU)"
+                f"flags {' / '.join(needed)} (use precision='fp32' or a GPU)"
             )
     return _DTYPES[name]
 

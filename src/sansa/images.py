@@ -56,7 +56,7 @@ RASTER_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
 _KNOWN_NAMES = {"EPS": "PostScript/EPS", "PDF": "PDF"}
 
 
-def parse_pixels(text: str, name: str = "--max-pixels") -> int:
+def parse_pixels(text: str, name: str = "max_pixels") -> int:
     """A pixel count from ``"64000000"``, ``"64_000_000"``, ``"64M"`` or ``"1.5G"`` (k, M, G: powers of 1000)."""
     match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
     value = round(float(match.group(1).replace("_", "")) * _UNITS[match.group(2).lower()]) if match else 0
@@ -78,7 +78,7 @@ def set_max_pixels(limit: int | str | None) -> None:
     global _max_pixels
     _max_pixels = None if limit is None else parse_pixels(limit) if isinstance(limit, str) else int(limit)
     if _max_pixels is not None and _max_pixels < 1:
-        raise ImageError(f"--max-pixels: expected a positive number of pixels, got {limit!r}")
+        raise ImageError(f"max_pixels: expected a positive number of pixels, got {limit!r}")
 
 
 def _megapixels(count: int) -> str:
@@ -93,7 +93,7 @@ def check_pixels(width: int, height: int, label: str) -> None:
     if width * height > limit:
         raise ImageTooLarge(
             f"{label}: {width}x{height} is {_megapixels(width * height)}, over the limit of "
-            f"{_megapixels(limit)} (raise it with --max-pixels or {MAX_PIXELS_ENV})"
+            f"{_megapixels(limit)} (raise it with max_pixels=N or {MAX_PIXELS_ENV})"
         )
 
 
@@ -149,7 +149,7 @@ def _open_lazily(source: Path | bytes, label: str) -> Image.Image:
         pixels = _megapixels(int(found.group(1))) if found else "too many pixels"
         raise ImageTooLarge(
             f"{label}: {pixels}, over the limit of {_megapixels(limit)} (raise it with "
-            f"--max-pixels or {MAX_PIXELS_ENV})"
+            f"max_pixels=N or {MAX_PIXELS_ENV})"
         ) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{label}: not a readable image ({err.__class__.__name__}: {err})") from None

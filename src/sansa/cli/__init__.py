@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sansa._version import __version__
@@ -123,15 +123,29 @@ def as_flags(message: str, flags: dict[str, str]) -> str:
 
     A library message about parameters names them, by their Python names, before its first
     ``": "``: ``targets photos/: no such file or folder``, ``random_weights cannot be combined with
-    model: ...``. Only that head is rewritten: the explanation after it stays as written, so its
-    words ("the targets") and a references file's keys (``neg_points``) stay what they are.
+    model: ...``. After it, the explanation stays as written, so its words ("the targets") and a
+    references file's keys (``neg_points``) stay what they are; only a parameter given a value as
+    in Python becomes the flag with that value, there and in the head: ``(try device='cpu')`` ->
+    ``(try --device cpu)``, ``overwrite=True`` -> ``--overwrite``.
     """
     head, colon, tail = message.partition(": ")
     if not colon:
         return message
     for name in sorted(flags, key=len, reverse=True):
+        with_value = rf"(?<![\w/.-]){re.escape(name)}=(?:'([^']*)'|([^\s,;)]+))"
+        head, tail = (re.sub(with_value, _flag_with(flags[name]), part) for part in (head, tail))
         head = re.sub(rf"(?<![\w/.-]){re.escape(name)}(?![\w/.-])", flags[name], head)
     return head + colon + tail
+
+
+def _flag_with(flag: str) -> Callable[[re.Match[str]], str]:
+    """``name=value`` (a match of :func:`as_flags`' pattern) as ``flag value``; ``name=True`` as ``flag``."""
+
+    def written(match: re.Match[str]) -> str:
+        value = match.group(1) if match.group(1) is not None else match.group(2)
+        return flag if value == "True" else f"{flag} {value}"
+
+    return written
 
 
 def _apply_max_pixels(args: argparse.Namespace) -> None:

@@ -81,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--allow-host",
+        dest="allow_hosts",  # create_app's parameter: its errors name it, printed as --allow-host
         action="append",
         metavar="NAME[:PORT]",
         help="also answer requests addressed to this host name, e.g. host.docker.internal (repeatable)",
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if args.local_files_root is not None and not os.path.isdir(args.local_files_root):
         raise SansaError(f"--local-files-root: {args.local_files_root} is not a folder")
     options_for_backend = backend_options(args)
-    allow_hosts = args.allow_host or ()
+    allow_hosts = args.allow_hosts or ()
     parse_allow_hosts(allow_hosts)
     secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV) or None
     if not _is_loopback(host) and not secret:

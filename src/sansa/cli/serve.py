@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--open-browser", action="store_true", default=None, help="open the page when ready")
     parser.add_argument(
         "--allow-host",
+        dest="allow_hosts",  # create_app's parameter: its errors name it, printed as --allow-host
         action="append",
         metavar="NAME[:PORT]",
         help="also answer requests addressed to this host name (repeatable; default: only the "
@@ -58,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     folder, security = _web("folder"), _web("security")
     folder.ImageFolder(args.folder)  # a missing folder (or a file), a bad --allow-host or port: before the model
-    security.parse_allow_hosts(args.allow_host or ())
+    security.parse_allow_hosts(args.allow_hosts or ())
     if args.token is not None:
         security.check_token(args.token)
     address = given(args, "host", "port")
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         )
     predictor = load_predictor(args)
     app = app_module.create_app(
-        predictor, args.folder, model_name=_model_name(args), allow_hosts=args.allow_host or (), **given(args, "token")
+        predictor, args.folder, model_name=_model_name(args), allow_hosts=args.allow_hosts or (), **given(args, "token")
     )
     app_module.run(app, sock=sock, **given(args, "open_browser"))
     return 0

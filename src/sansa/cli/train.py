@@ -64,7 +64,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--seed", type=int, help="the run's seed (default: 0)")
     parser.add_argument("--workers", type=int, metavar="N", help="data-loader processes per GPU (default: 4)")
     parser.add_argument("--device", **choices(Device), help="where to train (default: auto)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",  # load_config's parameter: its errors name it, printed as --set
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config field (repeatable)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -72,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from sansa.train import load_config, train
 
     values = {FLAGS[name]: value for name, value in given(args, *FLAGS).items()}
-    _check_set_keys(args.set or ())
-    config = load_config(args.config, args.set or (), **values)
+    _check_set_keys(args.overrides or ())
+    config = load_config(args.config, args.overrides or (), **values)
     result = train(config)
     if result.checkpoint is not None and os.environ.get("RANK", "0") == "0":
         print(f"step {result.step}: {result.checkpoint}", file=sys.stderr)

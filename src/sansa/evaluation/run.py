@@ -157,7 +157,9 @@ def _check_options(options: Mapping[str, Any], episode_file: str | os.PathLike[s
             raise SansaError(f"{name} {value}: must be at least {minimum}")
     size = options.get("size")
     if size is not None and size * size > max_pixels():
-        raise SansaError(f"size {size}: {size}x{size} is over the pixel limit of {max_pixels()} (max_pixels)")
+        raise SansaError(
+            f"size {size}: {size}x{size} is over the pixel limit of {max_pixels()} (raise it with max_pixels=N)"
+        )
     if episode_file is not None and not Path(episode_file).is_file():
         raise SansaError(
             f"episode_file {episode_file}: no such file (leave it out to make a new episode list in the results folder)"

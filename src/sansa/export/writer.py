@@ -391,7 +391,7 @@ class FolderWriter:
         if known is not None and (any(self._parts_dir.glob("*.json")) or shards.list_shards(self._shards_dir)):
             raise SansaError(
                 f"{self.out_dir}: holds results for classes {known}, not {self.labels}; "
-                "start over with --overwrite, or use another output folder"
+                "start over with overwrite=True, or use another output folder"
             )
         atomic.write_json(config_path, {"labels": self.labels})  # a new folder, or one with no results yet
 

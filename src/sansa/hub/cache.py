@@ -49,7 +49,7 @@ def prepare_cache_dir(folder: Path) -> None:
     Raises:
         DownloadError: one line naming the folder (a file, inside a file, read-only, ...).
     """
-    hint = "set SANSA_CACHE or --cache-dir to a folder you can write"
+    hint = "set SANSA_CACHE or cache_dir=DIR to a folder you can write"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

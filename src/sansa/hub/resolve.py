@@ -107,8 +107,8 @@ def manual_instructions(model: PretrainedModel) -> str:
     base = model.sam2.repo_id.split("/")[-1]  # the plain-SAM2 entry's name, e.g. sam2-hiera-large
     return (
         f"{model.name}: an archive of adapter files that sansa does not download; get it from "
-        f"{model.adapter.page}, unpack it, and pass --sam2-checkpoint FILE (`sansa models path {base}`) "
-        f"--adapter ADAPTER.pth"
+        f"{model.adapter.page}, unpack it, and pass sam2_checkpoint=FILE (`sansa models path {base}`) "
+        f"and adapter=ADAPTER.pth"
     )
 
 

@@ -423,7 +423,7 @@ def output_errors(out: AnyPath) -> Iterator[None]:
         if not isinstance(out, Path):  # a URL: the store's own message, one line
             raise OutputError(f"{out}: the object store failed ({describe(err)}); run again to resume") from None
         if not isinstance(err, OSError):  # targets on a store, the output local
-            raise SansaError(f"--targets: the object store failed ({describe(err)}); run again to resume") from None
+            raise SansaError(f"targets: the object store failed ({describe(err)}); run again to resume") from None
         path = Path(err.filename) if err.filename else out
         inside = path.resolve().is_relative_to(out.resolve())
         raise OutputError.of(path, err, "cannot write" if inside else "cannot read") from None

@@ -72,7 +72,7 @@ class FolderLock:
             holder = _read_holder(fd)
             os.close(fd)
             raise SansaError(
-                f"{self.folder}: in use by another run ({holder}); wait for it to end, or use another --out"
+                f"{self.folder}: in use by another run ({holder}); wait for it to end, or use another out=DIR"
             ) from None
         self._fd = fd
         this_run = {
@@ -134,7 +134,7 @@ def check_inputs(folder: AnyPath, inputs: dict[str, Any], has_results: bool) -> 
     if has_results and known is not None and _comparable(known) != _comparable(inputs):
         raise SansaError(
             f"{folder}: holds results made from other inputs ({describe_change(known, inputs)}); "
-            "start over with --overwrite, or use another --out"
+            "start over with overwrite=True, or use another out=DIR"
         )
     if known != inputs:
         atomic.write_json(path, inputs)

@@ -179,7 +179,7 @@ def within_budget(outcomes: Iterable[Outcome], max_failures: int) -> Iterator[Ou
         if errors > max_failures:
             first = next(f for f in outcome.failures if f["error"].startswith(NOT_WRITTEN))
             raise SansaError(
-                f"{errors} target(s) could not be written (more than --max-failures {max_failures}): "
+                f"{errors} target(s) could not be written (more than max_failures={max_failures}): "
                 f"{first['target']}: {first['error']}; finished targets are kept, run the same command again to resume"
             )
         yield outcome

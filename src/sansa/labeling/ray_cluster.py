@@ -75,13 +75,13 @@ class RayOptions:
         """One line naming the option, before the cluster is joined or anything is written."""
         low, high = self.pool
         if low < 1 or (high is not None and high < low):
-            raise SansaError(f"--actors: must be N or MIN-MAX with 1 <= MIN <= MAX, got {_show(self.actors)}")
+            raise SansaError(f"actors: must be N or MIN-MAX with 1 <= MIN <= MAX, got {_show(self.actors)}")
         for name in ("gpus_per_actor", "cpus_per_actor", "memory_per_actor", "max_failures"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise SansaError(f"--{name.replace('_', '-')}: must be 0 or more, got {value}")
+                raise SansaError(f"{name}: must be 0 or more, got {value}")
         if self.cpus_per_actor == 0 and self.gpus_per_actor == 0:
-            raise SansaError("--cpus-per-actor: CPU actors need at least 1 CPU, got 0")
+            raise SansaError("cpus_per_actor: CPU actors need at least 1 CPU, got 0")
         self.env_vars()
 
     @property
@@ -119,10 +119,10 @@ class RayOptions:
         for item in self.worker_env:
             name, sep, value = item.partition("=")
             if not name or not name.replace("_", "a").isalnum():
-                raise SansaError(f"--worker-env {item}: expected NAME=VALUE or NAME")
+                raise SansaError(f"worker_env {item}: expected NAME=VALUE or NAME")
             if not sep:
                 if name not in os.environ:
-                    raise SansaError(f"--worker-env {name}: not set here, so there is no value to pass on")
+                    raise SansaError(f"worker_env {name}: not set here, so there is no value to pass on")
                 value = os.environ[name]
             values[name] = value
         return values
@@ -145,11 +145,11 @@ def parse_actors(text: str) -> int | tuple[int, int | None]:
             return int(low)
         return int(low), int(high) if high else None
     except ValueError:
-        raise SansaError(f"--actors {text}: expected N or MIN-MAX (e.g. 4 or 1-8)") from None
+        raise SansaError(f"actors {text}: expected N or MIN-MAX (e.g. 4 or 1-8)") from None
 
 
 def parse_runtime_env(text: str) -> dict[str, Any]:
-    """``--runtime-env``: a JSON object, or a ``.json``/``.yaml`` file holding one."""
+    """``runtime_env``: a JSON object, or a ``.json``/``.yaml`` file holding one."""
     path = Path(text).expanduser()
     try:
         if not text.lstrip().startswith("{") and path.is_file():
@@ -159,9 +159,9 @@ def parse_runtime_env(text: str) -> dict[str, Any]:
         else:
             values = json.loads(text)
     except (OSError, ValueError) as err:  # yaml's and json's errors are ValueErrors
-        raise SansaError(f"--runtime-env: not a JSON object or a JSON/YAML file ({_first_line(err)})") from None
+        raise SansaError(f"runtime_env: not a JSON object or a JSON/YAML file ({_first_line(err)})") from None
     if not isinstance(values, dict):
-        raise SansaError('--runtime-env: expected an object ({"pip": [...], "env_vars": {...}})')
+        raise SansaError('runtime_env: expected an object ({"pip": [...], "env_vars": {...}})')
     return values
 
 

@@ -146,7 +146,7 @@ def load_resume(
         key = changed[0]
         raise CheckpointError(
             f"{what} {path}: was trained with {key}={saved.get(key)!r}, not {training_fields[key]!r}; "
-            "resume with the same settings or choose another --out"
+            "resume with the same settings or choose another out=DIR"
         )
     load_adapter_weights(model, read_adapter_checkpoint(path), path)
     optimizer.load_state_dict(obj["optimizer"])

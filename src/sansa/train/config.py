@@ -254,11 +254,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """``"a.b=value"`` -> ``(["a", "b"], value)``; the value is read as YAML (``1e-4``, ``[2, 3]``, ``null``)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise SansaError(f"--set {text!r}: expected KEY=VALUE")
+        raise SansaError(f"overrides {text!r}: expected KEY=VALUE")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
-        raise SansaError(f"--set {text!r}: the value is not valid YAML") from None
+        raise SansaError(f"overrides {text!r}: the value is not valid YAML") from None
     return key.strip().split("."), value
 
 
@@ -277,7 +277,7 @@ def _apply(values: dict[str, Any], path: list[str], value: Any) -> None:
             if isinstance(node, dict):
                 node[part] = child
             else:
-                raise SansaError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} does not exist")
+                raise SansaError(f"overrides {'.'.join(path)}: {'.'.join(path[: i + 1])} does not exist")
         node = child
     last = path[-1]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
@@ -285,7 +285,7 @@ def _apply(values: dict[str, Any], path: list[str], value: Any) -> None:
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise SansaError(f"--set {'.'.join(path)}: cannot set inside {type(node).__name__}")
+        raise SansaError(f"overrides {'.'.join(path)}: cannot set inside {type(node).__name__}")
 
 
 def load_config(

@@ -84,15 +84,13 @@ def split_host(value: str) -> tuple[str, int | None]:
 
 
 def parse_allow_hosts(entries: Iterable[str]) -> set[tuple[str, int | None]]:
-    """``--allow-host`` values as ``(name, port or None)``; a malformed one is a one-line :class:`SansaError`."""
+    """``allow_hosts`` values as ``(name, port or None)``; a malformed one is a one-line :class:`SansaError`."""
     out = set()
     for entry in entries:
         try:
             out.add(split_host(entry))
         except ValueError:
-            raise SansaError(
-                f"--allow-host {entry!r}: expected a host name or address, optionally with :PORT"
-            ) from None
+            raise SansaError(f"allow_hosts {entry!r}: expected a host name or address, optionally with :PORT") from None
     return out
 
 
@@ -198,7 +196,7 @@ def page_html(page: str, token: str) -> str:
 def check_token(token: str) -> str:
     """``token`` if it can be a token (16 to 128 letters, digits, ``-`` or ``_``), else a one-line error."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", token):
-        raise SansaError("--token: use 16 to 128 letters, digits, - or _ (it travels in the page's address)")
+        raise SansaError("token: use 16 to 128 letters, digits, - or _ (it travels in the page's address)")
     return token
 
 
@@ -269,13 +267,13 @@ def _login_page(reason: str, host: str) -> str:
 def listen(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: any free one); one-line :class:`SansaError` if impossible."""
     if not 0 <= port <= 65535:
-        raise SansaError(f"--port {port}: must be from 0 (any free port) to 65535")
+        raise SansaError(f"port {port}: must be from 0 (any free port) to 65535")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except socket.gaierror as err:
-        raise SansaError(f"--host {host}: not an address of this computer ({err.strerror})") from None
+        raise SansaError(f"host {host}: not an address of this computer ({err.strerror})") from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -285,8 +283,8 @@ def listen(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
         sock.close()
         if err.errno == errno.EADDRINUSE:
             raise SansaError(
-                f"--port {port}: already in use on {host} (another program or sansa serve); pick another --port"
+                f"port {port}: already in use on {host} (another program or sansa serve); pick another port"
             ) from None
-        raise SansaError(f"--host {host} --port {port}: cannot listen there ({err.strerror})") from None
+        raise SansaError(f"host {host} port {port}: cannot listen there ({err.strerror})") from None
     sock.set_inheritable(True)
     return sock
