@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 
 from sansa import atomic
 from sansa.errors import SansaError
-from sansa.export import FolderWriter, OutputFormat, class_color, names, parse_formats, render, shapes, yolo
+from sansa.export import FolderWriter, OutputFormat, class_color, names, parse_formats, shapes, yolo
 from sansa.records import Prediction, Segmentation
 
 
@@ -397,11 +397,11 @@ LEGEND_NAMES = [
 
 @pytest.mark.parametrize("name, as_question_marks", LEGEND_NAMES, ids=[n[0] for n in LEGEND_NAMES])
 def test_the_overlay_legend_draws_names_in_any_script(name, as_question_marks):
-    from sansa.drawing import text
+    from sansa.drawing import overlay, text
 
     image, label_map = np.full((120, 160, 3), 128, np.uint8), np.zeros((120, 160), np.uint16)
-    drawn = render.overlay(image, label_map, [name])
-    fallback = render.overlay(image, label_map, [as_question_marks])
+    drawn = overlay(image, label_map, [name])
+    fallback = overlay(image, label_map, [as_question_marks])
     assert (drawn != fallback).any(), f"{name!r} was drawn as {as_question_marks!r}"
     assert text.font_files()[0].name == "DejaVuSans.ttf"  # from matplotlib, a dependency
     if all(ord(c) < 0x2E80 for c in name):  # not CJK: DejaVu Sans has every glyph
@@ -409,13 +409,13 @@ def test_the_overlay_legend_draws_names_in_any_script(name, as_question_marks):
 
 
 def test_cjk_names_use_a_cjk_font_where_one_is_installed():
-    from sansa.drawing import text
+    from sansa.drawing import overlay, text
 
     image, label_map = np.full((120, 160, 3), 128, np.uint8), np.zeros((120, 160), np.uint16)
     indices = {index for index, _ in text.runs("猫写")}
     if indices == {len(text.font_files()) - 1}:
         pytest.skip("no CJK font on this system (no dependency ships one): drawn as Last Resort boxes")
-    assert (render.overlay(image, label_map, ["猫"]) != render.overlay(image, label_map, ["写"])).any()
+    assert (overlay(image, label_map, ["猫"]) != overlay(image, label_map, ["写"])).any()
 
 
 # (formats of the first run, formats added on resume, options): issue 22

@@ -268,12 +268,12 @@ def test_to_supervision_without_supervision_is_one_line(segmented, monkeypatch):
 def test_plot_outlines_each_object_and_save_writes_it(segmented, tmp_path):
     from PIL import Image
 
-    from sansa.export import render
+    from sansa.drawing import overlay
 
     image, seg = segmented
     picture = seg.plot(image)
     outlines = [(seg.labels.index(o.label) + 1, o.mask) for o in seg.objects]
-    assert (picture == render.overlay(image, seg.label_map, seg.labels, outlines=outlines)).all()
+    assert (picture == overlay(image, seg.label_map, seg.labels, outlines=outlines)).all()
     seg.save(tmp_path / "seg.png", image)
     assert (np.asarray(Image.open(tmp_path / "seg.png")) == picture).all()
     with pytest.raises(SansaError, match="plot: give the image"):
