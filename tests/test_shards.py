@@ -77,11 +77,12 @@ def test_close_compacts_enough_loose_records(tmp_path, monkeypatch):
         pass
     before = files(tmp_path / "out")
     monkeypatch.setattr(shards, "SHARD_TARGETS", 5)
+    monkeypatch.setattr(shards, "SHARD_MAX", 3)  # a shard holds 3 records at most
     writer = FolderWriter(tmp_path / "out", LABELS, FORMATS)
     assert writer.names() == sorted(NAMES)
     writer.close()
     assert not list((tmp_path / "out" / ".sansa" / "parts").iterdir())
-    assert len(shards.list_shards(tmp_path / "out" / ".sansa" / "records")) == 1
+    assert len(shards.list_shards(tmp_path / "out" / ".sansa" / "records")) == 3  # 3 + 3 + 1
     assert files(tmp_path / "out") == before
     assert FolderWriter(tmp_path / "out", LABELS, FORMATS).names() == sorted(NAMES)
 

@@ -145,7 +145,7 @@ class FolderWriter:
         self._parts_dir = self.out_dir / STATE_DIR / "parts"
         self._shards_dir = self.out_dir / STATE_DIR / shards.SHARDS_DIR
         self.damaged: list[AnyPath] = []  # unreadable records dropped on opening (their targets are redone)
-        self._parts: dict[str, dict] = {}
+        self._parts: shards.PackedRecords = shards.PackedRecords()  # name -> record (compact in memory)
         self._prepared = bool(prepare)
         self._journal: list[str] = []  # names whose record this writer wrote as a file, not yet compacted
         self._loose: set[str] = set()  # names whose newest record on opening was a file of its own
@@ -153,7 +153,7 @@ class FolderWriter:
         if prepare:
             self._open_folder()
             self._parts = self._load_parts()
-        self._stems = {names.collision_key(part["stem"]): name for name, part in self._parts.items()}
+        self._stems = self._known_stems()
 
     # -- per target -----------------------------------------------------------------------
     def is_done(self, name: str) -> bool:
@@ -177,7 +177,7 @@ class FolderWriter:
     def reload(self) -> None:
         """Re-read the records from disk (after other processes wrote targets)."""
         self._parts = self._load_parts()
-        self._stems = {names.collision_key(part["stem"]): name for name, part in self._parts.items()}
+        self._stems = self._known_stems()
 
     def stem_for(self, name: str) -> str:
         """The output stem of target ``name``: its earlier one, else its name made file-name safe
@@ -293,10 +293,9 @@ class FolderWriter:
             todo = sorted(set(self._journal) | self._loose)
             if len(todo) < minimum:
                 return 0
-            parts = [self._parts[name] for name in todo]
             self._journal, self._loose = [], set()
         try:
-            shards.write_shard(self._shards_dir, parts)
+            shards.write_packed(self._shards_dir, self._parts, todo)
         except BaseException:
             with self._lock:
                 self._journal += todo  # still files of their own
@@ -395,7 +394,11 @@ class FolderWriter:
             )
         atomic.write_json(config_path, {"labels": self.labels})  # a new folder, or one with no results yet
 
-    def _load_parts(self) -> dict[str, dict]:
+    def _known_stems(self) -> dict[str, str]:
+        """Collision key of each recorded stem -> its target's name."""
+        return {names.collision_key(part["stem"]): name for name, part in self._parts.items()}
+
+    def _load_parts(self) -> shards.PackedRecords:
         """The records of earlier runs: the shards', oldest first, then the files of their own; a
         damaged one (a disk fault, a hand edit) is removed and listed in :attr:`damaged`: its
         target counts as not done (a shard's other records are kept, in a new shard)."""
@@ -418,9 +421,9 @@ class FolderWriter:
             self._loose.add(part["name"])
         return parts
 
-    def _load_shards(self) -> dict[str, dict]:
+    def _load_shards(self) -> shards.PackedRecords:
         """The records of every shard, oldest first (a later record of a name replaces an earlier one)."""
-        parts: dict[str, dict] = {}
+        parts = shards.PackedRecords()
         paths = shards.list_shards(self._shards_dir)
         for start in range(0, len(paths), SHARDS_READ_AT_ONCE):  # memory: a window of shards' bytes
             window = paths[start : start + SHARDS_READ_AT_ONCE]
