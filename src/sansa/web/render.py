@@ -51,7 +51,7 @@ def _outline(label_map: np.ndarray) -> np.ndarray:
 
 
 def overlay_png(label_map: np.ndarray, colors: Sequence[str], max_side: int | None = None) -> bytes:
-    """A palette PNG of ``label_map`` (``uint16 [H, W]``, 0 background, ``i`` = ``colors[i - 1]``).
+    """A palette PNG of ``label_map`` (``uint16`` or ``uint8 [H, W]``, 0 background, ``i`` = ``colors[i - 1]``).
 
     Args:
         max_side: shrink (nearest neighbour) so the longer side is at most this.
@@ -75,7 +75,7 @@ def overlay_png(label_map: np.ndarray, colors: Sequence[str], max_side: int | No
 
 def mask_png(mask: np.ndarray, color: str) -> bytes:
     """A palette PNG of ``bool [H, W]`` ``mask`` in ``color`` (filled and outlined)."""
-    return overlay_png(mask.astype(np.uint16), [color])
+    return overlay_png(np.ascontiguousarray(mask, dtype=bool).view(np.uint8), [color])  # 0/1, not copied
 
 
 def to_png(img: Image.Image) -> bytes:
