@@ -18,7 +18,16 @@ import torch
 from PIL import Image
 
 from sansa import SansaPredictor
-from sansa.devices import CPU_FLAGS_ENV, NATIVE_CPU_FLAGS, choose_precision, cpu_flags, resolve_precision
+from sansa.devices import (
+    AUTOCAST_PARTS,
+    CPU_FLAGS_ENV,
+    MODEL_PARTS,
+    NATIVE_CPU_FLAGS,
+    choose_precision,
+    cpu_flags,
+    part_dtype,
+    resolve_precision,
+)
 from sansa.errors import SansaError
 from tests.conftest import REPO, golden_path
 from tests.test_golden import _add, _cases
@@ -258,3 +267,39 @@ def test_auto_records_what_ran_and_a_resume_elsewhere_does_not_mix(tmp_path):
     fresh = _segment(tmp_path, "amx_bf16 amx_tile", "--precision", "auto", "--overwrite")
     assert fresh.returncode == 0, fresh.stderr
     assert json.loads((tmp_path / "out" / "run.json").read_text())["precision"] == "bf16"
+
+
+# -- which parts run in bf16 ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("parts", "same_as_fp32"),
+    [
+        ((), True),  # nothing autocast: exactly fp32 (no part runs low precision unasked)
+        (("memory_attention",), False),
+        (("decoder",), False),
+        (("encoder",), False),
+    ],
+)
+def test_autocast_parts_decide_what_runs_in_bf16(monkeypatch, tiny_model, parts, same_as_fp32):
+    """``autocast_parts`` reaches each part: with none the bf16 predictor is exactly fp32; each part
+    alone changes the class logits."""
+    monkeypatch.setenv(CPU_FLAGS_ENV, "avx512_bf16")
+    rng = np.random.default_rng(0)
+    image, target = rng.integers(0, 256, (2, 40, 56, 3), dtype=np.uint8)
+    results = []
+    for precision, chosen in (("fp32", AUTOCAST_PARTS), ("bf16", parts)):
+        predictor = SansaPredictor(tiny_model, device="cpu", precision=precision)
+        assert predictor.autocast_parts == frozenset(AUTOCAST_PARTS) or precision == "bf16"
+        predictor.autocast_parts = frozenset(chosen)
+        predictor.add_reference(image, box=[5, 5, 30, 30], label="thing")
+        results.append(predictor.segment(target, keep_logits=True))
+    fp32, bf16 = (r.predictions["thing"].logits for r in results)
+    assert bf16.dtype == np.float32
+    assert np.array_equal(fp32, bf16) == same_as_fp32
+
+
+def test_default_parts_and_unknown_part():
+    assert set(AUTOCAST_PARTS) <= set(MODEL_PARTS) and "encoder" in AUTOCAST_PARTS
+    assert part_dtype("encoder", torch.bfloat16) is torch.bfloat16
+    assert part_dtype("decoder", torch.bfloat16, ("encoder",)) is None
+    with pytest.raises(ValueError, match="unknown model part 'neck'"):
+        part_dtype("neck", torch.bfloat16)

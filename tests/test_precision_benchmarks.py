@@ -124,3 +124,30 @@ def test_planning_benchmark_names_the_machine_and_gives_a_row_per_setting():
             assert _number(cells[3]) > 0 and _number(cells[4]) > 0
         else:
             assert cells[3].startswith("refused: precision: bf16 on the CPU needs native bf16 support")
+
+
+@pytest.mark.slow
+def test_bf16_iou_compares_each_part_with_fp32():
+    """``bf16_iou.py`` on one golden case and the tiny model: eight rows (memory attention and the
+    decoder, each and both, with the encoder in fp32 and in bf16), the all-fp32 row equal to the
+    authors' masks (IoU 100), and a verdict per part from its loss."""
+    from tests.conftest import golden_path
+
+    folder = golden_path("cases.pt").parent
+    args = ("--golden", str(folder), "--cases", "point_1shot", "--backbone", "test_tiny", "--targets", "1")
+    rows = [[c.strip() for c in row.strip().strip("|").split("|")] for row in _run("bf16_iou.py", *args)]
+    iou = {cells[0]: [_number(c) for c in cells[1:]] for cells in rows if len(cells) == 5 and cells[0] != "in bf16"}
+    assert list(iou) == [
+        "nothing (fp32)",
+        "memory_attention",
+        "decoder",
+        "memory_attention + decoder",
+        "encoder",
+        "encoder + memory_attention",
+        "encoder + decoder",
+        "encoder + memory_attention + decoder",
+    ]
+    assert iou["nothing (fp32)"] == [100.0] * 4  # golden: the authors' fp32 masks; random: its own fp32 run
+    assert all(0 <= value <= 100 for values in iou.values() for value in values)
+    verdicts = {cells[0]: cells[-1] for cells in rows if len(cells) == 4 and cells[0] != "part"}
+    assert set(verdicts) == {"memory_attention", "decoder"} and set(verdicts.values()) <= {"bf16", "fp32"}

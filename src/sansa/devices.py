@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -47,6 +47,12 @@ NATIVE_CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16", "bf16"), "fp16": ("avx51
 # ran 6.2x the fp32 rate on this project's Xeon), so that ``precision="auto"`` picks it. AVX-512
 # bf16 alone gained 1.4-1.8x on the encoder (Zen 4): native, but left to an explicit ``bf16``.
 FAST_BF16_CPU_FLAGS = ("amx_bf16",)
+#: the parts of the model that :func:`part_dtype` names
+MODEL_PARTS = ("encoder", "memory_attention", "decoder")
+# The parts that run under autocast at ``bf16``/``fp16``: each where it kept the target masks
+# within 0.5 points of mask IoU of fp32 (benchmarks/bf16_iou.py: golden cases and a real-size
+# random model; see the README's Precision table). The rest stay fp32.
+AUTOCAST_PARTS: tuple[str, ...] = ("encoder",)
 # Testing only: space-separated flags used instead of /proc/cpuinfo's (to exercise the refusals and
 # the autocast path on any machine).
 CPU_FLAGS_ENV = "SANSA_TEST_CPU_FLAGS"
@@ -108,6 +114,14 @@ def resolve_precision(precision: str | None, device: torch.device) -> torch.dtyp
                 f"flags {' / '.join(needed)} (use precision='fp32' or a GPU)"
             )
     return _DTYPES[name]
+
+
+def part_dtype(part: str, dtype: torch.dtype | None, parts: Collection[str] = AUTOCAST_PARTS) -> torch.dtype | None:
+    """The autocast type of one model part (one of :data:`MODEL_PARTS`): ``dtype`` where ``parts``
+    holds it, ``None`` (fp32) elsewhere."""
+    if part not in MODEL_PARTS:
+        raise ValueError(f"unknown model part {part!r}; one of {', '.join(MODEL_PARTS)}")
+    return dtype if part in parts else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[None]:

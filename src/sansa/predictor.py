@@ -27,9 +27,11 @@ import numpy as np
 import torch
 
 from sansa.devices import (
+    AUTOCAST_PARTS,
     CPU_MODEL_THREADS,
     autocast,
     choose_precision,
+    part_dtype,
     pinned_threads,
     resolve_device,
     resolve_precision,
@@ -85,6 +87,11 @@ class SansaPredictor:
             :class:`~sansa.objects.ObjectOptions`'s defaults); kept as :attr:`objects`.
 
     Attributes:
+        autocast_parts: the model parts (of :data:`sansa.devices.MODEL_PARTS`) that run in
+            :attr:`precision` when it is ``bf16``/``fp16`` (default
+            :data:`sansa.devices.AUTOCAST_PARTS`: the image encoder; memory attention and the
+            target's decoder stay fp32 unless measurements move them, see
+            ``benchmarks/bf16_iou.py``). References' prompt decoding and memory stay fp32.
         cpu_threads: intra-op threads of each model call on the CPU (default
             :data:`sansa.devices.CPU_MODEL_THREADS`: results independent of the machine's core
             count); ``None``: torch's current setting (faster single images on many cores, results
@@ -104,6 +111,7 @@ class SansaPredictor:
         self.model: SansaModel = model.to(self.device).eval()
         self.transform: ModelTransform = ModelTransform(model.image_size)
         self.cpu_threads: int | None = CPU_MODEL_THREADS
+        self.autocast_parts: frozenset[str] = frozenset(AUTOCAST_PARTS)
         self.objects: ObjectOptions = objects if objects is not None else ObjectOptions()
         self._references: list[Reference] = []
         self._memory: dict[str, MemoryTokens] = {}
@@ -291,7 +299,7 @@ class SansaPredictor:
         pixels = load_image(target, "target")
         with self._computing():
             feats = self.encode([pixels])
-            decoded = self.model.decode_targets(feats, self.memory(label))
+            decoded = self.model.decode_targets(feats, self.memory(label), *self._head_dtypes())
             logits = self.transform.logits_to_image(decoded.low_res_logits, *pixels.shape[:2])[0]
         mask = (logits > 0).cpu().numpy()
         kept = logits.cpu().numpy() if keep_logits else None
@@ -345,9 +353,10 @@ class SansaPredictor:
         """Run the image encoder on ``[B, 3, S, S]`` model inputs (:meth:`ModelTransform.image`
         of each image), with this predictor's precision; features come back fp32. Every encoding
         of a target goes through here (:meth:`encode`, the labelling loops, the web app)."""
-        with self._computing(), autocast(self.device, self._autocast_dtype):
+        dtype = self._part_dtype("encoder")
+        with self._computing(), autocast(self.device, dtype):
             feats = self.model.encode_images(inputs.to(self.device))
-        return feats if self._autocast_dtype is None else feats.to(dtype=torch.float32)
+        return feats if dtype is None else feats.to(dtype=torch.float32)
 
     def segment_encoded(
         self,
@@ -380,7 +389,7 @@ class SansaPredictor:
         with self._computing():
             for labels in self._class_chunks(len(sizes)):
                 memory = MemoryTokens.stack([self.memory(label) for label in labels])
-                out = self.model.decode_targets(ImageFeatures.cat([feats] * len(labels)), memory)
+                out = self.model.decode_targets(ImageFeatures.cat([feats] * len(labels)), memory, *self._head_dtypes())
                 for c, label in enumerate(labels):
                     for b in range(len(sizes)):
                         index = c * len(sizes) + b
@@ -453,6 +462,14 @@ class SansaPredictor:
         """Inference mode, at :attr:`cpu_threads` intra-op threads on the CPU."""
         with torch.inference_mode(), pinned_threads(self.device, self.cpu_threads):
             yield
+
+    def _part_dtype(self, part: str) -> torch.dtype | None:
+        """The autocast type ``part`` runs in (``None``: fp32); see :attr:`autocast_parts`."""
+        return part_dtype(part, self._autocast_dtype, self.autocast_parts)
+
+    def _head_dtypes(self) -> tuple[torch.dtype | None, torch.dtype | None]:
+        """The autocast types of memory attention and the target's decoder."""
+        return self._part_dtype("memory_attention"), self._part_dtype("decoder")
 
     def _require_references(self) -> None:
         if not self._references:
@@ -535,7 +552,7 @@ class SansaPredictor:
         def decode(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             coords = points.to(self.device, torch.float32)[:, None, :]
             labels = torch.ones(len(points), 1, dtype=torch.int32, device=self.device)
-            with self._computing():
+            with self._computing(), autocast(self.device, self._part_dtype("decoder")):
                 logits, iou = self.model.decode_points(frame, coords, labels)
             return logits.cpu(), iou.cpu()
 

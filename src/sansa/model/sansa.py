@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sansa.devices import autocast
 from sansa.model._sam2 import SAM2Base
 from sansa.model.adapters import inject_adapters
 from sansa.model.memory import MemoryEntry, MemoryTokens, assemble_memory
@@ -218,22 +219,38 @@ class SansaModel(nn.Module):
         """The references' memories in pseudo-video order (see :mod:`sansa.model.memory`)."""
         return assemble_memory(entries, self.sam.maskmem_tpos_enc, self.sam.max_obj_ptrs_in_encoder)
 
-    def decode_targets(self, feats: ImageFeatures, memory: MemoryTokens) -> Decoded:
+    def decode_targets(
+        self,
+        feats: ImageFeatures,
+        memory: MemoryTokens,
+        attention_dtype: torch.dtype | None = None,
+        decoder_dtype: torch.dtype | None = None,
+    ) -> Decoded:
         """Segment ``B`` targets given the references' memory: memory attention, then the
-        decoder with 3 candidate masks, keeping the one of highest predicted IoU."""
+        decoder with 3 candidate masks, keeping the one of highest predicted IoU.
+
+        Args:
+            attention_dtype, decoder_dtype: run memory attention / the decoder under
+                ``torch.autocast`` to this type (``None``: fp32); the outputs come back fp32.
+        """
         batch, channels, h, w = feats.top.shape
         curr = feats.top.flatten(2).permute(2, 0, 1)
         curr_pos = feats.top_pos.flatten(2).permute(2, 0, 1)
         mem, mem_pos = memory.batch(batch)
-        fused = self.sam.memory_attention(
-            curr=[curr],
-            curr_pos=[curr_pos],
-            memory=mem,
-            memory_pos=mem_pos,
-            num_obj_ptr_tokens=memory.num_obj_ptr_tokens,
-        )
-        fused = fused.permute(1, 2, 0).reshape(batch, channels, h, w)
-        return self.decode(fused, feats, multimask=True)
+        with autocast(feats.top.device, attention_dtype):
+            fused = self.sam.memory_attention(
+                curr=[curr],
+                curr_pos=[curr_pos],
+                memory=mem,
+                memory_pos=mem_pos,
+                num_obj_ptr_tokens=memory.num_obj_ptr_tokens,
+            )
+        fused = fused.float().permute(1, 2, 0).reshape(batch, channels, h, w)
+        with autocast(feats.top.device, decoder_dtype):
+            out = self.decode(fused, feats, multimask=True)
+        if decoder_dtype is None:
+            return out
+        return Decoded(out.low_res_logits.float(), out.high_res_logits.float(), out.iou.float(), out.obj_ptr.float())
 
     def forward(self, images: torch.Tensor, prompts: Sequence[dict[str, Any]], num_references: int) -> list[Decoded]:
         """One episode as a pseudo-video, differentiable (for training).
