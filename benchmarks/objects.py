@@ -77,8 +77,8 @@ def stub_class_masks(predictor: SansaPredictor) -> list[np.ndarray]:
     decode_targets = model.decode_targets
     grid = model.image_size // 4
 
-    def with_true_masks(feats, memory) -> Decoded:  # type: ignore[no-untyped-def]
-        out = decode_targets(feats, memory)  # the real work, timed
+    def with_true_masks(feats, memory, *dtypes) -> Decoded:  # type: ignore[no-untyped-def]
+        out = decode_targets(feats, memory, *dtypes)  # the real work, timed
         classes = len(out.iou)  # one target at a time: the batch is the classes
         onehot = torch.stack([torch.from_numpy(truth[0] == c + 1) for c in range(classes)])[:, None].float()
         low = F.interpolate(onehot, (grid, grid), mode="bilinear", align_corners=False, antialias=True)
