@@ -358,6 +358,25 @@ class SansaPredictor:
             feats = self.model.encode_images(inputs.to(self.device))
         return feats if dtype is None else feats.to(dtype=torch.float32)
 
+    def decode_click(
+        self, feats: ImageFeatures, xy: tuple[float, float], size: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """SAM2's masks for one click on an encoded target (no references involved; nothing encoded).
+
+        Args:
+            feats: the target's features (:meth:`encode`, a batch of 1).
+            xy: the click, pixel ``(x, y)`` of the target.
+            size: the target's ``(H, W)``.
+
+        Returns:
+            ``bool [3, H, W]`` the decoder's three candidate masks and ``float32 [3]`` their IoU estimates.
+        """
+        height, width = size
+        points = self.transform.coords(np.asarray([xy], dtype=np.float32), height, width)
+        logits, iou = self._point_decoder(feats)(points)
+        masks = self.transform.logits_to_image(logits[0][:, None], height, width) > 0
+        return masks.numpy(), iou[0].float().numpy()
+
     def segment_encoded(
         self,
         feats: ImageFeatures,

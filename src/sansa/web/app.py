@@ -17,8 +17,10 @@ Routes (JSON unless said; the OpenAPI schema is at ``/docs``)::
     POST   /api/sessions/{sid}/references/undo    an image's reference of a class back to before its last change
     DELETE /api/sessions/{sid}/references/{id}
     GET    /api/sessions/{sid}/references/{id}/polygons  its mask as polygons (the page's polygon tool)
-    GET    /api/sessions/{sid}/targets/{name}     per-class scores + overlay;  /overlay.png  the overlay;
+    GET    /api/sessions/{sid}/targets/{name}     per-class scores, objects + overlay;  /overlay.png  the overlay;
                                                   /features.png  its PCA feature map (sansa.web.features)
+    POST   /api/sessions/{sid}/targets/{name}/objects  delete, merge, split, review its objects (sansa.web.objects)
+    PUT    /api/sessions/{sid}/objects/options    how classes are split into objects (min_area, max_objects, ...)
     POST   /api/sessions/{sid}/propagate          segment every target in the background; GET polls it
     DELETE /api/sessions/{sid}/propagate          cancel
     GET    /api/sessions/{sid}/review             targets and corrected targets with state, score, counts
@@ -52,7 +54,7 @@ from starlette.background import BackgroundTask
 from sansa.errors import SansaError
 from sansa.export.exporter import format_names
 from sansa.predictor import SansaPredictor
-from sansa.web import exporting, features, propagate, render, security
+from sansa.web import exporting, features, objects, propagate, render, security
 from sansa.web.errors import Conflict, Stale, TooLarge, human_size, status_of
 from sansa.web.folder import MAX_UPLOAD_BYTES, ImageFolder
 from sansa.web.results import shown
@@ -67,6 +69,8 @@ from sansa.web.schema import (
     ImageInfo,
     ImageList,
     JobState,
+    ObjectEdit,
+    ObjectOptionsIn,
     PolygonsOut,
     PromoteRequest,
     PropagateStatus,
@@ -299,19 +303,29 @@ def _add_session_routes(app: FastAPI, service: SansaService) -> None:
 
     @app.get("/api/sessions/{sid}/targets/{name}")
     def target(sid: str, name: str, max_side: MaxSide = None, hide: Hide = None) -> TargetOut:
-        session = service.session(sid)
-        with service.lock:
-            composed = shown(service, session, name, max_side)
-            version = session.version
-        png = _overlay(session, composed.label_map, composed.labels, hide, max_side)
-        return TargetOut(
-            name=name,
-            version=version,
-            source=composed.source,
-            stale=composed.stale,
-            classes=target_classes(composed),
-            overlay_png=render.data_url(png),
-        )
+        return _target_out(service, service.session(sid), name, max_side, hide)
+
+    @app.post("/api/sessions/{sid}/targets/{name}/objects")
+    def edit_objects(
+        sid: str,
+        name: str,
+        body: ObjectEdit,
+        response: Response,
+        revision: Revision = None,
+        max_side: MaxSide = None,
+        hide: Hide = None,
+    ) -> TargetOut:
+        """Delete, merge, split, accept, reject, undo or reset the image's objects (sansa.web.objects)."""
+        with _change(service, sid, revision, response) as session:
+            objects.edit(service, session, name, body)
+            service.save(session)
+        return _target_out(service, session, name, max_side, hide)
+
+    @app.put("/api/sessions/{sid}/objects/options")
+    def object_options(sid: str, body: ObjectOptionsIn, response: Response, revision: Revision = None) -> SessionState:
+        with _change(service, sid, revision, response) as session:
+            service.set_object_options(session, body.model_dump(exclude_none=True))
+        return service.state(session)
 
     @app.get("/api/sessions/{sid}/targets/{name}/overlay.png", response_class=Response)
     def overlay(sid: str, name: str, max_side: MaxSide = None, hide: Hide = None) -> Response:
@@ -399,6 +413,27 @@ def _change(service: SansaService, sid: str, revision: int | None, response: Res
         service.expect(session, revision)
         yield session
         response.headers[REVISION_HEADER] = str(session.revision)
+
+
+def _target_out(
+    service: SansaService, session: Session, name: str, max_side: int | None, hide: list[str] | None
+) -> TargetOut:
+    """What image ``name`` shows: its classes, overlay and objects (rejected ones listed too)."""
+    with service.lock:
+        composed = shown(service, session, name, max_side)
+        version = session.version
+    png = _overlay(session, composed.label_map, composed.labels, hide, max_side)
+    return TargetOut(
+        name=name,
+        version=version,
+        source=composed.source,
+        stale=composed.stale,
+        edited=composed.edited,
+        classes=target_classes(composed),
+        overlay_png=render.data_url(png),
+        objects=objects.object_outs(composed),
+        object_map_png=render.data_url(objects.id_map_png(composed.object_map, max_side)),
+    )
 
 
 def _overlay(

@@ -11,7 +11,9 @@ accepted   a prediction accepted in review, as it was when accepted    the decod
 predicted  the current prediction (targets not reviewed)               the decoder's
 ========== =========================================================== =============
 
-Targets rejected in review are left out (and listed in the job status). Classes are the page's,
+Targets rejected in review are left out (and listed in the job status). Each image's objects are
+written as the page lists them (after deletes, merges and splits), less those rejected one by one;
+objects hidden on the page are written (hiding is a view setting). Classes are the page's,
 in its order and colours: class id ``i + 1`` is the page's ``i``-th class, and ``classes.json``,
 the indexed PNGs' palette and the overlays use the page's colours. ``images.json`` in the zip
 says where each image's masks come from (its ``source``), with per-class scores and pixel counts.
@@ -42,6 +44,8 @@ from sansa.export import render as export_render
 from sansa.export.writer import STATE_DIR, TargetRecord
 from sansa.images import open_lazily
 from sansa.labeling import ExportOptions, Segmented, export_results
+from sansa.records import SegmentedObject
+from sansa.web import objects as web_objects
 from sansa.web.errors import Conflict, NotFound
 from sansa.web.render import hex_to_rgb
 from sansa.web.results import composable, is_reference, shown_if_current
@@ -54,12 +58,22 @@ COMPRESSED = (".png", ".jpg", ".jpeg")  # stored in the zip as they are
 
 
 @dataclass(frozen=True)
+class Mapped:
+    """One image as the export writes it: its label map in the export's class ids, each class's
+    score, and its objects (all but those rejected in review; see :mod:`sansa.web.objects`)."""
+
+    label_map: np.ndarray
+    scores: dict[str, float]
+    objects: list[SegmentedObject]
+
+
+@dataclass(frozen=True)
 class Item:
     """One image to export: ``mapping()`` gives its label map in the export's class ids and its scores."""
 
     name: str
     source: Source
-    mapping: Callable[[], tuple[np.ndarray, dict[str, float]]]
+    mapping: Callable[[], Mapped]
 
 
 class ExportJob:
@@ -156,13 +170,14 @@ class ExportJob:
             for item in self.items:
                 if self._stop.is_set():
                     raise _Cancelled
-                label_map, scores = item.mapping()
+                mapped = item.mapping()
                 yield Segmented(
                     item.name,
                     self.service.folder.load(item.name),
-                    label_map,
-                    scores,
+                    mapped.label_map,
+                    mapped.scores,
                     source=self.service.folder.root / item.name,
+                    objects=mapped.objects,
                 )
 
         def written(result: Segmented, record: TargetRecord) -> None:
@@ -176,6 +191,7 @@ class ExportJob:
                     self.labels,
                     result.scores,
                     self.session.reviews.get(result.name),
+                    record.objects,
                 )
             )
             self.done += 1
@@ -260,29 +276,33 @@ def job_of(session: Session, export_id: str) -> ExportJob:
     return job
 
 
-def _mapping(
-    service: SansaService, session: Session, name: str, labels: list[str]
-) -> Callable[[], tuple[np.ndarray, dict[str, float]]]:
+def _mapping(service: SansaService, session: Session, name: str, labels: list[str]) -> Callable[[], Mapped]:
     """Image ``name``'s composed map in the export's class ids (the page's classes when the export
-    started), composed when written (one image's map in memory at a time)."""
+    started) and its objects, composed when written (one image's map in memory at a time)."""
 
-    def mapping() -> tuple[np.ndarray, dict[str, float]]:
+    def mapping() -> Mapped:
         with service.lock:
             composed = shown_if_current(service, session, name)
         if composed is None:
             raise Conflict(f"export: {name!r} lost its result while exporting (references changed); export again")
         ids = [0] + [labels.index(x) + 1 if x in labels else 0 for x in composed.labels]
         lookup = np.array(ids, dtype=np.uint16)
-        return lookup[composed.label_map], {k: v for k, v in composed.scores.items() if k in labels}
+        scores = {k: v for k, v in composed.scores.items() if k in labels}
+        return Mapped(lookup[composed.label_map], scores, web_objects.to_export(composed, labels))
 
     return mapping
 
 
 def _image_record(
-    item: Item, label_map: np.ndarray, labels: list[str], scores: dict[str, float], review: ReviewState | None
+    item: Item,
+    label_map: np.ndarray,
+    labels: list[str],
+    scores: dict[str, float],
+    review: ReviewState | None,
+    objects: dict[str, int],
 ) -> dict:
     classes = {
-        label: {"pixels": int(np.count_nonzero(label_map == i)), "score": scores.get(label)}
+        label: {"pixels": int(np.count_nonzero(label_map == i)), "score": scores.get(label), "objects": objects[label]}
         for i, label in enumerate(labels, start=1)
     }
     return {

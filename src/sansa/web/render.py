@@ -56,13 +56,7 @@ def overlay_png(label_map: np.ndarray, colors: Sequence[str], max_side: int | No
     Args:
         max_side: shrink (nearest neighbour) so the longer side is at most this.
     """
-    index = label_map
-    if max_side is not None and max(index.shape) > max_side:
-        scale = max_side / max(index.shape)
-        height, width = max(1, round(index.shape[0] * scale)), max(1, round(index.shape[1] * scale))
-        rows = (np.arange(height) * index.shape[0] // height)[:, None]
-        cols = (np.arange(width) * index.shape[1] // width)[None, :]
-        index = index[rows, cols]
+    index = downsized(label_map, max_side)
     count = len(colors)
     pixels = index.astype(np.uint8)
     pixels[outline(index)] += count
@@ -71,6 +65,17 @@ def overlay_png(label_map: np.ndarray, colors: Sequence[str], max_side: int | No
     img.putpalette([v for c in rgb for v in c])
     img.info["transparency"] = bytes([0] + [FILL_ALPHA] * count + [OUTLINE_ALPHA] * count)
     return to_png(img)
+
+
+def downsized(index: np.ndarray, max_side: int | None) -> np.ndarray:
+    """``index`` (``[H, W]``) shrunk by nearest neighbour so its longer side is at most ``max_side``."""
+    if max_side is None or max(index.shape) <= max_side:
+        return index
+    scale = max_side / max(index.shape)
+    height, width = max(1, round(index.shape[0] * scale)), max(1, round(index.shape[1] * scale))
+    rows = (np.arange(height) * index.shape[0] // height)[:, None]
+    cols = (np.arange(width) * index.shape[1] // width)[None, :]
+    return index[rows, cols]
 
 
 def mask_png(mask: np.ndarray, color: str) -> bytes:

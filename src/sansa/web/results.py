@@ -7,27 +7,36 @@ Per image (classes in the page's order, class id ``i + 1`` = the page's ``i``-th
 image kind    its label map
 ============= ====================================================================================
 reference     the masks the user marked on it (one per class marked)
-target        the accepted map (as it was when accepted) if accepted, else the current prediction;
-              then each class the user *fixed* on it replaced by the fixed mask (per class: the
-              other classes stay predicted or accepted). A fixed class whose mask was erased is empty.
+target        its edited objects (:mod:`sansa.web.objects`) if edited, else the accepted map (as it
+              was when accepted) if accepted, else the current prediction; then each class the user
+              *fixed* on it replaced by the fixed mask (per class: the other classes stay predicted
+              or accepted). A fixed class whose mask was erased is empty.
 ============= ====================================================================================
 
-An accepted map made with older references than the session's is ``stale``: the page marks it
-(the export still writes it, as the user accepted it).
+Every image also shows its objects (``object_map``), which agree with its label map
+(:func:`reconcile`); objects rejected in review are listed but their pixels are
+not in ``label_map`` (the export leaves them out).
+
+An accepted or edited map made with older references than the session's is ``stale``: the page
+marks it (the export still writes it, as the user left it).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sansa.web.schema import ReviewState, Source
-from sansa.web.session import Session, TargetResult
+from sansa.web.session import ObjectInfo, Session, TargetResult
 
 if TYPE_CHECKING:
     from sansa.web.service import SansaService
+
+REJECTED = "rejected"  # an object's review state: listed, left out of the label map and the export
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,10 @@ class Shown:
     source: Source
     sources: dict[str, Source] = field(default_factory=dict)
     stale: bool = False
+    object_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.uint16))
+    objects: list[ObjectInfo] = field(default_factory=list)
+    version: int = 0
+    edited: bool = False
 
     def areas(self) -> dict[str, int]:
         counts = np.bincount(self.label_map.ravel(), minlength=len(self.labels) + 1)
@@ -66,7 +79,7 @@ def composable(service: SansaService, session: Session, name: str) -> Source | N
     if is_reference(session, name):
         return Source.REFERENCE
     accepted = session.reviews.get(name) == ReviewState.ACCEPTED and name in session.accepted
-    if not accepted and service.current_result(session, name) is None:
+    if not accepted and name not in session.edited and service.current_result(session, name) is None:
         return None
     return Source.CORRECTED if session.fixed(name) else Source.ACCEPTED if accepted else Source.PREDICTED
 
@@ -91,14 +104,13 @@ def _compose(service: SansaService, session: Session, name: str, max_side: int |
     if is_reference(session, name):
         return _reference(session, name, labels)
     accepted = session.accepted.get(name) if session.reviews.get(name) == ReviewState.ACCEPTED else None
-    base = accepted or service.current_result(session, name)
-    if base is not None:
-        label_map, scores = _in_page_order(base, labels)
-    elif fresh:
-        label_map, found, scores = service.label_map(session, name, max_side)
-        label_map, scores = _in_page_order(TargetResult.pack(session.version, label_map, found, scores), labels)
-    else:
+    edited = session.edited.get(name)
+    base = edited or accepted or service.current_result(session, name)
+    if base is None and not fresh:
         return None
+    base = base or service.result(session, name, max_side)
+    label_map, scores = _in_page_order(base, labels)
+    object_map, objects = objects_in_page_order(base, labels)
     source = Source.ACCEPTED if accepted is not None else Source.PREDICTED
     sources = {label: source for label in scores}
     fixed = session.fixes.get(name, [])
@@ -109,8 +121,15 @@ def _compose(service: SansaService, session: Session, name: str, max_side: int |
         if slot is not None:
             label_map[_resized(slot.mask, label_map.shape)] = index
         scores[label], sources[label] = 1.0, Source.CORRECTED
-    stale = accepted is not None and accepted.version != session.version
-    return Shown(label_map, labels, scores, Source.CORRECTED if fixed else source, sources, stale)
+    objects = [dataclasses.replace(o, score=1.0) if o.label in fixed else o for o in objects]  # hand-made
+    object_map, objects = reconcile(label_map, object_map, objects, labels, scores)
+    rejected = [k for k, o in enumerate(objects, start=1) if o.state == REJECTED]
+    if rejected:
+        label_map[np.isin(object_map, rejected)] = 0
+    stale = (edited or accepted) is not None and base.version != session.version
+    whole = Source.CORRECTED if fixed else source
+    edits = edited is not None
+    return Shown(label_map, labels, scores, whole, sources, stale, object_map, objects, base.version, edits)
 
 
 def _reference(session: Session, name: str, labels: list[str]) -> Shown:
@@ -119,13 +138,56 @@ def _reference(session: Session, name: str, labels: list[str]) -> Shown:
     for slot in sorted(slots, key=lambda s: -labels.index(s.reference.label)):  # the first class on top
         label_map[slot.mask] = labels.index(slot.reference.label) + 1
     scores = {s.reference.label: 1.0 for s in slots}
-    return Shown(label_map, labels, scores, Source.REFERENCE, {label: Source.REFERENCE for label in scores})
+    object_map, objects = reconcile(label_map, np.zeros_like(label_map), [], labels, scores)
+    sources = {label: Source.REFERENCE for label in scores}
+    return Shown(label_map, labels, scores, Source.REFERENCE, sources, False, object_map, objects, session.version)
 
 
 def _in_page_order(result: TargetResult, labels: list[str]) -> tuple[np.ndarray, dict[str, float]]:
     """``result``'s map with class ids of the page's order (classes no longer in the session: 0)."""
     lookup = np.array([0] + [labels.index(x) + 1 if x in labels else 0 for x in result.labels], dtype=np.uint16)
     return lookup[result.label_map], {k: v for k, v in result.scores.items() if k in labels}
+
+
+def objects_in_page_order(result: TargetResult, labels: Sequence[str]) -> tuple[np.ndarray, list[ObjectInfo]]:
+    """``result``'s object map and objects, objects of classes no longer in ``labels`` left out
+    (``zeros`` and ``[]`` for a result made without objects)."""
+    object_map = result.object_map
+    if object_map is None:
+        return np.zeros(result.shape, dtype=np.uint16), []
+    keep = [o.label in labels for o in result.objects]
+    return renumber(object_map, list(result.objects), keep)
+
+
+def renumber(
+    object_map: np.ndarray, objects: list[ObjectInfo], keep: Sequence[bool]
+) -> tuple[np.ndarray, list[ObjectInfo]]:
+    """The objects with ``keep`` true, numbered ``1..K`` in their order (the others: background)."""
+    lookup = np.zeros(len(objects) + 1, dtype=np.uint16)
+    kept = [k for k in range(1, len(objects) + 1) if keep[k - 1]]
+    lookup[kept] = np.arange(1, len(kept) + 1, dtype=np.uint16)
+    return lookup[object_map], [objects[k - 1] for k in kept]
+
+
+def reconcile(
+    label_map: np.ndarray,
+    object_map: np.ndarray,
+    objects: list[ObjectInfo],
+    labels: Sequence[str],
+    scores: dict[str, float],
+) -> tuple[np.ndarray, list[ObjectInfo]]:
+    """Make the objects agree with ``label_map`` (``uint16 [H, W]``, ``i + 1`` = ``labels[i]``):
+    each object clipped to its class's pixels, empty ones dropped, and the pixels of a class no
+    object holds one more object of that class (its score: the class's, else 1.0)."""
+    classes = np.array([0] + [labels.index(o.label) + 1 for o in objects], dtype=np.uint16)
+    object_map = np.where(classes[object_map] == label_map, object_map, 0).astype(np.uint16)
+    areas = np.bincount(object_map.ravel(), minlength=len(objects) + 1)
+    object_map, objects = renumber(object_map, objects, [bool(a) for a in areas[1:]])
+    free = (label_map > 0) & (object_map == 0)
+    for class_id in np.unique(label_map[free]).tolist():
+        objects.append(ObjectInfo(labels[class_id - 1], float(scores.get(labels[class_id - 1], 1.0))))
+        object_map[free & (label_map == class_id)] = len(objects)
+    return object_map, objects
 
 
 def _resized(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -202,6 +202,9 @@ class SessionState(BaseModel):
     targets: int = Field(default=0, description="images that are not references")
     propagated: int = Field(default=0, description="targets with a result for the current version")
     notes: list[str] = Field(default_factory=list, description="what could not be restored, one line each")
+    object_options: dict[str, int | float] = Field(
+        default_factory=dict, description="the object options the user set (the others: the library's defaults)"
+    )
 
 
 class TargetClass(BaseModel):
@@ -211,13 +214,46 @@ class TargetClass(BaseModel):
     source: Source = Field(default=Source.PREDICTED, description="where this class's mask comes from")
 
 
+class ObjectOut(BaseModel):
+    """One object of an image, as listed (its pixels: ``object_map_png`` == ``id``)."""
+
+    id: int = Field(description="1..K on this image (edits renumber them)")
+    label: str
+    score: float = Field(description="the decoder's IoU estimate (1.0 for hand-made masks)")
+    area: int = Field(description="pixels at the image's full size")
+    box: tuple[int, int, int, int] = Field(description="[x0, y0, x1, y1] in full-size pixel edges (exclusive end)")
+    state: str | None = Field(default=None, description="its review decision: accepted, rejected or null")
+
+
+class ObjectEdit(BaseModel):
+    """A change of an image's objects (see :mod:`sansa.web.objects`)."""
+
+    op: Literal["delete", "merge", "split", "accept", "reject", "undo", "reset"]
+    ids: list[int] = Field(default_factory=list, max_length=65535, description="the objects (ids of the list)")
+    point: Point | None = Field(default=None, description="split: the click [x, y] in full-size pixels")
+
+
+class ObjectOptionsIn(BaseModel):
+    """How classes are split into objects; leave a field out to keep the library's default."""
+
+    min_area: int | None = Field(default=None, ge=0, description="the smallest object, in pixels")
+    max_objects: int | None = Field(default=None, ge=0, description="the most objects per class")
+    points_per_class: int | None = Field(default=None, ge=0, description="decoder prompts per class")
+    overlap: float | None = Field(default=None, ge=0, le=1, description="mask IoU above which two are one")
+
+
 class TargetOut(BaseModel):
     name: str
     version: int = Field(description="the session version these masks belong to")
     source: Source = Field(default=Source.PREDICTED, description="what the export writes for this image")
-    stale: bool = Field(default=False, description="accepted with older references than the current ones")
+    stale: bool = Field(default=False, description="accepted or edited with older references than the current ones")
+    edited: bool = Field(default=False, description="its objects were edited (kept as they were left)")
     classes: list[TargetClass]
     overlay_png: str = Field(description="the label map as a data: URL (palette PNG, classes in their colours)")
+    objects: list[ObjectOut] = Field(default_factory=list, description="what the export writes, rejected ones listed")
+    object_map_png: str | None = Field(
+        default=None, description="the object ids as a data: URL (RGB PNG: id = red + 256 * green), at max_side"
+    )
 
 
 class PropagateStatus(BaseModel):
@@ -241,6 +277,8 @@ class ReviewItem(BaseModel):
     score: float | None = Field(description="lowest decoder score of the classes found; None before propagation")
     classes: list[TargetClass] = Field(default_factory=list)
     stale: bool = Field(default=False, description="accepted with older references than the current ones")
+    objects: int = Field(default=0, description="objects the export writes")
+    rejected_objects: int = Field(default=0, description="objects rejected one by one (left out)")
 
 
 class ReviewList(BaseModel):

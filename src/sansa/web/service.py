@@ -28,6 +28,7 @@ import torch
 from sansa.drawing.palette import class_color
 from sansa.errors import SansaError
 from sansa.model.sansa import ImageFeatures
+from sansa.objects import ObjectOptions
 from sansa.predictor import SansaPredictor
 from sansa.records import Prompt, PromptType, Reference, Segmentation
 from sansa.web import history, polygons, render, results, strokes
@@ -149,6 +150,7 @@ class SansaService:
                 targets=len(targets),
                 propagated=propagated,
                 notes=list(session.notes),
+                object_options=dict(session.object_options),
             )
 
     def save(self, session: Session) -> None:
@@ -166,6 +168,7 @@ class SansaService:
             "fixes": session.fixes,
             "trash": session.trash,
             "history": session.history,
+            "object_options": session.object_options,
         }
         self.store.save(session.id, record)
 
@@ -273,6 +276,21 @@ class SansaService:
             for image in entry["fixes"]:
                 session.fixes.setdefault(image, []).append(name)
             session.trash.remove(entry)
+            session.changed()
+            self.save(session)
+
+    def set_object_options(self, session: Session, given: dict[str, Any]) -> None:
+        """How the session splits classes into objects: ``given`` (what the user set; the rest are
+        :class:`~sansa.objects.ObjectOptions`' defaults) replaces the earlier choice. The targets'
+        results become out of date (propagate again); edited objects stay as they were left.
+
+        Raises:
+            SansaError: an unknown option or a value out of range (one line naming it).
+        """
+        with self.lock:
+            options = ObjectOptions.create(**given)
+            session.object_options = {k: v for k, v in given.items() if v is not None}
+            session.predictor.objects = options
             session.changed()
             self.save(session)
 
@@ -395,8 +413,7 @@ class SansaService:
             if name in session.reference_images() or session.fixed(name):
                 raise Conflict(f"image {name!r}: is a reference (or fixed): its own masks are exported")
             if state == ReviewState.ACCEPTED:
-                label_map, labels, scores = self.label_map(session, name)
-                session.accepted[name] = TargetResult.pack(session.version, label_map, labels, scores)
+                session.accepted[name] = self.result(session, name)
                 self.store.save_map(session.id, "accepted", session.accepted[name].stored(name))
             else:
                 session.accepted.pop(name, None)
@@ -430,20 +447,17 @@ class SansaService:
         result = session.results.get(name)
         return result if result is not None and result.version == session.version else None
 
-    def label_map(
-        self, session: Session, name: str, max_side: int | None = None
-    ) -> tuple[np.ndarray, list[str], dict[str, float]]:
-        """The label map of target ``name`` for the session's current references: the propagated
-        result when it is current, else a fresh one (at most ``max_side`` on its longer side)."""
+    def result(self, session: Session, name: str, max_side: int | None = None) -> TargetResult:
+        """The label map and objects of target ``name`` for the session's current references: the
+        propagated result when it is current, else a fresh one (at most ``max_side`` on its longer side)."""
         result = self.current_result(session, name)
         if result is not None:
-            return result.label_map, result.labels, result.scores
+            return result
         height, width = self.folder.load(name).shape[:2]
         if max_side is not None and max(height, width) > max_side:
             scale = max_side / max(height, width)
             height, width = max(1, round(height * scale)), max(1, round(width * scale))
-        seg = self.segment(session, name, (height, width))
-        return seg.label_map, seg.labels, {label: p.score for label, p in seg.predictions.items()}
+        return TargetResult.of(session.version, self.segment(session, name, (height, width)))
 
     def prepare(self, name: str) -> Prepared:
         """Image ``name`` read, decoded and resized for the encoder; needs no lock (the folder's
@@ -509,6 +523,11 @@ class SansaService:
             trash=record.get("trash", []),
             history=record.get("history", []),
         )
+        try:
+            session.predictor.objects = ObjectOptions.create(**record.get("object_options", {}))
+            session.object_options = dict(record.get("object_options", {}))
+        except (SansaError, TypeError):
+            notes.append("session.json: its object options are damaged; the defaults are used")
         lost = False  # a reference not restored now (its image unreadable): kept on disk for the next try
         for ref in record["references"]:
             if not is_reference(ref):
@@ -526,6 +545,9 @@ class SansaService:
         shapes = self.image_shapes()
         results, damaged = self.store.load_maps(sid, "results", shapes)
         accepted, _ = self.store.load_maps(sid, "accepted", shapes)  # a damaged one: its review is undone
+        edited, damaged_edits = self.store.load_maps(sid, "objects", shapes)  # a damaged one: back to the prediction
+        session.edited = {m.name: TargetResult.from_stored(m) for m in edited}
+        damaged += damaged_edits
         session.results = {m.name: TargetResult.from_stored(m) for m in results}
         session.accepted = {
             m.name: TargetResult.from_stored(m) for m in accepted if session.reviews.get(m.name) == ReviewState.ACCEPTED
@@ -586,7 +608,7 @@ class SansaService:
         session.fixes = {image: [new if x == old else x for x in labels] for image, labels in session.fixes.items()}
         history.rename(session, old, new)
         saves = []
-        for kind, maps in (("results", session.results), ("accepted", session.accepted)):
+        for kind, maps in (("results", session.results), ("accepted", session.accepted), ("objects", session.edited)):
             for name, result in list(maps.items()):
                 if old in result.labels:
                     maps[name] = result.renamed(old, new)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,44 +60,92 @@ class Slot:
 
 
 @dataclass(frozen=True)
+class ObjectInfo:
+    """One object of a target's object map: its class, score and review decision.
+
+    Attributes:
+        label: its class.
+        score: the decoder's IoU estimate (1.0 for hand-made masks).
+        state: ``None`` (not reviewed), ``"accepted"`` or ``"rejected"`` (left out of the export).
+    """
+
+    label: str
+    score: float
+    state: str | None = None
+
+
+@dataclass(frozen=True)
 class TargetResult:
-    """A target's label map, made at session ``version``; kept compressed (a whole folder of
-    ``uint16`` maps would not fit in memory, their zlib streams do)."""
+    """A target's label map and objects, made at session ``version``; kept compressed (a whole
+    folder of ``uint16`` maps would not fit in memory, their zlib streams do).
+
+    ``objects[k - 1]`` is object ``k`` of :attr:`object_map` (``uint16 [H, W]``, 0: no object);
+    ``object_packed`` is ``None`` for a result made without objects (a class is then one object).
+    """
 
     version: int
     labels: list[str]
     scores: dict[str, float]
     shape: tuple[int, int]
     packed: bytes
+    objects: tuple[ObjectInfo, ...] = ()
+    object_packed: bytes | None = None
 
     @classmethod
     def of(cls, version: int, seg: Segmentation) -> TargetResult:
         scores = {label: p.score for label, p in seg.predictions.items()}
-        return cls.pack(version, seg.label_map, list(seg.labels), scores)
+        object_map = np.zeros(seg.label_map.shape, dtype=np.uint16)
+        for k, obj in enumerate(seg.objects, start=1):
+            object_map[obj.mask] = k
+        infos = [ObjectInfo(obj.label, float(obj.score)) for obj in seg.objects]
+        return cls.pack(version, seg.label_map, list(seg.labels), scores, object_map, infos)
 
     @classmethod
-    def pack(cls, version: int, label_map: np.ndarray, labels: list[str], scores: dict[str, float]) -> TargetResult:
-        """From a ``uint16 [H, W]`` label map (0 background, ``i + 1`` = ``labels[i]``)."""
+    def pack(
+        cls,
+        version: int,
+        label_map: np.ndarray,
+        labels: list[str],
+        scores: dict[str, float],
+        object_map: np.ndarray | None = None,
+        objects: Sequence[ObjectInfo] = (),
+    ) -> TargetResult:
+        """From a ``uint16 [H, W]`` label map (0 background, ``i + 1`` = ``labels[i]``) and,
+        optionally, its ``uint16 [H, W]`` object map (``k`` = ``objects[k - 1]``)."""
         packed = zlib.compress(np.ascontiguousarray(label_map, dtype=np.uint16).tobytes(), 1)
-        return cls(version, list(labels), dict(scores), (int(label_map.shape[0]), int(label_map.shape[1])), packed)
+        shape = (int(label_map.shape[0]), int(label_map.shape[1]))
+        if object_map is None:
+            return cls(version, list(labels), dict(scores), shape, packed)
+        object_packed = zlib.compress(np.ascontiguousarray(object_map, dtype=np.uint16).tobytes(), 1)
+        return cls(version, list(labels), dict(scores), shape, packed, tuple(objects), object_packed)
 
     @classmethod
     def from_stored(cls, stored: StoredMap) -> TargetResult:
-        return cls.pack(stored.version, stored.label_map, stored.labels, stored.scores)
+        infos = [ObjectInfo(o["label"], o["score"], o.get("state")) for o in stored.objects]
+        return cls.pack(stored.version, stored.label_map, stored.labels, stored.scores, stored.object_map, infos)
 
     @property
     def label_map(self) -> np.ndarray:
         """``uint16 [H, W]``: 0 background, ``i + 1`` = ``labels[i]``."""
         return np.frombuffer(zlib.decompress(self.packed), dtype=np.uint16).reshape(self.shape)
 
+    @property
+    def object_map(self) -> np.ndarray | None:
+        """``uint16 [H, W]``: 0 no object, ``k`` = ``objects[k - 1]``; ``None``: made without objects."""
+        if self.object_packed is None:
+            return None
+        return np.frombuffer(zlib.decompress(self.object_packed), dtype=np.uint16).reshape(self.shape)
+
     def stored(self, name: str) -> StoredMap:
-        return StoredMap(name, self.version, self.labels, self.scores, self.label_map)
+        objects = [{"label": o.label, "score": o.score, "state": o.state} for o in self.objects]
+        return StoredMap(name, self.version, self.labels, self.scores, self.label_map, self.object_map, objects)
 
     def renamed(self, old: str, new: str) -> TargetResult:
         return dataclasses.replace(
             self,
             labels=[new if x == old else x for x in self.labels],
             scores={new if k == old else k: v for k, v in self.scores.items()},
+            objects=tuple(dataclasses.replace(o, label=new) if o.label == old else o for o in self.objects),
         )
 
 
@@ -107,7 +156,10 @@ class Session:
     ``version`` moves whenever references or classes change (results of an older version are
     stale); accepted predictions are kept as they were when accepted. ``revision`` moves with every
     saved change of any kind: a page's change made on an older revision is refused (another tab
-    changed the session meanwhile). ``fixes``: per target, the classes the user fixed on it (their
+    changed the session meanwhile). ``edited``: per target, its objects as the user edited them
+    (deleted, merged, split, reviewed one by one), kept as they were like an accepted map.
+    ``object_options``: the :class:`~sansa.objects.ObjectOptions` the user set (the rest default).
+    ``fixes``: per target, the classes the user fixed on it (their
     masks are the slots of that image and class; a fixed class without a slot was erased: empty).
     ``trash``: deleted classes with their references, as saved, newest last (restorable).
     ``history``: undo steps, newest last: per change of a reference, the image, class, whether the
@@ -127,6 +179,8 @@ class Session:
     fixes: dict[str, list[str]] = field(default_factory=dict)
     trash: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    edited: dict[str, TargetResult] = field(default_factory=dict)
+    object_options: dict[str, Any] = field(default_factory=dict)
     job: PropagationJob | None = None
     export: ExportJob | None = None
 

@@ -9,6 +9,10 @@ Layout::
     .sansa/web/sessions/<id>/masks/<ref>.png  the mask of each mask-prompt reference (binary PNG)
     .sansa/web/sessions/<id>/results/<k>.npz  a propagated label map (``uint16 [H, W]``) + its metadata
     .sansa/web/sessions/<id>/accepted/<k>.npz a prediction accepted in review, as it was then
+    .sansa/web/sessions/<id>/objects/<k>.npz  a target's objects as the user edited them
+
+Each map file holds ``label_map`` and, for results with objects, ``object_map`` (``uint16 [H, W]``,
+``k`` = the ``k``-th of the metadata's ``objects``: ``{label, score, state}``).
 
 ``session.json`` is rewritten after every change of the session; a result file after each
 target is propagated.
@@ -36,7 +40,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,7 +55,7 @@ STORE_DIR = Path(".sansa") / "web"
 FORMAT = 1
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-REVIEW_STATES = ("accepted", "rejected")  # the values of ``reviews`` in session.json
+REVIEW_STATES = ("accepted", "rejected")  # the values of ``reviews`` in session.json (and of objects' states)
 MAX_META_BYTES = 1 << 20  # a stored map's metadata (names, labels, scores) is a few hundred bytes
 
 
@@ -61,13 +65,16 @@ class DamagedFile(ValueError):
 
 @dataclass(frozen=True)
 class StoredMap:
-    """A label map read back from disk: ``uint16 [H, W]`` (0 background, ``i + 1`` = ``labels[i]``)."""
+    """A label map read back from disk: ``uint16 [H, W]`` (0 background, ``i + 1`` = ``labels[i]``),
+    with its object map (``uint16 [H, W]``, ``k`` = ``objects[k - 1]``; ``None`` without objects)."""
 
     name: str
     version: int
     labels: list[str]
     scores: dict[str, float]
     label_map: np.ndarray
+    object_map: np.ndarray | None = None
+    objects: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SessionStore:
@@ -211,11 +218,14 @@ class SessionStore:
         (self._dir(sid) / "masks" / f"{_safe(ref_id)}.png").unlink(missing_ok=True)
 
     def save_map(self, sid: str, kind: str, stored: StoredMap) -> None:
-        meta = json.dumps(
-            {"name": stored.name, "version": stored.version, "labels": stored.labels, "scores": stored.scores}
-        )
+        record = {"name": stored.name, "version": stored.version, "labels": stored.labels, "scores": stored.scores}
+        arrays: dict[str, Any] = {"label_map": stored.label_map.astype(np.uint16)}
+        if stored.object_map is not None:
+            record["objects"] = stored.objects
+            arrays["object_map"] = stored.object_map.astype(np.uint16)
+        arrays["meta"] = np.array(json.dumps(record))
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, label_map=stored.label_map.astype(np.uint16), meta=np.array(meta))
+        np.savez_compressed(buffer, **arrays)
         atomic.write_bytes(self._map_path(sid, kind, stored.name), buffer.getvalue())
 
     def remove_map(self, sid: str, kind: str, name: str) -> None:
@@ -250,14 +260,28 @@ def _read_map(path: Path, shapes: Mapping[str, tuple[int, int]]) -> StoredMap | 
         shape = shapes.get(meta["name"])
         if shape is None:
             return None
-        with archive.open("label_map.npy") as member:
-            found, dtype = _npy_header(member)
-            if found != shape or dtype != np.dtype(np.uint16):
-                raise DamagedFile(f"a label map {dtype} {found}, expected uint16 {shape} for image {meta['name']!r}")
-            label_map = _npy_data(member, found, dtype)
+        label_map = _read_uint16(archive, "label_map", "a label map", shape, meta["name"])
+        object_map = None
+        if "objects" in meta:
+            object_map = _read_uint16(archive, "object_map", "an object map", shape, meta["name"])
     if int(label_map.max(initial=0)) > len(meta["labels"]):
         raise DamagedFile(f"label map values above its {len(meta['labels'])} labels")
-    return StoredMap(meta["name"], meta["version"], meta["labels"], meta["scores"], label_map)
+    if object_map is not None and int(object_map.max(initial=0)) > len(meta["objects"]):
+        raise DamagedFile(f"object map values above its {len(meta['objects'])} objects")
+    return StoredMap(
+        meta["name"], meta["version"], meta["labels"], meta["scores"], label_map, object_map, meta.get("objects", [])
+    )
+
+
+def _read_uint16(
+    archive: zipfile.ZipFile, member_name: str, what: str, shape: tuple[int, int], image: str
+) -> np.ndarray:
+    """The ``uint16 [H, W]`` array ``member_name`` of a stored map, its header checked first."""
+    with archive.open(f"{member_name}.npy") as member:
+        found, dtype = _npy_header(member)
+        if found != shape or dtype != np.dtype(np.uint16):
+            raise DamagedFile(f"{what} {dtype} {found}, expected uint16 {shape} for image {image!r}")
+        return _npy_data(member, found, dtype)
 
 
 def _read_meta(archive: zipfile.ZipFile) -> dict[str, Any]:
@@ -277,10 +301,21 @@ def _read_meta(archive: zipfile.ZipFile) -> dict[str, Any]:
         and isinstance(meta.get("scores"), dict)
         and all(type(v) in (int, float) for v in meta["scores"].values())
     )
-    if not ok:
+    if not ok or not _are_objects(meta.get("objects", []), meta["labels"]):
         raise DamagedFile("metadata fields of the wrong type")
     meta["scores"] = {str(k): float(v) for k, v in meta["scores"].items()}
     return meta
+
+
+def _are_objects(objects: Any, labels: list[str]) -> bool:
+    """Whether ``objects`` is a list of ``{label (one of labels), score (number), state}``."""
+    return isinstance(objects, list) and all(
+        isinstance(o, dict)
+        and o.get("label") in labels
+        and type(o.get("score")) in (int, float)
+        and o.get("state") in (None, *REVIEW_STATES)
+        for o in objects
+    )
 
 
 def _npy_header(member: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
