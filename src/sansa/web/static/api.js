@@ -98,6 +98,9 @@ export const api = {
     change("DELETE", `/api/sessions/${sid}/references/${id}?keep_fix=${keepFix}${undo ? `&undo=${undo}` : ""}`),
   target: (sid, name, side, rev, hide = []) => call("GET", `/api/sessions/${sid}/targets/${q(name)}?max_side=${side}&v=${rev}`
     + hide.map((h) => `&hide=${q(h)}`).join("")),
+  editObjects: (sid, name, body, side) =>
+    change("POST", `/api/sessions/${sid}/targets/${q(name)}/objects?max_side=${side}`, body),
+  objectOptions: (sid, options) => change("PUT", `/api/sessions/${sid}/objects/options`, options),
   review: (sid) => call("GET", `/api/sessions/${sid}/review`),
   margins: (sid) => call("GET", `/api/sessions/${sid}/margins`),
   featuresUrl: (sid, name, side, rev) =>

@@ -2,6 +2,7 @@
 // The session lives on the server (saved in the folder's .sansa/web/): the page resumes it on load.
 import { api, hooks as apiHooks } from "./api.js";
 import { Editor } from "./editor.js";
+import { ObjectPanel } from "./objects.js";
 import { Review } from "./review.js";
 
 const $ = (id) => document.getElementById(id);
@@ -39,6 +40,17 @@ const editor = new Editor($("canvas"), {
     .sort((a, b) => (a.label === S.active) - (b.label === S.active)),
   sizeOf: (name) => S.images.find((i) => i.name === name),
   notify: (text) => toast(text),
+});
+
+const objects = new ObjectPanel({
+  side: EDITOR_SIDE,
+  sid: () => S.sid,
+  editor,
+  colorOf: (label) => colorOf(label),
+  toast: (text, error) => toast(text, error),
+  edited: (name) => objectsEdited(name),
+  fix: async (name, label) => { selectClass(label); if (await promote(name) && review.active) await review.refresh(); },
+  optionsSaved: (state) => applyState(state),
 });
 
 const review = new Review({
@@ -111,6 +123,7 @@ async function applyState(state) {
   S.reviews = state.reviews;
   S.fixes = state.fixes || {};
   S.trash = state.trash || [];
+  objects.setOptions(state.object_options);
   S.refs.clear();
   editor.reset();
   for (const r of state.references) {
@@ -306,6 +319,7 @@ async function openImage(name) {
   S.current = name;
   renderGallery();
   editor.setOverlay(null);
+  objects.clear();
   let img;
   try {
     img = await loadImage(api.imageUrl(name));
@@ -352,17 +366,25 @@ async function imageGone(name) {
 
 // The predicted (or accepted) masks of the open target over it, as the export writes them; the
 // classes marked by hand on it are drawn by the editor instead.
+// Its objects are listed and painted by the object panel (static/objects.js).
 async function refreshEditorOverlay() {
   const name = S.current;
-  if (!name || !S.refs.size || isReference(name)) { editor.setOverlay(null); return; }
+  if (!name || !S.refs.size || isReference(name)) { editor.setOverlay(null); objects.clear(); return; }
   const rev = overlayRev();
   try {
-    const out = await api.target(S.sid, name, EDITOR_SIDE, rev, [...markedLabels(name), ...hiddenLabels()]);
-    const img = await loadImage(out.overlay_png);
-    if (S.current === name && rev === overlayRev()) editor.setOverlay(img);
+    const skip = [...markedLabels(name), ...hiddenLabels()];
+    const out = await api.target(S.sid, name, EDITOR_SIDE, rev, skip);
+    if (S.current === name && rev === overlayRev()) await objects.show(name, out, skip);
   } catch (err) {
     if (err.status !== 409 && S.current === name) toast(`${name}: ${err.message}`, true);
   }
+}
+
+// An image's objects were edited: its card and the review counts follow.
+function objectsEdited(name) {
+  const card = cards.get(name);
+  if (card) { card.dataset.rev = "-1"; pumpOverlays(); }
+  if (review.active) review.refresh().catch((err) => toast(err.message, true));
 }
 
 function step(delta) {

@@ -124,7 +124,9 @@ export class Review {
     $("review-state").dataset.state = state;
     const margin = item ? this.margins[item.name] : null;
     $("review-stale").textContent = item?.stale ? "accepted with older references" : "";
-    $("review-score").textContent = (item && item.score !== null ? `score ${item.score.toFixed(2)}` : "")
+    const objects = item && item.objects + item.rejected_objects
+      ? ` · ${item.objects} objects` + (item.rejected_objects ? ` (${item.rejected_objects} rejected)` : "") : "";
+    $("review-score").textContent = (item && item.score !== null ? `score ${item.score.toFixed(2)}` : "") + objects
       + ($("review-sort").value === "margin" && typeof margin === "number" ? ` · margin ${margin.toFixed(2)}` : "");
     $("review-score").classList.toggle("low", !!item && item.score !== null && item.score < LOW_SCORE);
     for (const id of ["review-accept", "review-reject", "review-fix"]) $(id).disabled = !item || state === "fixed";
