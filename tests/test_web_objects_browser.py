@@ -213,11 +213,9 @@ def test_delete_merge_split_review_and_export_what_the_page_lists(page, tmp_path
     assert page.locator("#object-count").inner_text() == "2"
     shown = sorted((r["label"], r["area"]) for r in rows(page) if r["state"] != "rejected")
 
-    for fmt in ("coco", "instances"):
-        box = page.locator(f"#formats input[value='{fmt}']")
-        if not box.is_checked():
-            box.check()
-    with page.expect_download() as download:
+    for box in page.locator("#formats input").all():
+        box.set_checked(box.get_attribute("value") in ("coco", "instances"))
+    with page.expect_download(timeout=60_000) as download:
         page.locator("#export").click()
     archive = tmp_path / "export.zip"
     download.value.save_as(archive)

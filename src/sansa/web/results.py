@@ -24,7 +24,8 @@ marks it (the export still writes it, as the user left it).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from sansa.web.service import SansaService
 
 REJECTED = "rejected"  # an object's review state: listed, left out of the label map and the export
+Layer = tuple[np.ndarray, list[ObjectInfo]]  # an object map (uint16 [H, W], k = objects[k - 1]) and its objects
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,26 @@ class Shown:
     source: Source
     sources: dict[str, Source] = field(default_factory=dict)
     stale: bool = False
-    object_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.uint16))
-    objects: list[ObjectInfo] = field(default_factory=list)
     version: int = 0
     edited: bool = False
+    layer: Callable[[], Layer] | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def _layer(self) -> Layer:
+        """Made on first use (the review list and the targets grid never need it)."""
+        if self.layer is not None:
+            return self.layer()
+        return reconcile(self.label_map, np.zeros_like(self.label_map), [], self.labels, self.scores)
+
+    @property
+    def object_map(self) -> np.ndarray:
+        """``uint16 [H, W]``, 0 no object, ``k`` = ``objects[k - 1]`` (rejected ones too)."""
+        return self._layer[0]
+
+    @property
+    def objects(self) -> list[ObjectInfo]:
+        """Each object's class, score and review state."""
+        return self._layer[1]
 
     def areas(self) -> dict[str, int]:
         counts = np.bincount(self.label_map.ravel(), minlength=len(self.labels) + 1)
@@ -110,7 +128,6 @@ def _compose(service: SansaService, session: Session, name: str, max_side: int |
         return None
     base = base or service.result(session, name, max_side)
     label_map, scores = _in_page_order(base, labels)
-    object_map, objects = objects_in_page_order(base, labels)
     source = Source.ACCEPTED if accepted is not None else Source.PREDICTED
     sources = {label: source for label in scores}
     fixed = session.fixes.get(name, [])
@@ -121,15 +138,29 @@ def _compose(service: SansaService, session: Session, name: str, max_side: int |
         if slot is not None:
             label_map[_resized(slot.mask, label_map.shape)] = index
         scores[label], sources[label] = 1.0, Source.CORRECTED
-    objects = [dataclasses.replace(o, score=1.0) if o.label in fixed else o for o in objects]  # hand-made
-    object_map, objects = reconcile(label_map, object_map, objects, labels, scores)
-    rejected = [k for k, o in enumerate(objects, start=1) if o.state == REJECTED]
-    if rejected:
-        label_map[np.isin(object_map, rejected)] = 0
+    layer: Callable[[], Layer] = functools.partial(_layer_of, base, label_map, labels, dict(scores), fixed)
+    if any(o.state == REJECTED for o in base.objects):  # their pixels leave the label map: made now
+        made = layer()
+        label_map = label_map.copy()
+        label_map[np.isin(made[0], [k for k, o in enumerate(made[1], start=1) if o.state == REJECTED])] = 0
+        layer = functools.partial(_made, made)
     stale = (edited or accepted) is not None and base.version != session.version
     whole = Source.CORRECTED if fixed else source
-    edits = edited is not None
-    return Shown(label_map, labels, scores, whole, sources, stale, object_map, objects, base.version, edits)
+    return Shown(label_map, labels, scores, whole, sources, stale, base.version, edited is not None, layer)
+
+
+def _made(layer: Layer) -> Layer:
+    return layer
+
+
+def _layer_of(
+    base: TargetResult, label_map: np.ndarray, labels: list[str], scores: dict[str, float], fixed: list[str]
+) -> Layer:
+    """The objects of ``base`` agreeing with the composed ``label_map`` (fixed classes' objects are
+    hand-made: score 1.0)."""
+    object_map, objects = objects_in_page_order(base, labels)
+    objects = [dataclasses.replace(o, score=1.0) if o.label in fixed else o for o in objects]
+    return reconcile(label_map, object_map, objects, labels, scores)
 
 
 def _reference(session: Session, name: str, labels: list[str]) -> Shown:
@@ -138,9 +169,8 @@ def _reference(session: Session, name: str, labels: list[str]) -> Shown:
     for slot in sorted(slots, key=lambda s: -labels.index(s.reference.label)):  # the first class on top
         label_map[slot.mask] = labels.index(slot.reference.label) + 1
     scores = {s.reference.label: 1.0 for s in slots}
-    object_map, objects = reconcile(label_map, np.zeros_like(label_map), [], labels, scores)
     sources = {label: Source.REFERENCE for label in scores}
-    return Shown(label_map, labels, scores, Source.REFERENCE, sources, False, object_map, objects, session.version)
+    return Shown(label_map, labels, scores, Source.REFERENCE, sources, False, session.version)
 
 
 def _in_page_order(result: TargetResult, labels: list[str]) -> tuple[np.ndarray, dict[str, float]]:

@@ -46,13 +46,8 @@ def _item(name: str, state: str, composed: Shown | None) -> ReviewItem:
     classes = target_classes(composed)
     found = [c.score for c in classes if c.area > 0 and c.source != Source.CORRECTED]
     score = min(found) if found else (None if state == "fixed" else 0.0)
-    rejected = sum(1 for o in composed.objects if o.state == "rejected")
-    return ReviewItem(
-        name=name,
-        state=state,
-        score=score,
-        classes=classes,
-        stale=composed.stale,
-        objects=len(composed.objects) - rejected,
-        rejected_objects=rejected,
-    )
+    item = ReviewItem(name=name, state=state, score=score, classes=classes, stale=composed.stale)
+    if composed.edited:  # objects reviewed one by one: counted (composing objects costs a pass over the image)
+        item.rejected_objects = sum(1 for o in composed.objects if o.state == "rejected")
+        item.objects = len(composed.objects) - item.rejected_objects
+    return item

@@ -277,7 +277,7 @@ class ReviewItem(BaseModel):
     score: float | None = Field(description="lowest decoder score of the classes found; None before propagation")
     classes: list[TargetClass] = Field(default_factory=list)
     stale: bool = Field(default=False, description="accepted with older references than the current ones")
-    objects: int = Field(default=0, description="objects the export writes")
+    objects: int | None = Field(default=None, description="objects the export writes (counted on edited images)")
     rejected_objects: int = Field(default=0, description="objects rejected one by one (left out)")
 
 

@@ -124,7 +124,7 @@ export class Review {
     $("review-state").dataset.state = state;
     const margin = item ? this.margins[item.name] : null;
     $("review-stale").textContent = item?.stale ? "accepted with older references" : "";
-    const objects = item && item.objects + item.rejected_objects
+    const objects = item && item.objects !== null
       ? ` · ${item.objects} objects` + (item.rejected_objects ? ` (${item.rejected_objects} rejected)` : "") : "";
     $("review-score").textContent = (item && item.score !== null ? `score ${item.score.toFixed(2)}` : "") + objects
       + ($("review-sort").value === "margin" && typeof margin === "number" ? ` · margin ${margin.toFixed(2)}` : "");
