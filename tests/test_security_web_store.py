@@ -111,6 +111,12 @@ def npz(label_map: np.ndarray, meta: object, **extra) -> bytes:
     return out.getvalue()
 
 
+def with_objects(labels: list[str], object_map: np.ndarray) -> bytes:
+    """A stored result with objects of ``labels`` and ``object_map`` beside an empty label map."""
+    meta = {**good_meta(), "objects": [{"label": label, "score": 0.5} for label in labels]}
+    return npz(np.zeros((48, 64), np.uint16), meta, object_map=object_map)
+
+
 def good_meta(name: str = "im2.png") -> dict:
     return {"name": name, "version": 2, "labels": ["thing"], "scores": {"thing": 0.5}}
 
@@ -190,6 +196,12 @@ CASES = [
      "an array of object", ["im2.png"]),
     ("778 KB holding a 20000x20000 map", replace_result(lambda b: big_label_map()),
      "a label map uint16 (20000, 20000), expected uint16 (48, 64)", ["im2.png"]),
+    ("object map of floats", replace_result(lambda b: with_objects([], np.zeros((48, 64), np.float32))),
+     "an object map float32 (48, 64)", ["im2.png"]),
+    ("object ids past its objects", replace_result(lambda b: with_objects(["thing"], np.full((48, 64), 7, np.uint16))),
+     "object map values above its 1 objects", ["im2.png"]),
+    ("objects of an unknown class", replace_result(lambda b: with_objects(["other"], np.zeros((48, 64), np.uint16))),
+     "metadata fields of the wrong type", ["im2.png"]),
     ("accepted map garbage", damage_accepted, "im1.png: its accepted prediction is missing; review it again", []),
     ("reviews a list", rewrite_session(set_key("reviews", ["im1.png"])), "its review decisions are damaged", []),
     ("reviews of unknown states", rewrite_session(set_key("reviews", {"im1.png": "maybe"})),

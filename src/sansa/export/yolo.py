@@ -62,23 +62,25 @@ def join_pieces(pieces: Sequence[np.ndarray]) -> np.ndarray:
     The pieces (``[P_i, 2]`` closed outlines) are linked by a minimum spanning tree over their
     closest outline points (Prim's algorithm; outlines are first sampled every half pixel, so
     pieces that touch, as those cut around a hole, link where they touch, never across the
-    hole; many pieces are linked over a Delaunay triangulation, :func:`_delaunay_links`); the
+    hole; many pieces are linked over a Delaunay triangulation instead, :func:`_delaunay_links`); the
     outline walks each piece once, round from the point it entered at, and at each
     link's point detours into the linked piece and comes back to the same point. Points in the
     middle of straight runs are dropped again at the end.
     """
     if len(pieces) == 1:
         return np.asarray(pieces[0], dtype=np.float32)
-    pieces = [_sampled(np.asarray(p, dtype=np.float64)) for p in pieces]
-    sizes = np.array([len(p) for p in pieces])
-    points, owner = np.concatenate(pieces), np.repeat(np.arange(len(pieces)), sizes)
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    links = _delaunay_links(points, owner, first) if len(pieces) > MANY_PIECES else None
+    outlines = [np.asarray(p, dtype=np.float64) for p in pieces]
+    pieces = [_sampled(p) for p in outlines]
+    links = _delaunay_links(outlines, pieces) if len(pieces) > MANY_PIECES else None
     if links is None:
+        sizes = np.array([len(p) for p in pieces])
+        points, owner = np.concatenate(pieces), np.repeat(np.arange(len(pieces)), sizes)
+        first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         links = _prim_links(pieces, points, owner, first)
     return _without_straight_runs(np.array(_walk(pieces, links, 0, 0)[:-1])).astype(np.float32)
 
 
+TOUCHING = 0.75  # outlines sit a quarter pixel into their pixels: touching pieces' samples are this close
 MANY_PIECES = 64  # beyond this, the links come from a Delaunay triangulation (Prim's loop is quadratic)
 
 
@@ -109,44 +111,66 @@ def _prim_links(
     return links
 
 
-def _delaunay_links(points: np.ndarray, owner: np.ndarray, first: np.ndarray) -> dict[int, list[Any]] | None:
-    """The links of :func:`_prim_links` for many pieces, in ``O(P log P)``: the closest pair of two
-    pieces joined in a minimum spanning tree is an edge of the points' Delaunay triangulation, so
-    the tree is taken over those edges (scipy's ``minimum_spanning_tree``), rooted at piece 0.
-    ``None`` when the triangulation does not join every piece (degenerate points)."""
+def _delaunay_links(outlines: Sequence[np.ndarray], pieces: Sequence[np.ndarray]) -> dict[int, list[Any]] | None:
+    """Links like :func:`_prim_links` for many pieces, in about ``O(P log P)``: the pairs of pieces
+    that are neighbours in the Delaunay triangulation of their outline vertices, or that touch
+    (samples within :data:`TOUCHING`), are the candidates (the closest pair of two pieces a minimum
+    spanning tree joins is a Delaunay edge of all their points); each
+    candidate's distance is that of the closest points of the two pieces' half-pixel samples
+    (``pieces``), so pieces that touch are at 0 and link where they touch; the tree is the minimum
+    spanning tree over the candidates, rooted at piece 0. ``None`` when the triangulation fails
+    (degenerate points) or does not join every piece."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
     from scipy.spatial import Delaunay, QhullError
 
+    points = np.concatenate(outlines)
+    owner = np.repeat(np.arange(len(outlines)), [len(p) for p in outlines])
     try:
         triangulation = Delaunay(points)
     except (QhullError, ValueError):
         return None
     simplices, coplanar = triangulation.simplices, triangulation.coplanar  # coplanar: repeated points
-    a = np.concatenate([simplices[:, [0, 1, 2]].ravel(), coplanar[:, 0]])
-    b = np.concatenate([simplices[:, [1, 2, 0]].ravel(), coplanar[:, 2]])
-    between = owner[a] != owner[b]
-    a, b = a[between], b[between]
-    distance = np.hypot(*(points[a] - points[b]).T)
-    count = int(owner.max()) + 1
-    pair = np.minimum(owner[a], owner[b]) * count + np.maximum(owner[a], owner[b])
-    order = np.lexsort((distance, pair))  # per pair of pieces, the closest edge first
-    keep = order[np.concatenate([[True], np.diff(pair[order]) != 0])]
-    a, b, distance = a[keep], b[keep], distance[keep]
-    graph = coo_matrix((distance + 1e-9, (owner[a], owner[b])), shape=(count, count))  # 0 would be no edge
+    a = owner[np.concatenate([simplices[:, [0, 1, 2]].ravel(), coplanar[:, 0]])]
+    b = owner[np.concatenate([simplices[:, [1, 2, 0]].ravel(), coplanar[:, 2]])]
+    samples = np.concatenate(pieces)  # pieces that touch: samples of both within a diagonal half pixel
+    sample_owner = np.repeat(np.arange(len(pieces)), [len(p) for p in pieces])
+    near = cKDTree(samples).query_pairs(TOUCHING, output_type="ndarray")
+    a = np.concatenate([a, sample_owner[near[:, 0]]])
+    b = np.concatenate([b, sample_owner[near[:, 1]]])
+    count = len(outlines)
+    pairs = np.unique(np.minimum(a, b)[a != b] * count + np.maximum(a, b)[a != b])
+    trees: dict[int, cKDTree] = {}
+    closest = {
+        (int(k) // count, int(k) % count): _closest(pieces, trees, int(k) // count, int(k) % count) for k in pairs
+    }
+    rows, cols = np.array(list(closest)).reshape(-1, 2).T
+    weight = np.array([d for d, _, _ in closest.values()]) + 1e-9  # 0 would be no edge
+    graph = coo_matrix((weight, (rows, cols)), shape=(count, count))
     tree = minimum_spanning_tree(graph + graph.T).tocoo()
     if tree.nnz != count - 1:
         return None
-    edge = {(int(owner[i]), int(owner[j])): (int(i), int(j)) for i, j in zip(a, b, strict=True)}
-    edge.update({(q, p): (j, i) for (p, q), (i, j) in list(edge.items())})
     adjacency = coo_matrix((np.ones(tree.nnz), (tree.row, tree.col)), shape=(count, count))
     visit, parents = breadth_first_order(adjacency + adjacency.T, 0, directed=False)
     links: dict[int, list[Any]] = {i: [] for i in range(count)}
-    for child in visit[1:]:
+    for child in visit[1:].tolist():
         parent = int(parents[child])
-        i, j = edge[(parent, int(child))]
-        links[parent].append((i - int(first[parent]), int(child), j - int(first[child])))
+        low, high = min(parent, child), max(parent, child)
+        _, at_low, at_high = closest[(low, high)]
+        links[parent].append((at_low, child, at_high) if parent == low else (at_high, child, at_low))
     return links
+
+
+def _closest(pieces: Sequence[np.ndarray], trees: dict[int, cKDTree], p: int, q: int) -> tuple[float, int, int]:
+    """``(distance, p's vertex, q's vertex)``: the closest points of pieces ``p`` and ``q`` (the
+    smaller piece's points looked up in the larger one's k-d tree, each tree built once)."""
+    small, large = (q, p) if len(pieces[q]) <= len(pieces[p]) else (p, q)
+    if large not in trees:
+        trees[large] = cKDTree(pieces[large])
+    distances, nearest = trees[large].query(pieces[small])
+    at = int(np.argmin(distances))
+    vertex = {small: at, large: int(nearest[at])}
+    return float(distances[at]), vertex[p], vertex[q]
 
 
 def _sampled(outline: np.ndarray, step: float = 0.5) -> np.ndarray:
