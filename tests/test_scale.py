@@ -419,25 +419,14 @@ def test_actor_retries_then_lists_failures(data, tmp_path, monkeypatch, flaky, w
     from sansa.cli.segment import job_from_args
     from sansa.labeling import engine
     from sansa.labeling import ray as label_ray
-    from sansa.labeling.batches import Batch
-    from sansa.targets import Target
 
     monkeypatch.setattr(label_ray, "BACKOFF_S", 0.0)
     job = job_from_args(build_parser().parse_args(command(data, str(tmp_path / "out"))))
     plan = engine.prepare(job)
     try:
-        predictor = job.model.load()
-        for reference in engine.encode_references(predictor, plan):
-            predictor.add_encoded(reference)
-        actor = label_ray.LabelActor.__new__(label_ray.LabelActor)
-        actor.predictor, actor.inputs_digest, actor.lanes = predictor, plan.inputs_digest, 1
-        actor.writer = FlakyWriter(engine.writer_for(job, worker=True), flaky)
-        names = ["t00.png", "t01.png", "t02.png", "t03.png"]
-        batches = [
-            Batch(i, [Target(str(data / "targets" / n), n, n[:-4]) for n in names[2 * i : 2 * i + 2]], [True, True])
-            for i in range(2)
-        ]
-        outcomes = actor.label(batches)
+        actor = _actor_here(job, plan)
+        actor.writer = FlakyWriter(actor.writer, flaky)
+        outcomes = actor.label(_four_targets(data))
     finally:
         plan.close()
     assert sorted(n for o in outcomes for n in o.written) == written
@@ -446,6 +435,56 @@ def test_actor_retries_then_lists_failures(data, tmp_path, monkeypatch, flaky, w
     assert sum(o.errors for o in outcomes) == len(not_written)
     for failure in failures:
         assert failure["error"] == "not written: ConnectionResetError: store reset writing t02.png"
+
+
+def _actor_here(job, plan):
+    """A :class:`LabelActor` built in this process (no Ray), holding ``plan``'s references."""
+    from sansa.labeling import engine
+    from sansa.labeling import ray as label_ray
+
+    predictor = job.model.load()
+    for reference in engine.encode_references(predictor, plan):
+        predictor.add_encoded(reference)
+    actor = label_ray.LabelActor.__new__(label_ray.LabelActor)
+    actor.predictor, actor.inputs_digest, actor.lanes = predictor, plan.inputs_digest, 1
+    actor.writer = engine.writer_for(job, worker=True)
+    return actor
+
+
+def _four_targets(data: Path) -> list:
+    """Batches 0 and 1 of 2 targets each: t00 .. t03."""
+    from sansa.labeling.batches import Batch
+    from sansa.targets import Target
+
+    names = ["t00.png", "t01.png", "t02.png", "t03.png"]
+    return [
+        Batch(i, [Target(str(data / "targets" / n), n, n[:-4]) for n in names[2 * i : 2 * i + 2]], [True, True])
+        for i in range(2)
+    ]
+
+
+def test_an_actor_compacts_its_block(data, tmp_path, monkeypatch):
+    """At the end of a block an actor moves the block's records into one shard (a resume reads an
+    object per block, not per target), and forgets them; a resume finds each target done."""
+    from sansa.cli.segment import job_from_args
+    from sansa.export import shards
+    from sansa.labeling import engine
+
+    monkeypatch.setattr(shards, "SHARD_TARGETS", 4)
+    job = job_from_args(build_parser().parse_args(command(data, str(tmp_path / "out"))))
+    plan = engine.prepare(job)
+    try:
+        actor = _actor_here(job, plan)
+        rows = {"batch": np.array([json.dumps(b.to_dict()) for b in _four_targets(data)])}
+        assert len(actor(rows)["outcome"]) == 2
+    finally:
+        plan.close()
+    state = tmp_path / "out" / ".sansa"
+    assert not list((state / "parts").glob("*.json")) and len(shards.list_shards(state / "records")) == 1
+    assert not actor.writer.names()  # its memory holds no record once they are in a shard
+    resumed = engine.prepare(job)
+    resumed.close()
+    assert resumed.skipped == ["t00.png", "t01.png", "t02.png", "t03.png"]
 
 
 def test_failure_budget():
