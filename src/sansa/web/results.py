@@ -138,7 +138,9 @@ def _compose(service: SansaService, session: Session, name: str, max_side: int |
         if slot is not None:
             label_map[_resized(slot.mask, label_map.shape)] = index
         scores[label], sources[label] = 1.0, Source.CORRECTED
-    layer: Callable[[], Layer] = functools.partial(_layer_of, base, label_map, labels, dict(scores), fixed)
+    layer: Callable[[], Layer] = functools.partial(
+        _layer_of, base, label_map, labels, dict(scores), fixed, edited is not None
+    )
     if any(o.state == REJECTED for o in base.objects):  # their pixels leave the label map: made now
         made = layer()
         label_map = label_map.copy()
@@ -154,11 +156,19 @@ def _made(layer: Layer) -> Layer:
 
 
 def _layer_of(
-    base: TargetResult, label_map: np.ndarray, labels: list[str], scores: dict[str, float], fixed: list[str]
+    base: TargetResult,
+    label_map: np.ndarray,
+    labels: list[str],
+    scores: dict[str, float],
+    fixed: list[str],
+    edited: bool,
 ) -> Layer:
-    """The objects of ``base`` agreeing with the composed ``label_map`` (fixed classes' objects are
-    hand-made: score 1.0)."""
+    """The objects of ``base`` agreeing with the composed ``label_map``. A class fixed by hand is
+    one object, as a reference's mask is (score 1.0), until the user splits it (``edited``: the
+    objects the user left, clipped to the fixed mask, hand-made too)."""
     object_map, objects = objects_in_page_order(base, labels)
+    if not edited:
+        object_map, objects = renumber(object_map, objects, [o.label not in fixed for o in objects])
     objects = [dataclasses.replace(o, score=1.0) if o.label in fixed else o for o in objects]
     return reconcile(label_map, object_map, objects, labels, scores)
 
