@@ -78,8 +78,9 @@ class SansaPredictor:
     Args:
         model: a :class:`SansaModel` (weights loaded).
         device: ``"auto"`` or ``None`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
-        precision: ``"fp32"`` or ``None`` (exact), ``"bf16"`` or ``"fp16"``: the image encoder runs under
-            ``torch.autocast`` to that type (weights stay fp32; see :meth:`encode`). Refused where
+        precision: ``"fp32"`` or ``None`` (exact), ``"bf16"`` or ``"fp16"``: the image encoder and
+            memory attention run under ``torch.autocast`` to that type (weights stay fp32; see
+            :attr:`autocast_parts`). Refused where
             the device lacks native support (see :func:`sansa.devices.resolve_precision`).
             ``"auto"``: bf16 where the device computes it natively and fast (a CUDA GPU with bf16,
             a CPU with AMX), fp32 elsewhere. :attr:`precision` is what runs (``"auto"`` resolved).
@@ -89,8 +90,8 @@ class SansaPredictor:
     Attributes:
         autocast_parts: the model parts (of :data:`sansa.devices.MODEL_PARTS`) that run in
             :attr:`precision` when it is ``bf16``/``fp16`` (default
-            :data:`sansa.devices.AUTOCAST_PARTS`: the image encoder; memory attention and the
-            target's decoder stay fp32 unless measurements move them, see
+            :data:`sansa.devices.AUTOCAST_PARTS`: the image encoder and memory attention; the
+            target's decoder, where bf16 cost up to 2.66 points of mask IoU, stays fp32: see
             ``benchmarks/bf16_iou.py``). References' prompt decoding and memory stay fp32.
         cpu_threads: intra-op threads of each model call on the CPU (default
             :data:`sansa.devices.CPU_MODEL_THREADS`: results independent of the machine's core
@@ -344,8 +345,7 @@ class SansaPredictor:
         """Run the image encoder on RGB ``uint8 [H, W, 3]`` images (for callers that cache encodings).
 
         Under ``bf16``/``fp16`` the image encoder (~90% of the FLOPs) runs under autocast and its
-        features come back as fp32; memory attention and the decoder stay fp32, where bf16 cost
-        up to 1.3 points of mask IoU on the golden cases.
+        features come back as fp32 (see :attr:`autocast_parts` for the other parts).
         """
         return self.encode_inputs(torch.stack([self.transform.image(image) for image in images]))
 
