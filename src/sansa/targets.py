@@ -223,5 +223,6 @@ def _is_image(path: str, suffixes: tuple[str, ...]) -> bool:
 
 
 def _hidden(path: str, folder: str) -> bool:
-    rel = posixpath.relpath(path, folder)
+    prefix = folder.rstrip("/") + "/"  # a listing's paths lie under its folder (relpath: 0.5 ms a path)
+    rel = path[len(prefix) :] if path.startswith(prefix) else posixpath.relpath(path, folder)
     return any(part.startswith(".") for part in rel.split("/"))
