@@ -24,6 +24,9 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import socket
+import subprocess
+import sys
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
@@ -31,22 +34,30 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-def start_s3() -> object:
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+def start_s3() -> subprocess.Popen:
+    """moto's S3 server in a process of its own on a free loopback port (its work and memory are not
+    the driver's); ``AWS_*`` variables point this process's clients at it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL_S3=f"http://{host}:{port}",
+        AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{port}",
     )
-    return server
+    for _ in range(600):  # up within a minute
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("moto server did not start")
 
 
 def put_targets(bucket: str, count: int) -> str:
@@ -185,8 +196,9 @@ def main() -> None:
             results[count] = one_size(count)
             loads.append(f"{os.getloadavg()[0]:.1f}")
     finally:
-        server.stop()
-    print(f"moto S3 on loopback; load average after each size: {', '.join(loads)}")
+        server.terminate()
+        server.wait(timeout=60)
+    print(f"moto S3 server (its own process) on loopback; load average after each size: {', '.join(loads)}")
     print("| step | " + " | ".join(f"{n:,} targets" for n in results) + " |")
     print("|---|" + "---:|" * len(results))
     for step in next(iter(results.values())):
