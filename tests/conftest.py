@@ -54,5 +54,37 @@ def tiny_predictor(tiny_model):
     return SansaPredictor(tiny_model, device="cpu")
 
 
+# -- the web app in Chromium: a folder of still lifes, its server and a page (tests/test_web_browser.py) --
+@pytest.fixture()
+def scene_folder(tmp_path: Path) -> Path:
+    """``fruit/scene_<i>.png``: the browser tests' still lifes."""
+    from test_web_browser import SCENES, make_scene
+
+    folder = tmp_path / "fruit"
+    folder.mkdir()
+    for i in range(SCENES):
+        make_scene(i).save(folder / f"scene_{i}.png")
+    return folder
+
+
+@pytest.fixture()
+def page_url(tiny_predictor, scene_folder: Path):
+    """A web app on ``scene_folder`` (test_tiny, random weights): the address `sansa serve` prints."""
+    from sansa.web.app import create_app, serve_in_thread
+
+    app = create_app(tiny_predictor, scene_folder, model_name="test_tiny (random weights)")
+    with serve_in_thread(app) as url:
+        yield f"{url}/?token={app.state.token}"
+
+
+@pytest.fixture()
+def page(page_url: str):
+    """A Chromium page on ``page_url``, ready."""
+    from test_web_browser import browser_page
+
+    with browser_page(page_url) as page:
+        yield page
+
+
 # -- scale: one local Ray instance and one S3 API server per session (tests/scale_fixtures.py) ----
 from scale_fixtures import actor_handles, ray_local, s3_server  # noqa: E402, F401

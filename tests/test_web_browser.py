@@ -35,10 +35,9 @@ SCENES = 6
 SCENE_SIZE = (320, 240)  # W, H
 REFERENCE_BOX = (40, 50, 150, 160)  # the first fruit of scene 0, [x0, y0, x1, y1]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
-]
+NEEDS_CHROMIUM = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
+SLOW_BROWSER_TESTS = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]  # the other browser modules' marks
 
 
 def make_scene(index: int) -> Image.Image:
@@ -63,24 +62,6 @@ def make_scene(index: int) -> Image.Image:
     return img
 
 
-@pytest.fixture()
-def scene_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "fruit"
-    folder.mkdir()
-    for i in range(SCENES):
-        make_scene(i).save(folder / f"scene_{i}.png")
-    return folder
-
-
-@pytest.fixture()
-def page_url(tiny_predictor, scene_folder):
-    from sansa.web.app import create_app, serve_in_thread
-
-    app = create_app(tiny_predictor, scene_folder, model_name="test_tiny (random weights)")
-    with serve_in_thread(app) as url:
-        yield f"{url}/?token={app.state.token}"  # the address `sansa serve` prints
-
-
 @contextmanager
 def browser_page(url: str) -> Iterator:
     """A Chromium page on ``url``, ready; fails the test if the page raised a JavaScript error."""
@@ -99,12 +80,6 @@ def browser_page(url: str) -> Iterator:
 
 def wait_ready(page) -> None:
     page.wait_for_selector("body[data-ready='1']", timeout=20_000)
-
-
-@pytest.fixture()
-def page(page_url):
-    with browser_page(page_url) as page:
-        yield page
 
 
 def view(page) -> dict:

@@ -3,15 +3,11 @@ sized in image pixels, and a fixed mask that a click never silently replaces (Ch
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from test_web_browser import (
-    CHROMIUM,
     SCENES,
-    browser_page,
+    SLOW_BROWSER_TESTS,
     drag,
-    make_scene,
     mark_box,
     open_image,
     propagate_all,
@@ -23,29 +19,7 @@ from test_web_browser import (
     wait_saved,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
-]
-
-
-@pytest.fixture()
-def scene_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "fruit"
-    folder.mkdir()
-    for i in range(SCENES):
-        make_scene(i).save(folder / f"scene_{i}.png")
-    return folder
-
-
-@pytest.fixture()
-def page(tiny_predictor, scene_folder):
-    from sansa.web.app import create_app, serve_in_thread
-
-    app = create_app(tiny_predictor, scene_folder, model_name="test_tiny (random weights)")
-    with serve_in_thread(app) as url, browser_page(f"{url}/?token={app.state.token}") as page:
-        yield page
+pytestmark = SLOW_BROWSER_TESTS
 
 
 def canvas_pixel(page, x: float, y: float) -> list[int]:

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.test_web_browser import (  # noqa: F401
-    CHROMIUM,
-    browser_page,
+from tests.test_web_browser import (
+    SLOW_BROWSER_TESTS,
     drag,
     mark_box,
     open_image,
-    page,
-    page_url,
-    scene_folder,
     screenshot,
     status_ref,
     wait_saved,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
-]
+pytestmark = SLOW_BROWSER_TESTS
 
 
 def test_features_layer_and_review_by_margin(page):  # noqa: F811

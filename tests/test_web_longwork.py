@@ -12,18 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from test_web_browser import (
-    CHROMIUM,
+    SLOW_BROWSER_TESTS,
     browser_page,
     make_scene,
     mark_box,
     server_state,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
-]
+pytestmark = SLOW_BROWSER_TESTS
 REVIEW_SCREENSHOT = Path(__file__).parents[1] / "docs" / "images" / "web-review.png"
 IMAGES = 24  # enough that a propagation or an export lasts a few seconds on random weights
 

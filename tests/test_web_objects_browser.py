@@ -23,6 +23,7 @@ from test_web_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     REFERENCE_BOX,
+    SLOW_BROWSER_TESTS,
     drag,
     make_scene,
     open_image,
@@ -34,11 +35,7 @@ from test_web_browser import (
 
 from sansa.web.session import ObjectInfo, TargetResult
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
-]
+pytestmark = SLOW_BROWSER_TESTS
 DOCS_SCREENSHOT = Path(__file__).parents[1] / "docs" / "images" / "web-objects.png"
 BOWL = "bowl.png"
 FRUITS = [(70, 80, 40), (180, 70, 36), (120, 170, 34), (250, 165, 38)]  # (cx, cy, r) on a 320x240 table

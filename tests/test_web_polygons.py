@@ -11,15 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_web_browser import (  # noqa: F401  (page_url, scene_folder: the fixtures)
-    CHROMIUM,
+from test_web_browser import (
     SCENE_SIZE,
+    SLOW_BROWSER_TESTS,
     browser_page,
     drag,
     mark_box,
     open_image,
-    page_url,
-    scene_folder,
     status_ref,
     to_screen,
     wait_ready,
@@ -29,11 +27,7 @@ from test_web_browser import (  # noqa: F401  (page_url, scene_folder: the fixtu
 from sansa.web import polygons, render
 from sansa.web.schema import PolygonRing
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
-]
+pytestmark = SLOW_BROWSER_TESTS
 SIZE = (SCENE_SIZE[1], SCENE_SIZE[0])  # H, W
 # vertices (pixel indices) around the red fruit of scene 0 (centre (95, 105), radius 48), and a hole
 OCTAGON = [(147, 105), (132, 142), (95, 157), (58, 142), (43, 105), (58, 68), (95, 53), (132, 68)]
@@ -42,7 +36,7 @@ POLYGON_SCREENSHOT = Path(__file__).parents[1] / "docs" / "images" / "web-polygo
 
 
 @pytest.fixture()
-def page(page_url):  # noqa: F811  (the imported fixture)
+def page(page_url):
     with browser_page(page_url) as page:
         yield page
 

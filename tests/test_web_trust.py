@@ -17,10 +17,10 @@ from test_web_browser import (
     CHROMIUM,
     REFERENCE_BOX,
     SCENES,
+    SLOW_BROWSER_TESTS,
     browser_page,
     drag,
     export_zip,
-    make_scene,
     mark_box,
     mask_pixels,
     open_image,
@@ -33,36 +33,7 @@ from test_web_browser import (
     wait_saved,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
-]
-
-
-@pytest.fixture()
-def scene_folder(tmp_path: Path) -> Path:
-    """The browser tests' still lifes (``test_web_browser.py``)."""
-    folder = tmp_path / "fruit"
-    folder.mkdir()
-    for i in range(SCENES):
-        make_scene(i).save(folder / f"scene_{i}.png")
-    return folder
-
-
-@pytest.fixture()
-def page_url(tiny_predictor, scene_folder):
-    from sansa.web.app import create_app, serve_in_thread
-
-    app = create_app(tiny_predictor, scene_folder, model_name="test_tiny (random weights)")
-    with serve_in_thread(app) as url:
-        yield f"{url}/?token={app.state.token}"
-
-
-@pytest.fixture()
-def page(page_url):
-    with browser_page(page_url) as page:
-        yield page
+pytestmark = SLOW_BROWSER_TESTS
 
 
 def api(page, path: str, method: str = "GET") -> dict:
