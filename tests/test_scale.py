@@ -626,6 +626,13 @@ def test_token_cluster_without_the_token(data, tmp_path):
         assert code == 2 and not (tmp_path / name).exists()
 
 
+def records_written(out: Path) -> int:
+    """Targets recorded done in ``out``: loose record files and the lines of compacted shards."""
+    state = out / ".sansa"
+    shards = sum(len(p.read_bytes().splitlines()) for p in (state / "records").glob("*.jsonl"))
+    return len(list((state / "parts").glob("*.json"))) + shards
+
+
 @pytest.mark.slow
 def test_node_lost_mid_run(data, single, tmp_path):
     """A two-node cluster (a head and a worker node of 1 CPU each, 2 actors): the worker node is lost
@@ -639,9 +646,10 @@ def test_node_lost_mid_run(data, single, tmp_path):
             stderr=subprocess.PIPE,
             text=True,
         )
-        parts = out / ".sansa" / "parts"
-        written = _wait(lambda: len(list(parts.glob("*.json"))) >= 4 or None, proc=driver)
-        assert written and len(list(parts.glob("*.json"))) < COUNT - 1, "the loss must land mid-run"
+        written = _wait(lambda: records_written(out) >= 4 or None, proc=driver)
+        if not written:  # the driver ended before 4 records were written: say why
+            pytest.fail(f"the driver exited {driver.wait()}: {driver.communicate()[1][-2000:]}")
+        assert records_written(out) < COUNT - 1, "the loss must land mid-run"
         nodes.stdin.write("lose\n")
         nodes.stdin.flush()
         assert nodes.stdout.readline().strip() == "replaced"
