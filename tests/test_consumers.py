@@ -243,7 +243,10 @@ def test_supervision_reads_the_coco_and_the_yolo_export(request, kind):
         assert sorted(found) == sorted(truth)
         for stem, masks in truth.items():
             for label, mask in masks.items():
-                if fmt == "coco" and kind == "cli-polygons":
+                if fmt == "yolo" and kind == "web":  # the hand-made masks' bridges (check_yolo_drawn)
+                    expected = check_yolo_drawn(out, stems, kind)[stem][label]
+                    np.testing.assert_array_equal(found[stem][label], expected, err_msg=f"{fmt} {stem} {label}")
+                elif fmt == "coco" and kind == "cli-polygons":
                     grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
                     assert not (mask & ~found[stem][label]).any() and not (found[stem][label] & ~grown).any()
                 else:
@@ -254,6 +257,35 @@ def test_supervision_reads_the_coco_and_the_yolo_export(request, kind):
 def flat(stem: str) -> str:
     """The YOLO folder's name of a stem (sub-folders joined with ``+``)."""
     return stem.replace("/", "+")
+
+
+def yolo_drawn(out: Path, stems: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Per stem and class, our YOLO lines filled as YOLO readers fill them (``cv2.fillPoly`` on
+    the vertices' pixel indices): a class's mask, plus the zero-width bridges that join an object's
+    separate pieces into one polygon (one object, one line: as Ultralytics' own converter joins them)."""
+    from sansa.export.yolo import parse_lines
+
+    drawn = {}
+    for stem, masks in png_masks(out, stems).items():
+        height, width = next(iter(masks.values())).shape
+        canvas = {label: np.zeros((height, width), np.uint8) for label in LABELS}
+        text = (out / "yolo/labels" / f"{flat(stem)}.txt").read_text()
+        for index, points in parse_lines(text, height, width):
+            cv2.fillPoly(canvas[LABELS[index]], [np.floor(points).astype(np.int32)], 1)
+        drawn[stem] = {label: m.astype(bool) for label, m in canvas.items()}
+    return drawn
+
+
+def check_yolo_drawn(out: Path, stems: list[str], kind: str) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`yolo_drawn`, checked: every mask pixel drawn; exactly the masks for the CLI's objects
+    (one piece each here), and for the web's hand-made masks (one object each) only bridges added."""
+    drawn, truth = yolo_drawn(out, stems), png_masks(out, stems)
+    for stem, masks in truth.items():
+        for label, mask in masks.items():
+            extra = drawn[stem][label] & ~mask
+            assert not (mask & ~drawn[stem][label]).any(), (stem, label)
+            assert not extra.any() if kind == "cli" else extra.sum() <= 4 * mask.sum(), (stem, label, int(extra.sum()))
+    return drawn
 
 
 @pytest.mark.parametrize("kind", ["cli", "web"])
@@ -269,7 +301,8 @@ def test_ultralytics_loads_data_yaml_as_written_and_counts_every_label(request, 
     lines = {stem: len((out / "yolo/labels" / f"{flat(stem)}.txt").read_text().splitlines()) for stem in stems}
     assert {stem.replace("+", "/"): image["instances"] for stem, image in found["images"].items()} == lines
     pixels = {stem.replace("+", "/"): image["pixels"] for stem, image in found["images"].items()}
-    assert pixels == png_pixels(out, stems)
+    drawn = check_yolo_drawn(out, stems, kind)
+    assert pixels == {stem: {label: int(m.sum()) for label, m in masks.items()} for stem, masks in drawn.items()}
 
 
 def test_datumaro_imports_the_coco_dataset_layout(cli_exports):
