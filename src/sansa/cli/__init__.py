@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import enum
 import importlib
+import logging
 import os
 import re
 import sys
@@ -89,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    # An object store's background tasks (s3fs over aiohttp) that fail once the store is gone are
+    # logged by asyncio with a traceback; the run's own one-line error already says what failed.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     try:
         _apply_max_pixels(args)
         return int(args.handler(args) or 0)
