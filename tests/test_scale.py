@@ -543,6 +543,35 @@ def test_cluster_checked_before_the_output(data, monkeypatch, capsys, raised, me
     assert not out.exists()
 
 
+def test_library_messages_name_library_parameters(monkeypatch):
+    """The library names its own parameters (``address``, ``executor``), never the CLI's ``--ray``
+    (the CLI writes them as ``--ray``: test_cluster_checked_before_the_output)."""
+    import builtins
+
+    import ray
+
+    from sansa.errors import SansaError
+    from sansa.labeling.ray_cluster import RayOptions, connect, import_ray
+
+    def refuse(*args, **kwargs):
+        raise ray.exceptions.AuthenticationError("Authentication failed: InvalidAuthToken")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(SansaError, match=r"^address 10\.0\.0\.5:6379: the cluster requires a token"):
+        connect(RayOptions(address="10.0.0.5:6379"))
+    real_import = builtins.__import__
+
+    def without_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_ray)
+    with pytest.raises(SansaError, match=r"^executor: Ray is not installed: pip install 'sansa-segment\[scale\]'$"):
+        import_ray()
+
+
 def test_worker_settings_stay_out_of_run_json(data, monkeypatch):
     """--worker-env and --runtime-env (which may hold credentials) reach the Ray options but are
     never recorded in the job's options (run.json); NAME alone takes the driver's value."""

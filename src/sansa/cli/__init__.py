@@ -97,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _apply_max_pixels(args)
         return int(args.handler(args) or 0)
     except SansaError as err:
-        message = as_flags(str(err), option_flags(parser, args.command))
+        flags = {**option_flags(parser, args.command), **getattr(args, "parameter_flags", {})}
+        message = as_flags(str(err), flags)
         print(f"sansa {args.command}: error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a program that stopped reading (`sansa models | head`)

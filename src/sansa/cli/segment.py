@@ -180,7 +180,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="JSON|FILE",
         help="a Ray runtime environment for the workers (pip, env_vars, working_dir, ...), as JSON or a JSON/YAML file",
     )
-    parser.set_defaults(handler=handle)
+    # library parameters that --ray stands for, as the library's messages name them (see cli.as_flags)
+    parser.set_defaults(handler=handle, parameter_flags={"address": "--ray", "executor": "--ray"})
 
 
 def add_reference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -241,7 +242,7 @@ def _executor(args: argparse.Namespace) -> dict[str, Any]:
     return {"executor": "ray", "address": args.ray or None, **options}
 
 
-_NOT_RECORDED = ("handler", "command", "worker_env", "runtime_env")  # may hold credentials
+_NOT_RECORDED = ("handler", "parameter_flags", "command", "worker_env", "runtime_env")  # may hold credentials
 
 
 def job_from_args(args: argparse.Namespace) -> Job:

@@ -175,7 +175,7 @@ def connect(options: RayOptions) -> None:
     ray = import_ray()
     if ray.is_initialized():
         return
-    where = f"--ray {options.address}" if options.address else "--ray"
+    where = f"address {options.address}" if options.address else "address"  # the CLI writes it as --ray
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the core's own error lines: ours says why
     joining = bool(options.address) and options.address != "local"  # no Ray processes started here
     with _stderr_kept() if joining else contextlib.nullcontext(lambda: "") as said:
@@ -243,7 +243,7 @@ def import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise SansaError("--ray: Ray is not installed: pip install 'sansa-segment[scale]'") from None
+        raise SansaError("executor: Ray is not installed: pip install 'sansa-segment[scale]'") from None
     return ray
 
 
