@@ -161,6 +161,37 @@ def test_annotation_prompts_from_every_control_type():
     assert prompts[0].prompt.mask[:20, :10].all() and not prompts[0].prompt.mask[25:, 15:].any()
 
 
+@pytest.mark.parametrize(
+    "result, error",
+    [
+        (
+            {"from_name": "box", "type": "rectanglelabels", "value": {"x": 1, "y": 2, "rectanglelabels": ["cat"]}},
+            "KeyError",
+        ),
+        ({"from_name": "box", "type": "rectanglelabels", "value": ["cat"]}, "AttributeError"),
+        (
+            {"from_name": "kp", "type": "keypointlabels", "value": {"x": "a", "y": 1, "keypointlabels": ["bird"]}},
+            "ValueError",
+        ),
+        ({"from_name": "kp", "type": "keypointlabels", "value": {"x": 1, "y": 1, "keypointlabels": 5}}, "TypeError"),
+        (
+            {
+                "from_name": "poly",
+                "type": "polygonlabels",
+                "value": {"points": [[0, 0], [5]], "polygonlabels": ["dog"]},
+            },
+            "ValueError",
+        ),
+    ],
+    ids=["rectangle-without-width", "value-a-list", "keypoint-x-text", "labels-a-number", "ragged-polygon"],
+)
+def test_malformed_annotation_results_are_one_line(result, error):
+    """A hand-made or foreign result Label Studio stored as sent: one line naming the result, never a bare
+    exception (the backend then leaves that annotation out instead of failing every task)."""
+    with pytest.raises(SansaError, match=rf"^result r9: not a readable {result['type']} region \({error}"):
+        annotation_prompts([{**result, "id": "r9"}], parse_config(MIXED), 40, 20)
+
+
 def test_brush_results_of_one_class_merge():
     config = parse_config(BRUSH)
     a, b = _mask(8, 8, (0, 0, 2, 2)), _mask(8, 8, (5, 5, 8, 8))
@@ -375,6 +406,23 @@ def test_backend_without_references_or_with_broken_images(tiny_model, fake):
     assert len(again) == 1 and again[0]["model_version"] == backend.model_version(1) and backend.failures(1) == {}
 
 
+def test_malformed_annotation_is_left_out_and_the_others_predict(tiny_model, fake, caplog):
+    """An annotation with an unreadable region (a rectangle without its size, from an import script) is
+    left out with a line in the log; the other references still predict every task."""
+    import logging
+
+    fake.tasks[2]["annotations"] = [
+        {"id": 12, "result": [{"id": "r9", "from_name": "brush", "type": "brushlabels", "value": ["cat"]}]}
+    ]
+    backend = SansaBackend(tiny_model, fake, device="cpu")
+    version = backend.setup("1.1", BRUSH)
+    with caplog.at_level(logging.WARNING, logger="sansa.labelstudio"):
+        (answer,) = backend.predict([fake.tasks[3]], "1.1")
+    assert len(answer) == 1 and answer[0]["model_version"] == version and backend.failures(1) == {}
+    assert [r.label for r in backend.projects[1].predictor.references] == ["cat"]  # annotation 11's
+    assert "annotation 12 of task 2 left out: result r9: not a readable brushlabels region" in caplog.text
+
+
 def test_webhook_for_unknown_project_or_action_is_ignored(tiny_model, fake):
     backend = SansaBackend(tiny_model, fake, device="cpu")
     assert backend.webhook({"action": "ANNOTATION_CREATED", "project": {"id": 7}})["status"] == "ignored"
@@ -441,6 +489,8 @@ def test_server_routes_and_secret(tiny_model, fake):
     assert bad.status_code == 400 and bad.json() == {"error": bad.json()["error"]} and "XML" in bad.json()["error"]
     assert client.post("/predict", json={"project": "1.1", "tasks": "x"}, headers=auth).status_code == 400
     assert client.post("/webhook", json={"action": "X", "project": {"id": 1}}).status_code == 201
+    missing = client.get("/failures", headers=auth)
+    assert missing.status_code == 400 and missing.json() == {"error": "project: missing from the query string"}
 
 
 # -- CLI ----------------------------------------------------------------------------------
@@ -795,6 +845,15 @@ def test_predict_refuses_bad_tasks_in_one_line(tiny_model, fake, task, message):
     assert answer.status_code == 400 and message in answer.json()["error"], answer.text
     assert backend.model_version(1) == version
     assert client.post("/predict", content=b"[1, 2]").status_code == 400
+
+
+def test_click_whose_labels_are_not_a_list_is_one_line():
+    """Interactive mode: a click whose labels are not a list is a 400's one line, not an internal error."""
+    from sansa.labelstudio.interactive import clicked_prompt
+
+    click = {"type": "keypointlabels", "value": {"x": 10, "y": 10, "keypointlabels": 5}}
+    with pytest.raises(SansaError, match="context: no click or box with a class of the config"):
+        clicked_prompt({"result": [click]}, parse_config(INTERACTIVE), 10, 10)
 
 
 # -- large batches, interactive mode, options --------------------------------------------

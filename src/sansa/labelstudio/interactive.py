@@ -47,7 +47,8 @@ def clicked_prompt(context: dict[str, Any], config: LabelConfig, height: int, wi
         value = result.get("value") if kind in PROMPT_TYPES else None
         if not isinstance(value, dict):
             continue
-        labels = value.get(kind) or []
+        labels = value.get(kind)
+        labels = labels if isinstance(labels, list) else []
         label = label or next((name for name in labels if name in config.labels), None)
         try:
             x, y = float(value["x"]) * width / 100.0, float(value["y"]) * height / 100.0

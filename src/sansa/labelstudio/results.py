@@ -59,27 +59,46 @@ def annotation_prompts(
     boxes: list[tuple[str, list[float]]] = []
     points: dict[str, list[list[float]]] = {}
     for result in results:
-        control = config.control_named(result.get("from_name", ""))
-        if control is None:
-            continue
-        value = result.get("value") or {}
-        labels = value.get(control.type)
-        if not labels or result.get("type") != control.type:
-            continue
-        for label in labels:
-            if label not in control.labels or config.control_for(label) is not control and control.smart:
-                continue  # not a class of it, or a smart tool's click where the class has a real control
-            if control.type in ("brushlabels", "polygonlabels"):
-                region = _region_mask(control, value, result, height, width)
-                masks[label] = masks[label] | region if label in masks else region
-            elif control.type == "rectanglelabels":
-                boxes.append((label, _box(value, height, width)))
-            else:
-                points.setdefault(label, []).append(_point(value, height, width))
+        try:
+            _read_result(result, config, height, width, masks, boxes, points)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:  # a hand-made or foreign result
+            raise SansaError(
+                f"result {result.get('id', '?')}: not a readable {result.get('type')} region "
+                f"({type(err).__name__}: {err})"
+            ) from None
     prompts = [ReferencePrompt(label, Prompt.create(mask=mask)) for label, mask in masks.items() if mask.any()]
     prompts += [ReferencePrompt(label, Prompt.create(box=box)) for label, box in boxes]
     prompts += [ReferencePrompt(label, Prompt.create(points=xy)) for label, xy in points.items()]
     return prompts
+
+
+def _read_result(
+    result: dict[str, Any],
+    config: LabelConfig,
+    height: int,
+    width: int,
+    masks: dict[str, np.ndarray],
+    boxes: list[tuple[str, list[float]]],
+    points: dict[str, list[list[float]]],
+) -> None:
+    """Add one result's region to ``masks``, ``boxes`` or ``points`` (nothing for other controls)."""
+    control = config.control_named(result.get("from_name", ""))
+    if control is None:
+        return
+    value = result.get("value") or {}
+    labels = value.get(control.type)
+    if not labels or result.get("type") != control.type:
+        return
+    for label in labels:
+        if label not in control.labels or config.control_for(label) is not control and control.smart:
+            continue  # not a class of it, or a smart tool's click where the class has a real control
+        if control.type in ("brushlabels", "polygonlabels"):
+            region = _region_mask(control, value, result, height, width)
+            masks[label] = masks[label] | region if label in masks else region
+        elif control.type == "rectanglelabels":
+            boxes.append((label, _box(value, height, width)))
+        else:
+            points.setdefault(label, []).append(_point(value, height, width))
 
 
 def _region_mask(

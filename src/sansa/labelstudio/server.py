@@ -79,6 +79,9 @@ def create_app(backend: SansaBackend, secret: str | None = None, allow_hosts: It
 
     @app.exception_handler(RequestValidationError)
     async def bad_body(request: Request, err: RequestValidationError):
+        where = next((tuple(e.get("loc") or ()) for e in err.errors()), ())
+        if where[:1] == ("query",):  # e.g. GET /failures without ?project=
+            return JSONResponse({"error": f"{where[-1]}: missing from the query string"}, status_code=400)
         return JSONResponse({"error": "request body: expected a JSON object"}, status_code=400)
 
     @app.exception_handler(Exception)
