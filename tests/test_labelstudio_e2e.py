@@ -303,7 +303,7 @@ def test_labelstudio_export_imports_and_converts(label_studio, tmp_path):  # noq
     storage: every imported task's image comes back through Label Studio with 200 and the file's bytes;
     the tasks hold predictions (with the model version, one region per object) whose masks per class
     equal the PNG masks of the same run; accepted as annotations, Label Studio's converter turns them
-    into one PNG per region, each equal to its region."""
+    into one PNG per region, each equal to its region (pixel for pixel)."""
     from sansa.cli import main
     from sansa.export.names import safe_stem
 
@@ -360,7 +360,7 @@ def test_labelstudio_export_imports_and_converts(label_studio, tmp_path):  # noq
         for region in prediction["result"]:
             mask = rle.decode(region["value"]["rle"], region["original_height"], region["original_width"])
             regions += 1
-            pixels.append(int(mask.sum()))
+            pixels.append(mask.tobytes())
     assert regions > 0, "the tiny model found nothing: the comparison proved nothing"
     accepted = client.post(
         "/api/dm/actions",
@@ -388,7 +388,7 @@ def test_labelstudio_export_imports_and_converts(label_studio, tmp_path):  # noq
     assert converted.returncode == 0, converted.stderr[-2000:]
     pngs = sorted((tmp_path / "png").glob("*.png"))
     assert len(pngs) == regions, [p.name for p in pngs]
-    converted_pixels = sorted(int((np.asarray(Image.open(p)) > 0).sum()) for p in pngs)
+    converted_pixels = sorted((np.asarray(Image.open(p)) > 0).tobytes() for p in pngs)  # each region's mask, exactly
     assert converted_pixels == sorted(pixels), "Label Studio's converter's PNGs differ from sansa's regions"
 
 
