@@ -613,7 +613,7 @@ def ray_nodes(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[s
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**_env(), "RAY_USAGE_STATS_ENABLED": "0", **(env or {})},
+        env={**_without_ray_auth(), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", **(env or {})},
     )
     try:
         address = nodes.stdout.readline().strip()
@@ -624,10 +624,15 @@ def ray_nodes(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[s
         nodes.wait(timeout=120)
 
 
+def _without_ray_auth() -> dict[str, str]:
+    """This process's environment without Ray's auth settings: the session's local Ray instance
+    (``ray_local``) sets ``RAY_AUTH_MODE=token`` here, Ray 2.60's default for a new cluster."""
+    return {k: v for k, v in _env().items() if not k.startswith("RAY_AUTH")}
+
+
 def _without_token(home: Path) -> dict[str, str]:
     """This process's environment without any Ray token (none in ``~/.ray`` either: ``home``)."""
-    env = {k: v for k, v in _env().items() if not k.startswith("RAY_AUTH")}
-    return {**env, "HOME": str(home)}
+    return {**_without_ray_auth(), "HOME": str(home)}
 
 
 @pytest.mark.slow
