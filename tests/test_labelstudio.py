@@ -388,14 +388,18 @@ def test_backend_encodes_once_and_updates_on_webhook(tiny_model, fake):
     assert [r.label for r in backend.projects[1].predictor.references] == ["dog"]
 
 
-def test_backend_without_references_or_with_broken_images(tiny_model, fake):
-    """No annotation: no prediction at all. A missing image: no prediction (never an empty one marked
-    with the version), the task named in /failures, the others go on; once the image is back, the
-    same request predicts it."""
+def test_backend_without_references_or_with_broken_images(tiny_model, fake, caplog):
+    """No annotation: no prediction at all, and the log says why. A missing image: no prediction (never
+    an empty one marked with the version), the task named in /failures, the others go on; once the image
+    is back, the same request predicts it."""
+    import logging
+
     fake.tasks[1]["annotations"] = []
     backend = SansaBackend(tiny_model, fake, device="cpu")
     backend.setup("1.1", BRUSH)
-    assert backend.predict([fake.tasks[2]], "1.1") == [[]]
+    with caplog.at_level(logging.WARNING, logger="sansa.labelstudio"):
+        assert backend.predict([fake.tasks[2]], "1.1") == [[]]
+    assert "project 1: 1 tasks get no prediction: the project has no submitted annotation yet" in caplog.text
     fake.tasks[1]["annotations"] = [_brush_annotation(11, _mask(32, 48, (5, 5, 20, 20)))]
     broken = {"id": 9, "data": {"photo": "/data/upload/1/missing.png"}}
     answers = backend.predict([broken, fake.tasks[1], fake.tasks[3]], "1.1")

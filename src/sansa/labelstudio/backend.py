@@ -191,6 +191,12 @@ class SansaBackend:
                 self._take_task(state, task)
             version = self.model_version(state)
             if not state.annotations:
+                log.warning(
+                    "project %s: %d tasks get no prediction: the project has no submitted annotation yet "
+                    "(annotate a few tasks: they are the references)",
+                    state.id,
+                    len(tasks),
+                )
                 none: list[list[dict[str, Any]]] = [[] for _ in tasks]
                 return none
         if context and interactive.has_prompt(context):
