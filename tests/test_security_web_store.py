@@ -150,6 +150,20 @@ def big_label_map() -> bytes:
     return out.getvalue()
 
 
+def zip_fields(data: bytes, flags: int = 0, method: int | None = None) -> bytes:
+    """A zip with every member's general-purpose ``flags`` set (bit 0: encrypted) or its compression
+    ``method`` replaced (99: AES, which zipfile does not implement), in the local and central headers."""
+    out = bytearray(data)
+    for signature, flag_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        at = out.find(signature)
+        while at >= 0:
+            out[at + flag_at] |= flags
+            if method is not None:
+                out[at + method_at : at + method_at + 2] = method.to_bytes(2, "little")
+            at = out.find(signature, at + 4)
+    return bytes(out)
+
+
 def rewrite_session(change: Callable[[dict], object]) -> Callable[[Path, str], None]:
     def tamper(root: Path, sid: str) -> None:
         path = session_dir(root, sid) / "session.json"
@@ -194,6 +208,10 @@ CASES = [
      "label map values above its 1 labels", ["im2.png"]),
     ("a pickled object array", replace_result(lambda b: npz(np.array([{}], dtype=object), good_meta())),
      "an array of object", ["im2.png"]),
+    ("result flagged encrypted", replace_result(lambda b: zip_fields(b, flags=1)),
+     "damaged (RuntimeError: File 'meta.npy' is encrypted", ["im2.png"]),
+    ("result of an unknown compression method", replace_result(lambda b: zip_fields(b, method=99)),
+     "damaged (NotImplementedError: That compression method is not supported", ["im2.png"]),
     ("778 KB holding a 20000x20000 map", replace_result(lambda b: big_label_map()),
      "a label map uint16 (20000, 20000), expected uint16 (48, 64)", ["im2.png"]),
     ("object map of floats", replace_result(lambda b: with_objects([], np.zeros((48, 64), np.float32))),

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import os
 import re
 import tempfile
@@ -61,6 +62,22 @@ MAX_META_BYTES = 1 << 20  # a stored map's metadata (names, labels, scores) is a
 
 class DamagedFile(ValueError):
     """A stored file that cannot be what sansa wrote (the message says why)."""
+
+
+# What reading a tampered ``.npz`` raises: zipfile's own errors, a member's decompressor's (zlib, bz2's
+# OSError, lzma), and RuntimeError for a member flagged encrypted or of an unknown compression method
+# (NotImplementedError).
+_UNREADABLE = (
+    DamagedFile,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    RuntimeError,
+)
 
 
 @dataclass(frozen=True)
@@ -183,7 +200,7 @@ class SessionStore:
         for path in sorted((self._dir(sid) / kind).glob("*.npz")):
             try:
                 stored = _read_map(path, shapes)
-            except (DamagedFile, OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+            except _UNREADABLE as err:
                 reason = str(err) if isinstance(err, DamagedFile) else f"{type(err).__name__}: {err}"
                 notes.append(
                     f"saved {kind} file {path.name}: damaged ({reason[:200]}); set aside, that image is redone"
