@@ -47,6 +47,7 @@ def test_library_parameters_become_flags(library, cli):
 def test_flags_come_from_the_command_parser():
     assert FLAGS["sam2_checkpoint"] == "--sam2-checkpoint" and FLAGS["targets"] == "--targets"
     assert "help" not in FLAGS and option_flags(build_parser(), None) == {}
+    assert option_flags(build_parser(), "models") == {"cache_dir": "--cache-dir"}  # its subcommands' options
 
 
 def _option(command: str, dest: str):

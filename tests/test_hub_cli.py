@@ -143,3 +143,6 @@ def test_download_into_a_cache_that_cannot_be_written_is_one_line(env, tmp_path,
     result = sansa("models", "download", "sansa-universal", cwd=tmp_path, env=environ, timeout=120)
     line = one_line_error(result, "models")
     assert message in line and (folder in line or variable == "HF_HUB_CACHE"), line
+    if variable == "SANSA_CACHE":  # refused before anything is downloaded: SAM2's checkpoint not even asked for
+        assert [path for _, path, _ in env.log if path == SAM2_PATH] == [], env.log
+        assert line.rstrip().endswith("set SANSA_CACHE or --cache-dir DIR to a folder you can write"), line

@@ -114,7 +114,13 @@ def option_flags(parser: argparse.ArgumentParser, command: str | None) -> dict[s
     their ``dest`` is the library parameter they are passed to."""
     sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
     chosen = sub.choices.get(command) if sub is not None and command else None
-    actions = chosen._actions if chosen is not None else []
+    actions, parsers = [], [chosen] if chosen is not None else []
+    while parsers:  # the command's own options and those of its subcommands (`models download --cache-dir`)
+        current = parsers.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += list(action.choices.values())
+            actions.append(action)
     return {a.dest: _long_option(a.option_strings) for a in actions if a.option_strings and a.dest != "help"}
 
 

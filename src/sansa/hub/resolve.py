@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sansa.errors import DownloadError
-from sansa.hub.cache import HubSettings, Manifest, check_cached_adapter
+from sansa.hub.cache import HubSettings, Manifest, check_cached_adapter, prepare_cache_dir
 from sansa.hub.fetch import download_adapter, fetch_sam2
 from sansa.hub.registry import DEFAULT_MODEL, Availability, PretrainedModel, get_model
 
@@ -61,6 +61,8 @@ def resolve_pretrained(
     settings = _settings(settings, cache_dir, offline)
     if model.availability is Availability.MANUAL:
         raise DownloadError(manual_instructions(model))
+    if model.adapter is not None and not settings.offline and not settings.adapter_path(model.adapter).is_file():
+        prepare_cache_dir(settings.cache_dir)  # an adapter cache that cannot be written: said before SAM2 downloads
     sam2 = fetch_sam2(model.sam2, settings, model.name)
     adapter = cached_or_download_adapter(model, settings) if model.adapter is not None else None
     return ResolvedModel(model.name, model.backbone, sam2, adapter)
