@@ -143,10 +143,17 @@ def read_batch(transform: ModelTransform, batch: Batch) -> ReadBatch:
             image = load_image(target.path, "target")
         except ImageError as err:
             if write:
-                failures.append({"target": target.name, "path": target.path, "error": str(err)})
+                failures.append({"target": target.name, "path": target.path, "error": _without_path(err, target.path)})
             continue
         members.append(Member(target, write, source, image, transform.image(image)))
     return ReadBatch(batch, members, failures)
+
+
+def _without_path(err: Exception, path: str) -> str:
+    """``err``'s message without the leading ``path: `` an image error starts with (failures list
+    the path beside it: ``failures.txt`` reads ``path: error``, not ``path: path: error``)."""
+    text = str(err)
+    return text.removeprefix(f"{path}: ")
 
 
 def segment_members(predictor: SansaPredictor, read: ReadBatch) -> list[tuple[Member, Segmentation]]:
