@@ -1,20 +1,24 @@
 """The labelling driver at scale: start-up, resume and finish time and memory against a local S3 server.
 
-Puts N tiny PNG targets (8x8) on a moto S3 server started here (loopback), then times the driver's
-steps of a `sansa segment --ray` run with COCO output into ``s3://.../labels`` (no model: stub
-"actors" write each block's targets through the run's writer, a fixed label map each, and compact
-the block's records into one shard at its end, as ``LabelActor`` does):
+A moto S3 server runs in a process of its own (loopback) holding N tiny PNG targets (8x8) under
+``s3://bench-N/photos/``; they are put into its backend directly before it starts serving, since
+putting 100,000 objects through its HTTP API runs at a few hundred a second here. The driver's
+steps of a `sansa segment --ray` run with COCO output into ``s3://bench-N/labels`` are timed (no
+model, no Ray: the blocks' records are written as the actors' shards would be, one shard of
+``BLOCK_TARGETS`` records per block, straight from a record the real writer made):
 
-* start-up: ``engine.prepare`` on a fresh output (target listing, batches),
-* resume: ``engine.prepare`` again once every target is done (the listing, and the record shards:
-  one object per block; sizes and times of the targets come with the listing),
+* first block: ``engine.prepare`` on a fresh output, then the first block of batches formed from
+  the streamed listing (what the Ray run hands the actors first),
+* listing: the rest of the listing, every batch formed and dropped (as the actors take them),
+* resume: ``engine.prepare`` again once every target is done, and the whole listing (the record
+  shards, one object per block; sizes and times of the targets come with the listing),
 * finish: ``engine.finish_dataset`` (``manifest.json`` and ``annotations.json`` streamed from the
   records, a target at a time),
 
-with the requests each made to the store and the peak of Python allocations (tracemalloc). Prints
-a Markdown table; run it at several N to see how each step grows::
+with the requests each made to the store, the peak of Python allocations (tracemalloc) and what
+the driver still held at the end of the listing. Prints a Markdown table::
 
-    python benchmarks/driver_scale.py --targets 10000 100000
+    python benchmarks/driver_scale.py --targets 25000 50000 100000
 
 Needs ``pip install 'sansa-segment[scale]' moto[server]``.
 """
@@ -22,79 +26,96 @@ Needs ``pip install 'sansa-segment[scale]' moto[server]``.
 from __future__ import annotations
 
 import argparse
-import io
+import json
 import os
+import platform
+import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
 
 import numpy as np
 
+SERVER = """
+import sys, io, datetime, logging, threading
+import numpy as np
+from PIL import Image
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
+from moto.server import ThreadedMotoServer
 
-def start_s3() -> subprocess.Popen:
-    """moto's S3 server in a process of its own on a free loopback port (its work and memory are not
-    the driver's); ``AWS_*`` variables point this process's clients at it."""
+port, folder, counts = int(sys.argv[1]), sys.argv[2], [int(n) for n in sys.argv[3:]]
+logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+buffer = io.BytesIO()
+Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buffer, format="PNG")
+backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+for count in counts:  # straight into the backend: no HTTP request per object
+    backend.create_bucket(f"bench-{count}", "us-east-1")
+    for i in range(count):
+        backend.put_object(f"bench-{count}", f"photos/t{i:07d}.png", buffer.getvalue())
+    times = [  # each object's time as its listing tells it (whole seconds), for the stub records
+        datetime.datetime.fromisoformat(key.last_modified_ISO8601.replace("Z", "+00:00")).timestamp()
+        for key in (backend.get_object(f"bench-{count}", f"photos/t{i:07d}.png") for i in range(count))
+    ]
+    np.save(f"{folder}/times-{count}.npy", np.array(times, np.float64).astype(np.int64))
+print(len(buffer.getvalue()), flush=True)
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+server.start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+
+def start_s3(counts: list[int], folder: str) -> subprocess.Popen:
+    """moto's S3 server in a process of its own, holding the targets of each size (its work and
+    memory are not the driver's); ``AWS_*`` variables point this process's clients at it."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    started = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", SERVER, str(port), folder, *map(str, counts)], stdout=subprocess.PIPE, text=True
     )
+    size = server.stdout.readline().strip() if server.stdout is not None else ""
+    os.environ["BENCH_TARGET_BYTES"] = size
+    if server.stdout is None or server.stdout.readline().strip() != "ready":
+        server.kill()
+        raise RuntimeError("moto server did not start")
+    print(f"moto server: {sum(counts):,} targets put into its backend in {time.perf_counter() - started:.0f} s")
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{port}",
     )
-    for _ in range(600):  # up within a minute
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server
-        time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("moto server did not start")
+    return server
 
 
-def put_targets(bucket: str, count: int) -> str:
-    """``count`` 8x8 PNGs under ``s3://bucket/photos/``, written many at a time."""
-    import fsspec
-    from PIL import Image
-
-    store = fsspec.filesystem("s3", skip_instance_cache=True)
-    store.mkdir(bucket)
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buffer, format="PNG")
-    for start in range(0, count, 10_000):  # many requests in flight, a bounded dict at a time
-        store.pipe(
-            {f"{bucket}/photos/t{i:07d}.png": buffer.getvalue() for i in range(start, min(count, start + 10_000))}
-        )
-    return f"s3://{bucket}/photos"
-
-
-def timed(step) -> tuple[object, float, float]:
-    """``(result, seconds, peak MiB of Python allocations)``."""
-    tracemalloc.start()
+def timed(step) -> tuple[object, float, float, float]:
+    """``(result, seconds, the process's peak RSS so far in MiB, its RSS after in MiB)``."""
     started = time.perf_counter()
     result = step()
     seconds = time.perf_counter() - started
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
-    return result, seconds, peak
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        current = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return result, seconds, peak, current
 
 
-def one_size(count: int) -> dict[str, tuple[float, float, int, float]]:
-    from sansa import fs
-    from sansa.labeling import engine, pipeline
+def one_size(count: int, folder: str) -> dict[str, tuple[float, float, float, int, float]]:
+    """The steps of one size, in this process (a fresh driver for each size: its own peak RSS)."""
+    from sansa.export import shards
+    from sansa.labeling import engine
     from sansa.labeling.job import ExportOptions, Job, ModelSpec, ReferenceEntry
     from sansa.labeling.ray import BLOCK_TARGETS
     from sansa.records import Prompt
 
-    targets = put_targets(f"bench-{count}", count)
+    targets = f"s3://bench-{count}/photos"
     reference = os.path.join(os.path.dirname(__file__), "..", "examples")
     image = next(os.path.join(reference, f) for f in sorted(os.listdir(reference)) if f.endswith((".jpg", ".png")))
     job = Job(
@@ -105,43 +126,91 @@ def one_size(count: int) -> dict[str, tuple[float, float, int, float]]:
         model=ModelSpec(backbone="test_tiny", random_weights=True, device="cpu"),
         batch_size=1,
     )
-    rows = {}
-    plan, rows["start-up (prepare)"] = _step(lambda: engine.prepare(job))
-    label_map = np.zeros((8, 8), np.uint16)
-    label_map[2:6, 2:6] = 1
-    listed = {i["name"]: fs.listed_stat(i) for i in _store().find(targets, detail=True).values()}
-    image = np.zeros((8, 8, 3), np.uint8)
+    times = np.load(f"{folder}/times-{count}.npy")  # the targets' times, as their listing tells them
+    size = int(os.environ["BENCH_TARGET_BYTES"])
 
-    def actor_block(batches) -> None:  # what an actor writes for a block of targets, without a model
-        writer = engine.writer_for(job, worker=True)
-        for batch in batches:
-            target = batch.targets[0]
-            source = {**listed[target.path.removeprefix("s3://")], "sha256": "stub"}  # as fingerprint() gives
-            member = pipeline.Member(target, True, source, image, None)
-            pipeline.write_member(writer, member, _Segmentation(label_map), plan.inputs_digest)
-        writer.compact(minimum=1)  # the block's records: one shard
+    def listed(name: str) -> dict[str, int]:
+        return {"bytes": size, "mtime_ns": int(times[int(name[1:8])]) * 10**9}
 
-    blocks = [plan.batches[i : i + BLOCK_TARGETS] for i in range(0, len(plan.batches), BLOCK_TARGETS)]
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(actor_block, blocks))
+    rows = {"imports, reference (before the run)": (0.0, *timed(lambda: None)[2:], 0, 0.0)}
+
+    def first_block():
+        plan = engine.prepare(job)
+        stream = plan.stream()
+        return plan, stream, list(islice(stream, BLOCK_TARGETS))
+
+    (plan, stream, block), rows["first block (prepare + first block formed)"] = _step(first_block)
+
+    def rest_of_listing(stream, block):
+        blocks = [block]
+        while more := list(islice(stream, BLOCK_TARGETS)):
+            blocks.append(more)
+            if len(blocks) > 8:  # as the actors take them: written out, then dropped
+                _write_records(plan, blocks.pop(0), listed, shards)
+        for left in blocks:
+            _write_records(plan, left, listed, shards)
+        return plan.to_write
+
+    written, rows["rest of the listing (every batch formed)"] = _step(lambda: rest_of_listing(stream, block))
+    assert written == count, written
     plan.close()
-    plan, rows["resume (prepare, all done)"] = _step(lambda: engine.prepare(job))
-    assert not plan.batches and len(plan.skipped) == count, (len(plan.batches), len(plan.skipped))
+    stream = block = None  # noqa: F841 (the batches handed out are the actors' now)
+
+    def resume():
+        again = engine.prepare(job)
+        assert not list(again.stream()) and len(again.skipped) == count, len(again.skipped)
+        return again
+
+    plan, rows["resume (prepare + whole listing, all done)"] = _step(resume)
     _, rows["finish (manifest, annotations.json)"] = _step(lambda: engine.finish_dataset(plan.writer, []))
     plan.close()
     return rows
 
 
-def _store():
-    import fsspec
-
-    return fsspec.filesystem("s3", skip_instance_cache=True)
+TEMPLATE: dict[str, object] = {}
 
 
-def _step(step) -> tuple[object, tuple[float, float, int, float]]:
-    before, waited = REQUESTS["count"], REQUESTS["waiting_s"]
-    result, seconds, peak = timed(step)
-    return result, (seconds, peak, REQUESTS["count"] - before, REQUESTS["waiting_s"] - waited)
+def _template() -> dict:
+    """A target's record as the real writer makes it (COCO, an 8x8 target with a square), once."""
+    if not TEMPLATE:
+        from sansa.export.writer import FolderWriter
+
+        with tempfile.TemporaryDirectory() as folder:
+            writer = FolderWriter(Path(folder), ["thing"], ["coco"])
+            label_map = np.zeros((8, 8), np.uint16)
+            label_map[2:6, 2:6] = 1
+            writer.write("t.png", np.zeros((8, 8, 3), np.uint8), label_map, ["thing"], {"thing": 0.9}, stem="t")
+            TEMPLATE.update(json.loads(next((Path(folder) / ".sansa" / "parts").glob("*.json")).read_text()))
+    return dict(TEMPLATE)
+
+
+def _write_records(plan, batches, listed, shards) -> None:
+    """What an actor leaves for a block: one shard of its targets' records (made from the listing)."""
+    parts = []
+    for batch in batches:
+        target = batch.targets[0]
+        source = {**listed(target.name), "sha256": "stub"}  # as fingerprint() gives
+        made_from = {"target": source, "inputs": plan.inputs_digest}
+        parts.append({**_template(), "name": target.name, "stem": target.stem, "made_from": made_from})
+    WRITES.append(POOL.submit(shards.write_shard, plan.writer._shards_dir, parts))
+    SHARDS["count"] += 1
+    if len(WRITES) > 32:
+        WRITES.pop(0).result()
+
+
+POOL = ThreadPoolExecutor(16)
+WRITES: list = []
+SHARDS = {"count": 0}  # the stub actors' PUTs (one a block), not counted as the driver's requests
+
+
+def _step(step) -> tuple[object, tuple[float, float, float, int, float]]:
+    before, waited, puts = REQUESTS["count"], REQUESTS["waiting_s"], SHARDS["count"]
+    result, seconds, peak, held = timed(step)
+    for write in WRITES:
+        write.result()
+    WRITES.clear()
+    requests = REQUESTS["count"] - before - (SHARDS["count"] - puts)
+    return result, (seconds, peak, held, requests, REQUESTS["waiting_s"] - waited)
 
 
 # HTTP requests the driver made to the store, and the time with at least one of them in flight
@@ -170,40 +239,45 @@ def count_requests() -> None:
     AioEndpoint._send = counted
 
 
-class _Transform:
-    def image(self, image: np.ndarray) -> None:
-        return None
-
-
-class _Segmentation:
-    def __init__(self, label_map: np.ndarray) -> None:
-        self.label_map, self.labels, self.objects = label_map, ["thing"], []
-        self.predictions = {"thing": type("P", (), {"score": 0.9})()}
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, nargs="+", default=[1000, 2000, 4000])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: one size
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import sansa.devices  # noqa: F401 (torch: imported once before any step is timed)
+    if args.one:
+        import sansa.devices  # noqa: F401 (torch: imported before any step is timed, as a run does)
 
-    server = start_s3()
-    count_requests()
-    loads = []
-    try:
-        results = {}
-        for count in args.targets:
-            results[count] = one_size(count)
-            loads.append(f"{os.getloadavg()[0]:.1f}")
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-    print(f"moto S3 server (its own process) on loopback; load average after each size: {', '.join(loads)}")
+        count_requests()
+        print(json.dumps(one_size(args.one, args.folder)))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        server = start_s3(args.targets, folder)
+        loads, results = [], {}
+        try:
+            for count in args.targets:
+                child = [sys.executable, __file__, "--one", str(count), "--folder", folder]
+                answer = subprocess.run(child, check=True, stdout=subprocess.PIPE, text=True).stdout
+                results[count] = json.loads(answer.strip().splitlines()[-1])
+                loads.append(f"{os.getloadavg()[0]:.1f}")
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    print(f"{cpu_model()}, {os.cpu_count()} cores; load average after each size: {', '.join(loads)}")
     print("| step | " + " | ".join(f"{n:,} targets" for n in results) + " |")
     print("|---|" + "---:|" * len(results))
     for step in next(iter(results.values())):
         cells = [
-            f"{r[step][0]:.1f} s ({r[step][3]:.1f} s waiting for {r[step][2]:,} requests), {r[step][1]:.0f} MiB"
+            f"{r[step][0]:.1f} s ({r[step][4]:.1f} s waiting for {r[step][3]:,} requests), "
+            f"RSS {r[step][2]:.0f} MiB (peak {r[step][1]:.0f})"
             for r in results.values()
         ]
         print(f"| {step} | " + " | ".join(cells) + " |")

@@ -26,6 +26,7 @@ LAYERS = [
     ("sansa.atomic", "sansa.images", "sansa.drawing", "sansa.records", "sansa.devices", "sansa.metrics"),
     (
         "sansa.targets",
+        "sansa.listing",
         "sansa.references",
         "sansa.transforms",
         "sansa.objects",

@@ -189,6 +189,36 @@ def test_s3_targets(data, single, s3_server, capsys):
     assert "0 written, 2 already done, 1 failed" in capsys.readouterr().out
 
 
+def test_ray_streams_a_listed_prefix(data, single, ray_local, s3_server, monkeypatch, capsys):
+    """Targets on S3 listed page by page (8 keys a page) go to 2 actors a block of 2 targets at a
+    time while the listing goes on (sansa.labeling.ray_feed): each target's files are the bytes of
+    the one-process run; a re-run finds every target done."""
+    from sansa import fs, listing
+    from sansa.labeling import ray as ray_run
+    from sansa.labeling.ray_feed import Feeder
+
+    url = s3_server.bucket("streamed") + "/in"
+    store, root = fs.filesystem(url)
+    store.pipe({f"{root}/{p.name}": p.read_bytes() for p in sorted((data / "targets").iterdir())})
+    fed: list[Feeder] = []
+    monkeypatch.setattr(listing, "PAGE_KEYS", 8)
+    monkeypatch.setattr(ray_run, "BLOCK_TARGETS", 2)
+    monkeypatch.setattr(ray_run, "Feeder", lambda blocks: fed.append(Feeder(blocks)) or fed[-1])
+    out = data / "ray-streamed"
+    args = command(data, str(out), "--ray", ray_local, "--actors", "2")
+    args[args.index("--targets") + 1] = url
+    assert main(args) == 1
+    assert f"{COUNT} targets in {url}: {COUNT - 1} written, 0 already done, 1 failed" in capsys.readouterr().out
+    assert len(fed) == 1
+    files = local_files(out)
+    compared = [n for n in single if n.split("/")[0] in ("masks", "labels", "overlays", "instances", "yolo")]
+    compared = [n for n in compared if not n.startswith("yolo/images/")] + ["annotations.json", "manifest.json"]
+    assert len(compared) > 4 * (COUNT - 1)
+    assert {n: files.get(n) for n in compared} == {n: single[n] for n in compared}
+    assert main(args) == 1
+    assert f"0 written, {COUNT - 1} already done, 1 failed" in capsys.readouterr().out
+
+
 ALL_FORMATS = ["--format", "png", "indexed", "coco", "yolo", "instances", "overlay", "labelstudio"]
 
 

@@ -170,6 +170,10 @@ class FolderWriter:
         part = self._parts.get(name)
         return _record(part) if part is not None else None
 
+    def has_record(self, name: str) -> bool:
+        """Whether target ``name`` has a record (this run or an earlier one)."""
+        return name in self._parts
+
     def names(self) -> list[str]:
         """Every target with a record (this run or an earlier one), sorted."""
         return sorted(self._parts)

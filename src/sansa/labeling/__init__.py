@@ -21,7 +21,6 @@ another model (``Job(overwrite=True)`` starts over).
 from sansa.labeling.batches import Batch, fixed_batches
 from sansa.labeling.engine import (
     LoadedReference,
-    Plan,
     RunResult,
     Segmented,
     encode_references,
@@ -37,6 +36,7 @@ from sansa.labeling.engine import (
 from sansa.labeling.folder import FolderLock, clear_results
 from sansa.labeling.job import ExportOptions, Job, ModelSpec, ReferenceEntry, prompt_from_dict, prompt_to_dict
 from sansa.labeling.pipeline import Outcome
+from sansa.labeling.plan import Plan
 from sansa.labeling.run import run
 from sansa.targets import Target, find_targets, fingerprint
 

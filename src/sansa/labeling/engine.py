@@ -25,8 +25,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,10 +41,12 @@ from sansa.fs import describe
 from sansa.images import load_image, load_image_and_bytes
 from sansa.labeling import folder as out_folder
 from sansa.labeling import pipeline
-from sansa.labeling.batches import Batch, fixed_batches
+from sansa.labeling.batches import Batch
 from sansa.labeling.job import ExportOptions, Job, ReferenceEntry, prompt_to_dict
 from sansa.labeling.pipeline import Outcome
-from sansa.targets import Target, file_sha256, find_targets, unchanged
+from sansa.labeling.plan import Plan, Records, form_batches
+from sansa.listing import stream_targets
+from sansa.targets import Target, file_sha256
 
 if TYPE_CHECKING:
     from sansa.fs import AnyPath
@@ -65,41 +66,6 @@ class LoadedReference:
 
 
 @dataclass
-class Plan:
-    """A prepared run: the folder is locked and checked, and what is left to do is known.
-
-    Attributes:
-        targets: every target, sorted by name, stems assigned.
-        root: the folder target names are relative to.
-        batches: the fixed batches with something to write (``batch.write``).
-        skipped: names of targets an earlier run finished (with the same inputs).
-        inputs: what results are made from (references, model); ``inputs_digest`` is in each record.
-        writer: the driver's :class:`FolderWriter` (records of earlier runs loaded).
-    """
-
-    job: Job
-    labels: list[str]
-    targets: list[Target]
-    root: Path
-    batches: list[Batch]
-    skipped: list[str]
-    references: list[LoadedReference]
-    inputs: dict[str, Any]
-    inputs_digest: str
-    writer: FolderWriter
-    lock: out_folder.FolderLock
-    started: float = field(default_factory=time.time)
-
-    @property
-    def out(self) -> AnyPath:
-        return self.job.out_dir
-
-    def close(self) -> None:
-        """Release the output folder."""
-        self.lock.release()
-
-
-@dataclass
 class RunResult:
     """What a finished run did: counts, records of every finished target, the files it wrote."""
 
@@ -108,7 +74,7 @@ class RunResult:
     targets: list[Target]
     root: Path
     outcome: Outcome
-    records: list[TargetRecord]
+    records: Sequence[TargetRecord]
     outputs: list[AnyPath]
     seconds: float
 
@@ -171,8 +137,10 @@ def writer_for(job: Job, worker: bool = False) -> FolderWriter:
 
 
 def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
-    """Check the job, read the references, find the targets, lock and check the output folder, and
-    work out what is left to do. Nothing is written before every check has passed.
+    """Check the job, read the references, start the target listing, lock and check the output
+    folder. Nothing is written before every check has passed (an input without images included:
+    the listing's first page is read here). What is left to do is worked out as the listing
+    arrives (:meth:`Plan.stream`; :attr:`Plan.batches` reads it whole).
 
     Raises:
         SansaError: one line: bad input, a folder in use, or one holding results of other inputs.
@@ -180,8 +148,7 @@ def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
     notes = notes or _print_note
     job.check()
     references = load_references(job)
-    stats: dict[str, dict[str, int]] = {}  # size and time of URL targets, from their listing
-    targets, root = find_targets(job.targets, job.recursive, exclude=job.out_dir, stats=stats)
+    listing = stream_targets(job.targets, job.recursive, exclude=job.out_dir)
     inputs = inputs_record(job, references)
     lock = out_folder.FolderLock(job.out_dir, command).acquire()
     try:
@@ -195,54 +162,13 @@ def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
             )
         out_folder.check_inputs(job.out_dir, inputs, has_results=bool(writer.names()))
         digest = out_folder.inputs_digest(inputs)
-        targets = [Target(t.path, t.name, writer.claim_stem(t.name)) for t in targets]
-        done = _done_flags(writer, targets, digest, stats)
         batch_size = job.batch_size or _default_batch_size(job)
-        batches = [
-            Batch(index, batch, [not d for d in done[index * batch_size : index * batch_size + len(batch)]])
-            for index, batch in fixed_batches(targets, batch_size)
-        ]
     except BaseException:
         lock.release()
         raise
-    return Plan(
-        job,
-        job.labels,
-        targets,
-        root,
-        [b for b in batches if any(b.write)],
-        [t.name for t, d in zip(targets, done, strict=True) if d],
-        references,
-        inputs,
-        digest,
-        writer,
-        lock,
-    )
-
-
-STAT_THREADS = 32  # requests in flight asking a store whether targets changed
-
-
-def _done_flags(
-    writer: FolderWriter, targets: Sequence[Target], digest: str, stats: dict[str, dict[str, int]]
-) -> list[bool]:
-    """:func:`_is_done` of each target (``stats``: sizes and times known from the listing); for
-    targets on a store whose listing did not tell, many requests in flight."""
-
-    if not targets or not fs.is_url(targets[0].path) or all(t.path in stats for t in targets):
-        return [_is_done(writer, t, digest, stats.get(t.path)) for t in targets]
-
-    with ThreadPoolExecutor(STAT_THREADS, "sansa-stat") as pool:
-        return list(pool.map(lambda t: _is_done(writer, t, digest, stats.get(t.path)), targets))
-
-
-def _is_done(writer: FolderWriter, target: Target, digest: str, stat: dict[str, int] | None = None) -> bool:
-    """Finished by an earlier run from the same inputs, and the target file unchanged since."""
-    record = writer.record(target.name)
-    if record is None or not writer.is_done(target.name):
-        return False
-    made_from = record.made_from or {}
-    return made_from.get("inputs") == digest and unchanged(target.path, made_from.get("target"), stat)
+    plan = Plan(job, job.labels, listing.root, references, inputs, digest, writer, lock)
+    plan.pending = form_batches(plan, listing.pages, batch_size)
+    return plan
 
 
 def _default_batch_size(job: Job) -> int:
@@ -314,16 +240,19 @@ def process_batch(predictor: SansaPredictor, writer: FolderWriter, batch: Batch,
 
 def tally(outcomes: Iterable[Outcome], plan: Plan) -> Outcome:
     """Add up the batches' outcomes (in any order) under one progress line (images/s, ETA; in a
-    terminal); ``seconds`` is wall time, from the first batch to the last (also across actors)."""
+    terminal; its total grows while the listing arrives); ``seconds`` is wall time, from the first
+    batch to the last (also across actors). ``skipped`` is every target found done (the listing
+    has ended once ``outcomes`` has)."""
     from tqdm import tqdm
 
     started, outcome = time.time(), Outcome()
-    total = sum(sum(b.write) for b in plan.batches)
-    with tqdm(total=total, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
+    with tqdm(total=plan.to_write, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
         for batch_outcome in outcomes:
             outcome.add(batch_outcome)
+            progress.total = plan.to_write  # grows while the listing arrives
             progress.update(len(batch_outcome.written) + len(batch_outcome.failures))
     outcome.seconds = time.time() - started
+    outcome.skipped = list(plan.skipped)
     return outcome
 
 
@@ -350,7 +279,7 @@ def finalise(
     finish_dataset(writer, outcome.failures)
     seconds = time.time() - plan.started
     _save_run(plan, outcome, references, reference_files, device, precision, seconds)
-    records = [r for r in (writer.record(t.name) for t in plan.targets) if r is not None]
+    records = Records(writer, [t.name for t in plan.targets if writer.has_record(t.name)])
     outputs = [*writer.outputs(), plan.out / "references", plan.out / "run.json"]
     if outcome.failures:
         outputs.append(plan.out / "failures.txt")

@@ -25,7 +25,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -189,7 +189,7 @@ def write_member(writer: FolderWriter, member: Member, segmentation: Segmentatio
 def pipelined_batches(
     predictor: SansaPredictor,
     writer: FolderWriter,
-    batches: list[Batch],
+    batches: Iterable[Batch],
     inputs_digest: str,
     prefetch: int = PREFETCH,
     behind: int = BEHIND,
@@ -236,9 +236,15 @@ def _free_memory() -> int:
 
 
 def lane_batches(
-    predictor: SansaPredictor, writer: FolderWriter, batches: list[Batch], inputs_digest: str, lanes: int = 1
+    predictor: SansaPredictor,
+    writer: FolderWriter,
+    batches: Sequence[Batch] | Iterator[Batch],
+    inputs_digest: str,
+    lanes: int = 1,
 ) -> Iterator[Outcome]:
-    """:func:`pipelined_batches` on ``lanes`` threads at once, batch ``i`` on lane ``i % lanes``.
+    """:func:`pipelined_batches` on ``lanes`` threads at once: of a list, batch ``i`` on lane
+    ``i % lanes``; of an iterator (one safe to pull from several threads, as
+    :meth:`~sansa.labeling.engine.Plan.stream` gives), the next batch on the lane that asks first.
 
     Every batch gets the bytes it gets alone (a model call's result depends on its batch only; the
     predictor pins its intra-op threads). Memory: ``lanes`` times one lane's queues.
@@ -247,7 +253,7 @@ def lane_batches(
         One :class:`Outcome` per batch as lanes finish them (in any order). Closing the generator
         stops the lanes after their current batch; a lane's error is raised here.
     """
-    if lanes <= 1 or len(batches) <= 1:
+    if lanes <= 1 or (isinstance(batches, Sequence) and len(batches) <= 1):
         yield from pipelined_batches(predictor, writer, batches, inputs_digest)
         return
     for label in predictor.labels:  # the memory cache filled once, before threads read it
@@ -255,7 +261,7 @@ def lane_batches(
     done: queue.Queue[tuple[str, Any]] = queue.Queue()  # ("outcome", Outcome) | ("error", exc) | ("end", None)
     stop = threading.Event()
 
-    def lane(share: list[Batch]) -> None:
+    def lane(share: Iterable[Batch]) -> None:
         try:
             for outcome in pipelined_batches(predictor, writer, share, inputs_digest):
                 done.put(("outcome", outcome))
@@ -266,9 +272,14 @@ def lane_batches(
         finally:
             done.put(("end", None))
 
+    shares: list[Iterable[Batch]] = (
+        [batches[k::lanes] for k in range(min(lanes, len(batches)))]
+        if isinstance(batches, Sequence)
+        else [batches] * lanes
+    )
     threads = [
-        threading.Thread(target=lane, args=(batches[k::lanes],), name=f"sansa-lane-{k}", daemon=True)
-        for k in range(min(lanes, len(batches)))
+        threading.Thread(target=lane, args=(share,), name=f"sansa-lane-{k}", daemon=True)
+        for k, share in enumerate(shares)
     ]
     for thread in threads:
         thread.start()

@@ -4,11 +4,13 @@ The driver does what only one process may do; workers do the rest::
 
     driver                                  actors (--actors N|MIN-MAX, --cpus-per-actor C,
     ------                                  --gpus-per-actor G; see ray_cluster.RayOptions)
-    prepare: checks, discovery, lock,       load the model once;
-      resume, fixed batches                 get the references' memory once (object store)
+    prepare: checks, the listing's first   load the model once;
+      page, lock                            get the references' memory once (object store)
     encode the references once; ray.put  ->
-    Dataset of batches of target paths   -> map_batches, one call per block (<= BLOCK_TARGETS
-      (blocks of <= BLOCK_TARGETS)            targets), pipelined as in one process:
+    Dataset of batches of target paths,  -> map_batches, one call per block (<= BLOCK_TARGETS
+      fed a block at a time as the            targets), pipelined as in one process:
+      listing arrives (ray_feed; resume:
+      finished targets left out)
                                                 reader threads  decode + resize batch i+1, i+2
                                                 model           segments batch i
                                                 writer threads  write batch i-1, i-2 (files,
@@ -33,6 +35,7 @@ bytes are those of any other process.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -50,6 +53,7 @@ from sansa.labeling.batches import Batch
 from sansa.labeling.job import Job
 from sansa.labeling.pipeline import Outcome, lane_batches, model_lanes
 from sansa.labeling.ray_cluster import RayOptions, connect, import_ray, quiet_ray_data
+from sansa.labeling.ray_feed import Feeder, queue_datasource
 
 if TYPE_CHECKING:
     from sansa.export.writer import FolderWriter
@@ -95,8 +99,7 @@ def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **op
         predictor = job.model.load("cpu" if ray_options.device == "cpu" else None)
         references = engine.encode_references(predictor, plan)
         reference_files = engine.save_reference_pictures(plan, references)
-        outcome = Outcome(skipped=list(plan.skipped))
-        outcome.add(engine.tally(label_batches(job, plan.batches, plan.inputs_digest, references, ray_options), plan))
+        outcome = engine.tally(label_batches(job, plan.stream(), plan.inputs_digest, references, ray_options), plan)
         atomic.remove_temporaries(plan.out)  # left by an actor killed mid-write; every actor is done now
         return engine.finalise(
             plan,
@@ -115,14 +118,19 @@ def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **op
 
 
 def label_batches(
-    job: Job, batches: Sequence[Batch], inputs_digest: str, references: Sequence[Reference], options: RayOptions
+    job: Job, batches: Iterable[Batch], inputs_digest: str, references: Sequence[Reference], options: RayOptions
 ) -> Iterator[Outcome]:
     """Process ``batches`` on an actor pool; yields each batch's
     :class:`~sansa.labeling.pipeline.Outcome` as it completes (in any order).
 
+    A run of a few blocks is split evenly (every actor gets work); a longer one goes to the actors
+    a block of up to :data:`BLOCK_TARGETS` targets at a time while ``batches`` is still being
+    listed (:mod:`sansa.labeling.ray_feed`).
+
     Args:
         job: the job (shipped to each actor once, as JSON).
-        batches: :class:`~sansa.labeling.batches.Batch` records with something to write.
+        batches: :class:`~sansa.labeling.batches.Batch` records with something to write, in order
+            (an iterator: pulled as the pool takes blocks, e.g. :meth:`~sansa.labeling.engine.Plan.stream`).
         inputs_digest: kept in each target's record.
         references: the driver's encoded :class:`~sansa.records.Reference` records: their memory
             is put in the object store once and handed to each actor at construction.
@@ -130,19 +138,27 @@ def label_batches(
             error budget (``max_failures``).
     """
     ray = import_ray()
-    if not batches:
+    todo = iter(batches)
+    first = next(todo, None)
+    if first is None:
         return
-    shipped = ray.put([shippable(reference) for reference in references])
-    rows = [{"batch": json.dumps(batch.to_dict())} for batch in batches]
     low, high = options.pool
-    per_block = max(1, BLOCK_TARGETS // max(len(b.targets) for b in batches))
-    blocks = min(len(rows), max(math.ceil(len(rows) / per_block), 2 * (high or low)))  # every actor gets work
-    high = min(high or blocks, blocks)  # never more actors than blocks (a resume with little left)
-    dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+    per_block = max(1, BLOCK_TARGETS // len(first.targets))  # the first batch is a whole one
+    ahead = [first, *itertools.islice(todo, per_block * 2 * (high or low))]  # a short run ends within
+    feeder = None
+    if len(ahead) <= per_block * 2 * (high or low):
+        rows = [_row(batch) for batch in ahead]
+        blocks = min(len(rows), max(math.ceil(len(rows) / per_block), 2 * (high or low)))  # every actor gets work
+        high = min(high or blocks, blocks)  # never more actors than blocks (a resume with little left)
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+    else:
+        feeder = Feeder(_blocks(itertools.chain(ahead, todo), per_block))
+        dataset = ray.data.read_datasource(queue_datasource(feeder.queue), num_cpus=0)
+    shipped = ray.put([shippable(reference) for reference in references])
     results = dataset.map_batches(
         LabelActor,
         batch_size=None,
-        compute=ray.data.ActorPoolStrategy(min_size=min(low, high), max_size=high),  # a whole block per call
+        compute=ray.data.ActorPoolStrategy(min_size=min(low, high or low), max_size=high),  # a block per call
         fn_constructor_kwargs={
             "job": for_workers(job).to_dict(),
             "references": [shipped],
@@ -162,6 +178,21 @@ def label_batches(
         raise SansaError(
             f"a batch failed on Ray ({_cause(err)}); finished targets are kept, run the same command again to resume"
         ) from None
+    finally:
+        if feeder is not None:
+            feeder.close()
+    if feeder is not None:
+        feeder.check()  # a listing that failed midway: what it listed is done, the rest on resuming
+
+
+def _row(batch: Batch) -> dict[str, str]:
+    return {"batch": json.dumps(batch.to_dict())}
+
+
+def _blocks(batches: Iterator[Batch], size: int) -> Iterator[list[str]]:
+    """The rows (JSON batches) of blocks of ``size`` consecutive batches."""
+    while block := [_row(batch)["batch"] for batch in itertools.islice(batches, size)]:
+        yield block
 
 
 NOT_WRITTEN = "not written: "

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from sansa.errors import SansaError
 from sansa.labeling.engine import (
     Notes,
-    Plan,
     RunResult,
     encode_references,
     finalise,
@@ -23,6 +22,7 @@ from sansa.labeling.engine import (
 )
 from sansa.labeling.job import Job
 from sansa.labeling.pipeline import Outcome, lane_batches, model_lanes
+from sansa.labeling.plan import Plan
 from sansa.labeling.ray import run_ray
 
 if TYPE_CHECKING:
@@ -61,8 +61,7 @@ def run(
             predictor = job.load_predictor()
             references = encode_references(predictor, plan)
             reference_files = save_reference_pictures(plan, references)
-            outcome = Outcome(skipped=list(plan.skipped))
-            outcome.add(_local_batches(predictor, plan, pipelined, lanes or model_lanes(predictor)))
+            outcome = _local_batches(predictor, plan, pipelined, lanes or model_lanes(predictor))
             return finalise(
                 plan, outcome, references, reference_files, str(predictor.device), precision=predictor.precision
             )
@@ -73,9 +72,9 @@ def run(
 def _local_batches(predictor: SansaPredictor, plan: Plan, pipelined: bool, lanes: int) -> Outcome:
     """Every batch of the plan on this process, with a progress bar; ``seconds`` is the loop's wall time."""
     if pipelined:
-        outcomes = lane_batches(predictor, plan.writer, plan.batches, plan.inputs_digest, lanes)
+        outcomes = lane_batches(predictor, plan.writer, plan.stream(), plan.inputs_digest, lanes)
     else:
-        outcomes = (process_batch(predictor, plan.writer, b, plan.inputs_digest) for b in plan.batches)
+        outcomes = (process_batch(predictor, plan.writer, b, plan.inputs_digest) for b in plan.stream())
     return tally(_compacting(outcomes, plan), plan)
 
 
