@@ -15,8 +15,9 @@ model, no Ray: the blocks' records are written as the actors' shards would be, o
 * finish: ``engine.finish_dataset`` (``manifest.json`` and ``annotations.json`` streamed from the
   records, a target at a time),
 
-with the requests each made to the store, the peak of Python allocations (tracemalloc) and what
-the driver still held at the end of the listing. Prints a Markdown table::
+with the requests each made to the store (the stub shard writes not counted), the time waiting for
+them, and the driver's resident memory after each step and its peak so far (each size runs in a
+fresh driver process, torch imported first as ``sansa segment`` does). Prints a Markdown table::
 
     python benchmarks/driver_scale.py --targets 25000 50000 100000
 
