@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from sansa.export.writer import FolderWriter
     from sansa.predictor import SansaPredictor
     from sansa.records import Reference
+    from sansa.targets import Target
 
 # Targets per Ray Data block (at most; small runs get smaller blocks, two per actor): a block is one
 # actor call (pipelined through its batches), the unit a dead actor's work is retried in, and its
@@ -100,6 +101,7 @@ def run_ray(job: Job, notes: engine.Notes | None = None, command: str = "", **op
         references = engine.encode_references(predictor, plan)
         reference_files = engine.save_reference_pictures(plan, references)
         outcome = engine.tally(label_batches(job, plan.stream(), plan.inputs_digest, references, ray_options), plan)
+        account_for_every_target(outcome, plan.targets)
         atomic.remove_temporaries(plan.out)  # left by an actor killed mid-write; every actor is done now
         return engine.finalise(
             plan,
@@ -286,6 +288,19 @@ class LabelActor:
                     if batch.index not in done:
                         done[batch.index] = _failed(batch, error)
         return [done[b.index] for b in batches]
+
+
+def account_for_every_target(outcome: Outcome, targets: Sequence[Target]) -> None:
+    """Make every target of ``targets`` that ``outcome`` neither wrote, skipped nor lists as failed
+    a failure of this run (``NOT_WRITTEN``; it counts in ``errors``): a block handed out while the
+    listing streamed dies with the read task that took it from the queue, and Ray cannot replay it.
+    Such a run then ends with its targets listed and exit 1, never as a silent success."""
+    accounted = {*outcome.written, *outcome.skipped, *(failure["target"] for failure in outcome.failures)}
+    lost = [target for target in targets if target.name not in accounted]
+    outcome.failures += [
+        {"target": t.name, "path": t.path, "error": NOT_WRITTEN + "its block was lost with a Ray worker"} for t in lost
+    ]
+    outcome.errors += len(lost)
 
 
 def _failed(batch: Batch, error: str) -> Outcome:
