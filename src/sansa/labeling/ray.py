@@ -146,10 +146,11 @@ def label_batches(
         return
     low, high = options.pool
     per_block = max(1, BLOCK_TARGETS // len(first.targets))  # the first batch is a whole one
-    ahead = [first, *itertools.islice(todo, per_block * 2 * (high or low))]  # a short run ends within
+    short = per_block * 2 * (high or low)  # batches: a run of at most two blocks per actor is split evenly
+    ahead = [first, *itertools.islice(todo, short)]  # a short run ends within
     feeder = None
-    if len(ahead) <= per_block * 2 * (high or low):
-        rows = [_row(batch) for batch in ahead]
+    if len(ahead) <= short:
+        rows = [{"batch": _as_json(batch)} for batch in ahead]
         blocks = min(len(rows), max(math.ceil(len(rows) / per_block), 2 * (high or low)))  # every actor gets work
         high = min(high or blocks, blocks)  # never more actors than blocks (a resume with little left)
         dataset = ray.data.from_items(rows, override_num_blocks=blocks)
@@ -187,13 +188,13 @@ def label_batches(
         feeder.check()  # a listing that failed midway: what it listed is done, the rest on resuming
 
 
-def _row(batch: Batch) -> dict[str, str]:
-    return {"batch": json.dumps(batch.to_dict())}
+def _as_json(batch: Batch) -> str:
+    return json.dumps(batch.to_dict())
 
 
 def _blocks(batches: Iterator[Batch], size: int) -> Iterator[list[str]]:
     """The rows (JSON batches) of blocks of ``size`` consecutive batches."""
-    while block := [_row(batch)["batch"] for batch in itertools.islice(batches, size)]:
+    while block := [_as_json(batch) for batch in itertools.islice(batches, size)]:
         yield block
 
 
