@@ -181,7 +181,7 @@ def test_pipelined_loop_gives_the_bytes_of_the_sequential_one_also_after_a_kill(
     resumed = labeling.run(job_for(folder, "pipelined"))
     assert tree(folder / "pipelined") == tree(folder / "sequential")
     assert [f["target"] for f in resumed.outcome.failures] == [f["target"] for f in sequential.outcome.failures]
-    assert resumed.outcome.written + resumed.outcome.skipped != [] and resumed.exit_code == 1
+    assert [*resumed.outcome.written, *resumed.outcome.skipped] != [] and resumed.exit_code == 1
 
 
 @pytest.mark.slow

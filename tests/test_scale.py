@@ -542,13 +542,14 @@ def test_failure_budget():
 def test_a_target_no_block_accounts_for_is_a_failure():
     """A target handed out but in no outcome (its block lost with the read task that took it from
     the queue) is a failure of the run, counted against the budget: never a silent success."""
-    from sansa.labeling.pipeline import Outcome
+    from sansa.labeling.pipeline import RunOutcome
     from sansa.labeling.ray import account_for_every_target
+    from sansa.spill import NameSet
     from sansa.targets import Target
 
     targets = [Target(f"/d/{name}", name) for name in ("a", "b", "c", "d", "e")]
     failed = {"target": "c", "path": "/d/c", "error": "not a readable image"}
-    outcome = Outcome(written=["a"], skipped=["b"], failures=[failed])
+    outcome = RunOutcome(written=NameSet(["a"]), skipped=NameSet(["b"]), failures=[failed])
     account_for_every_target(outcome, targets)
     lost = "not written: its block was lost with a Ray worker"
     assert outcome.failures == [failed, *({"target": n, "path": f"/d/{n}", "error": lost} for n in ("d", "e"))]

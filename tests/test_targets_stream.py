@@ -190,7 +190,7 @@ def test_a_stop_in_the_middle_of_the_listing_resumes_to_the_same_bytes(photos, u
     assert not seen["after"]
     resumed = labeling.run(job(targets, out), lanes=1)
     assert resumed.exit_code == 0 and resumed.outcome.skipped
-    assert sorted(resumed.outcome.written + resumed.outcome.skipped) == [f"t{i}.png" for i in range(COUNT)]
+    assert sorted([*resumed.outcome.written, *resumed.outcome.skipped]) == [f"t{i}.png" for i in range(COUNT)]
     assert files(out) == unstreamed
 
 

@@ -49,6 +49,7 @@ from sansa.export.exporter import Exporter, ExportSettings, Finished, Target, ex
 from sansa.export.formats import CocoLayout, ImageMode, OutputFormat, parse_choice, parse_formats
 from sansa.export.objects import export_objects, objects_per_class
 from sansa.records import SegmentedObject
+from sansa.spill import SpilledMapping
 
 if TYPE_CHECKING:
     from sansa.fs import AnyPath
@@ -145,15 +146,15 @@ class FolderWriter:
         self._parts_dir = self.out_dir / STATE_DIR / "parts"
         self._shards_dir = self.out_dir / STATE_DIR / shards.SHARDS_DIR
         self.damaged: list[AnyPath] = []  # unreadable records dropped on opening (their targets are redone)
-        self._parts: shards.PackedRecords = shards.PackedRecords()  # name -> record (compact in memory)
+        self._parts: shards.PackedRecords = shards.PackedRecords()  # name -> record (on disk, see sansa.spill)
+        self._stems: SpilledMapping[str] = _stem_table()  # collision key of each stem -> its target's name
         self._prepared = bool(prepare)
         self._journal: list[str] = []  # names whose record this writer wrote as a file, not yet compacted
         self._loose: set[str] = set()  # names whose newest record on opening was a file of its own
         self._lock = threading.Lock()  # writes come from writer threads; compact() from another
         if prepare:
             self._open_folder()
-            self._parts = self._load_parts()
-        self._stems = self._known_stems()
+            self._parts, self._stems = self._load_parts()
 
     # -- per target -----------------------------------------------------------------------
     def is_done(self, name: str) -> bool:
@@ -176,12 +177,15 @@ class FolderWriter:
 
     def names(self) -> list[str]:
         """Every target with a record (this run or an earlier one), sorted."""
-        return sorted(self._parts)
+        return list(self._parts)
+
+    def record_count(self) -> int:
+        """How many targets have a record (this run or an earlier one)."""
+        return len(self._parts)
 
     def reload(self) -> None:
         """Re-read the records from disk (after other processes wrote targets)."""
-        self._parts = self._load_parts()
-        self._stems = self._known_stems()
+        self._parts, self._stems = self._load_parts()
 
     def stem_for(self, name: str) -> str:
         """The output stem of target ``name``: its earlier one, else its name made file-name safe
@@ -317,14 +321,14 @@ class FolderWriter:
         """Write the dataset files: ``classes.json``, and each format's (``annotations.json``, ...)."""
         self.compact()
         atomic.write_json(self.out_dir / "classes.json", classes_table(self.labels))
-        ordered = sorted(self._parts)  # names only: each file is written a target at a time
-        manifest = ((name, self._parts[name]["files"]) for name in ordered)  # target -> every file written for it
+        # each file is written a target at a time, the records read from disk in name order
+        manifest = ((name, part["files"]) for name, part in self._parts.sorted_items())  # target -> its files
         atomic.write_chunks(self.out_dir / MANIFEST, streamed.indented_mapping(manifest))
         for exporter in self.exporters:
             product = exporter.product()
             targets = (
                 Finished(p["name"], p["height"], p["width"], p.get("records", {}).get(exporter.name))
-                for p in (self._parts[name] for name in ordered)
+                for _, p in self._parts.sorted_items()
                 if product in p["products"]
             )
             exporter.finish(self.out_dir, targets)
@@ -398,15 +402,12 @@ class FolderWriter:
             )
         atomic.write_json(config_path, {"labels": self.labels})  # a new folder, or one with no results yet
 
-    def _known_stems(self) -> dict[str, str]:
-        """Collision key of each recorded stem -> its target's name."""
-        return {names.collision_key(part["stem"]): name for name, part in self._parts.items()}
-
-    def _load_parts(self) -> shards.PackedRecords:
+    def _load_parts(self) -> tuple[shards.PackedRecords, SpilledMapping[str]]:
         """The records of earlier runs: the shards', oldest first, then the files of their own; a
         damaged one (a disk fault, a hand edit) is removed and listed in :attr:`damaged`: its
-        target counts as not done (a shard's other records are kept, in a new shard)."""
-        parts = self._load_shards()
+        target counts as not done (a shard's other records are kept, in a new shard). With them,
+        the collision key of each recorded stem -> its target's name."""
+        parts, stems = self._load_shards()
         self._loose = set()
         paths: list[AnyPath] = sorted(self._parts_dir.glob("*.json"), key=str)
         for path, data in zip(paths, fs.read_many(paths), strict=True):  # on a store: many requests in flight
@@ -422,12 +423,14 @@ class FolderWriter:
                 path.unlink(missing_ok=True)
                 continue
             parts[part["name"]] = part
+            stems[names.collision_key(part["stem"])] = part["name"]
             self._loose.add(part["name"])
-        return parts
+        return parts, stems
 
-    def _load_shards(self) -> shards.PackedRecords:
-        """The records of every shard, oldest first (a later record of a name replaces an earlier one)."""
-        parts = shards.PackedRecords()
+    def _load_shards(self) -> tuple[shards.PackedRecords, SpilledMapping[str]]:
+        """The records of every shard, oldest first (a later record of a name replaces an earlier
+        one), and their stems' collision keys."""
+        parts, stems = shards.PackedRecords(), _stem_table()
         paths = shards.list_shards(self._shards_dir)
         for start in range(0, len(paths), SHARDS_READ_AT_ONCE):  # memory: a window of shards' bytes
             window = paths[start : start + SHARDS_READ_AT_ONCE]
@@ -438,8 +441,9 @@ class FolderWriter:
                     if good:
                         shards.write_shard(self._shards_dir, good)
                     shards.remove([path])
-                parts.update((part["name"], part) for part in good)
-        return parts
+                parts.update_many((part["name"], part) for part in good)
+                stems.update_many((names.collision_key(part["stem"]), part["name"]) for part in good)
+        return parts, stems
 
 
 SHARDS_READ_AT_ONCE = 64  # shards fetched at once on opening (many requests in flight on a store)
@@ -462,6 +466,10 @@ def _good_records(data: bytes | Exception) -> tuple[list[dict], int]:
             continue
         good.append(part)
     return good, bad
+
+
+def _stem_table() -> SpilledMapping[str]:
+    return SpilledMapping(str, str)
 
 
 def _check_labels(labels: list[str]) -> None:

@@ -35,7 +35,7 @@ from sansa.labeling.engine import (
 )
 from sansa.labeling.folder import FolderLock, clear_results
 from sansa.labeling.job import ExportOptions, Job, ModelSpec, ReferenceEntry, prompt_from_dict, prompt_to_dict
-from sansa.labeling.pipeline import Outcome
+from sansa.labeling.pipeline import Outcome, RunOutcome
 from sansa.labeling.plan import Plan
 from sansa.labeling.run import run
 from sansa.targets import Target, find_targets, fingerprint
@@ -48,6 +48,7 @@ __all__ = [
     "LoadedReference",
     "ModelSpec",
     "Outcome",
+    "RunOutcome",
     "Plan",
     "ReferenceEntry",
     "RunResult",

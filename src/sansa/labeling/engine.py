@@ -43,7 +43,7 @@ from sansa.labeling import folder as out_folder
 from sansa.labeling import pipeline
 from sansa.labeling.batches import Batch
 from sansa.labeling.job import ExportOptions, Job, ReferenceEntry, prompt_to_dict
-from sansa.labeling.pipeline import Outcome
+from sansa.labeling.pipeline import Outcome, RunOutcome
 from sansa.labeling.plan import Plan, Records, form_batches
 from sansa.listing import stream_targets
 from sansa.targets import Target, file_sha256
@@ -67,13 +67,17 @@ class LoadedReference:
 
 @dataclass
 class RunResult:
-    """What a finished run did: counts, records of every finished target, the files it wrote."""
+    """What a finished run did: counts, records of every finished target, the files it wrote.
+
+    ``targets``, ``records`` and the names in ``outcome`` are kept on disk (:mod:`sansa.spill`) and
+    read when asked for: a run of a million targets returns a few MB.
+    """
 
     out: AnyPath
     labels: list[str]
-    targets: list[Target]
+    targets: Sequence[Target]
     root: Path
-    outcome: Outcome
+    outcome: RunOutcome
     records: Sequence[TargetRecord]
     outputs: list[AnyPath]
     seconds: float
@@ -160,7 +164,7 @@ def prepare(job: Job, notes: Notes | None = None, command: str = "") -> Plan:
                 f"{len(writer.damaged)} damaged record(s) in {job.out_dir / '.sansa' / 'parts'} removed; "
                 "their targets are done again"
             )
-        out_folder.check_inputs(job.out_dir, inputs, has_results=bool(writer.names()))
+        out_folder.check_inputs(job.out_dir, inputs, has_results=writer.record_count() > 0)
         digest = out_folder.inputs_digest(inputs)
         batch_size = job.batch_size or _default_batch_size(job)
     except BaseException:
@@ -238,28 +242,28 @@ def process_batch(predictor: SansaPredictor, writer: FolderWriter, batch: Batch,
     return outcome
 
 
-def tally(outcomes: Iterable[Outcome], plan: Plan) -> Outcome:
+def tally(outcomes: Iterable[Outcome], plan: Plan) -> RunOutcome:
     """Add up the batches' outcomes (in any order) under one progress line (images/s, ETA; in a
     terminal; its total grows while the listing arrives); ``seconds`` is wall time, from the first
     batch to the last (also across actors). ``skipped`` is every target found done (the listing
     has ended once ``outcomes`` has)."""
     from tqdm import tqdm
 
-    started, outcome = time.time(), Outcome()
+    started, outcome = time.time(), RunOutcome()
     with tqdm(total=plan.to_write, unit="img", desc="segment", disable=None, file=sys.stderr) as progress:
         for batch_outcome in outcomes:
             outcome.add(batch_outcome)
             progress.total = plan.to_write  # grows while the listing arrives
             progress.update(len(batch_outcome.written) + len(batch_outcome.failures))
     outcome.seconds = time.time() - started
-    outcome.skipped = list(plan.skipped)
+    outcome.skipped = plan.skipped
     return outcome
 
 
 # -- driver: finalise ------------------------------------------------------------------------------
 def finalise(
     plan: Plan,
-    outcome: Outcome,
+    outcome: RunOutcome,
     references: Sequence[Reference],
     reference_files: Sequence[dict[str, str]],
     device: str,
@@ -273,13 +277,12 @@ def finalise(
         reload: re-read the records from disk first (when other processes wrote the targets).
     """
     writer = plan.writer
-    outcome.written.sort()  # lanes and actors finish batches in any order; targets are sorted by name
     if reload:
         writer.reload()
     finish_dataset(writer, outcome.failures)
     seconds = time.time() - plan.started
     _save_run(plan, outcome, references, reference_files, device, precision, seconds)
-    records = Records(writer, [t.name for t in plan.targets if writer.has_record(t.name)])
+    records = Records(writer, plan.targets)
     outputs = [*writer.outputs(), plan.out / "references", plan.out / "run.json"]
     if outcome.failures:
         outputs.append(plan.out / "failures.txt")
@@ -303,7 +306,7 @@ def finish_dataset(writer: FolderWriter, failures: Sequence[dict[str, str]]) -> 
 
 def _save_run(
     plan: Plan,
-    outcome: Outcome,
+    outcome: RunOutcome,
     references: Sequence[Reference],
     reference_files: Sequence[dict[str, str]],
     device: str,

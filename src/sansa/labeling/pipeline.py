@@ -36,6 +36,7 @@ from sansa.errors import ImageError
 from sansa.export.writer import FolderWriter
 from sansa.images import load_image
 from sansa.labeling.batches import Batch
+from sansa.spill import NameSet
 from sansa.targets import Target, fingerprint
 
 if TYPE_CHECKING:
@@ -102,6 +103,34 @@ class Outcome:
             values["seconds"],
             int(values.get("errors", 0)),
         )
+
+
+@dataclass
+class RunOutcome:
+    """What happened to every target of a run: its batches' :class:`Outcome` s added up, the names
+    kept on disk (:mod:`sansa.spill`), so a run of a million targets holds a few MB of them.
+
+    Attributes:
+        written: names of targets written by this run (iterated sorted).
+        skipped: names of targets already done by an earlier run (iterated sorted).
+        failures: as in :class:`Outcome` (one entry per target that failed).
+        seconds: wall time, from the first batch to the last.
+        errors: as in :class:`Outcome`.
+    """
+
+    written: NameSet = field(default_factory=NameSet)
+    skipped: NameSet = field(default_factory=NameSet)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    errors: int = 0
+
+    def add(self, other: Outcome) -> RunOutcome:
+        """Add a batch's outcome (its ``seconds`` are not wall time: left out)."""
+        self.written += other.written
+        self.skipped += other.skipped
+        self.failures += other.failures
+        self.errors += other.errors
+        return self
 
 
 # -- the steps of one batch (also the sequential loop's, engine.process_batch) -----------------------

@@ -12,6 +12,7 @@ listing first.
 from __future__ import annotations
 
 import collections
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,7 @@ from sansa.labeling import folder as out_folder
 from sansa.labeling.batches import Batch
 from sansa.labeling.job import Job
 from sansa.listing import Page
+from sansa.spill import NameSet, SpilledList
 from sansa.targets import Target, unchanged
 
 if TYPE_CHECKING:
@@ -46,7 +48,8 @@ class Plan:
         pending: the batches with something to write, formed as they are asked for.
         to_write: targets to write in the batches formed so far.
         listed: whether the listing has ended (every batch formed).
-        listed_targets: the targets listed so far, sorted by name, stems assigned.
+        listed_targets: the targets listed so far, sorted by name, stems assigned (on disk, as
+            the collections below: :mod:`sansa.spill`).
         listed_skipped: the names of those an earlier run finished (with the same inputs).
     """
 
@@ -62,8 +65,8 @@ class Plan:
     pending: Iterator[Batch] = field(default_factory=lambda: iter(()))
     to_write: int = 0
     listed: bool = False
-    listed_targets: list[Target] = field(default_factory=list)
-    listed_skipped: list[str] = field(default_factory=list)
+    listed_targets: SpilledList[Target] = field(default_factory=lambda: target_list())
+    listed_skipped: NameSet = field(default_factory=NameSet)
     formed: list[Batch] = field(default_factory=list)  # formed, not yet handed out by stream()
 
     @property
@@ -78,13 +81,13 @@ class Plan:
         return self.formed
 
     @property
-    def targets(self) -> list[Target]:
+    def targets(self) -> Sequence[Target]:
         """Every target, sorted by name, stems assigned (reads the rest of the listing first)."""
         self.formed.extend(self.pending)
         return self.listed_targets
 
     @property
-    def skipped(self) -> list[str]:
+    def skipped(self) -> NameSet:
         """Names of targets an earlier run finished (with the same inputs); reads the rest of the listing first."""
         self.formed.extend(self.pending)
         return self.listed_skipped
@@ -117,11 +120,21 @@ class _Handout(Iterator[Batch]):
 
 
 class Records(Sequence[TargetRecord]):
-    """:attr:`RunResult.records`: the record of each of ``names``, read from ``writer`` (kept
-    packed there) when asked for, so a million targets' records are never all Python objects."""
+    """:attr:`RunResult.records`: the record of each of ``targets`` that has one, in their order,
+    read from ``writer`` (kept on disk there) when asked for, so a million targets' records are
+    never all Python objects. Which targets have one is worked out on first use."""
 
-    def __init__(self, writer: FolderWriter, names: list[str]) -> None:
-        self._writer, self._names = writer, names
+    def __init__(self, writer: FolderWriter, targets: Sequence[Target]) -> None:
+        self._writer, self._targets = writer, targets
+        self._with_record: SpilledList[str] | None = None
+
+    @property
+    def _names(self) -> SpilledList[str]:
+        if self._with_record is None:
+            names: SpilledList[str] = SpilledList(str, str)
+            names.extend(t.name for t in self._targets if self._writer.has_record(t.name))
+            self._with_record = names
+        return self._with_record
 
     def __len__(self) -> int:
         return len(self._names)
@@ -165,6 +178,20 @@ def form_batches(plan: Plan, pages: Iterator[Page], size: int) -> Iterator[Batch
         plan.listed = True
         yield Batch(index, members, write)
     plan.listed = True
+
+
+def target_list() -> SpilledList[Target]:
+    """An empty list of targets on disk."""
+    return SpilledList(_encode_target, _decode_target)
+
+
+def _encode_target(target: Target) -> str:
+    return json.dumps([target.path, target.name, target.stem], ensure_ascii=False)
+
+
+def _decode_target(data: str) -> Target:
+    path, name, stem = json.loads(data)
+    return Target(path, name, stem)
 
 
 STAT_THREADS = 32  # requests in flight asking a store whether targets changed

@@ -21,7 +21,7 @@ from sansa.labeling.engine import (
     tally,
 )
 from sansa.labeling.job import Job
-from sansa.labeling.pipeline import Outcome, lane_batches, model_lanes
+from sansa.labeling.pipeline import Outcome, RunOutcome, lane_batches, model_lanes
 from sansa.labeling.plan import Plan
 from sansa.labeling.ray import run_ray
 
@@ -69,7 +69,7 @@ def run(
             plan.close()
 
 
-def _local_batches(predictor: SansaPredictor, plan: Plan, pipelined: bool, lanes: int) -> Outcome:
+def _local_batches(predictor: SansaPredictor, plan: Plan, pipelined: bool, lanes: int) -> RunOutcome:
     """Every batch of the plan on this process, with a progress bar; ``seconds`` is the loop's wall time."""
     if pipelined:
         outcomes = lane_batches(predictor, plan.writer, plan.stream(), plan.inputs_digest, lanes)
