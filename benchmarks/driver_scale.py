@@ -113,7 +113,8 @@ def one_size(count: int, folder: str) -> dict[str, tuple[float, float, float, in
     from sansa.export import shards
     from sansa.labeling import engine
     from sansa.labeling.job import ExportOptions, Job, ModelSpec, ReferenceEntry
-    from sansa.labeling.ray import BLOCK_TARGETS
+    from sansa.labeling.pipeline import RunOutcome
+    from sansa.labeling.ray import BLOCK_TARGETS, account_for_every_target
     from sansa.records import Prompt
 
     targets = f"s3://bench-{count}/photos"
@@ -142,14 +143,16 @@ def one_size(count: int, folder: str) -> dict[str, tuple[float, float, float, in
 
     (plan, stream, block), rows["first block (prepare + first block formed)"] = _step(first_block)
 
+    outcome = RunOutcome()  # the driver's tally of the blocks' outcomes (names on disk)
+
     def rest_of_listing(stream, block):
         blocks = [block]
         while more := list(islice(stream, BLOCK_TARGETS)):
             blocks.append(more)
             if len(blocks) > 8:  # as the actors take them: written out, then dropped
-                _write_records(plan, blocks.pop(0), listed, shards)
+                outcome.add(_write_records(plan, blocks.pop(0), listed, shards))
         for left in blocks:
-            _write_records(plan, left, listed, shards)
+            outcome.add(_write_records(plan, left, listed, shards))
         return plan.to_write
 
     written, rows["rest of the listing (every batch formed)"] = _step(lambda: rest_of_listing(stream, block))
@@ -163,7 +166,14 @@ def one_size(count: int, folder: str) -> dict[str, tuple[float, float, float, in
         return again
 
     plan, rows["resume (prepare + whole listing, all done)"] = _step(resume)
-    _, rows["finish (manifest, annotations.json)"] = _step(lambda: engine.finish_dataset(plan.writer, []))
+
+    def finish():
+        outcome.skipped = plan.skipped
+        account_for_every_target(outcome, plan.targets)  # as a Ray run does: every target accounted for
+        assert not outcome.failures and len(outcome.written) == count
+        engine.finish_dataset(plan.writer, outcome.failures)
+
+    _, rows["finish (every target accounted for, manifest, annotations.json)"] = _step(finish)
     plan.close()
     return rows
 
@@ -185,8 +195,11 @@ def _template() -> dict:
     return dict(TEMPLATE)
 
 
-def _write_records(plan, batches, listed, shards) -> None:
-    """What an actor leaves for a block: one shard of its targets' records (made from the listing)."""
+def _write_records(plan, batches, listed, shards):
+    """What an actor leaves for a block: one shard of its targets' records (made from the listing);
+    returns the block's outcome as the actor sends it back."""
+    from sansa.labeling.pipeline import Outcome
+
     parts = []
     for batch in batches:
         target = batch.targets[0]
@@ -197,6 +210,7 @@ def _write_records(plan, batches, listed, shards) -> None:
     SHARDS["count"] += 1
     if len(WRITES) > 32:
         WRITES.pop(0).result()
+    return Outcome(written=[part["name"] for part in parts])
 
 
 POOL = ThreadPoolExecutor(16)
@@ -282,6 +296,20 @@ def main() -> None:
             for r in results.values()
         ]
         print(f"| {step} | " + " | ".join(cells) + " |")
+    if len(results) > 1:  # growth from the smallest size to the largest, per target
+        (small, first), (large, last) = min(results.items()), max(results.items())
+        steps, span = list(first), large - small
+
+        def per_target(step: str, column: int, scale: float) -> float:
+            return (last[step][column] - first[step][column]) * scale / span
+
+        growth = "; ".join(
+            f"{step.split(' (')[0]}: RSS after {per_target(step, 2, 2**20):.0f} B, "
+            f"{per_target(step, 3, 1000):.1f} requests per 1,000 targets"
+            for step in steps[1:]
+        )
+        print(f"\nGrowth from {small:,} to {large:,} targets, per target: {growth}; ", end="")
+        print(f"the driver's peak RSS {per_target(steps[-1], 1, 2**20):.0f} B")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from sansa.errors import SansaError
 
-CACHE_KIB = 4096  # SQLite's page cache per collection: what stays in memory
+CACHE_KIB = 2048  # SQLite's page cache per collection: what stays in memory
 PAGE = 1000  # rows read at a time when iterating
 IN_CHUNK = 500  # names asked about in one query (SQLite allows at least 999 parameters)
 
