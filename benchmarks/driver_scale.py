@@ -108,7 +108,20 @@ def timed(step) -> tuple[object, float, float, float]:
     return result, seconds, peak, current
 
 
-def one_size(count: int, folder: str) -> dict[str, tuple[float, float, float, int, float]]:
+def spilled_mib() -> float:
+    """MiB in the driver's temporary SQLite files (sansa.spill), open now: SQLite removes their
+    names when it opens them, so they are found through the process's open files."""
+    total = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if "etilqs_" in os.readlink(f"/proc/self/fd/{fd}"):
+                total += os.fstat(int(fd)).st_size
+        except OSError:
+            continue
+    return total / 2**20
+
+
+def one_size(count: int, folder: str) -> dict[str, tuple[float, float, float, int, float, float]]:
     """The steps of one size, in this process (a fresh driver for each size: its own peak RSS)."""
     from sansa.export import shards
     from sansa.labeling import engine
@@ -134,7 +147,7 @@ def one_size(count: int, folder: str) -> dict[str, tuple[float, float, float, in
     def listed(name: str) -> dict[str, int]:
         return {"bytes": size, "mtime_ns": int(times[int(name[1:8])]) * 10**9}
 
-    rows = {"imports, reference (before the run)": (0.0, *timed(lambda: None)[2:], 0, 0.0)}
+    rows = {"imports, reference (before the run)": (0.0, *timed(lambda: None)[2:], 0, 0.0, 0.0)}
 
     def first_block():
         plan = engine.prepare(job)
@@ -218,14 +231,14 @@ WRITES: list = []
 SHARDS = {"count": 0}  # the stub actors' PUTs (one a block), not counted as the driver's requests
 
 
-def _step(step) -> tuple[object, tuple[float, float, float, int, float]]:
+def _step(step) -> tuple[object, tuple[float, float, float, int, float, float]]:
     before, waited, puts = REQUESTS["count"], REQUESTS["waiting_s"], SHARDS["count"]
     result, seconds, peak, held = timed(step)
     for write in WRITES:
         write.result()
     WRITES.clear()
     requests = REQUESTS["count"] - before - (SHARDS["count"] - puts)
-    return result, (seconds, peak, held, requests, REQUESTS["waiting_s"] - waited)
+    return result, (seconds, peak, held, requests, REQUESTS["waiting_s"] - waited, spilled_mib())
 
 
 # HTTP requests the driver made to the store, and the time with at least one of them in flight
@@ -292,7 +305,7 @@ def main() -> None:
     for step in next(iter(results.values())):
         cells = [
             f"{r[step][0]:.1f} s ({r[step][4]:.1f} s waiting for {r[step][3]:,} requests), "
-            f"RSS {r[step][2]:.0f} MiB (peak {r[step][1]:.0f})"
+            f"RSS {r[step][2]:.0f} MiB (peak {r[step][1]:.0f}), temporary files {r[step][5]:.0f} MiB"
             for r in results.values()
         ]
         print(f"| {step} | " + " | ".join(cells) + " |")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import pytest
 
 from sansa.errors import SansaError
-from sansa.spill import PAGE, NameSet, SpilledList, SpilledMapping
+from sansa.spill import PAGE, NameSet, SpilledList, SpilledMapping, temporary_folder
 
 
 def json_mapping() -> SpilledMapping[dict]:
@@ -116,5 +117,24 @@ def test_a_full_temporary_folder_is_one_line_and_keeps_what_was_stored():
     with pytest.raises(SansaError) as caught:
         names.update(f"{i:0200d}" for i in range(5000))
     message = str(caught.value)
-    assert "\n" not in message and "full" in message and "TMPDIR" in message
+    assert message.startswith(f"{temporary_folder()}: ")
+    assert "\n" not in message and "full" in message and "SQLITE_TMPDIR" in message
     assert "kept" in names
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SQLite's Unix order of temporary folders")
+@pytest.mark.parametrize(
+    ("sqlite_tmpdir", "tmpdir", "expected"),
+    [("a", "b", "a"), (None, "b", "b"), (None, None, "/var/tmp"), ("missing", "b", "b")],
+)
+def test_temporary_folder_is_where_sqlite_writes(tmp_path, monkeypatch, sqlite_tmpdir, tmpdir, expected):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    for variable, value in (("SQLITE_TMPDIR", sqlite_tmpdir), ("TMPDIR", tmpdir)):
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, str(tmp_path / value))
+    if expected == "/var/tmp" and not os.access("/var/tmp", os.W_OK):
+        pytest.skip("no writable /var/tmp here")
+    assert temporary_folder() == (expected if expected.startswith("/") else str(tmp_path / expected))

@@ -3,7 +3,8 @@ million) targets holds a few MB of them in memory, whatever the count.
 
 Each collection is a private temporary SQLite database (``sqlite3.connect("")``): SQLite keeps it in
 its page cache (at most :data:`CACHE_KIB`) and moves the rest to a file in the temporary folder
-(``TMPDIR``), removed when the collection is closed or garbage-collected. Every operation holds the
+(:func:`temporary_folder`: ``SQLITE_TMPDIR``, ``TMPDIR``, else ``/var/tmp``), removed when the
+collection is closed or garbage-collected. Every operation holds the
 collection's lock, so threads may share one.
 
 Order: :class:`SpilledMapping` and :class:`NameSet` iterate their keys sorted as Python sorts
@@ -19,6 +20,7 @@ Order: :class:`SpilledMapping` and :class:`NameSet` iterate their keys sorted as
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
 import tempfile
 import threading
@@ -42,7 +44,9 @@ class _Database:
     def __init__(self, schema: str) -> None:
         self.lock = threading.RLock()  # a collection holds it around a change and its count
         self.connection = self._guard(lambda: sqlite3.connect("", check_same_thread=False, isolation_level=None))
-        self.script(f"PRAGMA cache_size = -{CACHE_KIB}; PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; {schema}")
+        self.script(
+            f"PRAGMA cache_size = -{CACHE_KIB}; PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; {schema}"
+        )
 
     def script(self, sql: str) -> None:
         with self.lock:
@@ -90,9 +94,19 @@ class _Database:
             return call()
         except sqlite3.Error as err:
             raise SansaError(
-                f"{tempfile.gettempdir()}: the run's temporary records failed ({err}); "
-                "set TMPDIR to a folder with room and run again to resume"
+                f"{temporary_folder()}: the run's temporary records failed ({err}); "
+                "set SQLITE_TMPDIR to a folder with room and run again to resume"
             ) from None
+
+
+def temporary_folder() -> str:
+    """Where SQLite puts the collections' files: as SQLite chooses on Unix (``SQLITE_TMPDIR``,
+    ``TMPDIR``, then the first writable of ``/var/tmp``, ``/usr/tmp``, ``/tmp``); elsewhere
+    Python's temporary folder."""
+    if os.name != "posix":
+        return tempfile.gettempdir()
+    candidates = [os.environ.get("SQLITE_TMPDIR"), os.environ.get("TMPDIR"), "/var/tmp", "/usr/tmp", "/tmp"]
+    return next((c for c in candidates if c and os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK)), ".")
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
