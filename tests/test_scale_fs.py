@@ -124,6 +124,30 @@ def test_atomic_write_to_url(s3_server, tmp_path, scheme):
     assert atomic.remove_temporaries(out) == 0
 
 
+def test_a_large_dataset_file_is_uploaded_in_parts(s3_server, monkeypatch):
+    """A dataset file larger than two upload parts goes up as one multipart upload of parts of
+    UPLOAD_PART bytes (s3fs alone would read a file under 100 MiB whole into memory): the object
+    holds exactly the chunks written, and no upload is left open."""
+    monkeypatch.setattr(fs, "UPLOAD_PART", 5 << 20)  # S3's least part
+    path = fs.as_path(s3_server.bucket("large-upload") + "/annotations.json")
+    chunks = [bytes([i]) * (1 << 20) for i in range(11)]  # 11 MiB: three parts
+    parts = []
+    send = path.fs._call_s3
+
+    async def counted(method, *args, **kwargs):
+        if method in ("put_object", "upload_part"):
+            parts.append((method, len(kwargs["Body"])))
+        return await send(method, *args, **kwargs)
+
+    monkeypatch.setattr(path.fs, "_call_s3", counted)
+    atomic.write_chunks(path, iter(chunks))
+    assert parts == [("upload_part", 5 << 20), ("upload_part", 5 << 20), ("upload_part", 1 << 20)]
+    path.fs.invalidate_cache()
+    assert path.read_bytes() == b"".join(chunks)
+    bucket = path.path.split("/", 1)[0]
+    assert not path.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads")
+
+
 @pytest.mark.parametrize(
     ("errors", "calls", "outcome"),
     [

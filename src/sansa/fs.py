@@ -111,7 +111,7 @@ def put_file(path: UPath, local: Path) -> None:
 
     def put() -> None:
         if is_object_store(path):
-            store.put_file(str(local), target)
+            store.put_file(str(local), target, **_upload_parts(store, local))
             return
         parent, name = posixpath.split(target)
         store.makedirs(parent, exist_ok=True)
@@ -125,6 +125,19 @@ def put_file(path: UPath, local: Path) -> None:
         if isinstance(err, SansaError):
             raise
         raise OutputError(f"{path}: cannot write ({describe(err)})") from None
+
+
+UPLOAD_PART = 8 << 20  # bytes held in memory at a time uploading a large file to S3 (S3's least part: 5 MiB)
+S3_MAX_PARTS = 10_000
+
+
+def _upload_parts(store: Any, local: Path) -> dict[str, int]:
+    """s3fs reads a file under 100 MiB whole into memory for one PUT (larger ones in parts of 50 MiB):
+    parts of :data:`UPLOAD_PART` keep a dataset file's upload to a few MiB of memory (one multipart
+    upload, which appears whole on completion, as a PUT does)."""
+    if not hasattr(store, "_call_s3"):
+        return {}
+    return {"chunksize": max(UPLOAD_PART, -(-local.stat().st_size // S3_MAX_PARTS))}
 
 
 def retrying(call: Any, delays: tuple[float, ...] | None = None) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 from sansa import fs
 from sansa.errors import SansaError
 from sansa.images import IMAGE_SUFFIXES
-from sansa.targets import Target, _hidden, _is_file, _is_image, find_targets, relative_name
+from sansa.targets import Target, find_targets, is_listed_target, relative_name
 
 Stat = dict[str, int]
 Page = list[tuple[Target, Stat | None]]  # targets in name order, each with its listed size and time
@@ -123,7 +123,7 @@ def _stream_folder(
             if key <= last[0]:
                 raise SansaError(f"targets {item}: the store listed {key} after {last[0]} (not in key order)")
             last[0] = key
-            if not _is_image(key, IMAGE_SUFFIXES) or _hidden(key, folder) or not _is_file(info):
+            if not is_listed_target(key, info, folder):
                 continue
             url = store.unstrip_protocol(key)
             if skip is None or not url.startswith(skip):

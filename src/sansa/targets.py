@@ -165,11 +165,7 @@ def find_url_targets(
             paths = sorted(p for p, info in infos.items() if _is_image(p, IMAGE_SUFFIXES) and _is_file(info))
         elif store.isdir(path):
             infos = store.find(path, detail=True) if recursive else {i["name"]: i for i in store.ls(path, detail=True)}
-            paths = sorted(
-                p
-                for p, info in infos.items()
-                if _is_image(p, IMAGE_SUFFIXES) and not _hidden(p, path) and _is_file(info)
-            )
+            paths = sorted(p for p, info in infos.items() if is_listed_target(p, info, path))
         elif store.isfile(path):
             paths = [path] if _is_image(path, IMAGE_SUFFIXES) else _read_url_list(store, path, item)
         else:
@@ -212,6 +208,12 @@ def _read_url_list(store: Any, path: str, item: str) -> list[str]:
     return [
         store._strip_protocol(e) if fs.is_url(e) else posixpath.normpath(posixpath.join(folder, e)) for e in entries
     ]
+
+
+def is_listed_target(path: str, info: dict[str, Any], folder: str) -> bool:
+    """Whether ``path``, listed by a store (``info``: fsspec's entry) under folder ``folder``, is a
+    target: an image file, neither hidden nor in a hidden folder below ``folder``."""
+    return _is_image(path, IMAGE_SUFFIXES) and not _hidden(path, folder) and _is_file(info)
 
 
 def _is_file(info: dict[str, Any]) -> bool:
