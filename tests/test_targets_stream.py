@@ -4,6 +4,7 @@ stop in the middle of the listing. Targets on a local S3 API server (moto, loopb
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import time
@@ -225,8 +226,23 @@ def test_a_listing_out_of_key_order_is_refused(bucket, monkeypatch):
         list(listing.stream_targets([f"{bucket}/photos"], True).pages)
 
 
-def test_local_folders_are_listed_whole(tmp_path):
-    (tmp_path / "b.png").write_bytes(png(1))
-    (tmp_path / "a.png").write_bytes(png(2))
-    stream = listing.stream_targets([str(tmp_path)], False)
-    assert not stream.streamed and [t.name for page in stream.pages for t, _ in page] == ["a.png", "b.png"]
+@pytest.mark.parametrize("page_keys", [1, 2, 1000])
+def test_local_folders_are_listed_whole_then_handed_out_in_pages(tmp_path, monkeypatch, page_keys):
+    """A local folder is listed whole (and sorted), then handed out a page at a time: the pages
+    together are the sorted list, and batches across page boundaries are the fixed batches."""
+    monkeypatch.setattr(listing, "PAGE_KEYS", page_keys)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed, name in enumerate(["c.png", "b.png", "a.png", "d.png", "e.png"]):
+        (folder / name).write_bytes(png(seed))
+    Image.new("RGB", (64, 48)).save(tmp_path / "ref.png")
+    stream = listing.stream_targets([str(folder)], False)
+    pages = list(stream.pages)
+    assert not stream.streamed and [t.name for page in pages for t, _ in page] == [f"{n}.png" for n in "abcde"]
+    assert all(len(page) == page_keys for page in pages[:-1])
+    plan = labeling.prepare(dataclasses.replace(job(str(folder), tmp_path / "out"), batch_size=2))
+    try:
+        formed = [[t.name for t in batch.targets] for batch in plan.stream()]
+    finally:
+        plan.close()
+    assert formed == [["a.png", "b.png"], ["c.png", "d.png"], ["e.png"]]

@@ -40,7 +40,7 @@ class TargetStream:
     Attributes:
         root: the folder names are relative to (a ``Path``, or a URL string), as :func:`find_targets` gives.
         pages: the pages not yet read (each read from the store when asked for).
-        streamed: whether pages come as the store lists them (else: one page of the whole list).
+        streamed: whether pages come as the store lists them (else: pages of the whole list, listed first).
     """
 
     root: Any
@@ -65,7 +65,14 @@ def stream_targets(inputs: Sequence[str], recursive: bool, exclude: Any = None) 
             return _stream_folder(inputs[0], store, path.rstrip("/"), pages, exclude)
     stats: dict[str, Stat] = {}
     targets, root = find_targets(inputs, recursive, exclude=exclude, stats=stats)
-    return TargetStream(root, iter([[(t, stats.get(t.path)) for t in targets]]), streamed=False)
+    return TargetStream(root, _pages_of(targets, stats), streamed=False)
+
+
+def _pages_of(targets: list[Target], stats: dict[str, Stat]) -> Iterator[Page]:
+    """A whole listing in pages of :data:`PAGE_KEYS` (batches are formed, and what earlier runs
+    finished is found, a page at a time)."""
+    for start in range(0, len(targets), PAGE_KEYS):
+        yield [(t, stats.get(t.path)) for t in targets[start : start + PAGE_KEYS]]
 
 
 def list_pages(store: Any, path: str, recursive: bool) -> Iterator[list[dict[str, Any]]] | None:
