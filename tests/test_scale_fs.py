@@ -126,22 +126,30 @@ def test_atomic_write_to_url(s3_server, tmp_path, scheme):
 
 def test_a_large_dataset_file_is_uploaded_in_parts(s3_server, monkeypatch):
     """A dataset file larger than two upload parts goes up as one multipart upload of parts of
-    UPLOAD_PART bytes (s3fs alone would read a file under 100 MiB whole into memory): the object
+    UPLOAD_PART bytes, UPLOAD_PARTS_AT_ONCE at a time (s3fs alone would read a file under 100 MiB
+    whole into memory, a larger one 500 MiB at a time): the object
     holds exactly the chunks written, and no upload is left open."""
     monkeypatch.setattr(fs, "UPLOAD_PART", 5 << 20)  # S3's least part
     path = fs.as_path(s3_server.bucket("large-upload") + "/annotations.json")
     chunks = [bytes([i]) * (1 << 20) for i in range(11)]  # 11 MiB: three parts
-    parts = []
+    parts, in_flight = [], {"now": 0, "most": 0}
     send = path.fs._call_s3
 
     async def counted(method, *args, **kwargs):
-        if method in ("put_object", "upload_part"):
-            parts.append((method, len(kwargs["Body"])))
-        return await send(method, *args, **kwargs)
+        if method not in ("put_object", "upload_part"):
+            return await send(method, *args, **kwargs)
+        parts.append((method, len(kwargs["Body"])))
+        in_flight["now"] += 1
+        in_flight["most"] = max(in_flight["most"], in_flight["now"])
+        try:
+            return await send(method, *args, **kwargs)
+        finally:
+            in_flight["now"] -= 1
 
     monkeypatch.setattr(path.fs, "_call_s3", counted)
     atomic.write_chunks(path, iter(chunks))
     assert parts == [("upload_part", 5 << 20), ("upload_part", 5 << 20), ("upload_part", 1 << 20)]
+    assert in_flight["most"] == fs.UPLOAD_PARTS_AT_ONCE  # parts read into memory together
     path.fs.invalidate_cache()
     assert path.read_bytes() == b"".join(chunks)
     bucket = path.path.split("/", 1)[0]

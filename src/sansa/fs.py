@@ -127,17 +127,20 @@ def put_file(path: UPath, local: Path) -> None:
         raise OutputError(f"{path}: cannot write ({describe(err)})") from None
 
 
-UPLOAD_PART = 8 << 20  # bytes held in memory at a time uploading a large file to S3 (S3's least part: 5 MiB)
+UPLOAD_PART = 8 << 20  # bytes of each part uploading a large file to S3 (S3's least part: 5 MiB) ...
+UPLOAD_PARTS_AT_ONCE = 2  # ... and parts in flight (s3fs's default: 10, read into memory together)
 S3_MAX_PARTS = 10_000
 
 
 def _upload_parts(store: Any, local: Path) -> dict[str, int]:
-    """s3fs reads a file under 100 MiB whole into memory for one PUT (larger ones in parts of 50 MiB):
-    parts of :data:`UPLOAD_PART` keep a dataset file's upload to a few MiB of memory (one multipart
-    upload, which appears whole on completion, as a PUT does)."""
+    """s3fs reads a file under 100 MiB whole into memory for one PUT (larger ones ten parts of 50 MiB
+    at a time): :data:`UPLOAD_PARTS_AT_ONCE` parts of :data:`UPLOAD_PART` keep a dataset file's
+    upload to a few MiB of memory (one multipart upload, which appears whole on completion, as a
+    PUT does)."""
     if not hasattr(store, "_call_s3"):
         return {}
-    return {"chunksize": max(UPLOAD_PART, -(-local.stat().st_size // S3_MAX_PARTS))}
+    part = max(UPLOAD_PART, -(-local.stat().st_size // S3_MAX_PARTS))
+    return {"chunksize": part, "max_concurrency": UPLOAD_PARTS_AT_ONCE}
 
 
 def retrying(call: Any, delays: tuple[float, ...] | None = None) -> Any:
