@@ -12,14 +12,17 @@ model, no Ray: the blocks' records are written as the actors' shards would be, o
 * listing: the rest of the listing, every batch formed and dropped (as the actors take them),
 * resume: ``engine.prepare`` again once every target is done, and the whole listing (the record
   shards, one object per block; sizes and times of the targets come with the listing),
-* finish: ``engine.finish_dataset`` (``manifest.json`` and ``annotations.json`` streamed from the
+* finish: every target accounted for against the blocks' outcomes (``ray.account_for_every_target``),
+  then ``engine.finish_dataset`` (``manifest.json`` and ``annotations.json`` streamed from the
   records, a target at a time),
 
 with the requests each made to the store (the stub shard writes not counted), the time waiting for
-them, and the driver's resident memory after each step and its peak so far (each size runs in a
-fresh driver process, torch imported first as ``sansa segment`` does). Prints a Markdown table::
+them, the driver's resident memory after each step and its peak so far (each size runs in a
+fresh driver process, torch imported first as ``sansa segment`` does) and the size of its
+temporary files (:mod:`sansa.spill`). Prints a Markdown table, then the growth per target from the
+smallest size to the largest::
 
-    python benchmarks/driver_scale.py --targets 25000 50000 100000
+    python benchmarks/driver_scale.py --targets 25000 200000
 
 Needs ``pip install 'sansa-segment[scale]' moto[server]``.
 """
