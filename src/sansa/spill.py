@@ -109,6 +109,29 @@ def temporary_folder() -> str:
     return next((c for c in candidates if c and os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK)), ".")
 
 
+def _sorted_rows(db: _Database, table: str, columns: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``table`` in the order of its key (the first of ``columns``), :data:`PAGE` at a
+    time, each page asked for after the last key seen (rows added meanwhile after it are seen too)."""
+    key = columns.split(",")[0].strip()
+    after: str | None = None
+    while True:
+        where, parameters = ("", ()) if after is None else (f"WHERE {key} > ?", (after,))
+        rows = db.rows(f"SELECT {columns} FROM {table} {where} ORDER BY {key} LIMIT {PAGE}", parameters)
+        yield from rows
+        if len(rows) < PAGE:
+            return
+        after = rows[-1][0]
+
+
+def _present(db: _Database, table: str, key: str, values: Iterable[str]) -> set[str]:
+    """Those of ``values`` that are keys of ``table``, :data:`IN_CHUNK` per query."""
+    found: set[str] = set()
+    for chunk in _chunks(set(values), IN_CHUNK):
+        marks = ",".join("?" * len(chunk))
+        found.update(row[0] for row in db.rows(f"SELECT {key} FROM {table} WHERE {key} IN ({marks})", chunk))
+    return found
+
+
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
@@ -187,11 +210,7 @@ class SpilledMapping(MutableMapping[str, V], Generic[V]):
 
     def _known(self, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` present."""
-        found: set[str] = set()
-        for chunk in _chunks(set(keys), IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            found.update(row[0] for row in self._db.rows(f"SELECT key FROM items WHERE key IN ({marks})", chunk))
-        return found
+        return _present(self._db, "items", "key", keys)
 
     def __len__(self) -> int:
         return self._count
@@ -204,16 +223,7 @@ class SpilledMapping(MutableMapping[str, V], Generic[V]):
         return ((key, self._decode(value)) for key, value in self._pages("key, value"))
 
     def _pages(self, columns: str) -> Iterator[tuple[Any, ...]]:
-        after: str | None = None
-        while True:
-            if after is None:
-                rows = self._db.rows(f"SELECT {columns} FROM items ORDER BY key LIMIT {PAGE}")
-            else:
-                rows = self._db.rows(f"SELECT {columns} FROM items WHERE key > ? ORDER BY key LIMIT {PAGE}", (after,))
-            yield from rows
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
+        return _sorted_rows(self._db, "items", columns)
 
     def close(self) -> None:
         """Free the database now (it is freed when the mapping is garbage-collected anyway)."""
@@ -243,11 +253,7 @@ class NameSet(Set[str]):
 
     def known(self, names: Iterable[str]) -> set[str]:
         """Those of ``names`` in the set (one query per :data:`IN_CHUNK` names)."""
-        found: set[str] = set()
-        for chunk in _chunks(set(names), IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            found.update(row[0] for row in self._db.rows(f"SELECT name FROM names WHERE name IN ({marks})", chunk))
-        return found
+        return _present(self._db, "names", "name", names)
 
     def __contains__(self, name: object) -> bool:
         return bool(self._db.rows("SELECT 1 FROM names WHERE name = ?", (name,)))
@@ -256,16 +262,7 @@ class NameSet(Set[str]):
         return self._count
 
     def __iter__(self) -> Iterator[str]:
-        after: str | None = None
-        while True:
-            if after is None:
-                rows = self._db.rows(f"SELECT name FROM names ORDER BY name LIMIT {PAGE}")
-            else:
-                rows = self._db.rows(f"SELECT name FROM names WHERE name > ? ORDER BY name LIMIT {PAGE}", (after,))
-            yield from (row[0] for row in rows)
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
+        return (row[0] for row in _sorted_rows(self._db, "names", "name"))
 
     def __eq__(self, other: object) -> bool:
         """Equal to a set of the same names, or to a list of them in sorted order."""
