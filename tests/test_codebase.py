@@ -22,7 +22,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Lowest first. A name covers the module and, for a package, everything under it.
 LAYERS = [
     ("sansa", "sansa._version", "sansa.errors", "sansa.vocab"),  # `sansa` itself imports only _version eagerly
-    ("sansa.fs",),
+    ("sansa.fs", "sansa.spill"),
     ("sansa.atomic", "sansa.images", "sansa.drawing", "sansa.records", "sansa.devices", "sansa.metrics"),
     (
         "sansa.targets",
