@@ -887,6 +887,54 @@ def test_late_tasks_are_posted_with_the_version(tiny_model, fake):
     assert old == [], "work of the old version was posted after the references changed"
 
 
+@pytest.mark.parametrize(
+    ("calls", "done", "pending"),
+    [
+        ([[1, 2, 3], [4]], {}, [4, 1, 2, 3]),  # one task opened behind a batch goes first
+        ([[1, 2, 3], [3, 1]], {}, [3, 1, 2]),  # queued tasks move forward, in the call's order
+        ([[1, 2, 3], "start", [1, 4]], {}, [4, 2, 3]),  # the running task (1) is not queued again
+        ([[1, 1, 2]], {}, [1, 2]),  # repeats in one call count once
+        ([[1, 2]], {1: None, 2: "unreadable"}, [2]),  # done: left to be answered; failed: retried
+    ],
+)
+def test_newest_predict_call_goes_first(calls, done, pending):
+    """An annotator opening one task waits behind nobody: each /predict call's tasks go ahead of
+    the earlier calls' (whose late tasks are posted when done anyway). "start": the worker takes one."""
+    from sansa.labelstudio.jobs import Job, Outcome
+
+    job = Job(1, "v")
+    for task_id, error in done.items():
+        job.outcomes[task_id] = Outcome(prediction=None if error else {}, error=error)
+    for call in calls:
+        if call == "start":
+            job.running = job.pending.popleft()
+        else:
+            job.queue([(i, {"id": i}) for i in call])
+    assert list(job.pending) == pending
+    assert set(job.tasks) == set(pending) | ({job.running} if job.running else set())
+
+
+@pytest.mark.parametrize("project", ["1.1", "2.1"])
+def test_single_task_is_predicted_before_a_queued_batch(tiny_model, fake, project):
+    """The worker serves the newest call first, in the same project or another: a task opened
+    while a batch is queued is predicted next, and the batch's tasks are still all posted."""
+    rng = np.random.default_rng(1)
+    for i in range(4, 8):
+        fake.images[f"/data/upload/1/new{i}.png"] = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+        fake.tasks[i] = {"id": i, "data": {"photo": f"/data/upload/1/new{i}.png"}, "annotations": []}
+    backend = SansaBackend(tiny_model, fake, device="cpu", options=BackendOptions(answer_within=0.001))
+    backend.setup("1.1", BRUSH)
+    backend.setup(project, BRUSH)
+    with backend._model:  # the worker holds task 2 until the single task is queued
+        assert backend.predict([fake.tasks[i] for i in (2, 3, 4, 5, 6)], "1.1") == [[]] * 5
+        assert backend.predict([fake.tasks[7]], project) == [[]]
+    assert backend.wait_idle(120)
+    task_of = {task["data"]["photo"]: task["id"] for task in fake.tasks.values()}
+    predicted = [task_of[source] for source in fake.fetched if task_of[source] != 1]  # task 1: the reference
+    assert predicted == [2, 7, 3, 4, 5, 6]
+    assert sorted(fake.stored) == [2, 3, 4, 5, 6, 7]
+
+
 def test_skip_annotated_and_delete_old_versions(tiny_model, fake):
     """skip_annotated: an annotated task gets no prediction. delete_old: a task's older sansa predictions go."""
     options = BackendOptions(skip_annotated=True, delete_old=True)

@@ -371,12 +371,13 @@ class SansaBackend:
         deadline = time.monotonic() + self.options.answer_within
         with self._state:
             job = self._job(state, version)
-            wanted = []
-            for task_id, task in zip(task_ids, tasks, strict=True):
-                if self.options.skip_annotated and _annotated(task):
-                    continue
-                job.queue(task_id, task)
-                wanted.append(task_id)
+            queued = [
+                (task_id, task)
+                for task_id, task in zip(task_ids, tasks, strict=True)
+                if not (self.options.skip_annotated and _annotated(task))
+            ]
+            job.queue(queued)
+            wanted = [task_id for task_id, _ in queued]
             self._start_worker()
             self._state.notify_all()
             while not all(job.finished(i) for i in wanted) and not job.cancelled:
@@ -424,7 +425,8 @@ class SansaBackend:
         """The worker: predicts queued tasks one at a time, posting those already answered without."""
         while True:
             with self._state:
-                job = next((j for j in self.jobs.values() if j.pending and not j.cancelled), None)
+                waiting = [j for j in self.jobs.values() if j.pending and not j.cancelled]
+                job = max(waiting, key=lambda j: j.called, default=None)  # the newest call first
                 if job is None:
                     self._state.wait(30.0)
                     continue

@@ -2,7 +2,8 @@
 
 Label Studio sends every selected task in one ``/predict`` call and gives up after
 ``ML_TIMEOUT_PREDICT`` (100 s by default), storing nothing when it does. So a ``/predict`` call
-queues its tasks in the project's :class:`Job` and waits at most ``answer_within`` seconds: the
+queues its tasks in the project's :class:`Job`, ahead of earlier calls' (the newest caller waits,
+the rest of an earlier batch is posted anyway), and waits at most ``answer_within`` seconds: the
 tasks done by then are answered, the others are marked :attr:`Job.deliver` and the worker
 posts each through Label Studio's API (``POST /api/predictions`` with the job's
 ``model_version``) when it is done. A job whose model version is no longer the project's (the
@@ -41,11 +42,12 @@ class Job:
         project: Label Studio's project id.
         version: the ``model_version`` every prediction of the job carries.
         tasks: task id -> the task as Label Studio sent it (while queued or running).
-        pending: task ids waiting for the worker, in order.
+        pending: task ids waiting for the worker, in order: the newest call's first.
         outcomes: task id -> its outcome, until answered or posted.
         deliver: tasks whose ``/predict`` has answered without them: posted when done.
         failures: task id -> the one-line cause of its last failure.
         cancelled: set when the project's references changed; nothing more is computed or posted.
+        called: when a ``/predict`` call last queued tasks (the worker serves the newest first).
     """
 
     project: int
@@ -60,19 +62,32 @@ class Job:
     done: int = 0
     total: int = 0
     started: float = field(default_factory=time.monotonic)
+    called: float = field(default_factory=time.monotonic)
     reported: float = field(default_factory=time.monotonic)
 
-    def queue(self, task_id: int, task: dict[str, Any]) -> None:
-        """Queue a task unless it is queued, running or done and not yet answered (a failed one is retried)."""
-        if task_id in self.pending or task_id == self.running:
-            return
-        outcome = self.outcomes.get(task_id)
-        if outcome is not None and outcome.error is None:
-            return
-        self.outcomes.pop(task_id, None)
-        self.tasks[task_id] = task
-        self.pending.append(task_id)
-        self.total += 1
+    def queue(self, tasks: list[tuple[int, dict[str, Any]]]) -> None:
+        """Queue one ``/predict`` call's ``(task id, task)`` pairs ahead of earlier calls' tasks.
+
+        The newest call goes first: its caller (often an annotator opening one task) waits for
+        it, while the rest of an earlier large batch is posted when done anyway. A task already
+        queued moves forward; one running, or done and not yet answered, is left; a failed one
+        is retried.
+        """
+        first: dict[int, None] = {}  # ordered, without repeats
+        for task_id, task in tasks:
+            if task_id == self.running or task_id in first:
+                continue
+            if task_id not in self.tasks:  # not queued yet
+                outcome = self.outcomes.get(task_id)
+                if outcome is not None and outcome.error is None:
+                    continue
+                self.outcomes.pop(task_id, None)
+                self.tasks[task_id] = task
+                self.total += 1
+            first[task_id] = None
+        if first:
+            self.called = time.monotonic()
+            self.pending = deque([*first, *(i for i in self.pending if i not in first)])
 
     def finished(self, task_id: int) -> bool:
         """Whether the task's outcome is known."""
