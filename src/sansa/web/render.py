@@ -1,4 +1,4 @@
-"""Masks to small PNGs for the page, and mask PNGs from the page back to arrays.
+"""Masks to small PNGs for the page, and what the page sends (mask PNGs, prompts) back to arrays and records.
 
 Overlays are palette PNGs: index 0 transparent, ``i`` the fill of class ``i`` (translucent),
 ``C + i`` its outline (opaque). Encoding an index map is much cheaper than an RGBA image, and
@@ -17,7 +17,10 @@ from PIL import Image
 from sansa.atomic import encode_image
 from sansa.errors import ImageError
 from sansa.images import ImageTooLarge, open_image_file, read_size
+from sansa.records import Prompt
+from sansa.web import polygons
 from sansa.web.errors import NotAnImage, TooLarge, WebError, human_size
+from sansa.web.schema import PromptIn
 
 FILL_ALPHA = 120
 OUTLINE_ALPHA = 255
@@ -127,3 +130,22 @@ def decode_mask_png(value: str, size: tuple[int, int], max_bytes: int) -> np.nda
             f"prompt.mask_png: size {mask.shape[1]}x{mask.shape[0]} does not match the image ({size[1]}x{size[0]})"
         )
     return mask
+
+
+def page_prompt(prompt: PromptIn, size: tuple[int, int], max_bytes: int) -> Prompt:
+    """The page's prompt as a validated :class:`~sansa.records.Prompt` record (``size``: the image's ``(H, W)``)."""
+    strokes = [np.asarray(s, dtype=np.float32) for s in prompt.scribble or [] if s]
+    if prompt.polygons is not None and prompt.mask_png is not None:
+        raise WebError("prompt: send the mask as mask_png or as polygons, not both")
+    mask = decode_mask_png(prompt.mask_png, size, max_bytes) if prompt.mask_png is not None else None
+    if prompt.polygons is not None:
+        mask = polygons.rasterise(prompt.polygons, size)
+        if not mask.any():
+            raise WebError("prompt.polygons: they cover no pixel of the image; remove the reference instead")
+    return Prompt.create(
+        mask=mask,
+        points=[list(p) for p in prompt.points] if prompt.points else None,
+        labels=prompt.point_labels if prompt.points or prompt.point_labels else None,  # Prompt explains a mistake
+        box=list(prompt.box) if prompt.box is not None else None,
+        scribble=strokes or None,
+    )

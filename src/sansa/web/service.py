@@ -9,7 +9,8 @@ re-runs memory attention and the decoder on the targets shown. Reading and resiz
 propagated results are saved behind it on one saver thread (:meth:`SansaService.save_result`).
 
 Every change of a session is saved at once to the folder's ``.sansa/web/`` (:mod:`sansa.web.store`);
-a session not in memory (after a restart, or dropped to bound memory) is read back from there.
+a session not in memory (after a restart, or dropped to bound memory) is read back from there
+(:mod:`sansa.web.restore`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sansa.model.sansa import ImageFeatures
 from sansa.objects import ObjectOptions
 from sansa.predictor import SansaPredictor
 from sansa.records import Prompt, PromptType, Reference, Segmentation
-from sansa.web import history, polygons, render, results, strokes
+from sansa.web import history, polygons, render, restore, results, strokes
 from sansa.web.errors import Conflict, NotFound, Stale, WebError
 from sansa.web.folder import ImageFolder
 from sansa.web.schema import (
@@ -46,7 +47,7 @@ from sansa.web.schema import (
     Source,
 )
 from sansa.web.session import Session, Slot, TargetResult
-from sansa.web.store import DamagedFile, SessionStore, is_reference
+from sansa.web.store import DamagedFile, SessionStore
 
 __all__ = ["Prepared", "SansaService", "Session", "Slot", "TargetResult"]
 TRASH_LIMIT = 20  # deleted classes kept restorable per session
@@ -125,7 +126,7 @@ class SansaService:
                 if not self.store.exists(session_id):
                     raise NotFound(f"session {session_id!r}: unknown; reload the page")
                 try:
-                    restored = self._restore(session_id)
+                    restored = restore.restore_session(self, session_id)
                 except (OSError, DamagedFile) as err:
                     raise NotFound(f"the saved session {session_id} could not be read ({err})") from None
                 self._keep(restored)
@@ -270,7 +271,7 @@ class SansaService:
             session.classes = dict(order)
             for ref in entry["references"]:
                 try:
-                    self._restore_reference(session, ref)
+                    restore.restore_reference(self, session, ref)
                 except (SansaError, OSError, ValueError) as err:
                     session.notes.append(f"reference {ref['image']} ({name}): not restored: {err}")
             for image in entry["fixes"]:
@@ -305,7 +306,7 @@ class SansaService:
             if request.prompt.edits is not None:
                 prompt = self._edited(session, request, size)
             else:
-                prompt = _prompt(request.prompt, size, self.folder.max_upload_bytes)
+                prompt = render.page_prompt(request.prompt, size, self.folder.max_upload_bytes)
             is_mask = any(
                 v is not None for v in (request.prompt.mask_png, request.prompt.edits, request.prompt.polygons)
             )
@@ -388,7 +389,7 @@ class SansaService:
                     if before["prompt"] is None:
                         prompt = Prompt.create(mask=self.store.load_mask(session.id, entry["id"]))
                     else:
-                        prompt = _prompt(PromptIn(**before["prompt"]), size, self.folder.max_upload_bytes)
+                        prompt = render.page_prompt(PromptIn(**before["prompt"]), size, self.folder.max_upload_bytes)
                     self._set_reference(session, image, label, prompt, Source(before["source"]), before["prompt"])
             except BaseException:
                 session.history.append(entry)
@@ -502,82 +503,6 @@ class SansaService:
     def image_shapes(self) -> dict[str, tuple[int, int]]:
         """``(H, W)`` of every image of the folder as shown (EXIF rotation applied), from the headers."""
         return {info.name: (info.height, info.width) for info in self.folder.list().images}
-
-    def _restore(self, sid: str) -> Session:
-        """Session ``sid`` from disk: its references are encoded again, its results read back.
-
-        What is damaged on disk is treated as missing and said once in the session's notes (then
-        ``session.json`` is rewritten without it): a reference that cannot be restored, a result
-        whose file is damaged (that image is redone), an acceptance whose saved map is gone.
-        Raises :class:`~sansa.web.store.DamagedFile` when ``session.json`` itself cannot be read.
-        """
-        record, notes = self.store.load(sid)
-        session = Session(
-            sid,
-            self._new_predictor(),
-            version=record["version"],
-            classes={c["name"]: c["color"] for c in record["classes"]},
-            reviews={k: ReviewState(v) for k, v in record["reviews"].items()},
-            revision=record.get("revision", 0),
-            fixes=record.get("fixes", {}),
-            trash=record.get("trash", []),
-            history=record.get("history", []),
-        )
-        try:
-            session.predictor.objects = ObjectOptions.create(**record.get("object_options", {}))
-            session.object_options = dict(record.get("object_options", {}))
-        except (SansaError, TypeError):
-            notes.append("session.json: its object options are damaged; the defaults are used")
-        lost = False  # a reference not restored now (its image unreadable): kept on disk for the next try
-        for ref in record["references"]:
-            if not is_reference(ref):
-                notes.append(f"session.json: a damaged reference was left out ({str(ref)[:80]})")
-                session.changed()
-                continue
-            try:
-                self._restore_reference(session, ref)
-            except (SansaError, OSError, ValueError, TypeError) as err:
-                (notes if isinstance(err, DamagedFile) else session.notes).append(
-                    f"reference {ref['image']} ({ref['label']}): not restored: {err}"
-                )
-                lost = lost or not isinstance(err, DamagedFile)
-                session.changed()  # the results were made with references that are gone
-        shapes = self.image_shapes()
-        results, damaged = self.store.load_maps(sid, "results", shapes)
-        accepted, _ = self.store.load_maps(sid, "accepted", shapes)  # a damaged one: its review is undone
-        edited, damaged_edits = self.store.load_maps(sid, "objects", shapes)  # a damaged one: back to the prediction
-        session.edited = {m.name: TargetResult.from_stored(m) for m in edited}
-        damaged += damaged_edits
-        session.results = {m.name: TargetResult.from_stored(m) for m in results}
-        session.accepted = {
-            m.name: TargetResult.from_stored(m) for m in accepted if session.reviews.get(m.name) == ReviewState.ACCEPTED
-        }
-        for name in [n for n, s in session.reviews.items() if s == ReviewState.ACCEPTED and n not in session.accepted]:
-            del session.reviews[name]  # what was accepted is gone: never export another prediction in its place
-            notes.append(f"{name}: its accepted prediction is missing; review it again")
-        session.notes.extend([*notes, *damaged])
-        if notes and not lost:  # said once: the next restore reads a clean session.json (damaged maps
-            self.save(session)  # are set aside); a reference not restored now is kept for the next try
-        return session
-
-    def _restore_reference(self, session: Session, ref: dict[str, Any]) -> None:
-        image, label, prompt = ref["image"], ref["label"], ref.get("prompt")
-        if label not in session.classes:
-            raise ValueError(f"class {label!r} is not in the session")
-        pixels = self.folder.load(image)
-        if prompt is None:
-            try:
-                mask = self.store.load_mask(session.id, ref["id"])
-                if mask.shape != pixels.shape[:2]:
-                    raise SansaError(f"{mask.shape[1]}x{mask.shape[0]}, its image {pixels.shape[1]}x{pixels.shape[0]}")
-                record = Prompt.create(mask=mask)
-            except (SansaError, OSError) as err:  # never to be read: set aside, the reference dropped
-                self.store.set_aside_mask(session.id, ref["id"])
-                raise DamagedFile(f"its saved mask is damaged ({err})") from None
-        else:
-            record = _prompt(PromptIn(**prompt), pixels.shape[:2], self.folder.max_upload_bytes)
-        reference = session.predictor.add_reference(pixels, prompt=record, label=label, name=image)
-        session.slots[ref["id"]] = Slot(ref["id"], image, reference, Source(ref.get("source", "reference")), prompt)
 
     def _require_class(self, session: Session, name: str) -> None:
         if name not in session.classes:
@@ -695,22 +620,3 @@ def _deleted_class(entry: dict[str, Any]) -> DeletedClass:
 
 def _hex(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
-def _prompt(prompt: PromptIn, size: tuple[int, int], max_bytes: int) -> Prompt:
-    """The page's prompt as a validated :class:`~sansa.records.Prompt` record (``size``: the image's ``(H, W)``)."""
-    strokes = [np.asarray(s, dtype=np.float32) for s in prompt.scribble or [] if s]
-    if prompt.polygons is not None and prompt.mask_png is not None:
-        raise WebError("prompt: send the mask as mask_png or as polygons, not both")
-    mask = render.decode_mask_png(prompt.mask_png, size, max_bytes) if prompt.mask_png is not None else None
-    if prompt.polygons is not None:
-        mask = polygons.rasterise(prompt.polygons, size)
-        if not mask.any():
-            raise WebError("prompt.polygons: they cover no pixel of the image; remove the reference instead")
-    return Prompt.create(
-        mask=mask,
-        points=[list(p) for p in prompt.points] if prompt.points else None,
-        labels=prompt.point_labels if prompt.points or prompt.point_labels else None,  # Prompt explains a mistake
-        box=list(prompt.box) if prompt.box is not None else None,
-        scribble=strokes or None,
-    )
