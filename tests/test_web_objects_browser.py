@@ -178,6 +178,20 @@ def test_object_list_hover_select_and_show_hide(page):
     screenshot(page, "objects.png")
 
 
+def test_no_object_stays_highlighted_once_the_pointer_leaves_the_list(page):
+    """Clicking an object's eye rebuilds the list under the pointer; leaving it ends the hover all
+    the same (the rebuilt row never saw the pointer arrive, so it cannot see it leave)."""
+    cx, cy, _ = FRUITS[1]
+    before = canvas_pixel(page, cx, cy)
+    for _ in range(2):  # hide, then show again
+        row(page, 2).locator(".eye").click()
+        page.mouse.move(5, 5)
+    assert canvas_pixel(page, cx, cy) == before
+    assert page.locator(".object-item.hover").count() == 0
+    row(page, 2).hover()
+    assert page.locator(".object-item.hover").count() == 1
+
+
 def test_delete_merge_split_review_and_export_what_the_page_lists(page, tmp_path):
     row(page, 1).click()
     page.locator("#object-delete").click()

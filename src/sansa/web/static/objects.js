@@ -50,6 +50,9 @@ export class ObjectPanel {
     $("object-fix").onclick = () => this.fix();
     $("object-reset").onclick = () => this.edit("reset");
     $("object-options").onsubmit = (e) => { e.preventDefault(); this.saveOptions(); };
+    // render() rebuilds the rows under the pointer, and a removed row gets no mouseleave: the
+    // list (never rebuilt) ends the hover when the pointer leaves it.
+    $("objects").addEventListener("mouseleave", () => this.setHover(null));
     this.watchCanvas();
   }
 
@@ -91,7 +94,8 @@ export class ObjectPanel {
         textContent: hidden.has(o.id) ? "◌" : "◉", title: `${hidden.has(o.id) ? "Show" : "Hide"} object ${o.id} (view only: it is still exported)` });
       eye.onclick = (e) => { e.stopPropagation(); this.toggleHidden(o.id); };
       const item = document.createElement("li");
-      item.className = "object-item" + (this.selected.has(o.id) ? " selected" : "") + (o.state ? ` ${o.state}` : "");
+      item.className = "object-item" + (this.selected.has(o.id) ? " selected" : "") + (o.state ? ` ${o.state}` : "")
+        + (this.hover === o.id ? " hover" : "");
       item.style.setProperty("--c", this.hooks.colorOf(o.label));
       item.append(eye, Object.assign(document.createElement("span"), { className: "dot" }),
         Object.assign(document.createElement("span"), { className: "name", textContent: `${o.id} · ${o.label}` }),
