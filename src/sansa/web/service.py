@@ -98,7 +98,7 @@ class SansaService:
     def create_session(self) -> Session:
         """A new, empty session; it becomes the one ``sansa serve`` resumes."""
         with self.lock:
-            session = Session(uuid.uuid4().hex, self._new_predictor())
+            session = Session(uuid.uuid4().hex, self.predictor.sibling())
             if self.store.note:
                 session.notes.append(self.store.note)
             self._keep(session)
@@ -491,9 +491,6 @@ class SansaService:
         return [name for name in self.folder.names() if name not in references]
 
     # -- internals ----------------------------------------------------------------------
-    def _new_predictor(self) -> SansaPredictor:
-        return self.predictor.sibling()
-
     def _keep(self, session: Session) -> None:
         self._sessions[session.id] = session
         idle = [sid for sid, s in self._sessions.items() if not s.busy() and sid != session.id]
